@@ -1,0 +1,129 @@
+//! The user/kernel ABI of this kernel, defined once.
+//!
+//! Both the kernel and `libuser` depend on this crate; neither side may
+//! repeat a number or a layout that lives here. Everything is `no_std`,
+//! plain data, `#[repr(C)]` where it crosses the boundary, with its size
+//! checked at compile time.
+//!
+//! # Calling convention
+//!
+//! `syscall` with the number in `rax` and up to six arguments in `rdi`, `rsi`,
+//! `rdx`, `r10`, `r8`, `r9` (as on Linux). The result comes back in `rax`: a
+//! value `>= 0` is success, a value in `-4095..=-1` is `-errno` (see
+//! [`errno`]). `rcx` and `r11` are clobbered by the instruction itself; every
+//! other register is preserved.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod errno;
+pub mod syscall;
+
+/// Fixed addresses and sizes of a user address space.
+pub mod layout {
+    /// First address that is not in the user half (canonical lower half end).
+    pub const USER_END: u64 = 0x0000_8000_0000_0000;
+    /// Lowest address a user mapping may use; page 0 is never mapped so that
+    /// null dereferences fault.
+    pub const USER_MIN: u64 = 0x1000;
+    /// Where user programs are linked (see `user/linker.ld`).
+    pub const USER_IMAGE_BASE: u64 = 0x40_0000;
+    /// Top of the initial user stack (exclusive).
+    pub const USER_STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
+    /// Size of the initial user stack, mapped eagerly.
+    pub const USER_STACK_SIZE: u64 = 256 * 1024;
+    /// Lowest address of the stack region; ELF segments must stay below it.
+    pub const USER_STACK_BOTTOM: u64 = USER_STACK_TOP - USER_STACK_SIZE;
+    /// Base of the io_uring mapping of a process's first ring (seed layout).
+    pub const USER_IO_URING_BASE: u64 = 0x2000_0000_0000;
+    /// Base of the Ring API context mapping.
+    pub const USER_RING_CONTEXT_BASE: u64 = 0x0000_1000_0000_0000;
+    /// Page size.
+    pub const PAGE_SIZE: u64 = 4096;
+}
+
+/// One argument handed to a spawned program: a byte string in user memory.
+///
+/// `spawn` takes an array of these; a new process finds its own array (copied
+/// into its address space) in `rsi` at entry, with the count in `rdi`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Arg {
+    pub ptr: u64,
+    pub len: u64,
+}
+const _: () = assert!(core::mem::size_of::<Arg>() == 16);
+
+/// Open flags for `open` (Linux values).
+pub mod open_flags {
+    pub const O_RDONLY: u64 = 0;
+    pub const O_WRONLY: u64 = 1;
+    pub const O_RDWR: u64 = 2;
+    pub const O_ACCMODE: u64 = 3;
+    pub const O_CREAT: u64 = 0o100;
+    pub const O_EXCL: u64 = 0o200;
+    pub const O_TRUNC: u64 = 0o1000;
+    pub const O_APPEND: u64 = 0o2000;
+    /// Every flag the kernel understands; anything else is `EINVAL`.
+    pub const O_KNOWN: u64 = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND;
+}
+
+/// `whence` values for `lseek` (Linux values).
+pub mod seek {
+    pub const SEEK_SET: u64 = 0;
+    pub const SEEK_CUR: u64 = 1;
+    pub const SEEK_END: u64 = 2;
+}
+
+/// The well-known file descriptors every process starts with, all on the
+/// serial console.
+pub mod fd {
+    pub const STDIN: u64 = 0;
+    pub const STDOUT: u64 = 1;
+    pub const STDERR: u64 = 2;
+}
+
+/// How a process ended, as reported by `wait`.
+///
+/// A normal exit reports the code passed to `exit` (any `i32`). A process the
+/// kernel killed (a CPU exception in user mode) reports
+/// `KILLED_BASE + vector`, which no well-behaved program passes to `exit`.
+pub mod status {
+    pub const KILLED_BASE: i32 = 0x4000_0000;
+    /// Whether `status` says the process was killed by CPU exception.
+    pub const fn killed_by(status: i32) -> Option<u8> {
+        if status >= KILLED_BASE && status < KILLED_BASE + 256 {
+            Some((status - KILLED_BASE) as u8)
+        } else {
+            None
+        }
+    }
+}
+
+/// System-wide counters read with [`syscall::SYSINFO`]; tests use them to
+/// find leaks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysInfo {
+    /// Physical frames free in the frame allocator.
+    pub free_frames: u64,
+    /// Physical frames managed in total.
+    pub total_frames: u64,
+    /// Bytes currently allocated from the kernel heap.
+    pub heap_used: u64,
+    /// Live tasks (kernel threads, processes, unreaped zombies).
+    pub tasks: u64,
+    /// Number of CPUs running.
+    pub cpus: u64,
+    /// `abi::syscall::mode` value of the calling process.
+    pub syscall_mode: u64,
+}
+const _: () = assert!(core::mem::size_of::<SysInfo>() == 48);
+
+/// Metadata returned by `fstat`-like calls and (later) `STATX`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<FileStat>() == 16);

@@ -1,0 +1,78 @@
+//! Syscall numbers and their argument conventions.
+//!
+//! Where a call means what Linux's call of the same number means, it has
+//! Linux's x86_64 number (read, write, close, lseek, sched_yield, getpid,
+//! exit, fsync, unlink). Calls whose arguments differ from Linux's (paths are
+//! passed as pointer + length, never NUL-terminated) or that Linux lacks have
+//! numbers of their own at 1000 and above. Numbers 12-14 and 2000-2002 belong
+//! to the two ring systems.
+
+/// `read(fd, buf, len) -> bytes read`
+pub const READ: u64 = 0;
+/// `write(fd, buf, len) -> bytes written`. fds 1 and 2 are the console.
+pub const WRITE: u64 = 1;
+/// `close(fd) -> 0`
+pub const CLOSE: u64 = 3;
+/// `lseek(fd, offset: i64, whence) -> new offset`
+pub const LSEEK: u64 = 8;
+/// `io_uring_setup(entries, params) -> ring fd` (reserved: ring issue)
+pub const IO_URING_SETUP: u64 = 12;
+/// `io_uring_enter(fd, to_submit, min_complete, flags) -> submitted`
+pub const IO_URING_ENTER: u64 = 13;
+/// `io_uring_register(fd, opcode, arg, nr_args) -> 0`
+pub const IO_URING_REGISTER: u64 = 14;
+/// `sched_yield() -> 0`
+pub const YIELD: u64 = 24;
+/// `getpid() -> pid`
+pub const GETPID: u64 = 39;
+/// `exit(code: i32) -> !`
+pub const EXIT: u64 = 60;
+/// `fsync(fd) -> 0`
+pub const FSYNC: u64 = 74;
+
+/// `open(path, path_len, flags) -> fd` (flags: [`crate::open_flags`])
+pub const OPEN: u64 = 1000;
+/// `unlink(path, path_len) -> 0`
+pub const UNLINK: u64 = 1001;
+/// `spawn(name, name_len, args: *const Arg, nargs) -> pid`: runs the program
+/// `name` from the file system as a child of the caller.
+pub const SPAWN: u64 = 1002;
+/// `wait(pid: i64, status: *mut i32) -> pid`: waits for the child `pid`
+/// (or any child when `pid == -1`) to end and reaps it.
+pub const WAIT: u64 = 1003;
+/// `sleep(ns) -> 0`
+pub const SLEEP: u64 = 1004;
+/// `clock() -> monotonic nanoseconds since boot`
+pub const CLOCK: u64 = 1005;
+/// `poweroff(code) -> !`: ends the machine; code 0 reports success to the
+/// test harness, anything else failure.
+pub const POWEROFF: u64 = 1006;
+/// `sysinfo(out: *mut SysInfo) -> 0`
+pub const SYSINFO: u64 = 1007;
+/// `fstat(fd, out: *mut FileStat) -> 0`
+pub const FSTAT: u64 = 1008;
+
+/// `ring_enter()` doorbell (reserved: Ring API issue)
+pub const RING_ENTER: u64 = 2000;
+/// `ring_register(...)` (reserved: Ring API issue)
+pub const RING_REGISTER: u64 = 2001;
+/// `ring_setup(flags, ...)` (reserved: Ring API issue)
+pub const RING_SETUP: u64 = 2002;
+
+/// Limits the kernel enforces on syscall arguments.
+pub mod limits {
+    /// Longest path or program name.
+    pub const PATH_MAX: usize = 255;
+    /// Most arguments `spawn` accepts.
+    pub const ARGS_MAX: usize = 32;
+    /// Total bytes of all arguments `spawn` accepts.
+    pub const ARG_BYTES_MAX: usize = 4096;
+    /// Most open file descriptors per process.
+    pub const FDS_MAX: usize = 64;
+}
+
+/// `SysInfo::syscall_mode` values.
+pub mod mode {
+    pub const DIRECT: u64 = 0;
+    pub const RING_BASED: u64 = 1;
+}

@@ -1,0 +1,63 @@
+//! The seam between the kernel and its ring systems.
+//!
+//! Each ring system (io_uring on syscalls 12-14, the Ring API on 2000-2002)
+//! lives in its own crate and implements [`RingBackend`]. The kernel image
+//! registers the backends compiled into it and the `ring=` boot parameter
+//! chooses the active one; nothing else names a concrete backend.
+//!
+//! Status: the trait's shape is fixed here; the op table, submission and
+//! completion logic that both backends share arrive with the ring-core
+//! issue. Until then both backends answer every call with `ENOSYS`.
+
+/// How a process talks to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyscallMode {
+    /// Classic: every service is a `syscall` instruction.
+    #[default]
+    Direct,
+    /// Ordinary I/O goes through a ring set up for the process by the kernel.
+    /// Not implemented yet (Ring API issue): selecting it falls back to
+    /// `Direct` with a warning.
+    RingBased,
+}
+
+/// Which ring system a backend implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Linux-compatible io_uring, syscalls 12-14.
+    IoUring,
+    /// Doorbell-style Ring API with SQPOLL, syscalls 2000-2002.
+    SqPoll,
+}
+
+impl BackendKind {
+    /// The name used by the `ring=` boot parameter.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::IoUring => "iouring",
+            BackendKind::SqPoll => "sqpoll",
+        }
+    }
+}
+
+/// Raw syscall arguments as the dispatcher received them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawArgs(pub [u64; 6]);
+
+/// A ring system, used as `&'static dyn RingBackend`.
+///
+/// Each method receives the raw arguments of its syscall and returns the
+/// result or an errno; decoding and validating the arguments is the
+/// backend's job because the two systems' calls differ.
+pub trait RingBackend: Sync {
+    /// Which system this is.
+    fn kind(&self) -> BackendKind;
+    /// `io_uring_setup` / `ring_setup`.
+    fn setup(&self, args: RawArgs) -> Result<u64, i32>;
+    /// `io_uring_enter` / `ring_enter` (the doorbell).
+    fn enter(&self, args: RawArgs) -> Result<u64, i32>;
+    /// `io_uring_register` / `ring_register`.
+    fn register(&self, args: RawArgs) -> Result<u64, i32>;
+    /// Releases every ring the process `pid` owns; called when it ends.
+    fn teardown(&self, pid: u64);
+}
