@@ -1,2 +1,110 @@
+//! The kernel image: boots on x86_64 through multiboot2 (GRUB, BIOS or UEFI)
+//! or PVH (`qemu -kernel`), sets up memory, interrupts, the scheduler and the
+//! syscall interface, fills the RAM file system from the initrd and runs the
+//! first user program.
+//!
+//! Design principles:
+//! - Machine-specific code lives under [`arch`]; machine-independent logic
+//!   lives in `kernel-core`, where the host can test it.
+//! - Nothing a user program does can panic the kernel: user pointers go
+//!   through [`usercopy`], faults in user mode end only that process.
+//! - This crate is the only one that names concrete ring backends
+//!   ([`rings`]).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+mod arch;
+mod bootinfo;
+mod fs;
+mod logger;
+mod mm;
+mod rings;
+mod syscall;
+mod task;
+mod time;
+mod trap;
+mod usercopy;
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Called by the boot assembly in long mode on the boot stack, with the boot
+/// protocol's magic and the physical address of its information.
+#[unsafe(no_mangle)]
+pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
+    logger::init();
+    arch::init_cpu();
+    log::info!("kernel {} starting", env!("CARGO_PKG_VERSION"));
+
+    let Some(boot) = bootinfo::read(magic, u64::from(info)) else {
+        panic!("unknown boot protocol (magic {magic:#x}); boot through multiboot2 or PVH");
+    };
+    // The heap (which parsing needs) lives on the frame allocator.
+    mm::frames::init(&boot);
+    let (config, warnings) = kernel_core::bootparam::parse(boot.cmdline());
+    log::set_max_level(config.log);
+    log::info!("boot: {} with command line {:?}", boot.protocol, boot.cmdline());
+    for warning in boot.warnings.iter().flatten() {
+        log::warn!("boot information: {warning}");
+    }
+    for warning in &warnings {
+        log::warn!("{warning}");
+    }
+
+    arch::paging::remove_identity_map();
+    arch::apic::init();
+    rings::init(&config);
+
+    let initrd = boot.modules().first().copied();
+    fs::init(initrd);
+    if let Some(range) = initrd {
+        mm::frames::release(range);
+    }
+
+    task::init();
+    let mode = match config.syscall {
+        kernel_core::ring::SyscallMode::RingBased => {
+            log::warn!("syscall=ring: SyscallMode::RingBased is not implemented yet; using direct syscalls");
+            kernel_core::ring::SyscallMode::Direct
+        }
+        mode => mode,
+    };
+    let init_name = config.init.as_str();
+    match task::spawn(init_name, &[init_name.as_bytes()], None, mode) {
+        Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
+        Err(errno) => {
+            log::error!("init: cannot start {init_name:?}: {}", abi::errno::name(errno));
+            arch::cpu::exit_machine(false);
+        }
+    }
+    task::idle_loop()
+}
+
+/// Ends the machine: success when `code` is 0.
+pub fn shutdown(code: i32) -> ! {
+    x86_64::instructions::interrupts::disable();
+    log::info!("shutdown: exit code {code}");
+    arch::cpu::exit_machine(code == 0)
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    x86_64::instructions::interrupts::disable();
+    if !PANICKING.swap(true, Ordering::SeqCst) {
+        match info.location() {
+            Some(l) => logger::emergency_print(format_args!(
+                "\nKERNEL PANIC at {}:{}:{}: {}\n",
+                l.file(),
+                l.line(),
+                l.column(),
+                info.message()
+            )),
+            None => logger::emergency_print(format_args!("\nKERNEL PANIC: {}\n", info.message())),
+        }
+    }
+    arch::cpu::exit_machine(false)
+}

@@ -1,0 +1,92 @@
+//! Per-CPU state, reached through the GS base, and small CPU helpers.
+//!
+//! Each CPU owns one [`PerCpu`] block. In kernel mode `GS.base` points at it;
+//! in user mode the kernel's value sits in `KERNEL_GS_BASE` and `swapgs` at
+//! every entry and exit swaps the two. The syscall stub relies on the fixed
+//! offsets of `kernel_rsp` and `user_rsp`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use x86_64::registers::model_specific::Msr;
+
+/// Size of the stack the boot CPU starts on (it becomes its idle stack).
+pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+
+/// The boot CPU's first stack.
+#[repr(C, align(16))]
+pub struct BootStack(pub [u8; BOOT_STACK_SIZE]);
+
+#[unsafe(no_mangle)]
+pub static mut BOOT_STACK: BootStack = BootStack([0; BOOT_STACK_SIZE]);
+
+const IA32_GS_BASE: u32 = 0xC000_0101;
+const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
+
+/// Per-CPU block. `#[repr(C)]`: the syscall stub uses the offsets below.
+#[repr(C)]
+pub struct PerCpu {
+    /// Top of the kernel stack of the task running on this CPU (syscall entry).
+    pub kernel_rsp: AtomicU64,
+    /// Scratch: the user stack pointer at syscall entry.
+    pub user_rsp: AtomicU64,
+    /// This CPU's index.
+    pub id: u64,
+}
+
+/// Offset of [`PerCpu::kernel_rsp`] for assembly.
+pub const PERCPU_KERNEL_RSP: usize = core::mem::offset_of!(PerCpu, kernel_rsp);
+/// Offset of [`PerCpu::user_rsp`] for assembly.
+pub const PERCPU_USER_RSP: usize = core::mem::offset_of!(PerCpu, user_rsp);
+
+static BSP: PerCpu = PerCpu {
+    kernel_rsp: AtomicU64::new(0),
+    user_rsp: AtomicU64::new(0),
+    id: 0,
+};
+
+/// Points GS at the boot CPU's block.
+pub fn init_bsp() {
+    let addr = &BSP as *const PerCpu as u64;
+    // SAFETY: writing the GS base MSRs changes only what `gs:` addresses;
+    // nothing in the kernel uses GS before this point, and from here on GS
+    // is the per-CPU block as the rest of the kernel expects.
+    unsafe {
+        Msr::new(IA32_GS_BASE).write(addr);
+        Msr::new(IA32_KERNEL_GS_BASE).write(0);
+    }
+}
+
+/// This CPU's block.
+pub fn this() -> &'static PerCpu {
+    // Single CPU for now: SMP brings one block per CPU found through GS.
+    &BSP
+}
+
+/// Sets the stack the next syscall from user mode lands on.
+pub fn set_kernel_rsp(top: u64) {
+    this().kernel_rsp.store(top, Ordering::Relaxed);
+}
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects; CR4.TSD is clear so it is allowed.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Ends the machine. Under QEMU the isa-debug-exit device (iobase 0xf4)
+/// turns the written value `v` into exit status `2v + 1`: 0x10 -> 33 means
+/// success, 0x11 -> 35 failure. On hardware without it, the CPU halts.
+pub fn exit_machine(success: bool) -> ! {
+    let mut port = x86_64::instructions::port::Port::<u32>::new(0xf4);
+    // SAFETY: port 0xf4 is either QEMU's debug-exit device or unused.
+    unsafe { port.write(if success { 0x10 } else { 0x11 }) };
+    halt_forever()
+}

@@ -1,0 +1,47 @@
+//! The x86_64 doorway: everything machine-specific lives below this module
+//! and the rest of the kernel uses only what is re-exported here.
+
+pub mod apic;
+mod boot;
+pub mod context;
+pub mod cpu;
+pub mod gdt;
+pub mod idt;
+pub mod paging;
+pub mod serial;
+pub mod syscall;
+
+pub use boot::{MULTIBOOT2_MAGIC, PVH_MAGIC};
+
+/// Where all physical memory (the first 4 GiB) is mapped in the kernel half.
+pub const PHYS_OFFSET: u64 = 0xFFFF_8000_0000_0000;
+/// How much physical memory the direct map covers.
+pub const DIRECT_MAP_SIZE: u64 = 4 << 30;
+/// Where the kernel image is linked.
+pub const KERNEL_VMA: u64 = 0xFFFF_FFFF_8000_0000;
+
+/// The direct-map address of a physical address.
+#[inline]
+pub const fn phys_to_virt(phys: u64) -> u64 {
+    phys + PHYS_OFFSET
+}
+
+/// The physical address of a direct-map address.
+#[inline]
+pub const fn virt_to_phys(virt: u64) -> u64 {
+    virt - PHYS_OFFSET
+}
+
+/// The physical address of a kernel-image address (statics, code).
+#[inline]
+pub const fn kernel_image_to_phys(virt: u64) -> u64 {
+    virt - KERNEL_VMA
+}
+
+/// CPU set-up of the boot CPU that needs no memory allocator.
+pub fn init_cpu() {
+    gdt::init();
+    idt::init();
+    cpu::init_bsp();
+    syscall::init();
+}

@@ -1,0 +1,120 @@
+//! The kernel heap (`alloc`, `hashbrown`).
+//!
+//! Small objects (up to 2 KiB) come from per-size-class free lists; a class
+//! that runs dry carves a fresh frame into blocks. Blocks are aligned to
+//! their size, so any alignment up to the class size holds. Larger objects
+//! are whole runs of contiguous frames straight from the frame allocator and
+//! go back to it when freed. Slab frames stay with their class once carved
+//! (the caches reach a steady size; the leak tests warm them up first).
+
+use crate::arch::{phys_to_virt, virt_to_phys};
+use crate::mm::frames;
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Mutex;
+
+const PAGE: usize = 4096;
+const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
+
+struct FreeBlock {
+    next: *mut FreeBlock,
+}
+
+struct Classes {
+    heads: [*mut FreeBlock; CLASSES.len()],
+}
+
+// SAFETY: the free-list pointers point into frames owned by the heap and are
+// only touched under the `Mutex`.
+unsafe impl Send for Classes {}
+
+/// The global allocator.
+pub struct KernelHeap {
+    classes: Mutex<Classes>,
+    used: AtomicU64,
+}
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap {
+    classes: Mutex::new(Classes { heads: [core::ptr::null_mut(); CLASSES.len()] }),
+    used: AtomicU64::new(0),
+};
+
+/// Bytes currently handed out (rounded to block or page size).
+pub fn used_bytes() -> u64 {
+    HEAP.used.load(Ordering::Relaxed)
+}
+
+fn class_of(layout: Layout) -> Option<usize> {
+    let size = layout.size().max(layout.align());
+    CLASSES.iter().position(|&c| c >= size)
+}
+
+fn pages_of(layout: Layout) -> u64 {
+    layout.size().div_ceil(PAGE) as u64
+}
+
+// SAFETY: blocks handed out are unique until freed, sized and aligned for
+// the layout (class blocks are aligned to the class size, page runs to
+// pages or more), and `dealloc` receives the same layout.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if let Some(class) = class_of(layout) {
+                let mut classes = self.classes.lock();
+                if classes.heads[class].is_null() {
+                    let Some(frame) = frames::alloc() else {
+                        return core::ptr::null_mut();
+                    };
+                    let base = phys_to_virt(frame) as usize;
+                    let size = CLASSES[class];
+                    let mut head = core::ptr::null_mut::<FreeBlock>();
+                    for offset in (0..PAGE).step_by(size).rev() {
+                        let block = (base + offset) as *mut FreeBlock;
+                        // SAFETY: `block` lies in the fresh frame, aligned
+                        // to `size` >= 16, and nothing else uses it.
+                        unsafe { block.write(FreeBlock { next: head }) };
+                        head = block;
+                    }
+                    classes.heads[class] = head;
+                }
+                let block = classes.heads[class];
+                // SAFETY: a non-null head is a free block of this class.
+                classes.heads[class] = unsafe { (*block).next };
+                self.used.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
+                block as *mut u8
+            } else {
+                let pages = pages_of(layout);
+                let align = (layout.align() / PAGE).max(1) as u64;
+                match frames::alloc_contiguous(pages, align) {
+                    Some(phys) => {
+                        self.used.fetch_add(pages * PAGE as u64, Ordering::Relaxed);
+                        phys_to_virt(phys) as *mut u8
+                    }
+                    None => core::ptr::null_mut(),
+                }
+            }
+        })
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            if let Some(class) = class_of(layout) {
+                let mut classes = self.classes.lock();
+                let block = ptr as *mut FreeBlock;
+                // SAFETY: `ptr` came from `alloc` with this layout, so it is
+                // a block of this class that the caller no longer uses.
+                unsafe { block.write(FreeBlock { next: classes.heads[class] }) };
+                classes.heads[class] = block;
+                self.used.fetch_sub(CLASSES[class] as u64, Ordering::Relaxed);
+            } else {
+                let pages = pages_of(layout);
+                let phys = virt_to_phys(ptr as u64);
+                for page in 0..pages {
+                    frames::free(phys + page * PAGE as u64);
+                }
+                self.used.fetch_sub(pages * PAGE as u64, Ordering::Relaxed);
+            }
+        })
+    }
+}

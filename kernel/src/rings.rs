@@ -1,0 +1,83 @@
+//! The ring backends compiled into this image, and the active one.
+//!
+//! This is the only module that names a concrete backend: each Cargo feature
+//! adds one to [`BACKENDS`]; the `ring=` boot parameter picks the active one
+//! among them. Everything else goes through `&dyn RingBackend`.
+
+use kernel_core::bootparam::BootConfig;
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend};
+use spin::Once;
+
+/// Every backend compiled in, in order of preference.
+const BACKENDS: &[&'static dyn RingBackend] = &[
+    #[cfg(feature = "iouring")]
+    &ring_iouring::BACKEND,
+    #[cfg(feature = "sqpoll")]
+    &ring_sqpoll::BACKEND,
+];
+
+static ACTIVE: Once<Option<&'static dyn RingBackend>> = Once::new();
+
+/// Chooses the active backend from the boot configuration.
+pub fn init(config: &BootConfig) {
+    let chosen = match config.ring {
+        Some(kind) => match find(kind) {
+            Some(backend) => Some(backend),
+            None => {
+                let fallback = BACKENDS.first().copied();
+                log::error!(
+                    "ring={}: that backend is not compiled into this kernel; using {}",
+                    kind.name(),
+                    fallback.map_or("none", |b| b.kind().name())
+                );
+                fallback
+            }
+        },
+        None => BACKENDS.first().copied(),
+    };
+    let names: alloc::vec::Vec<&str> = BACKENDS.iter().map(|b| b.kind().name()).collect();
+    log::info!(
+        "rings: compiled in [{}], active {}",
+        names.join(", "),
+        chosen.map_or("none", |b| b.kind().name())
+    );
+    ACTIVE.call_once(|| chosen);
+}
+
+fn find(kind: BackendKind) -> Option<&'static dyn RingBackend> {
+    BACKENDS.iter().copied().find(|b| b.kind() == kind)
+}
+
+/// The backend that serves `kind`'s syscalls, if it is compiled in.
+pub fn backend(kind: BackendKind) -> Option<&'static dyn RingBackend> {
+    find(kind)
+}
+
+/// The backend chosen at boot.
+pub fn active() -> Option<&'static dyn RingBackend> {
+    ACTIVE.get().copied().flatten()
+}
+
+/// Releases every ring the process `pid` holds, in every backend.
+pub fn teardown(pid: u64) {
+    for backend in BACKENDS {
+        backend.teardown(pid);
+    }
+}
+
+/// Routes a ring syscall to the backend of its family.
+pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, i32> {
+    let backend = backend(kind).ok_or(abi::errno::ENOSYS)?;
+    match op {
+        RingCall::Setup => backend.setup(args),
+        RingCall::Enter => backend.enter(args),
+        RingCall::Register => backend.register(args),
+    }
+}
+
+/// Which of a ring system's three calls.
+pub enum RingCall {
+    Setup,
+    Enter,
+    Register,
+}

@@ -1,0 +1,233 @@
+//! The safe syscall dispatcher.
+//!
+//! The assembly stub hands over the saved registers at once; here the
+//! number selects a handler, the raw arguments are decoded into typed
+//! values (user pointers into [`UserSlice`]s), and every error becomes
+//! `-errno` in exactly one place, at the end of [`dispatch`].
+
+use crate::arch::syscall::SyscallFrame;
+use crate::fs::FileHandle;
+use crate::rings::{self, RingCall};
+use crate::task;
+use crate::usercopy::{read_value, write_value, UserSlice};
+use abi::errno::*;
+use abi::syscall as nr;
+use abi::syscall::limits::{ARGS_MAX, ARG_BYTES_MAX, PATH_MAX};
+use alloc::string::String;
+use alloc::vec::Vec;
+use kernel_core::ring::{BackendKind, RawArgs};
+
+/// Most bytes one read or write moves; larger requests are partial, as
+/// POSIX allows.
+const IO_CHUNK: u64 = 1 << 20;
+
+type SysResult = Result<u64, i32>;
+
+/// Entry from the assembly stub, interrupts off.
+pub fn dispatch(frame: &mut SyscallFrame) {
+    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let result = handle(frame.rax, args);
+    frame.rax = match result {
+        Ok(value) => value,
+        Err(errno) => (-i64::from(errno)) as u64,
+    };
+    // `sysret` to a non-canonical address would fault in ring 0 with the
+    // user's stack; no user page is mapped where that could happen, but the
+    // return path does not rely on it.
+    if frame.rip >= abi::layout::USER_END {
+        task::exit_current(abi::status::KILLED_BASE + 13);
+    }
+}
+
+fn handle(number: u64, a: [u64; 6]) -> SysResult {
+    match number {
+        nr::READ => sys_read(a[0], a[1], a[2]),
+        nr::WRITE => sys_write(a[0], a[1], a[2]),
+        nr::CLOSE => sys_close(a[0]),
+        nr::LSEEK => sys_lseek(a[0], a[1] as i64, a[2]),
+        nr::YIELD => {
+            task::yield_now();
+            Ok(0)
+        }
+        nr::GETPID => Ok(task::current().id),
+        nr::EXIT => task::exit_current(a[0] as i32),
+        nr::FSYNC => sys_fsync(a[0]),
+        nr::OPEN => sys_open(a[0], a[1], a[2]),
+        nr::UNLINK => sys_unlink(a[0], a[1]),
+        nr::SPAWN => sys_spawn(a[0], a[1], a[2], a[3]),
+        nr::WAIT => sys_wait(a[0] as i64, a[1]),
+        nr::SLEEP => {
+            task::sleep_ns(a[0]);
+            Ok(0)
+        }
+        nr::CLOCK => Ok(crate::time::now_ns()),
+        nr::POWEROFF => crate::shutdown(a[0] as i32),
+        nr::SYSINFO => sys_sysinfo(a[0]),
+        nr::FSTAT => sys_fstat(a[0], a[1]),
+        nr::IO_URING_SETUP => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
+        nr::IO_URING_ENTER => rings::call(BackendKind::IoUring, RingCall::Enter, RawArgs(a)),
+        nr::IO_URING_REGISTER => rings::call(BackendKind::IoUring, RingCall::Register, RawArgs(a)),
+        nr::RING_SETUP => rings::call(BackendKind::SqPoll, RingCall::Setup, RawArgs(a)),
+        nr::RING_ENTER => rings::call(BackendKind::SqPoll, RingCall::Enter, RawArgs(a)),
+        nr::RING_REGISTER => rings::call(BackendKind::SqPoll, RingCall::Register, RawArgs(a)),
+        _ => Err(ENOSYS),
+    }
+}
+
+/// Runs `f` with the current process's address space.
+fn with_space<R>(f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, i32>) -> Result<R, i32> {
+    task::current().process().with_address_space(f)
+}
+
+/// Runs `f` on the open file `fd` of the current process.
+fn with_fd<R>(fd: u64, f: impl FnOnce(&mut FileHandle) -> Result<R, i32>) -> Result<R, i32> {
+    let me = task::current();
+    let mut files = me.process().files.lock();
+    let handle = files.get_mut(fd).ok_or(EBADF)?;
+    f(handle)
+}
+
+/// Copies a path argument in: 1..=PATH_MAX bytes of UTF-8.
+fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
+    if len as usize > PATH_MAX {
+        return Err(ENAMETOOLONG);
+    }
+    let bytes = with_space(|space| UserSlice::new(ptr, len)?.read_vec(space, PATH_MAX as u64))?;
+    String::from_utf8(bytes).map_err(|_| EINVAL)
+}
+
+fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
+    let user = UserSlice::new(buf, len)?.prefix(IO_CHUNK);
+    let me = task::current();
+    let process = me.process();
+    process.with_address_space(|space| {
+        let mut files = process.files.lock();
+        match files.get_mut(fd).ok_or(EBADF)? {
+            FileHandle::Console => Ok(0),
+            FileHandle::File(file) => {
+                // Check the destination before the file offset moves.
+                user.check(space, true)?;
+                let mut data = alloc::vec![0u8; user.len() as usize];
+                let n = file.read(&mut data).map_err(|e| e.errno())?;
+                user.prefix(n as u64).write_from(space, &data[..n])?;
+                Ok(n as u64)
+            }
+        }
+    })
+}
+
+fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
+    let user = UserSlice::new(buf, len)?.prefix(IO_CHUNK);
+    let data = with_space(|space| user.read_vec(space, IO_CHUNK))?;
+    with_fd(fd, |handle| match handle {
+        FileHandle::Console => {
+            crate::logger::write_bytes(&data);
+            Ok(data.len() as u64)
+        }
+        FileHandle::File(file) => file.write(&data).map(|n| n as u64).map_err(|e| e.errno()),
+    })
+}
+
+fn sys_close(fd: u64) -> SysResult {
+    let me = task::current();
+    let handle = me.process().files.lock().remove(fd).map_err(|e| e.errno())?;
+    drop(handle);
+    Ok(0)
+}
+
+fn sys_lseek(fd: u64, offset: i64, whence: u64) -> SysResult {
+    with_fd(fd, |handle| match handle {
+        FileHandle::Console => Err(ESPIPE),
+        FileHandle::File(file) => file.lseek(offset, whence).map_err(|e| e.errno()),
+    })
+}
+
+fn sys_fsync(fd: u64) -> SysResult {
+    with_fd(fd, |handle| match handle {
+        FileHandle::Console => Err(EINVAL),
+        // RAM files have no backing store: once written they are as durable
+        // as they will ever be.
+        FileHandle::File(_) => Ok(0),
+    })
+}
+
+fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
+    if flags & !abi::open_flags::O_KNOWN != 0 {
+        return Err(EINVAL);
+    }
+    let name = user_path(path, len)?;
+    let file = crate::fs::with(|fs| fs.open_file(&name, flags)).map_err(|e| e.errno())?;
+    let me = task::current();
+    let fd = me.process().files.lock().insert(FileHandle::File(file)).map_err(|e| e.errno())?;
+    Ok(fd)
+}
+
+fn sys_unlink(path: u64, len: u64) -> SysResult {
+    let name = user_path(path, len)?;
+    crate::fs::with(|fs| fs.unlink(&name)).map_err(|e| e.errno())?;
+    Ok(0)
+}
+
+fn sys_fstat(fd: u64, out: u64) -> SysResult {
+    let stat = with_fd(fd, |handle| match handle {
+        FileHandle::Console => Ok(abi::FileStat { size: 0, ino: 0 }),
+        FileHandle::File(file) => Ok(abi::FileStat { size: file.inode().size(), ino: file.inode().ino() }),
+    })?;
+    with_space(|space| write_value(space, out, &stat))?;
+    Ok(0)
+}
+
+fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
+    let name = user_path(name, name_len)?;
+    if nargs as usize > ARGS_MAX {
+        return Err(E2BIG);
+    }
+    let argv: Vec<Vec<u8>> = with_space(|space| {
+        let mut total = name.len();
+        let mut argv = Vec::with_capacity(nargs as usize + 1);
+        argv.push(name.clone().into_bytes());
+        for i in 0..nargs {
+            let arg: abi::Arg = read_value(space, args.checked_add(i * 16).ok_or(EFAULT)?)?;
+            total = total.saturating_add(arg.len as usize);
+            if total > ARG_BYTES_MAX {
+                return Err(E2BIG);
+            }
+            argv.push(UserSlice::new(arg.ptr, arg.len)?.read_vec(space, ARG_BYTES_MAX as u64)?);
+        }
+        Ok(argv)
+    })?;
+    let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+    let me = task::current();
+    let child = task::spawn(&name, &refs, Some(&me), me.process().mode)?;
+    Ok(child.id)
+}
+
+fn sys_wait(pid: i64, status: u64) -> SysResult {
+    // Check the status pointer before reaping, so a bad pointer loses no child.
+    if status != 0 {
+        with_space(|space| UserSlice::new(status, 4)?.check(space, true))?;
+    }
+    let (child, code) = task::wait_child(pid)?;
+    if status != 0 {
+        with_space(|space| write_value(space, status, &code))?;
+    }
+    Ok(child)
+}
+
+fn sys_sysinfo(out: u64) -> SysResult {
+    let (free, total) = crate::mm::frames::counts();
+    let me = task::current();
+    let info = abi::SysInfo {
+        free_frames: free,
+        total_frames: total,
+        heap_used: crate::mm::heap::used_bytes(),
+        tasks: task::count(),
+        cpus: 1,
+        syscall_mode: match me.process().mode {
+            kernel_core::ring::SyscallMode::Direct => abi::syscall::mode::DIRECT,
+            kernel_core::ring::SyscallMode::RingBased => abi::syscall::mode::RING_BASED,
+        },
+    };
+    with_space(|space| write_value(space, out, &info))?;
+    Ok(0)
+}

@@ -1,0 +1,61 @@
+//! The safe side of interrupts and exceptions.
+//!
+//! A CPU exception in user mode ends only the process that caused it, with
+//! a message naming the fault and the address; in kernel mode it is a bug
+//! and panics with the registers.
+
+use crate::arch::idt::{exception_name, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::arch::apic;
+use crate::task;
+
+const PAGE_FAULT: u64 = 14;
+
+fn fault_address() -> u64 {
+    x86_64::registers::control::Cr2::read_raw()
+}
+
+/// Called by the assembly entry with the saved registers.
+pub fn dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        v if v == u64::from(TIMER_VECTOR) => {
+            apic::eoi();
+            task::tick();
+        }
+        v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if v < 32 => exception(frame),
+        v => log::warn!("unexpected interrupt vector {v}"),
+    }
+}
+
+fn exception(frame: &mut TrapFrame) {
+    let name = exception_name(frame.vector);
+    if frame.from_user() {
+        let me = task::current();
+        if frame.vector == PAGE_FAULT {
+            let access = if frame.error_code & 2 != 0 { "write" } else if frame.error_code & 16 != 0 { "execute" } else { "read" };
+            log::warn!(
+                "process {} ({}) killed: {name} ({access}) at {:#x}, rip {:#x}",
+                me.id,
+                me.name,
+                fault_address(),
+                frame.rip
+            );
+        } else {
+            log::warn!(
+                "process {} ({}) killed: {name} at rip {:#x} (error {:#x})",
+                me.id,
+                me.name,
+                frame.rip,
+                frame.error_code
+            );
+        }
+        drop(me);
+        task::exit_current(abi::status::KILLED_BASE + frame.vector as i32);
+    }
+    let cr2 = if frame.vector == PAGE_FAULT { fault_address() } else { 0 };
+    panic!(
+        "{name} in kernel mode at rip {:#x} (error {:#x}, cr2 {cr2:#x})\n{frame:#x?}",
+        frame.rip,
+        frame.error_code
+    );
+}
