@@ -35,7 +35,9 @@ pub const OPEN: u64 = 1000;
 /// `unlink(path, path_len) -> 0`
 pub const UNLINK: u64 = 1001;
 /// `spawn(name, name_len, args: *const Arg, nargs) -> pid`: runs the program
-/// `name` from the file system as a child of the caller.
+/// `name` from the file system as a child of the caller. `args` is the whole
+/// argument vector, `argv[0]` included (conventionally the name); with
+/// `nargs == 0` the child gets `argv = [name]`.
 pub const SPAWN: u64 = 1002;
 /// `wait(pid: i64, status: *mut i32) -> pid`: waits for the child `pid`
 /// (or any child when `pid == -1`) to end and reaps it.

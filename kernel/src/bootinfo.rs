@@ -126,7 +126,8 @@ fn c_string(phys: u64) -> &'static [u8] {
     }
     // SAFETY: `phys` lies in the direct map (checked above), which maps all
     // of the first 4 GiB; the boot loader put a string there.
-    let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, CMDLINE_MAX) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, CMDLINE_MAX) };
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
     &bytes[..len]
 }
@@ -136,7 +137,9 @@ fn read_multiboot2(info_phys: u64) -> BootInfo {
     let mut info = BootInfo::empty("multiboot2");
     // SAFETY: GRUB passed `info_phys` in ebx together with the multiboot2
     // magic; the structure is in the first 4 GiB, which the direct map covers.
-    let mbi = match unsafe { BootInformation::load(phys_to_virt(info_phys) as *const BootInformationHeader) } {
+    let mbi = match unsafe {
+        BootInformation::load(phys_to_virt(info_phys) as *const BootInformationHeader)
+    } {
         Ok(mbi) => mbi,
         Err(_) => {
             info.warn("multiboot2 information is malformed");
@@ -164,7 +167,10 @@ fn read_multiboot2(info_phys: u64) -> BootInfo {
         None => info.warn("multiboot2 information has no memory map"),
     }
     for module in mbi.module_tags() {
-        info.add_module(u64::from(module.start_address()), u64::from(module.end_address()));
+        info.add_module(
+            u64::from(module.start_address()),
+            u64::from(module.end_address()),
+        );
     }
     info
 }
@@ -213,8 +219,12 @@ fn read_pvh(info_phys: u64) -> BootInfo {
     }
     // SAFETY: the PVH loader passed this address in ebx; it is in the direct
     // map (checked) and holds a `hvm_start_info`.
-    let start = unsafe { core::ptr::read_unaligned(phys_to_virt(info_phys) as *const HvmStartInfo) };
-    info.info = PhysRange { start: info_phys, end: info_phys + size };
+    let start =
+        unsafe { core::ptr::read_unaligned(phys_to_virt(info_phys) as *const HvmStartInfo) };
+    info.info = PhysRange {
+        start: info_phys,
+        end: info_phys + size,
+    };
     if start.magic != PVH_MAGIC {
         info.warn("PVH start info has a bad magic");
         return info;
@@ -226,7 +236,8 @@ fn read_pvh(info_phys: u64) -> BootInfo {
             break;
         }
         // SAFETY: in the direct map (checked); the loader wrote the list.
-        let module = unsafe { core::ptr::read_unaligned(phys_to_virt(at) as *const HvmModlistEntry) };
+        let module =
+            unsafe { core::ptr::read_unaligned(phys_to_virt(at) as *const HvmModlistEntry) };
         info.add_module(module.paddr, module.paddr.saturating_add(module.size));
     }
     if start.version >= 1 && start.memmap_paddr != 0 {
@@ -236,7 +247,8 @@ fn read_pvh(info_phys: u64) -> BootInfo {
                 break;
             }
             // SAFETY: in the direct map (checked); the loader wrote the map.
-            let entry = unsafe { core::ptr::read_unaligned(phys_to_virt(at) as *const HvmMemmapEntry) };
+            let entry =
+                unsafe { core::ptr::read_unaligned(phys_to_virt(at) as *const HvmMemmapEntry) };
             if entry.kind == E820_RAM {
                 info.add_usable(entry.addr, entry.addr.saturating_add(entry.size));
             }

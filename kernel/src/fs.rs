@@ -1,8 +1,8 @@
 //! The RAM file system instance, filled from the initrd at boot, and the
 //! objects behind a process's file descriptors.
 
-use crate::bootinfo::PhysRange;
 use crate::arch::phys_to_virt;
+use crate::bootinfo::PhysRange;
 use abi::errno;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
@@ -36,14 +36,23 @@ pub fn init(initrd: Option<PhysRange>) -> usize {
     // information was read) and its frames stay reserved until the caller
     // releases them after this function returns.
     let archive = unsafe {
-        core::slice::from_raw_parts(phys_to_virt(range.start) as *const u8, (range.end - range.start) as usize)
+        core::slice::from_raw_parts(
+            phys_to_virt(range.start) as *const u8,
+            (range.end - range.start) as usize,
+        )
     };
     let mut count = 0;
     for entry in kernel_core::cpio::entries(archive) {
         match entry {
             Ok(entry) if entry.mode & 0o170000 == 0o100000 => {
-                with(|fs| fs.insert(entry.name, entry.data.to_vec()));
-                count += 1;
+                match with(|fs| fs.insert(entry.name, entry.data.to_vec())) {
+                    Ok(_) => count += 1,
+                    Err(e) => log::warn!(
+                        "initrd: skipping {:?}: {}",
+                        entry.name,
+                        abi::errno::name(e.errno())
+                    ),
+                }
             }
             Ok(_) => {}
             Err(e) => {

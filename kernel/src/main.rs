@@ -45,7 +45,11 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     mm::frames::init(&boot);
     let (config, warnings) = kernel_core::bootparam::parse(boot.cmdline());
     log::set_max_level(config.log);
-    log::info!("boot: {} with command line {:?}", boot.protocol, boot.cmdline());
+    log::info!(
+        "boot: {} with command line {:?}",
+        boot.protocol,
+        boot.cmdline()
+    );
     for warning in boot.warnings.iter().flatten() {
         log::warn!("boot information: {warning}");
     }
@@ -75,7 +79,10 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     match task::spawn(init_name, &[init_name.as_bytes()], None, mode) {
         Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
         Err(errno) => {
-            log::error!("init: cannot start {init_name:?}: {}", abi::errno::name(errno));
+            log::error!(
+                "init: cannot start {init_name:?}: {}",
+                abi::errno::name(errno)
+            );
             arch::cpu::exit_machine(false);
         }
     }

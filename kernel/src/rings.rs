@@ -54,6 +54,7 @@ pub fn backend(kind: BackendKind) -> Option<&'static dyn RingBackend> {
 }
 
 /// The backend chosen at boot.
+#[allow(dead_code)] // read by SyscallMode::RingBased (Ring API issue)
 pub fn active() -> Option<&'static dyn RingBackend> {
     ACTIVE.get().copied().flatten()
 }

@@ -4,8 +4,8 @@
 //! a message naming the fault and the address; in kernel mode it is a bug
 //! and panics with the registers.
 
-use crate::arch::idt::{exception_name, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::arch::apic;
+use crate::arch::idt::{exception_name, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::task;
 
 const PAGE_FAULT: u64 = 14;
@@ -29,10 +29,16 @@ pub fn dispatch(frame: &mut TrapFrame) {
 
 fn exception(frame: &mut TrapFrame) {
     let name = exception_name(frame.vector);
-    if frame.from_user() {
+    if frame.is_from_user() {
         let me = task::current();
         if frame.vector == PAGE_FAULT {
-            let access = if frame.error_code & 2 != 0 { "write" } else if frame.error_code & 16 != 0 { "execute" } else { "read" };
+            let access = if frame.error_code & 2 != 0 {
+                "write"
+            } else if frame.error_code & 16 != 0 {
+                "execute"
+            } else {
+                "read"
+            };
             log::warn!(
                 "process {} ({}) killed: {name} ({access}) at {:#x}, rip {:#x}",
                 me.id,
@@ -52,10 +58,13 @@ fn exception(frame: &mut TrapFrame) {
         drop(me);
         task::exit_current(abi::status::KILLED_BASE + frame.vector as i32);
     }
-    let cr2 = if frame.vector == PAGE_FAULT { fault_address() } else { 0 };
+    let cr2 = if frame.vector == PAGE_FAULT {
+        fault_address()
+    } else {
+        0
+    };
     panic!(
         "{name} in kernel mode at rip {:#x} (error {:#x}, cr2 {cr2:#x})\n{frame:#x?}",
-        frame.rip,
-        frame.error_code
+        frame.rip, frame.error_code
     );
 }

@@ -34,13 +34,12 @@ impl UserSlice {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The first `len` bytes (`len <= self.len()`).
     pub fn prefix(&self, len: u64) -> Self {
-        Self { addr: self.addr, len: len.min(self.len) }
+        Self {
+            addr: self.addr,
+            len: len.min(self.len),
+        }
     }
 
     /// Checks every page and returns the physical chunks to copy.
@@ -69,13 +68,21 @@ impl UserSlice {
 
     /// Copies the user bytes into `dst` (whose length must equal `len`).
     pub fn read_into(&self, space: &AddressSpace, dst: &mut [u8]) -> Result<(), i32> {
-        assert_eq!(dst.len() as u64, self.len, "UserSlice::read_into length mismatch");
+        assert_eq!(
+            dst.len() as u64,
+            self.len,
+            "UserSlice::read_into length mismatch"
+        );
         let mut done = 0;
         for (phys, len) in self.chunks(space, false)? {
             // SAFETY: `phys..phys+len` is a mapped user frame (checked by
             // `chunks`) in the direct map; `dst` has room for `len` more bytes.
             unsafe {
-                core::ptr::copy_nonoverlapping(phys_to_virt(phys) as *const u8, dst[done..].as_mut_ptr(), len);
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(phys) as *const u8,
+                    dst[done..].as_mut_ptr(),
+                    len,
+                );
             }
             done += len;
         }
@@ -94,13 +101,21 @@ impl UserSlice {
 
     /// Copies `src` (whose length must equal `len`) into user memory.
     pub fn write_from(&self, space: &AddressSpace, src: &[u8]) -> Result<(), i32> {
-        assert_eq!(src.len() as u64, self.len, "UserSlice::write_from length mismatch");
+        assert_eq!(
+            src.len() as u64,
+            self.len,
+            "UserSlice::write_from length mismatch"
+        );
         let mut done = 0;
         for (phys, len) in self.chunks(space, true)? {
             // SAFETY: `phys..phys+len` is a mapped, writable user frame
             // (checked by `chunks`) in the direct map.
             unsafe {
-                core::ptr::copy_nonoverlapping(src[done..].as_ptr(), phys_to_virt(phys) as *mut u8, len);
+                core::ptr::copy_nonoverlapping(
+                    src[done..].as_ptr(),
+                    phys_to_virt(phys) as *mut u8,
+                    len,
+                );
             }
             done += len;
         }
@@ -137,6 +152,8 @@ pub fn read_value<T: Pod>(space: &AddressSpace, addr: u64) -> Result<T, i32> {
 /// Writes one `T` to user memory.
 pub fn write_value<T: Pod>(space: &AddressSpace, addr: u64, value: &T) -> Result<(), i32> {
     // SAFETY: `T: Pod` has no padding, so all its bytes are initialised.
-    let bytes = unsafe { core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>()) };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
+    };
     UserSlice::new(addr, bytes.len() as u64)?.write_from(space, bytes)
 }

@@ -4,6 +4,7 @@
 
 use crate::arch::{phys_to_virt, DIRECT_MAP_SIZE};
 use crate::bootinfo::{BootInfo, PhysRange};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel_core::frames::FrameBitmap;
 use spin::Mutex;
 
@@ -11,6 +12,8 @@ const FRAME_SIZE: u64 = 4096;
 const MAX_FRAMES: usize = (DIRECT_MAP_SIZE / FRAME_SIZE) as usize;
 
 static ALLOCATOR: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
+/// Frames of usable RAM that the allocator manages (free or in use).
+static USABLE: AtomicU64 = AtomicU64::new(0);
 
 unsafe extern "C" {
     static __kernel_phys_start: u8;
@@ -33,13 +36,11 @@ pub fn init(boot: &BootInfo) {
             bitmap.free_range(start, end - start);
         }
     }
-    // SAFETY: only the addresses of linker-defined symbols are taken.
-    let (kernel_start, kernel_end) = unsafe {
-        (
-            core::ptr::addr_of!(__kernel_phys_start) as u64,
-            core::ptr::addr_of!(__kernel_phys_end) as u64,
-        )
-    };
+    // Only the addresses of the linker-defined symbols are taken.
+    let (kernel_start, kernel_end) = (
+        core::ptr::addr_of!(__kernel_phys_start) as u64,
+        core::ptr::addr_of!(__kernel_phys_end) as u64,
+    );
     let mut reserve = |r: PhysRange| {
         let start = r.start / FRAME_SIZE;
         let end = r.end.div_ceil(FRAME_SIZE);
@@ -47,17 +48,24 @@ pub fn init(boot: &BootInfo) {
             bitmap.reserve_range(start, end - start);
         }
     };
-    reserve(PhysRange { start: 0, end: 0x10_0000 });
-    reserve(PhysRange { start: kernel_start, end: kernel_end });
+    reserve(PhysRange {
+        start: 0,
+        end: 0x10_0000,
+    });
+    reserve(PhysRange {
+        start: kernel_start,
+        end: kernel_end,
+    });
     reserve(boot.info);
     for &module in boot.modules() {
         reserve(module);
     }
     log::info!(
         "memory: {} MiB usable, {} frames free",
-        bitmap.free_count() * FRAME_SIZE >> 20,
+        (bitmap.free_count() * FRAME_SIZE) >> 20,
         bitmap.free_count()
     );
+    USABLE.store(bitmap.free_count(), Ordering::Relaxed);
     *ALLOCATOR.lock() = Some(bitmap);
 }
 
@@ -94,9 +102,10 @@ pub fn free(phys: u64) {
     }
 }
 
-/// (free, total) frames.
+/// (free, usable) frames; usable counts RAM the allocator hands out, free
+/// or not (frames released after boot, such as the initrd, are not added).
 pub fn counts() -> (u64, u64) {
-    with(|b| (b.free_count(), b.total()))
+    (with(|b| b.free_count()), USABLE.load(Ordering::Relaxed))
 }
 
 /// Returns a range of the boot information to the allocator once it has been

@@ -36,7 +36,9 @@ pub struct KernelHeap {
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    classes: Mutex::new(Classes { heads: [core::ptr::null_mut(); CLASSES.len()] }),
+    classes: Mutex::new(Classes {
+        heads: [core::ptr::null_mut(); CLASSES.len()],
+    }),
     used: AtomicU64::new(0),
 };
 
@@ -81,7 +83,8 @@ unsafe impl GlobalAlloc for KernelHeap {
                 let block = classes.heads[class];
                 // SAFETY: a non-null head is a free block of this class.
                 classes.heads[class] = unsafe { (*block).next };
-                self.used.fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
+                self.used
+                    .fetch_add(CLASSES[class] as u64, Ordering::Relaxed);
                 block as *mut u8
             } else {
                 let pages = pages_of(layout);
@@ -104,9 +107,14 @@ unsafe impl GlobalAlloc for KernelHeap {
                 let block = ptr as *mut FreeBlock;
                 // SAFETY: `ptr` came from `alloc` with this layout, so it is
                 // a block of this class that the caller no longer uses.
-                unsafe { block.write(FreeBlock { next: classes.heads[class] }) };
+                unsafe {
+                    block.write(FreeBlock {
+                        next: classes.heads[class],
+                    })
+                };
                 classes.heads[class] = block;
-                self.used.fetch_sub(CLASSES[class] as u64, Ordering::Relaxed);
+                self.used
+                    .fetch_sub(CLASSES[class] as u64, Ordering::Relaxed);
             } else {
                 let pages = pages_of(layout);
                 let phys = virt_to_phys(ptr as u64);

@@ -25,7 +25,9 @@ type SysResult = Result<u64, i32>;
 
 /// Entry from the assembly stub, interrupts off.
 pub fn dispatch(frame: &mut SyscallFrame) {
-    let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+    let args = [
+        frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
+    ];
     let result = handle(frame.rax, args);
     frame.rax = match result {
         Ok(value) => value,
@@ -75,7 +77,9 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
 }
 
 /// Runs `f` with the current process's address space.
-fn with_space<R>(f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, i32>) -> Result<R, i32> {
+fn with_space<R>(
+    f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, i32>,
+) -> Result<R, i32> {
     task::current().process().with_address_space(f)
 }
 
@@ -130,7 +134,12 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
 
 fn sys_close(fd: u64) -> SysResult {
     let me = task::current();
-    let handle = me.process().files.lock().remove(fd).map_err(|e| e.errno())?;
+    let handle = me
+        .process()
+        .files
+        .lock()
+        .remove(fd)
+        .map_err(|e| e.errno())?;
     drop(handle);
     Ok(0)
 }
@@ -158,7 +167,12 @@ fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
     let name = user_path(path, len)?;
     let file = crate::fs::with(|fs| fs.open_file(&name, flags)).map_err(|e| e.errno())?;
     let me = task::current();
-    let fd = me.process().files.lock().insert(FileHandle::File(file)).map_err(|e| e.errno())?;
+    let fd = me
+        .process()
+        .files
+        .lock()
+        .insert(FileHandle::File(file))
+        .map_err(|e| e.errno())?;
     Ok(fd)
 }
 
@@ -171,7 +185,10 @@ fn sys_unlink(path: u64, len: u64) -> SysResult {
 fn sys_fstat(fd: u64, out: u64) -> SysResult {
     let stat = with_fd(fd, |handle| match handle {
         FileHandle::Console => Ok(abi::FileStat { size: 0, ino: 0 }),
-        FileHandle::File(file) => Ok(abi::FileStat { size: file.inode().size(), ino: file.inode().ino() }),
+        FileHandle::File(file) => Ok(abi::FileStat {
+            size: file.inode().size(),
+            ino: file.inode().ino(),
+        }),
     })?;
     with_space(|space| write_value(space, out, &stat))?;
     Ok(0)
@@ -183,9 +200,8 @@ fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
         return Err(E2BIG);
     }
     let argv: Vec<Vec<u8>> = with_space(|space| {
-        let mut total = name.len();
-        let mut argv = Vec::with_capacity(nargs as usize + 1);
-        argv.push(name.clone().into_bytes());
+        let mut total = 0usize;
+        let mut argv = Vec::with_capacity(nargs.max(1) as usize);
         for i in 0..nargs {
             let arg: abi::Arg = read_value(space, args.checked_add(i * 16).ok_or(EFAULT)?)?;
             total = total.saturating_add(arg.len as usize);
@@ -193,6 +209,9 @@ fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
                 return Err(E2BIG);
             }
             argv.push(UserSlice::new(arg.ptr, arg.len)?.read_vec(space, ARG_BYTES_MAX as u64)?);
+        }
+        if argv.is_empty() {
+            argv.push(name.clone().into_bytes());
         }
         Ok(argv)
     })?;

@@ -162,7 +162,13 @@ pub fn init() {
 
 /// The task running on this CPU.
 pub fn current() -> Arc<Task> {
-    interrupts::without_interrupts(|| SCHED.lock().current.clone().expect("scheduler not initialised"))
+    interrupts::without_interrupts(|| {
+        SCHED
+            .lock()
+            .current
+            .clone()
+            .expect("scheduler not initialised")
+    })
 }
 
 /// Number of live tasks, including unreaped zombies.
@@ -198,13 +204,17 @@ pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
 }
 
 /// Starts a kernel thread running `f(arg)`.
+#[allow(dead_code)] // first user: the SQPOLL poller (Ring API issue)
 pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32> {
     let task = Task::new(String::from(name), None)?;
     // SAFETY: the stack is fresh and owned by `task`; its top is aligned.
     let rsp = unsafe {
         context::initial_stack(
             task.stack_top(),
-            context::Start::KernelThread { entry: f as usize as u64, arg },
+            context::Start::KernelThread {
+                entry: f as usize as u64,
+                arg,
+            },
         )
     };
     // SAFETY: the task is not running and not yet visible to the scheduler.
@@ -362,11 +372,6 @@ pub fn idle_loop() -> ! {
             interrupts::enable_and_hlt();
         }
     }
-}
-
-/// Looks up a live task by id.
-pub fn find(id: Tid) -> Option<Arc<Task>> {
-    interrupts::without_interrupts(|| SCHED.lock().all.get(&id).cloned())
 }
 
 /// Removes a reaped or dead task from the task table.

@@ -43,7 +43,10 @@ impl Process {
 
     /// Runs `f` on the address space, or fails with `EFAULT` once the
     /// process is tearing down.
-    pub fn with_address_space<R>(&self, f: impl FnOnce(&AddressSpace) -> Result<R, i32>) -> Result<R, i32> {
+    pub fn with_address_space<R>(
+        &self,
+        f: impl FnOnce(&AddressSpace) -> Result<R, i32>,
+    ) -> Result<R, i32> {
         match self.address_space.lock().as_ref() {
             Some(space) => f(space),
             None => Err(errno::EFAULT),
@@ -53,7 +56,12 @@ impl Process {
 
 /// Starts the program `name` from the file system with `args` (argv[0]
 /// included) as a child of `parent` (or as init when `None`).
-pub fn spawn(name: &str, args: &[&[u8]], parent: Option<&Arc<Task>>, mode: SyscallMode) -> Result<Arc<Task>, i32> {
+pub fn spawn(
+    name: &str,
+    args: &[&[u8]],
+    parent: Option<&Arc<Task>>,
+    mode: SyscallMode,
+) -> Result<Arc<Task>, i32> {
     let image = crate::fs::read_whole(name)?;
     let exec = elf::parse_exec(&image).map_err(|e| e.errno())?;
     let mut space = AddressSpace::new()?;
@@ -65,7 +73,9 @@ pub fn spawn(name: &str, args: &[&[u8]], parent: Option<&Arc<Task>>, mode: Sysca
 
     let mut files = FdTable::new();
     for fd in 0..3 {
-        files.insert_at(fd, FileHandle::Console).map_err(|e| e.errno())?;
+        files
+            .insert_at(fd, FileHandle::Console)
+            .map_err(|e| e.errno())?;
     }
     let process = Process {
         root: space.root(),
@@ -165,7 +175,10 @@ fn build_stack(space: &mut AddressSpace, args: &[&[u8]]) -> Result<(u64, u64), i
     for arg in args {
         top -= arg.len() as u64;
         usercopy::UserSlice::new(top, arg.len() as u64)?.write_from(space, arg)?;
-        descriptors.push(abi::Arg { ptr: top, len: arg.len() as u64 });
+        descriptors.push(abi::Arg {
+            ptr: top,
+            len: arg.len() as u64,
+        });
     }
     top &= !15;
     let array_bytes = (descriptors.len() * core::mem::size_of::<abi::Arg>()) as u64;

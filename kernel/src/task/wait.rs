@@ -14,7 +14,9 @@ pub struct WaitQueue {
 
 impl WaitQueue {
     pub const fn new() -> Self {
-        Self { waiters: Mutex::new(Vec::new()) }
+        Self {
+            waiters: Mutex::new(Vec::new()),
+        }
     }
 
     /// Blocks the current task until `ready()` returns `Some`, re-checking

@@ -23,7 +23,6 @@ static LAPIC_BASE: AtomicU64 = AtomicU64::new(0);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick as a 32.32 fixed-point number.
 static NS_PER_TICK_FP: AtomicU64 = AtomicU64::new(0);
-static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 fn lapic_write(reg: usize, value: u32) {
     let base = LAPIC_BASE.load(Ordering::Relaxed);
@@ -107,8 +106,10 @@ pub fn init() {
 
     let tsc_hz = (tsc_end - tsc_start) * 1000 / CALIBRATION_MS;
     let apic_hz = u64::from(apic_start - apic_end) * 1000 / CALIBRATION_MS;
-    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
-    NS_PER_TICK_FP.store((1_000_000_000u128 << 32).div_ceil(u128::from(tsc_hz.max(1))) as u64, Ordering::Relaxed);
+    NS_PER_TICK_FP.store(
+        (1_000_000_000u128 << 32).div_ceil(u128::from(tsc_hz.max(1))) as u64,
+        Ordering::Relaxed,
+    );
     TSC_AT_BOOT.store(tsc_start, Ordering::Relaxed);
 
     let initial = (apic_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32;
@@ -131,9 +132,4 @@ pub fn eoi() {
 pub fn monotonic_ns() -> u64 {
     let delta = cpu::rdtsc().saturating_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
     ((u128::from(delta) * u128::from(NS_PER_TICK_FP.load(Ordering::Relaxed))) >> 32) as u64
-}
-
-/// The calibrated TSC frequency.
-pub fn tsc_hz() -> u64 {
-    TSC_HZ.load(Ordering::Relaxed)
 }

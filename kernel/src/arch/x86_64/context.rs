@@ -62,8 +62,8 @@ pub enum Start {
 /// the address of the trap frame.
 pub unsafe fn initial_stack(stack_top: u64, start: Start) -> u64 {
     let (ret, r12, r13) = match start {
-        Start::KernelThread { entry, arg } => (kernel_thread_start as usize as u64, entry, arg),
-        Start::TrapReturn => (super::idt::trap_return as usize as u64, 0, 0),
+        Start::KernelThread { entry, arg } => (kernel_thread_start as *const () as u64, entry, arg),
+        Start::TrapReturn => (super::idt::trap_return as *const () as u64, 0, 0),
     };
     // Layout popped by `switch`: r15 r14 r13 r12 rbx rbp, then `ret`, which
     // leaves the stack pointer at `stack_top` (16-byte aligned for the

@@ -42,7 +42,7 @@ pub struct TrapFrame {
 
 impl TrapFrame {
     /// Whether the CPU was in user mode when the trap happened.
-    pub fn from_user(&self) -> bool {
+    pub fn is_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -234,7 +234,8 @@ pub fn init() {
                 2 => gdt::IST_NMI,
                 _ => 0,
             };
-            idt[usize::from(vector)] = GateDescriptor::interrupt_gate(stub as usize as u64, ist);
+            idt[usize::from(vector)] =
+                GateDescriptor::interrupt_gate(stub as *const () as u64, ist);
         }
         let ptr = gdt::DescriptorTablePointer {
             limit: (core::mem::size_of::<[GateDescriptor; 256]>() - 1) as u16,

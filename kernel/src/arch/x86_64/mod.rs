@@ -17,8 +17,6 @@ pub use boot::{MULTIBOOT2_MAGIC, PVH_MAGIC};
 pub const PHYS_OFFSET: u64 = 0xFFFF_8000_0000_0000;
 /// How much physical memory the direct map covers.
 pub const DIRECT_MAP_SIZE: u64 = 4 << 30;
-/// Where the kernel image is linked.
-pub const KERNEL_VMA: u64 = 0xFFFF_FFFF_8000_0000;
 
 /// The direct-map address of a physical address.
 #[inline]
@@ -30,12 +28,6 @@ pub const fn phys_to_virt(phys: u64) -> u64 {
 #[inline]
 pub const fn virt_to_phys(virt: u64) -> u64 {
     virt - PHYS_OFFSET
-}
-
-/// The physical address of a kernel-image address (statics, code).
-#[inline]
-pub const fn kernel_image_to_phys(virt: u64) -> u64 {
-    virt - KERNEL_VMA
 }
 
 /// CPU set-up of the boot CPU that needs no memory allocator.

@@ -68,8 +68,6 @@ fn index(va: u64, level: u32) -> usize {
 /// its user half, all freed when it is dropped.
 pub struct AddressSpace {
     pml4: u64,
-    /// Frames mapped in the user half (the page tables are not counted).
-    mapped_pages: u64,
 }
 
 impl AddressSpace {
@@ -79,7 +77,7 @@ impl AddressSpace {
         let kernel = table(kernel_pml4());
         let new = table(pml4);
         new[KERNEL_HALF..].copy_from_slice(&kernel[KERNEL_HALF..]);
-        Ok(Self { pml4, mapped_pages: 0 })
+        Ok(Self { pml4 })
     }
 
     /// Physical address of the PML4 (the CR3 value).
@@ -87,22 +85,16 @@ impl AddressSpace {
         self.pml4
     }
 
-    /// Number of user pages mapped.
-    pub fn mapped_pages(&self) -> u64 {
-        self.mapped_pages
-    }
-
     /// Maps the user page at `va` to the frame `phys`. Takes ownership of
     /// the frame: it is freed with the address space.
     pub fn map_user(&mut self, va: u64, phys: u64, flags: PageFlags) -> Result<(), i32> {
-        debug_assert!(va < abi::layout::USER_END && va % 4096 == 0);
+        debug_assert!(va < abi::layout::USER_END && va.is_multiple_of(4096));
         let mut table_phys = self.pml4;
         for level in (1..=3).rev() {
             let entry = &mut table(table_phys)[index(va, level)];
             if *entry & PageFlags::PRESENT.bits() == 0 {
                 let next = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
-                *entry = next
-                    | (PageFlags::PRESENT | PageFlags::WRITABLE | PageFlags::USER).bits();
+                *entry = next | (PageFlags::PRESENT | PageFlags::WRITABLE | PageFlags::USER).bits();
             }
             table_phys = *entry & ADDR_MASK;
         }
@@ -111,7 +103,6 @@ impl AddressSpace {
             return Err(errno::EEXIST);
         }
         *leaf = phys | (flags | PageFlags::PRESENT | PageFlags::USER).bits();
-        self.mapped_pages += 1;
         Ok(())
     }
 
@@ -133,11 +124,6 @@ impl AddressSpace {
             return None;
         }
         Some((leaf & ADDR_MASK, PageFlags::from_bits_truncate(leaf)))
-    }
-
-    /// Makes this the current address space of the CPU.
-    pub fn activate(&self) {
-        activate_root(self.pml4);
     }
 }
 
@@ -178,8 +164,7 @@ impl Drop for AddressSpace {
         // Never free the tables of the address space the CPU is using.
         activate_root(kernel_pml4());
         let root = table(self.pml4);
-        for slot in 0..KERNEL_HALF {
-            let entry = root[slot];
+        for &entry in &root[..KERNEL_HALF] {
             if entry & PageFlags::PRESENT.bits() != 0 {
                 free_level(entry & ADDR_MASK, 2);
             }

@@ -98,7 +98,7 @@ pub fn init() {
         let value = efer.read();
         efer.write(value | 1); // SCE
         Msr::new(IA32_STAR).write((u64::from(USER_BASE) << 48) | (u64::from(KERNEL_CODE) << 32));
-        Msr::new(IA32_LSTAR).write(syscall_entry as usize as u64);
+        Msr::new(IA32_LSTAR).write(syscall_entry as *const () as u64);
         Msr::new(IA32_FMASK).write((1 << 9) | (1 << 8) | (1 << 10) | (1 << 18));
     }
 }
