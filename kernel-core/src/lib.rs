@@ -6,9 +6,25 @@
 //!
 //! It also holds the seams that make the kernel modular: [`ring::RingBackend`],
 //! the trait every ring system implements, and [`ring::SyscallMode`].
+//!
+//! Modules:
+//! - [`bootparam`]: the kernel command line, parsed into a typed configuration.
+//! - [`elf`]: checking a static x86_64 executable and planning how to load it.
+//! - [`cpio`]: reading the initrd archive.
+//! - [`fs`]: the RAM file system, open files and file descriptor tables.
+//! - [`frames`]: the physical frame bitmap allocator.
+//! - [`ring`]: the seam between the kernel and its ring systems.
+//!
+//! Every error is an enum with an `errno()` method giving the `abi::errno`
+//! value user space would see; none of this code panics on bad input.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+pub mod bootparam;
+pub mod cpio;
+pub mod elf;
+pub mod frames;
+pub mod fs;
 pub mod ring;

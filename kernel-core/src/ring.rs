@@ -21,6 +21,29 @@ pub enum SyscallMode {
     RingBased,
 }
 
+impl SyscallMode {
+    /// The values the `syscall=` boot parameter accepts, for messages and help.
+    pub const PARAM_VALUES: &'static str = "direct|ring";
+
+    /// Parses the value of the `syscall=` boot parameter: `direct` or `ring`
+    /// (exact, lower case). `None` for anything else.
+    pub fn from_param(value: &str) -> Option<Self> {
+        match value {
+            "direct" => Some(SyscallMode::Direct),
+            "ring" => Some(SyscallMode::RingBased),
+            _ => None,
+        }
+    }
+
+    /// The name used by the `syscall=` boot parameter.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SyscallMode::Direct => "direct",
+            SyscallMode::RingBased => "ring",
+        }
+    }
+}
+
 /// Which ring system a backend implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
@@ -31,6 +54,18 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The values the `ring=` boot parameter accepts, for messages and help.
+    pub const PARAM_VALUES: &'static str = "iouring|sqpoll";
+
+    /// Parses the value of the `ring=` boot parameter: `iouring` or `sqpoll`
+    /// (exact, lower case; the inverse of [`BackendKind::name`]). `None` for
+    /// anything else.
+    pub fn from_param(value: &str) -> Option<Self> {
+        [BackendKind::IoUring, BackendKind::SqPoll]
+            .into_iter()
+            .find(|kind| kind.name() == value)
+    }
+
     /// The name used by the `ring=` boot parameter.
     pub const fn name(self) -> &'static str {
         match self {

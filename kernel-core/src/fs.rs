@@ -1,0 +1,1007 @@
+//! A RAM file system and per-process file descriptor tables, as plain data
+//! structures; the kernel wraps a [`RamFs`] in its lock.
+//!
+//! The namespace is flat: a file name is 1..=[`PATH_MAX`] bytes of UTF-8
+//! without NUL, after leading `/`s are stripped, so `/a`, `//a` and `a` are
+//! the same file. Any other `/` is an ordinary character of the name.
+//!
+//! Invariants:
+//! - A file's contents never exceed [`MAX_FILE_SIZE`] bytes; a write or
+//!   truncate that would pass it fails with `EFBIG` and changes nothing.
+//! - Inode numbers are never reused within one [`RamFs`].
+//! - A file lives as long as an `Arc<Inode>` to it: [`RamFs::unlink`] only
+//!   removes the name, so open files stay readable and writable and the
+//!   data is freed when the last handle drops.
+//! - An [`OpenFile`]'s offset never exceeds `i64::MAX`, so `lseek` can
+//!   always report it.
+//! - Memory for file contents is reserved fallibly: running out is `ENOMEM`,
+//!   never an abort.
+//! - An [`FdTable`] never holds more than [`FDS_MAX`] descriptors and always
+//!   hands out the lowest free one.
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use abi::open_flags::{O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_KNOWN, O_RDWR, O_TRUNC, O_WRONLY};
+use abi::seek::{SEEK_CUR, SEEK_END, SEEK_SET};
+use abi::syscall::limits::{FDS_MAX, PATH_MAX};
+use abi::{errno, FileStat};
+
+/// The largest a file may grow: 64 MiB.
+pub const MAX_FILE_SIZE: u64 = 64 << 20;
+
+/// Why a file system or descriptor operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsError {
+    /// No file has that name, or the name is empty. `ENOENT`
+    NotFound,
+    /// The name is longer than [`PATH_MAX`] bytes. `ENAMETOOLONG`
+    NameTooLong,
+    /// The name contains NUL or is not UTF-8. `EINVAL`
+    InvalidName,
+    /// `O_CREAT | O_EXCL` and the name exists. `EEXIST`
+    Exists,
+    /// The file would grow past [`MAX_FILE_SIZE`]. `EFBIG`
+    FileTooBig,
+    /// No such descriptor, or the descriptor's access mode forbids the
+    /// operation. `EBADF`
+    BadFd,
+    /// Unknown flags, access mode, or `whence`, or a negative offset. `EINVAL`
+    InvalidArgument,
+    /// The offset would not fit in an `i64`. `EOVERFLOW`
+    Overflow,
+    /// The descriptor table is full. `EMFILE`
+    TooManyFiles,
+    /// Memory for the file contents could not be reserved. `ENOMEM`
+    NoMemory,
+}
+
+impl FsError {
+    /// The errno value user space sees.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => errno::ENOENT,
+            FsError::NameTooLong => errno::ENAMETOOLONG,
+            FsError::InvalidName => errno::EINVAL,
+            FsError::Exists => errno::EEXIST,
+            FsError::FileTooBig => errno::EFBIG,
+            FsError::BadFd => errno::EBADF,
+            FsError::InvalidArgument => errno::EINVAL,
+            FsError::Overflow => errno::EOVERFLOW,
+            FsError::TooManyFiles => errno::EMFILE,
+            FsError::NoMemory => errno::ENOMEM,
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            FsError::NotFound => "no such file",
+            FsError::NameTooLong => "file name too long",
+            FsError::InvalidName => "invalid file name",
+            FsError::Exists => "file exists",
+            FsError::FileTooBig => "file too big",
+            FsError::BadFd => "bad file descriptor",
+            FsError::InvalidArgument => "invalid argument",
+            FsError::Overflow => "offset overflow",
+            FsError::TooManyFiles => "too many open files",
+            FsError::NoMemory => "out of memory",
+        };
+        write!(f, "{what} ({})", errno::name(self.errno()))
+    }
+}
+
+/// The file name `path` refers to: leading `/`s stripped, then checked.
+///
+/// Empty (or only `/`) is `NotFound`, more than [`PATH_MAX`] bytes is
+/// `NameTooLong`, a NUL byte is `InvalidName`.
+pub fn normalize(path: &str) -> Result<&str, FsError> {
+    let name = path.trim_start_matches('/');
+    if name.is_empty() {
+        Err(FsError::NotFound)
+    } else if name.len() > PATH_MAX {
+        Err(FsError::NameTooLong)
+    } else if name.contains('\0') {
+        Err(FsError::InvalidName)
+    } else {
+        Ok(name)
+    }
+}
+
+/// Like [`normalize`], for a path copied from user space as bytes; bytes
+/// that are not UTF-8 are `InvalidName`.
+pub fn normalize_bytes(path: &[u8]) -> Result<&str, FsError> {
+    let path = core::str::from_utf8(path).map_err(|_| FsError::InvalidName)?;
+    normalize(path)
+}
+
+/// Reserves room for `new_len` bytes in `data`, failing with `NoMemory`
+/// instead of aborting.
+fn reserve_to(data: &mut Vec<u8>, new_len: usize) -> Result<(), FsError> {
+    let extra = new_len.saturating_sub(data.len());
+    data.try_reserve(extra).map_err(|_| FsError::NoMemory)
+}
+
+/// `len` as a `usize` if it is an allowed file size.
+fn checked_size(len: u64) -> Result<usize, FsError> {
+    if len > MAX_FILE_SIZE {
+        return Err(FsError::FileTooBig);
+    }
+    usize::try_from(len).map_err(|_| FsError::FileTooBig)
+}
+
+/// A file: a number and its bytes.
+#[derive(Debug)]
+pub struct Inode {
+    ino: u64,
+    data: spin::Mutex<Vec<u8>>,
+}
+
+impl Inode {
+    fn new(ino: u64, data: Vec<u8>) -> Self {
+        Inode {
+            ino,
+            data: spin::Mutex::new(data),
+        }
+    }
+
+    /// The inode number, unique within its file system.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// The current size in bytes.
+    pub fn size(&self) -> u64 {
+        self.data.lock().len() as u64
+    }
+
+    /// Size and inode number, as `fstat` reports them.
+    pub fn stat(&self) -> FileStat {
+        FileStat {
+            size: self.size(),
+            ino: self.ino,
+        }
+    }
+
+    /// Copies bytes from `offset` into `buf`; returns how many, 0 at or past
+    /// the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> usize {
+        let data = self.data.lock();
+        let Ok(start) = usize::try_from(offset) else {
+            return 0;
+        };
+        let Some(available) = data.get(start..) else {
+            return 0;
+        };
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        n
+    }
+
+    /// Writes all of `buf` at `offset`, growing the file (a gap past the old
+    /// end reads as zeros). Fails with `EFBIG`, writing nothing, if the file
+    /// would pass [`MAX_FILE_SIZE`].
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
+        let mut data = self.data.lock();
+        Self::write_locked(&mut data, offset, buf)
+    }
+
+    /// Writes all of `buf` at the current end of the file, atomically with
+    /// respect to other writers; returns the new size.
+    pub fn append(&self, buf: &[u8]) -> Result<u64, FsError> {
+        let mut data = self.data.lock();
+        let end = data.len() as u64;
+        Self::write_locked(&mut data, end, buf)?;
+        Ok(data.len() as u64)
+    }
+
+    fn write_locked(data: &mut Vec<u8>, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or(FsError::FileTooBig)?;
+        let end = checked_size(end)?;
+        let start = end - buf.len();
+        if end > data.len() {
+            reserve_to(data, end)?;
+            data.resize(end, 0);
+        }
+        data[start..end].copy_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    /// Sets the size to `len`: cuts the file, or extends it with zeros.
+    pub fn truncate(&self, len: u64) -> Result<(), FsError> {
+        let len = checked_size(len)?;
+        let mut data = self.data.lock();
+        if len > data.len() {
+            reserve_to(&mut data, len)?;
+        }
+        data.resize(len, 0);
+        if len == 0 {
+            // An emptied file gives its memory back.
+            data.shrink_to_fit();
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the whole contents with the file locked (e.g. to check an
+    /// executable and copy its segments without a second copy).
+    pub fn with_data<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        f(&self.data.lock())
+    }
+}
+
+/// The file system: names bound to inodes.
+#[derive(Debug)]
+pub struct RamFs {
+    files: BTreeMap<String, Arc<Inode>>,
+    next_ino: u64,
+}
+
+impl Default for RamFs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RamFs {
+    /// An empty file system.
+    pub const fn new() -> Self {
+        RamFs {
+            files: BTreeMap::new(),
+            next_ino: 1,
+        }
+    }
+
+    fn new_inode(&mut self, data: Vec<u8>) -> Arc<Inode> {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        Arc::new(Inode::new(ino, data))
+    }
+
+    /// Opens `path` following `abi::open_flags`: `O_CREAT` creates a missing
+    /// file, `O_CREAT | O_EXCL` fails with `EEXIST` if it exists, `O_TRUNC`
+    /// empties it (as on Linux, whatever the access mode). Unknown flags or
+    /// access mode 3 are `EINVAL`. The access mode itself is enforced by
+    /// [`OpenFile`].
+    pub fn open(&mut self, path: &str, flags: u64) -> Result<Arc<Inode>, FsError> {
+        check_flags(flags)?;
+        let name = normalize(path)?;
+        if let Some(inode) = self.files.get(name) {
+            if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
+                return Err(FsError::Exists);
+            }
+            let inode = Arc::clone(inode);
+            if flags & O_TRUNC != 0 {
+                inode.truncate(0)?;
+            }
+            return Ok(inode);
+        }
+        if flags & O_CREAT == 0 {
+            return Err(FsError::NotFound);
+        }
+        let inode = self.new_inode(Vec::new());
+        self.files.insert(name.to_string(), Arc::clone(&inode));
+        Ok(inode)
+    }
+
+    /// Opens `path` and wraps it in an [`OpenFile`] at offset 0.
+    pub fn open_file(&mut self, path: &str, flags: u64) -> Result<OpenFile, FsError> {
+        let inode = self.open(path, flags)?;
+        OpenFile::new(inode, flags)
+    }
+
+    /// Creates a new empty file; `EEXIST` if the name is taken. The same as
+    /// `open(path, O_CREAT | O_EXCL)`.
+    pub fn create(&mut self, path: &str) -> Result<Arc<Inode>, FsError> {
+        self.open(path, O_CREAT | O_EXCL)
+    }
+
+    /// The file called `path`.
+    pub fn lookup(&self, path: &str) -> Result<Arc<Inode>, FsError> {
+        let name = normalize(path)?;
+        self.files.get(name).cloned().ok_or(FsError::NotFound)
+    }
+
+    /// Binds `path` to a new file holding `data` (for filling the file
+    /// system from the initrd). An existing file of that name is unlinked
+    /// first, so the last of several entries wins.
+    pub fn insert(&mut self, path: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
+        let name = normalize(path)?;
+        checked_size(data.len() as u64)?;
+        let inode = self.new_inode(data);
+        self.files.insert(name.to_string(), Arc::clone(&inode));
+        Ok(inode)
+    }
+
+    /// Removes the name `path`; open handles keep the file alive.
+    pub fn unlink(&mut self, path: &str) -> Result<(), FsError> {
+        let name = normalize(path)?;
+        self.files.remove(name).map(drop).ok_or(FsError::NotFound)
+    }
+
+    /// How many names exist.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no names exist.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Every file, in name order (for listing).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Inode>)> {
+        self.files
+            .iter()
+            .map(|(name, inode)| (name.as_str(), inode))
+    }
+}
+
+fn check_flags(flags: u64) -> Result<(), FsError> {
+    if flags & !O_KNOWN != 0 || flags & O_ACCMODE == O_ACCMODE {
+        Err(FsError::InvalidArgument)
+    } else {
+        Ok(())
+    }
+}
+
+/// An open file: an inode, a position, and the flags it was opened with.
+#[derive(Clone, Debug)]
+pub struct OpenFile {
+    inode: Arc<Inode>,
+    offset: u64,
+    flags: u64,
+}
+
+impl OpenFile {
+    /// A handle on `inode` at offset 0. Only the access mode and `O_APPEND`
+    /// of `flags` matter here; invalid flags are `EINVAL`.
+    pub fn new(inode: Arc<Inode>, flags: u64) -> Result<Self, FsError> {
+        check_flags(flags)?;
+        Ok(OpenFile {
+            inode,
+            offset: 0,
+            flags,
+        })
+    }
+
+    /// The file.
+    pub fn inode(&self) -> &Arc<Inode> {
+        &self.inode
+    }
+
+    /// The current position.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The flags given at open.
+    pub fn flags(&self) -> u64 {
+        self.flags
+    }
+
+    fn readable(&self) -> bool {
+        self.flags & O_ACCMODE != O_WRONLY
+    }
+
+    fn writable(&self) -> bool {
+        matches!(self.flags & O_ACCMODE, O_WRONLY | O_RDWR)
+    }
+
+    /// Reads from the current position and advances it. `EBADF` if opened
+    /// `O_WRONLY`.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, FsError> {
+        if !self.readable() {
+            return Err(FsError::BadFd);
+        }
+        let n = self.inode.read_at(self.offset, buf);
+        self.offset += n as u64;
+        Ok(n)
+    }
+
+    /// Writes at the current position (at the end with `O_APPEND`) and
+    /// advances it. `EBADF` if opened `O_RDONLY`.
+    pub fn write(&mut self, buf: &[u8]) -> Result<usize, FsError> {
+        if !self.writable() {
+            return Err(FsError::BadFd);
+        }
+        if self.flags & O_APPEND != 0 {
+            self.offset = self.inode.append(buf)?;
+            Ok(buf.len())
+        } else {
+            let n = self.inode.write_at(self.offset, buf)?;
+            self.offset += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// Moves the position: to `offset` (`SEEK_SET`), by `offset`
+    /// (`SEEK_CUR`), or to the end plus `offset` (`SEEK_END`). Returns the
+    /// new position. A negative result or unknown `whence` is `EINVAL`, a
+    /// result past `i64::MAX` is `EOVERFLOW`. Seeking past the end is
+    /// allowed; a later write fills the gap with zeros.
+    pub fn lseek(&mut self, offset: i64, whence: u64) -> Result<u64, FsError> {
+        let base = match whence {
+            SEEK_SET => 0,
+            SEEK_CUR => self.offset,
+            SEEK_END => self.inode.size(),
+            _ => return Err(FsError::InvalidArgument),
+        };
+        // Both bases are at most i64::MAX (offset by invariant, size by
+        // MAX_FILE_SIZE), so the conversion cannot fail.
+        let base = i64::try_from(base).map_err(|_| FsError::Overflow)?;
+        let new = base.checked_add(offset).ok_or(FsError::Overflow)?;
+        let new = u64::try_from(new).map_err(|_| FsError::InvalidArgument)?;
+        self.offset = new;
+        Ok(new)
+    }
+}
+
+/// A process's file descriptors: a slot per number below [`FDS_MAX`],
+/// generic over what a descriptor refers to (the kernel's own enum of
+/// console, file, ring...).
+#[derive(Debug)]
+pub struct FdTable<T> {
+    slots: Vec<Option<T>>,
+    open: usize,
+}
+
+impl<T> Default for FdTable<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> FdTable<T> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        FdTable {
+            slots: Vec::new(),
+            open: 0,
+        }
+    }
+
+    fn index(fd: u64) -> Option<usize> {
+        usize::try_from(fd).ok().filter(|&i| i < FDS_MAX)
+    }
+
+    /// Stores `file` at the lowest free descriptor and returns it. `EMFILE`
+    /// (dropping `file`) if all [`FDS_MAX`] are in use.
+    pub fn insert(&mut self, file: T) -> Result<u64, FsError> {
+        let index = match self.slots.iter().position(Option::is_none) {
+            Some(index) => index,
+            None if self.slots.len() < FDS_MAX => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return Err(FsError::TooManyFiles),
+        };
+        self.slots[index] = Some(file);
+        self.open += 1;
+        Ok(index as u64)
+    }
+
+    /// Stores `file` at descriptor `fd` (e.g. the console at 0-2, or for
+    /// `dup2`), returning what was there. `EBADF` if `fd >= FDS_MAX`.
+    pub fn insert_at(&mut self, fd: u64, file: T) -> Result<Option<T>, FsError> {
+        let index = Self::index(fd).ok_or(FsError::BadFd)?;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let old = self.slots[index].replace(file);
+        if old.is_none() {
+            self.open += 1;
+        }
+        Ok(old)
+    }
+
+    /// The object at `fd`.
+    pub fn get(&self, fd: u64) -> Option<&T> {
+        self.slots.get(Self::index(fd)?)?.as_ref()
+    }
+
+    /// The object at `fd`, mutably (e.g. to move a file offset).
+    pub fn get_mut(&mut self, fd: u64) -> Option<&mut T> {
+        self.slots.get_mut(Self::index(fd)?)?.as_mut()
+    }
+
+    /// Takes the object out of `fd` (`close`). `EBADF` if `fd` is not open.
+    pub fn remove(&mut self, fd: u64) -> Result<T, FsError> {
+        let index = Self::index(fd).ok_or(FsError::BadFd)?;
+        let file = self
+            .slots
+            .get_mut(index)
+            .and_then(Option::take)
+            .ok_or(FsError::BadFd)?;
+        self.open -= 1;
+        while matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+        Ok(file)
+    }
+
+    /// Empties the table (process exit), yielding each open descriptor in
+    /// increasing order. Descriptors not consumed are dropped with the
+    /// iterator.
+    pub fn drain(&mut self) -> impl Iterator<Item = (u64, T)> + '_ {
+        self.open = 0;
+        self.slots
+            .drain(..)
+            .enumerate()
+            .filter_map(|(fd, slot)| Some((fd as u64, slot?)))
+    }
+
+    /// How many descriptors are open.
+    pub fn len(&self) -> usize {
+        self.open
+    }
+
+    /// Whether no descriptor is open.
+    pub fn is_empty(&self) -> bool {
+        self.open == 0
+    }
+
+    /// Every open descriptor, in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(fd, slot)| Some((fd as u64, slot.as_ref()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::open_flags::O_RDONLY;
+    use alloc::sync::Weak;
+    use alloc::vec;
+
+    #[test]
+    fn names_are_normalized() {
+        assert_eq!(normalize("a"), Ok("a"));
+        assert_eq!(normalize("/a"), Ok("a"));
+        assert_eq!(normalize("///a/b"), Ok("a/b"));
+        assert_eq!(normalize("héllo"), Ok("héllo"));
+        assert_eq!(normalize(""), Err(FsError::NotFound));
+        assert_eq!(normalize("/"), Err(FsError::NotFound));
+        assert_eq!(normalize("//"), Err(FsError::NotFound));
+        assert_eq!(normalize("a\0"), Err(FsError::InvalidName));
+        let longest = "x".repeat(PATH_MAX);
+        assert_eq!(normalize(&longest), Ok(longest.as_str()));
+        assert_eq!(
+            normalize(&"x".repeat(PATH_MAX + 1)),
+            Err(FsError::NameTooLong)
+        );
+        // The limit applies to the name, not the leading slashes.
+        let slashed = format!("/{longest}");
+        assert_eq!(normalize(&slashed), Ok(longest.as_str()));
+        // A multi-byte character counts by its bytes.
+        assert_eq!(
+            normalize(&"é".repeat(PATH_MAX / 2 + 1)),
+            Err(FsError::NameTooLong)
+        );
+    }
+
+    #[test]
+    fn byte_names() {
+        assert_eq!(normalize_bytes(b"/init"), Ok("init"));
+        assert_eq!(normalize_bytes(b"\xff\xfe"), Err(FsError::InvalidName));
+        assert_eq!(normalize_bytes(b"a\xc3"), Err(FsError::InvalidName));
+        assert_eq!(normalize_bytes(b""), Err(FsError::NotFound));
+    }
+
+    #[test]
+    fn errno_values() {
+        assert_eq!(FsError::NotFound.errno(), errno::ENOENT);
+        assert_eq!(FsError::NameTooLong.errno(), errno::ENAMETOOLONG);
+        assert_eq!(FsError::InvalidName.errno(), errno::EINVAL);
+        assert_eq!(FsError::Exists.errno(), errno::EEXIST);
+        assert_eq!(FsError::FileTooBig.errno(), errno::EFBIG);
+        assert_eq!(FsError::BadFd.errno(), errno::EBADF);
+        assert_eq!(FsError::InvalidArgument.errno(), errno::EINVAL);
+        assert_eq!(FsError::Overflow.errno(), errno::EOVERFLOW);
+        assert_eq!(FsError::TooManyFiles.errno(), errno::EMFILE);
+        assert_eq!(FsError::NoMemory.errno(), errno::ENOMEM);
+        assert_eq!(format!("{}", FsError::Exists), "file exists (EEXIST)");
+    }
+
+    #[test]
+    fn open_flags() {
+        let mut fs = RamFs::new();
+        assert_eq!(fs.open("a", O_RDONLY).unwrap_err(), FsError::NotFound);
+        let a = fs.open("a", O_CREAT | O_RDWR).unwrap();
+        assert_eq!(fs.len(), 1);
+        // Same file through either spelling.
+        let again = fs.open("/a", O_RDONLY).unwrap();
+        assert!(Arc::ptr_eq(&a, &again));
+        assert_eq!(
+            fs.open("a", O_CREAT | O_EXCL | O_WRONLY).unwrap_err(),
+            FsError::Exists
+        );
+        // O_CREAT on an existing file opens it.
+        assert!(Arc::ptr_eq(&a, &fs.open("a", O_CREAT).unwrap()));
+        // O_EXCL without O_CREAT is ignored, as on Linux.
+        assert!(Arc::ptr_eq(&a, &fs.open("a", O_EXCL).unwrap()));
+
+        a.write_at(0, b"hello").unwrap();
+        fs.open("a", O_WRONLY).unwrap();
+        assert_eq!(a.size(), 5);
+        fs.open("a", O_WRONLY | O_TRUNC).unwrap();
+        assert_eq!(a.size(), 0);
+
+        // O_CREAT | O_TRUNC makes a new empty file too.
+        let b = fs.open("b", O_CREAT | O_TRUNC | O_WRONLY).unwrap();
+        assert_eq!(b.size(), 0);
+        assert_ne!(a.ino(), b.ino());
+        assert_eq!(fs.len(), 2);
+    }
+
+    #[test]
+    fn bad_flags_and_names() {
+        let mut fs = RamFs::new();
+        assert_eq!(
+            fs.open("a", O_ACCMODE | O_CREAT).unwrap_err(),
+            FsError::InvalidArgument
+        );
+        assert_eq!(
+            fs.open("a", 0o4000_0000 | O_CREAT).unwrap_err(),
+            FsError::InvalidArgument
+        );
+        assert_eq!(fs.open("", O_CREAT).unwrap_err(), FsError::NotFound);
+        assert_eq!(fs.open("/", O_CREAT).unwrap_err(), FsError::NotFound);
+        assert_eq!(
+            fs.open(&"n".repeat(PATH_MAX + 1), O_CREAT).unwrap_err(),
+            FsError::NameTooLong
+        );
+        assert_eq!(fs.open("a\0b", O_CREAT).unwrap_err(), FsError::InvalidName);
+        assert!(fs.is_empty());
+        assert_eq!(fs.lookup("").unwrap_err(), FsError::NotFound);
+        assert_eq!(fs.unlink("").unwrap_err(), FsError::NotFound);
+        assert_eq!(
+            fs.insert(&"n".repeat(PATH_MAX + 1), vec![]).unwrap_err(),
+            FsError::NameTooLong
+        );
+    }
+
+    #[test]
+    fn create_lookup_insert() {
+        let mut fs = RamFs::new();
+        let a = fs.create("/a").unwrap();
+        assert_eq!(fs.create("a").unwrap_err(), FsError::Exists);
+        assert!(Arc::ptr_eq(&a, &fs.lookup("a").unwrap()));
+        assert_eq!(fs.lookup("b").unwrap_err(), FsError::NotFound);
+
+        let init = fs.insert("init", b"\x7fELF".to_vec()).unwrap();
+        assert_eq!(init.size(), 4);
+        assert_eq!(fs.lookup("/init").unwrap().ino(), init.ino());
+        // Inserting again replaces the binding with a new file.
+        let init2 = fs.insert("/init", b"new".to_vec()).unwrap();
+        assert_ne!(init.ino(), init2.ino());
+        assert_eq!(fs.lookup("init").unwrap().size(), 3);
+        assert_eq!(fs.len(), 2);
+        let names: Vec<&str> = fs.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, ["a", "init"]);
+        assert_eq!(init2.with_data(|d| d.to_vec()), b"new");
+    }
+
+    #[test]
+    fn inode_numbers_are_not_reused() {
+        let mut fs = RamFs::default();
+        let first = fs.create("a").unwrap().ino();
+        fs.unlink("a").unwrap();
+        let second = fs.create("a").unwrap().ino();
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn insert_rejects_oversized_data() {
+        let mut fs = RamFs::new();
+        let big = vec![0u8; MAX_FILE_SIZE as usize + 1];
+        assert_eq!(fs.insert("big", big).unwrap_err(), FsError::FileTooBig);
+        assert!(fs.is_empty());
+    }
+
+    #[test]
+    fn unlinked_file_stays_usable_until_last_handle() {
+        let mut fs = RamFs::new();
+        let mut file = fs.open_file("tmp", O_CREAT | O_RDWR).unwrap();
+        file.write(b"data").unwrap();
+        let weak: Weak<Inode> = Arc::downgrade(file.inode());
+
+        fs.unlink("/tmp").unwrap();
+        assert_eq!(fs.unlink("tmp").unwrap_err(), FsError::NotFound);
+        assert_eq!(fs.lookup("tmp").unwrap_err(), FsError::NotFound);
+        assert!(fs.is_empty());
+
+        // Still readable and writable through the handle.
+        file.write(b"more").unwrap();
+        file.lseek(0, SEEK_SET).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(file.read(&mut buf).unwrap(), 8);
+        assert_eq!(&buf[..8], b"datamore");
+
+        // A new file of the same name is a different file.
+        let new = fs.create("tmp").unwrap();
+        assert_eq!(new.size(), 0);
+
+        let clone = file.clone();
+        drop(file);
+        assert!(weak.upgrade().is_some());
+        drop(clone);
+        assert!(weak.upgrade().is_none(), "data freed with the last handle");
+    }
+
+    #[test]
+    fn read_at_and_write_at() {
+        let inode = Inode::new(1, Vec::new());
+        let mut buf = [0xaau8; 8];
+        assert_eq!(inode.read_at(0, &mut buf), 0);
+        assert_eq!(inode.read_at(u64::MAX, &mut buf), 0);
+
+        assert_eq!(inode.write_at(0, b"abc").unwrap(), 3);
+        assert_eq!(inode.read_at(1, &mut buf), 2);
+        assert_eq!(&buf[..2], b"bc");
+        assert_eq!(inode.read_at(3, &mut buf), 0);
+        assert_eq!(inode.read_at(100, &mut buf), 0);
+        assert_eq!(inode.read_at(0, &mut []), 0);
+
+        // Overwrite in the middle.
+        inode.write_at(1, b"X").unwrap();
+        assert_eq!(inode.with_data(|d| d.to_vec()), b"aXc");
+
+        // A write past the end zero-fills the gap.
+        inode.write_at(6, b"z").unwrap();
+        assert_eq!(inode.size(), 7);
+        assert_eq!(inode.with_data(|d| d.to_vec()), b"aXc\0\0\0z");
+
+        // Empty writes succeed anywhere and change nothing.
+        assert_eq!(inode.write_at(u64::MAX, b"").unwrap(), 0);
+        assert_eq!(inode.size(), 7);
+
+        // A short buffer reads only what fits.
+        let mut two = [0u8; 2];
+        assert_eq!(inode.read_at(0, &mut two), 2);
+        assert_eq!(&two, b"aX");
+    }
+
+    #[test]
+    fn file_size_limit() {
+        let inode = Inode::new(1, Vec::new());
+        assert_eq!(
+            inode.write_at(MAX_FILE_SIZE, b"x").unwrap_err(),
+            FsError::FileTooBig
+        );
+        assert_eq!(
+            inode.write_at(MAX_FILE_SIZE - 1, b"xy").unwrap_err(),
+            FsError::FileTooBig
+        );
+        assert_eq!(
+            inode.write_at(u64::MAX, b"x").unwrap_err(),
+            FsError::FileTooBig
+        );
+        assert_eq!(inode.size(), 0, "failed writes change nothing");
+        assert_eq!(inode.write_at(MAX_FILE_SIZE - 1, b"x").unwrap(), 1);
+        assert_eq!(inode.size(), MAX_FILE_SIZE);
+        assert_eq!(inode.append(b"x").unwrap_err(), FsError::FileTooBig);
+        assert_eq!(
+            inode.truncate(MAX_FILE_SIZE + 1).unwrap_err(),
+            FsError::FileTooBig
+        );
+        inode.truncate(0).unwrap();
+        assert_eq!(inode.size(), 0);
+    }
+
+    #[test]
+    fn truncate_cuts_and_extends() {
+        let inode = Inode::new(1, b"hello".to_vec());
+        inode.truncate(2).unwrap();
+        assert_eq!(inode.with_data(|d| d.to_vec()), b"he");
+        inode.truncate(4).unwrap();
+        assert_eq!(inode.with_data(|d| d.to_vec()), b"he\0\0");
+        assert_eq!(inode.stat(), FileStat { size: 4, ino: 1 });
+    }
+
+    #[test]
+    fn open_file_read_write_and_modes() {
+        let mut fs = RamFs::new();
+        let mut w = fs.open_file("f", O_CREAT | O_WRONLY).unwrap();
+        assert_eq!(w.write(b"hello").unwrap(), 5);
+        assert_eq!(w.offset(), 5);
+        assert_eq!(w.flags(), O_CREAT | O_WRONLY);
+        let mut buf = [0u8; 8];
+        assert_eq!(w.read(&mut buf).unwrap_err(), FsError::BadFd);
+
+        let mut r = fs.open_file("f", O_RDONLY).unwrap();
+        assert_eq!(r.write(b"x").unwrap_err(), FsError::BadFd);
+        assert_eq!(r.read(&mut buf[..3]).unwrap(), 3);
+        assert_eq!(r.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"lo");
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "end of file");
+        assert_eq!(r.offset(), 5);
+
+        let mut rw = fs.open_file("f", O_RDWR).unwrap();
+        rw.write(b"J").unwrap();
+        assert_eq!(rw.read(&mut buf[..4]).unwrap(), 4);
+        assert_eq!(&buf[..4], b"ello");
+        assert_eq!(fs.lookup("f").unwrap().with_data(|d| d.to_vec()), b"Jello");
+
+        assert_eq!(
+            OpenFile::new(fs.lookup("f").unwrap(), O_ACCMODE).unwrap_err(),
+            FsError::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn append_writes_at_the_end() {
+        let mut fs = RamFs::new();
+        let mut a = fs.open_file("log", O_CREAT | O_WRONLY | O_APPEND).unwrap();
+        let mut b = fs.open_file("log", O_WRONLY | O_APPEND).unwrap();
+        a.write(b"one ").unwrap();
+        b.write(b"two ").unwrap();
+        // Even after seeking back, O_APPEND writes at the end.
+        a.lseek(0, SEEK_SET).unwrap();
+        a.write(b"three").unwrap();
+        assert_eq!(a.offset(), 13);
+        assert_eq!(
+            fs.lookup("log").unwrap().with_data(|d| d.to_vec()),
+            b"one two three"
+        );
+        // An empty append is fine and moves to the end.
+        b.write(b"").unwrap();
+        assert_eq!(b.offset(), 13);
+    }
+
+    #[test]
+    fn lseek() {
+        let mut fs = RamFs::new();
+        let mut f = fs.open_file("f", O_CREAT | O_RDWR).unwrap();
+        f.write(b"0123456789").unwrap();
+        assert_eq!(f.lseek(3, SEEK_SET).unwrap(), 3);
+        assert_eq!(f.lseek(2, SEEK_CUR).unwrap(), 5);
+        assert_eq!(f.lseek(-1, SEEK_CUR).unwrap(), 4);
+        assert_eq!(f.lseek(0, SEEK_END).unwrap(), 10);
+        assert_eq!(f.lseek(-10, SEEK_END).unwrap(), 0);
+        let mut buf = [0u8; 1];
+        f.lseek(-3, SEEK_END).unwrap();
+        f.read(&mut buf).unwrap();
+        assert_eq!(&buf, b"7");
+
+        // Negative results are EINVAL and leave the offset alone.
+        let before = f.offset();
+        assert_eq!(f.lseek(-1, SEEK_SET).unwrap_err(), FsError::InvalidArgument);
+        assert_eq!(
+            f.lseek(-11, SEEK_END).unwrap_err(),
+            FsError::InvalidArgument
+        );
+        assert_eq!(
+            f.lseek(i64::MIN, SEEK_CUR).unwrap_err(),
+            FsError::InvalidArgument
+        );
+        assert_eq!(f.offset(), before);
+        // Bad whence.
+        for whence in [3, 4, u64::MAX] {
+            assert_eq!(f.lseek(0, whence).unwrap_err(), FsError::InvalidArgument);
+        }
+        // Overflow.
+        assert_eq!(f.lseek(i64::MAX, SEEK_SET).unwrap(), i64::MAX as u64);
+        assert_eq!(f.lseek(1, SEEK_CUR).unwrap_err(), FsError::Overflow);
+        assert_eq!(f.lseek(i64::MAX, SEEK_END).unwrap_err(), FsError::Overflow);
+        // Reading far past the end gives 0, writing there is EFBIG.
+        assert_eq!(f.read(&mut buf).unwrap(), 0);
+        assert_eq!(f.write(b"x").unwrap_err(), FsError::FileTooBig);
+
+        // Seeking past the end then writing leaves a zero gap.
+        f.lseek(12, SEEK_SET).unwrap();
+        f.write(b"!").unwrap();
+        assert_eq!(f.inode().with_data(|d| d.to_vec()), b"0123456789\0\0!");
+    }
+
+    #[test]
+    fn fd_table_lowest_free() {
+        let mut t: FdTable<&str> = FdTable::new();
+        assert!(t.is_empty());
+        assert_eq!(t.insert("a").unwrap(), 0);
+        assert_eq!(t.insert("b").unwrap(), 1);
+        assert_eq!(t.insert("c").unwrap(), 2);
+        assert_eq!(t.remove(1).unwrap(), "b");
+        assert_eq!(t.insert("d").unwrap(), 1);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.get(1), Some(&"d"));
+        *t.get_mut(2).unwrap() = "C";
+        assert_eq!(t.get(2), Some(&"C"));
+        assert_eq!(t.get(3), None);
+        assert_eq!(t.get(u64::MAX), None);
+        assert_eq!(t.get_mut(u64::MAX), None);
+    }
+
+    #[test]
+    fn fd_table_remove_errors() {
+        let mut t: FdTable<u32> = FdTable::default();
+        assert_eq!(t.remove(0).unwrap_err(), FsError::BadFd);
+        assert_eq!(t.remove(u64::MAX).unwrap_err(), FsError::BadFd);
+        t.insert(7).unwrap();
+        assert_eq!(t.remove(0).unwrap(), 7);
+        assert_eq!(t.remove(0).unwrap_err(), FsError::BadFd, "double close");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn fd_table_limit() {
+        let mut t = FdTable::new();
+        for i in 0..FDS_MAX {
+            assert_eq!(t.insert(i).unwrap(), i as u64);
+        }
+        assert_eq!(t.len(), FDS_MAX);
+        assert_eq!(t.insert(999).unwrap_err(), FsError::TooManyFiles);
+        t.remove(17).unwrap();
+        assert_eq!(t.insert(1000).unwrap(), 17);
+        assert_eq!(t.insert(1001).unwrap_err(), FsError::TooManyFiles);
+    }
+
+    #[test]
+    fn fd_table_insert_at() {
+        let mut t = FdTable::new();
+        // The caller puts the console at 0-2 first.
+        for fd in [0, 1, 2] {
+            assert_eq!(t.insert_at(fd, "console").unwrap(), None);
+        }
+        assert_eq!(t.insert("file").unwrap(), 3);
+        // Replacing returns the old object and keeps the count.
+        assert_eq!(t.insert_at(1, "other").unwrap(), Some("console"));
+        assert_eq!(t.len(), 4);
+        // A gap below a high descriptor is filled first.
+        assert_eq!(t.insert_at(10, "high").unwrap(), None);
+        assert_eq!(t.insert("next").unwrap(), 4);
+        assert_eq!(t.len(), 6);
+        assert_eq!(
+            t.insert_at(FDS_MAX as u64, "x").unwrap_err(),
+            FsError::BadFd
+        );
+        assert_eq!(t.insert_at(u64::MAX, "x").unwrap_err(), FsError::BadFd);
+        assert_eq!(t.insert_at(FDS_MAX as u64 - 1, "last").unwrap(), None);
+        let fds: Vec<u64> = t.iter().map(|(fd, _)| fd).collect();
+        assert_eq!(fds, [0, 1, 2, 3, 4, 10, FDS_MAX as u64 - 1]);
+    }
+
+    #[test]
+    fn fd_table_drain() {
+        let mut t = FdTable::new();
+        t.insert_at(0, 0).unwrap();
+        t.insert_at(5, 5).unwrap();
+        t.insert_at(2, 2).unwrap();
+        let drained: Vec<(u64, i32)> = t.drain().collect();
+        assert_eq!(drained, [(0, 0), (2, 2), (5, 5)]);
+        assert!(t.is_empty());
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.insert(9).unwrap(), 0);
+    }
+
+    #[test]
+    fn fd_table_drops_open_files() {
+        let mut fs = RamFs::new();
+        let inode = fs.create("f").unwrap();
+        let weak = Arc::downgrade(&inode);
+        let mut t = FdTable::new();
+        for _ in 0..3 {
+            let file = OpenFile::new(Arc::clone(&inode), O_RDONLY).unwrap();
+            t.insert(file).unwrap();
+        }
+        drop(inode);
+        fs.unlink("f").unwrap();
+        assert!(weak.upgrade().is_some(), "the table keeps the file alive");
+        // Dropping the drain iterator early still drops everything.
+        let mut drain = t.drain();
+        drain.next();
+        drop(drain);
+        assert!(weak.upgrade().is_none());
+    }
+}
