@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod errno;
+pub mod io_uring;
 pub mod syscall;
 
 /// Fixed addresses and sizes of a user address space.

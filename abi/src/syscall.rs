@@ -40,7 +40,8 @@ pub const UNLINK: u64 = 1001;
 /// `nargs == 0` the child gets `argv = [name]`.
 pub const SPAWN: u64 = 1002;
 /// `wait(pid: i64, status: *mut i32) -> pid`: waits for the child `pid`
-/// (or any child when `pid == -1`) to end and reaps it.
+/// (or any child when `pid == -1`) to end and reaps it. A null `status`
+/// means the caller does not want the status (as with Linux's `wait4`).
 pub const WAIT: u64 = 1003;
 /// `sleep(ns) -> 0`
 pub const SLEEP: u64 = 1004;

@@ -41,6 +41,9 @@ mod tests {
         assert_eq!(BACKEND.kind(), BackendKind::IoUring);
         assert_eq!(BACKEND.setup(RawArgs::default()), Err(abi::errno::ENOSYS));
         assert_eq!(BACKEND.enter(RawArgs::default()), Err(abi::errno::ENOSYS));
-        assert_eq!(BACKEND.register(RawArgs::default()), Err(abi::errno::ENOSYS));
+        assert_eq!(
+            BACKEND.register(RawArgs::default()),
+            Err(abi::errno::ENOSYS)
+        );
     }
 }

@@ -18,7 +18,8 @@ use alloc::vec::Vec;
 use kernel_core::ring::{BackendKind, RawArgs};
 
 /// Most bytes one read or write moves; larger requests are partial, as
-/// POSIX allows.
+/// POSIX allows. The whole claimed buffer is still checked first: a range
+/// that is not entirely mapped is `EFAULT`, whatever the transfer size.
 const IO_CHUNK: u64 = 1 << 20;
 
 type SysResult = Result<u64, i32>;
@@ -101,7 +102,8 @@ fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
 }
 
 fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
-    let user = UserSlice::new(buf, len)?.prefix(IO_CHUNK);
+    let claimed = UserSlice::new(buf, len)?;
+    let user = claimed.prefix(IO_CHUNK);
     let me = task::current();
     let process = me.process();
     process.with_address_space(|space| {
@@ -110,7 +112,7 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
             FileHandle::Console => Ok(0),
             FileHandle::File(file) => {
                 // Check the destination before the file offset moves.
-                user.check(space, true)?;
+                claimed.check(space, true)?;
                 let mut data = alloc::vec![0u8; user.len() as usize];
                 let n = file.read(&mut data).map_err(|e| e.errno())?;
                 user.prefix(n as u64).write_from(space, &data[..n])?;
@@ -121,8 +123,11 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
 }
 
 fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
-    let user = UserSlice::new(buf, len)?.prefix(IO_CHUNK);
-    let data = with_space(|space| user.read_vec(space, IO_CHUNK))?;
+    let claimed = UserSlice::new(buf, len)?;
+    let data = with_space(|space| {
+        claimed.check(space, false)?;
+        claimed.prefix(IO_CHUNK).read_vec(space, IO_CHUNK)
+    })?;
     with_fd(fd, |handle| match handle {
         FileHandle::Console => {
             crate::logger::write_bytes(&data);

@@ -1,0 +1,391 @@
+//! The io_uring ABI: submission and completion entries with Linux's layout
+//! and numbers, setup parameters, the shared ring layout and the register
+//! and enter interfaces. Used by both ring systems (io_uring on syscalls
+//! 12-14 and the Ring API on 2000-2002).
+//!
+//! # Ring memory
+//! A ring is mapped into its process at a fixed address
+//! ([`crate::layout::USER_IO_URING_BASE`] + `slot * RING_SLOT_STRIDE`) with
+//! this layout (the seed report's):
+//!
+//! | offset   | size   | content                                          |
+//! |----------|--------|--------------------------------------------------|
+//! | `0x0000` | 4 KiB  | SQ header ([`RingHeader`]) + SQ index array at `+0x40` |
+//! | `0x1000` | 4 KiB  | CQ header ([`RingHeader`])                       |
+//! | `0x2000` | 16 KiB | up to 256 SQEs of 64 bytes                       |
+//! | `0x6000` | 4 KiB  | up to 256 CQEs of 16 bytes                       |
+//!
+//! User space writes SQEs, then the SQ array entries (indices into the SQE
+//! array), then publishes them by storing the SQ `tail` (release). The
+//! kernel consumes from SQ `head`. The kernel writes CQEs and publishes them
+//! by storing CQ `tail`; user space consumes from CQ `head`.
+
+/// `IORING_OP_*` opcodes (Linux numbering).
+pub mod op {
+    pub const NOP: u8 = 0;
+    pub const READV: u8 = 1;
+    pub const WRITEV: u8 = 2;
+    pub const FSYNC: u8 = 3;
+    pub const READ_FIXED: u8 = 4;
+    pub const WRITE_FIXED: u8 = 5;
+    pub const TIMEOUT: u8 = 11;
+    pub const TIMEOUT_REMOVE: u8 = 12;
+    pub const ASYNC_CANCEL: u8 = 14;
+    pub const LINK_TIMEOUT: u8 = 15;
+    pub const OPENAT: u8 = 18;
+    pub const CLOSE: u8 = 19;
+    pub const STATX: u8 = 21;
+    pub const READ: u8 = 22;
+    pub const WRITE: u8 = 23;
+    /// One past the highest opcode this ABI names (probe table size).
+    pub const LAST: u8 = 24;
+}
+
+/// `IOSQE_*` flags in [`Sqe::flags`].
+pub mod sqe_flags {
+    /// `fd` indexes the registered file table.
+    pub const FIXED_FILE: u8 = 1 << 0;
+    /// Issue only after every earlier SQE has completed.
+    pub const IO_DRAIN: u8 = 1 << 1;
+    /// The next SQE runs only if this one succeeds.
+    pub const IO_LINK: u8 = 1 << 2;
+    /// Like `IO_LINK`, but the chain goes on even if this one fails.
+    pub const IO_HARDLINK: u8 = 1 << 3;
+    /// Linux: force async issue. Not supported here (EINVAL).
+    pub const ASYNC: u8 = 1 << 4;
+    /// Linux: provided buffers. Not supported here (EINVAL).
+    pub const BUFFER_SELECT: u8 = 1 << 5;
+    /// Post no CQE if the operation succeeds.
+    pub const CQE_SKIP_SUCCESS: u8 = 1 << 6;
+    /// Every flag this kernel accepts.
+    pub const SUPPORTED: u8 = FIXED_FILE | IO_DRAIN | IO_LINK | IO_HARDLINK | CQE_SKIP_SUCCESS;
+}
+
+/// A submission queue entry, 64 bytes, Linux's `struct io_uring_sqe`.
+/// Unions are flattened to their most common name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sqe {
+    pub opcode: u8,
+    pub flags: u8,
+    pub ioprio: u16,
+    pub fd: i32,
+    /// File offset (`-1` = current position), or `addr2`; for TIMEOUT the
+    /// completion count.
+    pub off: u64,
+    /// Buffer, iovec array, path or timespec address; for TIMEOUT_REMOVE and
+    /// ASYNC_CANCEL the target's `user_data`.
+    pub addr: u64,
+    pub len: u32,
+    /// Per-op flags: `rw_flags`, `fsync_flags`, `open_flags`,
+    /// `timeout_flags`, `statx_flags`...
+    pub op_flags: u32,
+    pub user_data: u64,
+    /// Registered buffer index for READ_FIXED/WRITE_FIXED.
+    pub buf_index: u16,
+    pub personality: u16,
+    /// `file_index` / `splice_fd_in`.
+    pub file_index: i32,
+    /// STATX: the `struct statx` destination.
+    pub addr3: u64,
+    pub pad: u64,
+}
+const _: () = assert!(core::mem::size_of::<Sqe>() == 64);
+const _: () = assert!(core::mem::offset_of!(Sqe, off) == 8);
+const _: () = assert!(core::mem::offset_of!(Sqe, addr) == 16);
+const _: () = assert!(core::mem::offset_of!(Sqe, len) == 24);
+const _: () = assert!(core::mem::offset_of!(Sqe, op_flags) == 28);
+const _: () = assert!(core::mem::offset_of!(Sqe, user_data) == 32);
+const _: () = assert!(core::mem::offset_of!(Sqe, buf_index) == 40);
+const _: () = assert!(core::mem::offset_of!(Sqe, file_index) == 44);
+const _: () = assert!(core::mem::offset_of!(Sqe, addr3) == 48);
+
+impl Sqe {
+    /// The entry as eight little-endian words (how it sits in ring memory).
+    pub fn to_words(&self) -> [u64; 8] {
+        [
+            u64::from(self.opcode)
+                | (u64::from(self.flags) << 8)
+                | (u64::from(self.ioprio) << 16)
+                | (u64::from(self.fd as u32) << 32),
+            self.off,
+            self.addr,
+            u64::from(self.len) | (u64::from(self.op_flags) << 32),
+            self.user_data,
+            u64::from(self.buf_index)
+                | (u64::from(self.personality) << 16)
+                | (u64::from(self.file_index as u32) << 32),
+            self.addr3,
+            self.pad,
+        ]
+    }
+
+    /// Decodes an entry from eight words (the inverse of [`Sqe::to_words`]).
+    pub fn from_words(w: [u64; 8]) -> Self {
+        Self {
+            opcode: w[0] as u8,
+            flags: (w[0] >> 8) as u8,
+            ioprio: (w[0] >> 16) as u16,
+            fd: (w[0] >> 32) as u32 as i32,
+            off: w[1],
+            addr: w[2],
+            len: w[3] as u32,
+            op_flags: (w[3] >> 32) as u32,
+            user_data: w[4],
+            buf_index: w[5] as u16,
+            personality: (w[5] >> 16) as u16,
+            file_index: (w[5] >> 32) as u32 as i32,
+            addr3: w[6],
+            pad: w[7],
+        }
+    }
+}
+
+/// A completion queue entry, 16 bytes, Linux's `struct io_uring_cqe`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cqe {
+    pub user_data: u64,
+    /// Result: `>= 0` success, `-errno` failure.
+    pub res: i32,
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<Cqe>() == 16);
+
+impl Cqe {
+    pub fn to_words(&self) -> [u64; 2] {
+        [
+            self.user_data,
+            u64::from(self.res as u32) | (u64::from(self.flags) << 32),
+        ]
+    }
+
+    pub fn from_words(w: [u64; 2]) -> Self {
+        Self {
+            user_data: w[0],
+            res: w[1] as u32 as i32,
+            flags: (w[1] >> 32) as u32,
+        }
+    }
+}
+
+/// Word offsets (in `u32`s) of the fields of a ring header page.
+pub mod header {
+    pub const HEAD: usize = 0;
+    pub const TAIL: usize = 1;
+    pub const MASK: usize = 2;
+    pub const ENTRIES: usize = 3;
+    pub const FLAGS: usize = 4;
+    /// SQ: SQEs dropped because their SQ array index was out of range.
+    pub const DROPPED: usize = 5;
+    /// CQ: completions that waited in the kernel overflow list.
+    pub const OVERFLOW: usize = 6;
+    /// SQ page: start of the SQ index array (`u32` per entry).
+    pub const ARRAY: usize = 16;
+}
+
+/// The header at the start of the SQ and CQ pages, as a struct view.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingHeader {
+    pub head: u32,
+    pub tail: u32,
+    pub mask: u32,
+    pub entries: u32,
+    pub flags: u32,
+    pub dropped: u32,
+    pub overflow: u32,
+    pub reserved: u32,
+}
+const _: () = assert!(core::mem::size_of::<RingHeader>() == 32);
+
+/// Byte offsets of the parts of a ring mapping.
+pub mod ring_layout {
+    pub const SQ_HEADER: u64 = 0x0000;
+    pub const CQ_HEADER: u64 = 0x1000;
+    pub const SQ_ARRAY: u64 = SQ_HEADER + 4 * super::header::ARRAY as u64;
+    pub const SQES: u64 = 0x2000;
+    pub const CQES: u64 = 0x6000;
+    /// Size of one ring mapping.
+    pub const SIZE: u64 = 0x7000;
+    /// Most SQ entries the layout holds.
+    pub const MAX_SQ_ENTRIES: u32 = 256;
+    /// Most CQ entries the layout holds.
+    pub const MAX_CQ_ENTRIES: u32 = 256;
+    /// Distance between the fixed addresses of a process's rings.
+    pub const RING_SLOT_STRIDE: u64 = 0x10_0000;
+    /// Rings one process may have.
+    pub const MAX_RINGS_PER_PROCESS: u64 = 16;
+}
+
+/// SQ header `flags` bits.
+pub mod sq_flags {
+    /// The SQPOLL poller sleeps: call enter with `SQ_WAKEUP` to wake it.
+    pub const NEED_WAKEUP: u32 = 1 << 0;
+    /// The CQ overflowed: completions wait in the kernel.
+    pub const CQ_OVERFLOW: u32 = 1 << 1;
+}
+
+/// `io_uring_enter` flags.
+pub mod enter_flags {
+    pub const GETEVENTS: u32 = 1 << 0;
+    pub const SQ_WAKEUP: u32 = 1 << 1;
+    pub const SQ_WAIT: u32 = 1 << 2;
+    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT;
+}
+
+/// `io_uring_setup` flags (`IoUringParams::flags`).
+pub mod setup_flags {
+    pub const SQPOLL: u32 = 1 << 1;
+    pub const SQ_AFF: u32 = 1 << 2;
+    pub const CQSIZE: u32 = 1 << 3;
+    pub const CLAMP: u32 = 1 << 4;
+}
+
+/// `IoUringParams::features` bits this kernel reports.
+pub mod features {
+    /// One mapping holds both rings.
+    pub const SINGLE_MMAP: u32 = 1 << 0;
+    /// Completions are never dropped (overflow list).
+    pub const NODROP: u32 = 1 << 1;
+    /// Data for an SQE is read when it is submitted.
+    pub const SUBMIT_STABLE: u32 = 1 << 2;
+    /// `off == -1` means the current file position.
+    pub const RW_CUR_POS: u32 = 1 << 3;
+}
+
+/// `struct io_sqring_offsets`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SqRingOffsets {
+    pub head: u32,
+    pub tail: u32,
+    pub ring_mask: u32,
+    pub ring_entries: u32,
+    pub flags: u32,
+    pub dropped: u32,
+    pub array: u32,
+    pub resv1: u32,
+    /// Here: the user address of the whole ring mapping.
+    pub user_addr: u64,
+}
+
+/// `struct io_cqring_offsets`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CqRingOffsets {
+    pub head: u32,
+    pub tail: u32,
+    pub ring_mask: u32,
+    pub ring_entries: u32,
+    pub overflow: u32,
+    pub cqes: u32,
+    pub flags: u32,
+    pub resv1: u32,
+    pub user_addr: u64,
+}
+
+/// `struct io_uring_params`, 120 bytes. Offsets here are from the start of
+/// the ring mapping (`sq_off.user_addr`), not mmap offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoUringParams {
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    pub flags: u32,
+    pub sq_thread_cpu: u32,
+    pub sq_thread_idle: u32,
+    pub features: u32,
+    pub wq_fd: u32,
+    pub resv: [u32; 3],
+    pub sq_off: SqRingOffsets,
+    pub cq_off: CqRingOffsets,
+}
+const _: () = assert!(core::mem::size_of::<IoUringParams>() == 120);
+
+/// `io_uring_register` opcodes.
+pub mod register {
+    pub const REGISTER_BUFFERS: u32 = 0;
+    pub const UNREGISTER_BUFFERS: u32 = 1;
+    pub const REGISTER_FILES: u32 = 2;
+    pub const UNREGISTER_FILES: u32 = 3;
+    pub const REGISTER_PROBE: u32 = 8;
+    /// Most registered buffers per ring.
+    pub const MAX_BUFFERS: u32 = 1024;
+    /// Most registered files per ring.
+    pub const MAX_FILES: u32 = 1024;
+    /// Largest registered buffer.
+    pub const MAX_BUFFER_LEN: u64 = 1 << 30;
+}
+
+/// `struct iovec`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoVec {
+    pub base: u64,
+    pub len: u64,
+}
+const _: () = assert!(core::mem::size_of::<IoVec>() == 16);
+
+/// Most iovecs one READV/WRITEV takes (Linux's UIO_MAXIOV).
+pub const IOV_MAX: u32 = 1024;
+
+/// `struct __kernel_timespec`, for TIMEOUT and LINK_TIMEOUT.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+/// TIMEOUT `op_flags`.
+pub mod timeout_flags {
+    /// The timespec is an absolute monotonic time.
+    pub const ABS: u32 = 1 << 0;
+}
+
+/// `struct io_uring_probe_op`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeOp {
+    pub op: u8,
+    pub resv: u8,
+    /// `PROBE_OP_SUPPORTED` when the kernel supports the opcode.
+    pub flags: u16,
+    pub resv2: u32,
+}
+pub const PROBE_OP_SUPPORTED: u16 = 1;
+
+/// `struct io_uring_probe` header; `ops_len` [`ProbeOp`]s follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Highest opcode the kernel knows.
+    pub last_op: u8,
+    /// Number of [`ProbeOp`] entries filled in.
+    pub ops_len: u8,
+    pub resv: u16,
+    pub resv2: [u32; 3],
+}
+const _: () = assert!(core::mem::size_of::<Probe>() == 16);
+
+/// The `struct statx` subset STATX fills (Linux layout of the first fields).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Statx {
+    pub mask: u32,
+    pub blksize: u32,
+    pub attributes: u64,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u16,
+    pub spare0: u16,
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    pub attributes_mask: u64,
+}
+const _: () = assert!(core::mem::size_of::<Statx>() == 64);
+/// `statx.mask` bits filled.
+pub const STATX_BASIC: u32 = 0x7ff;

@@ -1,0 +1,9 @@
+//! Links every user program with `linker.ld`: a static executable at the
+//! fixed user image base, each segment on its own pages.
+
+fn main() {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rustc-link-arg-bins=-T{manifest_dir}/linker.ld");
+    println!("cargo:rerun-if-changed=linker.ld");
+    println!("cargo:rerun-if-changed=build.rs");
+}

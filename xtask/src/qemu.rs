@@ -1,0 +1,343 @@
+//! Booting the kernel in QEMU and reading the guest's verdict.
+//!
+//! The guest reports its result through the `isa-debug-exit` device at port
+//! 0xf4: writing `v` makes QEMU exit with status `(v << 1) | 1`. The kernel
+//! writes 0x10 for success (status 33) and 0x11 for failure (status 35).
+//! Neither can be confused with QEMU's own statuses (0 for a normal exit, 1
+//! for an error), so any other status means the guest never reached its
+//! verdict: a crash, a triple fault with `-no-reboot`, or a QEMU error.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::process::describe;
+
+/// QEMU's exit status when the guest wrote 0x10 to the debug-exit port.
+pub const EXIT_PASS: i32 = 33;
+/// QEMU's exit status when the guest wrote 0x11 to the debug-exit port.
+pub const EXIT_FAIL: i32 = 35;
+
+/// What QEMU boots from.
+#[derive(Debug, Clone)]
+pub enum Media {
+    /// `-kernel`: QEMU enters the ELF through its PVH note.
+    Pvh {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        cmdline: String,
+    },
+    /// A GRUB ISO under SeaBIOS, QEMU's default firmware.
+    Bios { iso: PathBuf },
+    /// A GRUB ISO under OVMF.
+    Uefi { iso: PathBuf, firmware: OvmfImage },
+}
+
+/// The OVMF firmware files to hand to QEMU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OvmfImage {
+    /// One image with code and variable store (Debian's `OVMF.fd`), loaded
+    /// with `-bios`; variable writes are lost at exit.
+    Combined(PathBuf),
+    /// Separate code and variable store, loaded as two flash drives. `vars`
+    /// must be a writable copy: the firmware writes to it.
+    Split { code: PathBuf, vars: PathBuf },
+}
+
+/// An installed OVMF, before any copy is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ovmf {
+    Combined(PathBuf),
+    Split {
+        code: PathBuf,
+        vars_template: PathBuf,
+    },
+}
+
+/// Combined images, in order of preference (Debian, Ubuntu and Fedora
+/// paths).
+const OVMF_COMBINED: [&str; 3] = [
+    "/usr/share/ovmf/OVMF.fd",
+    "/usr/share/qemu/OVMF.fd",
+    "/usr/share/OVMF/OVMF.fd",
+];
+
+/// Code and variable-store pairs, for distributions that ship no combined
+/// image.
+const OVMF_SPLIT: [(&str, &str); 4] = [
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+    ),
+];
+
+impl Ovmf {
+    /// Finds an installed OVMF.
+    pub fn find() -> Option<Ovmf> {
+        let combined = OVMF_COMBINED
+            .iter()
+            .map(Path::new)
+            .find(|path| path.is_file())
+            .map(|path| Ovmf::Combined(path.to_path_buf()));
+        combined.or_else(|| {
+            OVMF_SPLIT
+                .iter()
+                .map(|(code, vars)| (Path::new(code), Path::new(vars)))
+                .find(|(code, vars)| code.is_file() && vars.is_file())
+                .map(|(code, vars)| Ovmf::Split {
+                    code: code.to_path_buf(),
+                    vars_template: vars.to_path_buf(),
+                })
+        })
+    }
+
+    /// The files for one boot; a split variable store is copied to
+    /// `vars_copy` first.
+    pub fn image(&self, vars_copy: &Path) -> Result<OvmfImage> {
+        match self {
+            Ovmf::Combined(path) => Ok(OvmfImage::Combined(path.clone())),
+            Ovmf::Split {
+                code,
+                vars_template,
+            } => {
+                fs::copy(vars_template, vars_copy)
+                    .map_err(|err| Error::io("copy the OVMF variables to", vars_copy, err))?;
+                Ok(OvmfImage::Split {
+                    code: code.clone(),
+                    vars: vars_copy.to_path_buf(),
+                })
+            }
+        }
+    }
+}
+
+/// A virtual machine to boot.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub cpus: u32,
+    /// QEMU `-m` argument.
+    pub memory: String,
+    pub media: Media,
+}
+
+impl Machine {
+    /// The QEMU command line, with the serial port on QEMU's stdio.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-cpu", "max"])
+            .arg("-smp")
+            .arg(self.cpus.to_string())
+            .arg("-m")
+            .arg(&self.memory)
+            .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        match &self.media {
+            Media::Pvh {
+                kernel,
+                initrd,
+                cmdline,
+            } => {
+                cmd.arg("-kernel")
+                    .arg(kernel)
+                    .arg("-initrd")
+                    .arg(initrd)
+                    .arg("-append")
+                    .arg(cmdline);
+            }
+            Media::Bios { iso } => {
+                cmd.arg("-cdrom").arg(iso);
+            }
+            Media::Uefi { iso, firmware } => {
+                match firmware {
+                    OvmfImage::Combined(path) => {
+                        cmd.arg("-bios").arg(path);
+                    }
+                    OvmfImage::Split { code, vars } => {
+                        cmd.arg("-drive")
+                            .arg(pflash_drive(0, code, true))
+                            .arg("-drive")
+                            .arg(pflash_drive(1, vars, false));
+                    }
+                }
+                cmd.arg("-cdrom").arg(iso);
+            }
+        }
+        cmd
+    }
+
+    /// Boots with the serial port on this terminal and waits for the guest.
+    pub fn run_attached(&self) -> Result<Verdict> {
+        let mut cmd = self.command();
+        eprintln!("==> {}", describe(&cmd));
+        let status = cmd
+            .status()
+            .map_err(|err| Error::new(format!("cannot run `{}`: {err}", describe(&cmd))))?;
+        Ok(Verdict::from_status(status))
+    }
+
+    /// Boots with the serial output (and QEMU's own messages) written to
+    /// `log`; kills QEMU if it runs longer than `timeout`.
+    pub fn run_logged(&self, log: &Path, timeout: Duration) -> Result<Outcome> {
+        if let Some(dir) = log.parent() {
+            fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
+        }
+        let file = File::create(log).map_err(|err| Error::io("create", log, err))?;
+        let stderr = file
+            .try_clone()
+            .map_err(|err| Error::io("open", log, err))?;
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null()).stdout(file).stderr(stderr);
+        let mut child = cmd
+            .spawn()
+            .map_err(|err| Error::new(format!("cannot run `{}`: {err}", describe(&cmd))))?;
+
+        let deadline = Instant::now() + timeout;
+        let wait_error = |err| Error::new(format!("cannot wait for QEMU: {err}"));
+        loop {
+            if let Some(status) = child.try_wait().map_err(wait_error)? {
+                return Ok(Outcome::Exited(Verdict::from_status(status)));
+            }
+            if Instant::now() >= deadline {
+                // `kill` signals this child's pid only.
+                child.kill().map_err(wait_error)?;
+                child.wait().map_err(wait_error)?;
+                return Ok(Outcome::TimedOut);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn pflash_drive(unit: u32, file: &Path, read_only: bool) -> String {
+    let read_only = if read_only { ",readonly=on" } else { "" };
+    // QEMU option values escape a comma by doubling it.
+    let file = file.display().to_string().replace(',', ",,");
+    format!("if=pflash,format=raw,unit={unit}{read_only},file={file}")
+}
+
+/// How a boot ended, judged by QEMU's exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The guest reported success.
+    Pass,
+    /// The guest reported failure.
+    Fail,
+    /// The guest never reported: the description says how QEMU ended.
+    Crash(String),
+}
+
+impl Verdict {
+    pub fn from_status(status: ExitStatus) -> Verdict {
+        Verdict::from_code(status.code())
+            .unwrap_or_else(|| Verdict::Crash(format!("QEMU {status}")))
+    }
+
+    /// The verdict for an exit code; `None` when there is none (QEMU was
+    /// killed by a signal).
+    fn from_code(code: Option<i32>) -> Option<Verdict> {
+        Some(match code? {
+            EXIT_PASS => Verdict::Pass,
+            EXIT_FAIL => Verdict::Fail,
+            other => Verdict::Crash(format!(
+                "QEMU exited with status {other}, not {EXIT_PASS} (pass) or {EXIT_FAIL} (fail)"
+            )),
+        })
+    }
+}
+
+/// How a boot with a time limit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Exited(Verdict),
+    TimedOut,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(machine: &Machine) -> Vec<String> {
+        machine
+            .command()
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Verdict::from_code(Some(33)), Some(Verdict::Pass));
+        assert_eq!(Verdict::from_code(Some(35)), Some(Verdict::Fail));
+        assert!(matches!(
+            Verdict::from_code(Some(0)),
+            Some(Verdict::Crash(_))
+        ));
+        assert!(matches!(
+            Verdict::from_code(Some(1)),
+            Some(Verdict::Crash(_))
+        ));
+        assert_eq!(Verdict::from_code(None), None);
+    }
+
+    #[test]
+    fn pvh_command_line() {
+        let machine = Machine {
+            cpus: 2,
+            memory: "1G".into(),
+            media: Media::Pvh {
+                kernel: "k.elf".into(),
+                initrd: "i.cpio".into(),
+                cmdline: "init=tests log=info".into(),
+            },
+        };
+        assert_eq!(
+            args(&machine).join(" "),
+            "-accel tcg -cpu max -smp 2 -m 1G -serial stdio -display none -no-reboot \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -kernel k.elf -initrd i.cpio -append init=tests log=info"
+        );
+    }
+
+    #[test]
+    fn uefi_split_firmware_uses_flash() {
+        let machine = Machine {
+            cpus: 1,
+            memory: "512M".into(),
+            media: Media::Uefi {
+                iso: "k.iso".into(),
+                firmware: OvmfImage::Split {
+                    code: "/c.fd".into(),
+                    vars: "v.fd".into(),
+                },
+            },
+        };
+        let args = args(&machine);
+        let tail = &args[args.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/c.fd",
+                "-drive",
+                "if=pflash,format=raw,unit=1,file=v.fd",
+                "-cdrom",
+                "k.iso"
+            ]
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! `cargo xtask test`: everything CI checks, in order.
+//!
+//! 1. host unit tests, 2. formatting, 3. clippy on the host crates,
+//! 4. clippy on the bare-metal crates once per kernel feature combination
+//!    (code behind a disabled `cfg` is never type-checked otherwise),
+//! 5. every configuration with `test = true`, booted in QEMU.
+//!
+//! Stages 1-4 stop at the first failure. Stage 5 boots every configuration
+//! and reports each, so one broken boot path does not hide another. A boot
+//! passes only if the guest exited through the debug-exit port with success,
+//! its log holds a test summary with at least one pass and no failure, and
+//! nothing panicked.
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{bail, Result};
+use crate::image::{self, USER_RUSTFLAGS};
+use crate::process;
+use crate::qemu::{Machine, Outcome, Verdict};
+use crate::workspace::{Workspace, BARE_METAL_TARGET};
+
+/// Lines of the serial log shown when a boot fails.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Log text that means something panicked, whatever the exit status says.
+const PANIC_MARKERS: [&str; 2] = ["panicked", "KERNEL PANIC"];
+
+/// The kernel feature sets clippy checks: `None` is the default features.
+const KERNEL_FEATURE_SETS: [Option<&str>; 3] = [None, Some("iouring"), Some("sqpoll")];
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TestOptions {
+    /// Skip stages 1-4.
+    pub qemu_only: bool,
+    /// Boot only these configurations (even if they are not `test = true`).
+    pub configs: Vec<String>,
+}
+
+/// Runs the test stages; returns whether everything passed.
+pub fn run(workspace: &Workspace, options: &TestOptions) -> Result<bool> {
+    // Read the configurations first: a typo in one should not cost a full
+    // clippy run before it is reported.
+    let configs = select_configs(workspace, &options.configs)?;
+
+    if !options.qemu_only {
+        for (name, mut cmd) in static_stages(workspace) {
+            let start = Instant::now();
+            eprintln!("==> {name}");
+            if let Err(err) = process::run(&mut cmd) {
+                println!("[FAIL] {name}: {err}");
+                return Ok(false);
+            }
+            println!("[PASS] {name} ({})", seconds(start.elapsed()));
+        }
+    }
+
+    let mut passed = 0;
+    let mut failed = 0;
+    for config in &configs {
+        match boot_test(workspace, config) {
+            Ok(elapsed) => {
+                passed += 1;
+                println!("[PASS] {} ({})", config.name, seconds(elapsed));
+            }
+            Err(reason) => {
+                failed += 1;
+                println!("[FAIL] {}: {reason}", config.name);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+/// The configurations to boot: the named ones, or all with `test = true`.
+fn select_configs(workspace: &Workspace, names: &[String]) -> Result<Vec<Config>> {
+    let dir = workspace.configs_dir();
+    let mut configs = if names.is_empty() {
+        let all = Config::load_all(&dir)?;
+        all.into_iter().filter(|config| config.test).collect()
+    } else {
+        names
+            .iter()
+            .map(|name| Config::load(&dir, name))
+            .collect::<Result<Vec<_>>>()?
+    };
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    configs.dedup_by(|a, b| a.name == b.name);
+    if configs.is_empty() {
+        bail!("no configuration in {} has `test = true`", dir.display());
+    }
+    Ok(configs)
+}
+
+/// Stages 1-4, each a name and the command that runs it.
+fn static_stages(workspace: &Workspace) -> Vec<(String, Command)> {
+    let cargo = |name: &str, args: &[&str]| {
+        let mut cmd = workspace.cargo();
+        cmd.args(args);
+        (name.to_string(), cmd)
+    };
+    let mut stages = vec![
+        // The workspace's default members are the host crates.
+        cargo("cargo test", &["test"]),
+        // Named on its own too, so the runner's tests run even if xtask ever
+        // leaves the default members.
+        cargo("cargo test -p xtask", &["test", "-p", "xtask"]),
+        cargo("cargo fmt --check", &["fmt", "--all", "--", "--check"]),
+        cargo(
+            "clippy (host)",
+            &["clippy", "--all-targets", "--", "-D", "warnings"],
+        ),
+    ];
+    for features in KERNEL_FEATURE_SETS {
+        let mut cmd = workspace.cargo_with_rustflags(USER_RUSTFLAGS);
+        cmd.args(["clippy", "--release"])
+            .args(["-p", "kernel", "-p", "libuser", "-p", "user"])
+            .args(["--target", BARE_METAL_TARGET])
+            .arg("--target-dir")
+            .arg(workspace.target_dir().join("clippy"));
+        if let Some(feature) = features {
+            // `kernel/` because a bare feature name would apply to every
+            // selected package, and only the kernel has it.
+            cmd.args(["--no-default-features", "--features"])
+                .arg(format!("kernel/{feature}"));
+        }
+        cmd.args(["--", "-D", "warnings"]);
+        let shown = features.unwrap_or("default");
+        stages.push((
+            format!("clippy ({BARE_METAL_TARGET}, kernel features: {shown})"),
+            cmd,
+        ));
+    }
+    stages
+}
+
+/// Builds and boots one configuration; returns how long the boot took, or
+/// why it failed.
+fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String> {
+    eprintln!("==> {}: {}", config.name, config.description);
+    let prepared = image::build(workspace, config, &[]).and_then(|build| {
+        image::boot_media(workspace, config, config.boot, &config.cmdline, &build)
+    });
+    let media = prepared.map_err(|err| {
+        eprintln!("{err}");
+        format!(
+            "build failed: {}",
+            err.to_string().lines().next().unwrap_or_default()
+        )
+    })?;
+    let machine = Machine {
+        cpus: config.cpus,
+        memory: config.memory.clone(),
+        media,
+    };
+
+    let log_path = workspace.log_path(&config.name);
+    eprintln!(
+        "==> booting {} ({} boot, log {})",
+        config.name,
+        config.boot.name(),
+        log_path.display()
+    );
+    let start = Instant::now();
+    let outcome = machine
+        .run_logged(&log_path, config.timeout)
+        .map_err(|err| err.to_string())?;
+    let elapsed = start.elapsed();
+    let log =
+        fs::read(&log_path).map_err(|err| format!("cannot read {}: {err}", log_path.display()))?;
+    let log = String::from_utf8_lossy(&log).replace('\r', "");
+
+    judge(&outcome, &log, config.timeout).map_err(|reason| {
+        print_tail(&config.name, &log);
+        format!("{reason} (log: {})", log_path.display())
+    })?;
+    Ok(elapsed)
+}
+
+/// Decides whether a boot passed, from how QEMU ended and the serial log
+/// (with `\r` already removed).
+fn judge(outcome: &Outcome, log: &str, timeout: Duration) -> Result<(), String> {
+    if let Some(line) = log
+        .lines()
+        .find(|line| PANIC_MARKERS.iter().any(|marker| line.contains(marker)))
+    {
+        return Err(format!("panic: {}", line.trim()));
+    }
+    let last_summary = log.lines().rev().find_map(parse_summary);
+    let summary_note = match last_summary {
+        Some((passed, failed)) => format!("last summary: {passed} passed, {failed} failed"),
+        None => "no test summary in the log".to_string(),
+    };
+    match outcome {
+        Outcome::TimedOut => Err(format!(
+            "timed out after {} s; {summary_note}",
+            timeout.as_secs()
+        )),
+        Outcome::Exited(Verdict::Fail) => Err(format!("guest reported failure; {summary_note}")),
+        Outcome::Exited(Verdict::Crash(how)) => Err(format!("crashed: {how}; {summary_note}")),
+        Outcome::Exited(Verdict::Pass) => {
+            let clean = log
+                .lines()
+                .filter_map(parse_summary)
+                .any(|(passed, failed)| passed >= 1 && failed == 0);
+            if clean {
+                Ok(())
+            } else {
+                Err(format!(
+                    "guest reported success but no line ends with `N passed, 0 failed` (N >= 1); {summary_note}"
+                ))
+            }
+        }
+    }
+}
+
+/// Parses a line ending in `N passed, M failed`, with anything before `N`
+/// (such as `tests: `).
+fn parse_summary(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim_end().strip_suffix(" failed")?;
+    let (rest, failed) = split_trailing_number(rest)?;
+    let rest = rest.strip_suffix(" passed, ")?;
+    let (_, passed) = split_trailing_number(rest)?;
+    Some((passed, failed))
+}
+
+/// Splits `text` into what precedes its trailing decimal number, and the
+/// number.
+fn split_trailing_number(text: &str) -> Option<(&str, u64)> {
+    let prefix = text.trim_end_matches(|c: char| c.is_ascii_digit());
+    let number = text[prefix.len()..].parse().ok()?;
+    Some((prefix, number))
+}
+
+fn print_tail(name: &str, log: &str) {
+    let lines: Vec<&str> = log.lines().collect();
+    if lines.is_empty() {
+        println!("---- the {name} serial log is empty ----");
+        return;
+    }
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    println!(
+        "---- last {} lines of the {name} serial log ----",
+        tail.len()
+    );
+    for line in tail {
+        println!("{line}");
+    }
+    println!("---- end of the {name} serial log ----");
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn pass() -> Outcome {
+        Outcome::Exited(Verdict::Pass)
+    }
+
+    #[test]
+    fn summary_lines() {
+        assert_eq!(parse_summary("12 passed, 0 failed"), Some((12, 0)));
+        assert_eq!(parse_summary("tests: 3 passed, 1 failed  "), Some((3, 1)));
+        assert_eq!(
+            parse_summary("[user] tests:7 passed, 0 failed"),
+            Some((7, 0))
+        );
+        assert_eq!(parse_summary("passed, 0 failed"), None);
+        assert_eq!(parse_summary("3 passed, 0 failed!"), None);
+        assert_eq!(parse_summary("3 passed, failed"), None);
+        assert_eq!(parse_summary("3 passed,0 failed"), None);
+        assert_eq!(parse_summary("3 passed, 0 failed, 1 skipped"), None);
+    }
+
+    #[test]
+    fn clean_run_passes() {
+        let log = "boot\ntests: 5 passed, 0 failed\nbye\n";
+        assert_eq!(judge(&pass(), log, TIMEOUT), Ok(()));
+    }
+
+    #[test]
+    fn success_needs_a_clean_summary() {
+        for log in ["boot\n", "0 passed, 0 failed\n", "4 passed, 1 failed\n"] {
+            let err = judge(&pass(), log, TIMEOUT).unwrap_err();
+            assert!(err.contains("no line ends with"), "{log:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn panics_fail_even_with_success() {
+        for log in [
+            "5 passed, 0 failed\npanicked at src/main.rs:3:5\n",
+            "KERNEL PANIC: oops\n5 passed, 0 failed\n",
+        ] {
+            let err = judge(&pass(), log, TIMEOUT).unwrap_err();
+            assert!(err.starts_with("panic: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn exit_status_decides_before_the_log() {
+        let log = "5 passed, 0 failed\n";
+        let fail = judge(&Outcome::Exited(Verdict::Fail), log, TIMEOUT).unwrap_err();
+        assert!(
+            fail.starts_with("guest reported failure; last summary: 5 passed, 0 failed"),
+            "{fail}"
+        );
+        let crash = judge(
+            &Outcome::Exited(Verdict::Crash("status 1".into())),
+            "",
+            TIMEOUT,
+        )
+        .unwrap_err();
+        assert_eq!(crash, "crashed: status 1; no test summary in the log");
+        let timeout = judge(&Outcome::TimedOut, "2 passed, 1 failed\n", TIMEOUT).unwrap_err();
+        assert_eq!(
+            timeout,
+            "timed out after 5 s; last summary: 2 passed, 1 failed"
+        );
+    }
+}
