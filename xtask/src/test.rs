@@ -9,7 +9,7 @@
 //! and reports each, so one broken boot path does not hide another. A boot
 //! passes only if the guest exited through the debug-exit port with success,
 //! its log holds a test summary with at least one pass and no failure, and
-//! nothing panicked.
+//! the kernel did not panic.
 
 use std::fs;
 use std::process::Command;
@@ -25,8 +25,10 @@ use crate::workspace::{Workspace, BARE_METAL_TARGET};
 /// Lines of the serial log shown when a boot fails.
 const LOG_TAIL_LINES: usize = 40;
 
-/// Log text that means something panicked, whatever the exit status says.
-const PANIC_MARKERS: [&str; 2] = ["panicked", "KERNEL PANIC"];
+/// Log text that means the kernel panicked, whatever the exit status says.
+/// (A user program's `panicked at` line is not one: the test suite panics a
+/// program on purpose, and the program's exit status reports it.)
+const PANIC_MARKERS: [&str; 1] = ["KERNEL PANIC"];
 
 /// The kernel feature sets clippy checks: `None` is the default features.
 const KERNEL_FEATURE_SETS: [Option<&str>; 3] = [None, Some("iouring"), Some("sqpoll")];
@@ -297,13 +299,12 @@ mod tests {
 
     #[test]
     fn panics_fail_even_with_success() {
-        for log in [
-            "5 passed, 0 failed\npanicked at src/main.rs:3:5\n",
-            "KERNEL PANIC: oops\n5 passed, 0 failed\n",
-        ] {
-            let err = judge(&pass(), log, TIMEOUT).unwrap_err();
-            assert!(err.starts_with("panic: "), "{err}");
-        }
+        let log = "KERNEL PANIC: oops\n5 passed, 0 failed\n";
+        let err = judge(&pass(), log, TIMEOUT).unwrap_err();
+        assert!(err.starts_with("panic: "), "{err}");
+        // A user program's panic is its own business.
+        let log = "panicked at src/main.rs:3:5\n5 passed, 0 failed\n";
+        assert!(judge(&pass(), log, TIMEOUT).is_ok());
     }
 
     #[test]
