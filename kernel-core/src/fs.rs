@@ -199,6 +199,50 @@ impl Inode {
         Ok(data.len() as u64)
     }
 
+    /// Hands up to `len` bytes from `offset` to `sink` with the file locked
+    /// (no intermediate copy); returns how many it handed over (0 at or past
+    /// the end) or the sink's error.
+    pub fn read_with<E>(
+        &self,
+        offset: u64,
+        len: usize,
+        sink: impl FnOnce(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let data = self.data.lock();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let available = data.get(start..).unwrap_or(&[]);
+        let n = available.len().min(len);
+        sink(&available[..n])?;
+        Ok(n)
+    }
+
+    /// Makes room for `len` bytes at `offset` (growing the file, a gap
+    /// reading as zeros) and lets `fill` write them in place with the file
+    /// locked. `fill` must write the whole slice; it cannot fail, so callers
+    /// check their source first. `EFBIG` past [`MAX_FILE_SIZE`], nothing
+    /// changed. With `offset == None` the bytes go at the current end
+    /// (append). Returns the offset just past the written bytes.
+    pub fn write_with(
+        &self,
+        offset: Option<u64>,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, FsError> {
+        let mut data = self.data.lock();
+        let offset = offset.unwrap_or(data.len() as u64);
+        if len == 0 {
+            return Ok(offset);
+        }
+        let end = offset.checked_add(len as u64).ok_or(FsError::FileTooBig)?;
+        let end = checked_size(end)?;
+        if end > data.len() {
+            reserve_to(&mut data, end)?;
+            data.resize(end, 0);
+        }
+        fill(&mut data[end - len..end]);
+        Ok(end as u64)
+    }
+
     fn write_locked(data: &mut Vec<u8>, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
         if buf.is_empty() {
             return Ok(0);
@@ -423,6 +467,50 @@ impl OpenFile {
         }
     }
 
+    /// Reads up to `len` bytes at `offset` (`None`: the current position,
+    /// which then advances) by handing the file's bytes to `sink`, without a
+    /// bounce buffer. `EBADF` if opened `O_WRONLY`.
+    pub fn read_via(
+        &mut self,
+        offset: Option<u64>,
+        len: usize,
+        sink: impl FnOnce(&[u8]) -> Result<(), i32>,
+    ) -> Result<usize, i32> {
+        if !self.readable() {
+            return Err(FsError::BadFd.errno());
+        }
+        let n = self.inode.read_with(offset.unwrap_or(self.offset), len, sink)?;
+        if offset.is_none() {
+            self.offset += n as u64;
+        }
+        Ok(n)
+    }
+
+    /// Writes `len` bytes at `offset` (`None`: the current position, which
+    /// then advances; with `O_APPEND` always the end) produced in place by
+    /// `fill`, which must not fail (check the source first). `EBADF` if
+    /// opened `O_RDONLY`.
+    pub fn write_via(
+        &mut self,
+        offset: Option<u64>,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, FsError> {
+        if !self.writable() {
+            return Err(FsError::BadFd);
+        }
+        let at = if self.flags & O_APPEND != 0 {
+            None
+        } else {
+            Some(offset.unwrap_or(self.offset))
+        };
+        let end = self.inode.write_with(at, len, fill)?;
+        if offset.is_none() {
+            self.offset = end;
+        }
+        Ok(len)
+    }
+
     /// Moves the position: to `offset` (`SEEK_SET`), by `offset`
     /// (`SEEK_CUR`), or to the end plus `offset` (`SEEK_END`). Returns the
     /// new position. A negative result or unknown `whence` is `EINVAL`, a
@@ -560,6 +648,29 @@ impl<T> FdTable<T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn zero_copy_read_and_write_via() {
+        let mut fs = RamFs::new();
+        let mut f = fs.open_file("z", O_CREAT | O_RDWR).unwrap();
+        assert_eq!(f.write_via(None, 5, |d| d.copy_from_slice(b"hello")), Ok(5));
+        assert_eq!(f.offset(), 5);
+        assert_eq!(f.write_via(Some(10), 2, |d| d.copy_from_slice(b"!!")), Ok(2));
+        assert_eq!(f.offset(), 5, "a positioned write leaves the offset");
+        assert_eq!(f.inode().size(), 12);
+        let mut seen = Vec::new();
+        assert_eq!(f.read_via(Some(0), 100, |d| { seen.extend_from_slice(d); Ok(()) }), Ok(12));
+        assert_eq!(&seen[..], b"hello\0\0\0\0\0!!");
+        assert_eq!(f.offset(), 5);
+        assert_eq!(f.read_via(None, 3, |_| Err(abi::errno::EFAULT)), Err(abi::errno::EFAULT));
+        assert_eq!(f.offset(), 5, "a failed sink moves nothing");
+        let mut ro = fs.open_file("z", O_RDONLY).unwrap();
+        assert_eq!(ro.write_via(None, 1, |d| d[0] = 1), Err(FsError::BadFd));
+        assert_eq!(
+            f.write_via(Some(MAX_FILE_SIZE), 1, |d| d[0] = 1),
+            Err(FsError::FileTooBig)
+        );
+    }
+
     use super::*;
     use abi::open_flags::O_RDONLY;
     use alloc::sync::Weak;

@@ -1,9 +1,12 @@
 //! The RAM file system instance, filled from the initrd at boot, and the
 //! objects behind a process's file descriptors.
 
+use crate::arch::paging::AddressSpace;
 use crate::arch::phys_to_virt;
 use crate::bootinfo::PhysRange;
+use crate::usercopy::UserSlice;
 use abi::errno;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
 use spin::Mutex;
@@ -11,12 +14,113 @@ use x86_64::instructions::interrupts;
 
 static FS: Mutex<Option<RamFs>> = Mutex::new(None);
 
-/// What a file descriptor refers to.
-pub enum FileHandle {
+/// What a file descriptor (or a ring's registered file) refers to. Shared:
+/// a registered file and its descriptor are the same open file, position
+/// included, and the file lives while either holds it.
+pub type FileHandle = Arc<File>;
+
+/// An open file.
+pub enum File {
     /// The serial console (fds 0-2 at process start).
     Console,
     /// An open RAM file.
-    File(OpenFile),
+    Ram(Mutex<OpenFile>),
+}
+
+impl File {
+    /// Reads into user memory at `offset` (`None`: the current position).
+    /// The destination is checked before the position moves.
+    pub fn read_to_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, i32> {
+        match self {
+            File::Console => Ok(0),
+            File::Ram(file) => {
+                user.check(space, true)?;
+                let len = user.len().min(IO_CHUNK) as usize;
+                interrupts::without_interrupts(|| {
+                    file.lock().read_via(offset, len, |data| {
+                        user.prefix(data.len() as u64).write_from(space, data)
+                    })
+                })
+            }
+        }
+    }
+
+    /// Writes from user memory at `offset` (`None`: the current position).
+    /// The source is checked before anything is written.
+    pub fn write_from_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, i32> {
+        user.check(space, false)?;
+        let user = user.prefix(IO_CHUNK);
+        match self {
+            File::Console => {
+                let mut chunk = [0u8; 256];
+                let mut done = 0;
+                while done < user.len() {
+                    let piece = user.skip(done).prefix(chunk.len() as u64);
+                    let bytes = &mut chunk[..piece.len() as usize];
+                    piece.read_into(space, bytes)?;
+                    crate::logger::write_bytes(bytes);
+                    done += piece.len();
+                }
+                Ok(done as usize)
+            }
+            File::Ram(file) => interrupts::without_interrupts(|| {
+                file.lock()
+                    .write_via(offset, user.len() as usize, |dst| {
+                        // Checked above, so this cannot fail; if it somehow
+                        // did, the file holds zeros rather than stale bytes.
+                        if user.read_into(space, dst).is_err() {
+                            dst.fill(0);
+                        }
+                    })
+                    .map_err(|e| e.errno())
+            }),
+        }
+    }
+
+    pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, i32> {
+        match self {
+            File::Console => Err(errno::ESPIPE),
+            File::Ram(file) => interrupts::without_interrupts(|| {
+                file.lock().lseek(offset, whence).map_err(|e| e.errno())
+            }),
+        }
+    }
+
+    pub fn fsync(&self) -> Result<(), i32> {
+        match self {
+            File::Console => Err(errno::EINVAL),
+            // RAM files have no backing store: once written they are as
+            // durable as they will ever be.
+            File::Ram(_) => Ok(()),
+        }
+    }
+
+    pub fn stat(&self) -> abi::FileStat {
+        match self {
+            File::Console => abi::FileStat { size: 0, ino: 0 },
+            File::Ram(file) => interrupts::without_interrupts(|| file.lock().inode().stat()),
+        }
+    }
+}
+
+/// Most bytes one read or write moves; larger requests are partial, as
+/// POSIX allows. The whole claimed buffer is still checked first.
+pub const IO_CHUNK: u64 = 1 << 20;
+
+/// Opens `name` with `flags` (abi::open_flags).
+pub fn open(name: &str, flags: u64) -> Result<FileHandle, i32> {
+    let file = with(|fs| fs.open_file(name, flags)).map_err(|e| e.errno())?;
+    Ok(Arc::new(File::Ram(Mutex::new(file))))
 }
 
 /// Runs `f` on the file system.

@@ -34,6 +34,15 @@ impl UserSlice {
         self.len
     }
 
+    /// The range without its first `n` bytes.
+    pub fn skip(&self, n: u64) -> Self {
+        let n = n.min(self.len);
+        Self {
+            addr: self.addr + n,
+            len: self.len - n,
+        }
+    }
+
     /// The first `len` bytes (`len <= self.len()`).
     pub fn prefix(&self, len: u64) -> Self {
         Self {
@@ -42,9 +51,15 @@ impl UserSlice {
         }
     }
 
-    /// Checks every page and returns the physical chunks to copy.
-    fn chunks(&self, space: &AddressSpace, write: bool) -> Result<Vec<(u64, usize)>, i32> {
-        let mut chunks = Vec::new();
+    /// Walks the range page by page, calling `f(physical address, length)`
+    /// for each piece; stops at the first page that is not mapped for user
+    /// access (and writable when `write`).
+    fn walk(
+        &self,
+        space: &AddressSpace,
+        write: bool,
+        mut f: impl FnMut(u64, usize),
+    ) -> Result<(), i32> {
         let mut addr = self.addr;
         let end = self.addr + self.len;
         while addr < end {
@@ -54,29 +69,32 @@ impl UserSlice {
                 return Err(EFAULT);
             }
             let take = (page + PAGE_SIZE).min(end) - addr;
-            chunks.push((frame + (addr - page), take as usize));
+            f(frame + (addr - page), take as usize);
             addr += take;
         }
-        Ok(chunks)
+        Ok(())
     }
 
     /// Checks that every page of the range is mapped for user access (and
     /// writable when `write`), without copying.
     pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), i32> {
-        self.chunks(space, write).map(drop)
+        self.walk(space, write, |_, _| {})
     }
 
     /// Copies the user bytes into `dst` (whose length must equal `len`).
+    /// Nothing is copied unless the whole range is readable.
     pub fn read_into(&self, space: &AddressSpace, dst: &mut [u8]) -> Result<(), i32> {
         assert_eq!(
             dst.len() as u64,
             self.len,
             "UserSlice::read_into length mismatch"
         );
+        self.check(space, false)?;
         let mut done = 0;
-        for (phys, len) in self.chunks(space, false)? {
-            // SAFETY: `phys..phys+len` is a mapped user frame (checked by
-            // `chunks`) in the direct map; `dst` has room for `len` more bytes.
+        self.walk(space, false, |phys, len| {
+            // SAFETY: `phys..phys+len` lies in a mapped user frame (checked
+            // by `walk`), which the direct map covers; `dst` has room for
+            // `len` more bytes (the lengths add up to `self.len`).
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     phys_to_virt(phys) as *const u8,
@@ -85,8 +103,7 @@ impl UserSlice {
                 );
             }
             done += len;
-        }
-        Ok(())
+        })
     }
 
     /// Copies the user bytes into a new vector, refusing more than `max`.
@@ -100,16 +117,19 @@ impl UserSlice {
     }
 
     /// Copies `src` (whose length must equal `len`) into user memory.
+    /// Nothing is written unless the whole range is writable.
     pub fn write_from(&self, space: &AddressSpace, src: &[u8]) -> Result<(), i32> {
         assert_eq!(
             src.len() as u64,
             self.len,
             "UserSlice::write_from length mismatch"
         );
+        self.check(space, true)?;
         let mut done = 0;
-        for (phys, len) in self.chunks(space, true)? {
-            // SAFETY: `phys..phys+len` is a mapped, writable user frame
-            // (checked by `chunks`) in the direct map.
+        self.walk(space, true, |phys, len| {
+            // SAFETY: `phys..phys+len` lies in a mapped, writable user frame
+            // (checked by `walk`) in the direct map; `src` holds `len` more
+            // bytes.
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     src[done..].as_ptr(),
@@ -118,8 +138,7 @@ impl UserSlice {
                 );
             }
             done += len;
-        }
-        Ok(())
+        })
     }
 }
 

@@ -17,11 +17,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use kernel_core::ring::{BackendKind, RawArgs};
 
-/// Most bytes one read or write moves; larger requests are partial, as
-/// POSIX allows. The whole claimed buffer is still checked first: a range
-/// that is not entirely mapped is `EFAULT`, whatever the transfer size.
-const IO_CHUNK: u64 = 1 << 20;
-
 type SysResult = Result<u64, i32>;
 
 /// Entry from the assembly stub, interrupts off.
@@ -84,12 +79,11 @@ fn with_space<R>(
     task::current().process().with_address_space(f)
 }
 
-/// Runs `f` on the open file `fd` of the current process.
-fn with_fd<R>(fd: u64, f: impl FnOnce(&mut FileHandle) -> Result<R, i32>) -> Result<R, i32> {
+/// The open file `fd` of the current process.
+fn file(fd: u64) -> Result<FileHandle, i32> {
     let me = task::current();
-    let mut files = me.process().files.lock();
-    let handle = files.get_mut(fd).ok_or(EBADF)?;
-    f(handle)
+    let files = me.process().files.lock();
+    files.get(fd).cloned().ok_or(EBADF)
 }
 
 /// Copies a path argument in: 1..=PATH_MAX bytes of UTF-8.
@@ -102,39 +96,15 @@ fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
 }
 
 fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
-    let claimed = UserSlice::new(buf, len)?;
-    let user = claimed.prefix(IO_CHUNK);
-    let me = task::current();
-    let process = me.process();
-    process.with_address_space(|space| {
-        let mut files = process.files.lock();
-        match files.get_mut(fd).ok_or(EBADF)? {
-            FileHandle::Console => Ok(0),
-            FileHandle::File(file) => {
-                // Check the destination before the file offset moves.
-                claimed.check(space, true)?;
-                let mut data = alloc::vec![0u8; user.len() as usize];
-                let n = file.read(&mut data).map_err(|e| e.errno())?;
-                user.prefix(n as u64).write_from(space, &data[..n])?;
-                Ok(n as u64)
-            }
-        }
-    })
+    let user = UserSlice::new(buf, len)?;
+    let file = file(fd)?;
+    with_space(|space| file.read_to_user(space, None, user)).map(|n| n as u64)
 }
 
 fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
-    let claimed = UserSlice::new(buf, len)?;
-    let data = with_space(|space| {
-        claimed.check(space, false)?;
-        claimed.prefix(IO_CHUNK).read_vec(space, IO_CHUNK)
-    })?;
-    with_fd(fd, |handle| match handle {
-        FileHandle::Console => {
-            crate::logger::write_bytes(&data);
-            Ok(data.len() as u64)
-        }
-        FileHandle::File(file) => file.write(&data).map(|n| n as u64).map_err(|e| e.errno()),
-    })
+    let user = UserSlice::new(buf, len)?;
+    let file = file(fd)?;
+    with_space(|space| file.write_from_user(space, None, user)).map(|n| n as u64)
 }
 
 fn sys_close(fd: u64) -> SysResult {
@@ -150,19 +120,11 @@ fn sys_close(fd: u64) -> SysResult {
 }
 
 fn sys_lseek(fd: u64, offset: i64, whence: u64) -> SysResult {
-    with_fd(fd, |handle| match handle {
-        FileHandle::Console => Err(ESPIPE),
-        FileHandle::File(file) => file.lseek(offset, whence).map_err(|e| e.errno()),
-    })
+    file(fd)?.lseek(offset, whence)
 }
 
 fn sys_fsync(fd: u64) -> SysResult {
-    with_fd(fd, |handle| match handle {
-        FileHandle::Console => Err(EINVAL),
-        // RAM files have no backing store: once written they are as durable
-        // as they will ever be.
-        FileHandle::File(_) => Ok(0),
-    })
+    file(fd)?.fsync().map(|()| 0)
 }
 
 fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
@@ -170,13 +132,13 @@ fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
         return Err(EINVAL);
     }
     let name = user_path(path, len)?;
-    let file = crate::fs::with(|fs| fs.open_file(&name, flags)).map_err(|e| e.errno())?;
+    let file = crate::fs::open(&name, flags)?;
     let me = task::current();
     let fd = me
         .process()
         .files
         .lock()
-        .insert(FileHandle::File(file))
+        .insert(file)
         .map_err(|e| e.errno())?;
     Ok(fd)
 }
@@ -188,13 +150,7 @@ fn sys_unlink(path: u64, len: u64) -> SysResult {
 }
 
 fn sys_fstat(fd: u64, out: u64) -> SysResult {
-    let stat = with_fd(fd, |handle| match handle {
-        FileHandle::Console => Ok(abi::FileStat { size: 0, ino: 0 }),
-        FileHandle::File(file) => Ok(abi::FileStat {
-            size: file.inode().size(),
-            ino: file.inode().ino(),
-        }),
-    })?;
+    let stat = file(fd)?.stat();
     with_space(|space| write_value(space, out, &stat))?;
     Ok(0)
 }

@@ -72,9 +72,10 @@ pub fn spawn(
     let (rsp, argv) = build_stack(&mut space, args)?;
 
     let mut files = FdTable::new();
+    let console: FileHandle = Arc::new(crate::fs::File::Console);
     for fd in 0..3 {
         files
-            .insert_at(fd, FileHandle::Console)
+            .insert_at(fd, console.clone())
             .map_err(|e| e.errno())?;
     }
     let process = Process {
