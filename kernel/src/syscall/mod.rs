@@ -47,7 +47,7 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
             task::yield_now();
             Ok(0)
         }
-        nr::GETPID => Ok(task::current().id),
+        nr::GETPID => Ok(task::with_current(|t| t.id)),
         nr::EXIT => task::exit_current(a[0] as i32),
         nr::FSYNC => sys_fsync(a[0]),
         nr::OPEN => sys_open(a[0], a[1], a[2]),
@@ -76,14 +76,12 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
 fn with_space<R>(
     f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, i32>,
 ) -> Result<R, i32> {
-    task::current().process().with_address_space(f)
+    task::with_current(|t| t.process().with_address_space(f))
 }
 
 /// The open file `fd` of the current process.
 fn file(fd: u64) -> Result<FileHandle, i32> {
-    let me = task::current();
-    let files = me.process().files.lock();
-    files.get(fd).cloned().ok_or(EBADF)
+    task::with_current(|t| t.process().files.lock().get(fd).cloned().ok_or(EBADF))
 }
 
 /// Copies a path argument in: 1..=PATH_MAX bytes of UTF-8.

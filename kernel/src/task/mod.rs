@@ -156,8 +156,22 @@ pub fn init() {
         process: None,
     });
     let mut s = SCHED.lock();
+    cpu::this()
+        .current_task
+        .store(Arc::as_ptr(&idle) as u64, Ordering::Relaxed);
     s.idle = Some(idle.clone());
     s.current = Some(idle);
+}
+
+/// Runs `f` on the task running on this CPU, without the scheduler lock or
+/// a reference count (the syscall fast path).
+pub fn with_current<R>(f: impl FnOnce(&Task) -> R) -> R {
+    let ptr = cpu::this().current_task.load(Ordering::Relaxed) as *const Task;
+    assert!(!ptr.is_null(), "scheduler not initialised");
+    // SAFETY: the scheduler stores the address of the task it switches to
+    // (kept alive by `Scheduler::current` while it runs) before switching;
+    // `f` runs on that task, which cannot be freed while it is running.
+    f(unsafe { &*ptr })
 }
 
 /// The task running on this CPU.
@@ -276,6 +290,9 @@ pub fn schedule() {
                 Some(p) => p.activate(),
                 None => paging::activate_root(paging::kernel_pml4()),
             }
+            cpu::this()
+                .current_task
+                .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
             let save = current.saved_rsp.get();
             // SAFETY: `next` is not running (it was queued or idle), so its
             // saved stack pointer is stable.

@@ -30,6 +30,8 @@ pub struct PerCpu {
     pub user_rsp: AtomicU64,
     /// This CPU's index.
     pub id: u64,
+    /// Address of the task running on this CPU (owned by the scheduler).
+    pub current_task: AtomicU64,
 }
 
 /// Offset of [`PerCpu::kernel_rsp`] for assembly.
@@ -41,6 +43,7 @@ static BSP: PerCpu = PerCpu {
     kernel_rsp: AtomicU64::new(0),
     user_rsp: AtomicU64::new(0),
     id: 0,
+    current_task: AtomicU64::new(0),
 };
 
 /// Points GS at the boot CPU's block.
