@@ -577,6 +577,7 @@ timeout = 300
             "grub-bios",
             "grub-uefi",
             "bootparam-bad",
+            "bench",
         ] {
             assert!(
                 names.contains(&required),

@@ -1,10 +1,10 @@
 //! `cargo xtask`: the build runner of this kernel.
 //!
 //! It builds the kernel and the user programs for `x86_64-unknown-none`,
-//! packs the user programs into a cpio initrd, makes a GRUB ISO, boots QEMU
-//! and runs every check CI runs. What to boot comes from the files in
-//! `configs/` (see [`config`]); nothing about a boot configuration is
-//! hard-coded here. The runner has no dependencies beyond `std`, so it
+//! packs the user programs into a cpio initrd, makes a GRUB ISO, boots QEMU,
+//! runs every check CI runs, and runs the benchmark (see [`bench`](mod@bench)). What
+//! to boot comes from the files in `configs/` (see [`config`]); nothing
+//! about a boot configuration is hard-coded here. The runner has no dependencies beyond `std`, so it
 //! builds in seconds on a fresh machine.
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error; `run`
@@ -12,6 +12,7 @@
 
 #![deny(unsafe_code)]
 
+mod bench;
 mod config;
 mod error;
 mod image;
@@ -25,6 +26,7 @@ mod workspace;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bench::BenchOptions;
 use config::{Boot, Config};
 use error::Result;
 use qemu::{Machine, Verdict};
@@ -50,6 +52,26 @@ commands:
                           unit tests, fmt, clippy, then boot every
                           configuration with `test = true` (or the NAMEs);
                           --qemu-only skips everything but the boots
+  bench [options] [-- BENCH_ARGS...]
+                          boot the `bench` program once per --smp value,
+                          serial output on this terminal and in
+                          target/bench/kernel-smpN.log; writes the BENCH
+                          results to target/bench/results.md and prints
+                          them; exits 0 if every boot printed `BENCH DONE`
+                          and the guest reported success (speed is never
+                          judged), 1 otherwise
+      --config NAME       the configuration in configs/ (default: bench)
+      --smp N             number of CPUs; repeat to boot several times
+                          (--smp 1 --smp 2); default: the config's cpus
+      --quick             small counts: ops=20000 rwops=2000 reps=1
+                          (default: ops=200000 rwops=20000 reps=3)
+      --linux             afterwards, run the Linux 6.1 anchor
+                          (../shared/anchors/linux-qemu/run.sh) with the
+                          same -smp values and counts, and add a table
+                          of this kernel vs Linux (ns/op and ratio)
+      --add PATH          also put PATH into the initrd (repeatable)
+      -- BENCH_ARGS       words for the bench program; key=value replaces
+                          the default of that key (e.g. -- reps=5)
   help                    show this message
 ";
 
@@ -62,6 +84,7 @@ enum Subcommand {
     Iso { config: String },
     Run(RunOptions),
     Test(TestOptions),
+    Bench(BenchOptions),
     Help,
 }
 
@@ -121,6 +144,7 @@ fn execute(command: Subcommand) -> Result<u8> {
             let all_passed = test::run(&workspace, &options)?;
             Ok(if all_passed { 0 } else { 1 })
         }
+        Subcommand::Bench(options) => bench::run(&workspace, &options),
     }
 }
 
@@ -189,17 +213,7 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                 match flag.as_str() {
                     "--config" => options.config = args.value(&flag)?,
                     "--cmdline" => options.cmdline = Some(args.value(&flag)?),
-                    "--smp" => {
-                        let value = args.value(&flag)?;
-                        options.smp = match value.parse() {
-                            Ok(n @ 1..=255) => Some(n),
-                            _ => {
-                                return Err(format!(
-                                    "--smp wants a CPU count from 1 to 255, not `{value}`"
-                                ))
-                            }
-                        };
-                    }
+                    "--smp" => options.smp = Some(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
                     "--uefi" | "--pvh" => {
                         args.no_value(&flag)?;
@@ -235,6 +249,34 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
             }
             Subcommand::Test(TestOptions { qemu_only, configs })
         }
+        "bench" => {
+            let mut options = BenchOptions {
+                config: bench::DEFAULT_CONFIG.to_string(),
+                ..BenchOptions::default()
+            };
+            while let Some(flag) = args.next_flag()? {
+                match flag.as_str() {
+                    "--" => {
+                        options.args = args.rest();
+                        break;
+                    }
+                    "--config" => options.config = args.value(&flag)?,
+                    "--smp" => options.smps.push(parse_smp(&args.value(&flag)?)?),
+                    "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
+                    "--quick" | "--linux" => {
+                        args.no_value(&flag)?;
+                        if flag == "--quick" {
+                            options.quick = true;
+                        } else {
+                            options.linux = true;
+                        }
+                    }
+                    _ => return Err(format!("unknown option `{flag}` for `bench`")),
+                }
+            }
+            bench::merge_args(options.quick, &options.args)?;
+            Subcommand::Bench(options)
+        }
         "help" | "--help" | "-h" => Subcommand::Help,
         other => return Err(format!("unknown command `{other}`")),
     };
@@ -242,6 +284,16 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
         return Err(format!("unexpected argument `{extra}`"));
     }
     Ok(command)
+}
+
+/// A `--smp` value.
+fn parse_smp(value: &str) -> Result<u32, String> {
+    match value.parse() {
+        Ok(n @ 1..=255) => Ok(n),
+        _ => Err(format!(
+            "--smp wants a CPU count from 1 to 255, not `{value}`"
+        )),
+    }
 }
 
 /// Command-line options in the forms `--flag value` and `--flag=value`.
@@ -288,6 +340,11 @@ impl Flags {
             .take()
             .or_else(|| self.args.next())
             .ok_or_else(|| format!("{flag} needs a value"))
+    }
+
+    /// Every argument left, as given (after `--`).
+    fn rest(&mut self) -> Vec<String> {
+        self.args.by_ref().collect()
     }
 
     /// Rejects a value given to a flag that takes none.
@@ -372,10 +429,51 @@ mod tests {
     }
 
     #[test]
+    fn bench_options() {
+        assert_eq!(
+            parse(&["bench"]),
+            Ok(Subcommand::Bench(BenchOptions {
+                config: "bench".into(),
+                ..BenchOptions::default()
+            }))
+        );
+        assert_eq!(
+            parse(&[
+                "bench",
+                "--smp",
+                "1",
+                "--smp=2",
+                "--quick",
+                "--linux",
+                "--config",
+                "other",
+                "--add",
+                "/tmp/bench",
+                "--",
+                "reps=2",
+                "--smp",
+                "x=1"
+            ]),
+            Ok(Subcommand::Bench(BenchOptions {
+                config: "other".into(),
+                smps: vec![1, 2],
+                quick: true,
+                linux: true,
+                add: vec!["/tmp/bench".into()],
+                args: vec!["reps=2".into(), "--smp".into(), "x=1".into()],
+            }))
+        );
+    }
+
+    #[test]
     fn usage_errors() {
-        let cases: [&[&str]; 10] = [
+        let cases: [&[&str]; 14] = [
             &[],
-            &["bench"],
+            &["bench", "extra"],
+            &["bench", "--smp", "0"],
+            &["bench", "--quick=yes"],
+            &["bench", "--", "ops=0"],
+            &["frobnicate"],
             &["build", "--config"],
             &["build", "extra"],
             &["run", "--uefi", "--pvh"],

@@ -8,8 +8,10 @@
 //! verdict: a crash, a triple fault with `-no-reboot`, or a QEMU error.
 
 use std::fs::{self, File};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -205,21 +207,110 @@ impl Machine {
         let mut child = cmd
             .spawn()
             .map_err(|err| Error::new(format!("cannot run `{}`: {err}", describe(&cmd))))?;
+        wait_with_timeout(&mut child, timeout)
+    }
 
-        let deadline = Instant::now() + timeout;
-        let wait_error = |err| Error::new(format!("cannot wait for QEMU: {err}"));
-        loop {
-            if let Some(status) = child.try_wait().map_err(wait_error)? {
-                return Ok(Outcome::Exited(Verdict::from_status(status)));
-            }
-            if Instant::now() >= deadline {
-                // `kill` signals this child's pid only.
-                child.kill().map_err(wait_error)?;
-                child.wait().map_err(wait_error)?;
-                return Ok(Outcome::TimedOut);
-            }
-            thread::sleep(Duration::from_millis(50));
+    /// Boots with the serial output (and QEMU's own messages) shown on this
+    /// terminal as it arrives and also written to `log` without the `\r`
+    /// of the serial port's CRLF line ends; kills QEMU if it runs longer
+    /// than `timeout`.
+    pub fn run_teed(&self, log: &Path, timeout: Duration) -> Result<Outcome> {
+        if let Some(dir) = log.parent() {
+            fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
         }
+        let file = File::create(log).map_err(|err| Error::io("create", log, err))?;
+        let file = Arc::new(Mutex::new(file));
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        eprintln!("==> {}", describe(&cmd));
+        let mut child = cmd
+            .spawn()
+            .map_err(|err| Error::new(format!("cannot run `{}`: {err}", describe(&cmd))))?;
+        let mut copiers = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            let file = Arc::clone(&file);
+            copiers.push(thread::spawn(move || {
+                tee_stripped(stdout, io::stdout(), &file)
+            }));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            let file = Arc::clone(&file);
+            copiers.push(thread::spawn(move || {
+                tee_stripped(stderr, io::stderr(), &file)
+            }));
+        }
+        let outcome = wait_with_timeout(&mut child, timeout);
+        if outcome.is_err() {
+            // Waiting failed: make sure QEMU is gone so its pipes reach end
+            // of file and the copiers finish.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // QEMU has exited or been killed: its pipes are at end of file.
+        let mut log_error = None;
+        for copier in copiers {
+            match copier.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => log_error = Some(err),
+                Err(_) => log_error = Some(io::Error::other("log copier panicked")),
+            }
+        }
+        let outcome = outcome?;
+        if let Some(err) = log_error {
+            return Err(Error::io("write", log, err));
+        }
+        Ok(outcome)
+    }
+}
+
+/// Waits for `child`; kills it once `timeout` has passed.
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Outcome> {
+    let deadline = Instant::now() + timeout;
+    let wait_error = |err| Error::new(format!("cannot wait for QEMU: {err}"));
+    loop {
+        if let Some(status) = child.try_wait().map_err(wait_error)? {
+            return Ok(Outcome::Exited(Verdict::from_status(status)));
+        }
+        if Instant::now() >= deadline {
+            // `kill` signals this child's pid only.
+            child.kill().map_err(wait_error)?;
+            child.wait().map_err(wait_error)?;
+            return Ok(Outcome::TimedOut);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Copies `from` to `terminal` as it is, and to `log` with every `\r`
+/// removed, until `from` ends. A terminal that stops accepting output (a
+/// closed pipe) does not stop the log; a failing log is an error.
+fn tee_stripped<W: Write>(
+    mut from: impl Read,
+    mut terminal: impl Write,
+    log: &Mutex<W>,
+) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    let mut terminal_ok = true;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        let chunk = &buf[..n];
+        if terminal_ok {
+            terminal_ok = terminal
+                .write_all(chunk)
+                .and_then(|()| terminal.flush())
+                .is_ok();
+        }
+        let stripped: Vec<u8> = chunk.iter().copied().filter(|&b| b != b'\r').collect();
+        // A poisoned lock only means the other copier panicked; the file is fine.
+        let mut log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        log.write_all(&stripped)?;
     }
 }
 
@@ -310,6 +401,19 @@ mod tests {
             "-accel tcg -cpu max -smp 2 -m 1G -serial stdio -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel k.elf -initrd i.cpio -append init=tests log=info"
+        );
+    }
+
+    #[test]
+    fn tee_strips_carriage_returns_from_the_log_only() {
+        let serial: &[u8] = b"BENCH case=a ops=1\r\nBENCH DONE\r\n";
+        let mut terminal = Vec::new();
+        let log = Mutex::new(Vec::new());
+        tee_stripped(serial, &mut terminal, &log).unwrap();
+        assert_eq!(terminal, serial);
+        assert_eq!(
+            log.into_inner().unwrap(),
+            b"BENCH case=a ops=1\nBENCH DONE\n"
         );
     }
 

@@ -56,6 +56,11 @@ impl Workspace {
         self.target_dir().join("logs").join(format!("{config}.log"))
     }
 
+    /// Where `cargo xtask bench` puts its serial logs and `results.md`.
+    pub fn bench_dir(&self) -> PathBuf {
+        self.target_dir().join("bench")
+    }
+
     /// A `cargo` command run in the workspace root, using the same cargo
     /// that runs xtask.
     pub fn cargo(&self) -> Command {
