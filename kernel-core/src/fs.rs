@@ -479,7 +479,9 @@ impl OpenFile {
         if !self.readable() {
             return Err(FsError::BadFd.errno());
         }
-        let n = self.inode.read_with(offset.unwrap_or(self.offset), len, sink)?;
+        let n = self
+            .inode
+            .read_with(offset.unwrap_or(self.offset), len, sink)?;
         if offset.is_none() {
             self.offset += n as u64;
         }
@@ -654,14 +656,26 @@ mod tests {
         let mut f = fs.open_file("z", O_CREAT | O_RDWR).unwrap();
         assert_eq!(f.write_via(None, 5, |d| d.copy_from_slice(b"hello")), Ok(5));
         assert_eq!(f.offset(), 5);
-        assert_eq!(f.write_via(Some(10), 2, |d| d.copy_from_slice(b"!!")), Ok(2));
+        assert_eq!(
+            f.write_via(Some(10), 2, |d| d.copy_from_slice(b"!!")),
+            Ok(2)
+        );
         assert_eq!(f.offset(), 5, "a positioned write leaves the offset");
         assert_eq!(f.inode().size(), 12);
         let mut seen = Vec::new();
-        assert_eq!(f.read_via(Some(0), 100, |d| { seen.extend_from_slice(d); Ok(()) }), Ok(12));
+        assert_eq!(
+            f.read_via(Some(0), 100, |d| {
+                seen.extend_from_slice(d);
+                Ok(())
+            }),
+            Ok(12)
+        );
         assert_eq!(&seen[..], b"hello\0\0\0\0\0!!");
         assert_eq!(f.offset(), 5);
-        assert_eq!(f.read_via(None, 3, |_| Err(abi::errno::EFAULT)), Err(abi::errno::EFAULT));
+        assert_eq!(
+            f.read_via(None, 3, |_| Err(abi::errno::EFAULT)),
+            Err(abi::errno::EFAULT)
+        );
         assert_eq!(f.offset(), 5, "a failed sink moves nothing");
         let mut ro = fs.open_file("z", O_RDONLY).unwrap();
         assert_eq!(ro.write_via(None, 1, |d| d[0] = 1), Err(FsError::BadFd));

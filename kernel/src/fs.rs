@@ -9,6 +9,7 @@ use abi::errno;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
+use kernel_core::ring::BackendKind;
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -25,6 +26,21 @@ pub enum File {
     Console,
     /// An open RAM file.
     Ram(Mutex<OpenFile>),
+    /// A ring of a ring backend (an io_uring descriptor); dropping the last
+    /// handle releases the ring.
+    Ring {
+        kind: BackendKind,
+        pid: u64,
+        id: u64,
+    },
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        if let File::Ring { kind, pid, id } = *self {
+            crate::rings::release(kind, pid, id);
+        }
+    }
 }
 
 impl File {
@@ -38,6 +54,7 @@ impl File {
     ) -> Result<usize, i32> {
         match self {
             File::Console => Ok(0),
+            File::Ring { .. } => Err(errno::EINVAL),
             File::Ram(file) => {
                 user.check(space, true)?;
                 let len = user.len().min(IO_CHUNK) as usize;
@@ -73,6 +90,7 @@ impl File {
                 }
                 Ok(done as usize)
             }
+            File::Ring { .. } => Err(errno::EINVAL),
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock()
                     .write_via(offset, user.len() as usize, |dst| {
@@ -89,7 +107,7 @@ impl File {
 
     pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, i32> {
         match self {
-            File::Console => Err(errno::ESPIPE),
+            File::Console | File::Ring { .. } => Err(errno::ESPIPE),
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock().lseek(offset, whence).map_err(|e| e.errno())
             }),
@@ -98,7 +116,7 @@ impl File {
 
     pub fn fsync(&self) -> Result<(), i32> {
         match self {
-            File::Console => Err(errno::EINVAL),
+            File::Console | File::Ring { .. } => Err(errno::EINVAL),
             // RAM files have no backing store: once written they are as
             // durable as they will ever be.
             File::Ram(_) => Ok(()),
@@ -107,7 +125,7 @@ impl File {
 
     pub fn stat(&self) -> abi::FileStat {
         match self {
-            File::Console => abi::FileStat { size: 0, ino: 0 },
+            File::Console | File::Ring { .. } => abi::FileStat { size: 0, ino: 0 },
             File::Ram(file) => interrupts::without_interrupts(|| file.lock().inode().stat()),
         }
     }

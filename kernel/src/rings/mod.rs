@@ -4,12 +4,18 @@
 //! adds one to [`BACKENDS`]; the `ring=` boot parameter picks the active one
 //! among them. Everything else goes through `&dyn RingBackend`.
 
+mod host;
+mod timer;
+
+pub use timer::tick;
+
+use host::KernelHost;
 use kernel_core::bootparam::BootConfig;
 use kernel_core::ring::{BackendKind, RawArgs, RingBackend};
 use spin::Once;
 
 /// Every backend compiled in, in order of preference.
-const BACKENDS: &[&'static dyn RingBackend] = &[
+pub(crate) const BACKENDS: &[&'static dyn RingBackend] = &[
     #[cfg(feature = "iouring")]
     &ring_iouring::BACKEND,
     #[cfg(feature = "sqpoll")]
@@ -42,6 +48,7 @@ pub fn init(config: &BootConfig) {
         chosen.map_or("none", |b| b.kind().name())
     );
     ACTIVE.call_once(|| chosen);
+    timer::start();
 }
 
 fn find(kind: BackendKind) -> Option<&'static dyn RingBackend> {
@@ -59,20 +66,30 @@ pub fn active() -> Option<&'static dyn RingBackend> {
     ACTIVE.get().copied().flatten()
 }
 
-/// Releases every ring the process `pid` holds, in every backend.
+/// Releases every ring the process `pid` holds, in every backend. Called
+/// when the process ends, before its address space goes.
 pub fn teardown(pid: u64) {
+    let mut host = KernelHost::for_current();
     for backend in BACKENDS {
-        backend.teardown(pid);
+        backend.teardown(&mut host, pid);
+    }
+}
+
+/// Releases one ring whose last descriptor was closed.
+pub fn release(kind: BackendKind, pid: u64, id: u64) {
+    if let Some(backend) = backend(kind) {
+        backend.release(&mut KernelHost::for_current(), pid, id);
     }
 }
 
 /// Routes a ring syscall to the backend of its family.
 pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, i32> {
     let backend = backend(kind).ok_or(abi::errno::ENOSYS)?;
+    let mut host = KernelHost::for_current();
     match op {
-        RingCall::Setup => backend.setup(args),
-        RingCall::Enter => backend.enter(args),
-        RingCall::Register => backend.register(args),
+        RingCall::Setup => backend.setup(&mut host, args),
+        RingCall::Enter => backend.enter(&mut host, args),
+        RingCall::Register => backend.register(&mut host, args),
     }
 }
 

@@ -218,7 +218,6 @@ pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
 }
 
 /// Starts a kernel thread running `f(arg)`.
-#[allow(dead_code)] // first user: the SQPOLL poller (Ring API issue)
 pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32> {
     let task = Task::new(String::from(name), None)?;
     // SAFETY: the stack is fresh and owned by `task`; its top is aligned.
@@ -375,6 +374,7 @@ pub fn tick() {
     for task in &woken {
         wake(task);
     }
+    crate::rings::tick(now);
     schedule();
 }
 
@@ -389,6 +389,12 @@ pub fn idle_loop() -> ! {
             interrupts::enable_and_hlt();
         }
     }
+}
+
+/// The live (not yet ended) user process `pid`.
+pub fn find_process(pid: Tid) -> Option<Arc<Task>> {
+    interrupts::without_interrupts(|| SCHED.lock().all.get(&pid).cloned())
+        .filter(|t| t.process.is_some() && t.state() != State::Zombie)
 }
 
 /// Removes a reaped or dead task from the task table.

@@ -11,6 +11,7 @@ use crate::mm::frames;
 use crate::usercopy;
 use abi::errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -25,6 +26,8 @@ pub struct Process {
     root: u64,
     address_space: Mutex<Option<AddressSpace>>,
     pub files: Mutex<FdTable<FileHandle>>,
+    /// Files pinned by ring registrations (`REGISTER_FILES`), by token.
+    pub pinned: Mutex<BTreeMap<u64, FileHandle>>,
     parent: Mutex<Option<Weak<Task>>>,
     children: Mutex<Vec<Arc<Task>>>,
     child_exited: WaitQueue,
@@ -51,6 +54,44 @@ impl Process {
             Some(space) => f(space),
             None => Err(errno::EFAULT),
         }
+    }
+}
+
+impl Process {
+    /// Maps `pages` fresh zeroed, physically contiguous frames at the user
+    /// address `addr` (read/write, no execute) and returns the physical
+    /// address of the first. The address space owns the frames from then
+    /// on: they are freed with it. `EEXIST` if any page is already mapped.
+    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, i32> {
+        let mut guard = self.address_space.lock();
+        let space = guard.as_mut().ok_or(errno::EFAULT)?;
+        if (0..pages).any(|i| space.translate(addr + i * PAGE_SIZE).is_some()) {
+            return Err(errno::EEXIST);
+        }
+        let base = frames::alloc_contiguous(pages, 1).ok_or(errno::ENOMEM)?;
+        // SAFETY: the frames were just allocated and the direct map covers them.
+        unsafe {
+            core::ptr::write_bytes(
+                phys_to_virt(base) as *mut u8,
+                0,
+                (pages * PAGE_SIZE) as usize,
+            )
+        };
+        for i in 0..pages {
+            let frame = base + i * PAGE_SIZE;
+            if let Err(e) = space.map_user(
+                addr + i * PAGE_SIZE,
+                frame,
+                PageFlags::WRITABLE | PageFlags::NO_EXECUTE,
+            ) {
+                // Pages already mapped belong to the address space now.
+                for rest in i..pages {
+                    frames::free(base + rest * PAGE_SIZE);
+                }
+                return Err(e);
+            }
+        }
+        Ok(base)
     }
 }
 
@@ -82,6 +123,7 @@ pub fn spawn(
         root: space.root(),
         address_space: Mutex::new(Some(space)),
         files: Mutex::new(files),
+        pinned: Mutex::new(BTreeMap::new()),
         parent: Mutex::new(parent.map(Arc::downgrade)),
         children: Mutex::new(Vec::new()),
         child_exited: WaitQueue::new(),
@@ -205,6 +247,8 @@ pub fn exit_current(status: i32) -> ! {
     crate::rings::teardown(me.id);
     let files: Vec<FileHandle> = process.files.lock().drain().map(|(_, f)| f).collect();
     drop(files);
+    let pinned = core::mem::take(&mut *process.pinned.lock());
+    drop(pinned);
     let space = process.address_space.lock().take();
     drop(space);
     *process.exit_status.lock() = Some(status);

@@ -1,0 +1,999 @@
+//! [`RingEngine`]: the per-ring state machine both ring backends run.
+//!
+//! It consumes SQEs from the shared SQ, issues them through the op table,
+//! and posts CQEs to the shared CQ, with Linux's semantics for links
+//! (`IO_LINK`, `IO_HARDLINK`), `IO_DRAIN`, `CQE_SKIP_SUCCESS`, CQ overflow,
+//! timeouts (TIMEOUT, LINK_TIMEOUT), cancellation and registered buffers
+//! and files. The backend decides when to call it and holds the ring's
+//! lock while it does; the engine never blocks.
+//!
+//! # Invariants
+//! - The kernel's SQ head and CQ tail live here and are never re-read from
+//!   shared memory. From shared memory the engine reads, once per use: SQ
+//!   tail, SQ array entries, SQEs (copied whole before anything looks at
+//!   them) and CQ head. Whatever those hold, the engine does bounded work:
+//!   one submit consumes at most `sq_entries` SQEs, a nonsense CQ head makes
+//!   the CQ count as full.
+//! - Completions are never dropped: a CQE that does not fit goes to the
+//!   overflow list, and overflowed CQEs reach the CQ in order before any
+//!   newer CQE. `submit` refuses (`EBUSY`) while [`OVERFLOW_MAX`] CQEs wait.
+//! - Every consumed SQE ends in exactly one of: dropped (bad SQ array
+//!   index), completed (a CQE, or none with `CQE_SKIP_SUCCESS` on
+//!   success), pending (counted by [`RingEngine::pending_ops`], bounded by
+//!   [`MAX_PENDING`]; past it an SQE that would have to wait completes with
+//!   `-EBUSY`), or discarded by `teardown`. [`RingStats`] counts each, so
+//!   `consumed == dropped + posted + skipped + discarded + pending_ops()`.
+//! - No heap allocation on the path of a synchronous op that completes into
+//!   a CQ with room: the overflow list, the pending and deferred structures
+//!   allocate only when used.
+//! - No recursion: completing a pending op only queues the rest of its
+//!   chain; one loop (`settle`) runs queued chains, count-based timeouts and
+//!   drained SQEs until nothing is left to do.
+//!
+//! # Chains
+//! A chain is a run of SQEs each but the last carrying `IO_LINK` or
+//! `IO_HARDLINK`, consumed in one `submit` (a chain still open at the end of
+//! the batch ends there). Members issue in order. A member that fails
+//! (`res < 0`, or a short transfer) with `IO_LINK` cancels the rest
+//! (`-ECANCELED` each); with `IO_HARDLINK` the chain goes on. A member that
+//! stays pending (TIMEOUT) holds the rest of its chain until it completes.
+//! A LINK_TIMEOUT directly after a pending member arms a timer on it; after
+//! a member that completed at once it completes with `-ECANCELED`.
+//!
+//! # Drain
+//! A chain whose first SQE has `IO_DRAIN` waits until every earlier SQE has
+//! completed, and the chain after it waits until the drained one has (an
+//! `IO_DRAIN` on a later member only has this second effect: its chain
+//! already started). While any chain waits, later chains queue behind it.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use abi::errno::{EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, EOPNOTSUPP, EOVERFLOW, ETIME};
+use abi::io_uring::{
+    header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
+};
+
+use super::env::IoEnv;
+use super::ops::{self, Issue, IssueCtx, Lookup, OpCaps};
+use super::shared::SharedRing;
+
+/// Most CQEs the overflow list holds before `submit` refuses with `EBUSY`.
+pub const OVERFLOW_MAX: usize = 4096;
+/// Most SQEs that may wait in the engine (pending timers, chain members
+/// behind them, drained SQEs); past it, an SQE that would wait gets
+/// `-EBUSY`.
+pub const MAX_PENDING: usize = 4096;
+
+/// Largest ring the engine runs (the shared layout's limit).
+const MAX_ENTRIES: u32 = ring_layout::MAX_SQ_ENTRIES;
+
+const LINK_FLAGS: u8 = sqe_flags::IO_LINK | sqe_flags::IO_HARDLINK;
+
+/// Counters of one ring, for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// SQ entries consumed (the SQ head moved past them), dropped ones too.
+    pub consumed: u64,
+    /// SQ entries dropped for an out-of-range SQ array index.
+    pub dropped: u64,
+    /// CQEs posted, into the CQ or the overflow list.
+    pub posted: u64,
+    /// Successful completions not posted (`CQE_SKIP_SUCCESS`).
+    pub skipped: u64,
+    /// CQEs that went through the overflow list.
+    pub overflowed: u64,
+    /// Pending SQEs `teardown` dropped without a CQE.
+    pub discarded: u64,
+}
+
+/// A chain member waiting in the engine.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    sqe: Sqe,
+    /// Its result is already known (a LINK_TIMEOUT that could not be
+    /// armed): post this instead of issuing.
+    preset: Option<i32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LinkTimer {
+    user_data: u64,
+    flags: u8,
+    deadline: u64,
+}
+
+/// A TIMEOUT waiting for its deadline or count, with what waits behind it.
+#[derive(Debug)]
+struct PendingOp {
+    id: u64,
+    user_data: u64,
+    flags: u8,
+    deadline: Option<u64>,
+    count_target: Option<u64>,
+    link_timer: Option<LinkTimer>,
+    /// The rest of its chain.
+    rest: Vec<Member>,
+}
+
+/// An SQE held back by drain.
+#[derive(Debug)]
+struct Deferred {
+    member: Member,
+    /// First member of its chain.
+    chain_start: bool,
+    /// (Chain starts only) waits until nothing else is pending.
+    needs_drain: bool,
+}
+
+/// The rest of a chain whose pending member completed, waiting to run.
+#[derive(Debug)]
+struct Ready {
+    origin: u64,
+    state: Chain,
+    members: Vec<Member>,
+}
+
+/// What came before the member about to issue, for LINK_TIMEOUT's check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prev {
+    /// Nothing: it starts a chain.
+    Head,
+    /// An op that completed (without breaking the chain).
+    Op,
+    /// A LINK_TIMEOUT.
+    LinkTimeout,
+}
+
+/// Where a chain stands, i.e. what happens to its next member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chain {
+    /// No chain open: the next SQE starts one.
+    Idle,
+    /// The next member issues now.
+    Running(Prev),
+    /// The chain broke: the next member completes with `-ECANCELED`.
+    Cancelling,
+    /// A member is pending (id): the next one waits behind it.
+    Blocked(u64),
+    /// The chain is held back by drain: the next member queues with it.
+    Deferred,
+}
+
+/// The state of one ring.
+#[derive(Debug)]
+pub struct RingEngine {
+    sq_entries: u32,
+    sq_mask: u32,
+    cq_entries: u32,
+    cq_mask: u32,
+    /// The kernel's SQ head: next SQ position to consume.
+    sq_head: u32,
+    /// The kernel's CQ tail: next CQ position to fill.
+    cq_tail: u32,
+    overflow: VecDeque<Cqe>,
+    /// Pending TIMEOUTs, in the order they were armed.
+    pending: Vec<PendingOp>,
+    next_id: u64,
+    /// Armed LINK_TIMEOUTs (they live in their target's `PendingOp`).
+    link_timers: usize,
+    deferred: VecDeque<Deferred>,
+    ready: VecDeque<Ready>,
+    /// Members in `rest` lists, `deferred` and `ready`.
+    waiting: usize,
+    /// The chain the SQ stream is adding to.
+    open: Chain,
+    /// The next chain must wait for everything before it.
+    drain_next: bool,
+    /// CQEs posted that count for count-based timeouts.
+    cq_seq: u64,
+    /// Smallest `count_target` of the pending ops (`u64::MAX`: none).
+    next_count_target: u64,
+    /// A count target may have been reached.
+    count_due: bool,
+    buffers: Vec<Option<(u64, u64)>>,
+    files: Vec<Option<u64>>,
+    stats: RingStats,
+}
+
+/// `n` made a power of two in `1..=MAX_ENTRIES`.
+fn ring_size(n: u32) -> u32 {
+    n.clamp(1, MAX_ENTRIES).next_power_of_two()
+}
+
+fn is_link_timer(sqe: &Sqe) -> bool {
+    matches!(ops::lookup(sqe.opcode), Lookup::Known(def) if def.caps.contains(OpCaps::LINK_TIMER))
+}
+
+impl RingEngine {
+    /// An engine for `sq_entries` SQ and `cq_entries` CQ entries: powers of
+    /// two up to 256 (other values are rounded up and clamped).
+    pub fn new(sq_entries: u32, cq_entries: u32) -> Self {
+        let sq_entries = ring_size(sq_entries);
+        let cq_entries = ring_size(cq_entries);
+        Self {
+            sq_entries,
+            sq_mask: sq_entries - 1,
+            cq_entries,
+            cq_mask: cq_entries - 1,
+            sq_head: 0,
+            cq_tail: 0,
+            overflow: VecDeque::new(),
+            pending: Vec::new(),
+            next_id: 0,
+            link_timers: 0,
+            deferred: VecDeque::new(),
+            ready: VecDeque::new(),
+            waiting: 0,
+            open: Chain::Idle,
+            drain_next: false,
+            cq_seq: 0,
+            next_count_target: u64::MAX,
+            count_due: false,
+            buffers: Vec::new(),
+            files: Vec::new(),
+            stats: RingStats::default(),
+        }
+    }
+
+    /// SQ entries.
+    pub fn sq_entries(&self) -> u32 {
+        self.sq_entries
+    }
+
+    /// CQ entries.
+    pub fn cq_entries(&self) -> u32 {
+        self.cq_entries
+    }
+
+    /// The ring's counters.
+    pub fn stats(&self) -> RingStats {
+        self.stats
+    }
+
+    /// Writes the headers of a new ring: mask and entries, heads and tails
+    /// at the engine's positions (0 for a new engine), flags and counters
+    /// zero.
+    pub fn init_shared(&self, shared: &SharedRing) {
+        for (word, value) in [
+            (header::HEAD, self.sq_head),
+            (header::TAIL, self.sq_head),
+            (header::MASK, self.sq_mask),
+            (header::ENTRIES, self.sq_entries),
+            (header::FLAGS, 0),
+            (header::DROPPED, 0),
+            (header::OVERFLOW, 0),
+        ] {
+            shared.set_sq_header(word, value);
+        }
+        for (word, value) in [
+            (header::HEAD, self.cq_tail),
+            (header::TAIL, self.cq_tail),
+            (header::MASK, self.cq_mask),
+            (header::ENTRIES, self.cq_entries),
+            (header::FLAGS, 0),
+            (header::DROPPED, 0),
+            (header::OVERFLOW, 0),
+        ] {
+            shared.set_cq_header(word, value);
+        }
+    }
+
+    /// Starts the engine's SQ head and CQ tail at the given positions (to
+    /// test wrap-around); call before `init_shared`.
+    #[cfg(test)]
+    pub(crate) fn start_at(&mut self, sq_head: u32, cq_tail: u32) {
+        self.sq_head = sq_head;
+        self.cq_tail = cq_tail;
+    }
+
+    /// Consumes up to `to_submit` SQEs from the SQ (between the kernel's head
+    /// and the tail as read once) and issues them. Returns how many were
+    /// consumed, dropped ones included. `Err(EBUSY)`, consuming nothing, if
+    /// [`OVERFLOW_MAX`] CQEs wait in the overflow list.
+    pub fn submit(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        to_submit: u32,
+    ) -> Result<u32, i32> {
+        if !self.overflow.is_empty() {
+            self.flush_overflow(shared);
+            if self.overflow.len() >= OVERFLOW_MAX {
+                return Err(EBUSY);
+            }
+        }
+        // More than a ring's worth published is corrupt: take one ring.
+        let published = shared
+            .sq_tail()
+            .wrapping_sub(self.sq_head)
+            .min(self.sq_entries);
+        let n = published.min(to_submit);
+        for _ in 0..n {
+            let index = shared.sq_array(self.sq_head & self.sq_mask);
+            self.sq_head = self.sq_head.wrapping_add(1);
+            let sqe = if index < self.sq_entries {
+                shared.read_sqe(index)
+            } else {
+                None
+            };
+            shared.store_sq_head(self.sq_head);
+            self.stats.consumed += 1;
+            match sqe {
+                Some(sqe) => self.consume(shared, env, sqe),
+                None => {
+                    shared.bump_dropped();
+                    self.stats.dropped += 1;
+                }
+            }
+        }
+        // A chain still open at the end of the batch ends here.
+        self.open = Chain::Idle;
+        if !self.pending.is_empty() {
+            // Timers that are already due (a zero or past timeout) fire now.
+            self.expire(shared, env.now_ns());
+            self.settle(shared, env);
+        }
+        Ok(n)
+    }
+
+    /// Fires expired timeouts (in deadline order) and runs what waited
+    /// behind them. Returns whether any CQE was posted.
+    pub fn poll_timers(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let before = self.stats.posted;
+        self.expire(shared, env.now_ns());
+        self.settle(shared, env);
+        self.stats.posted != before
+    }
+
+    /// The earliest deadline of a pending timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pending
+            .iter()
+            .flat_map(|p| [p.deadline, p.link_timer.map(|t| t.deadline)])
+            .flatten()
+            .min()
+    }
+
+    /// Moves overflowed CQEs into the CQ as space allows, oldest first;
+    /// clears `CQ_OVERFLOW` in the SQ flags once none are left.
+    pub fn flush_overflow(&mut self, shared: &SharedRing) {
+        if self.overflow.is_empty() {
+            return;
+        }
+        let n = (self.cq_space(shared) as usize).min(self.overflow.len());
+        for cqe in self.overflow.drain(..n) {
+            shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
+            self.cq_tail = self.cq_tail.wrapping_add(1);
+        }
+        if n > 0 {
+            shared.store_cq_tail(self.cq_tail);
+        }
+        if self.overflow.is_empty() {
+            shared.clear_sq_flags(sq_flags::CQ_OVERFLOW);
+            self.overflow = VecDeque::new();
+        }
+    }
+
+    /// CQEs user space can take now: the kernel's tail minus the user's
+    /// head, read once; a head that makes no sense counts as a full CQ.
+    pub fn cq_ready(&self, shared: &SharedRing) -> u32 {
+        self.cq_tail
+            .wrapping_sub(shared.cq_head())
+            .min(self.cq_entries)
+    }
+
+    /// SQEs user space published that are not consumed yet (at most a
+    /// ring's worth, whatever the tail says).
+    pub fn sq_pending(&self, shared: &SharedRing) -> u32 {
+        shared
+            .sq_tail()
+            .wrapping_sub(self.sq_head)
+            .min(self.sq_entries)
+    }
+
+    /// SQEs waiting in the engine: pending timers, armed link timers, chain
+    /// members behind them and SQEs held by drain.
+    pub fn pending_ops(&self) -> usize {
+        self.pending.len() + self.link_timers + self.waiting
+    }
+
+    /// Drops everything pending (no CQEs), the overflow list, registered
+    /// buffers, and unpins registered files. The ring is empty afterwards.
+    pub fn teardown(&mut self, env: &mut dyn IoEnv) {
+        self.stats.discarded += self.pending_ops() as u64;
+        self.pending = Vec::new();
+        self.deferred = VecDeque::new();
+        self.ready = VecDeque::new();
+        self.overflow = VecDeque::new();
+        self.link_timers = 0;
+        self.waiting = 0;
+        self.open = Chain::Idle;
+        self.drain_next = false;
+        self.next_count_target = u64::MAX;
+        self.count_due = false;
+        self.unpin_files(env);
+        self.buffers = Vec::new();
+    }
+
+    // ---- Registration ----
+
+    /// `io_uring_register`: `REGISTER_BUFFERS` (`arg` = iovec array of `nr`),
+    /// `UNREGISTER_BUFFERS`, `REGISTER_FILES` (`arg` = `nr` `i32` fds, -1 an
+    /// empty slot), `UNREGISTER_FILES`, `REGISTER_PROBE` (`arg` = a zeroed
+    /// `Probe` header and `nr` `ProbeOp`s, filled in). Returns 0.
+    ///
+    /// Errors as on Linux: `EBUSY` if already registered, `EINVAL` for a bad
+    /// count or non-zero arguments to unregister, `EFAULT` for bad memory,
+    /// `EBADF` for a bad fd; unregistering what is not registered is
+    /// `EINVAL` (Linux says `ENXIO`, which `abi` lacks).
+    pub fn register(
+        &mut self,
+        env: &mut dyn IoEnv,
+        opcode: u32,
+        arg: u64,
+        nr: u32,
+    ) -> Result<u64, i32> {
+        match opcode {
+            reg::REGISTER_BUFFERS => self.register_buffers(env, arg, nr),
+            reg::UNREGISTER_BUFFERS => {
+                if arg != 0 || nr != 0 || self.buffers.is_empty() {
+                    return Err(EINVAL);
+                }
+                self.buffers = Vec::new();
+                Ok(0)
+            }
+            reg::REGISTER_FILES => self.register_files(env, arg, nr),
+            reg::UNREGISTER_FILES => {
+                if arg != 0 || nr != 0 || self.files.is_empty() {
+                    return Err(EINVAL);
+                }
+                self.unpin_files(env);
+                Ok(0)
+            }
+            reg::REGISTER_PROBE => register_probe(env, arg, nr),
+            _ => Err(EINVAL),
+        }
+    }
+
+    fn register_buffers(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+        if !self.buffers.is_empty() {
+            return Err(EBUSY);
+        }
+        if nr == 0 || nr > reg::MAX_BUFFERS {
+            return Err(EINVAL);
+        }
+        let mut table = Vec::new();
+        table.try_reserve_exact(nr as usize).map_err(|_| ENOMEM)?;
+        for i in 0..nr {
+            let mut raw = [0u8; 16];
+            let at = arg.checked_add(u64::from(i) * 16).ok_or(EFAULT)?;
+            env.read_user(at, &mut raw)?;
+            let base = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+            let len = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
+            if base == 0 {
+                // A sparse slot, as on Linux; a length without a base is bad.
+                if len != 0 {
+                    return Err(EFAULT);
+                }
+                table.push(None);
+                continue;
+            }
+            if len > reg::MAX_BUFFER_LEN {
+                return Err(EFAULT);
+            }
+            base.checked_add(len).ok_or(EOVERFLOW)?;
+            env.check_user(base, len, true)?;
+            table.push(Some((base, len)));
+        }
+        self.buffers = table;
+        Ok(0)
+    }
+
+    fn register_files(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+        if !self.files.is_empty() {
+            return Err(EBUSY);
+        }
+        if nr == 0 || nr > reg::MAX_FILES {
+            return Err(EINVAL);
+        }
+        let mut table = Vec::new();
+        table.try_reserve_exact(nr as usize).map_err(|_| ENOMEM)?;
+        let result = (|| {
+            for i in 0..nr {
+                let mut raw = [0u8; 4];
+                let at = arg.checked_add(u64::from(i) * 4).ok_or(EFAULT)?;
+                env.read_user(at, &mut raw)?;
+                let fd = i32::from_le_bytes(raw);
+                if fd == -1 {
+                    table.push(None);
+                } else {
+                    table.push(Some(env.pin_file(fd)?));
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.files = table;
+                Ok(0)
+            }
+            Err(errno) => {
+                for token in table.into_iter().flatten() {
+                    env.unpin_file(token);
+                }
+                Err(errno)
+            }
+        }
+    }
+
+    fn unpin_files(&mut self, env: &mut dyn IoEnv) {
+        for token in core::mem::take(&mut self.files).into_iter().flatten() {
+            env.unpin_file(token);
+        }
+    }
+
+    // ---- Submission ----
+
+    /// SQEs waiting in the engine (what [`MAX_PENDING`] bounds).
+    fn stored(&self) -> usize {
+        self.pending_ops()
+    }
+
+    /// Takes one SQE from the SQ into the open chain.
+    fn consume(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, sqe: Sqe) {
+        let member = Member { sqe, preset: None };
+        let linked = sqe.flags & LINK_FLAGS != 0;
+        let drain = sqe.flags & sqe_flags::IO_DRAIN != 0;
+        let state = match self.open {
+            Chain::Idle => {
+                let needs_drain = drain || self.drain_next;
+                self.drain_next = false;
+                if !self.deferred.is_empty() || (needs_drain && !self.pending.is_empty()) {
+                    self.defer(shared, member, true, needs_drain)
+                } else {
+                    self.issue(shared, env, Prev::Head, member)
+                }
+            }
+            Chain::Deferred => self.defer(shared, member, false, false),
+            Chain::Blocked(id) => {
+                if self.stored() >= MAX_PENDING {
+                    self.refuse(shared, &member.sqe)
+                } else {
+                    self.attach(shared, env, id, member);
+                    Chain::Blocked(id)
+                }
+            }
+            state => self.step(shared, env, state, member),
+        };
+        if drain {
+            self.drain_next = true;
+        }
+        self.open = if linked { state } else { Chain::Idle };
+        if self.count_due || !self.ready.is_empty() || self.deferred_releasable() {
+            self.settle(shared, env);
+        }
+    }
+
+    /// Holds `member` back behind drain.
+    fn defer(
+        &mut self,
+        shared: &SharedRing,
+        member: Member,
+        chain_start: bool,
+        needs_drain: bool,
+    ) -> Chain {
+        if self.stored() >= MAX_PENDING {
+            return self.refuse(shared, &member.sqe);
+        }
+        self.deferred.push_back(Deferred {
+            member,
+            chain_start,
+            needs_drain,
+        });
+        self.waiting += 1;
+        Chain::Deferred
+    }
+
+    /// Completes an SQE that would have to wait with `-EBUSY` (the engine is
+    /// at [`MAX_PENDING`]); the rest of its chain is cancelled.
+    fn refuse(&mut self, shared: &SharedRing, sqe: &Sqe) -> Chain {
+        self.finish_member(shared, sqe, -EBUSY);
+        Chain::Cancelling
+    }
+
+    /// Moves `member` on in a chain that stands at `state`.
+    fn step(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        state: Chain,
+        member: Member,
+    ) -> Chain {
+        match state {
+            Chain::Running(prev) => self.issue(shared, env, prev, member),
+            Chain::Cancelling => {
+                self.finish_member(shared, &member.sqe, -ECANCELED);
+                Chain::Cancelling
+            }
+            Chain::Blocked(id) => {
+                self.attach(shared, env, id, member);
+                state
+            }
+            // Not reached: only the SQ stream is ever idle or deferred, and
+            // it handles those itself.
+            Chain::Idle | Chain::Deferred => self.issue(shared, env, Prev::Op, member),
+        }
+    }
+
+    /// Validates and issues one member; returns where its chain stands.
+    fn issue(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        prev: Prev,
+        member: Member,
+    ) -> Chain {
+        let sqe = member.sqe;
+        let linked = sqe.flags & LINK_FLAGS != 0;
+        let (res, failed, next) = match member.preset {
+            Some(res) => (res, res < 0, Prev::Op),
+            None => match self.execute(env, prev, &sqe) {
+                Issue::Done(res) => (res, res < 0, Prev::Op),
+                Issue::Short(res) => (res, true, Prev::Op),
+                // Directly after an op that already completed: nothing to
+                // time, and that does not break the chain.
+                Issue::LinkTimeout { .. } => (-ECANCELED, false, Prev::LinkTimeout),
+                Issue::Cancel {
+                    target,
+                    timeouts_only,
+                } => {
+                    let res = self.cancel(shared, target, timeouts_only);
+                    (res, res < 0, Prev::Op)
+                }
+                Issue::Timeout { deadline_ns, count } => {
+                    if self.stored() < MAX_PENDING {
+                        let id = self.arm(&sqe, deadline_ns, count);
+                        return if linked {
+                            Chain::Blocked(id)
+                        } else {
+                            Chain::Idle
+                        };
+                    }
+                    (-EBUSY, true, Prev::Op)
+                }
+            },
+        };
+        self.finish_member(shared, &sqe, res);
+        if !linked {
+            Chain::Idle
+        } else if failed && sqe.flags & sqe_flags::IO_HARDLINK == 0 {
+            Chain::Cancelling
+        } else {
+            Chain::Running(next)
+        }
+    }
+
+    /// Checks flags, looks the op up, preps and issues it.
+    fn execute(&self, env: &mut dyn IoEnv, prev: Prev, sqe: &Sqe) -> Issue {
+        if sqe.flags & !sqe_flags::SUPPORTED != 0 {
+            return Issue::Done(-EINVAL);
+        }
+        let def = match ops::lookup(sqe.opcode) {
+            Lookup::Known(def) => def,
+            Lookup::CompiledOut => return Issue::Done(-EOPNOTSUPP),
+            Lookup::Unknown => return Issue::Done(-EINVAL),
+        };
+        if def.caps.contains(OpCaps::LINK_TIMER) && prev != Prev::Op {
+            return Issue::Done(-EINVAL);
+        }
+        if let Err(errno) = (def.prep)(sqe) {
+            return Issue::Done(-errno);
+        }
+        let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
+        (def.issue)(&mut ctx, sqe)
+    }
+
+    /// Puts `member` behind pending op `id`; a LINK_TIMEOUT directly after
+    /// it arms a timer on it instead.
+    fn attach(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, id: u64, mut member: Member) {
+        let Some(i) = self.pending.iter().position(|p| p.id == id) else {
+            // Not reached: a chain is blocked on an op only while it is
+            // pending. Fail safe.
+            self.finish_member(shared, &member.sqe, -ECANCELED);
+            return;
+        };
+        let directly_after =
+            self.pending[i].rest.is_empty() && self.pending[i].link_timer.is_none();
+        if directly_after && member.preset.is_none() && is_link_timer(&member.sqe) {
+            match self.execute(env, Prev::Op, &member.sqe) {
+                Issue::LinkTimeout { deadline_ns } => {
+                    self.pending[i].link_timer = Some(LinkTimer {
+                        user_data: member.sqe.user_data,
+                        flags: member.sqe.flags,
+                        deadline: deadline_ns,
+                    });
+                    self.link_timers += 1;
+                    return;
+                }
+                // Its error is posted in order, when the chain gets there.
+                Issue::Done(res) | Issue::Short(res) => member.preset = Some(res),
+                _ => member.preset = Some(-EINVAL),
+            }
+        }
+        self.pending[i].rest.push(member);
+        self.waiting += 1;
+    }
+
+    /// Makes a TIMEOUT pending; returns its id.
+    fn arm(&mut self, sqe: &Sqe, deadline: Option<u64>, count: u32) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let count_target = (count > 0).then(|| self.cq_seq + u64::from(count));
+        if let Some(target) = count_target {
+            self.next_count_target = self.next_count_target.min(target);
+        }
+        self.pending.push(PendingOp {
+            id,
+            user_data: sqe.user_data,
+            flags: sqe.flags,
+            deadline,
+            count_target,
+            link_timer: None,
+            rest: Vec::new(),
+        });
+        id
+    }
+
+    /// Cancels the pending op (a TIMEOUT, or unless `timeouts_only` an armed
+    /// LINK_TIMEOUT) with `user_data == target`: 0, or `-ENOENT`.
+    fn cancel(&mut self, shared: &SharedRing, target: u64, timeouts_only: bool) -> i32 {
+        if let Some(i) = self.pending.iter().position(|p| p.user_data == target) {
+            self.finish_pending(shared, i, -ECANCELED, -ECANCELED);
+            return 0;
+        }
+        if !timeouts_only {
+            let timer = self
+                .pending
+                .iter_mut()
+                .find(|p| p.link_timer.is_some_and(|t| t.user_data == target))
+                .and_then(|p| p.link_timer.take());
+            if let Some(timer) = timer {
+                self.link_timers -= 1;
+                self.complete(shared, timer.user_data, timer.flags, -ECANCELED, true);
+                return 0;
+            }
+        }
+        -ENOENT
+    }
+
+    // ---- Completion ----
+
+    /// Completes pending op `index` with `res`, and its link timer (if any)
+    /// with `timer_res`; queues the rest of its chain.
+    fn finish_pending(&mut self, shared: &SharedRing, index: usize, res: i32, timer_res: i32) {
+        let op = self.pending.remove(index);
+        // TIMEOUT completions do not count for count-based timeouts (Linux).
+        self.complete(shared, op.user_data, op.flags, res, false);
+        let mut prev = Prev::Op;
+        if let Some(timer) = op.link_timer {
+            self.link_timers -= 1;
+            self.complete(shared, timer.user_data, timer.flags, timer_res, true);
+            prev = Prev::LinkTimeout;
+        }
+        let state = if res < 0 && op.flags & sqe_flags::IO_HARDLINK == 0 {
+            Chain::Cancelling
+        } else {
+            Chain::Running(prev)
+        };
+        if !op.rest.is_empty() || self.open == Chain::Blocked(op.id) {
+            self.ready.push_back(Ready {
+                origin: op.id,
+                state,
+                members: op.rest,
+            });
+        }
+    }
+
+    /// Posts a chain member's result.
+    fn finish_member(&mut self, shared: &SharedRing, sqe: &Sqe, res: i32) {
+        let counts = sqe.opcode != op::TIMEOUT;
+        self.complete(shared, sqe.user_data, sqe.flags, res, counts);
+    }
+
+    /// Posts a result unless `CQE_SKIP_SUCCESS` hides it.
+    fn complete(&mut self, shared: &SharedRing, user_data: u64, flags: u8, res: i32, counts: bool) {
+        if flags & sqe_flags::CQE_SKIP_SUCCESS != 0 && res >= 0 {
+            self.stats.skipped += 1;
+            return;
+        }
+        self.post(
+            shared,
+            Cqe {
+                user_data,
+                res,
+                flags: 0,
+            },
+            counts,
+        );
+    }
+
+    /// Free CQ slots, by the user's head read once (none if it is nonsense).
+    fn cq_space(&self, shared: &SharedRing) -> u32 {
+        let used = self.cq_tail.wrapping_sub(shared.cq_head());
+        self.cq_entries.saturating_sub(used)
+    }
+
+    /// Puts `cqe` in the CQ, or in the overflow list if the CQ is full or
+    /// older CQEs still wait there.
+    fn post(&mut self, shared: &SharedRing, cqe: Cqe, counts: bool) {
+        self.stats.posted += 1;
+        if counts {
+            self.cq_seq += 1;
+            if self.cq_seq >= self.next_count_target {
+                self.count_due = true;
+            }
+        }
+        if !self.overflow.is_empty() {
+            self.flush_overflow(shared);
+        }
+        if self.overflow.is_empty() && self.cq_space(shared) > 0 {
+            shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
+            self.cq_tail = self.cq_tail.wrapping_add(1);
+            shared.store_cq_tail(self.cq_tail);
+            return;
+        }
+        self.overflow.push_back(cqe);
+        self.stats.overflowed += 1;
+        shared.set_sq_flags(sq_flags::CQ_OVERFLOW);
+        shared.bump_cq_overflow();
+    }
+
+    // ---- Deferred work ----
+
+    /// Whether the first held-back chain may start.
+    fn deferred_releasable(&self) -> bool {
+        self.deferred
+            .front()
+            .is_some_and(|d| !d.needs_drain || self.pending.is_empty())
+    }
+
+    /// Runs queued work until none is left: count-based timeouts that are
+    /// due, chains whose pending member completed, chains drain released.
+    fn settle(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) {
+        loop {
+            if self.count_due {
+                self.fire_counts(shared);
+            } else if let Some(ready) = self.ready.pop_front() {
+                let state = self.run(shared, env, ready.state, ready.members);
+                if self.open == Chain::Blocked(ready.origin) {
+                    self.open = state;
+                }
+            } else if self.deferred_releasable() {
+                self.release_deferred(shared, env);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Issues stored chain members from `state` on; returns the final state.
+    fn run(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        mut state: Chain,
+        members: Vec<Member>,
+    ) -> Chain {
+        for member in members {
+            self.waiting -= 1;
+            state = self.step(shared, env, state, member);
+        }
+        state
+    }
+
+    /// Completes (with 0) every pending TIMEOUT whose count was reached.
+    fn fire_counts(&mut self, shared: &SharedRing) {
+        self.count_due = false;
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i]
+                .count_target
+                .is_some_and(|t| t <= self.cq_seq)
+            {
+                self.finish_pending(shared, i, 0, -ECANCELED);
+            } else {
+                i += 1;
+            }
+        }
+        self.next_count_target = self
+            .pending
+            .iter()
+            .filter_map(|p| p.count_target)
+            .min()
+            .unwrap_or(u64::MAX);
+        // Link timers cancelled above posted CQEs that count too.
+        self.count_due = self.cq_seq >= self.next_count_target;
+    }
+
+    /// Starts the first held-back chain.
+    fn release_deferred(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) {
+        let mut members = Vec::new();
+        if let Some(first) = self.deferred.pop_front() {
+            members.push(first.member);
+        }
+        while let Some(next) = self.deferred.pop_front() {
+            if next.chain_start {
+                self.deferred.push_front(next);
+                break;
+            }
+            members.push(next.member);
+        }
+        // Is this the chain the SQ stream is still adding to?
+        let open = self.deferred.is_empty() && self.open == Chain::Deferred;
+        let state = self.run(shared, env, Chain::Running(Prev::Head), members);
+        if open {
+            self.open = state;
+        }
+    }
+
+    /// Completes the timers due at `now`, earliest deadline first: a TIMEOUT
+    /// with `-ETIME`; for a LINK_TIMEOUT, its target with `-ECANCELED` and
+    /// itself with `-ETIME`.
+    fn expire(&mut self, shared: &SharedRing, now: u64) {
+        let due_at = |p: &PendingOp| {
+            let own = p.deadline.filter(|&d| d <= now);
+            let link = p.link_timer.map(|t| t.deadline).filter(|&d| d <= now);
+            (own, link)
+        };
+        let mut due: Vec<(u64, u64)> = Vec::new();
+        for p in &self.pending {
+            let (own, link) = due_at(p);
+            if let Some(first) = [own, link].into_iter().flatten().min() {
+                due.push((first, p.id));
+            }
+        }
+        due.sort_unstable();
+        for (_, id) in due {
+            let Some(i) = self.pending.iter().position(|p| p.id == id) else {
+                continue;
+            };
+            match due_at(&self.pending[i]) {
+                (Some(own), Some(link)) if link < own => {
+                    self.finish_pending(shared, i, -ECANCELED, -ETIME)
+                }
+                (Some(_), _) => self.finish_pending(shared, i, -ETIME, -ECANCELED),
+                (None, Some(_)) => self.finish_pending(shared, i, -ECANCELED, -ETIME),
+                (None, None) => {}
+            }
+        }
+    }
+}
+
+/// REGISTER_PROBE: fills the user's zeroed probe (header and up to
+/// `op::LAST` entries) from the op table.
+fn register_probe(env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+    const HEADER: usize = core::mem::size_of::<Probe>();
+    const ENTRY: usize = core::mem::size_of::<ProbeOp>();
+    let n = (nr as usize).min(ops::TABLE_LEN);
+    let size = HEADER + n * ENTRY;
+    let mut buf = [0u8; HEADER + ops::TABLE_LEN * ENTRY];
+    env.read_user(arg, &mut buf[..size])?;
+    if buf[..size].iter().any(|&b| b != 0) {
+        return Err(EINVAL);
+    }
+    let mut entries = [ProbeOp::default(); ops::TABLE_LEN];
+    let probe = ops::probe(&mut entries[..n]);
+    buf[0] = probe.last_op;
+    buf[1] = probe.ops_len;
+    for (i, entry) in entries[..n].iter().enumerate() {
+        let at = HEADER + i * ENTRY;
+        buf[at] = entry.op;
+        buf[at + 2..at + 4].copy_from_slice(&entry.flags.to_le_bytes());
+    }
+    env.write_user(arg, &buf[..size])?;
+    Ok(0)
+}

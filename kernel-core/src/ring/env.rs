@@ -1,0 +1,61 @@
+//! What the ring engine needs from the machine: [`IoEnv`].
+//!
+//! The engine and the ops reach files, user memory and the clock only
+//! through this trait, so they stay pure and host-testable. The kernel
+//! implements it per process (the ring owner's descriptors and address
+//! space); [`super::MockEnv`] implements it for tests.
+//!
+//! Contract:
+//! - Every error is a positive errno (`abi::errno`) in `Err`.
+//! - A user address is a claim: the implementation checks it (user half,
+//!   no overflow, mapped with the right access) and returns `EFAULT` when a
+//!   copy cannot be done, never faults the kernel.
+//! - Nothing here blocks for long: the engine runs with the ring lock held.
+
+use abi::FileStat;
+
+/// A file an op works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRef {
+    /// A descriptor of the ring owner, looked up at issue time.
+    Fd(i32),
+    /// A registered file: the token [`IoEnv::pin_file`] returned.
+    Pinned(u64),
+}
+
+/// The machine, as the ring engine sees it.
+pub trait IoEnv {
+    /// Monotonic time in nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// Reads up to `len` bytes from `file` into user memory at `buf`; at
+    /// `offset`, or at (and advancing) the file position when `None`.
+    /// Returns the bytes read (fewer at end of file).
+    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32>;
+    /// Writes up to `len` bytes from user memory at `buf` to `file`, like
+    /// [`IoEnv::read`]. Returns the bytes written.
+    fn write(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32)
+        -> Result<u32, i32>;
+    /// Makes `file`'s data durable.
+    fn fsync(&mut self, file: FileRef) -> Result<(), i32>;
+    /// Opens `path` with `abi::open_flags` `flags`; returns the new
+    /// descriptor.
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32>;
+    /// Closes descriptor `fd`.
+    fn close(&mut self, fd: i32) -> Result<(), i32>;
+    /// Size and inode number of the file at `path`.
+    fn stat(&mut self, path: &str) -> Result<FileStat, i32>;
+    /// Copies `dst.len()` bytes of user memory at `addr` into `dst`; `EFAULT`
+    /// if any of it is not readable.
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32>;
+    /// Copies `src` to user memory at `addr`; `EFAULT` if any of it is not
+    /// writable.
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32>;
+    /// `Ok` if `[addr, addr + len)` is user memory the process may read (and
+    /// write, if `write`); `EFAULT` otherwise.
+    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), i32>;
+    /// Takes a reference to the file at `fd` that outlives the descriptor
+    /// (for registered files); returns a token for [`FileRef::Pinned`].
+    fn pin_file(&mut self, fd: i32) -> Result<u64, i32>;
+    /// Drops the reference `pin_file` took.
+    fn unpin_file(&mut self, token: u64);
+}

@@ -1,0 +1,64 @@
+//! What a ring backend needs from the kernel: [`RingHost`].
+//!
+//! Backends are separate crates that cannot see the kernel's processes,
+//! memory or scheduler; the kernel hands them a `&mut dyn RingHost` on every
+//! call. The engine's file and user-memory work goes through the
+//! [`IoEnv`] the host provides for the ring's owner.
+
+use super::{BackendKind, IoEnv, SharedRing};
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// The kernel's views of one mapped ring (the layout of
+/// `abi::io_uring::ring_layout`), as disjoint atomic slices.
+///
+/// The memory is owned by the owner process's address space and stays
+/// valid until that address space is torn down, which the kernel does only
+/// after `RingBackend::teardown` for the process has returned; backends
+/// therefore must not keep views past teardown.
+#[derive(Clone, Copy)]
+pub struct RingViews {
+    /// SQ header page: 1024 words.
+    pub sq_hdr: &'static [AtomicU32],
+    /// CQ header page: 1024 words.
+    pub cq_hdr: &'static [AtomicU32],
+    /// SQE slots: 8 words each.
+    pub sqes: &'static [AtomicU64],
+    /// CQE slots: 2 words each.
+    pub cqes: &'static [AtomicU64],
+}
+
+impl RingViews {
+    /// The engine's view.
+    pub fn shared(&self) -> SharedRing<'static> {
+        SharedRing::new(self.sq_hdr, self.cq_hdr, self.sqes, self.cqes)
+    }
+}
+
+/// Kernel services for ring backends. "The caller" is the process whose
+/// syscall is being served (none when the kernel's timer thread calls).
+pub trait RingHost {
+    /// The calling process's id (0 when there is none).
+    fn pid(&self) -> u64;
+    /// Monotonic nanoseconds.
+    fn now_ns(&self) -> u64;
+    /// The I/O environment of process `pid` (files, user memory); `None` if
+    /// it no longer exists.
+    fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv>;
+    /// Maps a ring (`ring_layout::SIZE` bytes) at user address `addr` in the
+    /// caller and returns the kernel's views of it.
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32>;
+    /// Installs a descriptor for ring `id` in the caller's file table.
+    fn install_fd(&mut self, kind: BackendKind, id: u64) -> Result<i32, i32>;
+    /// The ring behind the caller's descriptor `fd`: `EBADF` if there is no
+    /// such descriptor, `EOPNOTSUPP` if it is not a ring of `kind`.
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<u64, i32>;
+    /// Sleeps the caller on the wait queue `key` until `ready()` holds
+    /// (checked with interrupts off, so no wake-up is lost).
+    fn wait(&mut self, key: u64, ready: &mut dyn FnMut() -> bool);
+    /// Wakes every sleeper on `key`.
+    fn wake(&mut self, key: u64);
+    /// Drops the wait queue `key` (the ring is gone).
+    fn forget_wait(&mut self, key: u64);
+    /// Asks for `RingBackend::poll_timers` at or soon after `deadline` (ns).
+    fn arm_timer(&mut self, deadline: u64);
+}

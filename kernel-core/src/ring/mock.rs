@@ -1,0 +1,292 @@
+//! [`MockEnv`]: an [`IoEnv`] made of plain data, for host tests of the
+//! engine here and of the backends in their own crates.
+//!
+//! It has a [`RamFs`], a descriptor table of open files, a table of pinned
+//! (registered) files, one block of fake user memory at a chosen base
+//! address (anything outside it is `EFAULT`) and a clock the test sets.
+//! Descriptors and pins share one open file description, as on Linux, so a
+//! registered file and its descriptor move the same file position.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use abi::errno::{EBADF, EFAULT};
+use abi::open_flags::O_RDWR;
+use abi::FileStat;
+
+use super::env::{FileRef, IoEnv};
+use crate::fs::{FdTable, OpenFile, RamFs};
+
+type SharedFile = Arc<spin::Mutex<OpenFile>>;
+
+/// A fake machine for ring tests.
+#[derive(Debug)]
+pub struct MockEnv {
+    /// The file system; tests may fill and inspect it directly.
+    pub fs: RamFs,
+    fds: FdTable<SharedFile>,
+    pinned: BTreeMap<u64, SharedFile>,
+    next_token: u64,
+    mem_base: u64,
+    mem: Vec<u8>,
+    now: u64,
+    /// How many `fsync` calls succeeded.
+    pub fsyncs: u32,
+}
+
+impl MockEnv {
+    /// An environment with `mem_len` bytes of zeroed user memory at
+    /// `mem_base`, no files, and the clock at 0.
+    pub fn new(mem_base: u64, mem_len: usize) -> Self {
+        Self {
+            fs: RamFs::new(),
+            fds: FdTable::new(),
+            pinned: BTreeMap::new(),
+            next_token: 1,
+            mem_base,
+            mem: vec![0; mem_len],
+            now: 0,
+            fsyncs: 0,
+        }
+    }
+
+    /// Sets the clock.
+    pub fn set_now(&mut self, ns: u64) {
+        self.now = ns;
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, ns: u64) {
+        self.now = self.now.saturating_add(ns);
+    }
+
+    /// First address of the user memory.
+    pub fn mem_base(&self) -> u64 {
+        self.mem_base
+    }
+
+    /// Size of the user memory.
+    pub fn mem_len(&self) -> usize {
+        self.mem.len()
+    }
+
+    /// A copy of `len` bytes of user memory at `addr`; `EFAULT` outside it.
+    pub fn peek(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+        let range = self.range(addr, len as u64)?;
+        Ok(self.mem[range].to_vec())
+    }
+
+    /// Creates (or replaces) `path` holding `data` and opens it read-write;
+    /// returns the descriptor.
+    pub fn create_file(&mut self, path: &str, data: &[u8]) -> Result<i32, i32> {
+        self.fs.insert(path, data.to_vec()).map_err(|e| e.errno())?;
+        self.open(path, O_RDWR as u32)
+    }
+
+    /// The contents of `path`, if it exists.
+    pub fn file_data(&self, path: &str) -> Option<Vec<u8>> {
+        let inode = self.fs.lookup(path).ok()?;
+        Some(inode.with_data(|d| d.to_vec()))
+    }
+
+    /// The file position of descriptor `fd`.
+    pub fn fd_offset(&self, fd: i32) -> Option<u64> {
+        let file = self.fds.get(u64::try_from(fd).ok()?)?;
+        Some(file.lock().offset())
+    }
+
+    /// Number of open descriptors.
+    pub fn open_fds(&self) -> usize {
+        self.fds.len()
+    }
+
+    /// Number of pinned (registered) files.
+    pub fn pinned_files(&self) -> usize {
+        self.pinned.len()
+    }
+
+    fn range(&self, addr: u64, len: u64) -> Result<Range<usize>, i32> {
+        let start = addr.checked_sub(self.mem_base).ok_or(EFAULT)?;
+        let end = start.checked_add(len).ok_or(EFAULT)?;
+        if end > self.mem.len() as u64 {
+            return Err(EFAULT);
+        }
+        Ok(start as usize..end as usize)
+    }
+
+    fn file(&self, file: FileRef) -> Result<SharedFile, i32> {
+        match file {
+            FileRef::Fd(fd) => {
+                let fd = u64::try_from(fd).map_err(|_| EBADF)?;
+                self.fds.get(fd).cloned().ok_or(EBADF)
+            }
+            FileRef::Pinned(token) => self.pinned.get(&token).cloned().ok_or(EBADF),
+        }
+    }
+}
+
+impl IoEnv for MockEnv {
+    fn now_ns(&self) -> u64 {
+        self.now
+    }
+
+    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32> {
+        let file = self.file(file)?;
+        let range = self.range(buf, u64::from(len))?;
+        let dst = &mut self.mem[range];
+        let n = file.lock().read_via(offset, dst.len(), |data| {
+            dst[..data.len()].copy_from_slice(data);
+            Ok(())
+        })?;
+        Ok(n as u32)
+    }
+
+    fn write(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, i32> {
+        let file = self.file(file)?;
+        let range = self.range(buf, u64::from(len))?;
+        let src = &self.mem[range];
+        let n = file
+            .lock()
+            .write_via(offset, src.len(), |dst| dst.copy_from_slice(src))
+            .map_err(|e| e.errno())?;
+        Ok(n as u32)
+    }
+
+    fn fsync(&mut self, file: FileRef) -> Result<(), i32> {
+        self.file(file)?;
+        self.fsyncs += 1;
+        Ok(())
+    }
+
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32> {
+        let file = self
+            .fs
+            .open_file(path, u64::from(flags))
+            .map_err(|e| e.errno())?;
+        let fd = self
+            .fds
+            .insert(Arc::new(spin::Mutex::new(file)))
+            .map_err(|e| e.errno())?;
+        Ok(fd as i32)
+    }
+
+    fn close(&mut self, fd: i32) -> Result<(), i32> {
+        let fd = u64::try_from(fd).map_err(|_| EBADF)?;
+        self.fds.remove(fd).map(drop).map_err(|e| e.errno())
+    }
+
+    fn stat(&mut self, path: &str) -> Result<FileStat, i32> {
+        self.fs
+            .lookup(path)
+            .map(|inode| inode.stat())
+            .map_err(|e| e.errno())
+    }
+
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+        let range = self.range(addr, dst.len() as u64)?;
+        dst.copy_from_slice(&self.mem[range]);
+        Ok(())
+    }
+
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32> {
+        let range = self.range(addr, src.len() as u64)?;
+        self.mem[range].copy_from_slice(src);
+        Ok(())
+    }
+
+    fn check_user(&self, addr: u64, len: u64, _write: bool) -> Result<(), i32> {
+        self.range(addr, len).map(drop)
+    }
+
+    fn pin_file(&mut self, fd: i32) -> Result<u64, i32> {
+        let file = self.file(FileRef::Fd(fd))?;
+        let token = self.next_token;
+        self.next_token += 1;
+        self.pinned.insert(token, file);
+        Ok(token)
+    }
+
+    fn unpin_file(&mut self, token: u64) {
+        self.pinned.remove(&token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::open_flags::{O_CREAT, O_RDONLY, O_WRONLY};
+
+    #[test]
+    fn user_memory_bounds() {
+        let mut env = MockEnv::new(0x1000, 16);
+        env.write_user(0x1000, b"hello").unwrap();
+        assert_eq!(env.peek(0x1000, 5).unwrap(), b"hello");
+        assert_eq!(env.write_user(0x100c, b"hello"), Err(EFAULT));
+        assert_eq!(env.read_user(0xfff, &mut [0; 1]), Err(EFAULT));
+        assert_eq!(env.read_user(u64::MAX, &mut [0; 2]), Err(EFAULT));
+        assert_eq!(env.check_user(0x1000, 16, true), Ok(()));
+        assert_eq!(env.check_user(0x1000, 17, false), Err(EFAULT));
+        assert_eq!(env.check_user(0x1010, 0, false), Ok(()));
+    }
+
+    #[test]
+    fn files_positions_and_pins() {
+        let mut env = MockEnv::new(0x1000, 64);
+        let fd = env.create_file("f", b"0123456789").unwrap();
+        assert_eq!(env.read(FileRef::Fd(fd), None, 0x1000, 4), Ok(4));
+        assert_eq!(env.peek(0x1000, 4).unwrap(), b"0123");
+        assert_eq!(env.fd_offset(fd), Some(4));
+        // A positioned read leaves the position alone.
+        assert_eq!(env.read(FileRef::Fd(fd), Some(8), 0x1000, 4), Ok(2));
+        assert_eq!(env.peek(0x1000, 2).unwrap(), b"89");
+        assert_eq!(env.fd_offset(fd), Some(4));
+        assert_eq!(
+            env.read(FileRef::Fd(fd), Some(u64::MAX - 1), 0x1000, 4),
+            Ok(0)
+        );
+        assert_eq!(env.read(FileRef::Fd(fd), None, 0x1000, 65), Err(EFAULT));
+
+        let token = env.pin_file(fd).unwrap();
+        env.close(fd).unwrap();
+        assert_eq!(env.read(FileRef::Fd(fd), None, 0x1000, 1), Err(EBADF));
+        assert_eq!(env.read(FileRef::Pinned(token), None, 0x1000, 2), Ok(2));
+        assert_eq!(env.peek(0x1000, 2).unwrap(), b"45", "shares the position");
+        env.unpin_file(token);
+        assert_eq!(env.pinned_files(), 0);
+        assert_eq!(
+            env.read(FileRef::Pinned(token), None, 0x1000, 1),
+            Err(EBADF)
+        );
+        assert_eq!(env.read(FileRef::Fd(-1), None, 0x1000, 1), Err(EBADF));
+        assert_eq!(env.close(-1), Err(EBADF));
+    }
+
+    #[test]
+    fn open_modes_stat_and_fsync() {
+        let mut env = MockEnv::new(0x1000, 64);
+        assert_eq!(env.open("nope", O_RDONLY as u32), Err(abi::errno::ENOENT));
+        let w = env.open("new", (O_CREAT | O_WRONLY) as u32).unwrap();
+        env.write_user(0x1000, b"abc").unwrap();
+        assert_eq!(env.write(FileRef::Fd(w), None, 0x1000, 3), Ok(3));
+        assert_eq!(env.read(FileRef::Fd(w), Some(0), 0x1000, 3), Err(EBADF));
+        assert_eq!(env.file_data("new").unwrap(), b"abc");
+        let st = env.stat("/new").unwrap();
+        assert_eq!(st.size, 3);
+        assert_eq!(env.fsync(FileRef::Fd(w)), Ok(()));
+        assert_eq!(env.fsync(FileRef::Fd(99)), Err(EBADF));
+        assert_eq!(env.fsyncs, 1);
+        assert_eq!(env.open_fds(), 1);
+        env.set_now(5);
+        env.advance(u64::MAX);
+        assert_eq!(env.now_ns(), u64::MAX);
+    }
+}

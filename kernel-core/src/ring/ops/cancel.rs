@@ -1,0 +1,30 @@
+//! ASYNC_CANCEL: cancels the pending op whose `user_data` is `addr` (a
+//! TIMEOUT or an armed LINK_TIMEOUT: nothing else stays pending here). No
+//! cancel flags (`CANCEL_ALL`, by fd...) are supported.
+
+use abi::errno::EINVAL;
+use abi::io_uring::{op, Sqe};
+
+use super::{Issue, IssueCtx, OpCaps, OpDef};
+
+pub const ASYNC_CANCEL: OpDef = OpDef {
+    opcode: op::ASYNC_CANCEL,
+    name: "ASYNC_CANCEL",
+    caps: OpCaps::empty(),
+    prep,
+    issue,
+};
+
+fn prep(sqe: &Sqe) -> Result<(), i32> {
+    if sqe.off != 0 || sqe.len != 0 || sqe.op_flags != 0 || sqe.file_index != 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+fn issue(_ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+    Issue::Cancel {
+        target: sqe.addr,
+        timeouts_only: false,
+    }
+}

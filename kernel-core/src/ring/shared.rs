@@ -1,0 +1,414 @@
+//! The ring memory shared with user space, seen as arrays of atomics.
+//!
+//! A [`SharedRing`] is four slices: the SQ header page, the CQ header page
+//! (1024 `u32` words each, fields at [`abi::io_uring::header`] offsets, the
+//! SQ index array at `header::ARRAY`), the SQE array (8 `u64` words per slot)
+//! and the CQE array (2 `u64` words per slot).
+//!
+//! Invariants the kernel side keeps (the `pub(crate)` accessors the engine
+//! uses):
+//! - User space may write any word at any time, so the kernel reads each word
+//!   once per use and never trusts it: indices are masked or bounds-checked,
+//!   and an access outside a slice reads as an out-of-range value or is
+//!   skipped, never a panic.
+//! - An SQE is copied out word by word into a kernel [`Sqe`] before anything
+//!   looks at it.
+//! - Ordering: SQ `tail` is loaded with `Acquire` (it publishes the SQEs and
+//!   array entries before it), SQ `head` stored with `Release`; CQ `head` is
+//!   loaded with `Acquire` (user space is done with the slots before it), CQEs
+//!   are written before CQ `tail` is stored with `Release`.
+//!
+//! The `user_*` methods do what user space does (liburing's way) and exist
+//! for tests; [`OwnedRing`] owns the memory of a ring for host tests.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use abi::io_uring::{header, Cqe, Sqe};
+use alloc::vec::Vec;
+
+/// Words in a ring header page (4 KiB of `u32`).
+pub const HEADER_WORDS: usize = 1024;
+/// `u64` words per SQE slot.
+pub const SQE_WORDS: usize = 8;
+/// `u64` words per CQE slot.
+pub const CQE_WORDS: usize = 2;
+
+/// A view of one ring's shared memory. Cheap to copy.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedRing<'a> {
+    sq_hdr: &'a [AtomicU32],
+    cq_hdr: &'a [AtomicU32],
+    sqes: &'a [AtomicU64],
+    cqes: &'a [AtomicU64],
+}
+
+impl<'a> SharedRing<'a> {
+    /// A view of the given memory. `sq_hdr` and `cq_hdr` are the 4 KiB header
+    /// pages ([`HEADER_WORDS`] words each); `sqes` holds [`SQE_WORDS`] words
+    /// per SQE slot and `cqes` [`CQE_WORDS`] per CQE slot. Check
+    /// [`SharedRing::fits`] once at setup: the engine does not panic on a view
+    /// that is too small, but what falls outside it is lost.
+    pub fn new(
+        sq_hdr: &'a [AtomicU32],
+        cq_hdr: &'a [AtomicU32],
+        sqes: &'a [AtomicU64],
+        cqes: &'a [AtomicU64],
+    ) -> Self {
+        Self {
+            sq_hdr,
+            cq_hdr,
+            sqes,
+            cqes,
+        }
+    }
+
+    /// Whether the view holds a ring of `sq_entries` SQ and `cq_entries` CQ
+    /// entries (header fields, SQ array, SQE and CQE slots).
+    pub fn fits(&self, sq_entries: u32, cq_entries: u32) -> bool {
+        let sq = sq_entries as usize;
+        let cq = cq_entries as usize;
+        self.sq_hdr.len() >= header::ARRAY + sq
+            && self.cq_hdr.len() > header::OVERFLOW
+            && self.sqes.len() >= sq * SQE_WORDS
+            && self.cqes.len() >= cq * CQE_WORDS
+    }
+
+    // ---- Raw words (kernel setup, diagnostics, tests that scribble) ----
+
+    /// SQ header word `word` (0 outside the page).
+    pub fn sq_header(&self, word: usize) -> u32 {
+        load32(self.sq_hdr, word, Ordering::Acquire)
+    }
+
+    /// Stores `value` at SQ header word `word` (ignored outside the page).
+    pub fn set_sq_header(&self, word: usize, value: u32) {
+        store32(self.sq_hdr, word, value);
+    }
+
+    /// CQ header word `word` (0 outside the page).
+    pub fn cq_header(&self, word: usize) -> u32 {
+        load32(self.cq_hdr, word, Ordering::Acquire)
+    }
+
+    /// Stores `value` at CQ header word `word` (ignored outside the page).
+    pub fn set_cq_header(&self, word: usize, value: u32) {
+        store32(self.cq_hdr, word, value);
+    }
+
+    /// Stores `value` at word `word` of the SQE array (ignored outside it).
+    pub fn set_sqe_word(&self, word: usize, value: u64) {
+        if let Some(w) = self.sqes.get(word) {
+            w.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of SQE slots the view holds.
+    pub fn sqe_slots(&self) -> usize {
+        self.sqes.len() / SQE_WORDS
+    }
+
+    // ---- Kernel side (the engine) ----
+
+    /// SQ tail as user space published it.
+    pub(crate) fn sq_tail(&self) -> u32 {
+        load32(self.sq_hdr, header::TAIL, Ordering::Acquire)
+    }
+
+    /// Publishes the kernel's SQ head.
+    pub(crate) fn store_sq_head(&self, head: u32) {
+        if let Some(w) = self.sq_hdr.get(header::HEAD) {
+            w.store(head, Ordering::Release);
+        }
+    }
+
+    /// SQ array entry at ring position `slot` (already masked); `u32::MAX`,
+    /// which no ring accepts as an SQE index, outside the page.
+    pub(crate) fn sq_array(&self, slot: u32) -> u32 {
+        match header::ARRAY.checked_add(slot as usize) {
+            Some(word) => self
+                .sq_hdr
+                .get(word)
+                .map_or(u32::MAX, |w| w.load(Ordering::Relaxed)),
+            None => u32::MAX,
+        }
+    }
+
+    /// Copies SQE slot `index` into kernel memory; `None` outside the view.
+    pub(crate) fn read_sqe(&self, index: u32) -> Option<Sqe> {
+        let start = (index as usize).checked_mul(SQE_WORDS)?;
+        let words = self.sqes.get(start..start.checked_add(SQE_WORDS)?)?;
+        let mut copy = [0u64; SQE_WORDS];
+        for (dst, src) in copy.iter_mut().zip(words) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        Some(Sqe::from_words(copy))
+    }
+
+    /// CQ head as user space last stored it.
+    pub(crate) fn cq_head(&self) -> u32 {
+        load32(self.cq_hdr, header::HEAD, Ordering::Acquire)
+    }
+
+    /// Writes `cqe` into CQE slot `slot` (already masked).
+    pub(crate) fn write_cqe(&self, slot: u32, cqe: &Cqe) {
+        let start = slot as usize * CQE_WORDS;
+        if let Some(words) = self.cqes.get(start..start + CQE_WORDS) {
+            for (dst, src) in words.iter().zip(cqe.to_words()) {
+                dst.store(src, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Publishes the kernel's CQ tail (after the CQEs before it are written).
+    pub(crate) fn store_cq_tail(&self, tail: u32) {
+        if let Some(w) = self.cq_hdr.get(header::TAIL) {
+            w.store(tail, Ordering::Release);
+        }
+    }
+
+    /// Sets `bits` in the SQ `flags` word, leaving the others alone.
+    pub(crate) fn set_sq_flags(&self, bits: u32) {
+        if let Some(w) = self.sq_hdr.get(header::FLAGS) {
+            w.fetch_or(bits, Ordering::Release);
+        }
+    }
+
+    /// Clears `bits` in the SQ `flags` word, leaving the others alone.
+    pub(crate) fn clear_sq_flags(&self, bits: u32) {
+        if let Some(w) = self.sq_hdr.get(header::FLAGS) {
+            w.fetch_and(!bits, Ordering::Release);
+        }
+    }
+
+    /// Adds one (wrapping) to the SQ `DROPPED` counter.
+    pub(crate) fn bump_dropped(&self) {
+        bump(self.sq_hdr, header::DROPPED);
+    }
+
+    /// Adds one (wrapping) to the CQ `OVERFLOW` counter.
+    pub(crate) fn bump_cq_overflow(&self) {
+        bump(self.cq_hdr, header::OVERFLOW);
+    }
+
+    // ---- User side, for tests ----
+
+    /// Queues `sqe` as user space does: writes SQE slot `tail & mask`, points
+    /// the SQ array entry at it, then publishes the new tail. Uses the mask
+    /// and entries from the header. `false` if the SQ is full.
+    pub fn user_push_sqe(&self, sqe: &Sqe) -> bool {
+        let entries = self.sq_header(header::ENTRIES);
+        let mask = self.sq_header(header::MASK);
+        let tail = load32(self.sq_hdr, header::TAIL, Ordering::Relaxed);
+        let head = self.sq_header(header::HEAD);
+        if tail.wrapping_sub(head) >= entries {
+            return false;
+        }
+        let slot = tail & mask;
+        let start = slot as usize * SQE_WORDS;
+        for (i, word) in sqe.to_words().into_iter().enumerate() {
+            self.set_sqe_word(start + i, word);
+        }
+        store32(self.sq_hdr, header::ARRAY + slot as usize, slot);
+        if let Some(w) = self.sq_hdr.get(header::TAIL) {
+            w.store(tail.wrapping_add(1), Ordering::Release);
+        }
+        true
+    }
+
+    /// Takes the oldest CQE as user space does; `None` if the CQ is empty.
+    pub fn user_pop_cqe(&self) -> Option<Cqe> {
+        let head = load32(self.cq_hdr, header::HEAD, Ordering::Relaxed);
+        let tail = self.cq_header(header::TAIL);
+        if head == tail {
+            return None;
+        }
+        let start = (head & self.cq_header(header::MASK)) as usize * CQE_WORDS;
+        let words = self.cqes.get(start..start + CQE_WORDS)?;
+        let cqe = Cqe::from_words([
+            words[0].load(Ordering::Relaxed),
+            words[1].load(Ordering::Relaxed),
+        ]);
+        if let Some(w) = self.cq_hdr.get(header::HEAD) {
+            w.store(head.wrapping_add(1), Ordering::Release);
+        }
+        Some(cqe)
+    }
+
+    /// Takes every CQE in the CQ, oldest first.
+    pub fn user_drain_cqes(&self) -> Vec<Cqe> {
+        let mut out = Vec::new();
+        // Bounded: at most one ring's worth, however the header is scribbled.
+        let limit = self.cqes.len() / CQE_WORDS;
+        while out.len() < limit {
+            match self.user_pop_cqe() {
+                Some(cqe) => out.push(cqe),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+fn load32(words: &[AtomicU32], word: usize, order: Ordering) -> u32 {
+    words.get(word).map_or(0, |w| w.load(order))
+}
+
+fn bump(words: &[AtomicU32], word: usize) {
+    if let Some(w) = words.get(word) {
+        w.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn store32(words: &[AtomicU32], word: usize, value: u32) {
+    if let Some(w) = words.get(word) {
+        w.store(value, Ordering::Release);
+    }
+}
+
+/// The memory of one ring, owned: for host tests (here and in the backend
+/// crates), where no user mapping exists.
+#[derive(Debug)]
+pub struct OwnedRing {
+    sq_hdr: Vec<AtomicU32>,
+    cq_hdr: Vec<AtomicU32>,
+    sqes: Vec<AtomicU64>,
+    cqes: Vec<AtomicU64>,
+}
+
+impl OwnedRing {
+    /// Zeroed memory for a ring of `sq_entries` SQ and `cq_entries` CQ
+    /// entries (the engine's `init_shared` fills in the header).
+    pub fn new(sq_entries: u32, cq_entries: u32) -> Self {
+        fn zeroed32(n: usize) -> Vec<AtomicU32> {
+            (0..n).map(|_| AtomicU32::new(0)).collect()
+        }
+        fn zeroed64(n: usize) -> Vec<AtomicU64> {
+            (0..n).map(|_| AtomicU64::new(0)).collect()
+        }
+        Self {
+            sq_hdr: zeroed32(HEADER_WORDS),
+            cq_hdr: zeroed32(HEADER_WORDS),
+            sqes: zeroed64(sq_entries as usize * SQE_WORDS),
+            cqes: zeroed64(cq_entries as usize * CQE_WORDS),
+        }
+    }
+
+    /// The view the engine and the `user_*` helpers work on.
+    pub fn view(&self) -> SharedRing<'_> {
+        SharedRing::new(&self.sq_hdr, &self.cq_hdr, &self.sqes, &self.cqes)
+    }
+
+    /// [`SharedRing::user_push_sqe`] on this ring.
+    pub fn push_sqe(&self, sqe: &Sqe) -> bool {
+        self.view().user_push_sqe(sqe)
+    }
+
+    /// [`SharedRing::user_pop_cqe`] on this ring.
+    pub fn pop_cqe(&self) -> Option<Cqe> {
+        self.view().user_pop_cqe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_checks_every_part() {
+        let ring = OwnedRing::new(8, 16);
+        assert!(ring.view().fits(8, 16));
+        assert!(!ring.view().fits(16, 16));
+        assert!(!ring.view().fits(8, 32));
+        let tiny = [AtomicU32::new(0)];
+        let none: [AtomicU64; 0] = [];
+        assert!(!SharedRing::new(&tiny, &tiny, &none, &none).fits(1, 1));
+    }
+
+    #[test]
+    fn out_of_range_access_never_panics() {
+        let tiny = [AtomicU32::new(7)];
+        let none: [AtomicU64; 0] = [];
+        let view = SharedRing::new(&tiny, &tiny, &none, &none);
+        assert_eq!(view.sq_tail(), 0);
+        assert_eq!(view.sq_array(0), u32::MAX);
+        assert_eq!(view.sq_array(u32::MAX), u32::MAX);
+        assert_eq!(view.read_sqe(0), None);
+        assert_eq!(view.read_sqe(u32::MAX), None);
+        view.write_cqe(u32::MAX, &Cqe::default());
+        view.store_cq_tail(1);
+        view.set_sq_flags(1);
+        view.bump_dropped();
+        view.bump_cq_overflow();
+        view.set_sqe_word(usize::MAX, 1);
+        assert_eq!(view.sq_header(usize::MAX), 0);
+        assert!(!view.user_push_sqe(&Sqe::default()));
+        assert_eq!(view.user_pop_cqe(), None);
+        assert!(view.user_drain_cqes().is_empty());
+    }
+
+    #[test]
+    fn sqe_round_trips_through_ring_memory() {
+        let ring = OwnedRing::new(4, 8);
+        let view = ring.view();
+        view.set_sq_header(header::ENTRIES, 4);
+        view.set_sq_header(header::MASK, 3);
+        let sqe = Sqe {
+            opcode: 22,
+            flags: 0x45,
+            ioprio: 0xbeef,
+            fd: -100,
+            off: u64::MAX,
+            addr: 0x1234_5678_9abc_def0,
+            len: 4096,
+            op_flags: 0x8000_0001,
+            user_data: 0xfeed_face_cafe_f00d,
+            buf_index: 513,
+            personality: 7,
+            file_index: -1,
+            addr3: 99,
+            pad: 0xffff_0000_ffff_0000,
+        };
+        for i in 0..4 {
+            let mut s = sqe;
+            s.user_data = i;
+            assert!(view.user_push_sqe(&s));
+        }
+        assert!(!view.user_push_sqe(&sqe), "full at 4 entries");
+        assert_eq!(view.sq_tail(), 4);
+        for pos in 0..4 {
+            let index = view.sq_array(pos);
+            assert_eq!(index, pos);
+            let mut want = sqe;
+            want.user_data = u64::from(pos);
+            assert_eq!(view.read_sqe(index), Some(want));
+        }
+    }
+
+    #[test]
+    fn cqe_write_and_pop() {
+        let ring = OwnedRing::new(1, 2);
+        let view = ring.view();
+        view.set_cq_header(header::MASK, 1);
+        let a = Cqe {
+            user_data: 1,
+            res: -22,
+            flags: 3,
+        };
+        view.write_cqe(0, &a);
+        view.store_cq_tail(1);
+        assert_eq!(view.user_pop_cqe(), Some(a));
+        assert_eq!(view.user_pop_cqe(), None);
+        assert_eq!(view.cq_head(), 1);
+    }
+
+    #[test]
+    fn flags_bits_are_set_and_cleared_alone() {
+        let ring = OwnedRing::new(1, 1);
+        let view = ring.view();
+        view.set_sq_header(header::FLAGS, 0b101);
+        view.set_sq_flags(0b010);
+        assert_eq!(view.sq_header(header::FLAGS), 0b111);
+        view.clear_sq_flags(0b010);
+        assert_eq!(view.sq_header(header::FLAGS), 0b101);
+    }
+}

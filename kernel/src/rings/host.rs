@@ -1,0 +1,301 @@
+//! The kernel's side of the ring backends: [`KernelHost`] implements
+//! `RingHost` and [`ProcessEnv`] implements `IoEnv` for one process, so the
+//! shared engine can reach files and user memory of the ring's owner
+//! whichever task is running.
+
+use super::timer;
+use crate::arch::phys_to_virt;
+use crate::fs::{File, FileHandle};
+use crate::task::{self, Task, WaitQueue};
+use crate::usercopy::UserSlice;
+use abi::errno::*;
+use abi::io_uring::ring_layout;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use hashbrown::HashMap;
+use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingViews};
+use spin::Mutex;
+use x86_64::instructions::interrupts;
+
+/// Wait queues of rings, by the key their backend chose.
+static WAIT_QUEUES: Mutex<Option<HashMap<u64, Arc<WaitQueue>>>> = Mutex::new(None);
+
+fn queue(key: u64) -> Arc<WaitQueue> {
+    interrupts::without_interrupts(|| {
+        WAIT_QUEUES
+            .lock()
+            .get_or_insert_with(HashMap::new)
+            .entry(key)
+            .or_default()
+            .clone()
+    })
+}
+
+/// `RingHost` for one call into a backend.
+pub struct KernelHost {
+    caller: Option<Arc<Task>>,
+    env: Option<ProcessEnv>,
+}
+
+impl KernelHost {
+    /// A host serving the running process's syscall.
+    pub fn for_current() -> Self {
+        let caller = task::current();
+        Self {
+            caller: caller.process.is_some().then_some(caller),
+            env: None,
+        }
+    }
+
+    /// A host for kernel work with no calling process (the timer thread).
+    pub fn system() -> Self {
+        Self {
+            caller: None,
+            env: None,
+        }
+    }
+
+    fn caller(&self) -> Result<&Arc<Task>, i32> {
+        self.caller.as_ref().ok_or(EPERM)
+    }
+}
+
+impl RingHost for KernelHost {
+    fn pid(&self) -> u64 {
+        self.caller.as_ref().map_or(0, |t| t.id)
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
+        let reuse = self.env.as_ref().is_some_and(|e| e.task.id == pid);
+        if !reuse {
+            let task = match &self.caller {
+                Some(t) if t.id == pid => t.clone(),
+                _ => task::find_process(pid)?,
+            };
+            self.env = Some(ProcessEnv { task });
+        }
+        self.env.as_mut().map(|e| e as &mut dyn IoEnv)
+    }
+
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
+        let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
+        let base = self.caller()?.process().map_shared(addr, pages)?;
+        let at = |offset: u64| phys_to_virt(base + offset) as usize;
+        let sq_words = 1024;
+        let cq_words = 1024;
+        let sqe_words = (ring_layout::MAX_SQ_ENTRIES * 8) as usize;
+        let cqe_words = (ring_layout::MAX_CQ_ENTRIES * 2) as usize;
+        // SAFETY: `map_shared` returned `pages` contiguous frames that the
+        // process's address space now owns; the direct map covers them. The
+        // four slices are disjoint, aligned, inside those frames, and made of
+        // atomics, so concurrent user-space writes are no data race for the
+        // kernel. The frames stay allocated until the address space is torn
+        // down, which `exit_current` does only after every backend's
+        // `teardown` for this process, so the views never outlive them.
+        unsafe {
+            Ok(RingViews {
+                sq_hdr: core::slice::from_raw_parts(
+                    at(ring_layout::SQ_HEADER) as *const AtomicU32,
+                    sq_words,
+                ),
+                cq_hdr: core::slice::from_raw_parts(
+                    at(ring_layout::CQ_HEADER) as *const AtomicU32,
+                    cq_words,
+                ),
+                sqes: core::slice::from_raw_parts(
+                    at(ring_layout::SQES) as *const AtomicU64,
+                    sqe_words,
+                ),
+                cqes: core::slice::from_raw_parts(
+                    at(ring_layout::CQES) as *const AtomicU64,
+                    cqe_words,
+                ),
+            })
+        }
+    }
+
+    fn install_fd(&mut self, kind: BackendKind, id: u64) -> Result<i32, i32> {
+        let caller = self.caller()?;
+        let file: FileHandle = Arc::new(File::Ring {
+            kind,
+            pid: caller.id,
+            id,
+        });
+        let fd = caller
+            .process()
+            .files
+            .lock()
+            .insert(file)
+            .map_err(|e| e.errno())?;
+        Ok(fd as i32)
+    }
+
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<u64, i32> {
+        let caller = self.caller()?;
+        let fd = u64::try_from(fd).map_err(|_| EBADF)?;
+        let files = caller.process().files.lock();
+        match files.get(fd).map(|f| &**f) {
+            None => Err(EBADF),
+            Some(File::Ring { kind: k, id, .. }) if *k == kind => Ok(*id),
+            Some(_) => Err(EOPNOTSUPP),
+        }
+    }
+
+    fn wait(&mut self, key: u64, ready: &mut dyn FnMut() -> bool) {
+        queue(key).wait_until(|| ready().then_some(()));
+    }
+
+    fn wake(&mut self, key: u64) {
+        let queue = interrupts::without_interrupts(|| {
+            WAIT_QUEUES
+                .lock()
+                .as_ref()
+                .and_then(|m| m.get(&key).cloned())
+        });
+        if let Some(queue) = queue {
+            queue.wake_all();
+        }
+    }
+
+    fn forget_wait(&mut self, key: u64) {
+        let removed = interrupts::without_interrupts(|| {
+            WAIT_QUEUES.lock().as_mut().and_then(|m| m.remove(&key))
+        });
+        drop(removed);
+    }
+
+    fn arm_timer(&mut self, deadline: u64) {
+        timer::arm(deadline);
+    }
+}
+
+/// The I/O environment of one process: its files and its user memory.
+pub struct ProcessEnv {
+    task: Arc<Task>,
+}
+
+impl ProcessEnv {
+    fn file(&self, file: FileRef) -> Result<FileHandle, i32> {
+        let process = self.task.process();
+        match file {
+            FileRef::Fd(fd) => {
+                let fd = u64::try_from(fd).map_err(|_| EBADF)?;
+                process.files.lock().get(fd).cloned().ok_or(EBADF)
+            }
+            FileRef::Pinned(token) => process.pinned.lock().get(&token).cloned().ok_or(EBADF),
+        }
+    }
+}
+
+static NEXT_PIN: AtomicU64 = AtomicU64::new(1);
+
+impl IoEnv for ProcessEnv {
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
+
+    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32> {
+        let file = self.file(file)?;
+        let user = UserSlice::new(buf, u64::from(len))?;
+        self.task
+            .process()
+            .with_address_space(|space| file.read_to_user(space, offset, user))
+            .map(|n| n as u32)
+    }
+
+    fn write(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, i32> {
+        let file = self.file(file)?;
+        let user = UserSlice::new(buf, u64::from(len))?;
+        self.task
+            .process()
+            .with_address_space(|space| file.write_from_user(space, offset, user))
+            .map(|n| n as u32)
+    }
+
+    fn fsync(&mut self, file: FileRef) -> Result<(), i32> {
+        self.file(file)?.fsync()
+    }
+
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32> {
+        let flags = u64::from(flags);
+        if flags & !abi::open_flags::O_KNOWN != 0 {
+            return Err(EINVAL);
+        }
+        let file = crate::fs::open(path, flags)?;
+        let fd = self
+            .task
+            .process()
+            .files
+            .lock()
+            .insert(file)
+            .map_err(|e| e.errno())?;
+        Ok(fd as i32)
+    }
+
+    fn close(&mut self, fd: i32) -> Result<(), i32> {
+        let fd = u64::try_from(fd).map_err(|_| EBADF)?;
+        let mut files = self.task.process().files.lock();
+        // As on Linux, a ring cannot close a ring descriptor (it may be its
+        // own, whose lock the caller holds).
+        if matches!(files.get(fd).map(|f| &**f), Some(File::Ring { .. })) {
+            return Err(EBADF);
+        }
+        let file = files.remove(fd).map_err(|e| e.errno());
+        drop(files);
+        let file = file?;
+        drop(file);
+        Ok(())
+    }
+
+    fn stat(&mut self, path: &str) -> Result<abi::FileStat, i32> {
+        let inode = crate::fs::with(|fs| fs.lookup(path)).map_err(|e| e.errno())?;
+        Ok(inode.stat())
+    }
+
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+        let user = UserSlice::new(addr, dst.len() as u64)?;
+        self.task
+            .process()
+            .with_address_space(|space| user.read_into(space, dst))
+    }
+
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32> {
+        let user = UserSlice::new(addr, src.len() as u64)?;
+        self.task
+            .process()
+            .with_address_space(|space| user.write_from(space, src))
+    }
+
+    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), i32> {
+        let user = UserSlice::new(addr, len)?;
+        self.task
+            .process()
+            .with_address_space(|space| user.check(space, write))
+    }
+
+    fn pin_file(&mut self, fd: i32) -> Result<u64, i32> {
+        let file = self.file(FileRef::Fd(fd))?;
+        // A ring cannot be registered as a file (as on Linux).
+        if matches!(*file, File::Ring { .. }) {
+            return Err(EBADF);
+        }
+        let token = NEXT_PIN.fetch_add(1, Ordering::Relaxed);
+        self.task.process().pinned.lock().insert(token, file);
+        Ok(token)
+    }
+
+    fn unpin_file(&mut self, token: u64) {
+        let file = self.task.process().pinned.lock().remove(&token);
+        drop(file);
+    }
+}
