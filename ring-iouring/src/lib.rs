@@ -269,10 +269,7 @@ impl RingBackend for IoUring {
             r.engine.flush_overflow(&shared);
             let submitted = if to_submit > 0 {
                 let env = host.env(pid).ok_or(EPERM)?;
-                match r.engine.submit(&shared, env, to_submit) {
-                    Ok(n) => n,
-                    Err(e) => return Err(e),
-                }
+                r.engine.submit(&shared, env, to_submit)?
             } else {
                 0
             };
