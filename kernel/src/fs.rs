@@ -9,7 +9,7 @@ use abi::errno;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
-use kernel_core::ring::BackendKind;
+use kernel_core::ring::{BackendKind, RingObject};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -32,12 +32,13 @@ pub enum File {
         kind: BackendKind,
         pid: u64,
         id: u64,
+        object: RingObject,
     },
 }
 
 impl Drop for File {
     fn drop(&mut self) {
-        if let File::Ring { kind, pid, id } = *self {
+        if let File::Ring { kind, pid, id, .. } = *self {
             crate::rings::release(kind, pid, id);
         }
     }

@@ -69,8 +69,8 @@ impl IoUring {
 
     fn ring(&self, host: &mut dyn RingHost, fd: u64) -> Result<Arc<Mutex<Ring>>, i32> {
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
-        let id = host.ring_of_fd(BackendKind::IoUring, fd)?;
-        self.with_table(|t| t.rings.get(&id).cloned()).ok_or(EBADF)
+        let object = host.ring_of_fd(BackendKind::IoUring, fd)?;
+        object.downcast::<Mutex<Ring>>().map_err(|_| EBADF)
     }
 }
 
@@ -221,14 +221,14 @@ impl RingBackend for IoUring {
         engine.init_shared(&views.shared());
 
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ring = Ring {
+        let ring = Arc::new(Mutex::new(Ring {
             pid,
             views,
             engine,
             wait_key: WAIT_KEY_TAG | id,
-        };
-        self.with_table(|t| t.rings.insert(id, Arc::new(Mutex::new(ring))));
-        let fd = match host.install_fd(BackendKind::IoUring, id) {
+        }));
+        self.with_table(|t| t.rings.insert(id, ring.clone()));
+        let fd = match host.install_fd(BackendKind::IoUring, id, ring) {
             Ok(fd) => fd,
             Err(e) => {
                 self.with_table(|t| t.rings.remove(&id));
@@ -282,11 +282,6 @@ impl RingBackend for IoUring {
             let wait = flags & enter_flags::GETEVENTS != 0 && r.engine.cq_ready(&shared) < want;
             (submitted, wait.then_some((want, r.wait_key)))
         };
-        if submitted > 0 {
-            // Completions may have arrived for waiters of this ring elsewhere.
-            let key = ring.lock().wait_key;
-            host.wake(key);
-        }
         if let Some((want, key)) = wait {
             host.wait(key, &mut || {
                 let mut guard = ring.lock();

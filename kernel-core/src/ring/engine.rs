@@ -171,6 +171,10 @@ pub struct RingEngine {
     sq_head: u32,
     /// The kernel's CQ tail: next CQ position to fill.
     cq_tail: u32,
+    /// CQ slots known to be free (a lower bound: user space only ever frees
+    /// more); the user's head is re-read only when this runs out. Published
+    /// tails are stored once per call, not once per CQE.
+    cq_room: u32,
     overflow: VecDeque<Cqe>,
     /// Pending TIMEOUTs, in the order they were armed.
     pending: Vec<PendingOp>,
@@ -218,6 +222,7 @@ impl RingEngine {
             cq_mask: cq_entries - 1,
             sq_head: 0,
             cq_tail: 0,
+            cq_room: 0,
             overflow: VecDeque::new(),
             pending: Vec::new(),
             next_id: 0,
@@ -317,9 +322,28 @@ impl RingEngine {
             } else {
                 None
             };
-            shared.store_sq_head(self.sq_head);
             self.stats.consumed += 1;
             match sqe {
+                Some(sqe) if sqe.flags == 0 && self.quiet() => {
+                    // The common case: a lone SQE with nothing open, held
+                    // back or due; it issues at once, with no chain state.
+                    let outcome = self.execute(env, Prev::Head, &sqe);
+                    match outcome {
+                        Issue::Done(res) | Issue::Short(res) => {
+                            self.post_plain(shared, sqe.user_data, res, sqe.opcode != op::TIMEOUT);
+                            if self.count_due {
+                                self.settle(shared, env);
+                            }
+                        }
+                        outcome => {
+                            let member = Member { sqe, preset: None };
+                            self.open = self.apply(shared, member, outcome);
+                            if self.count_due || !self.ready.is_empty() {
+                                self.settle(shared, env);
+                            }
+                        }
+                    }
+                }
                 Some(sqe) => self.consume(shared, env, sqe),
                 None => {
                     shared.bump_dropped();
@@ -327,6 +351,8 @@ impl RingEngine {
                 }
             }
         }
+        // Every SQE of the batch is copied: user space may reuse the slots.
+        shared.store_sq_head(self.sq_head);
         // A chain still open at the end of the batch ends here.
         self.open = Chain::Idle;
         if !self.pending.is_empty() {
@@ -334,6 +360,7 @@ impl RingEngine {
             self.expire(shared, env.now_ns());
             self.settle(shared, env);
         }
+        shared.store_cq_tail(self.cq_tail);
         Ok(n)
     }
 
@@ -346,6 +373,7 @@ impl RingEngine {
         let before = self.stats.posted;
         self.expire(shared, env.now_ns());
         self.settle(shared, env);
+        shared.store_cq_tail(self.cq_tail);
         self.stats.posted != before
     }
 
@@ -364,11 +392,13 @@ impl RingEngine {
         if self.overflow.is_empty() {
             return;
         }
-        let n = (self.cq_space(shared) as usize).min(self.overflow.len());
+        self.cq_room = self.cq_space(shared);
+        let n = (self.cq_room as usize).min(self.overflow.len());
         for cqe in self.overflow.drain(..n) {
             shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
             self.cq_tail = self.cq_tail.wrapping_add(1);
         }
+        self.cq_room -= n as u32;
         if n > 0 {
             shared.store_cq_tail(self.cq_tail);
         }
@@ -629,6 +659,31 @@ impl RingEngine {
         }
     }
 
+    /// Whether nothing is open, held back or due: an SQE without flags can
+    /// then issue directly.
+    #[inline]
+    fn quiet(&self) -> bool {
+        self.open == Chain::Idle
+            && !self.drain_next
+            && !self.count_due
+            && self.deferred.is_empty()
+            && self.ready.is_empty()
+    }
+
+    /// Posts the result of a flagless SQE (no skip, no chain).
+    #[inline]
+    fn post_plain(&mut self, shared: &SharedRing, user_data: u64, res: i32, counts: bool) {
+        self.post(
+            shared,
+            Cqe {
+                user_data,
+                res,
+                flags: 0,
+            },
+            counts,
+        );
+    }
+
     /// Validates and issues one member; returns where its chain stands.
     fn issue(
         &mut self,
@@ -637,11 +692,21 @@ impl RingEngine {
         prev: Prev,
         member: Member,
     ) -> Chain {
+        let outcome = match member.preset {
+            Some(res) => Issue::Done(res),
+            None => self.execute(env, prev, &member.sqe),
+        };
+        self.apply(shared, member, outcome)
+    }
+
+    /// Acts on the outcome of issuing `member`; returns where its chain
+    /// stands.
+    fn apply(&mut self, shared: &SharedRing, member: Member, outcome: Issue) -> Chain {
         let sqe = member.sqe;
         let linked = sqe.flags & LINK_FLAGS != 0;
         let (res, failed, next) = match member.preset {
             Some(res) => (res, res < 0, Prev::Op),
-            None => match self.execute(env, prev, &sqe) {
+            None => match outcome {
                 Issue::Done(res) => (res, res < 0, Prev::Op),
                 Issue::Short(res) => (res, true, Prev::Op),
                 // Directly after an op that already completed: nothing to
@@ -840,11 +905,16 @@ impl RingEngine {
         if !self.overflow.is_empty() {
             self.flush_overflow(shared);
         }
-        if self.overflow.is_empty() && self.cq_space(shared) > 0 {
-            shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
-            self.cq_tail = self.cq_tail.wrapping_add(1);
-            shared.store_cq_tail(self.cq_tail);
-            return;
+        if self.overflow.is_empty() {
+            if self.cq_room == 0 {
+                self.cq_room = self.cq_space(shared);
+            }
+            if self.cq_room > 0 {
+                self.cq_room -= 1;
+                shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
+                self.cq_tail = self.cq_tail.wrapping_add(1);
+                return;
+            }
         }
         self.overflow.push_back(cqe);
         self.stats.overflowed += 1;

@@ -6,7 +6,13 @@
 //! [`IoEnv`] the host provides for the ring's owner.
 
 use super::{BackendKind, IoEnv, SharedRing};
+use alloc::sync::Arc;
+use core::any::Any;
 use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// A backend's ring object as the kernel's file table holds it; the
+/// backend downcasts it back.
+pub type RingObject = Arc<dyn Any + Send + Sync>;
 
 /// The kernel's views of one mapped ring (the layout of
 /// `abi::io_uring::ring_layout`), as disjoint atomic slices.
@@ -47,11 +53,13 @@ pub trait RingHost {
     /// Maps a ring (`ring_layout::SIZE` bytes) at user address `addr` in the
     /// caller and returns the kernel's views of it.
     fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32>;
-    /// Installs a descriptor for ring `id` in the caller's file table.
-    fn install_fd(&mut self, kind: BackendKind, id: u64) -> Result<i32, i32>;
-    /// The ring behind the caller's descriptor `fd`: `EBADF` if there is no
-    /// such descriptor, `EOPNOTSUPP` if it is not a ring of `kind`.
-    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<u64, i32>;
+    /// Installs a descriptor for ring `id` (whose object is `ring`) in the
+    /// caller's file table; closing its last copy calls
+    /// `RingBackend::release(id)`.
+    fn install_fd(&mut self, kind: BackendKind, id: u64, ring: RingObject) -> Result<i32, i32>;
+    /// The ring object behind the caller's descriptor `fd`: `EBADF` if there
+    /// is no such descriptor, `EOPNOTSUPP` if it is not a ring of `kind`.
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, i32>;
     /// Sleeps the caller on the wait queue `key` until `ready()` holds
     /// (checked with interrupts off, so no wake-up is lost).
     fn wait(&mut self, key: u64, ready: &mut dyn FnMut() -> bool);

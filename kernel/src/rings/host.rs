@@ -13,7 +13,7 @@ use abi::io_uring::ring_layout;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
-use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingViews};
+use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingObject, RingViews};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -32,37 +32,37 @@ fn queue(key: u64) -> Arc<WaitQueue> {
 }
 
 /// `RingHost` for one call into a backend.
-pub struct KernelHost {
-    caller: Option<Arc<Task>>,
-    env: Option<ProcessEnv>,
+pub struct KernelHost<'a> {
+    caller: Option<&'a Task>,
+    env: Option<ProcessEnv<'a>>,
 }
 
-impl KernelHost {
-    /// A host serving the running process's syscall.
-    pub fn for_current() -> Self {
-        let caller = task::current();
-        Self {
-            caller: caller.process.is_some().then_some(caller),
-            env: None,
-        }
+impl KernelHost<'_> {
+    /// Runs `f` with a host serving the running process's syscall (no
+    /// reference counting: the running task outlives the call).
+    pub fn with_current<R>(f: impl FnOnce(&mut KernelHost<'_>) -> R) -> R {
+        task::with_current(|t| {
+            let caller = t.process.is_some().then_some(t);
+            f(&mut KernelHost { caller, env: None })
+        })
     }
 
     /// A host for kernel work with no calling process (the timer thread).
-    pub fn system() -> Self {
-        Self {
+    pub fn system() -> KernelHost<'static> {
+        KernelHost {
             caller: None,
             env: None,
         }
     }
 
-    fn caller(&self) -> Result<&Arc<Task>, i32> {
-        self.caller.as_ref().ok_or(EPERM)
+    fn caller(&self) -> Result<&Task, i32> {
+        self.caller.ok_or(EPERM)
     }
 }
 
-impl RingHost for KernelHost {
+impl RingHost for KernelHost<'_> {
     fn pid(&self) -> u64 {
-        self.caller.as_ref().map_or(0, |t| t.id)
+        self.caller.map_or(0, |t| t.id)
     }
 
     fn now_ns(&self) -> u64 {
@@ -70,11 +70,11 @@ impl RingHost for KernelHost {
     }
 
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
-        let reuse = self.env.as_ref().is_some_and(|e| e.task.id == pid);
+        let reuse = self.env.as_ref().is_some_and(|e| e.task().id == pid);
         if !reuse {
-            let task = match &self.caller {
-                Some(t) if t.id == pid => t.clone(),
-                _ => task::find_process(pid)?,
+            let task = match self.caller {
+                Some(t) if t.id == pid => TaskRef::Borrowed(t),
+                _ => TaskRef::Owned(task::find_process(pid)?),
             };
             self.env = Some(ProcessEnv { task });
         }
@@ -118,12 +118,13 @@ impl RingHost for KernelHost {
         }
     }
 
-    fn install_fd(&mut self, kind: BackendKind, id: u64) -> Result<i32, i32> {
+    fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, i32> {
         let caller = self.caller()?;
         let file: FileHandle = Arc::new(File::Ring {
             kind,
             pid: caller.id,
             id,
+            object,
         });
         let fd = caller
             .process()
@@ -134,13 +135,15 @@ impl RingHost for KernelHost {
         Ok(fd as i32)
     }
 
-    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<u64, i32> {
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, i32> {
         let caller = self.caller()?;
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
         let files = caller.process().files.lock();
         match files.get(fd).map(|f| &**f) {
             None => Err(EBADF),
-            Some(File::Ring { kind: k, id, .. }) if *k == kind => Ok(*id),
+            Some(File::Ring {
+                kind: k, object, ..
+            }) if *k == kind => Ok(object.clone()),
             Some(_) => Err(EOPNOTSUPP),
         }
     }
@@ -173,14 +176,27 @@ impl RingHost for KernelHost {
     }
 }
 
-/// The I/O environment of one process: its files and its user memory.
-pub struct ProcessEnv {
-    task: Arc<Task>,
+/// A task, borrowed when it is the caller, owned otherwise.
+enum TaskRef<'a> {
+    Borrowed(&'a Task),
+    Owned(Arc<Task>),
 }
 
-impl ProcessEnv {
+/// The I/O environment of one process: its files and its user memory.
+pub struct ProcessEnv<'a> {
+    task: TaskRef<'a>,
+}
+
+impl ProcessEnv<'_> {
+    fn task(&self) -> &Task {
+        match &self.task {
+            TaskRef::Borrowed(t) => t,
+            TaskRef::Owned(t) => t,
+        }
+    }
+
     fn file(&self, file: FileRef) -> Result<FileHandle, i32> {
-        let process = self.task.process();
+        let process = self.task().process();
         match file {
             FileRef::Fd(fd) => {
                 let fd = u64::try_from(fd).map_err(|_| EBADF)?;
@@ -193,7 +209,7 @@ impl ProcessEnv {
 
 static NEXT_PIN: AtomicU64 = AtomicU64::new(1);
 
-impl IoEnv for ProcessEnv {
+impl IoEnv for ProcessEnv<'_> {
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
     }
@@ -201,7 +217,7 @@ impl IoEnv for ProcessEnv {
     fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
-        self.task
+        self.task()
             .process()
             .with_address_space(|space| file.read_to_user(space, offset, user))
             .map(|n| n as u32)
@@ -216,7 +232,7 @@ impl IoEnv for ProcessEnv {
     ) -> Result<u32, i32> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
-        self.task
+        self.task()
             .process()
             .with_address_space(|space| file.write_from_user(space, offset, user))
             .map(|n| n as u32)
@@ -233,7 +249,7 @@ impl IoEnv for ProcessEnv {
         }
         let file = crate::fs::open(path, flags)?;
         let fd = self
-            .task
+            .task()
             .process()
             .files
             .lock()
@@ -244,7 +260,7 @@ impl IoEnv for ProcessEnv {
 
     fn close(&mut self, fd: i32) -> Result<(), i32> {
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
-        let mut files = self.task.process().files.lock();
+        let mut files = self.task().process().files.lock();
         // As on Linux, a ring cannot close a ring descriptor (it may be its
         // own, whose lock the caller holds).
         if matches!(files.get(fd).map(|f| &**f), Some(File::Ring { .. })) {
@@ -264,21 +280,21 @@ impl IoEnv for ProcessEnv {
 
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
         let user = UserSlice::new(addr, dst.len() as u64)?;
-        self.task
+        self.task()
             .process()
             .with_address_space(|space| user.read_into(space, dst))
     }
 
     fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32> {
         let user = UserSlice::new(addr, src.len() as u64)?;
-        self.task
+        self.task()
             .process()
             .with_address_space(|space| user.write_from(space, src))
     }
 
     fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), i32> {
         let user = UserSlice::new(addr, len)?;
-        self.task
+        self.task()
             .process()
             .with_address_space(|space| user.check(space, write))
     }
@@ -290,12 +306,12 @@ impl IoEnv for ProcessEnv {
             return Err(EBADF);
         }
         let token = NEXT_PIN.fetch_add(1, Ordering::Relaxed);
-        self.task.process().pinned.lock().insert(token, file);
+        self.task().process().pinned.lock().insert(token, file);
         Ok(token)
     }
 
     fn unpin_file(&mut self, token: u64) {
-        let file = self.task.process().pinned.lock().remove(&token);
+        let file = self.task().process().pinned.lock().remove(&token);
         drop(file);
     }
 }

@@ -52,12 +52,20 @@ pub fn init(config: &BootConfig) {
 }
 
 fn find(kind: BackendKind) -> Option<&'static dyn RingBackend> {
-    BACKENDS.iter().copied().find(|b| b.kind() == kind)
+    backend(kind)
 }
 
 /// The backend that serves `kind`'s syscalls, if it is compiled in.
+#[inline]
 pub fn backend(kind: BackendKind) -> Option<&'static dyn RingBackend> {
-    find(kind)
+    match kind {
+        #[cfg(feature = "iouring")]
+        BackendKind::IoUring => Some(&ring_iouring::BACKEND),
+        #[cfg(feature = "sqpoll")]
+        BackendKind::SqPoll => Some(&ring_sqpoll::BACKEND),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
 }
 
 /// The backend chosen at boot.
@@ -69,28 +77,28 @@ pub fn active() -> Option<&'static dyn RingBackend> {
 /// Releases every ring the process `pid` holds, in every backend. Called
 /// when the process ends, before its address space goes.
 pub fn teardown(pid: u64) {
-    let mut host = KernelHost::for_current();
-    for backend in BACKENDS {
-        backend.teardown(&mut host, pid);
-    }
+    KernelHost::with_current(|host| {
+        for backend in BACKENDS {
+            backend.teardown(host, pid);
+        }
+    });
 }
 
 /// Releases one ring whose last descriptor was closed.
 pub fn release(kind: BackendKind, pid: u64, id: u64) {
     if let Some(backend) = backend(kind) {
-        backend.release(&mut KernelHost::for_current(), pid, id);
+        KernelHost::with_current(|host| backend.release(host, pid, id));
     }
 }
 
 /// Routes a ring syscall to the backend of its family.
 pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, i32> {
     let backend = backend(kind).ok_or(abi::errno::ENOSYS)?;
-    let mut host = KernelHost::for_current();
-    match op {
-        RingCall::Setup => backend.setup(&mut host, args),
-        RingCall::Enter => backend.enter(&mut host, args),
-        RingCall::Register => backend.register(&mut host, args),
-    }
+    KernelHost::with_current(|host| match op {
+        RingCall::Setup => backend.setup(host, args),
+        RingCall::Enter => backend.enter(host, args),
+        RingCall::Register => backend.register(host, args),
+    })
 }
 
 /// Which of a ring system's three calls.
