@@ -20,6 +20,11 @@
 //! kernel consumes from SQ `head`. The kernel writes CQEs and publishes them
 //! by storing CQ `tail`; user space consumes from CQ `head`.
 
+/// `AT_FDCWD`: the `fd` of OPENAT and STATX for paths relative to the
+/// current directory (Linux's value). The file system is flat, so it is the
+/// only directory descriptor there is.
+pub const AT_FDCWD: i32 = -100;
+
 /// `IORING_OP_*` opcodes (Linux numbering).
 pub mod op {
     pub const NOP: u8 = 0;

@@ -5,15 +5,17 @@
 //! `panicked at FILE:LINE: MESSAGE` and exits with 101, a global allocator
 //! over a fixed region in `.bss` ([`heap`]), typed syscall wrappers ([`sys`]),
 //! console printing ([`print!`], [`println!`], [`eprint!`], [`eprintln!`]),
-//! files ([`fs`]), child processes ([`process`]) and a small test harness
-//! ([`test`]).
+//! files ([`fs`]), child processes ([`process`]), io_uring ([`uring`], the
+//! raw ring, and [`async_io`], the seed's `AsyncContext`) and a small test
+//! harness ([`test`]).
 //!
 //! Invariants:
 //! - Every syscall number, errno value, flag, struct and fixed address comes
 //!   from the `abi` crate; nothing here repeats one.
-//! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator) and
-//!   [`sys`] (the `syscall` instruction), each block with a `// SAFETY:`
-//!   comment; everything else is safe code over those three.
+//! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator),
+//!   [`sys`] (the `syscall` instruction), [`uring`] (the shared ring
+//!   mapping) and [`async_io`] (lending buffers to the kernel), each block
+//!   with a `// SAFETY:` comment; everything else is safe code over those.
 //! - On the host (`cargo test -p libuser`) the entry point, panic handler and
 //!   global allocator are left out, so the pure logic can be unit-tested.
 #![cfg_attr(not(test), no_std)]
@@ -21,6 +23,7 @@
 
 extern crate alloc;
 
+pub mod async_io;
 pub mod console;
 pub mod fs;
 pub mod heap;
@@ -28,6 +31,7 @@ pub mod process;
 pub mod rt;
 pub mod sys;
 pub mod test;
+pub mod uring;
 
 pub use rt::Args;
 pub use sys::Errno;

@@ -578,6 +578,7 @@ timeout = 300
             "grub-uefi",
             "bootparam-bad",
             "bench",
+            "rings",
         ] {
             assert!(
                 names.contains(&required),

@@ -212,7 +212,7 @@ fn judge(outcome: &Outcome, log: &str, timeout: Duration) -> Result<(), String> 
                 Ok(())
             } else {
                 Err(format!(
-                    "guest reported success but no line ends with `N passed, 0 failed` (N >= 1); {summary_note}"
+                    "guest reported success but no line ends with `N passed, 0 failed` (N >= 1, optionally `, N skipped`); {summary_note}"
                 ))
             }
         }
@@ -222,7 +222,13 @@ fn judge(outcome: &Outcome, log: &str, timeout: Duration) -> Result<(), String> 
 /// Parses a line ending in `N passed, M failed`, with anything before `N`
 /// (such as `tests: `).
 fn parse_summary(line: &str) -> Option<(u64, u64)> {
-    let rest = line.trim_end().strip_suffix(" failed")?;
+    let mut line = line.trim_end();
+    // The harness appends `, N skipped` when it skipped any.
+    if let Some(rest) = line.strip_suffix(" skipped") {
+        let (rest, _) = split_trailing_number(rest)?;
+        line = rest.strip_suffix(", ")?;
+    }
+    let rest = line.strip_suffix(" failed")?;
     let (rest, failed) = split_trailing_number(rest)?;
     let rest = rest.strip_suffix(" passed, ")?;
     let (_, passed) = split_trailing_number(rest)?;
@@ -280,7 +286,8 @@ mod tests {
         assert_eq!(parse_summary("3 passed, 0 failed!"), None);
         assert_eq!(parse_summary("3 passed, failed"), None);
         assert_eq!(parse_summary("3 passed,0 failed"), None);
-        assert_eq!(parse_summary("3 passed, 0 failed, 1 skipped"), None);
+        assert_eq!(parse_summary("3 passed, 0 failed, 1 skipped"), Some((3, 0)));
+        assert_eq!(parse_summary("3 passed, 0 failed, skipped"), None);
     }
 
     #[test]

@@ -34,10 +34,7 @@ mod statx;
 mod timeout;
 mod vectored;
 
-/// `AT_FDCWD`: the directory descriptor meaning "the current directory"
-/// (Linux's value). The file system is flat, so it is the only one OPENAT
-/// and STATX accept. Belongs in `abi`, which does not name it yet.
-pub const AT_FDCWD: i32 = -100;
+pub use abi::io_uring::AT_FDCWD;
 
 bitflags::bitflags! {
     /// What an op needs and how it behaves.

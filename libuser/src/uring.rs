@@ -1,0 +1,682 @@
+//! The raw io_uring layer: one mapped ring (syscalls 12-14) and the index
+//! arithmetic of its two queues, with nothing on top.
+//!
+//! [`Ring::setup`] calls `io_uring_setup` and locates every part of the ring
+//! mapping through the offsets the kernel returns in
+//! [`IoUringParams`] (`sq_off`/`cq_off`, relative to `sq_off.user_addr`);
+//! only the SQE array, which Linux reaches through a separate mmap offset,
+//! comes from [`ring_layout::SQES`]. Nothing else about the layout is
+//! assumed, and the offsets are bounds-checked against
+//! [`ring_layout::SIZE`] before anything is dereferenced.
+//!
+//! Submitting: [`Ring::push_sqe`] writes an SQE into a free slot and its
+//! index into the SQ array but does not publish it; [`Ring::publish`]
+//! store-releases the SQ tail; [`Ring::enter`] asks the kernel to consume.
+//! Completing: [`Ring::peek_cqe`] load-acquires the CQ tail and reads the
+//! entry at the head; [`Ring::pop_cqe`] also store-releases the new head.
+//!
+//! Invariants (what makes the `unsafe` in this module sound):
+//! - The ring mapping, once `io_uring_setup` returned it, stays mapped at
+//!   `sq_off.user_addr` for the life of the process, even after the ring
+//!   descriptor is closed (kernel contract), so references to its header
+//!   words are `'static`.
+//! - The kernel may write the header words and CQEs at any time, so they are
+//!   only touched through atomics or volatile copies, never through `&`
+//!   references to plain data.
+//! - Every index into ring memory is masked with the mask computed from the
+//!   entry counts the kernel returned in the params (checked to be powers
+//!   of two that fit the mapping), never with a mask read back from ring
+//!   memory, which anyone (a hostile test, a buggy kernel) may scribble on.
+//!
+//! What needs `unsafe` from callers: an SQE is a request for the kernel to
+//! read or write memory at the addresses it names, until the request
+//! completes. [`Ring::push_sqe`] and the scribbling functions used by the
+//! hostile test are therefore `unsafe fn`s whose contract is that every
+//! address a published SQE names stays valid, and is not otherwise used,
+//! until its completion (or until the process exits).
+#![allow(unsafe_code)]
+
+use crate::sys::{self, Errno};
+use abi::errno::ERANGE;
+use abi::io_uring::{enter_flags, register};
+use abi::io_uring::{
+    header, ring_layout, Cqe, IoUringParams, IoVec, Probe, ProbeOp, Sqe, PROBE_OP_SUPPORTED,
+};
+use abi::syscall as nr;
+use alloc::vec::Vec;
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Which half of the ring a header word belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    Submission,
+    Completion,
+}
+
+/// `io_uring_setup(entries, params)`: returns the ring descriptor; `params`
+/// is read (flags, `cq_entries` with CQSIZE, `resv`) and filled in.
+///
+/// Takes any address so that tests can pass bad ones; the kernel only ever
+/// writes one [`IoUringParams`] there.
+///
+/// # Safety
+///
+/// `params` must be valid for reading and writing one [`IoUringParams`], or
+/// an address the kernel is bound to refuse (it then returns `EFAULT`).
+pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
+    // SAFETY: the caller vouches for `params`.
+    sys::decode(unsafe { sys::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
+}
+
+/// `io_uring_enter(fd, to_submit, min_complete, flags)` on any descriptor;
+/// returns how many SQEs the kernel consumed.
+///
+/// Safe: it passes no pointer, and the SQEs it makes the kernel consume were
+/// published under [`Ring::push_sqe`]'s contract.
+pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
+    // SAFETY: no pointer arguments; see above for the ring's contents.
+    let ret = unsafe {
+        sys::syscall4(
+            nr::IO_URING_ENTER,
+            fd,
+            u64::from(to_submit),
+            u64::from(min_complete),
+            u64::from(flags),
+        )
+    };
+    sys::decode(ret).map(|n| n as u32)
+}
+
+/// `io_uring_register(fd, opcode, arg, nr)` with a raw argument.
+///
+/// # Safety
+///
+/// `arg` must be what `opcode` expects for `nr` entries (readable, and
+/// writable for `REGISTER_PROBE`), or an address the kernel is bound to
+/// refuse. Registered buffers are only touched by fixed-buffer SQEs, whose
+/// addresses [`Ring::push_sqe`]'s contract covers.
+pub unsafe fn register_raw(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+    // SAFETY: the caller vouches for `arg`.
+    sys::decode(unsafe {
+        sys::syscall4(
+            nr::IO_URING_REGISTER,
+            fd,
+            u64::from(opcode),
+            arg,
+            u64::from(nr),
+        )
+    })
+}
+
+/// What `REGISTER_PROBE` reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Highest opcode the kernel knows.
+    pub last_op: u8,
+    /// The entries the kernel filled in (`ops_len` of them).
+    pub ops: Vec<ProbeOp>,
+}
+
+impl ProbeReport {
+    /// The opcodes marked [`PROBE_OP_SUPPORTED`], ascending.
+    pub fn supported(&self) -> Vec<u8> {
+        let mut ops: Vec<u8> = self
+            .ops
+            .iter()
+            .filter(|op| op.flags & PROBE_OP_SUPPORTED != 0)
+            .map(|op| op.op)
+            .collect();
+        ops.sort_unstable();
+        ops
+    }
+}
+
+/// Room for a probe header and one entry per possible opcode.
+#[repr(C)]
+struct ProbeBuffer {
+    header: Probe,
+    ops: [ProbeOp; 256],
+}
+
+/// Where the parts of a ring mapping are, as validated byte offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    base: u64,
+    sq_entries: u32,
+    cq_entries: u32,
+}
+
+/// Checks that `params` describe a mapping this layer can use: entry counts
+/// that are powers of two within the layout's limits, and every offset
+/// 4-aligned with its object inside [`ring_layout::SIZE`]. A kernel that
+/// returns anything else gets `ERANGE`, and nothing is dereferenced.
+fn validate(params: &IoUringParams) -> Result<Layout, Errno> {
+    let bad = Err(Errno(ERANGE));
+    let (sq, cq) = (params.sq_entries, params.cq_entries);
+    if !sq.is_power_of_two()
+        || !cq.is_power_of_two()
+        || sq > ring_layout::MAX_SQ_ENTRIES
+        || cq > ring_layout::MAX_CQ_ENTRIES
+    {
+        return bad;
+    }
+    let base = params.sq_off.user_addr;
+    if base == 0
+        || base != params.cq_off.user_addr
+        || !base.is_multiple_of(abi::layout::PAGE_SIZE)
+        || base
+            .checked_add(ring_layout::SIZE)
+            .is_none_or(|end| end > abi::layout::USER_END)
+    {
+        return bad;
+    }
+    let fits = |offset: u32, bytes: u64, align: u64| {
+        u64::from(offset).is_multiple_of(align) && u64::from(offset) + bytes <= ring_layout::SIZE
+    };
+    let word = |offset: u32| fits(offset, 4, 4);
+    let s = &params.sq_off;
+    let c = &params.cq_off;
+    let words = [
+        s.head,
+        s.tail,
+        s.ring_mask,
+        s.ring_entries,
+        s.flags,
+        s.dropped,
+        c.head,
+        c.tail,
+        c.ring_mask,
+        c.ring_entries,
+        c.overflow,
+        c.flags,
+    ];
+    let sqes_ok = ring_layout::SQES.is_multiple_of(64)
+        && ring_layout::SQES + u64::from(sq) * size_of::<Sqe>() as u64 <= ring_layout::SIZE;
+    if !words.into_iter().all(word)
+        || !fits(s.array, 4 * u64::from(sq), 4)
+        || !fits(c.cqes, u64::from(cq) * size_of::<Cqe>() as u64, 16)
+        || !sqes_ok
+    {
+        return bad;
+    }
+    Ok(Layout {
+        base,
+        sq_entries: sq,
+        cq_entries: cq,
+    })
+}
+
+/// One header word of the mapping, for the life of the process.
+fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
+    let at = (base + u64::from(offset)) as *mut u32;
+    // SAFETY: `validate` checked that the word lies, 4-aligned, inside the
+    // ring mapping, which stays mapped for the life of the process (module
+    // invariant); all access goes through the atomic.
+    unsafe { AtomicU32::from_ptr(at) }
+}
+
+/// A mapped io_uring: its descriptor, its params and views of its queues.
+/// Dropping it closes the descriptor (the mapping itself stays until exit).
+pub struct Ring {
+    fd: u64,
+    params: IoUringParams,
+    sq_head: &'static AtomicU32,
+    sq_tail: &'static AtomicU32,
+    sq_flags: &'static AtomicU32,
+    sq_dropped: &'static AtomicU32,
+    /// The SQ index array, `sq_entries` words.
+    sq_array: &'static [AtomicU32],
+    /// The SQE slots, `sq_entries` of them.
+    sqes: *mut Sqe,
+    sq_mask: u32,
+    /// The tail including pushed but unpublished SQEs.
+    sq_local_tail: u32,
+    cq_head: &'static AtomicU32,
+    cq_tail: &'static AtomicU32,
+    cq_overflow: &'static AtomicU32,
+    cqes: *const Cqe,
+    cq_mask: u32,
+    /// False once [`Ring::close`] ran, so `Drop` does not close twice.
+    open: bool,
+}
+
+impl Ring {
+    /// `io_uring_setup(entries)` with `flags` (from
+    /// [`abi::io_uring::setup_flags`]) and everything else zero.
+    pub fn setup(entries: u32, flags: u32) -> Result<Ring, Errno> {
+        Ring::setup_with_params(
+            entries,
+            IoUringParams {
+                flags,
+                ..IoUringParams::default()
+            },
+        )
+    }
+
+    /// `io_uring_setup(entries, &params)` with the caller's params (for
+    /// `CQSIZE`'s `cq_entries`, or deliberately bad fields). Returns the
+    /// kernel's error, or `ERANGE` if the kernel's answer describes a
+    /// mapping outside [`ring_layout::SIZE`] (the descriptor is then closed).
+    pub fn setup_with_params(entries: u32, mut params: IoUringParams) -> Result<Ring, Errno> {
+        // SAFETY: `params` is a local `IoUringParams`.
+        let fd = unsafe { setup_raw(entries, &raw mut params as u64)? };
+        let layout = match validate(&params) {
+            Ok(layout) => layout,
+            Err(err) => {
+                let _ = sys::close(fd);
+                return Err(err);
+            }
+        };
+        let base = layout.base;
+        let (s, c) = (params.sq_off, params.cq_off);
+        let array = (base + u64::from(s.array)) as *const AtomicU32;
+        // SAFETY: `validate` checked that `sq_entries` 4-aligned words at
+        // `array` lie inside the mapping, which lives as long as the
+        // process; they are only accessed atomically.
+        let sq_array = unsafe { core::slice::from_raw_parts(array, layout.sq_entries as usize) };
+        Ok(Ring {
+            fd,
+            params,
+            sq_head: word_at(base, s.head),
+            sq_tail: word_at(base, s.tail),
+            sq_flags: word_at(base, s.flags),
+            sq_dropped: word_at(base, s.dropped),
+            sq_array,
+            sqes: (base + ring_layout::SQES) as *mut Sqe,
+            sq_mask: layout.sq_entries - 1,
+            // The kernel starts the queue at whatever tail it wrote.
+            sq_local_tail: word_at(base, s.tail).load(Ordering::Acquire),
+            cq_head: word_at(base, c.head),
+            cq_tail: word_at(base, c.tail),
+            cq_overflow: word_at(base, c.overflow),
+            cqes: (base + u64::from(c.cqes)) as *const Cqe,
+            cq_mask: layout.cq_entries - 1,
+            open: true,
+        })
+    }
+
+    /// The ring descriptor.
+    pub fn fd(&self) -> u64 {
+        self.fd
+    }
+
+    /// The params the kernel returned.
+    pub fn params(&self) -> &IoUringParams {
+        &self.params
+    }
+
+    /// User address of the ring mapping (`sq_off.user_addr`).
+    pub fn base(&self) -> u64 {
+        self.params.sq_off.user_addr
+    }
+
+    /// SQ size.
+    pub fn sq_entries(&self) -> u32 {
+        self.params.sq_entries
+    }
+
+    /// CQ size.
+    pub fn cq_entries(&self) -> u32 {
+        self.params.cq_entries
+    }
+
+    /// SQEs pushed but not yet consumed by the kernel (published or not).
+    pub fn sq_pending(&self) -> u32 {
+        self.sq_local_tail
+            .wrapping_sub(self.sq_head.load(Ordering::Acquire))
+    }
+
+    /// SQEs pushed but not yet published with [`Ring::publish`].
+    pub fn sq_unpublished(&self) -> u32 {
+        self.sq_local_tail
+            .wrapping_sub(self.sq_tail.load(Ordering::Relaxed))
+    }
+
+    /// Free SQ slots.
+    pub fn sq_space(&self) -> u32 {
+        self.sq_entries().saturating_sub(self.sq_pending())
+    }
+
+    /// Writes `sqe` into the next free slot and its index into the SQ
+    /// array; it reaches the kernel after [`Ring::publish`] and
+    /// [`Ring::enter`]. False (nothing written) when the SQ is full.
+    ///
+    /// # Safety
+    ///
+    /// Every address `sqe` names (buffer, iovec array and the buffers it
+    /// lists, path, timespec, statx destination, or a range of a registered
+    /// buffer) must stay valid for the access the opcode makes, and not be
+    /// otherwise used, until the SQE's completion has been reaped (or the
+    /// process exits); or it must be an address the kernel is bound to
+    /// refuse without touching.
+    pub unsafe fn push_sqe(&mut self, sqe: &Sqe) -> bool {
+        if self.sq_space() == 0 {
+            return false;
+        }
+        let index = self.sq_local_tail & self.sq_mask;
+        // SAFETY: `index <= sq_mask < sq_entries`, and `validate` checked
+        // that `sq_entries` SQEs at `sqes` lie in the mapping. The kernel
+        // does not read a slot before its index is published (and a slot is
+        // only reused once the kernel's head moved past it), and the write
+        // is volatile because the memory is shared. The caller answers for
+        // the addresses inside the SQE.
+        unsafe { ptr::write_volatile(self.sqes.add(index as usize), *sqe) };
+        self.sq_array[index as usize].store(index, Ordering::Relaxed);
+        self.sq_local_tail = self.sq_local_tail.wrapping_add(1);
+        true
+    }
+
+    /// Makes every pushed SQE visible to the kernel: store-release of the
+    /// SQ tail, ordered after the SQE and array writes.
+    pub fn publish(&mut self) {
+        self.sq_tail.store(self.sq_local_tail, Ordering::Release);
+    }
+
+    /// `io_uring_enter` on this ring.
+    pub fn enter(&self, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
+        enter(self.fd, to_submit, min_complete, flags)
+    }
+
+    /// Publishes, then submits everything pending and waits for `wait`
+    /// completions (`GETEVENTS` when `wait > 0`). Returns how many SQEs the
+    /// kernel consumed.
+    pub fn submit_and_wait(&mut self, wait: u32) -> Result<u32, Errno> {
+        self.publish();
+        let flags = if wait > 0 { enter_flags::GETEVENTS } else { 0 };
+        self.enter(self.sq_pending(), wait, flags)
+    }
+
+    /// CQEs ready to be reaped.
+    pub fn cq_ready(&self) -> u32 {
+        self.cq_tail
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.cq_head.load(Ordering::Relaxed))
+    }
+
+    /// The CQE at the head, if any, without consuming it.
+    pub fn peek_cqe(&self) -> Option<Cqe> {
+        let head = self.cq_head.load(Ordering::Relaxed);
+        let tail = self.cq_tail.load(Ordering::Acquire);
+        if head == tail {
+            return None;
+        }
+        let index = (head & self.cq_mask) as usize;
+        // SAFETY: `index <= cq_mask < cq_entries`, and `validate` checked
+        // that `cq_entries` 16-aligned CQEs at `cqes` lie in the mapping.
+        // The acquire load of the tail orders this read after the kernel's
+        // write of the entry; the copy is volatile because the memory is
+        // shared (a hostile kernel could rewrite it: it is plain data).
+        Some(unsafe { ptr::read_volatile(self.cqes.add(index)) })
+    }
+
+    /// The CQE at the head, consumed: store-release of the new head, so the
+    /// kernel may reuse the slot only after the entry was read.
+    pub fn pop_cqe(&mut self) -> Option<Cqe> {
+        let cqe = self.peek_cqe()?;
+        let head = self.cq_head.load(Ordering::Relaxed);
+        self.cq_head.store(head.wrapping_add(1), Ordering::Release);
+        Some(cqe)
+    }
+
+    /// The SQ `flags` word ([`abi::io_uring::sq_flags`]).
+    pub fn sq_flags(&self) -> u32 {
+        self.sq_flags.load(Ordering::Acquire)
+    }
+
+    /// The SQ `dropped` counter.
+    pub fn sq_dropped(&self) -> u32 {
+        self.sq_dropped.load(Ordering::Acquire)
+    }
+
+    /// The CQ `overflow` counter.
+    pub fn cq_overflow(&self) -> u32 {
+        self.cq_overflow.load(Ordering::Acquire)
+    }
+
+    /// Header word `word` ([`abi::io_uring::header`]) of `queue`, read from
+    /// the mapping (located through the params, as the kernel reported).
+    pub fn header_word(&self, queue: Queue, word: usize) -> Option<u32> {
+        self.header_word_ref(queue, word)
+            .map(|w| w.load(Ordering::Acquire))
+    }
+
+    fn header_word_ref(&self, queue: Queue, word: usize) -> Option<&'static AtomicU32> {
+        let (s, c) = (&self.params.sq_off, &self.params.cq_off);
+        let offset = match (queue, word) {
+            (Queue::Submission, header::HEAD) => s.head,
+            (Queue::Submission, header::TAIL) => s.tail,
+            (Queue::Submission, header::MASK) => s.ring_mask,
+            (Queue::Submission, header::ENTRIES) => s.ring_entries,
+            (Queue::Submission, header::FLAGS) => s.flags,
+            (Queue::Submission, header::DROPPED) => s.dropped,
+            (Queue::Completion, header::HEAD) => c.head,
+            (Queue::Completion, header::TAIL) => c.tail,
+            (Queue::Completion, header::MASK) => c.ring_mask,
+            (Queue::Completion, header::ENTRIES) => c.ring_entries,
+            (Queue::Completion, header::FLAGS) => c.flags,
+            (Queue::Completion, header::OVERFLOW) => c.overflow,
+            _ => return None,
+        };
+        Some(word_at(self.base(), offset))
+    }
+
+    /// SQ array entry `position` (masked).
+    pub fn sq_array_entry(&self, position: u32) -> u32 {
+        self.sq_array[(position & self.sq_mask) as usize].load(Ordering::Acquire)
+    }
+
+    /// The SQE in slot `slot` (masked), as ring memory holds it now.
+    pub fn sqe_slot(&self, slot: u32) -> Sqe {
+        let index = (slot & self.sq_mask) as usize;
+        // SAFETY: `index < sq_entries`, inside the mapping (`validate`).
+        unsafe { ptr::read_volatile(self.sqes.add(index)) }
+    }
+
+    /// Overwrites header word `word` of `queue` with `value`; false if the
+    /// queue has no such word. For the hostile-memory test.
+    ///
+    /// # Safety
+    ///
+    /// Moving the SQ head or tail (or the CQ head) can make the kernel
+    /// consume any SQE slot again or anew, so [`Ring::push_sqe`]'s contract
+    /// must hold for the current contents of *every* SQE slot.
+    pub unsafe fn write_header_word(&self, queue: Queue, word: usize, value: u32) -> bool {
+        match self.header_word_ref(queue, word) {
+            Some(w) => {
+                w.store(value, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Overwrites SQ array entry `position` (masked) with `value`, which
+    /// need not be a valid SQE index (the kernel must then drop the entry).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::write_header_word`]: the SQE slot `value` names (if
+    /// any) must satisfy [`Ring::push_sqe`]'s contract.
+    pub unsafe fn write_sq_array(&self, position: u32, value: u32) {
+        self.sq_array[(position & self.sq_mask) as usize].store(value, Ordering::Release);
+    }
+
+    /// Overwrites SQE slot `slot` (masked) with `sqe` without queueing it.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Ring::push_sqe`]: the kernel may consume this slot whenever
+    /// the SQ array and tail lead it there.
+    pub unsafe fn write_sqe_slot(&self, slot: u32, sqe: &Sqe) {
+        let index = (slot & self.sq_mask) as usize;
+        // SAFETY: `index < sq_entries`, inside the mapping (`validate`);
+        // the caller answers for the addresses inside `sqe`.
+        unsafe { ptr::write_volatile(self.sqes.add(index), *sqe) };
+    }
+
+    /// Re-reads the SQ tail from ring memory into the local tail (after a
+    /// test scribbled on it), so that pushing goes on from there.
+    pub fn resync_sq_tail(&mut self) {
+        self.sq_local_tail = self.sq_tail.load(Ordering::Acquire);
+    }
+
+    /// `io_uring_register` with a raw argument; see [`register_raw`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`register_raw`].
+    pub unsafe fn register(&self, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+        // SAFETY: passed on to the caller.
+        unsafe { register_raw(self.fd, opcode, arg, nr) }
+    }
+
+    /// `REGISTER_BUFFERS` with `iovecs` (the kernel copies the array). The
+    /// memory they name is only accessed by fixed-buffer SQEs, which
+    /// [`Ring::push_sqe`]'s contract covers; bad ranges must fail `EFAULT`.
+    pub fn register_buffers(&self, iovecs: &[IoVec]) -> Result<(), Errno> {
+        let nr = u32::try_from(iovecs.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        // SAFETY: the kernel reads `nr` iovecs from a borrowed slice.
+        unsafe { self.register(register::REGISTER_BUFFERS, iovecs.as_ptr() as u64, nr) }.map(drop)
+    }
+
+    /// `UNREGISTER_BUFFERS`.
+    pub fn unregister_buffers(&self) -> Result<(), Errno> {
+        // SAFETY: no argument memory.
+        unsafe { self.register(register::UNREGISTER_BUFFERS, 0, 0) }.map(drop)
+    }
+
+    /// `REGISTER_FILES` with descriptor numbers (`-1` = empty slot).
+    pub fn register_files(&self, fds: &[i32]) -> Result<(), Errno> {
+        let nr = u32::try_from(fds.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        // SAFETY: the kernel reads `nr` i32s from a borrowed slice.
+        unsafe { self.register(register::REGISTER_FILES, fds.as_ptr() as u64, nr) }.map(drop)
+    }
+
+    /// `UNREGISTER_FILES`.
+    pub fn unregister_files(&self) -> Result<(), Errno> {
+        // SAFETY: no argument memory.
+        unsafe { self.register(register::UNREGISTER_FILES, 0, 0) }.map(drop)
+    }
+
+    /// `REGISTER_PROBE` with room for 256 entries.
+    pub fn probe(&self) -> Result<ProbeReport, Errno> {
+        let mut buf = alloc::boxed::Box::new(ProbeBuffer {
+            header: Probe::default(),
+            ops: [ProbeOp::default(); 256],
+        });
+        let arg = &raw mut *buf as u64;
+        // SAFETY: `buf` is a header followed by 256 writable entries, and
+        // `nr` says 256.
+        unsafe { self.register(register::REGISTER_PROBE, arg, 256)? };
+        let len = usize::from(buf.header.ops_len);
+        Ok(ProbeReport {
+            last_op: buf.header.last_op,
+            ops: buf.ops[..len].to_vec(),
+        })
+    }
+
+    /// Closes the descriptor, reporting any error. The mapping stays.
+    pub fn close(mut self) -> Result<(), Errno> {
+        self.open = false;
+        sys::close(self.fd)
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = sys::close(self.fd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::io_uring::{CqRingOffsets, SqRingOffsets};
+
+    /// The params the contract promises for a first ring of `sq` entries.
+    fn contract_params(sq: u32, cq: u32) -> IoUringParams {
+        let base = abi::layout::USER_IO_URING_BASE;
+        let sqh = |w: usize| (ring_layout::SQ_HEADER + 4 * w as u64) as u32;
+        let cqh = |w: usize| (ring_layout::CQ_HEADER + 4 * w as u64) as u32;
+        IoUringParams {
+            sq_entries: sq,
+            cq_entries: cq,
+            sq_off: SqRingOffsets {
+                head: sqh(header::HEAD),
+                tail: sqh(header::TAIL),
+                ring_mask: sqh(header::MASK),
+                ring_entries: sqh(header::ENTRIES),
+                flags: sqh(header::FLAGS),
+                dropped: sqh(header::DROPPED),
+                array: ring_layout::SQ_ARRAY as u32,
+                resv1: 0,
+                user_addr: base,
+            },
+            cq_off: CqRingOffsets {
+                head: cqh(header::HEAD),
+                tail: cqh(header::TAIL),
+                ring_mask: cqh(header::MASK),
+                ring_entries: cqh(header::ENTRIES),
+                overflow: cqh(header::OVERFLOW),
+                cqes: ring_layout::CQES as u32,
+                flags: cqh(header::FLAGS),
+                resv1: 0,
+                user_addr: base,
+            },
+            ..IoUringParams::default()
+        }
+    }
+
+    #[test]
+    fn the_contract_layout_validates() {
+        for sq in [1, 2, 64, 256] {
+            let cq = (2 * sq).min(256);
+            let layout = validate(&contract_params(sq, cq)).unwrap();
+            assert_eq!(layout.sq_entries, sq);
+            assert_eq!(layout.cq_entries, cq);
+            assert_eq!(layout.base, abi::layout::USER_IO_URING_BASE);
+        }
+    }
+
+    #[test]
+    fn bad_answers_from_the_kernel_are_refused() {
+        let good = contract_params(8, 16);
+        let cases: [fn(&mut IoUringParams); 9] = [
+            |p| p.sq_entries = 3,
+            |p| p.cq_entries = 0,
+            |p| p.sq_entries = 512,
+            |p| p.sq_off.user_addr = 0,
+            |p| p.cq_off.user_addr += 0x1000,
+            |p| p.sq_off.tail = ring_layout::SIZE as u32,
+            |p| p.sq_off.flags = 2,
+            |p| p.cq_off.cqes = ring_layout::SIZE as u32 - 16,
+            |p| {
+                p.sq_off.user_addr = abi::layout::USER_END - 0x1000;
+                p.cq_off.user_addr = p.sq_off.user_addr;
+            },
+        ];
+        for (i, break_it) in cases.iter().enumerate() {
+            let mut p = good;
+            break_it(&mut p);
+            assert_eq!(validate(&p), Err(Errno(ERANGE)), "case {i}");
+        }
+    }
+
+    #[test]
+    fn probe_report_lists_supported_opcodes() {
+        let op = |op: u8, flags: u16| ProbeOp {
+            op,
+            flags,
+            ..ProbeOp::default()
+        };
+        let report = ProbeReport {
+            last_op: 23,
+            ops: alloc::vec![op(22, 1), op(0, 1), op(6, 0), op(1, 1)],
+        };
+        assert_eq!(report.supported(), [0, 1, 22]);
+    }
+}

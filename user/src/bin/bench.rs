@@ -1,0 +1,446 @@
+//! `bench [ops=N] [rwops=N] [reps=N] [cases=prefix,prefix]`: the io_uring
+//! benchmark, mirroring the Linux anchor (`/work/shared/anchors/linux-qemu`:
+//! same loops, same batch sizes, same output lines).
+//!
+//! Every case runs a warm-up (2% of the ops, at most 4096), then the timed
+//! loop, `reps` times. ns/op comes from `clock_ns` and cycles/op from
+//! `rdtsc`, both read only at the start and end of a rep. Per rep it prints
+//! `RUN case=NAME rep=I ops=N ns_per_op=X cycles_per_op=Y`, per case
+//! `BENCH case=NAME ops=N ns_per_op=X cycles_per_op=Y` (medians over the
+//! reps), and at the end a table and `BENCH DONE`. It asserts nothing about
+//! speed; it fails a case (`BENCH case=NAME failed=...`) only if an
+//! operation returns a wrong result. A case whose ring cannot be set up
+//! prints `BENCH case=NAME skipped=ERRNO`.
+//!
+//! Cases: `syscall_getpid`; `nop_b{1,8,32,128}` (a 256-entry ring; write N
+//! NOP SQEs, `enter(N, N, GETEVENTS)`, reap and check N CQEs);
+//! `read4k_b32`/`write4k_b32` (a 128 KiB RAM file; 32 READ/WRITE SQEs of
+//! 4 KiB at offsets 0..31*4K from 32 page-aligned buffers, `enter(32, 32,
+//! GETEVENTS)`, check res = 4096); `pread4k`/`pwrite4k` (the same transfers
+//! as direct syscalls: this kernel has no pread/pwrite, so each is an
+//! `lseek` plus a `read`/`write`, two syscalls per op).
+//!
+//! The hot loops use the raw `libuser::uring::Ring` and allocate nothing.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use abi::io_uring::{enter_flags, op, Sqe};
+use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::arch::x86_64::_rdtsc;
+use libuser::fs::File;
+use libuser::uring::Ring;
+use libuser::{println, sys, Args, Errno};
+
+libuser::entry!(main);
+
+const RING_ENTRIES: u32 = 256;
+const RW_BATCH: usize = 32;
+const BLOCK: usize = 4096;
+const RW_FILE: &str = "bench.dat";
+
+struct Config {
+    ops: u64,
+    rwops: u64,
+    reps: usize,
+    cases: Vec<&'static str>,
+}
+
+impl Config {
+    fn parse(args: Args) -> Config {
+        let mut cfg = Config {
+            ops: 200_000,
+            rwops: 20_000,
+            reps: 3,
+            cases: Vec::new(),
+        };
+        for arg in args.iter_str().skip(1) {
+            let Some((key, value)) = arg.split_once('=') else {
+                println!("# ignoring argument {arg}");
+                continue;
+            };
+            let number = value.parse::<u64>().ok();
+            match (key, number) {
+                ("ops", Some(n)) => cfg.ops = n.max(1),
+                ("rwops", Some(n)) => cfg.rwops = n.max(1),
+                ("reps", Some(n)) => cfg.reps = (n as usize).max(1),
+                ("cases", _) => cfg.cases = value.split(',').filter(|c| !c.is_empty()).collect(),
+                _ => println!("# ignoring argument {arg}"),
+            }
+        }
+        cfg
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| name.starts_with(c))
+    }
+}
+
+#[inline(always)]
+fn rdtsc() -> u64 {
+    // `_rdtsc` only reads the time-stamp counter.
+    #[allow(unused_unsafe)]
+    // SAFETY: RDTSC has no memory effects and is available on x86_64.
+    unsafe {
+        _rdtsc()
+    }
+}
+
+fn now_ns() -> u64 {
+    sys::clock_ns().unwrap_or(0)
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    ops: u64,
+    ns: u64,
+    cycles: u64,
+}
+
+impl Sample {
+    /// ns/op in tenths.
+    fn ns_tenths(&self) -> u64 {
+        (self.ns * 10 + self.ops / 2) / self.ops.max(1)
+    }
+
+    fn cycles_per_op(&self) -> u64 {
+        (self.cycles + self.ops / 2) / self.ops.max(1)
+    }
+}
+
+/// Why a case stopped.
+enum CaseError {
+    /// The ring (or file) could not be set up.
+    Setup(Errno),
+    /// A call or an operation returned something wrong.
+    Failed(String),
+}
+
+impl From<Errno> for CaseError {
+    fn from(errno: Errno) -> Self {
+        CaseError::Failed(format!("{errno}"))
+    }
+}
+
+/// A loop body: runs at least `target` ops, returns how many it ran.
+type Body<'a> = &'a mut dyn FnMut(u64) -> Result<u64, CaseError>;
+
+/// Warm-up, then one timed run of `body`.
+fn timed(target: u64, body: Body<'_>) -> Result<Sample, CaseError> {
+    body((target / 50).clamp(1, 4096))?;
+    let t0 = now_ns();
+    let c0 = rdtsc();
+    let ops = body(target)?;
+    let c1 = rdtsc();
+    let t1 = now_ns();
+    Ok(Sample {
+        ops,
+        ns: t1 - t0,
+        cycles: c1 - c0,
+    })
+}
+
+fn getpid_loop(target: u64) -> Result<u64, CaseError> {
+    let mut ops = 0;
+    while ops < target {
+        for _ in 0..64 {
+            sys::getpid()?;
+        }
+        ops += 64;
+    }
+    Ok(ops)
+}
+
+const NOP: Sqe = Sqe {
+    opcode: op::NOP,
+    flags: 0,
+    ioprio: 0,
+    fd: 0,
+    off: 0,
+    addr: 0,
+    len: 0,
+    op_flags: 0,
+    user_data: 0,
+    buf_index: 0,
+    personality: 0,
+    file_index: 0,
+    addr3: 0,
+    pad: 0,
+};
+
+/// Reaps exactly `n` CQEs (after an enter that waited for them), checking
+/// each result.
+#[inline(always)]
+fn reap(ring: &mut Ring, n: u32, expect: i32) -> Result<(), CaseError> {
+    for i in 0..n {
+        match ring.pop_cqe() {
+            Some(cqe) if cqe.res == expect => {}
+            Some(cqe) => {
+                return Err(CaseError::Failed(format!(
+                    "CQE res {} (expected {expect}) user_data {}",
+                    cqe.res, cqe.user_data
+                )))
+            }
+            None => {
+                return Err(CaseError::Failed(format!(
+                    "only {i} of {n} CQEs after enter"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn enter_all(ring: &Ring, n: u32) -> Result<(), CaseError> {
+    let submitted = ring.enter(n, n, enter_flags::GETEVENTS)?;
+    if submitted != n {
+        return Err(CaseError::Failed(format!(
+            "enter submitted {submitted} of {n}"
+        )));
+    }
+    Ok(())
+}
+
+fn nop_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
+    let mut ring = Ring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for _ in 0..batch {
+                // SAFETY: a NOP names no memory.
+                if !unsafe { ring.push_sqe(&NOP) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            ring.publish();
+            enter_all(&ring, batch)?;
+            reap(&mut ring, batch, 0)?;
+            ops += u64::from(batch);
+        }
+        Ok(ops)
+    };
+    (0..cfg.reps).map(|_| timed(cfg.ops, &mut body)).collect()
+}
+
+/// One page, page-aligned, so every transfer buffer is too.
+#[derive(Clone, Copy)]
+#[repr(C, align(4096))]
+struct Page([u8; BLOCK]);
+
+/// The 128 KiB file and 32 buffers the read/write cases use; the file is
+/// unlinked at once (the descriptor keeps it).
+fn rw_setup() -> Result<(File, Vec<Page>), Errno> {
+    let mut pages = vec![Page([0; BLOCK]); RW_BATCH];
+    for (i, page) in pages.iter_mut().enumerate() {
+        for (j, byte) in page.0.iter_mut().enumerate() {
+            *byte = ((i * BLOCK + j) % 251) as u8;
+        }
+    }
+    let mut file = File::open(RW_FILE, O_RDWR | O_CREAT | O_TRUNC)?;
+    let _ = sys::unlink(RW_FILE);
+    for page in &pages {
+        file.write_all(&page.0)?;
+    }
+    Ok((file, pages))
+}
+
+fn ring_rw_case(cfg: &Config, write: bool) -> Result<Vec<Sample>, CaseError> {
+    let mut ring = Ring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let (file, mut pages) = rw_setup().map_err(CaseError::Setup)?;
+    let fd = file.fd() as i32;
+    let opcode = if write { op::WRITE } else { op::READ };
+    let sqes: Vec<Sqe> = pages
+        .iter_mut()
+        .enumerate()
+        .map(|(i, page)| Sqe {
+            opcode,
+            fd,
+            off: (i * BLOCK) as u64,
+            addr: page.0.as_mut_ptr() as u64,
+            len: BLOCK as u32,
+            user_data: i as u64,
+            ..Sqe::default()
+        })
+        .collect();
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for sqe in &sqes {
+                // SAFETY: each SQE names one page of `pages`, which lives
+                // (untouched by this code) until after every batch has been
+                // reaped: `reap` below takes all 32 CQEs before the next
+                // batch, and `pages` outlives the closure.
+                if !unsafe { ring.push_sqe(sqe) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            ring.publish();
+            enter_all(&ring, RW_BATCH as u32)?;
+            reap(&mut ring, RW_BATCH as u32, BLOCK as i32)?;
+            ops += RW_BATCH as u64;
+        }
+        Ok(ops)
+    };
+    // Every batch is reaped before the loop ends, so nothing is in flight
+    // when `pages` is freed.
+    (0..cfg.reps).map(|_| timed(cfg.rwops, &mut body)).collect()
+}
+
+fn plain_rw_case(cfg: &Config, write: bool) -> Result<Vec<Sample>, CaseError> {
+    let (mut file, mut pages) = rw_setup().map_err(CaseError::Setup)?;
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for (i, page) in pages.iter_mut().enumerate() {
+                file.seek((i * BLOCK) as i64, abi::seek::SEEK_SET)?;
+                let n = if write {
+                    file.write(&page.0)?
+                } else {
+                    file.read(&mut page.0)?
+                };
+                if n != BLOCK {
+                    return Err(CaseError::Failed(format!("transfer of {n} bytes")));
+                }
+            }
+            ops += RW_BATCH as u64;
+        }
+        Ok(ops)
+    };
+    (0..cfg.reps).map(|_| timed(cfg.rwops, &mut body)).collect()
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    let n = values.len();
+    if n == 0 {
+        0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2
+    }
+}
+
+struct Tenths(u64);
+
+impl core::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+    }
+}
+
+/// What a case produced, for the table.
+struct Row {
+    name: &'static str,
+    outcome: Result<(u64, u64, u64, u64, u64), String>,
+}
+
+fn calibrate_tsc_khz() -> u64 {
+    let (t0, c0) = (now_ns(), rdtsc());
+    let _ = sys::sleep_ns(100_000_000);
+    let (t1, c1) = (now_ns(), rdtsc());
+    (c1 - c0) * 1_000_000 / (t1 - t0).max(1)
+}
+
+fn main(args: Args) -> i32 {
+    let cfg = Config::parse(args);
+    println!("BENCH START");
+    let khz = calibrate_tsc_khz();
+    println!(
+        "# tsc: {}.{} MHz (vs clock_ns)",
+        khz / 1000,
+        khz % 1000 / 100
+    );
+    println!(
+        "# config: ops={} rwops={} reps={} cases={:?}",
+        cfg.ops, cfg.rwops, cfg.reps, cfg.cases
+    );
+    println!("# pread4k/pwrite4k: no pread/pwrite syscall here, each op is lseek + read/write (2 syscalls)");
+    type CaseFn = fn(&Config) -> Result<Vec<Sample>, CaseError>;
+    let cases: [(&'static str, CaseFn); 9] = [
+        ("syscall_getpid", |c| {
+            (0..c.reps)
+                .map(|_| timed(c.ops, &mut getpid_loop))
+                .collect()
+        }),
+        ("nop_b1", |c| nop_case(c, 1)),
+        ("nop_b8", |c| nop_case(c, 8)),
+        ("nop_b32", |c| nop_case(c, 32)),
+        ("nop_b128", |c| nop_case(c, 128)),
+        ("read4k_b32", |c| ring_rw_case(c, false)),
+        ("write4k_b32", |c| ring_rw_case(c, true)),
+        ("pread4k", |c| plain_rw_case(c, false)),
+        ("pwrite4k", |c| plain_rw_case(c, true)),
+    ];
+    let start = now_ns();
+    let mut rows = Vec::new();
+    for (name, case) in cases {
+        if !cfg.wants(name) {
+            continue;
+        }
+        let outcome = match case(&cfg) {
+            Ok(samples) => {
+                for (rep, s) in samples.iter().enumerate() {
+                    println!(
+                        "RUN case={name} rep={} ops={} ns_per_op={} cycles_per_op={}",
+                        rep + 1,
+                        s.ops,
+                        Tenths(s.ns_tenths()),
+                        s.cycles_per_op()
+                    );
+                }
+                let ns: Vec<u64> = samples.iter().map(Sample::ns_tenths).collect();
+                let cycles: Vec<u64> = samples.iter().map(Sample::cycles_per_op).collect();
+                let ops = samples.first().map_or(0, |s| s.ops);
+                let (ns_med, cy_med) = (median(ns.clone()), median(cycles.clone()));
+                let (ns_min, cy_min) = (
+                    ns.iter().copied().min().unwrap_or(0),
+                    cycles.iter().copied().min().unwrap_or(0),
+                );
+                println!(
+                    "BENCH case={name} ops={ops} ns_per_op={} cycles_per_op={cy_med}",
+                    Tenths(ns_med)
+                );
+                Ok((ops, ns_min, ns_med, cy_min, cy_med))
+            }
+            Err(CaseError::Setup(errno)) => {
+                println!("BENCH case={name} skipped={errno}");
+                Err(format!("skipped ({errno})"))
+            }
+            Err(CaseError::Failed(why)) => {
+                println!("BENCH case={name} failed={why}");
+                Err(format!("failed: {why}"))
+            }
+        };
+        rows.push(Row { name, outcome });
+    }
+    println!();
+    println!("| case | ops/rep | ns/op min | ns/op median | cycles/op min | cycles/op median | Mops/s (best) |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in &rows {
+        match &row.outcome {
+            Ok((ops, ns_min, ns_med, cy_min, cy_med)) => {
+                // Mops/s = 1e3 / (ns/op) = 1e4 / tenths; in thousandths.
+                let mops_milli = 10_000_000 / (*ns_min).max(1);
+                println!(
+                    "| {} | {ops} | {} | {} | {cy_min} | {cy_med} | {}.{:03} |",
+                    row.name,
+                    Tenths(*ns_min),
+                    Tenths(*ns_med),
+                    mops_milli / 1000,
+                    mops_milli % 1000
+                );
+            }
+            Err(why) => println!("| {} | {why} | | | | | |", row.name),
+        }
+    }
+    println!();
+    println!("# benchmark time: {} ms", (now_ns() - start) / 1_000_000);
+    println!("BENCH DONE");
+    0
+}

@@ -1,0 +1,315 @@
+//! SQE flags (links, hardlinks, drain, skip-success, fixed files), unknown
+//! opcodes and unsupported flag bits.
+
+use abi::errno::{EBADF, ECANCELED, EINVAL, ETIME};
+use abi::io_uring::{op, sqe_flags, Sqe};
+use alloc::vec;
+use alloc::vec::Vec;
+use libuser::async_io::{AsyncContext, AsyncOp};
+use libuser::test::TestResult;
+use libuser::uring::Ring;
+use libuser::{check, check_eq, detail, sys};
+
+use crate::raw;
+use crate::util::{
+    collect, contents, elapsed_ms, expect_err, expect_no_more, fd_of, ms, neg, pattern, reap,
+    reap_ready, results, run_batch, scratch_file, Res,
+};
+use crate::{RingCase, Run};
+
+#[rustfmt::skip]
+pub const CASES: &[RingCase] = &[
+    ("IO_LINK: a chain of successful ops runs in order", link_success, Run::Child),
+    ("IO_LINK: a failure cancels the rest of the chain with -ECANCELED", link_failure, Run::Child),
+    ("IO_LINK: a short read breaks the chain", link_short_read, Run::Child),
+    ("IO_HARDLINK: the chain goes on after a failure", hardlink, Run::Child),
+    ("IO_DRAIN: a drained op waits for a pending timeout", drain, Run::Child),
+    ("CQE_SKIP_SUCCESS: no CQE on success, a CQE on failure", skip_success, Run::Child),
+    ("FIXED_FILE: ops reach files through the registered table", fixed_files, Run::Child),
+    ("unknown opcodes complete with -EINVAL", unknown_opcodes, Run::Child),
+    ("unsupported SQE flag bits complete with -EINVAL and do nothing", bad_flag_bits, Run::Child),
+];
+
+fn link_success() -> TestResult {
+    let (_name, mut file) = scratch_file("rt_link", b"")?;
+    let fd = fd_of(&file);
+    let mut ctx = AsyncContext::new()?;
+    let data = pattern(64, 9);
+    let mut done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::write(fd, data.clone(), 0, 1).link(),
+            AsyncOp::read(fd, vec![0; 64], 0, 2).link(),
+            AsyncOp::fsync(fd, 3).link(),
+            AsyncOp::nop(4),
+        ],
+        4,
+    )?;
+    detail!("{:?}", results(&done));
+    let order: Vec<u64> = done.iter().map(|c| c.user_data).collect();
+    check_eq!(order, [1, 2, 3, 4]);
+    check_eq!(
+        (
+            done[0].result,
+            done[1].result,
+            done[2].result,
+            done[3].result
+        ),
+        (64, 64, 0, 0)
+    );
+    check_eq!(done[1].take_buffer().unwrap_or_default(), data);
+    check_eq!(contents(&mut file)?, data);
+    Ok(())
+}
+
+fn link_failure() -> TestResult {
+    let (_name, mut file) = scratch_file("rt_linkfail", b"original")?;
+    let fd = fd_of(&file);
+    let mut ctx = AsyncContext::new()?;
+    let done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::nop(1).link(),
+            AsyncOp::read(60, vec![0; 8], 0, 2).link(),
+            AsyncOp::write(fd, b"CHANGED!".to_vec(), 0, 3).link(),
+            AsyncOp::nop(4),
+            AsyncOp::nop(5),
+        ],
+        5,
+    )?;
+    detail!("{:?}", results(&done));
+    let get = |ud| done.iter().find(|c| c.user_data == ud).map(|c| c.result);
+    check_eq!(get(1), Some(0));
+    check_eq!(get(2), Some(neg(EBADF)));
+    check_eq!(get(3), Some(neg(ECANCELED)));
+    check_eq!(get(4), Some(neg(ECANCELED)));
+    check_eq!(get(5), Some(0));
+    check_eq!(contents(&mut file)?, b"original");
+    Ok(())
+}
+
+fn link_short_read() -> TestResult {
+    let (_name, mut file) = scratch_file("rt_linkshort", b"0123456789")?;
+    let fd = fd_of(&file);
+    let mut ctx = AsyncContext::new()?;
+    let mut done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::read(fd, vec![0; 100], 0, 1).link(),
+            AsyncOp::write(fd, b"XX".to_vec(), 0, 2),
+        ],
+        2,
+    )?;
+    detail!("{:?}", results(&done));
+    check_eq!(done[0].user_data, 1);
+    check_eq!(Res(done[0].result).0, 10);
+    check_eq!(done[0].take_buffer().unwrap_or_default(), b"0123456789");
+    check_eq!(Res(done[1].result).0, neg(ECANCELED));
+    check_eq!(contents(&mut file)?, b"0123456789");
+    // A read that fills its buffer exactly keeps the chain going.
+    let done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::read(fd, vec![0; 10], 0, 3).link(),
+            AsyncOp::write(fd, b"XX".to_vec(), 0, 4),
+        ],
+        2,
+    )?;
+    check_eq!((done[0].result, done[1].result), (10, 2));
+    Ok(())
+}
+
+fn hardlink() -> TestResult {
+    let (_name, mut file) = scratch_file("rt_hardlink", b"before")?;
+    let fd = fd_of(&file);
+    let mut ctx = AsyncContext::new()?;
+    let done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::read(60, vec![0; 8], 0, 1).hardlink(),
+            AsyncOp::nop(2).hardlink(),
+            AsyncOp::write(fd, b"after!".to_vec(), 0, 3),
+        ],
+        3,
+    )?;
+    detail!("{:?}", results(&done));
+    let order: Vec<u64> = done.iter().map(|c| c.user_data).collect();
+    check_eq!(order, [1, 2, 3]);
+    check_eq!(
+        (done[0].result, done[1].result, done[2].result),
+        (neg(EBADF), 0, 6)
+    );
+    check_eq!(contents(&mut file)?, b"after!");
+    Ok(())
+}
+
+fn drain() -> TestResult {
+    let mut ctx = AsyncContext::new()?;
+    let start = sys::clock_ns()?;
+    ctx.submit(AsyncOp::timeout(ms(30), 0, 0, 1))?;
+    ctx.submit(AsyncOp::nop(2))?;
+    ctx.submit(AsyncOp::nop(3).drain())?;
+    ctx.flush()?;
+    let first = ctx.get_completion();
+    check_eq!(
+        first.as_ref().map(|c| (c.user_data, c.result)),
+        Some((2, 0))
+    );
+    check!(
+        ctx.get_completion().is_none(),
+        "something besides the plain NOP completed at once"
+    );
+    let rest = collect(&mut ctx, 2)?;
+    let took = elapsed_ms(start)?;
+    detail!("{:?} after {took} ms", results(&rest));
+    check_eq!(
+        (
+            rest[0].user_data,
+            rest[0].result,
+            rest[1].user_data,
+            rest[1].result
+        ),
+        (1, neg(ETIME), 3, 0)
+    );
+    check!(took >= 30, "the drained NOP finished after {took} ms");
+    expect_no_more(&mut ctx)?;
+    Ok(())
+}
+
+fn sqe(opcode: u8, flags: u8, fd: i32, user_data: u64) -> Sqe {
+    Sqe {
+        opcode,
+        flags,
+        fd,
+        user_data,
+        ..Sqe::default()
+    }
+}
+
+fn skip_success() -> TestResult {
+    let mut ring = Ring::setup(8, 0)?;
+    let skip = sqe_flags::CQE_SKIP_SUCCESS;
+    for s in [
+        sqe(op::NOP, skip, 0, 1),
+        sqe(op::NOP, 0, 0, 2),
+        sqe(op::FSYNC, skip, 60, 3),
+        sqe(op::NOP, skip, 0, 4),
+        sqe(op::NOP, 0, 0, 5),
+    ] {
+        raw::push(&mut ring, &s);
+    }
+    ring.publish();
+    check_eq!(ring.enter(5, 3, abi::io_uring::enter_flags::GETEVENTS)?, 5);
+    let got: Vec<(u64, Res)> = reap_ready(&mut ring)?
+        .iter()
+        .map(|c| (c.user_data, Res(c.res)))
+        .collect();
+    detail!("{got:?}");
+    check_eq!(got.len(), 3);
+    check_eq!((got[0].0, got[0].1 .0), (2, 0));
+    check_eq!((got[1].0, got[1].1 .0), (3, neg(EBADF)));
+    check_eq!((got[2].0, got[2].1 .0), (5, 0));
+
+    // Through the context: the skipped NOP stays in flight until a drain.
+    let mut ctx = AsyncContext::from_ring(ring);
+    ctx.submit(AsyncOp::nop(10).skip_success())?;
+    ctx.submit(AsyncOp::nop(11))?;
+    let done = collect(&mut ctx, 1)?;
+    check_eq!(done[0].user_data, 11);
+    expect_no_more(&mut ctx)?;
+    check_eq!(ctx.in_flight(), 1);
+    ctx.submit(AsyncOp::nop(12).drain())?;
+    let done = collect(&mut ctx, 1)?;
+    check_eq!(done[0].user_data, 12);
+    check_eq!(ctx.in_flight(), 0);
+    Ok(())
+}
+
+fn fixed_files() -> TestResult {
+    let (_a, fa) = scratch_file("rt_fixa", b"")?;
+    let (_b, fb) = scratch_file("rt_fixb", b"file b contents")?;
+    let mut ctx = AsyncContext::new()?;
+    ctx.register_files(&[-1, fd_of(&fa), fd_of(&fb)])?;
+    let mut done = run_batch(
+        &mut ctx,
+        vec![
+            AsyncOp::write(1, b"via slot 1".to_vec(), 0, 1).fixed_file(),
+            AsyncOp::read(2, vec![0; 32], 0, 2).fixed_file(),
+            AsyncOp::fsync(1, 3).fixed_file(),
+        ],
+        3,
+    )?;
+    detail!("{:?}", results(&done));
+    check_eq!(
+        (done[0].result, done[1].result, done[2].result),
+        (10, 15, 0)
+    );
+    check_eq!(
+        done[1].take_buffer().unwrap_or_default(),
+        b"file b contents"
+    );
+    check_eq!(libuser::fs::read_to_vec("rt_fixa")?, b"via slot 1");
+    // The registered file outlives its descriptor.
+    let fd = fa.fd();
+    drop(fa);
+    check!(sys::fstat(fd).is_err(), "fd {fd} still open");
+    let done = run_batch(
+        &mut ctx,
+        vec![AsyncOp::write(1, b"!".to_vec(), 10, 4).fixed_file()],
+        1,
+    )?;
+    check_eq!(Res(done[0].result).0, 1);
+    check_eq!(libuser::fs::read_to_vec("rt_fixa")?, b"via slot 1!");
+    ctx.unregister_files()?;
+    let done = run_batch(
+        &mut ctx,
+        vec![AsyncOp::read(2, vec![0; 4], 0, 5).fixed_file()],
+        1,
+    )?;
+    check_eq!(Res(done[0].result).0, neg(EBADF));
+    drop(fb);
+    Ok(())
+}
+
+fn unknown_opcodes() -> TestResult {
+    let mut ring = Ring::setup(16, 0)?;
+    let opcodes = [6u8, 7, 8, 9, 10, 13, 16, 17, 20, op::LAST, 100, 255];
+    for (i, &opcode) in opcodes.iter().enumerate() {
+        raw::push(&mut ring, &sqe(opcode, 0, 0, 0x0c0d_e000 + i as u64));
+    }
+    ring.publish();
+    let n = opcodes.len() as u32;
+    check_eq!(ring.enter(n, n, abi::io_uring::enter_flags::GETEVENTS)?, n);
+    for (i, cqe) in reap(&mut ring, opcodes.len())?.iter().enumerate() {
+        check_eq!(cqe.user_data, 0x0c0d_e000 + i as u64);
+        expect_err(&alloc::format!("opcode {}", opcodes[i]), cqe.res, &[EINVAL])?;
+    }
+    detail!("opcodes {opcodes:?}: all -EINVAL");
+    Ok(())
+}
+
+fn bad_flag_bits() -> TestResult {
+    let (_name, mut file) = scratch_file("rt_flagbits", b"keep")?;
+    let fd = fd_of(&file);
+    let mut ctx = AsyncContext::new()?;
+    for bit in [sqe_flags::ASYNC, sqe_flags::BUFFER_SELECT, 1 << 7] {
+        check_eq!(bit & sqe_flags::SUPPORTED, 0);
+        let done = run_batch(
+            &mut ctx,
+            vec![
+                AsyncOp::nop(1).with_flags(bit),
+                AsyncOp::write(fd, b"gone".to_vec(), 0, 2).with_flags(bit),
+                AsyncOp::nop(3),
+            ],
+            3,
+        )?;
+        let get = |ud| done.iter().find(|c| c.user_data == ud).map(|c| c.result);
+        check!(
+            get(1) == Some(neg(EINVAL)) && get(2) == Some(neg(EINVAL)) && get(3) == Some(0),
+            "flag {bit:#x}: {:?}",
+            results(&done)
+        );
+    }
+    check_eq!(contents(&mut file)?, b"keep");
+    Ok(())
+}
