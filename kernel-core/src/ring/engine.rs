@@ -314,6 +314,9 @@ impl RingEngine {
             .wrapping_sub(self.sq_head)
             .min(self.sq_entries);
         let n = published.min(to_submit);
+        // Whether nothing is open, held back or due; recomputed only after
+        // an SQE that may have changed that.
+        let mut quiet = self.quiet();
         for _ in 0..n {
             let index = shared.sq_array(self.sq_head & self.sq_mask);
             self.sq_head = self.sq_head.wrapping_add(1);
@@ -324,7 +327,7 @@ impl RingEngine {
             };
             self.stats.consumed += 1;
             match sqe {
-                Some(sqe) if sqe.flags == 0 && self.quiet() => {
+                Some(sqe) if quiet && sqe.flags == 0 => {
                     // The common case: a lone SQE with nothing open, held
                     // back or due; it issues at once, with no chain state.
                     let outcome = self.execute(env, Prev::Head, &sqe);
@@ -333,6 +336,7 @@ impl RingEngine {
                             self.post_plain(shared, sqe.user_data, res, sqe.opcode != op::TIMEOUT);
                             if self.count_due {
                                 self.settle(shared, env);
+                                quiet = self.quiet();
                             }
                         }
                         outcome => {
@@ -341,10 +345,14 @@ impl RingEngine {
                             if self.count_due || !self.ready.is_empty() {
                                 self.settle(shared, env);
                             }
+                            quiet = self.quiet();
                         }
                     }
                 }
-                Some(sqe) => self.consume(shared, env, sqe),
+                Some(sqe) => {
+                    self.consume(shared, env, sqe);
+                    quiet = self.quiet();
+                }
                 None => {
                     shared.bump_dropped();
                     self.stats.dropped += 1;
@@ -743,6 +751,7 @@ impl RingEngine {
     }
 
     /// Checks flags, looks the op up, preps and issues it.
+    #[inline(always)]
     fn execute(&self, env: &mut dyn IoEnv, prev: Prev, sqe: &Sqe) -> Issue {
         if sqe.flags & !sqe_flags::SUPPORTED != 0 {
             return Issue::Done(-EINVAL);
@@ -894,9 +903,12 @@ impl RingEngine {
 
     /// Puts `cqe` in the CQ, or in the overflow list if the CQ is full or
     /// older CQEs still wait there.
+    #[inline(always)]
     fn post(&mut self, shared: &SharedRing, cqe: Cqe, counts: bool) {
         self.stats.posted += 1;
-        if counts {
+        // Completions only need counting while a count-based timeout waits:
+        // targets are relative to `cq_seq` at arming time.
+        if counts && self.next_count_target != u64::MAX {
             self.cq_seq += 1;
             if self.cq_seq >= self.next_count_target {
                 self.count_due = true;
