@@ -386,7 +386,11 @@ impl RingEngine {
     }
 
     /// The earliest deadline of a pending timer.
+    #[inline]
     pub fn next_deadline(&self) -> Option<u64> {
+        if self.pending.is_empty() {
+            return None;
+        }
         self.pending
             .iter()
             .flat_map(|p| [p.deadline, p.link_timer.map(|t| t.deadline)])
@@ -396,6 +400,7 @@ impl RingEngine {
 
     /// Moves overflowed CQEs into the CQ as space allows, oldest first;
     /// clears `CQ_OVERFLOW` in the SQ flags once none are left.
+    #[inline]
     pub fn flush_overflow(&mut self, shared: &SharedRing) {
         if self.overflow.is_empty() {
             return;
