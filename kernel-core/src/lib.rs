@@ -22,6 +22,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod bootparam;
 pub mod cpio;
 pub mod elf;

@@ -28,6 +28,8 @@ pub struct BootInfo {
     modules_len: usize,
     /// Where the boot loader's own structures were (reserved until copied).
     pub info: PhysRange,
+    /// The ACPI root table, if the boot loader handed over the RSDP.
+    pub acpi_root: Option<kernel_core::acpi::RootTable>,
     /// Problems met while reading the information (reported once logging works).
     pub warnings: [Option<&'static str>; 4],
 }
@@ -43,6 +45,7 @@ impl BootInfo {
             modules: [PhysRange { start: 0, end: 0 }; MAX_MODULES],
             modules_len: 0,
             info: PhysRange { start: 0, end: 0 },
+            acpi_root: None,
             warnings: [None; 4],
         }
     }
@@ -166,6 +169,11 @@ fn read_multiboot2(info_phys: u64) -> BootInfo {
         }
         None => info.warn("multiboot2 information has no memory map"),
     }
+    if let Some(tag) = mbi.rsdp_v2_tag() {
+        info.acpi_root = Some(kernel_core::acpi::RootTable::Xsdt(tag.xsdt_address() as u64));
+    } else if let Some(tag) = mbi.rsdp_v1_tag() {
+        info.acpi_root = Some(kernel_core::acpi::RootTable::Rsdt(tag.rsdt_address() as u64));
+    }
     for module in mbi.module_tags() {
         info.add_module(
             u64::from(module.start_address()),
@@ -230,6 +238,18 @@ fn read_pvh(info_phys: u64) -> BootInfo {
         return info;
     }
     info.set_cmdline(c_string(start.cmdline_paddr));
+    if start.rsdp_paddr != 0
+        && start.rsdp_paddr + kernel_core::acpi::RSDP_LEN as u64 <= DIRECT_MAP_SIZE
+    {
+        // SAFETY: in the direct map (checked); the loader put an RSDP there.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(start.rsdp_paddr) as *const u8,
+                kernel_core::acpi::RSDP_LEN,
+            )
+        };
+        info.acpi_root = kernel_core::acpi::parse_rsdp(bytes).ok();
+    }
     for i in 0..u64::from(start.nr_modules.min(MAX_MODULES as u32)) {
         let at = start.modlist_paddr + i * core::mem::size_of::<HvmModlistEntry>() as u64;
         if at + 32 > DIRECT_MAP_SIZE {

@@ -59,8 +59,11 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         log::warn!("{warning}");
     }
 
-    arch::paging::remove_identity_map();
     arch::apic::init();
+    let cpus = arch::smp::start_aps(&boot, arch::cpu::MAX_CPUS);
+    // The APs needed the boot identity map to leave real mode; nothing does now.
+    arch::paging::remove_identity_map();
+    log::info!("cpus: {cpus} online (tasks run on the boot CPU)");
     rings::init(&config);
 
     let initrd = boot.modules().first().copied();

@@ -200,7 +200,7 @@ fn sys_sysinfo(out: u64) -> SysResult {
         total_frames: total,
         heap_used: crate::mm::heap::used_bytes(),
         tasks: task::count(),
-        cpus: 1,
+        cpus: crate::arch::smp::online() as u64,
         syscall_mode: match me.process().mode {
             kernel_core::ring::SyscallMode::Direct => abi::syscall::mode::DIRECT,
             kernel_core::ring::SyscallMode::RingBased => abi::syscall::mode::RING_BASED,

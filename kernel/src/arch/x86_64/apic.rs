@@ -20,6 +20,12 @@ const TIMER_PERIODIC: u32 = 1 << 17;
 const LVT_MASKED: u32 = 1 << 16;
 
 static LAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+/// The calibrated initial count of the periodic timer (shared by all CPUs).
+static TIMER_INITIAL: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+const REG_ID: usize = 0x20;
+const REG_ICR_LOW: usize = 0x300;
+const REG_ICR_HIGH: usize = 0x310;
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick as a 32.32 fixed-point number.
 static NS_PER_TICK_FP: AtomicU64 = AtomicU64::new(0);
@@ -113,14 +119,58 @@ pub fn init() {
     TSC_AT_BOOT.store(tsc_start, Ordering::Relaxed);
 
     let initial = (apic_hz / TICK_HZ).clamp(1, u64::from(u32::MAX)) as u32;
-    lapic_write(REG_LVT_TIMER, TIMER_PERIODIC | u32::from(idt::TIMER_VECTOR));
-    lapic_write(REG_TIMER_INITIAL, initial);
+    TIMER_INITIAL.store(u64::from(initial), Ordering::Relaxed);
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
+    start_timer();
     log::info!(
         "time: TSC {} MHz, APIC timer {} kHz, tick {} Hz",
         tsc_hz / 1_000_000,
         apic_hz / 1000,
         TICK_HZ
     );
+}
+
+fn start_timer() {
+    lapic_write(REG_TIMER_DIVIDE, 0x3); // divide by 16
+    lapic_write(REG_LVT_TIMER, TIMER_PERIODIC | u32::from(idt::TIMER_VECTOR));
+    lapic_write(
+        REG_TIMER_INITIAL,
+        TIMER_INITIAL.load(Ordering::Relaxed) as u32,
+    );
+}
+
+/// Enables this (application) CPU's local APIC and its periodic timer with
+/// the boot CPU's calibration.
+pub fn init_ap() {
+    // SAFETY: reading IA32_APIC_BASE has no side effects.
+    let base_phys = unsafe { Msr::new(IA32_APIC_BASE).read() } & 0xF_FFFF_F000;
+    // SAFETY: keeps the base, sets the global enable bit (11).
+    unsafe { Msr::new(IA32_APIC_BASE).write(base_phys | (1 << 11)) };
+    lapic_write(REG_SVR, 0x100 | u32::from(idt::SPURIOUS_VECTOR));
+    start_timer();
+}
+
+/// This CPU's local APIC id.
+pub fn id() -> u8 {
+    (lapic_read(REG_ID) >> 24) as u8
+}
+
+/// Busy-waits `us` microseconds on the TSC.
+pub fn delay_us(us: u64) {
+    let end = cpu::rdtsc() + TSC_HZ.load(Ordering::Relaxed) / 1_000_000 * us;
+    while cpu::rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends an inter-processor interrupt command (`low` word of the ICR) to
+/// the CPU with local APIC id `apic_id`, and waits until it was accepted.
+pub fn send_ipi(apic_id: u8, low: u32) {
+    lapic_write(REG_ICR_HIGH, u32::from(apic_id) << 24);
+    lapic_write(REG_ICR_LOW, low);
+    while lapic_read(REG_ICR_LOW) & (1 << 12) != 0 {
+        core::hint::spin_loop();
+    }
 }
 
 /// Signals end of interrupt to the local APIC.

@@ -108,6 +108,7 @@ boot_pml4:
     .quad boot_pdpt_low + 0x3
     .fill 254, 8, 0
     .quad boot_pdpt_high + 0x3
+    .global boot_pdpt_low
 boot_pdpt_low:
     .quad boot_pd + 0x3
     .quad boot_pd + 0x1000 + 0x3

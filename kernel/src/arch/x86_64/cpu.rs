@@ -21,9 +21,14 @@ pub static mut BOOT_STACK: BootStack = BootStack([0; BOOT_STACK_SIZE]);
 const IA32_GS_BASE: u32 = 0xC000_0101;
 const IA32_KERNEL_GS_BASE: u32 = 0xC000_0102;
 
+/// Most CPUs the kernel brings up.
+pub const MAX_CPUS: usize = 8;
+
 /// Per-CPU block. `#[repr(C)]`: the syscall stub uses the offsets below.
 #[repr(C)]
 pub struct PerCpu {
+    /// The block's own address (read through `gs:` to find it).
+    self_ptr: AtomicU64,
     /// Top of the kernel stack of the task running on this CPU (syscall entry).
     pub kernel_rsp: AtomicU64,
     /// Scratch: the user stack pointer at syscall entry.
@@ -39,16 +44,31 @@ pub const PERCPU_KERNEL_RSP: usize = core::mem::offset_of!(PerCpu, kernel_rsp);
 /// Offset of [`PerCpu::user_rsp`] for assembly.
 pub const PERCPU_USER_RSP: usize = core::mem::offset_of!(PerCpu, user_rsp);
 
-static BSP: PerCpu = PerCpu {
-    kernel_rsp: AtomicU64::new(0),
-    user_rsp: AtomicU64::new(0),
-    id: 0,
-    current_task: AtomicU64::new(0),
+const fn block(id: u64) -> PerCpu {
+    PerCpu {
+        self_ptr: AtomicU64::new(0),
+        kernel_rsp: AtomicU64::new(0),
+        user_rsp: AtomicU64::new(0),
+        id,
+        current_task: AtomicU64::new(0),
+    }
+}
+
+static PER_CPU: [PerCpu; MAX_CPUS] = {
+    let mut blocks = [const { block(0) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        blocks[i] = block(i as u64);
+        i += 1;
+    }
+    blocks
 };
 
-/// Points GS at the boot CPU's block.
-pub fn init_bsp() {
-    let addr = &BSP as *const PerCpu as u64;
+/// Points GS at CPU `cpu`'s block (called on that CPU).
+pub fn init(cpu: usize) {
+    let block = &PER_CPU[cpu];
+    let addr = block as *const PerCpu as u64;
+    block.self_ptr.store(addr, Ordering::Relaxed);
     // SAFETY: writing the GS base MSRs changes only what `gs:` addresses;
     // nothing in the kernel uses GS before this point, and from here on GS
     // is the per-CPU block as the rest of the kernel expects.
@@ -59,9 +79,15 @@ pub fn init_bsp() {
 }
 
 /// This CPU's block.
+#[inline]
 pub fn this() -> &'static PerCpu {
-    // Single CPU for now: SMP brings one block per CPU found through GS.
-    &BSP
+    let addr: u64;
+    // SAFETY: GS.base points at this CPU's `PerCpu` in kernel mode (set by
+    // `init` before anything calls this), whose first field is its address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags));
+        &*(addr as *const PerCpu)
+    }
 }
 
 /// Sets the stack the next syscall from user mode lands on.

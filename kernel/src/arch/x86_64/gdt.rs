@@ -35,7 +35,7 @@ struct TaskStateSegment {
 #[repr(C, align(16))]
 struct IstStack([u8; IST_STACK_SIZE]);
 
-/// The boot CPU's segment state. Only written during `init` and through
+/// One CPU's segment state. Only written during `init` and through
 /// [`set_rsp0`]; the CPU reads it.
 struct Segments {
     tss: UnsafeCell<TaskStateSegment>,
@@ -43,11 +43,13 @@ struct Segments {
     ist: UnsafeCell<[IstStack; 2]>,
 }
 
-// SAFETY: one CPU; all writes happen with interrupts off (init, context
-// switch), so there is never a concurrent access.
+// SAFETY: each CPU touches only its own entry, with interrupts off (init,
+// context switch), so there is never a concurrent access.
 unsafe impl Sync for Segments {}
 
-static SEGMENTS: Segments = Segments {
+// Only used as the initialiser of each element of `SEGMENTS`.
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_SEGMENTS: Segments = Segments {
     tss: UnsafeCell::new(TaskStateSegment {
         reserved0: 0,
         rsp: [0; 3],
@@ -61,9 +63,12 @@ static SEGMENTS: Segments = Segments {
     ist: UnsafeCell::new([IstStack([0; IST_STACK_SIZE]), IstStack([0; IST_STACK_SIZE])]),
 };
 
-/// Loads the GDT and the TSS, and reloads every segment register.
-pub fn init() {
-    let tss_addr = SEGMENTS.tss.get() as u64;
+static SEGMENTS: [Segments; super::cpu::MAX_CPUS] = [const { NO_SEGMENTS }; super::cpu::MAX_CPUS];
+
+/// Loads CPU `cpu`'s GDT and TSS, and reloads every segment register.
+pub fn init(cpu: usize) {
+    let segments = &SEGMENTS[cpu];
+    let tss_addr = segments.tss.get() as u64;
     let tss_limit = (core::mem::size_of::<TaskStateSegment>() - 1) as u64;
     let tss_low = (tss_limit & 0xFFFF)
         | ((tss_addr & 0xFF_FFFF) << 16)
@@ -71,16 +76,16 @@ pub fn init() {
         | (((tss_limit >> 16) & 0xF) << 48)
         | (((tss_addr >> 24) & 0xFF) << 56);
     let tss_high = tss_addr >> 32;
-    // SAFETY: runs once on the boot CPU with interrupts off, before anything
-    // else refers to these tables; the descriptors are well formed and the
+    // SAFETY: runs once per CPU, on that CPU, with interrupts off, before
+    // anything else refers to its tables; the descriptors are well formed and the
     // selectors loaded below index them.
     unsafe {
-        let ist = &*SEGMENTS.ist.get();
-        let tss = &mut *SEGMENTS.tss.get();
+        let ist = &*segments.ist.get();
+        let tss = &mut *segments.tss.get();
         let top = |s: &IstStack| s.0.as_ptr() as u64 + IST_STACK_SIZE as u64;
         tss.ist[usize::from(IST_DOUBLE_FAULT - 1)] = top(&ist[0]);
         tss.ist[usize::from(IST_NMI - 1)] = top(&ist[1]);
-        *SEGMENTS.gdt.get() = [
+        *segments.gdt.get() = [
             0,
             0x00AF_9A00_0000_FFFF, // kernel code, 64-bit
             0x00CF_9200_0000_FFFF, // kernel data
@@ -91,7 +96,7 @@ pub fn init() {
         ];
         let ptr = DescriptorTablePointer {
             limit: (7 * 8 - 1) as u16,
-            base: SEGMENTS.gdt.get() as u64,
+            base: segments.gdt.get() as u64,
         };
         core::arch::asm!(
             "lgdt [{ptr}]",
@@ -119,12 +124,13 @@ pub struct DescriptorTablePointer {
     pub base: u64,
 }
 
-/// Sets the stack the CPU switches to on an interrupt from user mode.
+/// Sets the stack this CPU switches to on an interrupt from user mode.
 pub fn set_rsp0(top: u64) {
-    // SAFETY: called with interrupts off (context switch), so the CPU cannot
-    // be reading the TSS for a privilege change at this moment.
+    let cpu = super::cpu::this().id as usize;
+    // SAFETY: called with interrupts off (context switch) on the CPU that
+    // owns this TSS, so it cannot be reading it for a privilege change now.
     unsafe {
-        let tss = SEGMENTS.tss.get();
+        let tss = SEGMENTS[cpu].tss.get();
         core::ptr::addr_of_mut!((*tss).rsp).write_unaligned([top, 0, 0]);
     }
 }

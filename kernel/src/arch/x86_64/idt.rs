@@ -237,12 +237,19 @@ pub fn init() {
             idt[usize::from(vector)] =
                 GateDescriptor::interrupt_gate(stub as *const () as u64, ist);
         }
-        let ptr = gdt::DescriptorTablePointer {
-            limit: (core::mem::size_of::<[GateDescriptor; 256]>() - 1) as u16,
-            base: IDT.0.get() as u64,
-        };
-        core::arch::asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));
     }
+    load();
+}
+
+/// Loads the (already filled) IDT on this CPU.
+pub fn load() {
+    let ptr = gdt::DescriptorTablePointer {
+        limit: (core::mem::size_of::<[GateDescriptor; 256]>() - 1) as u16,
+        base: IDT.0.get() as u64,
+    };
+    // SAFETY: the IDT is filled by `init` on the boot CPU before any other
+    // CPU starts, and never written again; `ptr` describes it.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack)) };
 }
 
 /// Human name of an exception vector.

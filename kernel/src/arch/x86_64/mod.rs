@@ -9,6 +9,7 @@ pub mod gdt;
 pub mod idt;
 pub mod paging;
 pub mod serial;
+pub mod smp;
 pub mod syscall;
 
 pub use boot::{MULTIBOOT2_MAGIC, PVH_MAGIC};
@@ -32,8 +33,8 @@ pub const fn virt_to_phys(virt: u64) -> u64 {
 
 /// CPU set-up of the boot CPU that needs no memory allocator.
 pub fn init_cpu() {
-    gdt::init();
+    gdt::init(0);
     idt::init();
-    cpu::init_bsp();
+    cpu::init(0);
     syscall::init();
 }

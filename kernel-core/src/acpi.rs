@@ -1,0 +1,275 @@
+//! The little of ACPI the kernel reads: the RSDP, the root table (RSDT or
+//! XSDT) and the MADT's list of local APICs, to find the CPUs.
+//!
+//! Everything here parses bytes the firmware left in memory: every length
+//! and offset is checked, a bad checksum or a short table is an error, and
+//! nothing panics on any input.
+
+use alloc::vec::Vec;
+
+/// Where the root table is and how wide its entries are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootTable {
+    /// 32-bit entries (ACPI 1.0).
+    Rsdt(u64),
+    /// 64-bit entries (ACPI 2.0+).
+    Xsdt(u64),
+}
+
+/// Why a table was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcpiError {
+    BadSignature,
+    BadChecksum,
+    Truncated,
+}
+
+fn checksum_ok(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |sum, b| sum.wrapping_add(*b)) == 0
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Length of an RSDP structure to read (the ACPI 2.0 size).
+pub const RSDP_LEN: usize = 36;
+
+/// Parses an RSDP (`bytes` holds at least 20 bytes from its start).
+pub fn parse_rsdp(bytes: &[u8]) -> Result<RootTable, AcpiError> {
+    let v1 = bytes.get(..20).ok_or(AcpiError::Truncated)?;
+    if &v1[..8] != b"RSD PTR " {
+        return Err(AcpiError::BadSignature);
+    }
+    if !checksum_ok(v1) {
+        return Err(AcpiError::BadChecksum);
+    }
+    let revision = v1[15];
+    if revision >= 2 {
+        if let Some(v2) = bytes.get(..RSDP_LEN) {
+            let length = u32_at(v2, 20).unwrap_or(0) as usize;
+            let xsdt = u64_at(v2, 24).unwrap_or(0);
+            if length >= RSDP_LEN && checksum_ok(v2) && xsdt != 0 {
+                return Ok(RootTable::Xsdt(xsdt));
+            }
+        }
+    }
+    Ok(RootTable::Rsdt(u64::from(u32_at(v1, 16).unwrap_or(0))))
+}
+
+/// Offset of an RSDP in `region` (searched on 16-byte boundaries, as the
+/// firmware places it in the BIOS area).
+pub fn find_rsdp(region: &[u8]) -> Option<usize> {
+    (0..region.len().saturating_sub(20))
+        .step_by(16)
+        .find(|&at| parse_rsdp(&region[at..]).is_ok())
+}
+
+/// Size of the common table header.
+pub const HEADER_LEN: usize = 36;
+
+/// The `length` field of a table header (to know how much to read).
+pub fn table_length(header: &[u8]) -> Option<usize> {
+    u32_at(header, 4).map(|l| l as usize)
+}
+
+/// Checks a whole table (`bytes` is exactly `length` long) against
+/// `signature` and its checksum.
+pub fn check_table<'a>(bytes: &'a [u8], signature: &[u8; 4]) -> Result<&'a [u8], AcpiError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(AcpiError::Truncated);
+    }
+    if &bytes[..4] != signature {
+        return Err(AcpiError::BadSignature);
+    }
+    let length = table_length(bytes).ok_or(AcpiError::Truncated)?;
+    let table = bytes.get(..length).ok_or(AcpiError::Truncated)?;
+    if length < HEADER_LEN {
+        return Err(AcpiError::Truncated);
+    }
+    if !checksum_ok(table) {
+        return Err(AcpiError::BadChecksum);
+    }
+    Ok(table)
+}
+
+/// The physical addresses a checked RSDT or XSDT points to.
+pub fn root_entries(table: &[u8], root: RootTable) -> Vec<u64> {
+    let body = &table[HEADER_LEN.min(table.len())..];
+    match root {
+        RootTable::Rsdt(_) => body
+            .chunks_exact(4)
+            .map(|c| u64::from(u32_at(c, 0).unwrap_or(0)))
+            .collect(),
+        RootTable::Xsdt(_) => body
+            .chunks_exact(8)
+            .map(|c| u64_at(c, 0).unwrap_or(0))
+            .collect(),
+    }
+}
+
+/// A processor the MADT lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalApic {
+    pub processor_id: u8,
+    pub apic_id: u8,
+    /// Usable now (enabled) or could be brought online.
+    pub usable: bool,
+}
+
+/// What the MADT says about interrupt controllers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Madt {
+    pub local_apic_address: u64,
+    pub cpus: Vec<LocalApic>,
+}
+
+/// Parses a checked MADT ("APIC") table.
+pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
+    let mut local_apic_address = u64::from(u32_at(table, HEADER_LEN).ok_or(AcpiError::Truncated)?);
+    let mut cpus = Vec::new();
+    let mut at = HEADER_LEN + 8;
+    while at + 2 <= table.len() {
+        let kind = table[at];
+        let len = usize::from(table[at + 1]);
+        if len < 2 || at + len > table.len() {
+            break;
+        }
+        let entry = &table[at..at + len];
+        match kind {
+            // Processor Local APIC.
+            0 if len >= 8 => {
+                let flags = u32_at(entry, 4).unwrap_or(0);
+                cpus.push(LocalApic {
+                    processor_id: entry[2],
+                    apic_id: entry[3],
+                    usable: flags & 0b11 != 0,
+                });
+            }
+            // Local APIC address override.
+            5 if len >= 12 => local_apic_address = u64_at(entry, 4).unwrap_or(local_apic_address),
+            _ => {}
+        }
+        at += len;
+    }
+    Ok(Madt {
+        local_apic_address,
+        cpus,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix_checksum(bytes: &mut [u8], at: usize) {
+        bytes[at] = 0;
+        let sum = bytes.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+        bytes[at] = 0u8.wrapping_sub(sum);
+    }
+
+    fn rsdp(revision: u8, rsdt: u32, xsdt: u64) -> Vec<u8> {
+        let mut r = vec![0u8; RSDP_LEN];
+        r[..8].copy_from_slice(b"RSD PTR ");
+        r[15] = revision;
+        r[16..20].copy_from_slice(&rsdt.to_le_bytes());
+        r[20..24].copy_from_slice(&(RSDP_LEN as u32).to_le_bytes());
+        r[24..32].copy_from_slice(&xsdt.to_le_bytes());
+        fix_checksum(&mut r[..20], 8);
+        fix_checksum(&mut r, 32);
+        r
+    }
+
+    fn table(signature: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut t = vec![0u8; HEADER_LEN];
+        t[..4].copy_from_slice(signature);
+        t.extend_from_slice(body);
+        let len = t.len() as u32;
+        t[4..8].copy_from_slice(&len.to_le_bytes());
+        fix_checksum(&mut t, 9);
+        t
+    }
+
+    #[test]
+    fn rsdp_versions_and_errors() {
+        assert_eq!(parse_rsdp(&rsdp(0, 0x1234, 0)), Ok(RootTable::Rsdt(0x1234)));
+        assert_eq!(
+            parse_rsdp(&rsdp(2, 0x1234, 0x5678)),
+            Ok(RootTable::Xsdt(0x5678))
+        );
+        let mut bad = rsdp(0, 1, 0);
+        bad[16] ^= 1;
+        assert_eq!(parse_rsdp(&bad), Err(AcpiError::BadChecksum));
+        assert_eq!(parse_rsdp(b"RSD PTR"), Err(AcpiError::Truncated));
+        assert_eq!(parse_rsdp(&[0u8; 40]), Err(AcpiError::BadSignature));
+    }
+
+    #[test]
+    fn rsdp_is_found_on_a_16_byte_boundary() {
+        let mut region = vec![0u8; 256];
+        region[64..64 + RSDP_LEN].copy_from_slice(&rsdp(0, 7, 0));
+        assert_eq!(find_rsdp(&region), Some(64));
+        assert_eq!(find_rsdp(&[0u8; 100]), None);
+    }
+
+    #[test]
+    fn madt_lists_processors() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        for (id, flags) in [(0u8, 1u32), (1, 1), (2, 0), (3, 2)] {
+            body.extend_from_slice(&[0, 8, id, id]);
+            body.extend_from_slice(&flags.to_le_bytes());
+        }
+        body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // an I/O APIC
+        let t = table(b"APIC", &body);
+        let t = check_table(&t, b"APIC").unwrap();
+        let madt = parse_madt(t).unwrap();
+        assert_eq!(madt.local_apic_address, 0xFEE0_0000);
+        let usable: Vec<u8> = madt
+            .cpus
+            .iter()
+            .filter(|c| c.usable)
+            .map(|c| c.apic_id)
+            .collect();
+        assert_eq!(usable, [0, 1, 3]);
+    }
+
+    #[test]
+    fn malformed_tables_never_panic() {
+        let t = table(b"APIC", &[0u8; 8]);
+        assert!(check_table(&t, b"APIC").is_ok());
+        assert_eq!(check_table(&t, b"XSDT"), Err(AcpiError::BadSignature));
+        assert_eq!(check_table(&t[..20], b"APIC"), Err(AcpiError::Truncated));
+        // Entries with silly lengths stop the walk.
+        let mut body = vec![0u8; 8];
+        body.extend_from_slice(&[0, 0, 1, 1, 0, 0, 0, 0, 0, 255]);
+        let t = table(b"APIC", &body);
+        assert!(parse_madt(check_table(&t, b"APIC").unwrap())
+            .unwrap()
+            .cpus
+            .is_empty());
+        let mut seed = 12345u64;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = parse_rsdp(&bytes);
+            let _ = find_rsdp(&bytes);
+            let _ = check_table(&bytes, b"APIC");
+            let _ = parse_madt(&bytes);
+            let _ = root_entries(&bytes, RootTable::Xsdt(0));
+        }
+        let rsdt = table(b"RSDT", &[1, 0, 0, 0, 2, 0, 0, 0, 9]);
+        assert_eq!(root_entries(&rsdt, RootTable::Rsdt(0)), [1, 2]);
+    }
+}
