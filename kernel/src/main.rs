@@ -63,7 +63,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let cpus = arch::smp::start_aps(&boot, arch::cpu::MAX_CPUS);
     // The APs needed the boot identity map to leave real mode; nothing does now.
     arch::paging::remove_identity_map();
-    log::info!("cpus: {cpus} online (tasks run on the boot CPU)");
+    log::info!("cpus: {cpus} online");
     rings::init(&config);
 
     let initrd = boot.modules().first().copied();
@@ -114,7 +114,7 @@ fn split_cmdline(cmdline: &str) -> (&str, &str) {
 /// Ends the machine: success when `code` is 0.
 pub fn shutdown(code: i32) -> ! {
     x86_64::instructions::interrupts::disable();
-    log::info!("shutdown: exit code {code}");
+    log::info!("shutdown: exit code {code}; task switches per CPU {:?}", task::switches_per_cpu());
     arch::cpu::exit_machine(code == 0)
 }
 

@@ -5,7 +5,7 @@
 //! and panics with the registers.
 
 use crate::arch::apic;
-use crate::arch::idt::{exception_name, TrapFrame, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::arch::idt::{exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
 use crate::task;
 
 const PAGE_FAULT: u64 = 14;
@@ -20,6 +20,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(TIMER_VECTOR) => {
             apic::eoi();
             task::tick();
+        }
+        v if v == u64::from(RESCHEDULE_VECTOR) => {
+            apic::eoi();
+            task::reschedule_ipi();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
         v if v < 32 => exception(frame),

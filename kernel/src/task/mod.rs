@@ -9,23 +9,33 @@
 //! Locking: the scheduler state is one spin lock taken with interrupts off.
 //! It is never held across a context switch. Syscalls run with interrupts
 //! off (FMASK), so a syscall is never preempted; user code and kernel
-//! threads are. This is a single-CPU scheduler today; the per-CPU block
-//! ([`crate::arch::cpu::PerCpu`]) is where a second CPU's `current` goes.
+//! threads are.
+//!
+//! Several CPUs share the run queue. A task switched away from stays
+//! `on_cpu` until the next task on that CPU has finished the switch
+//! ([`after_switch`]); no CPU picks a task that is still `on_cpu`, and an
+//! ended task is reaped or freed only after that point. Wake-ups change a
+//! task's state with a compare-and-swap (`Blocked` -> `Ready`), so a waker
+//! on another CPU and the sleeper re-checking its condition cannot both
+//! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
 
 mod process;
+mod stats;
 mod wait;
 
 pub use process::{exit_current, spawn, wait_child, Process};
+pub use stats::{cpus, info};
 pub use wait::WaitQueue;
 
-use crate::arch::{context, cpu, gdt, paging};
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::{apic, context, cpu, gdt, paging};
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -60,6 +70,15 @@ pub struct Task {
     state: AtomicU8,
     /// Monotonic time (ns) of a timed wake-up, or 0.
     wake_at: AtomicU64,
+    /// Its context is live on a CPU (running, or switched away from but not
+    /// yet saved): no other CPU may pick it.
+    on_cpu: AtomicBool,
+    /// CPUs it may run on (bit per CPU index).
+    affinity: AtomicU64,
+    /// Nanoseconds run on a CPU, up to its last switch away (see `stats`).
+    run_ns: AtomicU64,
+    /// Times a CPU switched to it.
+    switches: AtomicU64,
     /// The user process this task runs, if it is not a kernel thread.
     pub process: Option<Process>,
 }
@@ -88,6 +107,10 @@ impl Task {
             saved_rsp: UnsafeCell::new(0),
             state: AtomicU8::new(State::Ready as u8),
             wake_at: AtomicU64::new(0),
+            on_cpu: AtomicBool::new(false),
+            affinity: AtomicU64::new(u64::MAX),
+            run_ns: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
             process,
         }))
     }
@@ -113,6 +136,22 @@ impl Task {
         self.state.store(state as u8, Ordering::Release);
     }
 
+    /// `from` -> `to` if the state is `from`; whether it was.
+    fn change_state(&self, from: State, to: State) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether its context is still live on a CPU.
+    pub fn on_cpu(&self) -> bool {
+        self.on_cpu.load(Ordering::Acquire)
+    }
+
+    fn may_run_on(&self, cpu: usize) -> bool {
+        self.affinity.load(Ordering::Relaxed) & (1 << cpu) != 0
+    }
+
     /// The process, for tasks known to be user tasks.
     pub fn process(&self) -> &Process {
         self.process.as_ref().expect("kernel thread has no process")
@@ -123,44 +162,83 @@ static NEXT_TID: AtomicU64 = AtomicU64::new(0);
 
 struct Scheduler {
     run_queue: VecDeque<Arc<Task>>,
-    current: Option<Arc<Task>>,
-    idle: Option<Arc<Task>>,
+    /// The task running on each CPU.
+    current: [Option<Arc<Task>>; MAX_CPUS],
+    /// Each CPU's idle task (never queued).
+    idle: [Option<Arc<Task>>; MAX_CPUS],
+    /// The task each CPU just switched away from, finished by `after_switch`.
+    prev: [Option<Arc<Task>>; MAX_CPUS],
     /// Tasks blocked with a deadline, checked every tick.
     sleepers: Vec<Arc<Task>>,
-    /// Ended tasks nobody will reap; dropped once another task runs.
-    dead: Vec<Arc<Task>>,
     /// Every live task (running, ready, blocked, unreaped zombie) by id.
     all: BTreeMap<Tid, Arc<Task>>,
     ticks: u64,
+    /// When each CPU switched to the task it runs (ns): that task's
+    /// current slice of CPU time starts there.
+    slice_start: [u64; MAX_CPUS],
 }
 
 static SCHED: Mutex<Scheduler> = Mutex::new(Scheduler {
     run_queue: VecDeque::new(),
-    current: None,
-    idle: None,
+    current: [const { None }; MAX_CPUS],
+    idle: [const { None }; MAX_CPUS],
+    prev: [const { None }; MAX_CPUS],
     sleepers: Vec::new(),
-    dead: Vec::new(),
     all: BTreeMap::new(),
     ticks: 0,
+    slice_start: [0; MAX_CPUS],
 });
+
+/// Context switches into a task other than idle, per CPU (for the log).
+static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Context switches to a non-idle task on each online CPU.
+pub fn switches_per_cpu() -> Vec<u64> {
+    SWITCHES[..crate::arch::smp::online()].iter().map(|c| c.load(Ordering::Relaxed)).collect()
+}
+
+/// CPUs halted in their idle loop, woken by an IPI when work arrives.
+static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
+
+fn this_cpu() -> usize {
+    cpu::this().id as usize
+}
 
 /// Makes the running boot context the idle task of the boot CPU.
 pub fn init() {
+    become_idle(0);
+}
+
+/// Makes the running context CPU `cpu`'s idle task.
+fn become_idle(cpu_index: usize) {
     let idle = Arc::new(Task {
         id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
-        name: String::from("idle"),
+        name: alloc::format!("idle{cpu_index}"),
         stack: None,
         saved_rsp: UnsafeCell::new(0),
         state: AtomicU8::new(State::Running as u8),
         wake_at: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(true),
+        affinity: AtomicU64::new(1 << cpu_index),
+        run_ns: AtomicU64::new(0),
+        switches: AtomicU64::new(0),
         process: None,
     });
-    let mut s = SCHED.lock();
-    cpu::this()
-        .current_task
-        .store(Arc::as_ptr(&idle) as u64, Ordering::Relaxed);
-    s.idle = Some(idle.clone());
-    s.current = Some(idle);
+    interrupts::without_interrupts(|| {
+        let mut s = SCHED.lock();
+        cpu::this()
+            .current_task
+            .store(Arc::as_ptr(&idle) as u64, Ordering::Relaxed);
+        s.idle[cpu_index] = Some(idle.clone());
+        s.current[cpu_index] = Some(idle);
+        s.slice_start[cpu_index] = crate::time::now_ns();
+    });
+}
+
+/// An application processor joins the scheduler and runs its idle loop.
+pub fn ap_idle(cpu_index: usize) -> ! {
+    become_idle(cpu_index);
+    idle_loop()
 }
 
 /// Runs `f` on the task running on this CPU, without the scheduler lock or
@@ -177,9 +255,7 @@ pub fn with_current<R>(f: impl FnOnce(&Task) -> R) -> R {
 /// The task running on this CPU.
 pub fn current() -> Arc<Task> {
     interrupts::without_interrupts(|| {
-        SCHED
-            .lock()
-            .current
+        SCHED.lock().current[this_cpu()]
             .clone()
             .expect("scheduler not initialised")
     })
@@ -196,6 +272,17 @@ fn enqueue(task: Arc<Task>) {
         s.all.insert(task.id, task.clone());
         s.run_queue.push_back(task);
     });
+    kick_idle_cpu();
+}
+
+/// Wakes one halted CPU (if any other is halted) to look at the run queue.
+fn kick_idle_cpu() {
+    let me = this_cpu();
+    let idle = IDLE_CPUS.load(Ordering::Acquire) & !(1 << me);
+    if idle != 0 {
+        let target = idle.trailing_zeros() as usize;
+        apic::send_ipi(cpu::apic_id_of(target), u32::from(crate::arch::idt::RESCHEDULE_VECTOR));
+    }
 }
 
 /// Entry of every kernel thread (called from the context-switch trampoline).
@@ -206,20 +293,27 @@ pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
     let f: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(entry as usize) };
     f(arg);
     interrupts::disable();
-    let me = current();
-    me.set_state(State::Zombie);
-    interrupts::without_interrupts(|| {
-        let mut s = SCHED.lock();
-        s.all.remove(&me.id);
-        s.dead.push(me);
-    });
+    // `after_switch` on the next task forgets it once it is off this CPU.
+    with_current(|t| t.set_state(State::Zombie));
     schedule();
     unreachable!("a dead kernel thread was scheduled");
 }
 
 /// Starts a kernel thread running `f(arg)`.
 pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32> {
+    spawn_kernel_thread_on(name, f, arg, None)
+}
+
+/// Starts a kernel thread running `f(arg)`, only on CPU `cpu` if given
+/// (and that CPU is online).
+pub fn spawn_kernel_thread_on(name: &str, f: fn(u64), arg: u64, cpu: Option<usize>) -> Result<Tid, i32> {
     let task = Task::new(String::from(name), None)?;
+    if let Some(cpu) = cpu {
+        if cpu >= crate::arch::smp::online() {
+            return Err(abi::errno::EINVAL);
+        }
+        task.affinity.store(1 << cpu, Ordering::Relaxed);
+    }
     // SAFETY: the stack is fresh and owned by `task`; its top is aligned.
     let rsp = unsafe {
         context::initial_stack(
@@ -237,24 +331,20 @@ pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32>
     Ok(id)
 }
 
-/// Work a task does right after it is switched to: drop tasks that ended.
-fn after_switch() {
-    let dead = interrupts::without_interrupts(|| {
-        let mut s = SCHED.lock();
-        let current = s.current.clone();
-        let mut keep = Vec::new();
-        let mut dead = Vec::new();
-        for task in s.dead.drain(..) {
-            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &task)) {
-                keep.push(task);
-            } else {
-                dead.push(task);
-            }
+/// Work a task does right after it is switched to (or starts): the task
+/// this CPU left is now off it; if it ended, it can be reaped or freed.
+pub extern "C" fn after_switch() {
+    let prev = interrupts::without_interrupts(|| SCHED.lock().prev[this_cpu()].take());
+    let Some(prev) = prev else { return };
+    prev.on_cpu.store(false, Ordering::Release);
+    if prev.state() == State::Zombie {
+        match &prev.process {
+            // Its parent reaps it (or, an orphan, it goes now).
+            Some(_) => process::exited(prev),
+            // A kernel thread: gone once off the CPU.
+            None => forget(prev.id),
         }
-        s.dead = keep;
-        dead
-    });
-    drop(dead);
+    }
 }
 
 /// Gives the CPU to the next ready task (or idle). Returns when this task is
@@ -263,23 +353,37 @@ fn after_switch() {
 pub fn schedule() {
     let were_enabled = interrupts::are_enabled();
     interrupts::disable();
+    let cpu_index = this_cpu();
     let switch = {
         let mut s = SCHED.lock();
-        let current = s.current.take().expect("scheduler not initialised");
-        let idle = s.idle.clone().expect("no idle task");
+        let current = s.current[cpu_index].take().expect("scheduler not initialised");
+        let idle = s.idle[cpu_index].clone().expect("no idle task");
         let is_idle = Arc::ptr_eq(&current, &idle);
-        if current.state() == State::Running {
-            current.set_state(State::Ready);
-            if !is_idle {
-                s.run_queue.push_back(current.clone());
-            }
-        }
-        let next = s.run_queue.pop_front().unwrap_or(idle);
+        let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
+        // The first queued task that may run here and is not still live on
+        // another CPU.
+        let pick = s
+            .run_queue
+            .iter()
+            .position(|t| !t.on_cpu() && t.may_run_on(cpu_index));
+        let next = match pick.and_then(|i| s.run_queue.remove(i)) {
+            Some(next) => next,
+            None if requeue => current.clone(),
+            None => idle,
+        };
         next.set_state(State::Running);
         if Arc::ptr_eq(&next, &current) {
-            s.current = Some(next);
+            s.current[cpu_index] = Some(next);
             None
         } else {
+            if requeue {
+                s.run_queue.push_back(current.clone());
+            }
+            stats::account_switch(&mut s, cpu_index, &current, &next);
+            next.on_cpu.store(true, Ordering::Release);
+            if next.stack.is_some() {
+                SWITCHES[cpu_index].fetch_add(1, Ordering::Relaxed);
+            }
             let top = next.stack_top();
             if top != 0 {
                 gdt::set_rsp0(top);
@@ -293,19 +397,20 @@ pub fn schedule() {
                 .current_task
                 .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
             let save = current.saved_rsp.get();
-            // SAFETY: `next` is not running (it was queued or idle), so its
-            // saved stack pointer is stable.
+            // SAFETY: `next` is not live on any CPU (`on_cpu` was false), so
+            // its saved stack pointer is stable.
             let next_rsp = unsafe { *next.saved_rsp.get() };
-            s.current = Some(next);
-            // `current` stays alive through the run queue, its parent, the
-            // task table or the dead list, whichever applies.
+            s.current[cpu_index] = Some(next);
+            // `current` stays allocated (and `on_cpu`) until the next task
+            // on this CPU has finished the switch in `after_switch`.
+            s.prev[cpu_index] = Some(current);
             Some((save, next_rsp))
         }
     };
     if let Some((save, next_rsp)) = switch {
         // SAFETY: interrupts are off, the lock is released, `save` belongs to
-        // the task being switched away from, which stays allocated (see
-        // above), and `next_rsp` was saved by `switch` or `initial_stack`.
+        // the task being switched away from, which `prev` keeps allocated,
+        // and `next_rsp` was saved by `switch` or `initial_stack`.
         unsafe { context::switch(save, next_rsp) };
         after_switch();
     }
@@ -319,23 +424,36 @@ pub fn yield_now() {
     schedule();
 }
 
-/// Blocks the current task until [`wake`] (its state must already be set up
-/// by the caller's wait queue, with interrupts off).
-fn block_current() {
-    current().set_state(State::Blocked);
-    schedule();
+/// Marks the current task blocked (interrupts off). The caller registers
+/// it where a waker will find it first, re-checks its condition, and then
+/// calls [`schedule`] (or [`unblock_self`] if the condition already holds).
+fn mark_blocked() {
+    with_current(|t| t.set_state(State::Blocked));
+}
+
+/// Undoes [`mark_blocked`] when the condition turned true before sleeping.
+/// If a waker got there first the task is already queued: it then goes
+/// through the scheduler once, which is harmless.
+fn unblock_self() {
+    if !with_current(|t| t.change_state(State::Blocked, State::Running)) {
+        schedule();
+    }
 }
 
 /// Makes a blocked task ready again.
 pub fn wake(task: &Arc<Task>) {
-    interrupts::without_interrupts(|| {
-        if task.state() == State::Blocked {
-            task.set_state(State::Ready);
+    let woken = interrupts::without_interrupts(|| {
+        if task.change_state(State::Blocked, State::Ready) {
             task.wake_at.store(0, Ordering::Relaxed);
-            let mut s = SCHED.lock();
-            s.run_queue.push_back(task.clone());
+            SCHED.lock().run_queue.push_back(task.clone());
+            true
+        } else {
+            false
         }
     });
+    if woken {
+        kick_idle_cpu();
+    }
 }
 
 /// Sleeps the current task for at least `ns` nanoseconds.
@@ -347,8 +465,13 @@ pub fn sleep_ns(ns: u64) {
         }
         let me = current();
         me.wake_at.store(deadline.max(1), Ordering::Relaxed);
+        mark_blocked();
         SCHED.lock().sleepers.push(me);
-        block_current();
+        if crate::time::now_ns() >= deadline {
+            unblock_self();
+        } else {
+            schedule();
+        }
     });
 }
 
@@ -378,17 +501,29 @@ pub fn tick() {
     schedule();
 }
 
-/// The boot CPU's idle loop: runs ready tasks, halts when there are none.
+/// A CPU's idle loop: runs ready tasks, halts when there are none.
 pub fn idle_loop() -> ! {
+    let bit = 1 << this_cpu();
     loop {
         interrupts::disable();
-        let ready = !SCHED.lock().run_queue.is_empty();
+        let ready = {
+            let s = SCHED.lock();
+            let cpu_index = this_cpu();
+            s.run_queue.iter().any(|t| t.may_run_on(cpu_index))
+        };
         if ready {
             schedule();
         } else {
+            IDLE_CPUS.fetch_or(bit, Ordering::AcqRel);
             interrupts::enable_and_hlt();
+            IDLE_CPUS.fetch_and(!bit, Ordering::AcqRel);
         }
     }
+}
+
+/// The reschedule IPI: another CPU queued work.
+pub fn reschedule_ipi() {
+    schedule();
 }
 
 /// The live (not yet ended) user process `pid`.
@@ -404,11 +539,4 @@ fn forget(id: Tid) {
     });
 }
 
-/// Hands an ended task to the scheduler to drop once it no longer runs.
-fn bury(task: Arc<Task>) {
-    interrupts::without_interrupts(|| {
-        let mut s = SCHED.lock();
-        s.all.remove(&task.id);
-        s.dead.push(task);
-    });
-}
+

@@ -1,7 +1,7 @@
 //! User processes: creation from an ELF in the file system, exit with full
 //! release of what the process held, and parent/child waiting.
 
-use super::{bury, current, forget, schedule, State, Task, WaitQueue};
+use super::{current, forget, schedule, State, Task, WaitQueue};
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
@@ -254,7 +254,7 @@ pub fn exit_current(status: i32) -> ! {
     *process.exit_status.lock() = Some(status);
 
     // Children: zombies are dropped now, live ones become orphans that
-    // bury themselves when they end.
+    // are forgotten when they end.
     let children = core::mem::take(&mut *process.children.lock());
     for child in children {
         *child.process().parent.lock() = None;
@@ -266,15 +266,21 @@ pub fn exit_current(status: i32) -> ! {
     if process.is_init {
         crate::shutdown(status);
     }
+    // The parent learns of it in `exited`, once this task is off its CPU.
     me.set_state(State::Zombie);
-    let parent = process.parent.lock().as_ref().and_then(Weak::upgrade);
-    match parent {
-        Some(parent) => parent.process().child_exited.wake_all(),
-        None => bury(me.clone()),
-    }
     drop(me);
     schedule();
     unreachable!("an exited process was scheduled");
+}
+
+/// A process that ended is off its CPU: wake its parent to reap it, or, an
+/// orphan, forget it.
+pub(super) fn exited(task: Arc<Task>) {
+    let parent = task.process().parent.lock().as_ref().and_then(Weak::upgrade);
+    match parent {
+        Some(parent) => parent.process().child_exited.wake_all(),
+        None => forget(task.id),
+    }
 }
 
 /// Waits for a child (`pid`, or any when `pid == -1`) to end and reaps it.
@@ -293,7 +299,7 @@ pub fn wait_child(pid: i64) -> Result<(u64, i32), i32> {
         let mut children = process.children.lock();
         let index = children
             .iter()
-            .position(|c| (pid == -1 || c.id as i64 == pid) && c.state() == State::Zombie)?;
+            .position(|c| (pid == -1 || c.id as i64 == pid) && c.state() == State::Zombie && !c.on_cpu())?;
         Some(children.swap_remove(index))
     });
     forget(child.id);

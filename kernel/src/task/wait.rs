@@ -1,6 +1,6 @@
 //! Wait queues: a task sleeps on one until an event it cares about happens.
 
-use super::{block_current, current, wake, Task};
+use super::{current, mark_blocked, schedule, unblock_self, wake, Task};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use spin::Mutex;
@@ -20,15 +20,23 @@ impl WaitQueue {
     }
 
     /// Blocks the current task until `ready()` returns `Some`, re-checking
-    /// after every wake-up. The check and the block happen with interrupts
-    /// off, so a wake-up between them cannot be lost.
+    /// after every wake-up. The task registers as blocked before its last
+    /// check, so a wake-up from any CPU between the check and the sleep
+    /// cannot be lost.
     pub fn wait_until<T>(&self, mut ready: impl FnMut() -> Option<T>) -> T {
         interrupts::without_interrupts(|| loop {
             if let Some(value) = ready() {
                 return value;
             }
+            // Blocked and registered before the second check: a waker on
+            // another CPU that makes `ready` true from here on finds us.
+            mark_blocked();
             self.waiters.lock().push(current());
-            block_current();
+            if let Some(value) = ready() {
+                unblock_self();
+                return value;
+            }
+            schedule();
         })
     }
 

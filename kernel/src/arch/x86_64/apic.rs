@@ -122,6 +122,7 @@ pub fn init() {
     TIMER_INITIAL.store(u64::from(initial), Ordering::Relaxed);
     TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     start_timer();
+    cpu::set_apic_id(id());
     log::info!(
         "time: TSC {} MHz, APIC timer {} kHz, tick {} Hz",
         tsc_hz / 1_000_000,

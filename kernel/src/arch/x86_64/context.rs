@@ -44,6 +44,18 @@ unsafe extern "C" fn kernel_thread_start() {
     );
 }
 
+/// Entry of a new user task: finish the switch, then leave through the
+/// trap exit path with the frame placed above.
+#[unsafe(naked)]
+unsafe extern "C" fn user_task_start() {
+    naked_asm!(
+        "call {after}",
+        "jmp {trap_return}",
+        after = sym crate::task::after_switch,
+        trap_return = sym super::idt::trap_return,
+    );
+}
+
 /// Where a fresh context starts.
 pub enum Start {
     /// A kernel thread running `crate::task::kernel_thread_main(f, arg)`.
@@ -63,7 +75,7 @@ pub enum Start {
 pub unsafe fn initial_stack(stack_top: u64, start: Start) -> u64 {
     let (ret, r12, r13) = match start {
         Start::KernelThread { entry, arg } => (kernel_thread_start as *const () as u64, entry, arg),
-        Start::TrapReturn => (super::idt::trap_return as *const () as u64, 0, 0),
+        Start::TrapReturn => (user_task_start as *const () as u64, 0, 0),
     };
     // Layout popped by `switch`: r15 r14 r13 r12 rbx rbp, then `ret`, which
     // leaves the stack pointer at `stack_top` (16-byte aligned for the

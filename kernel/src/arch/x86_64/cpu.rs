@@ -37,6 +37,8 @@ pub struct PerCpu {
     pub id: u64,
     /// Address of the task running on this CPU (owned by the scheduler).
     pub current_task: AtomicU64,
+    /// This CPU's local APIC id (for IPIs).
+    apic_id: AtomicU64,
 }
 
 /// Offset of [`PerCpu::kernel_rsp`] for assembly.
@@ -51,6 +53,7 @@ const fn block(id: u64) -> PerCpu {
         user_rsp: AtomicU64::new(0),
         id,
         current_task: AtomicU64::new(0),
+        apic_id: AtomicU64::new(0),
     }
 }
 
@@ -88,6 +91,16 @@ pub fn this() -> &'static PerCpu {
         core::arch::asm!("mov {}, gs:[0]", out(reg) addr, options(nostack, readonly, preserves_flags));
         &*(addr as *const PerCpu)
     }
+}
+
+/// Records this CPU's local APIC id (once its APIC is enabled).
+pub fn set_apic_id(id: u8) {
+    this().apic_id.store(u64::from(id), Ordering::Relaxed);
+}
+
+/// The local APIC id of CPU `cpu`.
+pub fn apic_id_of(cpu: usize) -> u8 {
+    PER_CPU[cpu].apic_id.load(Ordering::Relaxed) as u8
 }
 
 /// Sets the stack the next syscall from user mode lands on.

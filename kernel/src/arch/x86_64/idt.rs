@@ -8,6 +8,8 @@ use core::cell::UnsafeCell;
 
 /// Vector of the local APIC timer.
 pub const TIMER_VECTOR: u8 = 32;
+/// Vector of the reschedule IPI (another CPU queued work).
+pub const RESCHEDULE_VECTOR: u8 = 0xF0;
 /// Vector of APIC spurious interrupts.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -177,6 +179,7 @@ stubs! {
     security = 30, error;
     reserved_31 = 31;
     timer = 32;
+    reschedule = 240;
     spurious = 255;
 }
 

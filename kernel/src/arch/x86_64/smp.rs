@@ -258,8 +258,7 @@ extern "C" fn ap_main(index: u64) -> ! {
     cpu::init(index);
     syscall::init();
     apic::init_ap();
+    cpu::set_apic_id(apic::id());
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    // Not scheduled yet: the scheduler runs tasks on the boot CPU only, so
-    // an AP parks with interrupts off (its timer does not disturb it).
-    cpu::halt_forever()
+    crate::task::ap_idle(index)
 }
