@@ -200,6 +200,12 @@ pub struct RingEngine {
     stats: RingStats,
 }
 
+/// Whether a completion must be counted for a count-based timeout.
+#[inline(always)]
+fn counts_pending(next_count_target: u64, counts: bool) -> bool {
+    counts && next_count_target != u64::MAX
+}
+
 /// `n` made a power of two in `1..=MAX_ENTRIES`.
 fn ring_size(n: u32) -> u32 {
     n.clamp(1, MAX_ENTRIES).next_power_of_two()
@@ -325,7 +331,6 @@ impl RingEngine {
             } else {
                 None
             };
-            self.stats.consumed += 1;
             match sqe {
                 Some(sqe) if quiet && sqe.flags == 0 => {
                     // The common case: a lone SQE with nothing open, held
@@ -359,6 +364,7 @@ impl RingEngine {
                 }
             }
         }
+        self.stats.consumed += u64::from(n);
         // Every SQE of the batch is copied: user space may reuse the slots.
         shared.store_sq_head(self.sq_head);
         // A chain still open at the end of the batch ends here.
@@ -911,6 +917,16 @@ impl RingEngine {
     #[inline(always)]
     fn post(&mut self, shared: &SharedRing, cqe: Cqe, counts: bool) {
         self.stats.posted += 1;
+        if self.cq_room > 0
+            && !counts_pending(self.next_count_target, counts)
+            && self.overflow.is_empty()
+        {
+            // The common case: room known, nothing to count, nothing older.
+            self.cq_room -= 1;
+            shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
+            self.cq_tail = self.cq_tail.wrapping_add(1);
+            return;
+        }
         // Completions only need counting while a count-based timeout waits:
         // targets are relative to `cq_seq` at arming time.
         if counts && self.next_count_target != u64::MAX {
