@@ -6,6 +6,7 @@ pub const ENOENT: i32 = 2;
 pub const ESRCH: i32 = 3;
 pub const EINTR: i32 = 4;
 pub const EIO: i32 = 5;
+pub const ENXIO: i32 = 6;
 pub const E2BIG: i32 = 7;
 pub const ENOEXEC: i32 = 8;
 pub const EBADF: i32 = 9;
@@ -45,6 +46,7 @@ pub const fn name(errno: i32) -> &'static str {
         ESRCH => "ESRCH",
         EINTR => "EINTR",
         EIO => "EIO",
+        ENXIO => "ENXIO",
         E2BIG => "E2BIG",
         ENOEXEC => "ENOEXEC",
         EBADF => "EBADF",

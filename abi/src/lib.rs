@@ -17,6 +17,7 @@
 
 pub mod errno;
 pub mod io_uring;
+pub mod ring_api;
 pub mod syscall;
 
 /// Fixed addresses and sizes of a user address space.
@@ -117,8 +118,35 @@ pub struct SysInfo {
     pub cpus: u64,
     /// `abi::syscall::mode` value of the calling process.
     pub syscall_mode: u64,
+    /// The ring backend chosen at boot (`ring=`): an
+    /// `abi::syscall::backend` value. Both ring systems answer their own
+    /// syscalls whatever this says; it tells programs (the ring test suite)
+    /// which one this boot is about.
+    pub ring_backend: u64,
 }
-const _: () = assert!(core::mem::size_of::<SysInfo>() == 48);
+const _: () = assert!(core::mem::size_of::<SysInfo>() == 56);
+
+/// One task as [`syscall::TASK_INFO`] reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Task id (a process's pid is its task's id).
+    pub tid: u64,
+    /// Nanoseconds the task has run on a CPU: the scheduler adds each run
+    /// slice when it switches away (for the calling task, its current
+    /// slice up to now is included).
+    pub run_ns: u64,
+    /// Times the scheduler switched to it.
+    pub switches: u64,
+    /// An `abi::syscall::task_state` value.
+    pub state: u32,
+    /// 1 for a kernel thread (an SQPOLL poller, the ring timer), 0 for a
+    /// user process.
+    pub kernel_thread: u32,
+    /// The task's name, truncated, NUL-padded.
+    pub name: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 
 /// Metadata returned by `fstat`-like calls and (later) `STATX`.
 #[repr(C)]

@@ -55,11 +55,16 @@ pub const SYSINFO: u64 = 1007;
 /// `fstat(fd, out: *mut FileStat) -> 0`
 pub const FSTAT: u64 = 1008;
 
-/// `ring_enter()` doorbell (reserved: Ring API issue)
+/// `task_info(tid, out: *mut TaskInfo) -> 0`: run time and state of any
+/// live task (`ESRCH` if there is none with that id).
+pub const TASK_INFO: u64 = 1009;
+
+/// `ring_enter(flags, min_complete) -> consumed`: the Ring API doorbell
+/// (see [`crate::ring_api`]).
 pub const RING_ENTER: u64 = 2000;
-/// `ring_register(...)` (reserved: Ring API issue)
+/// `ring_register(opcode, arg, nr) -> 0` (see [`crate::ring_api`]).
 pub const RING_REGISTER: u64 = 2001;
-/// `ring_setup(flags, ...)` (reserved: Ring API issue)
+/// `ring_setup(params: *mut RingSetupParams) -> 0` (see [`crate::ring_api`]).
 pub const RING_SETUP: u64 = 2002;
 
 /// Limits the kernel enforces on syscall arguments.
@@ -78,4 +83,23 @@ pub mod limits {
 pub mod mode {
     pub const DIRECT: u64 = 0;
     pub const RING_BASED: u64 = 1;
+}
+
+/// `SysInfo::ring_backend` values: the `ring=` choice.
+pub mod backend {
+    /// No ring backend is compiled in.
+    pub const NONE: u64 = 0;
+    /// io_uring, syscalls 12-14 (`ring=iouring`).
+    pub const IO_URING: u64 = 1;
+    /// The Ring API with SQPOLL, syscalls 2000-2002 (`ring=sqpoll`).
+    pub const RING_API: u64 = 2;
+}
+
+/// `TaskInfo::state` values.
+pub mod task_state {
+    pub const READY: u32 = 0;
+    pub const RUNNING: u32 = 1;
+    pub const BLOCKED: u32 = 2;
+    /// Ended, not yet reaped.
+    pub const ZOMBIE: u32 = 3;
 }

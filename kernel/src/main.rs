@@ -114,7 +114,10 @@ fn split_cmdline(cmdline: &str) -> (&str, &str) {
 /// Ends the machine: success when `code` is 0.
 pub fn shutdown(code: i32) -> ! {
     x86_64::instructions::interrupts::disable();
-    log::info!("shutdown: exit code {code}; task switches per CPU {:?}", task::switches_per_cpu());
+    log::info!(
+        "shutdown: exit code {code}; task switches per CPU {:?}",
+        task::switches_per_cpu()
+    );
     arch::cpu::exit_machine(code == 0)
 }
 

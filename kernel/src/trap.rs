@@ -5,7 +5,9 @@
 //! and panics with the registers.
 
 use crate::arch::apic;
-use crate::arch::idt::{exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::arch::idt::{
+    exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
+};
 use crate::task;
 
 const PAGE_FAULT: u64 = 14;

@@ -153,6 +153,9 @@ unsafe impl Pod for abi::Arg {}
 unsafe impl Pod for abi::SysInfo {}
 // SAFETY: as above.
 unsafe impl Pod for abi::FileStat {}
+// SAFETY: `#[repr(C)]`: three u64, two u32 and a byte array, 48 bytes
+// with no padding (checked by the size assertion in `abi`).
+unsafe impl Pod for abi::TaskInfo {}
 // SAFETY: a plain integer.
 unsafe impl Pod for i32 {}
 

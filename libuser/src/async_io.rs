@@ -1,5 +1,7 @@
-//! Safe asynchronous I/O over an io_uring: [`AsyncContext`] queues
-//! [`AsyncOp`]s, submits them and hands back [`Completion`]s.
+//! Safe asynchronous I/O over a ring: [`AsyncContext`] queues
+//! [`AsyncOp`]s, submits them and hands back [`Completion`]s. The ring is an
+//! io_uring ([`AsyncContext::new`]) or the process's Ring API context, with
+//! or without SQPOLL ([`AsyncContext::new_ring_api`]); the API is the same.
 //!
 //! ```ignore
 //! use libuser::async_io::{AsyncContext, AsyncOp};
@@ -743,6 +745,33 @@ impl AsyncContext {
     /// A context on a new ring of `entries` entries.
     pub fn with_entries(entries: u32) -> Result<AsyncContext, Errno> {
         Ring::setup(entries, 0).map(AsyncContext::from_ring)
+    }
+
+    /// A context on the process's Ring API context (syscalls 2000-2002) of
+    /// [`DEFAULT_ENTRIES`] entries, with a kernel SQ poller if `sqpoll`.
+    /// A process has one such context: a second is `EBUSY`.
+    pub fn new_ring_api(sqpoll: bool) -> Result<AsyncContext, Errno> {
+        AsyncContext::ring_api_with_entries(DEFAULT_ENTRIES, sqpoll)
+    }
+
+    /// [`AsyncContext::new_ring_api`] with `entries` entries.
+    ///
+    /// Every call works as on io_uring: [`AsyncContext::flush`] and
+    /// [`AsyncContext::submit_and_wait`] return once the kernel consumed
+    /// what was queued (under SQPOLL by waiting for the poller with
+    /// `SQ_WAIT`, one syscall, which on one CPU is what lets the poller
+    /// run). `libuser::ring_io::Ring` submits without syscalls instead.
+    pub fn ring_api_with_entries(entries: u32, sqpoll: bool) -> Result<AsyncContext, Errno> {
+        let params = abi::ring_api::RingSetupParams {
+            sq_entries: entries,
+            flags: if sqpoll {
+                abi::ring_api::setup_flags::SQPOLL
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        Ring::setup_ring_api(params).map(|(ring, _)| AsyncContext::from_ring(ring))
     }
 
     /// A context over an existing ring that has nothing in flight.

@@ -5,16 +5,18 @@
 //! `panicked at FILE:LINE: MESSAGE` and exits with 101, a global allocator
 //! over a fixed region in `.bss` ([`heap`]), typed syscall wrappers ([`sys`]),
 //! console printing ([`print!`], [`println!`], [`eprint!`], [`eprintln!`]),
-//! files ([`fs`]), child processes ([`process`]), io_uring ([`uring`], the
-//! raw ring, and [`async_io`], the seed's `AsyncContext`) and a small test
-//! harness ([`test`]).
+//! files ([`fs`]), child processes ([`process`]), rings ([`uring`], the
+//! raw ring of either ring system, [`ring_io`], the Ring API's `Ring`
+//! with SQPOLL, and [`async_io`], the seed's `AsyncContext`) and a small
+//! test harness ([`test`]).
 //!
 //! Invariants:
 //! - Every syscall number, errno value, flag, struct and fixed address comes
 //!   from the `abi` crate; nothing here repeats one.
 //! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator),
 //!   [`sys`] (the `syscall` instruction), [`uring`] (the shared ring
-//!   mapping) and [`async_io`] (lending buffers to the kernel), each block
+//!   mapping), [`ring_io`] (passing on `push_sqe`'s contract) and
+//!   [`async_io`] (lending buffers to the kernel), each block
 //!   with a `// SAFETY:` comment; everything else is safe code over those.
 //! - On the host (`cargo test -p libuser`) the entry point, panic handler and
 //!   global allocator are left out, so the pure logic can be unit-tested.
@@ -28,6 +30,7 @@ pub mod console;
 pub mod fs;
 pub mod heap;
 pub mod process;
+pub mod ring_io;
 pub mod rt;
 pub mod sys;
 pub mod test;

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use abi::syscall as nr;
-use abi::{Arg, FileStat, SysInfo};
+use abi::{Arg, FileStat, SysInfo, TaskInfo};
 use alloc::vec::Vec;
 use core::arch::asm;
 use core::fmt;
@@ -295,6 +295,13 @@ pub fn sysinfo() -> Result<SysInfo, Errno> {
     let mut info = SysInfo::default();
     // SAFETY: the kernel writes one `SysInfo` to `info`, a local.
     decode(unsafe { syscall1(nr::SYSINFO, &raw mut info as u64) }).map(|_| info)
+}
+
+/// Run time and state of task `tid` (`ESRCH` if there is none).
+pub fn task_info(tid: u64) -> Result<TaskInfo, Errno> {
+    let mut info = TaskInfo::default();
+    // SAFETY: the kernel writes one `TaskInfo` to `info`, a local.
+    decode(unsafe { syscall2(nr::TASK_INFO, tid, &raw mut info as u64) }).map(|_| info)
 }
 
 /// Size and inode of the file open as `fd`.

@@ -1,5 +1,8 @@
-//! The raw io_uring layer: one mapped ring (syscalls 12-14) and the index
-//! arithmetic of its two queues, with nothing on top.
+//! The raw ring layer: one mapped ring and the index arithmetic of its two
+//! queues, with nothing on top. A ring is driven by io_uring (syscalls
+//! 12-14, [`Ring::setup`]) or by the Ring API (syscalls 2000-2002,
+//! [`Ring::setup_ring_api`]): both map the same layout, so everything but
+//! the three calls is shared ([`Api`] says which calls a ring uses).
 //!
 //! [`Ring::setup`] calls `io_uring_setup` and locates every part of the ring
 //! mapping through the offsets the kernel returns in
@@ -11,7 +14,10 @@
 //!
 //! Submitting: [`Ring::push_sqe`] writes an SQE into a free slot and its
 //! index into the SQ array but does not publish it; [`Ring::publish`]
-//! store-releases the SQ tail; [`Ring::enter`] asks the kernel to consume.
+//! store-releases the SQ tail; [`Ring::enter`] asks the kernel to consume
+//! (on a Ring API ring it rings the doorbell, see [`Ring::enter`]).
+//! A Ring API context has no descriptor and is not closed: it lives until
+//! the process exits (`libuser::ring_io` is its seed-style API).
 //! Completing: [`Ring::peek_cqe`] load-acquires the CQ tail and reads the
 //! entry at the head; [`Ring::pop_cqe`] also store-releases the new head.
 //!
@@ -42,8 +48,10 @@ use abi::io_uring::{enter_flags, register};
 use abi::io_uring::{
     header, ring_layout, Cqe, IoUringParams, IoVec, Probe, ProbeOp, Sqe, PROBE_OP_SUPPORTED,
 };
+use abi::ring_api::{self, RingSetupParams};
 use abi::syscall as nr;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -208,6 +216,79 @@ fn validate(params: &IoUringParams) -> Result<Layout, Errno> {
     })
 }
 
+/// Which syscalls drive a ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// io_uring: syscalls 12-14 on this descriptor.
+    IoUring { fd: u64 },
+    /// The Ring API: syscalls 2000-2002 on the process's one context.
+    RingApi { sqpoll: bool },
+}
+
+/// `ring_setup(params)`: creates the process's Ring API context; `params`
+/// is read and filled in (see [`abi::ring_api`]).
+///
+/// # Safety
+///
+/// `params` must be valid for reading and writing one
+/// [`RingSetupParams`], or an address the kernel is bound to refuse.
+pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
+    // SAFETY: the caller vouches for `params`.
+    sys::decode(unsafe { sys::syscall1(nr::RING_SETUP, params) })
+}
+
+/// `ring_enter(flags, min_complete)`: the Ring API doorbell (flags from
+/// [`abi::ring_api::enter_flags`]); returns how many SQEs it consumed.
+///
+/// Safe for the reason [`enter`] is.
+pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
+    // SAFETY: no pointer arguments; the SQEs the kernel consumes were
+    // published under `Ring::push_sqe`'s contract.
+    let ret = unsafe { sys::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
+    sys::decode(ret).map(|n| n as u32)
+}
+
+/// `ring_register(opcode, arg, nr)` on the process's Ring API context.
+///
+/// # Safety
+///
+/// As for [`register_raw`].
+pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+    // SAFETY: the caller vouches for `arg`.
+    sys::decode(unsafe { sys::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr)) })
+}
+
+/// The io_uring params describing a Ring API context at `ring_addr`: the
+/// same layout, so one validation and one set of accessors serve both.
+fn ring_api_layout(p: &RingSetupParams) -> IoUringParams {
+    let sq = |word: usize| (ring_api::CONTEXT_LAYOUT.sq_header + 4 * word as u64) as u32;
+    let cq = |word: usize| (ring_api::CONTEXT_LAYOUT.cq_header + 4 * word as u64) as u32;
+    let mut out = IoUringParams {
+        sq_entries: p.sq_entries,
+        cq_entries: p.cq_entries,
+        flags: p.flags,
+        features: p.features,
+        ..IoUringParams::default()
+    };
+    out.sq_off.head = sq(header::HEAD);
+    out.sq_off.tail = sq(header::TAIL);
+    out.sq_off.ring_mask = sq(header::MASK);
+    out.sq_off.ring_entries = sq(header::ENTRIES);
+    out.sq_off.flags = sq(header::FLAGS);
+    out.sq_off.dropped = sq(header::DROPPED);
+    out.sq_off.array = ring_layout::SQ_ARRAY as u32;
+    out.sq_off.user_addr = p.ring_addr;
+    out.cq_off.head = cq(header::HEAD);
+    out.cq_off.tail = cq(header::TAIL);
+    out.cq_off.ring_mask = cq(header::MASK);
+    out.cq_off.ring_entries = cq(header::ENTRIES);
+    out.cq_off.overflow = cq(header::OVERFLOW);
+    out.cq_off.cqes = ring_api::CONTEXT_LAYOUT.cq_entries as u32;
+    out.cq_off.flags = cq(header::FLAGS);
+    out.cq_off.user_addr = p.ring_addr;
+    out
+}
+
 /// One header word of the mapping, for the life of the process.
 fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
     let at = (base + u64::from(offset)) as *mut u32;
@@ -217,11 +298,15 @@ fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
     unsafe { AtomicU32::from_ptr(at) }
 }
 
-/// A mapped io_uring: its descriptor, its params and views of its queues.
-/// Dropping it closes the descriptor (the mapping itself stays until exit).
+/// A mapped ring: which calls drive it, its params and views of its
+/// queues. Dropping an io_uring closes its descriptor (the mapping itself
+/// stays until exit); a Ring API context stays as it is.
 pub struct Ring {
-    fd: u64,
+    api: Api,
     params: IoUringParams,
+    /// The kernel's SQ head when SQEs were last published (SQPOLL
+    /// bookkeeping for [`Ring::enter`]'s count).
+    head_at_publish: Cell<u32>,
     sq_head: &'static AtomicU32,
     sq_tail: &'static AtomicU32,
     sq_flags: &'static AtomicU32,
@@ -262,13 +347,30 @@ impl Ring {
     pub fn setup_with_params(entries: u32, mut params: IoUringParams) -> Result<Ring, Errno> {
         // SAFETY: `params` is a local `IoUringParams`.
         let fd = unsafe { setup_raw(entries, &raw mut params as u64)? };
-        let layout = match validate(&params) {
-            Ok(layout) => layout,
+        match Ring::map(Api::IoUring { fd }, params) {
+            Ok(ring) => Ok(ring),
             Err(err) => {
                 let _ = sys::close(fd);
-                return Err(err);
+                Err(err)
             }
-        };
+        }
+    }
+
+    /// `ring_setup(&params)`: the process's Ring API context (one per
+    /// process; a second is `EBUSY`). Returns the ring and the params as
+    /// the kernel filled them in, or the kernel's error, or `ERANGE` if its
+    /// answer describes memory outside the context layout.
+    pub fn setup_ring_api(mut params: RingSetupParams) -> Result<(Ring, RingSetupParams), Errno> {
+        // SAFETY: `params` is a local `RingSetupParams`.
+        unsafe { ring_setup_raw(&raw mut params as u64)? };
+        let sqpoll = params.flags & ring_api::setup_flags::SQPOLL != 0;
+        let ring = Ring::map(Api::RingApi { sqpoll }, ring_api_layout(&params))?;
+        Ok((ring, params))
+    }
+
+    /// The views of a mapping the kernel described in `params`.
+    fn map(api: Api, params: IoUringParams) -> Result<Ring, Errno> {
+        let layout = validate(&params)?;
         let base = layout.base;
         let (s, c) = (params.sq_off, params.cq_off);
         let array = (base + u64::from(s.array)) as *const AtomicU32;
@@ -277,8 +379,9 @@ impl Ring {
         // process; they are only accessed atomically.
         let sq_array = unsafe { core::slice::from_raw_parts(array, layout.sq_entries as usize) };
         Ok(Ring {
-            fd,
+            api,
             params,
+            head_at_publish: Cell::new(word_at(base, s.head).load(Ordering::Acquire)),
             sq_head: word_at(base, s.head),
             sq_tail: word_at(base, s.tail),
             sq_flags: word_at(base, s.flags),
@@ -297,12 +400,27 @@ impl Ring {
         })
     }
 
-    /// The ring descriptor.
+    /// The io_uring descriptor; `u64::MAX` (no descriptor) for a Ring API
+    /// context.
     pub fn fd(&self) -> u64 {
-        self.fd
+        match self.api {
+            Api::IoUring { fd } => fd,
+            Api::RingApi { .. } => u64::MAX,
+        }
     }
 
-    /// The params the kernel returned.
+    /// Which syscalls drive this ring.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Whether a kernel poller consumes the SQ (Ring API with SQPOLL).
+    pub fn sqpoll(&self) -> bool {
+        self.api == Api::RingApi { sqpoll: true }
+    }
+
+    /// The params the kernel returned (for a Ring API context: the same
+    /// information in io_uring's form, offsets from the context address).
     pub fn params(&self) -> &IoUringParams {
         &self.params
     }
@@ -371,12 +489,52 @@ impl Ring {
     /// Makes every pushed SQE visible to the kernel: store-release of the
     /// SQ tail, ordered after the SQE and array writes.
     pub fn publish(&mut self) {
+        if self.sq_unpublished() > 0 {
+            self.head_at_publish
+                .set(self.sq_head.load(Ordering::Acquire));
+        }
         self.sq_tail.store(self.sq_local_tail, Ordering::Release);
     }
 
-    /// `io_uring_enter` on this ring.
+    /// Publishes, then tells whether an SQPOLL poller is asleep and must be
+    /// woken (`NEED_WAKEUP`): the full fence between the tail store and the
+    /// flags load pairs with the poller's between its flag store and its
+    /// last look at the tail, so a poller going to sleep is never missed.
+    pub fn publish_and_check_wakeup(&mut self) -> bool {
+        self.publish();
+        core::sync::atomic::fence(Ordering::SeqCst);
+        self.sq_flags() & abi::io_uring::sq_flags::NEED_WAKEUP != 0
+    }
+
+    /// Asks the kernel to consume published SQEs and, with `GETEVENTS`, to
+    /// wait for `min_complete` CQEs (`flags` from
+    /// [`abi::io_uring::enter_flags`]). Returns how many SQEs were consumed.
+    ///
+    /// - io_uring: `io_uring_enter(fd, to_submit, min_complete, flags)`.
+    /// - Ring API without SQPOLL: `ring_enter(flags, min_complete)`; the
+    ///   doorbell consumes everything published, whatever `to_submit` says.
+    /// - Ring API with SQPOLL: `ring_enter`, adding `SQ_WAIT` when
+    ///   `to_submit > 0`, so that the poller has consumed what was
+    ///   published when it returns; the count is how far the kernel's SQ
+    ///   head moved since the last [`Ring::publish`] (0 when `to_submit`
+    ///   is 0).
+    ///
+    /// The three enter flag values are the same in both ABIs; other bits
+    /// are passed on as they are (the kernel refuses them).
     pub fn enter(&self, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
-        enter(self.fd, to_submit, min_complete, flags)
+        match self.api {
+            Api::IoUring { fd } => enter(fd, to_submit, min_complete, flags),
+            Api::RingApi { sqpoll: false } => ring_enter(flags, min_complete),
+            Api::RingApi { sqpoll: true } => {
+                if to_submit == 0 {
+                    return ring_enter(flags, min_complete).map(|_| 0);
+                }
+                ring_enter(flags | ring_api::enter_flags::SQ_WAIT, min_complete)?;
+                let head = self.sq_head.load(Ordering::Acquire);
+                let moved = head.wrapping_sub(self.head_at_publish.replace(head));
+                Ok(moved)
+            }
+        }
     }
 
     /// Publishes, then submits everything pending and waits for `wait`
@@ -528,8 +686,12 @@ impl Ring {
     ///
     /// As for [`register_raw`].
     pub unsafe fn register(&self, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
-        // SAFETY: passed on to the caller.
-        unsafe { register_raw(self.fd, opcode, arg, nr) }
+        match self.api {
+            // SAFETY: passed on to the caller.
+            Api::IoUring { fd } => unsafe { register_raw(fd, opcode, arg, nr) },
+            // SAFETY: passed on to the caller.
+            Api::RingApi { .. } => unsafe { ring_register_raw(opcode, arg, nr) },
+        }
     }
 
     /// `REGISTER_BUFFERS` with `iovecs` (the kernel copies the array). The
@@ -577,17 +739,22 @@ impl Ring {
         })
     }
 
-    /// Closes the descriptor, reporting any error. The mapping stays.
+    /// Closes the descriptor, reporting any error. The mapping stays. A
+    /// Ring API context has no descriptor: nothing happens (it lives until
+    /// the process exits).
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
-        sys::close(self.fd)
+        match self.api {
+            Api::IoUring { fd } => sys::close(fd),
+            Api::RingApi { .. } => Ok(()),
+        }
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if self.open {
-            let _ = sys::close(self.fd);
+        if let (true, Api::IoUring { fd }) = (self.open, self.api) {
+            let _ = sys::close(fd);
         }
     }
 }
@@ -664,6 +831,36 @@ mod tests {
             break_it(&mut p);
             assert_eq!(validate(&p), Err(Errno(ERANGE)), "case {i}");
         }
+    }
+
+    #[test]
+    fn a_ring_api_context_has_the_io_uring_layout() {
+        for sq in [1, 8, 256] {
+            let cq = (2 * sq).min(256);
+            let p = RingSetupParams {
+                sq_entries: sq,
+                cq_entries: cq,
+                ring_addr: abi::layout::USER_RING_CONTEXT_BASE,
+                ..RingSetupParams::default()
+            };
+            let derived = ring_api_layout(&p);
+            let layout = validate(&derived).unwrap();
+            assert_eq!(layout.base, abi::layout::USER_RING_CONTEXT_BASE);
+            assert_eq!((layout.sq_entries, layout.cq_entries), (sq, cq));
+            // The same offsets an io_uring at another base reports.
+            let mut io = contract_params(sq, cq);
+            io.sq_off.user_addr = p.ring_addr;
+            io.cq_off.user_addr = p.ring_addr;
+            assert_eq!((derived.sq_off, derived.cq_off), (io.sq_off, io.cq_off));
+        }
+        // A kernel answer with a bad size is refused before any use.
+        let bad = RingSetupParams {
+            sq_entries: 3,
+            cq_entries: 8,
+            ring_addr: abi::layout::USER_RING_CONTEXT_BASE,
+            ..RingSetupParams::default()
+        };
+        assert_eq!(validate(&ring_api_layout(&bad)), Err(Errno(ERANGE)));
     }
 
     #[test]

@@ -4,8 +4,17 @@
 //! memory or scheduler; the kernel hands them a `&mut dyn RingHost` on every
 //! call. The engine's file and user-memory work goes through the
 //! [`IoEnv`] the host provides for the ring's owner.
+//!
+//! A backend may also run work of its own on a kernel thread
+//! ([`RingHost::spawn_thread`], the SQPOLL poller): the thread gets a host
+//! with no caller, gives the CPU away with [`RingHost::yield_now`], sleeps
+//! on wait queues with [`RingHost::wait`], and takes ring locks only inside
+//! [`RingHost::atomically`], because syscalls take the same locks with
+//! interrupts off and a thread preempted while holding one would stall them
+//! on a single CPU.
 
 use super::{BackendKind, IoEnv, SharedRing};
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::any::Any;
 use core::sync::atomic::{AtomicU32, AtomicU64};
@@ -40,8 +49,13 @@ impl RingViews {
     }
 }
 
+/// What a backend runs on a kernel thread of its own: called once, with
+/// that thread's host; the thread ends when it returns.
+pub type ThreadBody = Box<dyn FnOnce(&mut dyn RingHost) + Send>;
+
 /// Kernel services for ring backends. "The caller" is the process whose
-/// syscall is being served (none when the kernel's timer thread calls).
+/// syscall is being served (none when the kernel's timer thread or a
+/// backend's own thread calls).
 pub trait RingHost {
     /// The calling process's id (0 when there is none).
     fn pid(&self) -> u64;
@@ -69,4 +83,27 @@ pub trait RingHost {
     fn forget_wait(&mut self, key: u64);
     /// Asks for `RingBackend::poll_timers` at or soon after `deadline` (ns).
     fn arm_timer(&mut self, deadline: u64);
+    /// Number of CPUs that run tasks (valid CPU numbers are below it).
+    fn cpus(&self) -> u32;
+    /// Starts a kernel thread named `name` that runs `body` with a host of
+    /// its own (no caller: `pid()` is 0, `env(pid)` reaches any live
+    /// process), only on CPU `cpu` if given (`EINVAL` if that CPU runs no
+    /// tasks). Returns the thread's task id. The thread is scheduled like
+    /// any task and may be preempted outside [`RingHost::atomically`].
+    ///
+    /// It runs on the caller's page tables, so switching between the caller
+    /// and the thread costs no address-space switch. The caller's address
+    /// space must therefore outlive it: the backend stops the thread and
+    /// [`RingHost::join_thread`]s it in `teardown` at the latest.
+    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32>;
+    /// Returns once thread `tid` has ended and no CPU runs on its stack or
+    /// its page tables any more (the backend told it to end first).
+    fn join_thread(&mut self, tid: u64);
+    /// Gives the CPU to another ready task, if there is one; returns when
+    /// this task runs again.
+    fn yield_now(&mut self);
+    /// Runs `f` without preemption and with interrupts off on this CPU (a
+    /// no-op wrapper in a syscall, which already runs so). Kernel threads
+    /// take ring locks only in here; `f` must not sleep.
+    fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost));
 }

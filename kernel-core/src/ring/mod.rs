@@ -32,7 +32,7 @@ mod tests;
 
 pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX};
 pub use env::{FileRef, IoEnv};
-pub use host::{RingHost, RingObject, RingViews};
+pub use host::{RingHost, RingObject, RingViews, ThreadBody};
 pub use mock::MockEnv;
 pub use shared::{OwnedRing, SharedRing};
 

@@ -1,7 +1,10 @@
 //! The kernel's side of the ring backends: [`KernelHost`] implements
 //! `RingHost` and [`ProcessEnv`] implements `IoEnv` for one process, so the
 //! shared engine can reach files and user memory of the ring's owner
-//! whichever task is running.
+//! whichever task is running. Backend threads (the SQPOLL poller) start
+//! through [`KernelHost::spawn_thread`]: the boxed body waits in a table
+//! until the new kernel thread takes it and runs it with a host that has no
+//! caller.
 
 use super::timer;
 use crate::arch::phys_to_virt;
@@ -10,12 +13,27 @@ use crate::task::{self, Task, WaitQueue};
 use crate::usercopy::UserSlice;
 use abi::errno::*;
 use abi::io_uring::ring_layout;
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
-use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingObject, RingViews};
+use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingObject, RingViews, ThreadBody};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
+
+/// Bodies of backend threads between `spawn_thread` and the thread's start,
+/// by the key the thread is started with.
+static THREAD_BODIES: Mutex<BTreeMap<u64, ThreadBody>> = Mutex::new(BTreeMap::new());
+static NEXT_THREAD_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// Entry of a backend thread: runs its body with a host of its own.
+fn run_thread_body(key: u64) {
+    let body = interrupts::without_interrupts(|| THREAD_BODIES.lock().remove(&key));
+    if let Some(body) = body {
+        let mut host = KernelHost::system();
+        body(&mut host);
+    }
+}
 
 /// Wait queues of rings, by the key their backend chose.
 static WAIT_QUEUES: Mutex<Option<HashMap<u64, Arc<WaitQueue>>>> = Mutex::new(None);
@@ -173,6 +191,38 @@ impl RingHost for KernelHost<'_> {
 
     fn arm_timer(&mut self, deadline: u64) {
         timer::arm(deadline);
+    }
+
+    fn cpus(&self) -> u32 {
+        task::cpus()
+    }
+
+    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32> {
+        // The caller's page tables: its backend joins the thread before the
+        // caller's address space goes (see `RingHost::spawn_thread`).
+        let root = self.caller.map_or(0, |t| t.process().page_table_root());
+        let key = NEXT_THREAD_KEY.fetch_add(1, Ordering::Relaxed);
+        interrupts::without_interrupts(|| THREAD_BODIES.lock().insert(key, body));
+        let cpu = cpu.map(|c| c as usize);
+        task::spawn_kernel_thread_in(name, run_thread_body, key, cpu, root).inspect_err(|_| {
+            let body = interrupts::without_interrupts(|| THREAD_BODIES.lock().remove(&key));
+            drop(body);
+        })
+    }
+
+    fn join_thread(&mut self, tid: u64) {
+        // Told to end, it has at most its last steps to run: give it the CPU.
+        while task::is_live(tid) {
+            task::yield_now();
+        }
+    }
+
+    fn yield_now(&mut self) {
+        task::yield_now();
+    }
+
+    fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
+        interrupts::without_interrupts(|| f(self));
     }
 }
 

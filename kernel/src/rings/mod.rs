@@ -68,8 +68,7 @@ pub fn backend(kind: BackendKind) -> Option<&'static dyn RingBackend> {
     }
 }
 
-/// The backend chosen at boot.
-#[allow(dead_code)] // read by SyscallMode::RingBased (Ring API issue)
+/// The backend chosen at boot (`SysInfo::ring_backend` reports it).
 pub fn active() -> Option<&'static dyn RingBackend> {
     ACTIVE.get().copied().flatten()
 }

@@ -15,6 +15,7 @@ use abi::syscall as nr;
 use abi::syscall::limits::{ARGS_MAX, ARG_BYTES_MAX, PATH_MAX};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::mem::size_of;
 use kernel_core::ring::{BackendKind, RawArgs};
 
 type SysResult = Result<u64, i32>;
@@ -62,6 +63,7 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
         nr::POWEROFF => crate::shutdown(a[0] as i32),
         nr::SYSINFO => sys_sysinfo(a[0]),
         nr::FSTAT => sys_fstat(a[0], a[1]),
+        nr::TASK_INFO => sys_task_info(a[0], a[1]),
         nr::IO_URING_SETUP => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
         nr::IO_URING_ENTER => rings::call(BackendKind::IoUring, RingCall::Enter, RawArgs(a)),
         nr::IO_URING_REGISTER => rings::call(BackendKind::IoUring, RingCall::Register, RawArgs(a)),
@@ -205,7 +207,20 @@ fn sys_sysinfo(out: u64) -> SysResult {
             kernel_core::ring::SyscallMode::Direct => abi::syscall::mode::DIRECT,
             kernel_core::ring::SyscallMode::RingBased => abi::syscall::mode::RING_BASED,
         },
+        ring_backend: match rings::active().map(|b| b.kind()) {
+            None => abi::syscall::backend::NONE,
+            Some(BackendKind::IoUring) => abi::syscall::backend::IO_URING,
+            Some(BackendKind::SqPoll) => abi::syscall::backend::RING_API,
+        },
     };
+    with_space(|space| write_value(space, out, &info))?;
+    Ok(0)
+}
+
+fn sys_task_info(tid: u64, out: u64) -> SysResult {
+    // Check the destination first, so the answer is never half-written.
+    with_space(|space| UserSlice::new(out, size_of::<abi::TaskInfo>() as u64)?.check(space, true))?;
+    let info = task::info(tid)?;
     with_space(|space| write_value(space, out, &info))?;
     Ok(0)
 }

@@ -24,7 +24,7 @@ mod stats;
 mod wait;
 
 pub use process::{exit_current, spawn, wait_child, Process};
-pub use stats::{cpus, info};
+pub use stats::{cpus, info, is_live};
 pub use wait::WaitQueue;
 
 use crate::arch::cpu::MAX_CPUS;
@@ -79,6 +79,11 @@ pub struct Task {
     run_ns: AtomicU64,
     /// Times a CPU switched to it.
     switches: AtomicU64,
+    /// Kernel threads: the page-table root they run on, 0 for the kernel's.
+    /// An SQPOLL poller runs on its process's, so switching between the two
+    /// reloads no CR3; whoever sets it keeps that address space alive until
+    /// the thread has ended and is off its CPU.
+    space_root: AtomicU64,
     /// The user process this task runs, if it is not a kernel thread.
     pub process: Option<Process>,
 }
@@ -111,6 +116,7 @@ impl Task {
             affinity: AtomicU64::new(u64::MAX),
             run_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
+            space_root: AtomicU64::new(0),
             process,
         }))
     }
@@ -194,7 +200,10 @@ static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS]
 
 /// Context switches to a non-idle task on each online CPU.
 pub fn switches_per_cpu() -> Vec<u64> {
-    SWITCHES[..crate::arch::smp::online()].iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    SWITCHES[..crate::arch::smp::online()]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect()
 }
 
 /// CPUs halted in their idle loop, woken by an IPI when work arrives.
@@ -222,6 +231,7 @@ fn become_idle(cpu_index: usize) {
         affinity: AtomicU64::new(1 << cpu_index),
         run_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
+        space_root: AtomicU64::new(0),
         process: None,
     });
     interrupts::without_interrupts(|| {
@@ -281,7 +291,10 @@ fn kick_idle_cpu() {
     let idle = IDLE_CPUS.load(Ordering::Acquire) & !(1 << me);
     if idle != 0 {
         let target = idle.trailing_zeros() as usize;
-        apic::send_ipi(cpu::apic_id_of(target), u32::from(crate::arch::idt::RESCHEDULE_VECTOR));
+        apic::send_ipi(
+            cpu::apic_id_of(target),
+            u32::from(crate::arch::idt::RESCHEDULE_VECTOR),
+        );
     }
 }
 
@@ -306,8 +319,27 @@ pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32>
 
 /// Starts a kernel thread running `f(arg)`, only on CPU `cpu` if given
 /// (and that CPU is online).
-pub fn spawn_kernel_thread_on(name: &str, f: fn(u64), arg: u64, cpu: Option<usize>) -> Result<Tid, i32> {
+pub fn spawn_kernel_thread_on(
+    name: &str,
+    f: fn(u64),
+    arg: u64,
+    cpu: Option<usize>,
+) -> Result<Tid, i32> {
+    spawn_kernel_thread_in(name, f, arg, cpu, 0)
+}
+
+/// [`spawn_kernel_thread_on`], running on the page tables at `space_root`
+/// (0: the kernel's). The caller keeps that address space alive until the
+/// thread has ended and is off its CPU ([`is_live`] turns false).
+pub fn spawn_kernel_thread_in(
+    name: &str,
+    f: fn(u64),
+    arg: u64,
+    cpu: Option<usize>,
+    space_root: u64,
+) -> Result<Tid, i32> {
     let task = Task::new(String::from(name), None)?;
+    task.space_root.store(space_root, Ordering::Relaxed);
     if let Some(cpu) = cpu {
         if cpu >= crate::arch::smp::online() {
             return Err(abi::errno::EINVAL);
@@ -356,7 +388,9 @@ pub fn schedule() {
     let cpu_index = this_cpu();
     let switch = {
         let mut s = SCHED.lock();
-        let current = s.current[cpu_index].take().expect("scheduler not initialised");
+        let current = s.current[cpu_index]
+            .take()
+            .expect("scheduler not initialised");
         let idle = s.idle[cpu_index].clone().expect("no idle task");
         let is_idle = Arc::ptr_eq(&current, &idle);
         let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
@@ -391,7 +425,10 @@ pub fn schedule() {
             }
             match &next.process {
                 Some(p) => p.activate(),
-                None => paging::activate_root(paging::kernel_pml4()),
+                None => match next.space_root.load(Ordering::Relaxed) {
+                    0 => paging::activate_root(paging::kernel_pml4()),
+                    root => paging::activate_root(root),
+                },
             }
             cpu::this()
                 .current_task
@@ -538,5 +575,3 @@ fn forget(id: Tid) {
         SCHED.lock().all.remove(&id);
     });
 }
-
-

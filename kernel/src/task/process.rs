@@ -39,6 +39,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Physical address of this process's top-level page table.
+    pub fn page_table_root(&self) -> u64 {
+        self.root
+    }
+
     /// Loads CR3 with this process's page tables.
     pub fn activate(&self) {
         crate::arch::paging::activate_root(self.root);
@@ -276,7 +281,12 @@ pub fn exit_current(status: i32) -> ! {
 /// A process that ended is off its CPU: wake its parent to reap it, or, an
 /// orphan, forget it.
 pub(super) fn exited(task: Arc<Task>) {
-    let parent = task.process().parent.lock().as_ref().and_then(Weak::upgrade);
+    let parent = task
+        .process()
+        .parent
+        .lock()
+        .as_ref()
+        .and_then(Weak::upgrade);
     match parent {
         Some(parent) => parent.process().child_exited.wake_all(),
         None => forget(task.id),
@@ -297,9 +307,9 @@ pub fn wait_child(pid: i64) -> Result<(u64, i32), i32> {
     }
     let child = process.child_exited.wait_until(|| {
         let mut children = process.children.lock();
-        let index = children
-            .iter()
-            .position(|c| (pid == -1 || c.id as i64 == pid) && c.state() == State::Zombie && !c.on_cpu())?;
+        let index = children.iter().position(|c| {
+            (pid == -1 || c.id as i64 == pid) && c.state() == State::Zombie && !c.on_cpu()
+        })?;
         Some(children.swap_remove(index))
     });
     forget(child.id);

@@ -20,7 +20,18 @@
 //! as direct syscalls: this kernel has no pread/pwrite, so each is an
 //! `lseek` plus a `read`/`write`, two syscalls per op).
 //!
-//! The hot loops use the raw `libuser::uring::Ring` and allocate nothing.
+//! Ring API cases (syscalls 2000-2002; a process has one Ring API context,
+//! so each runs in a child, `bench child=NAME`, which hands its samples
+//! back in a file): `ringapi_nop_b{1,32}` (a 256-entry context without
+//! SQPOLL; write N NOPs, publish, `ring_enter(GETEVENTS, N)` the doorbell,
+//! reap N); `sqpoll_b{1,32}` (a 256-entry SQPOLL context, idle 1000 ms as
+//! in the Linux anchor; write N NOPs and publish with no syscall, calling
+//! `ring_enter` only if the poller set `NEED_WAKEUP`, then poll the CQ,
+//! `sched_yield` while it is empty so the poller gets the CPU on one CPU;
+//! the `extra=` field of the BENCH line counts the `ring_enter` wake-ups).
+//!
+//! The hot loops use the raw rings (`libuser::uring::Ring`,
+//! `libuser::ring_io::Ring`) and allocate nothing.
 #![no_std]
 #![no_main]
 
@@ -28,12 +39,14 @@ extern crate alloc;
 
 use abi::io_uring::{enter_flags, op, Sqe};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
+use abi::ring_api::{self, setup_flags, RingSetupParams};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::arch::x86_64::_rdtsc;
 use libuser::fs::File;
+use libuser::ring_io::Ring as ApiRing;
 use libuser::uring::Ring;
 use libuser::{println, sys, Args, Errno};
 
@@ -49,6 +62,8 @@ struct Config {
     rwops: u64,
     reps: usize,
     cases: Vec<&'static str>,
+    /// `child=NAME`: run only the Ring API case NAME, for the parent.
+    child: Option<&'static str>,
 }
 
 impl Config {
@@ -58,6 +73,7 @@ impl Config {
             rwops: 20_000,
             reps: 3,
             cases: Vec::new(),
+            child: None,
         };
         for arg in args.iter_str().skip(1) {
             let Some((key, value)) = arg.split_once('=') else {
@@ -70,6 +86,7 @@ impl Config {
                 ("rwops", Some(n)) => cfg.rwops = n.max(1),
                 ("reps", Some(n)) => cfg.reps = (n as usize).max(1),
                 ("cases", _) => cfg.cases = value.split(',').filter(|c| !c.is_empty()).collect(),
+                ("child", _) => cfg.child = Some(value),
                 _ => println!("# ignoring argument {arg}"),
             }
         }
@@ -100,6 +117,16 @@ struct Sample {
     ops: u64,
     ns: u64,
     cycles: u64,
+    /// Case-specific count over the timed run (SQPOLL: `ring_enter`
+    /// wake-ups).
+    extra: u64,
+}
+
+/// What the running case counts into [`Sample::extra`].
+static EXTRA: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn count_extra(n: u64) {
+    EXTRA.fetch_add(n, core::sync::atomic::Ordering::Relaxed);
 }
 
 impl Sample {
@@ -133,6 +160,7 @@ type Body<'a> = &'a mut dyn FnMut(u64) -> Result<u64, CaseError>;
 /// Warm-up, then one timed run of `body`.
 fn timed(target: u64, body: Body<'_>) -> Result<Sample, CaseError> {
     body((target / 50).clamp(1, 4096))?;
+    EXTRA.store(0, core::sync::atomic::Ordering::Relaxed);
     let t0 = now_ns();
     let c0 = rdtsc();
     let ops = body(target)?;
@@ -142,6 +170,7 @@ fn timed(target: u64, body: Body<'_>) -> Result<Sample, CaseError> {
         ops,
         ns: t1 - t0,
         cycles: c1 - c0,
+        extra: EXTRA.load(core::sync::atomic::Ordering::Relaxed),
     })
 }
 
@@ -314,6 +343,149 @@ fn plain_rw_case(cfg: &Config, write: bool) -> Result<Vec<Sample>, CaseError> {
     (0..cfg.reps).map(|_| timed(cfg.rwops, &mut body)).collect()
 }
 
+/// The Ring API context of the child cases.
+fn ring_api_context(sqpoll: bool) -> Result<ApiRing, CaseError> {
+    let params = RingSetupParams {
+        sq_entries: RING_ENTRIES,
+        flags: if sqpoll { setup_flags::SQPOLL } else { 0 },
+        sq_thread_idle_ms: if sqpoll { SQPOLL_IDLE_MS } else { 0 },
+        ..RingSetupParams::default()
+    };
+    ApiRing::setup_with(params).map_err(CaseError::Setup)
+}
+
+/// The poller's idle time, as in the Linux anchor.
+const SQPOLL_IDLE_MS: u32 = 1000;
+
+/// `ringapi_nop_bN`: N NOPs per doorbell, waiting for their CQEs in it.
+fn ringapi_nop_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
+    let mut ring = ring_api_context(false)?;
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for _ in 0..batch {
+                // SAFETY: a NOP names no memory.
+                if !unsafe { ring.push_sqe(&NOP) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            ring.raw_mut().publish();
+            let consumed = ring.doorbell(ring_api::enter_flags::GETEVENTS, batch)?;
+            if consumed != batch {
+                return Err(CaseError::Failed(format!(
+                    "the doorbell consumed {consumed} of {batch}"
+                )));
+            }
+            reap(ring.raw_mut(), batch, 0)?;
+            ops += u64::from(batch);
+        }
+        Ok(ops)
+    };
+    (0..cfg.reps).map(|_| timed(cfg.ops, &mut body)).collect()
+}
+
+/// `sqpoll_bN`: N NOPs published with no syscall (unless the poller
+/// sleeps), then the CQ polled, yielding while it is empty.
+fn sqpoll_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
+    let mut ring = ring_api_context(true)?;
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for _ in 0..batch {
+                // SAFETY: a NOP names no memory.
+                if !unsafe { ring.push_sqe(&NOP) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            let before = ring.wakeups();
+            ring.submit()?;
+            count_extra(ring.wakeups() - before);
+            let mut reaped = 0;
+            while reaped < batch {
+                match ring.pop_cqe() {
+                    Some(cqe) if cqe.res == 0 => reaped += 1,
+                    Some(cqe) => {
+                        return Err(CaseError::Failed(format!("CQE res {}", cqe.res)));
+                    }
+                    None => sys::yield_now()?,
+                }
+            }
+            ops += u64::from(batch);
+        }
+        Ok(ops)
+    };
+    (0..cfg.reps).map(|_| timed(cfg.ops, &mut body)).collect()
+}
+
+/// Where a `child=NAME` run leaves its samples: one `ops ns cycles extra`
+/// line per rep, or `skipped ERRNO` / `failed WHY`.
+const CHILD_FILE: &str = "bench.child";
+
+/// The Ring API cases, run by the child.
+fn ring_api_case(cfg: &Config, name: &str) -> Result<Vec<Sample>, CaseError> {
+    match name {
+        "ringapi_nop_b1" => ringapi_nop_case(cfg, 1),
+        "ringapi_nop_b32" => ringapi_nop_case(cfg, 32),
+        "sqpoll_b1" => sqpoll_case(cfg, 1),
+        "sqpoll_b32" => sqpoll_case(cfg, 32),
+        _ => Err(CaseError::Failed(format!("no Ring API case {name}"))),
+    }
+}
+
+/// `bench child=NAME ...`: runs one Ring API case and writes its samples.
+fn child_main(cfg: &Config, name: &str) -> i32 {
+    let text = match ring_api_case(cfg, name) {
+        Ok(samples) => samples
+            .iter()
+            .map(|s| format!("{} {} {} {}\n", s.ops, s.ns, s.cycles, s.extra))
+            .collect::<String>(),
+        Err(CaseError::Setup(errno)) => format!("skipped {errno}"),
+        Err(CaseError::Failed(why)) => format!("failed {why}"),
+    };
+    match libuser::fs::write_file(CHILD_FILE, text.as_bytes()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Runs Ring API case `name` in a child (a fresh process, so a fresh
+/// context) and reads its samples back.
+fn in_child(cfg: &Config, name: &str) -> Result<Vec<Sample>, CaseError> {
+    let _ = sys::unlink(CHILD_FILE);
+    let child = format!("child={name}");
+    let ops = format!("ops={}", cfg.ops);
+    let reps = format!("reps={}", cfg.reps);
+    let status = libuser::process::run("bench", &["bench", &child, &ops, &reps])?;
+    let text = libuser::fs::read_to_vec(CHILD_FILE)?;
+    let _ = sys::unlink(CHILD_FILE);
+    let text = String::from_utf8(text).unwrap_or_default();
+    if let Some(why) = text.strip_prefix("failed ") {
+        return Err(CaseError::Failed(String::from(why)));
+    }
+    if let Some(errno) = text.strip_prefix("skipped ") {
+        return Err(CaseError::Failed(format!("setup failed: {errno}")));
+    }
+    if status != 0 {
+        return Err(CaseError::Failed(format!(
+            "child ended with status {status}"
+        )));
+    }
+    text.lines()
+        .map(|line| {
+            let n: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+            match n[..] {
+                [ops, ns, cycles, extra] => Ok(Sample {
+                    ops,
+                    ns,
+                    cycles,
+                    extra,
+                }),
+                _ => Err(CaseError::Failed(format!("bad child line {line:?}"))),
+            }
+        })
+        .collect()
+}
+
 fn median(mut values: Vec<u64>) -> u64 {
     values.sort_unstable();
     let n = values.len();
@@ -349,6 +521,9 @@ fn calibrate_tsc_khz() -> u64 {
 
 fn main(args: Args) -> i32 {
     let cfg = Config::parse(args);
+    if let Some(name) = cfg.child {
+        return child_main(&cfg, name);
+    }
     println!("BENCH START");
     let khz = calibrate_tsc_khz();
     println!(
@@ -362,7 +537,7 @@ fn main(args: Args) -> i32 {
     );
     println!("# pread4k/pwrite4k: no pread/pwrite syscall here, each op is lseek + read/write (2 syscalls)");
     type CaseFn = fn(&Config) -> Result<Vec<Sample>, CaseError>;
-    let cases: [(&'static str, CaseFn); 9] = [
+    let cases: [(&'static str, CaseFn); 13] = [
         ("syscall_getpid", |c| {
             (0..c.reps)
                 .map(|_| timed(c.ops, &mut getpid_loop))
@@ -376,6 +551,10 @@ fn main(args: Args) -> i32 {
         ("write4k_b32", |c| ring_rw_case(c, true)),
         ("pread4k", |c| plain_rw_case(c, false)),
         ("pwrite4k", |c| plain_rw_case(c, true)),
+        ("ringapi_nop_b1", |c| in_child(c, "ringapi_nop_b1")),
+        ("ringapi_nop_b32", |c| in_child(c, "ringapi_nop_b32")),
+        ("sqpoll_b1", |c| in_child(c, "sqpoll_b1")),
+        ("sqpoll_b32", |c| in_child(c, "sqpoll_b32")),
     ];
     let start = now_ns();
     let mut rows = Vec::new();
@@ -387,11 +566,12 @@ fn main(args: Args) -> i32 {
             Ok(samples) => {
                 for (rep, s) in samples.iter().enumerate() {
                     println!(
-                        "RUN case={name} rep={} ops={} ns_per_op={} cycles_per_op={}",
+                        "RUN case={name} rep={} ops={} ns_per_op={} cycles_per_op={} extra={}",
                         rep + 1,
                         s.ops,
                         Tenths(s.ns_tenths()),
-                        s.cycles_per_op()
+                        s.cycles_per_op(),
+                        s.extra
                     );
                 }
                 let ns: Vec<u64> = samples.iter().map(Sample::ns_tenths).collect();
@@ -402,10 +582,18 @@ fn main(args: Args) -> i32 {
                     ns.iter().copied().min().unwrap_or(0),
                     cycles.iter().copied().min().unwrap_or(0),
                 );
-                println!(
-                    "BENCH case={name} ops={ops} ns_per_op={} cycles_per_op={cy_med}",
-                    Tenths(ns_med)
-                );
+                let extra = median(samples.iter().map(|s| s.extra).collect());
+                if name.starts_with("sqpoll") {
+                    println!(
+                        "BENCH case={name} ops={ops} ns_per_op={} cycles_per_op={cy_med} extra={extra}",
+                        Tenths(ns_med)
+                    );
+                } else {
+                    println!(
+                        "BENCH case={name} ops={ops} ns_per_op={} cycles_per_op={cy_med}",
+                        Tenths(ns_med)
+                    );
+                }
                 Ok((ops, ns_min, ns_med, cy_min, cy_med))
             }
             Err(CaseError::Setup(errno)) => {

@@ -1,5 +1,10 @@
-//! `ring_hostile [SEED] [ROUNDS]`: treats its own io_uring memory as hostile
-//! input for the kernel, then exits 0.
+//! `ring_hostile [SEED] [ROUNDS] [iouring|api|sqpoll]`: treats its own ring
+//! memory as hostile input for the kernel, then exits 0.
+//!
+//! The third argument picks the ring system: io_uring rings (the default),
+//! or the process's Ring API context driven by the doorbell (`api`) or by
+//! an SQPOLL poller (`sqpoll`), which then reads the scribbled memory
+//! concurrently, whenever it likes.
 //!
 //! For ROUNDS rounds (default 4000), driven by a xorshift generator seeded
 //! with SEED (default 1), it writes random and boundary values into every
@@ -9,7 +14,9 @@
 //! rings along the way. `ring_tests` runs it and checks that it exits 0
 //! (the kernel neither crashed nor killed it) and that no memory leaked.
 //!
-//! Nothing here ever waits: GETEVENTS always comes with min_complete 0. SQE
+//! Nothing here ever waits: GETEVENTS always comes with min_complete 0, and
+//! the Ring API's SQ_WAIT is never passed (with a scribbled tail it could
+//! wait for a very long time, harming only this process). SQE
 //! addresses are random 64-bit values (never mapped), boundary values
 //! (unmapped) or point into the ring mappings themselves (which only the
 //! kernel and this program's volatile/atomic accesses touch), and no SQE
@@ -22,6 +29,7 @@ extern crate alloc;
 
 use abi::io_uring::{enter_flags, header, op, register, ring_layout, Sqe};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
+use abi::ring_api::{self, RingSetupParams};
 use alloc::vec::Vec;
 use libuser::fs::File;
 use libuser::sys::KERNEL_HALF;
@@ -75,8 +83,16 @@ impl Rng {
     }
 }
 
+/// Which ring system this run attacks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    IoUring,
+    RingApi { sqpoll: bool },
+}
+
 /// The live rings, their descriptors and a scratch file.
 struct World {
+    mode: Mode,
     rings: Vec<Ring>,
     file_fd: i32,
     setups: u32,
@@ -95,6 +111,10 @@ impl World {
                 abi::layout::USER_END - 8,
                 abi::layout::USER_STACK_TOP,
             ]),
+            _ if self.mode != Mode::IoUring => {
+                // Inside (or just past) the Ring API context.
+                abi::layout::USER_RING_CONTEXT_BASE + rng.below(ring_layout::SIZE + 64)
+            }
             _ => {
                 // Inside (or just past) a ring mapping.
                 let slot = rng.below(ring_layout::MAX_RINGS_PER_PROCESS);
@@ -107,7 +127,7 @@ impl World {
 
     fn fd(&self, rng: &mut Rng) -> i32 {
         let ring_fd = |w: &World, rng: &mut Rng| {
-            if w.rings.is_empty() {
+            if w.rings.is_empty() || w.mode != Mode::IoUring {
                 -1
             } else {
                 w.rings[rng.below(w.rings.len() as u64) as usize].fd() as i32
@@ -180,7 +200,7 @@ impl Tally {
     fn note<T>(&mut self, result: Result<T, libuser::Errno>) {
         use abi::errno::*;
         let tracked = [
-            EINVAL, EBADF, EFAULT, EBUSY, EMFILE, ENOMEM, ENXIO_LIKE, EOPNOTSUPP,
+            EINVAL, EBADF, EFAULT, EBUSY, EMFILE, ENOMEM, ENXIO, EOPNOTSUPP,
         ];
         match result {
             Ok(_) => self.ok += 1,
@@ -192,23 +212,50 @@ impl Tally {
     }
 }
 
-/// Linux's ENXIO (6), which `abi::errno` does not name; counted apart.
-const ENXIO_LIKE: i32 = 6;
-
-fn new_ring(world: &mut World, rng: &mut Rng) {
+fn new_ring(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
     let entries = rng.pick(&[1, 2, 8, 32, 256, 1000]);
     if world.setups >= 20 {
         return;
     }
     world.setups += 1;
-    if let Ok(ring) = Ring::setup(entries, 0) {
-        world.rings.push(ring);
+    match world.mode {
+        Mode::IoUring => {
+            if let Ok(ring) = Ring::setup(entries, 0) {
+                world.rings.push(ring);
+            }
+        }
+        Mode::RingApi { sqpoll } => {
+            // The first succeeds; later ones (random flags included) must
+            // fail without disturbing the live context.
+            let mut flags = if sqpoll {
+                ring_api::setup_flags::SQPOLL
+            } else {
+                0
+            };
+            if !world.rings.is_empty() && rng.below(2) == 0 {
+                flags = rng.word();
+            }
+            let params = RingSetupParams {
+                sq_entries: entries,
+                flags,
+                sq_thread_idle_ms: if flags & ring_api::setup_flags::SQPOLL != 0 {
+                    1 + rng.below(20) as u32
+                } else {
+                    0
+                },
+                ..RingSetupParams::default()
+            };
+            match Ring::setup_ring_api(params) {
+                Ok((ring, _)) => world.rings.push(ring),
+                Err(e) => tally.note::<()>(Err(e)),
+            }
+        }
     }
 }
 
 fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
     if world.rings.is_empty() || rng.below(800) == 0 {
-        new_ring(world, rng);
+        new_ring(world, rng, tally);
     }
     if world.rings.is_empty() {
         return;
@@ -288,13 +335,19 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
             if rng.below(3) == 0 {
                 flags &= enter_flags::SUPPORTED;
             }
+            if world.mode != Mode::IoUring {
+                flags &= !ring_api::enter_flags::SQ_WAIT;
+            }
             // min_complete is only ever nonzero without GETEVENTS: never wait.
             let min_complete = if flags & enter_flags::GETEVENTS != 0 {
                 0
             } else {
                 rng.word()
             };
-            tally.note(uring::enter(fd, to_submit, min_complete, flags));
+            match world.mode {
+                Mode::IoUring => tally.note(uring::enter(fd, to_submit, min_complete, flags)),
+                Mode::RingApi { .. } => tally.note(uring::ring_enter(flags, min_complete)),
+            }
         }
         13 => {
             let any = rng.word();
@@ -310,7 +363,7 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
             let nr = rng.word() % 2048;
             // SAFETY: `address` names only harmless memory (module docs); a
             // registered range inside a ring mapping is ring memory.
-            tally.note(unsafe { uring::register_raw(ring.fd(), opcode, arg, nr) });
+            tally.note(unsafe { ring.register(opcode, arg, nr) });
         }
         14 => {
             let ring = &mut world.rings[index];
@@ -322,7 +375,8 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
             }
         }
         _ => {
-            if rng.below(100) == 0 {
+            // A Ring API context cannot be closed: it stays to the end.
+            if rng.below(100) == 0 && world.mode == Mode::IoUring {
                 let ring = world.rings.swap_remove(index);
                 tally.note(ring.close());
             }
@@ -333,6 +387,11 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
 fn main(args: Args) -> i32 {
     let seed: u64 = args.get_str(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let rounds: u32 = args.get_str(2).and_then(|s| s.parse().ok()).unwrap_or(4000);
+    let mode = match args.get_str(3) {
+        Some("api") => Mode::RingApi { sqpoll: false },
+        Some("sqpoll") => Mode::RingApi { sqpoll: true },
+        _ => Mode::IoUring,
+    };
     let name = "rh_scratch";
     let Ok(file) = File::open(name, O_RDWR | O_CREAT | O_TRUNC) else {
         println!("ring_hostile: cannot create {name}");
@@ -341,16 +400,21 @@ fn main(args: Args) -> i32 {
     let _ = sys::unlink(name);
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut world = World {
+        mode,
         rings: Vec::new(),
         file_fd: file.fd() as i32,
         setups: 0,
     };
     let mut tally = Tally::default();
-    for entries in [1, 8, 32, 256] {
-        if let Ok(ring) = Ring::setup(entries, 0) {
-            world.setups += 1;
-            world.rings.push(ring);
+    if mode == Mode::IoUring {
+        for entries in [1, 8, 32, 256] {
+            if let Ok(ring) = Ring::setup(entries, 0) {
+                world.setups += 1;
+                world.rings.push(ring);
+            }
         }
+    } else {
+        new_ring(&mut world, &mut rng, &mut tally);
     }
     for i in 0..rounds {
         round(&mut world, &mut rng, &mut tally);
@@ -360,7 +424,7 @@ fn main(args: Args) -> i32 {
     }
     println!(
         "  ring_hostile {seed}: {} of {rounds} rounds with a ring, {} ring setups ({} live), calls ok {}, \
-         EINVAL {} EBADF {} EFAULT {} EBUSY {} EMFILE {} ENOMEM {} errno6 {} EOPNOTSUPP {} other {}, {} CQEs reaped",
+         EINVAL {} EBADF {} EFAULT {} EBUSY {} EMFILE {} ENOMEM {} ENXIO {} EOPNOTSUPP {} other {}, {} CQEs reaped",
         tally.rounds,
         world.setups,
         world.rings.len(),

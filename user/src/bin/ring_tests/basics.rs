@@ -3,37 +3,43 @@
 
 use abi::io_uring::{enter_flags, header, op, Sqe};
 use alloc::vec::Vec;
-use libuser::async_io::{AsyncContext, AsyncOp};
+use libuser::async_io::AsyncOp;
 use libuser::test::TestResult;
 use libuser::uring::{Queue, Ring};
-use libuser::{check, check_eq, detail, skip, sys};
+use libuser::{check, check_eq, detail, sys};
 
-use crate::util::{collect, expect_no_more, reap, Res};
+use crate::util::{self, collect, expect_no_more, reap, Res};
 use crate::{raw, RingCase, Run};
 
 /// The seed report's first three cases, in its words.
 #[rustfmt::skip]
 pub const SEED: &[RingCase] = &[
-    ("Ring::setup() - New API (syscall 2002)", ring_api, Run::Parent),
+    ("Ring::setup() - New API (syscall 2002)", crate::ringapi::seed_setup, Run::Child),
     ("AsyncContext::new()", context_new, Run::Child),
     ("Single NOP operation", single_nop, Run::Child),
 ];
 
+/// The seed's cases after the first, which every backend runs.
+pub fn seed_neutral() -> &'static [RingCase] {
+    &SEED[1..]
+}
+
 #[rustfmt::skip]
 pub const CASES: &[RingCase] = &[
     ("NOP batches of 1, 8, 32 and 256 round-trip user_data in order", nop_batches, Run::Child),
-    ("enter consumes at most to_submit, and only published SQEs", enter_counts, Run::Child),
     ("AsyncContext::submit flushes by itself when the SQ is full", submit_flushes, Run::Child),
     ("SQ and CQ indices wrap around (3000 NOPs through an 8-entry ring)", wrap_around, Run::Child),
     ("GETEVENTS with min_complete already met returns at once", getevents_met, Run::Child),
 ];
 
-fn ring_api() -> TestResult {
-    skip!("Ring API (syscall 2002) is the next issue")
-}
+/// Cases of io_uring's own calling convention (`to_submit`).
+#[rustfmt::skip]
+pub const IO_URING_CASES: &[RingCase] = &[
+    ("enter consumes at most to_submit, and only published SQEs", enter_counts, Run::Child),
+];
 
 fn context_new() -> TestResult {
-    let ctx = AsyncContext::new()?;
+    let ctx = util::context()?;
     detail!("Context created successfully");
     check!(
         ctx.has_available_slots(),
@@ -47,7 +53,7 @@ fn context_new() -> TestResult {
 }
 
 fn single_nop() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     ctx.submit(AsyncOp::nop(0x5eed))?;
     detail!("Submitted NOP");
     let ready = ctx.flush()?;
@@ -77,7 +83,7 @@ fn nop(user_data: u64) -> Sqe {
 }
 
 fn nop_batches() -> TestResult {
-    let mut ring = Ring::setup(256, 0)?;
+    let mut ring = util::ring(256)?;
     for (round, batch) in [1u32, 8, 32, 256].into_iter().enumerate() {
         let user_data = |i: u32| match i {
             0 => u64::MAX,
@@ -140,7 +146,7 @@ fn enter_counts() -> TestResult {
 }
 
 fn submit_flushes() -> TestResult {
-    let mut ctx = AsyncContext::with_entries(8)?;
+    let mut ctx = util::context_with(8)?;
     let total = 20u64;
     for i in 0..total {
         ctx.submit(AsyncOp::nop(1000 + i))?;
@@ -172,7 +178,7 @@ fn submit_flushes() -> TestResult {
 }
 
 fn wrap_around() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = util::ring(8)?;
     let mut next = 0u64;
     let mut expect = 0u64;
     while next < 3000 {
@@ -213,7 +219,7 @@ fn wrap_around() -> TestResult {
 }
 
 fn getevents_met() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = util::ring(8)?;
     for i in 0..4 {
         raw::push(&mut ring, &nop(i));
     }

@@ -7,12 +7,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::{AsyncContext, AsyncOp};
 use libuser::test::TestResult;
-use libuser::uring::Ring;
 use libuser::{check, check_eq, detail, sys};
 
 use crate::raw;
 use crate::util::{
-    collect, contents, elapsed_ms, expect_err, expect_no_more, fd_of, ms, neg, pattern, reap,
+    self, collect, contents, elapsed_ms, expect_err, expect_no_more, fd_of, ms, neg, pattern, reap,
     reap_ready, results, run_batch, scratch_file, Res,
 };
 use crate::{RingCase, Run};
@@ -33,7 +32,7 @@ pub const CASES: &[RingCase] = &[
 fn link_success() -> TestResult {
     let (_name, mut file) = scratch_file("rt_link", b"")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let data = pattern(64, 9);
     let mut done = run_batch(
         &mut ctx,
@@ -65,7 +64,7 @@ fn link_success() -> TestResult {
 fn link_failure() -> TestResult {
     let (_name, mut file) = scratch_file("rt_linkfail", b"original")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![
@@ -91,7 +90,7 @@ fn link_failure() -> TestResult {
 fn link_short_read() -> TestResult {
     let (_name, mut file) = scratch_file("rt_linkshort", b"0123456789")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let mut done = run_batch(
         &mut ctx,
         vec![
@@ -122,7 +121,7 @@ fn link_short_read() -> TestResult {
 fn hardlink() -> TestResult {
     let (_name, mut file) = scratch_file("rt_hardlink", b"before")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![
@@ -144,7 +143,7 @@ fn hardlink() -> TestResult {
 }
 
 fn drain() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     ctx.submit(AsyncOp::timeout(ms(30), 0, 0, 1))?;
     ctx.submit(AsyncOp::nop(2))?;
@@ -187,7 +186,7 @@ fn sqe(opcode: u8, flags: u8, fd: i32, user_data: u64) -> Sqe {
 }
 
 fn skip_success() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = util::ring(8)?;
     let skip = sqe_flags::CQE_SKIP_SUCCESS;
     for s in [
         sqe(op::NOP, skip, 0, 1),
@@ -228,7 +227,7 @@ fn skip_success() -> TestResult {
 fn fixed_files() -> TestResult {
     let (_a, fa) = scratch_file("rt_fixa", b"")?;
     let (_b, fb) = scratch_file("rt_fixb", b"file b contents")?;
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     ctx.register_files(&[-1, fd_of(&fa), fd_of(&fb)])?;
     let mut done = run_batch(
         &mut ctx,
@@ -272,7 +271,7 @@ fn fixed_files() -> TestResult {
 }
 
 fn unknown_opcodes() -> TestResult {
-    let mut ring = Ring::setup(16, 0)?;
+    let mut ring = util::ring(16)?;
     let opcodes = [6u8, 7, 8, 9, 10, 13, 16, 17, 20, op::LAST, 100, 255];
     for (i, &opcode) in opcodes.iter().enumerate() {
         raw::push(&mut ring, &sqe(opcode, 0, 0, 0x0c0d_e000 + i as u64));
@@ -291,7 +290,7 @@ fn unknown_opcodes() -> TestResult {
 fn bad_flag_bits() -> TestResult {
     let (_name, mut file) = scratch_file("rt_flagbits", b"keep")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     for bit in [sqe_flags::ASYNC, sqe_flags::BUFFER_SELECT, 1 << 7] {
         check_eq!(bit & sqe_flags::SUPPORTED, 0);
         let done = run_batch(

@@ -7,15 +7,15 @@ use abi::open_flags::{O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_WRONLY};
 use abi::seek::{SEEK_CUR, SEEK_SET};
 use alloc::vec;
 use alloc::vec::Vec;
-use libuser::async_io::{AsyncContext, AsyncOp, AT_FDCWD, CURRENT_POSITION};
+use libuser::async_io::{AsyncOp, AT_FDCWD, CURRENT_POSITION};
 use libuser::fs::File;
 use libuser::test::TestResult;
 use libuser::{check, check_eq, check_err, detail, sys};
 
 use crate::raw::{self, bad_destinations, bad_places};
 use crate::util::{
-    collect, contents, expect_err, expect_no_more, fd_of, neg, pattern, run_batch, scratch_file,
-    Res, Scratch,
+    self, collect, contents, expect_err, expect_no_more, fd_of, neg, pattern, run_batch,
+    scratch_file, Res, Scratch,
 };
 use crate::{RingCase, Run};
 
@@ -42,7 +42,7 @@ pub const CASES: &[RingCase] = &[
 fn rw_offsets() -> TestResult {
     let (_name, mut file) = scratch_file("rt_rwoff", b"")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let a = pattern(100, 1);
     let b = pattern(50, 2);
     let done = run_batch(
@@ -82,7 +82,7 @@ fn rw_offsets() -> TestResult {
 fn rw_current() -> TestResult {
     let (_name, mut file) = scratch_file("rt_rwcur", b"")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let data = pattern(90, 3);
     for (i, chunk) in data.chunks(30).enumerate() {
         let done = run_batch(
@@ -126,7 +126,7 @@ fn rw_current() -> TestResult {
 fn vectored_offsets() -> TestResult {
     let (_name, mut file) = scratch_file("rt_vecoff", &[b'.'; 40])?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let parts: Vec<Vec<u8>> = vec![b"hello ".to_vec(), b"vectored ".to_vec(), b"world".to_vec()];
     let mut done = run_batch(&mut ctx, vec![AsyncOp::writev(fd, parts.clone(), 10, 1)], 1)?;
     check_eq!(Res(done[0].result).0, 20);
@@ -162,7 +162,7 @@ fn vectored_offsets() -> TestResult {
 fn vectored_current() -> TestResult {
     let (_name, mut file) = scratch_file("rt_veccur", b"")?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     for round in 0..2u8 {
         let parts = vec![pattern(5, round), pattern(11, round + 10)];
         let done = run_batch(
@@ -197,7 +197,7 @@ fn short_reads() -> TestResult {
     let data = pattern(100, 4);
     let (_name, file) = scratch_file("rt_short", &data)?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let mut done = run_batch(
         &mut ctx,
         vec![
@@ -227,7 +227,7 @@ fn short_reads() -> TestResult {
 fn fixed_buffers() -> TestResult {
     let (_name, mut file) = scratch_file("rt_fixed", &[0u8; 64])?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let source = pattern(4096, 5);
     ctx.register_buffers(vec![source.clone(), vec![0; 4096], vec![0; 100]])?;
     ctx.submit(AsyncOp::write_fixed(fd, 0, 100, 1000, 0, 1))?;
@@ -282,7 +282,7 @@ fn fixed_buffers() -> TestResult {
 
 fn fsync() -> TestResult {
     let (_name, file) = scratch_file("rt_fsync", b"sync me")?;
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(&mut ctx, vec![AsyncOp::fsync(fd_of(&file), 1)], 1)?;
     check_eq!(Res(done[0].result).0, 0);
     Ok(())
@@ -291,7 +291,7 @@ fn fsync() -> TestResult {
 fn open_close() -> TestResult {
     let name = Scratch("rt_openat");
     let _ = sys::unlink(name.0);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![AsyncOp::openat(AT_FDCWD, name.0, O_RDWR | O_CREAT, 1)],
@@ -338,7 +338,7 @@ fn open_close() -> TestResult {
 fn statx() -> TestResult {
     let (name, file) = scratch_file("rt_statx", &pattern(1234, 6))?;
     let stat = file.stat()?;
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![AsyncOp::statx(AT_FDCWD, name.0, 0, STATX_BASIC, 1)],
@@ -365,7 +365,7 @@ fn statx() -> TestResult {
 }
 
 fn missing_files() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![
@@ -382,7 +382,7 @@ fn missing_files() -> TestResult {
 }
 
 fn bad_fds() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let unused = abi::syscall::limits::FDS_MAX as i32 - 1;
     for fd in [unused, 64, 1000, -1, AT_FDCWD, i32::MIN] {
         let done = run_batch(
@@ -413,7 +413,7 @@ fn bad_buffers() -> TestResult {
     let data = pattern(256, 7);
     let (_name, mut file) = scratch_file("rt_badbuf", &data)?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let mut count = 0;
     for bad in bad_destinations() {
         let mut ops = vec![
@@ -460,7 +460,7 @@ fn access_modes() -> TestResult {
     let (name, _file) = scratch_file("rt_modes", b"0123456789")?;
     let wo = File::open(name.0, O_WRONLY)?;
     let ro = File::open(name.0, O_RDONLY)?;
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![
@@ -479,7 +479,7 @@ fn access_modes() -> TestResult {
 }
 
 fn bad_open() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     for bad in bad_places() {
         let sqe = abi::io_uring::Sqe {
             opcode: abi::io_uring::op::OPENAT,
@@ -514,7 +514,7 @@ fn bad_open() -> TestResult {
 fn fixed_out_of_range() -> TestResult {
     let (_name, mut file) = scratch_file("rt_fixoob", &pattern(512, 8))?;
     let fd = fd_of(&file);
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     // Fixed ops before anything is registered.
     let done = run_batch(&mut ctx, vec![AsyncOp::read_fixed(fd, 0, 0, 16, 0, 1)], 1)?;
     detail!(
@@ -582,7 +582,7 @@ fn fixed_out_of_range() -> TestResult {
 
 fn fixed_file_bad() -> TestResult {
     let (_name, file) = scratch_file("rt_fixfile", b"data")?;
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = run_batch(
         &mut ctx,
         vec![AsyncOp::read(0, vec![0; 4], 0, 1).fixed_file()],

@@ -134,7 +134,7 @@ fn inflight() -> Result<(), Errno> {
 }
 
 /// Lets the kernel finish any deferred clean-up, then reads the counters.
-fn settle() -> Result<SysInfo, Errno> {
+pub fn settle() -> Result<SysInfo, Errno> {
     for _ in 0..4 {
         sys::yield_now()?;
     }
@@ -147,9 +147,17 @@ fn settle() -> Result<SysInfo, Errno> {
 
 /// How much the kernel heap may grow over all runs (a table reaching a new
 /// capacity); a leaked ring is far more.
-const HEAP_SLACK: u64 = 8 * 1024;
+pub const HEAP_SLACK: u64 = 8 * 1024;
 
-fn compare(before: &SysInfo, after: &SysInfo) -> TestResult {
+pub fn compare(before: &SysInfo, after: &SysInfo) -> TestResult {
+    compare_within(before, after, 0)
+}
+
+/// [`compare`], allowing the free frame count to drop by `frame_slack`:
+/// for runs whose timing varies (SQPOLL), where the kernel heap's slab
+/// caches, which keep the frames they carve, may reach a new high-water
+/// mark. The heap's bytes in use must still come back.
+pub fn compare_within(before: &SysInfo, after: &SysInfo, frame_slack: u64) -> TestResult {
     detail!(
         "free frames: {} before, {} after",
         before.free_frames,
@@ -161,7 +169,12 @@ fn compare(before: &SysInfo, after: &SysInfo) -> TestResult {
         after.heap_used
     );
     detail!("tasks: {} before, {} after", before.tasks, after.tasks);
-    check_eq!(after.free_frames, before.free_frames);
+    check!(
+        after.free_frames + frame_slack >= before.free_frames,
+        "free frames went from {} to {} (allowed: down by at most {frame_slack})",
+        before.free_frames,
+        after.free_frames
+    );
     let grown = after.heap_used.saturating_sub(before.heap_used);
     check!(grown <= HEAP_SLACK, "kernel heap grew by {grown} bytes");
     check_eq!(after.tasks, before.tasks);

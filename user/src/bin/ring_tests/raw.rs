@@ -36,8 +36,39 @@ pub fn register(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     unsafe { uring::register_raw(fd, opcode, arg, nr) }
 }
 
+/// `register(opcode, arg, nr)` on `ring`, through whichever syscall drives
+/// it, with a raw argument.
+pub fn register_on(ring: &Ring, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+    // SAFETY: see the module docs.
+    unsafe { ring.register(opcode, arg, nr) }
+}
+
+/// `ring_setup(params_addr)`.
+pub fn ring_setup_at(params_addr: u64) -> Result<u64, Errno> {
+    // SAFETY: see the module docs.
+    unsafe { uring::ring_setup_raw(params_addr) }
+}
+
+/// `ring_register(opcode, arg, nr)` with a raw argument.
+pub fn ring_register(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+    // SAFETY: see the module docs.
+    unsafe { uring::ring_register_raw(opcode, arg, nr) }
+}
+
+/// `task_info(tid, out_addr)`.
+pub fn task_info_at(tid: u64, out_addr: u64) -> Result<u64, Errno> {
+    // SAFETY: see the module docs.
+    unsafe { libuser::sys::raw_syscall(abi::syscall::TASK_INFO, [tid, out_addr, 0, 0, 0, 0]) }
+}
+
 /// Pushes `sqe` onto `ring` (not published).
 pub fn push(ring: &mut Ring, sqe: &Sqe) -> bool {
+    // SAFETY: see the module docs.
+    unsafe { ring.push_sqe(sqe) }
+}
+
+/// Pushes `sqe` onto the Ring API context `ring` (not published).
+pub fn push_api(ring: &mut libuser::ring_io::Ring, sqe: &Sqe) -> bool {
     // SAFETY: see the module docs.
     unsafe { ring.push_sqe(sqe) }
 }

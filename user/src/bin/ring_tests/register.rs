@@ -7,11 +7,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::AsyncContext;
 use libuser::test::TestResult;
-use libuser::uring::Ring;
 use libuser::{check, check_eq, check_err, detail};
 
 use crate::raw::{self, bad_places, read_only_places};
-use crate::util::{fd_of, scratch_file};
+use crate::util::{self, fd_of, scratch_file};
 use crate::{RingCase, Run};
 
 #[rustfmt::skip]
@@ -31,7 +30,7 @@ fn iovec(buf: &mut [u8]) -> IoVec {
 }
 
 fn buffers() -> TestResult {
-    let ring = Ring::setup(8, 0)?;
+    let ring = util::ring(8)?;
     let mut a = vec![0u8; 4096];
     let mut b = vec![0u8; 100];
     check_err!(
@@ -75,7 +74,7 @@ fn buffers() -> TestResult {
 }
 
 fn bad_buffers() -> TestResult {
-    let ring = Ring::setup(8, 0)?;
+    let ring = util::ring(8)?;
     let mut good = vec![0u8; 4096];
     let mut places = Vec::from(bad_places());
     places.extend(read_only_places());
@@ -110,7 +109,7 @@ fn bad_buffers() -> TestResult {
     // The iovec array itself unreadable.
     for bad in bad_places() {
         check_err!(
-            raw::register(ring.fd(), register::REGISTER_BUFFERS, bad.addr, 1),
+            raw::register_on(&ring, register::REGISTER_BUFFERS, bad.addr, 1),
             EFAULT,
             "iovec array at {}",
             bad.what
@@ -150,7 +149,7 @@ fn bad_buffers() -> TestResult {
 
 fn files() -> TestResult {
     let (_name, file) = scratch_file("rt_regfiles", b"x")?;
-    let ring = Ring::setup(8, 0)?;
+    let ring = util::ring(8)?;
     let fd = fd_of(&file);
     check_err!(
         ring.unregister_files(),
@@ -164,7 +163,7 @@ fn files() -> TestResult {
 
     for bad in bad_places() {
         check_err!(
-            raw::register(ring.fd(), register::REGISTER_FILES, bad.addr, 2),
+            raw::register_on(&ring, register::REGISTER_FILES, bad.addr, 2),
             EFAULT,
             "fd array at {}",
             bad.what
@@ -213,7 +212,7 @@ struct SmallProbe {
 }
 
 fn probe() -> TestResult {
-    let ring = Ring::setup(8, 0)?;
+    let ring = util::ring(8)?;
     let report = ring.probe()?;
     detail!(
         "last_op {}, {} entries, supported {:?}",
@@ -237,8 +236,8 @@ fn probe() -> TestResult {
             ..ProbeOp::default()
         }; 4],
     };
-    raw::register(
-        ring.fd(),
+    raw::register_on(
+        &ring,
         register::REGISTER_PROBE,
         core::ptr::from_mut(&mut small) as u64,
         4,
@@ -257,7 +256,7 @@ fn probe() -> TestResult {
     );
     for bad in bad_places().into_iter().chain([raw::read_only_zeros()]) {
         check_err!(
-            raw::register(ring.fd(), register::REGISTER_PROBE, bad.addr, 4),
+            raw::register_on(&ring, register::REGISTER_PROBE, bad.addr, 4),
             EFAULT,
             "probe at {}",
             bad.what
@@ -267,7 +266,7 @@ fn probe() -> TestResult {
     // not zero is refused before anything is written.
     for bad in read_only_places() {
         check_err!(
-            raw::register(ring.fd(), register::REGISTER_PROBE, bad.addr, 4),
+            raw::register_on(&ring, register::REGISTER_PROBE, bad.addr, 4),
             EINVAL,
             "probe at {} (not zeroed)",
             bad.what
@@ -282,8 +281,8 @@ fn probe() -> TestResult {
         guard: [ProbeOp::default(); 4],
     };
     check_err!(
-        raw::register(
-            ring.fd(),
+        raw::register_on(
+            &ring,
             register::REGISTER_PROBE,
             core::ptr::from_mut(&mut dirty) as u64,
             4
@@ -303,10 +302,10 @@ fn probe() -> TestResult {
 }
 
 fn unknown_register() -> TestResult {
-    let ring = Ring::setup(8, 0)?;
+    let ring = util::ring(8)?;
     for opcode in [4, 5, 6, 7, 9, 10, 100, 1 << 31, u32::MAX] {
         check_err!(
-            raw::register(ring.fd(), opcode, 0, 0),
+            raw::register_on(&ring, opcode, 0, 0),
             EINVAL,
             "register opcode {opcode:#x}"
         );

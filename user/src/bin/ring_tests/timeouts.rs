@@ -5,13 +5,15 @@ use abi::errno::{ECANCELED, EINVAL, ENOENT, ETIME};
 use abi::io_uring::{enter_flags, op, timeout_flags, Sqe, Timespec};
 use alloc::format;
 use alloc::vec;
-use libuser::async_io::{AsyncContext, AsyncOp};
+use libuser::async_io::AsyncOp;
 use libuser::test::TestResult;
 use libuser::uring::Ring;
 use libuser::{check, check_eq, detail, fs, process, sys};
 
 use crate::raw;
-use crate::util::{collect, elapsed_ms, expect_no_more, find, ms, neg, ns, reap, results, Res};
+use crate::util::{
+    self, collect, elapsed_ms, expect_no_more, find, ms, neg, ns, reap, results, Res,
+};
 use crate::{RingCase, Run, PROGRAM};
 
 #[rustfmt::skip]
@@ -29,7 +31,7 @@ pub const CASES: &[RingCase] = &[
 ];
 
 fn relative() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     ctx.submit(AsyncOp::timeout(ms(20), 0, 0, 1))?;
     ctx.flush()?;
@@ -54,7 +56,7 @@ fn relative() -> TestResult {
 }
 
 fn count() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     ctx.submit(AsyncOp::timeout(ms(5000), 2, 0, 1))?;
     ctx.submit(AsyncOp::nop(2))?;
@@ -74,7 +76,7 @@ fn count() -> TestResult {
 }
 
 fn absolute() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let deadline = sys::clock_ns()? + 25_000_000;
     ctx.submit(AsyncOp::timeout(ns(deadline), 0, timeout_flags::ABS, 1))?;
     let done = collect(&mut ctx, 1)?;
@@ -104,7 +106,7 @@ fn absolute() -> TestResult {
 }
 
 fn timeout_remove() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     ctx.submit(AsyncOp::timeout(ms(10_000), 0, 0, 1))?;
     ctx.flush()?;
@@ -155,7 +157,7 @@ fn timeout_remove() -> TestResult {
 }
 
 fn async_cancel() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     ctx.submit(AsyncOp::timeout(ms(10_000), 0, 0, 1))?;
     ctx.submit(AsyncOp::timeout(ms(10_000), 0, 0, 2))?;
@@ -186,7 +188,7 @@ fn async_cancel() -> TestResult {
 }
 
 fn link_timeout_late() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     let done = crate::util::run_batch(
         &mut ctx,
@@ -205,7 +207,7 @@ fn link_timeout_late() -> TestResult {
 }
 
 fn link_timeout_fires() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let start = sys::clock_ns()?;
     let done = crate::util::run_batch(
         &mut ctx,
@@ -224,7 +226,7 @@ fn link_timeout_fires() -> TestResult {
 }
 
 fn link_timeout_alone() -> TestResult {
-    let mut ctx = AsyncContext::new()?;
+    let mut ctx = util::context()?;
     let done = crate::util::run_batch(
         &mut ctx,
         vec![
@@ -252,7 +254,7 @@ fn timeout_sqe(ts: &Timespec, user_data: u64) -> Sqe {
 }
 
 fn getevents_sleeps() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = util::ring(8)?;
     let t20 = ms(20);
     raw::push(&mut ring, &timeout_sqe(&t20, 1));
     ring.publish();
@@ -310,7 +312,7 @@ pub fn child_clock(ms_arg: Option<&str>) -> i32 {
 
 fn getevents_yields_cpu() -> TestResult {
     let _ = sys::unlink(CLOCK_FILE);
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = util::ring(8)?;
     let t30 = ms(30);
     let pid = process::spawn(PROGRAM, &[PROGRAM, "child-clock", "10"])?;
     raw::push(&mut ring, &timeout_sqe(&t30, 1));

@@ -3,15 +3,93 @@
 use abi::errno;
 use abi::io_uring::{enter_flags, Cqe, Timespec};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
+use abi::ring_api::{setup_flags, RingSetupParams};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
 use libuser::async_io::{AsyncContext, Completion};
 use libuser::fs::File;
 use libuser::test::{Outcome, TestResult};
 use libuser::uring::Ring;
 use libuser::{fail, sys, Errno};
+
+/// The ring a backend-neutral case runs on: the same cases, one contract,
+/// two implementations (three ways of driving them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring, syscalls 12-14.
+    IoUring,
+    /// The Ring API, syscalls 2000-2002, submission by the doorbell.
+    RingApi,
+    /// The Ring API with a kernel SQ poller.
+    SqPoll,
+}
+
+impl Backend {
+    /// The prefix of case names in the report (none for io_uring, whose
+    /// names are the seed's).
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::IoUring => "",
+            Backend::RingApi => "[ring api] ",
+            Backend::SqPoll => "[sqpoll] ",
+        }
+    }
+
+    fn from_u8(value: u8) -> Backend {
+        match value {
+            1 => Backend::RingApi,
+            2 => Backend::SqPoll,
+            _ => Backend::IoUring,
+        }
+    }
+}
+
+static BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// Chooses the ring the next case runs on.
+pub fn set_backend(backend: Backend) {
+    BACKEND.store(backend as u8, Ordering::Relaxed);
+}
+
+/// The ring the running case uses.
+pub fn backend() -> Backend {
+    Backend::from_u8(BACKEND.load(Ordering::Relaxed))
+}
+
+/// A context of `entries` entries on the case's ring.
+pub fn context_with(entries: u32) -> Result<AsyncContext, Errno> {
+    match backend() {
+        Backend::IoUring => AsyncContext::with_entries(entries),
+        Backend::RingApi => AsyncContext::ring_api_with_entries(entries, false),
+        Backend::SqPoll => AsyncContext::ring_api_with_entries(entries, true),
+    }
+}
+
+/// A context of the default 256 entries on the case's ring.
+pub fn context() -> Result<AsyncContext, Errno> {
+    context_with(libuser::async_io::DEFAULT_ENTRIES)
+}
+
+/// A raw ring of `entries` entries on the case's ring (for the Ring API,
+/// the process's one context).
+pub fn ring(entries: u32) -> Result<Ring, Errno> {
+    let api = |flags| {
+        let params = RingSetupParams {
+            sq_entries: entries,
+            flags,
+            ..RingSetupParams::default()
+        };
+        Ring::setup_ring_api(params).map(|(ring, _)| ring)
+    };
+    match backend() {
+        Backend::IoUring => Ring::setup(entries, 0),
+        Backend::RingApi => api(0),
+        Backend::SqPoll => api(setup_flags::SQPOLL),
+    }
+}
 
 /// A file name that is unlinked when the case ends, however it ends.
 pub struct Scratch(pub &'static str);

@@ -1,0 +1,253 @@
+//! The Ring API ABI: syscalls 2002 `ring_setup`, 2000 `ring_enter` (the
+//! doorbell) and 2001 `ring_register`, with SQPOLL.
+//!
+//! The Ring API is a second calling convention over the same rings as
+//! io_uring: the context it maps has exactly the io_uring ring layout
+//! ([`crate::io_uring::ring_layout`], header words at
+//! [`crate::io_uring::header`] offsets, [`Sqe`](crate::io_uring::Sqe) and
+//! [`Cqe`](crate::io_uring::Cqe) entries, the same opcodes, SQE flags, SQ
+//! flags and register opcodes), so one engine and one op table serve both.
+//! What differs is how a process reaches its ring:
+//!
+//! - one context per process, at the fixed address
+//!   [`crate::layout::USER_RING_CONTEXT_BASE`], with no descriptor: the
+//!   calls take no ring argument, and the context lives until the process
+//!   ends;
+//! - `ring_enter` is a doorbell: with no arguments it makes the kernel take
+//!   everything published in the SQ;
+//! - with [`setup_flags::SQPOLL`] a kernel thread (the *poller*) takes SQEs
+//!   as soon as they are published, with no syscall at all; it goes to
+//!   sleep after [`RingSetupParams::sq_thread_idle_ms`] without work, and
+//!   says so with [`sq_flags::NEED_WAKEUP`] in the SQ flags word.
+//!
+//! # Calls
+//!
+//! `ring_setup(params: *mut RingSetupParams) -> 0`
+//! : Creates the caller's context. In: `sq_entries` (1 or more; rounded up
+//!   to a power of two, clamped to 256; 0 is `EINVAL`), `flags`
+//!   ([`setup_flags`]; unknown bits are `EINVAL`), `cq_entries` with
+//!   `CQSIZE` (rounded, clamped to 256, not below the SQ size, else
+//!   `EINVAL`), `sq_thread_idle_ms` with `SQPOLL` (0 = [`DEFAULT_IDLE_MS`],
+//!   clamped to [`MAX_IDLE_MS`]), `sq_thread_cpu` with `SQ_AFF` (must be
+//!   below the number of CPUs running tasks, else `EINVAL`). `resv`, and
+//!   `sq_thread_idle_ms`/`sq_thread_cpu` without their flag, must be zero
+//!   (`EINVAL`); `SQ_AFF` needs `SQPOLL` (`EINVAL`); the output-only fields,
+//!   and `cq_entries` without `CQSIZE`, are ignored (as on Linux, so one
+//!   struct can be reused). Out: `sq_entries`, `cq_entries`
+//!   (default `min(2 * sq, 256)`), `sq_thread_idle_ms` as used,
+//!   `features` ([`crate::io_uring::features`] bits), `sq_thread_id` (the
+//!   poller's task id for `task_info`, 0 without SQPOLL) and `ring_addr`.
+//!   A second context for the same process is `EBUSY`; a bad `params`
+//!   pointer is `EFAULT`, checked before anything is created.
+//!
+//! `ring_enter(flags, min_complete) -> consumed`
+//! : The doorbell. Without SQPOLL it consumes every published SQE (at most
+//!   one ring's worth) and returns how many it consumed; with SQPOLL it
+//!   wakes the poller (clearing `NEED_WAKEUP` is the poller's job) and
+//!   returns 0, or with [`enter_flags::SQ_WAIT`] sleeps until the poller
+//!   has consumed what was published and returns how many that was.
+//!   [`enter_flags::GETEVENTS`] then sleeps until `min_complete` (clamped to
+//!   the CQ size) CQEs are in the CQ. Overflowed completions move into the
+//!   CQ on every call. No context: `ENXIO`; unknown flags: `EINVAL`; 4096
+//!   completions waiting in the overflow list: `EBUSY`, nothing consumed
+//!   (with SQPOLL: only if SQEs are published that the poller therefore
+//!   cannot take).
+//!
+//! `ring_register(opcode, arg, nr) -> 0`
+//! : io_uring's `io_uring_register` without the descriptor: the same
+//!   [`register`] opcodes, arguments and errors. No context: `ENXIO`.
+//!
+//! # SQPOLL protocol (user side)
+//!
+//! To submit: write the SQEs and SQ array entries, store-release the SQ
+//! tail, then a full fence (`SeqCst`), then load the SQ flags; only if
+//! `NEED_WAKEUP` is set call `ring_enter(0, 0)`. The poller, before it
+//! sleeps, sets `NEED_WAKEUP`, fences, and reads the SQ tail once more, so
+//! one of the two always sees the other's store: nothing published is left
+//! behind by a sleeping poller.
+//!
+//! Not done yet: the poller runs on the boot CPU whatever `sq_thread_cpu`
+//! says (the kernel schedules on one CPU; with one CPU, 0 is the only valid
+//! value), and `SyscallMode::RingBased` does not route ordinary syscalls
+//! through this ring.
+
+use crate::io_uring::ring_layout;
+pub use crate::io_uring::{register, sq_flags};
+
+/// Where each part of a ring context lies, as byte offsets from
+/// [`RingSetupParams::ring_addr`]. The same as an io_uring ring's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingContextLayout {
+    /// The SQ header page: header words at [`crate::io_uring::header`]
+    /// offsets, the SQ index array at `header::ARRAY`.
+    pub sq_header: u64,
+    /// The CQ header page.
+    pub cq_header: u64,
+    /// The SQE array (`sq_entries` × 64 bytes).
+    pub sq_entries: u64,
+    /// The CQE array (`cq_entries` × 16 bytes).
+    pub cq_entries: u64,
+    /// Bytes mapped in all.
+    pub size: u64,
+}
+const _: () = assert!(core::mem::size_of::<RingContextLayout>() == 40);
+
+/// The layout of every ring context.
+pub const CONTEXT_LAYOUT: RingContextLayout = RingContextLayout {
+    sq_header: ring_layout::SQ_HEADER,
+    cq_header: ring_layout::CQ_HEADER,
+    sq_entries: ring_layout::SQES,
+    cq_entries: ring_layout::CQES,
+    size: ring_layout::SIZE,
+};
+
+/// The poller's idle time when `sq_thread_idle_ms` is 0 (Linux's default).
+pub const DEFAULT_IDLE_MS: u32 = 1000;
+/// Longest idle time; larger values are clamped to it.
+pub const MAX_IDLE_MS: u32 = 60_000;
+
+/// `ring_setup`'s in/out argument, 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingSetupParams {
+    /// In: SQ entries wanted. Out: the SQ size.
+    pub sq_entries: u32,
+    /// In with `CQSIZE`: CQ entries wanted (else 0). Out: the CQ size.
+    pub cq_entries: u32,
+    /// In: [`setup_flags`].
+    pub flags: u32,
+    /// In with `SQ_AFF`: the CPU the poller should run on (else 0).
+    pub sq_thread_cpu: u32,
+    /// In with `SQPOLL`: milliseconds without work before the poller
+    /// sleeps (0: [`DEFAULT_IDLE_MS`]; else 0). Out: the value used.
+    pub sq_thread_idle_ms: u32,
+    /// Out: [`crate::io_uring::features`] bits.
+    pub features: u32,
+    /// Out: the poller's task id (for `task_info`), 0 without SQPOLL.
+    pub sq_thread_id: u64,
+    /// Out: user address of the context
+    /// ([`crate::layout::USER_RING_CONTEXT_BASE`]).
+    pub ring_addr: u64,
+    /// Must be zero.
+    pub resv: [u64; 3],
+}
+const _: () = assert!(core::mem::size_of::<RingSetupParams>() == 64);
+const _: () = assert!(core::mem::offset_of!(RingSetupParams, sq_thread_id) == 24);
+const _: () = assert!(core::mem::offset_of!(RingSetupParams, ring_addr) == 32);
+
+impl RingSetupParams {
+    /// The struct as it sits in memory (little-endian).
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        let words32 = [
+            self.sq_entries,
+            self.cq_entries,
+            self.flags,
+            self.sq_thread_cpu,
+            self.sq_thread_idle_ms,
+            self.features,
+        ];
+        for (i, w) in words32.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        let words64 = [
+            self.sq_thread_id,
+            self.ring_addr,
+            self.resv[0],
+            self.resv[1],
+            self.resv[2],
+        ];
+        for (i, w) in words64.iter().enumerate() {
+            out[24 + 8 * i..32 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes the struct from memory (the inverse of
+    /// [`RingSetupParams::to_bytes`]).
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        let w32 = |i: usize| {
+            u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        let w64 = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        Self {
+            sq_entries: w32(0),
+            cq_entries: w32(1),
+            flags: w32(2),
+            sq_thread_cpu: w32(3),
+            sq_thread_idle_ms: w32(4),
+            features: w32(5),
+            sq_thread_id: w64(24),
+            ring_addr: w64(32),
+            resv: [w64(40), w64(48), w64(56)],
+        }
+    }
+}
+
+/// `ring_setup` flags ([`RingSetupParams::flags`]).
+pub mod setup_flags {
+    /// A kernel thread polls the SQ: submission needs no syscall.
+    pub const SQPOLL: u32 = 1 << 0;
+    /// Run the poller on `sq_thread_cpu` (with `SQPOLL` only).
+    pub const SQ_AFF: u32 = 1 << 1;
+    /// `cq_entries` gives the CQ size.
+    pub const CQSIZE: u32 = 1 << 2;
+    /// Every flag the kernel accepts.
+    pub const SUPPORTED: u32 = SQPOLL | SQ_AFF | CQSIZE;
+}
+
+/// `ring_enter` flags.
+pub mod enter_flags {
+    /// After the doorbell, sleep until `min_complete` CQEs are in the CQ.
+    pub const GETEVENTS: u32 = 1 << 0;
+    /// Wake the poller. Accepted for io_uring's sake: the doorbell always
+    /// wakes it.
+    pub const SQ_WAKEUP: u32 = 1 << 1;
+    /// SQPOLL: sleep until the poller has consumed every SQE published when
+    /// the call began (or cannot go on: `EBUSY`). Without SQPOLL the
+    /// doorbell consumes them itself, so this changes nothing.
+    pub const SQ_WAIT: u32 = 1 << 2;
+    /// Every flag the kernel accepts.
+    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_round_trip_through_bytes() {
+        let p = RingSetupParams {
+            sq_entries: 1,
+            cq_entries: 2,
+            flags: 3,
+            sq_thread_cpu: 4,
+            sq_thread_idle_ms: 5,
+            features: 6,
+            sq_thread_id: 0x0102_0304_0506_0708,
+            ring_addr: crate::layout::USER_RING_CONTEXT_BASE,
+            resv: [9, 10, 11],
+        };
+        let bytes = p.to_bytes();
+        assert_eq!(RingSetupParams::from_bytes(&bytes), p);
+        assert_eq!(bytes[8], 3, "flags at byte 8");
+        assert_eq!(bytes[24], 8, "sq_thread_id at byte 24, little-endian");
+    }
+
+    #[test]
+    fn the_context_layout_is_the_io_uring_layout() {
+        assert_eq!(CONTEXT_LAYOUT.sq_header, ring_layout::SQ_HEADER);
+        assert_eq!(CONTEXT_LAYOUT.cq_entries, ring_layout::CQES);
+        assert_eq!(CONTEXT_LAYOUT.size, ring_layout::SIZE);
+    }
+}

@@ -1,0 +1,68 @@
+//! Per-task CPU time: the scheduler charges each run slice to the task that
+//! ran it when a CPU switches away ([`account_switch`]); [`info`] reports a
+//! task's total (the `task_info` syscall), so a test can show that an idle
+//! SQPOLL poller burns no CPU.
+//!
+//! Invariants: `Scheduler::slice_start[cpu]` is when `cpu` switched to the
+//! task it runs now; a task's `run_ns` holds every finished slice, so its
+//! CPU time is `run_ns` plus, while it runs, now minus its slice start.
+//! Time spent in interrupt handlers counts for the task they interrupted.
+
+use super::{Scheduler, State, Task, Tid, SCHED};
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+use x86_64::instructions::interrupts;
+
+/// Number of CPUs that run tasks (valid CPU numbers are below it).
+pub fn cpus() -> u32 {
+    crate::arch::smp::online() as u32
+}
+
+/// Whether task `tid` still exists: not yet ended, or ended but still on
+/// its CPU or unreaped.
+pub fn is_live(tid: Tid) -> bool {
+    interrupts::without_interrupts(|| SCHED.lock().all.contains_key(&tid))
+}
+
+/// Called by `schedule` with its lock held when CPU `cpu` switches from
+/// `current` to `next`: the slice that ends goes to `current`.
+pub(super) fn account_switch(s: &mut Scheduler, cpu: usize, current: &Task, next: &Task) {
+    let now = crate::time::now_ns();
+    let slice = now.saturating_sub(s.slice_start[cpu]);
+    current.run_ns.fetch_add(slice, Ordering::Relaxed);
+    s.slice_start[cpu] = now;
+    next.switches.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What `task_info` reports about task `tid`; `ESRCH` if no live task (an
+/// unreaped zombie counts) has that id.
+pub fn info(tid: Tid) -> Result<abi::TaskInfo, i32> {
+    interrupts::without_interrupts(|| {
+        let s = SCHED.lock();
+        let task = s.all.get(&tid).ok_or(abi::errno::ESRCH)?;
+        let mut run_ns = task.run_ns.load(Ordering::Relaxed);
+        let running_on = s
+            .current
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| Arc::ptr_eq(c, task)));
+        if let Some(cpu) = running_on {
+            run_ns += crate::time::now_ns().saturating_sub(s.slice_start[cpu]);
+        }
+        let mut name = [0u8; 16];
+        let len = task.name.len().min(name.len());
+        name[..len].copy_from_slice(&task.name.as_bytes()[..len]);
+        Ok(abi::TaskInfo {
+            tid,
+            run_ns,
+            switches: task.switches.load(Ordering::Relaxed),
+            state: match task.state() {
+                State::Ready => abi::syscall::task_state::READY,
+                State::Running => abi::syscall::task_state::RUNNING,
+                State::Blocked => abi::syscall::task_state::BLOCKED,
+                State::Zombie => abi::syscall::task_state::ZOMBIE,
+            },
+            kernel_thread: u32::from(task.process.is_none()),
+            name,
+        })
+    })
+}

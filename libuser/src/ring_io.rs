@@ -1,0 +1,187 @@
+//! The Ring API from user space (syscalls 2000-2002): the seed's
+//! `Ring::setup(sqpoll)` and submission without syscalls under SQPOLL.
+//!
+//! ```ignore
+//! use libuser::ring_io::Ring;
+//! let mut ring = Ring::setup(true)?;          // ring_setup with SQPOLL
+//! unsafe { ring.push_sqe(&nop) };             // write the SQE
+//! ring.submit()?;                             // publish; ring_enter only if NEED_WAKEUP
+//! let cqe = ring.wait_cqe()?;                 // poll the CQ
+//! ```
+//!
+//! A process has one Ring API context, mapped at
+//! `abi::layout::USER_RING_CONTEXT_BASE` with the io_uring layout, so this
+//! is a thin layer over [`crate::uring::Ring`] (which also drives it for
+//! `AsyncContext::new_ring_api`). What it adds is the SQPOLL protocol:
+//! [`Ring::submit`] publishes the tail, fences, and calls `ring_enter` only
+//! when the poller said it sleeps (`NEED_WAKEUP`), counting those calls
+//! ([`Ring::wakeups`]); [`Ring::wait_cqe`] polls the CQ, giving the CPU
+//! away while it is empty so that the poller (on the same CPU) can run.
+//!
+//! What needs `unsafe`: as for [`crate::uring::Ring::push_sqe`], an SQE
+//! names memory the kernel uses until its completion; [`Ring::push_sqe`]
+//! passes that contract on, and is the module's only unsafe code.
+#![allow(unsafe_code)]
+
+use crate::sys::{self, Errno};
+use crate::uring;
+use abi::io_uring::{Cqe, IoVec, Sqe};
+use abi::ring_api::{enter_flags, setup_flags, RingSetupParams};
+
+/// Entries of the context [`Ring::setup`] creates.
+pub const DEFAULT_ENTRIES: u32 = 256;
+
+/// Yields [`Ring::wait_cqe`] spends polling an empty CQ before it sleeps in
+/// the kernel (a completion that takes that long is waiting for a timer or
+/// a file, not for the poller).
+const POLL_YIELDS: u32 = 64;
+
+/// The process's Ring API context.
+pub struct Ring {
+    ring: uring::Ring,
+    params: RingSetupParams,
+    wakeups: u64,
+}
+
+impl Ring {
+    /// `ring_setup` with [`DEFAULT_ENTRIES`] entries, SQPOLL or not, and
+    /// the default poller idle time.
+    pub fn setup(sqpoll: bool) -> Result<Ring, Errno> {
+        Ring::setup_with(RingSetupParams {
+            sq_entries: DEFAULT_ENTRIES,
+            flags: if sqpoll { setup_flags::SQPOLL } else { 0 },
+            ..RingSetupParams::default()
+        })
+    }
+
+    /// `ring_setup` with the caller's params (entries, CQSIZE, idle time,
+    /// CPU).
+    pub fn setup_with(params: RingSetupParams) -> Result<Ring, Errno> {
+        let (ring, params) = uring::Ring::setup_ring_api(params)?;
+        Ok(Ring {
+            ring,
+            params,
+            wakeups: 0,
+        })
+    }
+
+    /// The params as the kernel filled them in (sizes, idle time, the
+    /// poller's task id, the context address).
+    pub fn params(&self) -> &RingSetupParams {
+        &self.params
+    }
+
+    /// Whether a kernel poller consumes the SQ.
+    pub fn sqpoll(&self) -> bool {
+        self.ring.sqpoll()
+    }
+
+    /// The raw ring underneath (header words, counters).
+    pub fn raw(&self) -> &uring::Ring {
+        &self.ring
+    }
+
+    /// The raw ring underneath, mutably.
+    pub fn raw_mut(&mut self) -> &mut uring::Ring {
+        &mut self.ring
+    }
+
+    /// Writes `sqe` into the next free slot; it reaches the kernel with
+    /// [`Ring::submit`]. False when the SQ is full.
+    ///
+    /// # Safety
+    ///
+    /// As for [`crate::uring::Ring::push_sqe`].
+    pub unsafe fn push_sqe(&mut self, sqe: &Sqe) -> bool {
+        // SAFETY: passed on to the caller.
+        unsafe { self.ring.push_sqe(sqe) }
+    }
+
+    /// Free SQ slots.
+    pub fn sq_space(&self) -> u32 {
+        self.ring.sq_space()
+    }
+
+    /// Publishes what was pushed. Without SQPOLL rings the doorbell and
+    /// returns how many SQEs the kernel consumed. With SQPOLL makes no
+    /// syscall unless the poller sleeps (`NEED_WAKEUP`), then rings to wake
+    /// it; returns 0 (the poller consumes them).
+    pub fn submit(&mut self) -> Result<u32, Errno> {
+        if !self.ring.sqpoll() {
+            self.ring.publish();
+            return uring::ring_enter(0, 0);
+        }
+        if self.ring.publish_and_check_wakeup() {
+            self.wakeups += 1;
+            uring::ring_enter(enter_flags::SQ_WAKEUP, 0)?;
+        }
+        Ok(0)
+    }
+
+    /// `ring_enter(flags, min_complete)` itself.
+    pub fn doorbell(&mut self, flags: u32, min_complete: u32) -> Result<u32, Errno> {
+        uring::ring_enter(flags, min_complete)
+    }
+
+    /// Submits, then sleeps in the kernel until `n` completions are ready
+    /// (`GETEVENTS`). Returns how many are ready.
+    pub fn submit_and_wait(&mut self, n: u32) -> Result<u32, Errno> {
+        self.ring.publish();
+        uring::ring_enter(enter_flags::GETEVENTS, n)?;
+        Ok(self.ring.cq_ready())
+    }
+
+    /// Calls of `ring_enter` [`Ring::submit`] made because the poller
+    /// slept.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
+    }
+
+    /// Whether the poller says it sleeps.
+    pub fn need_wakeup(&self) -> bool {
+        self.ring.sq_flags() & abi::io_uring::sq_flags::NEED_WAKEUP != 0
+    }
+
+    /// CQEs ready.
+    pub fn cq_ready(&self) -> u32 {
+        self.ring.cq_ready()
+    }
+
+    /// The oldest CQE, consumed; `None` if the CQ is empty.
+    pub fn pop_cqe(&mut self) -> Option<Cqe> {
+        self.ring.pop_cqe()
+    }
+
+    /// The next CQE: polls the CQ, yielding the CPU while it is empty;
+    /// after a while (or at once without SQPOLL) sleeps in the kernel for
+    /// it instead. Overflowed CQEs are fetched as needed.
+    pub fn wait_cqe(&mut self) -> Result<Cqe, Errno> {
+        let mut polls = if self.ring.sqpoll() { POLL_YIELDS } else { 0 };
+        loop {
+            if let Some(cqe) = self.ring.pop_cqe() {
+                return Ok(cqe);
+            }
+            if polls > 0 {
+                polls -= 1;
+                sys::yield_now()?;
+            } else {
+                uring::ring_enter(enter_flags::GETEVENTS, 1)?;
+            }
+        }
+    }
+
+    /// `REGISTER_BUFFERS` (see [`crate::uring::Ring::register_buffers`]).
+    pub fn register_buffers(&self, iovecs: &[IoVec]) -> Result<(), Errno> {
+        self.ring.register_buffers(iovecs)
+    }
+
+    /// `REGISTER_FILES` (`-1` = empty slot).
+    pub fn register_files(&self, fds: &[i32]) -> Result<(), Errno> {
+        self.ring.register_files(fds)
+    }
+
+    /// The opcodes the kernel reports as supported, ascending.
+    pub fn probe(&self) -> Result<alloc::vec::Vec<u8>, Errno> {
+        self.ring.probe().map(|report| report.supported())
+    }
+}

@@ -1,0 +1,448 @@
+//! Host tests of the backend against a mock kernel whose threads are real
+//! `std` threads: the poller runs truly in parallel with the test, which
+//! plays user space, so the wake-up protocol is exercised harder than on
+//! the one-CPU kernel.
+
+use super::*;
+use abi::io_uring::{header, op, ring_layout, sq_flags, Cqe, Sqe};
+use abi::ring_api::{setup_flags, DEFAULT_IDLE_MS};
+use kernel_core::ring::{IoEnv, MockEnv, RingObject, ThreadBody};
+use std::sync::{Condvar, Mutex as StdMutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Where the mock process's memory starts (params live there).
+const MEM: u64 = 0x10_0000;
+
+/// What every host of one test shares: wake-ups, threads, the clock.
+struct Kernel {
+    wakes: StdMutex<u64>,
+    woken: Condvar,
+    threads: StdMutex<Vec<(u64, JoinHandle<()>)>>,
+    next_tid: AtomicU64,
+    start: Instant,
+    cpus: u32,
+}
+
+impl Kernel {
+    fn new() -> Arc<Kernel> {
+        Arc::new(Kernel {
+            wakes: StdMutex::new(0),
+            woken: Condvar::new(),
+            threads: StdMutex::new(Vec::new()),
+            next_tid: AtomicU64::new(100),
+            start: Instant::now(),
+            cpus: 1,
+        })
+    }
+
+    /// Waits for every thread started so far to end.
+    fn join_threads(&self) {
+        let threads = core::mem::take(&mut *self.threads.lock().unwrap());
+        for (_, t) in threads {
+            t.join().expect("a kernel thread panicked");
+        }
+    }
+
+    /// Threads started and not joined yet.
+    fn live_threads(&self) -> usize {
+        self.threads.lock().unwrap().len()
+    }
+}
+
+struct MockHost {
+    kernel: Arc<Kernel>,
+    pid: u64,
+    env: MockEnv,
+    views: Option<RingViews>,
+}
+
+impl MockHost {
+    fn process(kernel: &Arc<Kernel>, pid: u64) -> MockHost {
+        MockHost {
+            kernel: kernel.clone(),
+            pid,
+            env: MockEnv::new(MEM, 4096),
+            views: None,
+        }
+    }
+
+    fn views(&self) -> SharedRing<'static> {
+        self.views.expect("no ring mapped").shared()
+    }
+}
+
+fn leak32(n: usize) -> &'static [AtomicU32] {
+    Box::leak(
+        (0..n)
+            .map(|_| AtomicU32::new(0))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    )
+}
+
+fn leak64(n: usize) -> &'static [AtomicU64] {
+    Box::leak(
+        (0..n)
+            .map(|_| AtomicU64::new(0))
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    )
+}
+
+impl RingHost for MockHost {
+    fn pid(&self) -> u64 {
+        self.pid
+    }
+    fn now_ns(&self) -> u64 {
+        self.kernel.start.elapsed().as_nanos() as u64
+    }
+    fn env(&mut self, _pid: u64) -> Option<&mut dyn IoEnv> {
+        Some(&mut self.env)
+    }
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
+        assert_eq!(addr, USER_RING_CONTEXT_BASE);
+        if self.views.is_some() {
+            return Err(EEXIST);
+        }
+        let views = RingViews {
+            sq_hdr: leak32(1024),
+            cq_hdr: leak32(1024),
+            sqes: leak64(ring_layout::MAX_SQ_ENTRIES as usize * 8),
+            cqes: leak64(ring_layout::MAX_CQ_ENTRIES as usize * 2),
+        };
+        self.views = Some(views);
+        Ok(views)
+    }
+    fn install_fd(&mut self, _: BackendKind, _: u64, _: RingObject) -> Result<i32, i32> {
+        Err(EOPNOTSUPP)
+    }
+    fn ring_of_fd(&mut self, _: BackendKind, _: i32) -> Result<RingObject, i32> {
+        Err(EOPNOTSUPP)
+    }
+    fn wait(&mut self, _key: u64, ready: &mut dyn FnMut() -> bool) {
+        loop {
+            let seen = *self.kernel.wakes.lock().unwrap();
+            if ready() {
+                return;
+            }
+            let wakes = self.kernel.wakes.lock().unwrap();
+            drop(self.kernel.woken.wait_while(wakes, |w| *w == seen).unwrap());
+        }
+    }
+    fn wake(&mut self, _key: u64) {
+        *self.kernel.wakes.lock().unwrap() += 1;
+        self.kernel.woken.notify_all();
+    }
+    fn forget_wait(&mut self, _key: u64) {}
+    fn arm_timer(&mut self, _deadline: u64) {}
+    fn cpus(&self) -> u32 {
+        self.kernel.cpus
+    }
+    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32> {
+        if cpu.is_some_and(|c| c >= self.kernel.cpus) {
+            return Err(EINVAL);
+        }
+        let mut host = MockHost {
+            kernel: self.kernel.clone(),
+            pid: 0,
+            env: MockEnv::new(0, 0),
+            views: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(&mut host))
+            .map_err(|_| ENOMEM)?;
+        let tid = self.kernel.next_tid.fetch_add(1, Ordering::Relaxed);
+        self.kernel.threads.lock().unwrap().push((tid, handle));
+        Ok(tid)
+    }
+    fn join_thread(&mut self, tid: u64) {
+        let mut threads = self.kernel.threads.lock().unwrap();
+        let index = threads.iter().position(|(t, _)| *t == tid);
+        let handle = index.map(|i| threads.remove(i).1);
+        drop(threads);
+        if let Some(handle) = handle {
+            handle.join().expect("a kernel thread panicked");
+        }
+    }
+    fn yield_now(&mut self) {
+        std::thread::yield_now();
+    }
+    fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
+        f(self);
+    }
+}
+
+fn args(words: &[u64]) -> RawArgs {
+    let mut a = [0u64; 6];
+    a[..words.len()].copy_from_slice(words);
+    RawArgs(a)
+}
+
+/// `ring_setup` with `params` placed in the process's memory; returns the
+/// params as the kernel left them.
+fn setup(
+    backend: &SqPoll,
+    host: &mut MockHost,
+    params: RingSetupParams,
+) -> Result<RingSetupParams, i32> {
+    host.env.write_user(MEM, &params.to_bytes()).unwrap();
+    backend.setup(host, args(&[MEM]))?;
+    let bytes: [u8; 64] = host.env.peek(MEM, 64).unwrap().try_into().unwrap();
+    Ok(RingSetupParams::from_bytes(&bytes))
+}
+
+fn params(entries: u32, flags: u32, idle_ms: u32) -> RingSetupParams {
+    RingSetupParams {
+        sq_entries: entries,
+        flags,
+        sq_thread_idle_ms: idle_ms,
+        ..RingSetupParams::default()
+    }
+}
+
+fn nop(user_data: u64) -> Sqe {
+    Sqe {
+        opcode: op::NOP,
+        user_data,
+        ..Sqe::default()
+    }
+}
+
+/// User space's SQPOLL submission: publish, fence, ring only if the poller
+/// asked for it. Returns whether it rang.
+fn submit(backend: &SqPoll, host: &mut MockHost, sqe: &Sqe) -> bool {
+    let ring = host.views();
+    assert!(ring.user_push_sqe(sqe), "SQ full");
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if ring.sq_header(header::FLAGS) & sq_flags::NEED_WAKEUP != 0 {
+        backend.enter(host, args(&[0, 0])).unwrap();
+        return true;
+    }
+    false
+}
+
+/// Spins until a CQE arrives, for at most `limit`.
+fn await_cqe(ring: &SharedRing, limit: Duration) -> Option<Cqe> {
+    let start = Instant::now();
+    loop {
+        if let Some(cqe) = ring.user_pop_cqe() {
+            return Some(cqe);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    true
+}
+
+#[test]
+fn kind_is_sqpoll() {
+    assert_eq!(BACKEND.kind(), BackendKind::SqPoll);
+}
+
+#[test]
+fn setup_fills_params_and_allows_one_context_per_process() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    let out = setup(&backend, &mut host, params(5, 0, 0)).unwrap();
+    assert_eq!((out.sq_entries, out.cq_entries), (8, 16));
+    assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
+    assert_eq!((out.sq_thread_id, out.sq_thread_idle_ms), (0, 0));
+    assert_ne!(out.features & features::NODROP, 0);
+    let ring = host.views();
+    assert_eq!(ring.sq_header(header::ENTRIES), 8);
+    assert_eq!(ring.sq_header(header::MASK), 7);
+    assert_eq!(ring.cq_header(header::ENTRIES), 16);
+    assert_eq!(
+        setup(&backend, &mut host, params(8, 0, 0)),
+        Err(EBUSY),
+        "a second context"
+    );
+    // Another process has its own.
+    let mut other = MockHost::process(&kernel, 8);
+    assert!(setup(&backend, &mut other, params(1, 0, 0)).is_ok());
+}
+
+#[test]
+fn setup_refuses_bad_pointers_and_flags_without_creating_anything() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    for bad in [0, MEM - 8, MEM + 4096 - 63, u64::MAX - 7] {
+        assert_eq!(backend.setup(&mut host, args(&[bad])), Err(EFAULT));
+    }
+    assert_eq!(
+        setup(&backend, &mut host, params(8, 1 << 7, 0)),
+        Err(EINVAL)
+    );
+    assert_eq!(setup(&backend, &mut host, params(0, 0, 0)), Err(EINVAL));
+    assert_eq!(setup(&backend, &mut host, params(8, 0, 5)), Err(EINVAL));
+    let aff = RingSetupParams {
+        sq_thread_cpu: 1,
+        ..params(8, setup_flags::SQPOLL | setup_flags::SQ_AFF, 0)
+    };
+    assert_eq!(setup(&backend, &mut host, aff), Err(EINVAL));
+    assert!(host.views.is_none(), "a refused setup mapped memory");
+    assert!(setup(&backend, &mut host, params(8, 0, 0)).is_ok());
+}
+
+#[test]
+fn calls_without_a_context_are_enxio() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 3);
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Err(ENXIO));
+    assert_eq!(backend.register(&mut host, args(&[8, 0, 0])), Err(ENXIO));
+    // Exiting without a context is fine.
+    backend.teardown(&mut host, 3);
+}
+
+#[test]
+fn the_doorbell_consumes_everything_published() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    setup(&backend, &mut host, params(8, 0, 0)).unwrap();
+    let ring = host.views();
+    for i in 0..5 {
+        assert!(ring.user_push_sqe(&nop(i)));
+    }
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Ok(5));
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Ok(0));
+    let got: Vec<u64> = ring.user_drain_cqes().iter().map(|c| c.user_data).collect();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    // GETEVENTS with min_complete met returns at once.
+    assert!(ring.user_push_sqe(&nop(9)));
+    let getevents = u64::from(enter_flags::GETEVENTS);
+    assert_eq!(backend.enter(&mut host, args(&[getevents, 1])), Ok(1));
+    assert_eq!(ring.user_pop_cqe().map(|c| c.user_data), Some(9));
+    for flags in [1 << 3, u64::from(u32::MAX), 1 << 32] {
+        assert_eq!(backend.enter(&mut host, args(&[flags, 0])), Err(EINVAL));
+    }
+    assert_eq!(
+        backend.register(&mut host, args(&[12345, 0, 0])),
+        Err(EINVAL)
+    );
+    backend.teardown(&mut host, 7);
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Err(ENXIO));
+}
+
+#[test]
+fn the_poller_consumes_without_syscalls_and_stops_at_teardown() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    let out = setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 0)).unwrap();
+    assert_eq!(out.sq_thread_idle_ms, DEFAULT_IDLE_MS);
+    assert_ne!(out.sq_thread_id, 0);
+    assert_eq!(
+        backend.poller_stats(7).map(|(tid, _)| tid),
+        Some(out.sq_thread_id)
+    );
+    let ring = host.views();
+    for i in 0..100 {
+        assert!(
+            !submit(&backend, &mut host, &nop(i)),
+            "rang an awake poller"
+        );
+        let cqe = await_cqe(&ring, Duration::from_secs(5)).expect("the poller never took it");
+        assert_eq!(cqe.user_data, i);
+    }
+    // SQ_WAIT: returns once the poller took everything.
+    for i in 0..4 {
+        assert!(ring.user_push_sqe(&nop(100 + i)));
+    }
+    let sq_wait = u64::from(enter_flags::SQ_WAIT | enter_flags::GETEVENTS);
+    let consumed = backend.enter(&mut host, args(&[sq_wait, 4])).unwrap();
+    assert!(consumed <= 4);
+    assert_eq!(ring.user_drain_cqes().len(), 4);
+    backend.teardown(&mut host, 7);
+    kernel.join_threads();
+}
+
+#[test]
+fn an_idle_poller_sets_need_wakeup_sleeps_and_the_doorbell_wakes_it() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 5)).unwrap();
+    let ring = host.views();
+    let asleep = || ring.sq_header(header::FLAGS) & sq_flags::NEED_WAKEUP != 0;
+    assert!(wait_for(Duration::from_secs(5), asleep), "never slept");
+    // Published without the doorbell: a sleeping poller does not see it.
+    assert!(ring.user_push_sqe(&nop(1)));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(ring.user_pop_cqe(), None);
+    assert_eq!(backend.poller_stats(7).map(|(_, w)| w), Some(0));
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Ok(0));
+    let cqe = await_cqe(&ring, Duration::from_secs(5)).expect("the doorbell did not wake it");
+    assert_eq!(cqe.user_data, 1);
+    assert!(wait_for(Duration::from_secs(5), || backend
+        .poller_stats(7)
+        .is_some_and(|(_, w)| w == 1)));
+    backend.teardown(&mut host, 7);
+    kernel.join_threads();
+}
+
+#[test]
+fn the_wake_up_race_loses_nothing() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1)).unwrap();
+    let ring = host.views();
+    let mut rang = 0;
+    let mut seed = 0x1234_5678u64;
+    for round in 0..3000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Land anywhere around the 1 ms idle boundary.
+        std::thread::sleep(Duration::from_micros(seed % 1500));
+        if submit(&backend, &mut host, &nop(round)) {
+            rang += 1;
+        }
+        match await_cqe(&ring, Duration::from_secs(5)) {
+            Some(cqe) => assert_eq!(cqe.user_data, round),
+            None => panic!("round {round}: the SQE was left behind (rang {rang} times)"),
+        }
+    }
+    let (_, wakeups) = backend.poller_stats(7).unwrap();
+    assert!(rang > 0 && wakeups > 0, "the poller never slept");
+    backend.teardown(&mut host, 7);
+    kernel.join_threads();
+}
+
+#[test]
+fn teardown_stops_a_sleeping_poller() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1)).unwrap();
+    let ring = host.views();
+    assert!(wait_for(Duration::from_secs(5), || ring
+        .sq_header(header::FLAGS)
+        & sq_flags::NEED_WAKEUP
+        != 0));
+    backend.teardown(&mut host, 7);
+    assert_eq!(
+        kernel.live_threads(),
+        0,
+        "teardown returned before the join"
+    );
+    assert_eq!(backend.poller_stats(7), None);
+}
