@@ -429,7 +429,14 @@ fn need_wakeup() -> TestResult {
     check!(!ring.need_wakeup(), "NEED_WAKEUP set right after work");
     let waited = await_need_wakeup(&ring, 2, 2000)?;
     let since_work = elapsed_ms(start)?;
-    let info = sys::task_info(tid)?;
+    // The poller sets the flag, re-checks the SQ, then blocks: give it the
+    // moment between the flag and the sleep (up to 1 s).
+    let mut info = sys::task_info(tid)?;
+    let flagged = sys::clock_ns()?;
+    while info.state != task_state::BLOCKED && elapsed_ms(flagged)? < 1000 {
+        sys::yield_now()?;
+        info = sys::task_info(tid)?;
+    }
     detail!(
         "NEED_WAKEUP set {since_work} ms after the last submission (idle {IDLE} ms); poller state {}",
         info.state
