@@ -308,6 +308,156 @@ pub struct IoUringParams {
 }
 const _: () = assert!(core::mem::size_of::<IoUringParams>() == 120);
 
+impl IoUringParams {
+    /// Size of the struct in memory.
+    pub const SIZE: usize = 120;
+
+    /// Sets `sq_off`/`cq_off` for a ring mapped at `base` with the layout of
+    /// [`ring_layout`] (offsets from the mapping base, `user_addr` = base).
+    pub fn set_offsets(&mut self, base: u64) {
+        let sq = |word: usize| (ring_layout::SQ_HEADER + 4 * word as u64) as u32;
+        let cq = |word: usize| (ring_layout::CQ_HEADER + 4 * word as u64) as u32;
+        self.sq_off = SqRingOffsets {
+            head: sq(header::HEAD),
+            tail: sq(header::TAIL),
+            ring_mask: sq(header::MASK),
+            ring_entries: sq(header::ENTRIES),
+            flags: sq(header::FLAGS),
+            dropped: sq(header::DROPPED),
+            array: ring_layout::SQ_ARRAY as u32,
+            resv1: 0,
+            user_addr: base,
+        };
+        self.cq_off = CqRingOffsets {
+            head: cq(header::HEAD),
+            tail: cq(header::TAIL),
+            ring_mask: cq(header::MASK),
+            ring_entries: cq(header::ENTRIES),
+            overflow: cq(header::OVERFLOW),
+            cqes: ring_layout::CQES as u32,
+            flags: cq(header::FLAGS),
+            resv1: 0,
+            user_addr: base,
+        };
+    }
+
+    /// The struct as it sits in memory (little-endian, Linux's layout).
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let (s, c) = (&self.sq_off, &self.cq_off);
+        let words: [u32; 30] = [
+            self.sq_entries,
+            self.cq_entries,
+            self.flags,
+            self.sq_thread_cpu,
+            self.sq_thread_idle,
+            self.features,
+            self.wq_fd,
+            self.resv[0],
+            self.resv[1],
+            self.resv[2],
+            s.head,
+            s.tail,
+            s.ring_mask,
+            s.ring_entries,
+            s.flags,
+            s.dropped,
+            s.array,
+            s.resv1,
+            s.user_addr as u32,
+            (s.user_addr >> 32) as u32,
+            c.head,
+            c.tail,
+            c.ring_mask,
+            c.ring_entries,
+            c.overflow,
+            c.cqes,
+            c.flags,
+            c.resv1,
+            c.user_addr as u32,
+            (c.user_addr >> 32) as u32,
+        ];
+        let mut out = [0u8; Self::SIZE];
+        for (i, w) in words.iter().enumerate() {
+            out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes the struct from memory (the inverse of [`Self::to_bytes`]).
+    pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> Self {
+        let w = |i: usize| {
+            u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        let addr = |i: usize| u64::from(w(i)) | (u64::from(w(i + 1)) << 32);
+        Self {
+            sq_entries: w(0),
+            cq_entries: w(1),
+            flags: w(2),
+            sq_thread_cpu: w(3),
+            sq_thread_idle: w(4),
+            features: w(5),
+            wq_fd: w(6),
+            resv: [w(7), w(8), w(9)],
+            sq_off: SqRingOffsets {
+                head: w(10),
+                tail: w(11),
+                ring_mask: w(12),
+                ring_entries: w(13),
+                flags: w(14),
+                dropped: w(15),
+                array: w(16),
+                resv1: w(17),
+                user_addr: addr(18),
+            },
+            cq_off: CqRingOffsets {
+                head: w(20),
+                tail: w(21),
+                ring_mask: w(22),
+                ring_entries: w(23),
+                overflow: w(24),
+                cqes: w(25),
+                flags: w(26),
+                resv1: w(27),
+                user_addr: addr(28),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod params_tests {
+    use super::*;
+
+    #[test]
+    fn params_bytes_round_trip_with_linux_offsets() {
+        let mut p = IoUringParams {
+            sq_entries: 8,
+            cq_entries: 16,
+            flags: setup_flags::CQSIZE,
+            ..Default::default()
+        };
+        p.set_offsets(crate::layout::USER_IO_URING_BASE);
+        let bytes = p.to_bytes();
+        assert_eq!(IoUringParams::from_bytes(&bytes), p);
+        // user_addr sits at byte 72 (sq) and 112 (cq) as in Linux's struct.
+        assert_eq!(
+            u64::from_le_bytes(bytes[72..80].try_into().unwrap()),
+            crate::layout::USER_IO_URING_BASE
+        );
+        assert_eq!(
+            u64::from_le_bytes(bytes[112..120].try_into().unwrap()),
+            crate::layout::USER_IO_URING_BASE
+        );
+        assert_eq!(p.sq_off.array as u64, ring_layout::SQ_ARRAY);
+        assert_eq!(p.cq_off.cqes as u64, ring_layout::CQES);
+    }
+}
+
 /// `io_uring_register` opcodes.
 pub mod register {
     pub const REGISTER_BUFFERS: u32 = 0;

@@ -261,8 +261,6 @@ pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, E
 /// The io_uring params describing a Ring API context at `ring_addr`: the
 /// same layout, so one validation and one set of accessors serve both.
 fn ring_api_layout(p: &RingSetupParams) -> IoUringParams {
-    let sq = |word: usize| (ring_api::CONTEXT_LAYOUT.sq_header + 4 * word as u64) as u32;
-    let cq = |word: usize| (ring_api::CONTEXT_LAYOUT.cq_header + 4 * word as u64) as u32;
     let mut out = IoUringParams {
         sq_entries: p.sq_entries,
         cq_entries: p.cq_entries,
@@ -270,22 +268,8 @@ fn ring_api_layout(p: &RingSetupParams) -> IoUringParams {
         features: p.features,
         ..IoUringParams::default()
     };
-    out.sq_off.head = sq(header::HEAD);
-    out.sq_off.tail = sq(header::TAIL);
-    out.sq_off.ring_mask = sq(header::MASK);
-    out.sq_off.ring_entries = sq(header::ENTRIES);
-    out.sq_off.flags = sq(header::FLAGS);
-    out.sq_off.dropped = sq(header::DROPPED);
-    out.sq_off.array = ring_layout::SQ_ARRAY as u32;
-    out.sq_off.user_addr = p.ring_addr;
-    out.cq_off.head = cq(header::HEAD);
-    out.cq_off.tail = cq(header::TAIL);
-    out.cq_off.ring_mask = cq(header::MASK);
-    out.cq_off.ring_entries = cq(header::ENTRIES);
-    out.cq_off.overflow = cq(header::OVERFLOW);
-    out.cq_off.cqes = ring_api::CONTEXT_LAYOUT.cq_entries as u32;
-    out.cq_off.flags = cq(header::FLAGS);
-    out.cq_off.user_addr = p.ring_addr;
+    // `ring_api::CONTEXT_LAYOUT` is io_uring's `ring_layout` (abi tests it).
+    out.set_offsets(p.ring_addr);
     out
 }
 

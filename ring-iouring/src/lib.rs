@@ -19,7 +19,7 @@
 extern crate alloc;
 
 use abi::errno::*;
-use abi::io_uring::{enter_flags, features, header, ring_layout, setup_flags, IoUringParams};
+use abi::io_uring::{enter_flags, features, ring_layout, setup_flags, IoUringParams};
 use abi::layout::USER_IO_URING_BASE;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +29,7 @@ use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews};
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
-const PARAMS_SIZE: usize = core::mem::size_of::<IoUringParams>();
+const PARAMS_SIZE: usize = IoUringParams::SIZE;
 
 /// One io_uring instance.
 struct Ring {
@@ -79,92 +79,6 @@ fn ring_size(requested: u32, max: u32) -> u32 {
     requested.min(max).next_power_of_two()
 }
 
-fn decode_params(bytes: &[u8; PARAMS_SIZE]) -> IoUringParams {
-    let word = |i: usize| {
-        u32::from_le_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
-    IoUringParams {
-        sq_entries: word(0),
-        cq_entries: word(1),
-        flags: word(2),
-        sq_thread_cpu: word(3),
-        sq_thread_idle: word(4),
-        features: word(5),
-        wq_fd: word(6),
-        resv: [word(7), word(8), word(9)],
-        ..IoUringParams::default()
-    }
-}
-
-fn encode_params(p: &IoUringParams) -> [u8; PARAMS_SIZE] {
-    let mut out = [0u8; PARAMS_SIZE];
-    let mut words: alloc::vec::Vec<u32> = alloc::vec![
-        p.sq_entries,
-        p.cq_entries,
-        p.flags,
-        p.sq_thread_cpu,
-        p.sq_thread_idle,
-        p.features,
-        p.wq_fd,
-        p.resv[0],
-        p.resv[1],
-        p.resv[2],
-        p.sq_off.head,
-        p.sq_off.tail,
-        p.sq_off.ring_mask,
-        p.sq_off.ring_entries,
-        p.sq_off.flags,
-        p.sq_off.dropped,
-        p.sq_off.array,
-        p.sq_off.resv1,
-    ];
-    words.push(p.sq_off.user_addr as u32);
-    words.push((p.sq_off.user_addr >> 32) as u32);
-    words.extend_from_slice(&[
-        p.cq_off.head,
-        p.cq_off.tail,
-        p.cq_off.ring_mask,
-        p.cq_off.ring_entries,
-        p.cq_off.overflow,
-        p.cq_off.cqes,
-        p.cq_off.flags,
-        p.cq_off.resv1,
-    ]);
-    words.push(p.cq_off.user_addr as u32);
-    words.push((p.cq_off.user_addr >> 32) as u32);
-    for (i, w) in words.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
-/// The offsets reported in `params` for a ring mapped at `base`.
-fn fill_offsets(p: &mut IoUringParams, base: u64) {
-    let sq = |word: usize| (ring_layout::SQ_HEADER + 4 * word as u64) as u32;
-    let cq = |word: usize| (ring_layout::CQ_HEADER + 4 * word as u64) as u32;
-    p.sq_off.head = sq(header::HEAD);
-    p.sq_off.tail = sq(header::TAIL);
-    p.sq_off.ring_mask = sq(header::MASK);
-    p.sq_off.ring_entries = sq(header::ENTRIES);
-    p.sq_off.flags = sq(header::FLAGS);
-    p.sq_off.dropped = sq(header::DROPPED);
-    p.sq_off.array = ring_layout::SQ_ARRAY as u32;
-    p.sq_off.user_addr = base;
-    p.cq_off.head = cq(header::HEAD);
-    p.cq_off.tail = cq(header::TAIL);
-    p.cq_off.ring_mask = cq(header::MASK);
-    p.cq_off.ring_entries = cq(header::ENTRIES);
-    p.cq_off.overflow = cq(header::OVERFLOW);
-    p.cq_off.cqes = ring_layout::CQES as u32;
-    p.cq_off.flags = cq(header::FLAGS);
-    p.cq_off.user_addr = base;
-}
-
 impl RingBackend for IoUring {
     fn kind(&self) -> BackendKind {
         BackendKind::IoUring
@@ -185,7 +99,7 @@ impl RingBackend for IoUring {
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
             env.read_user(params_ptr, &mut raw)?;
         }
-        let mut params = decode_params(&raw);
+        let mut params = IoUringParams::from_bytes(&raw);
         if params.flags & !(setup_flags::CQSIZE | setup_flags::CLAMP) != 0 || params.resv != [0; 3]
         {
             return Err(EINVAL);
@@ -242,8 +156,8 @@ impl RingBackend for IoUring {
             | features::NODROP
             | features::SUBMIT_STABLE
             | features::RW_CUR_POS;
-        fill_offsets(&mut params, base);
-        let out = encode_params(&params);
+        params.set_offsets(base);
+        let out = params.to_bytes();
         if let Some(env) = host.env(pid) {
             // Checked writable above; nothing in between can unmap it.
             env.write_user(params_ptr, &out)?;
@@ -382,33 +296,5 @@ mod tests {
         assert_eq!(ring_size(200, 256), 256);
         assert_eq!(ring_size(4096, 256), 256);
         assert_eq!(ring_size(u32::MAX, 256), 256);
-    }
-
-    #[test]
-    fn params_round_trip_through_bytes() {
-        let mut p = IoUringParams {
-            sq_entries: 8,
-            cq_entries: 16,
-            flags: setup_flags::CQSIZE,
-            ..Default::default()
-        };
-        fill_offsets(&mut p, USER_IO_URING_BASE);
-        let bytes = encode_params(&p);
-        let back = decode_params(&bytes);
-        assert_eq!(
-            (back.sq_entries, back.cq_entries, back.flags),
-            (8, 16, setup_flags::CQSIZE)
-        );
-        // user_addr sits at byte 72 (sq) and 112 (cq) as in Linux's struct.
-        assert_eq!(
-            u64::from_le_bytes(bytes[72..80].try_into().unwrap()),
-            USER_IO_URING_BASE
-        );
-        assert_eq!(
-            u64::from_le_bytes(bytes[112..120].try_into().unwrap()),
-            USER_IO_URING_BASE
-        );
-        assert_eq!(u32::from_le_bytes(bytes[40..44].try_into().unwrap()), 0);
-        assert_eq!(u32::from_le_bytes(bytes[44..48].try_into().unwrap()), 4);
     }
 }
