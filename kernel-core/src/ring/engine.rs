@@ -478,7 +478,7 @@ impl RingEngine {
     /// Errors as on Linux: `EBUSY` if already registered, `EINVAL` for a bad
     /// count or non-zero arguments to unregister, `EFAULT` for bad memory,
     /// `EBADF` for a bad fd; unregistering what is not registered is
-    /// `EINVAL` (Linux says `ENXIO`, which `abi` lacks).
+    /// `EINVAL` (Linux says `ENXIO`; a known difference, see docs/io_uring.md).
     pub fn register(
         &mut self,
         env: &mut dyn IoEnv,
