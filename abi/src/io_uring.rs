@@ -44,6 +44,24 @@ pub mod op {
     pub const WRITE: u8 = 23;
     /// One past the highest opcode this ABI names (probe table size).
     pub const LAST: u8 = 24;
+    /// Every opcode this ABI names.
+    pub const ALL: [u8; 15] = [
+        NOP,
+        READV,
+        WRITEV,
+        FSYNC,
+        READ_FIXED,
+        WRITE_FIXED,
+        TIMEOUT,
+        TIMEOUT_REMOVE,
+        ASYNC_CANCEL,
+        LINK_TIMEOUT,
+        OPENAT,
+        CLOSE,
+        STATX,
+        READ,
+        WRITE,
+    ];
 }
 
 /// `IOSQE_*` flags in [`Sqe::flags`].

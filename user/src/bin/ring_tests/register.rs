@@ -185,24 +185,8 @@ fn files() -> TestResult {
     Ok(())
 }
 
-/// Every opcode `abi::io_uring::op` names: what the kernel implements.
-const IMPLEMENTED: [u8; 15] = [
-    op::NOP,
-    op::READV,
-    op::WRITEV,
-    op::FSYNC,
-    op::READ_FIXED,
-    op::WRITE_FIXED,
-    op::TIMEOUT,
-    op::TIMEOUT_REMOVE,
-    op::ASYNC_CANCEL,
-    op::LINK_TIMEOUT,
-    op::OPENAT,
-    op::CLOSE,
-    op::STATX,
-    op::READ,
-    op::WRITE,
-];
+/// What the kernel implements: every opcode `abi` names.
+const IMPLEMENTED: [u8; op::ALL.len()] = op::ALL;
 
 #[repr(C)]
 struct SmallProbe {
