@@ -266,26 +266,22 @@ impl RingEngine {
     /// at the engine's positions (0 for a new engine), flags and counters
     /// zero.
     pub fn init_shared(&self, shared: &SharedRing) {
-        for (word, value) in [
-            (header::HEAD, self.sq_head),
-            (header::TAIL, self.sq_head),
-            (header::MASK, self.sq_mask),
-            (header::ENTRIES, self.sq_entries),
-            (header::FLAGS, 0),
-            (header::DROPPED, 0),
-            (header::OVERFLOW, 0),
-        ] {
+        // Both header pages have the same words; only the values differ.
+        let words = |position: u32, mask: u32, entries: u32| {
+            [
+                (header::HEAD, position),
+                (header::TAIL, position),
+                (header::MASK, mask),
+                (header::ENTRIES, entries),
+                (header::FLAGS, 0),
+                (header::DROPPED, 0),
+                (header::OVERFLOW, 0),
+            ]
+        };
+        for (word, value) in words(self.sq_head, self.sq_mask, self.sq_entries) {
             shared.set_sq_header(word, value);
         }
-        for (word, value) in [
-            (header::HEAD, self.cq_tail),
-            (header::TAIL, self.cq_tail),
-            (header::MASK, self.cq_mask),
-            (header::ENTRIES, self.cq_entries),
-            (header::FLAGS, 0),
-            (header::DROPPED, 0),
-            (header::OVERFLOW, 0),
-        ] {
+        for (word, value) in words(self.cq_tail, self.cq_mask, self.cq_entries) {
             shared.set_cq_header(word, value);
         }
     }

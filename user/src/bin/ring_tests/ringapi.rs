@@ -367,16 +367,7 @@ fn doorbell() -> TestResult {
     check_eq!(got, [0, 1, 2, 3, 4, 5, 6]);
     // GETEVENTS sleeps until min_complete CQEs are there.
     let ts = Box::new(ms(20));
-    push(
-        &mut ring,
-        &Sqe {
-            opcode: op::TIMEOUT,
-            addr: core::ptr::from_ref(&*ts) as u64,
-            len: 1,
-            user_data: 7,
-            ..Sqe::default()
-        },
-    )?;
+    push(&mut ring, &timeout_sqe(&ts, 7))?;
     ring.raw_mut().publish();
     let start = sys::clock_ns()?;
     check_eq!(uring::ring_enter(enter_flags::GETEVENTS, 1)?, 1);
@@ -587,16 +578,7 @@ fn sq_wait() -> TestResult {
     // count would be 0).
     await_need_wakeup(&ring, 2, 2000)?;
     let ts = Box::new(ms(30));
-    push(
-        &mut ring,
-        &Sqe {
-            opcode: op::TIMEOUT,
-            addr: core::ptr::from_ref(&*ts) as u64,
-            len: 1,
-            user_data: 9,
-            ..Sqe::default()
-        },
-    )?;
+    push(&mut ring, &timeout_sqe(&ts, 9))?;
     ring.raw_mut().publish();
     let start = sys::clock_ns()?;
     let consumed = ring.doorbell(enter_flags::SQ_WAIT | enter_flags::GETEVENTS, 9)?;
@@ -760,4 +742,15 @@ fn hostile() -> TestResult {
     run_in_child(index)?;
     detail!("a NOP on a new SQPOLL context still completes");
     Ok(())
+}
+
+/// A relative TIMEOUT SQE on `ts` (which must outlive its completion).
+fn timeout_sqe(ts: &abi::io_uring::Timespec, user_data: u64) -> Sqe {
+    Sqe {
+        opcode: op::TIMEOUT,
+        addr: core::ptr::from_ref(ts) as u64,
+        len: 1,
+        user_data,
+        ..Sqe::default()
+    }
 }
