@@ -254,7 +254,13 @@ pub mod enter_flags {
     pub const GETEVENTS: u32 = 1 << 0;
     pub const SQ_WAKEUP: u32 = 1 << 1;
     pub const SQ_WAIT: u32 = 1 << 2;
-    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT;
+    /// `fd` is an index into the caller's registered rings, not a
+    /// descriptor (Linux's `IORING_ENTER_REGISTERED_RING`). The only
+    /// registered ring is index 0, the system ring of a process in
+    /// `SyscallMode::RingBased` (`crate::StartInfo`); an index above it is
+    /// `EINVAL`, index 0 without a system ring `EBADF`.
+    pub const REGISTERED_RING: u32 = 1 << 4;
+    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT | REGISTERED_RING;
 }
 
 /// `io_uring_setup` flags (`IoUringParams::flags`).

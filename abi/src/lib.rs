@@ -39,6 +39,10 @@ pub mod layout {
     pub const USER_IO_URING_BASE: u64 = 0x2000_0000_0000;
     /// Base of the Ring API context mapping.
     pub const USER_RING_CONTEXT_BASE: u64 = 0x0000_1000_0000_0000;
+    /// Base of the system ring the kernel sets up for a process in
+    /// `SyscallMode::RingBased` (see [`crate::StartInfo`]); apart from the
+    /// rings the program sets up itself, so it takes none of their slots.
+    pub const USER_SYSTEM_RING_BASE: u64 = 0x0000_1800_0000_0000;
     /// Page size.
     pub const PAGE_SIZE: u64 = 4096;
 }
@@ -54,6 +58,47 @@ pub struct Arg {
     pub len: u64,
 }
 const _: () = assert!(core::mem::size_of::<Arg>() == 16);
+
+/// What a new process finds at entry, besides its arguments: `_start`
+/// receives a pointer to this (in its stack page) in `rdx`.
+///
+/// In `SyscallMode::RingBased` (`mode == syscall::mode::RING_BASED`) the
+/// kernel has set up a *system ring* for the process before it runs: a ring
+/// of the active backend (`backend`, an `abi::syscall::backend` value) with
+/// the io_uring ring layout ([`io_uring::ring_layout`]) at `ring_addr`
+/// ([`layout::USER_SYSTEM_RING_BASE`]), `sq_entries`/`cq_entries` big. The
+/// process does its ordinary I/O (read, write, open, close, fsync) through
+/// it, because those direct syscalls fail with `ENOSYS` in that mode. Its
+/// doorbell:
+/// - io_uring: `io_uring_enter(0, to_submit, min_complete,
+///   flags | io_uring::enter_flags::REGISTERED_RING)`: the system ring is
+///   registered ring 0 (as if by Linux's `IORING_REGISTER_RING_FDS`); it
+///   has no descriptor.
+/// - Ring API: `ring_enter(flags | ring_api::enter_flags::SYSTEM_RING,
+///   min_complete)`.
+///
+/// The system ring takes no descriptor, no io_uring slot and not the
+/// process's one Ring API context; it cannot be closed or registered
+/// with, and it ends with the process. In `Direct` mode every field but
+/// `mode` is zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StartInfo {
+    /// `abi::syscall::mode` value of this process.
+    pub mode: u64,
+    /// `abi::syscall::backend` value of the system ring's ring system.
+    pub backend: u64,
+    /// User address of the system ring.
+    pub ring_addr: u64,
+    /// SQ entries of the system ring.
+    pub sq_entries: u32,
+    /// CQ entries of the system ring.
+    pub cq_entries: u32,
+}
+const _: () = assert!(core::mem::size_of::<StartInfo>() == 32);
+
+/// SQ entries of a process's system ring (its CQ has twice as many).
+pub const SYSTEM_RING_ENTRIES: u32 = 16;
 
 /// Open flags for `open` (Linux values).
 pub mod open_flags {
@@ -91,6 +136,9 @@ pub mod fd {
 /// `KILLED_BASE + vector`, which no well-behaved program passes to `exit`.
 pub mod status {
     pub const KILLED_BASE: i32 = 0x4000_0000;
+    /// A `SyscallMode::RingBased` process the kernel could not give a
+    /// system ring (out of memory): it ended before running.
+    pub const NO_SYSTEM_RING: i32 = KILLED_BASE + 0x100;
     /// Whether `status` says the process was killed by CPU exception.
     pub const fn killed_by(status: i32) -> Option<u8> {
         if status >= KILLED_BASE && status < KILLED_BASE + 256 {

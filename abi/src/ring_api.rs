@@ -66,10 +66,15 @@
 //! one of the two always sees the other's store: nothing published is left
 //! behind by a sleeping poller.
 //!
-//! Not done yet: the poller runs on the boot CPU whatever `sq_thread_cpu`
-//! says (the kernel schedules on one CPU; with one CPU, 0 is the only valid
-//! value), and `SyscallMode::RingBased` does not route ordinary syscalls
-//! through this ring.
+//! # The system ring
+//!
+//! In `SyscallMode::RingBased` with this backend active, the kernel gives
+//! each process a second, kernel-made context at
+//! [`crate::layout::USER_SYSTEM_RING_BASE`] (see [`crate::StartInfo`]),
+//! without a poller, for its ordinary I/O. `ring_enter` addresses it with
+//! [`enter_flags::SYSTEM_RING`]; `ring_setup` still creates the process's
+//! own context at the usual address, and `ring_register` only ever acts on
+//! that one.
 
 use crate::io_uring::ring_layout;
 pub use crate::io_uring::{register, sq_flags};
@@ -217,8 +222,12 @@ pub mod enter_flags {
     /// the call began (or cannot go on: `EBUSY`). Without SQPOLL the
     /// doorbell consumes them itself, so this changes nothing.
     pub const SQ_WAIT: u32 = 1 << 2;
+    /// Ring the process's system ring (`SyscallMode::RingBased`, see
+    /// `crate::StartInfo`) instead of its context; `ENXIO` if it has none.
+    /// The system ring has no poller: the doorbell consumes its SQ.
+    pub const SYSTEM_RING: u32 = 1 << 4;
     /// Every flag the kernel accepts.
-    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT;
+    pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT | SYSTEM_RING;
 }
 
 #[cfg(test)]

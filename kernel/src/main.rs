@@ -74,12 +74,13 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
 
     task::init();
     let mode = match config.syscall {
-        kernel_core::ring::SyscallMode::RingBased => {
-            log::warn!("syscall=ring: SyscallMode::RingBased is not implemented yet; using direct syscalls");
+        kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
+            log::error!("syscall=ring: no ring backend is compiled in; using direct syscalls");
             kernel_core::ring::SyscallMode::Direct
         }
         mode => mode,
     };
+    log::info!("syscall mode: {}", mode.name());
     let init_name = config.init.as_str();
     let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![init_name.as_bytes()];
     argv.extend(init_args.split_ascii_whitespace().map(str::as_bytes));

@@ -156,6 +156,8 @@ unsafe impl Pod for abi::FileStat {}
 // SAFETY: `#[repr(C)]`: three u64, two u32 and a byte array, 48 bytes
 // with no padding (checked by the size assertion in `abi`).
 unsafe impl Pod for abi::TaskInfo {}
+// SAFETY: `#[repr(C)]`, three `u64`s and two `u32`s, no padding.
+unsafe impl Pod for abi::StartInfo {}
 // SAFETY: a plain integer.
 unsafe impl Pod for i32 {}
 

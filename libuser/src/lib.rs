@@ -3,7 +3,9 @@
 //! It gives a `no_std` program what `std` would: the `_start` entry point and
 //! the argument list ([`Args`], [`entry!`]), a panic handler that prints
 //! `panicked at FILE:LINE: MESSAGE` and exits with 101, a global allocator
-//! over a fixed region in `.bss` ([`heap`]), typed syscall wrappers ([`sys`]),
+//! over a fixed region in `.bss` ([`heap`]), typed syscall wrappers ([`sys`],
+//! which in `SyscallMode::RingBased` do their I/O through the process's
+//! system ring, [`sysring`]),
 //! console printing ([`print!`], [`println!`], [`eprint!`], [`eprintln!`]),
 //! files ([`fs`]), child processes ([`process`]), rings ([`uring`], the
 //! raw ring of either ring system, [`ring_io`], the Ring API's `Ring`
@@ -14,7 +16,8 @@
 //! - Every syscall number, errno value, flag, struct and fixed address comes
 //!   from the `abi` crate; nothing here repeats one.
 //! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator),
-//!   [`sys`] (the `syscall` instruction), [`uring`] (the shared ring
+//!   [`sys`] (the `syscall` instruction), [`sysring`] (lending call
+//!   buffers to the system ring), [`uring`] (the shared ring
 //!   mapping), [`ring_io`] (passing on `push_sqe`'s contract) and
 //!   [`async_io`] (lending buffers to the kernel), each block
 //!   with a `// SAFETY:` comment; everything else is safe code over those.
@@ -33,6 +36,7 @@ pub mod process;
 pub mod ring_io;
 pub mod rt;
 pub mod sys;
+pub mod sysring;
 pub mod test;
 pub mod uring;
 

@@ -1,8 +1,10 @@
 //! Process entry, the argument list and the panic handler.
 //!
 //! The kernel jumps to [`_start`] with `rsp` 16-byte aligned, the argument
-//! count in `rdi` and a pointer to that many [`abi::Arg`]s in `rsi`. `_start`
-//! calls [`start`], which wraps them in [`Args`], runs the program's `main`
+//! count in `rdi`, a pointer to that many [`abi::Arg`]s in `rsi` and a
+//! pointer to the [`abi::StartInfo`] in `rdx`. `_start` calls [`start`],
+//! which hands the `StartInfo` to [`crate::sysring`] (the syscall mode and
+//! the system ring), wraps the arguments in [`Args`], runs the program's `main`
 //! (declared with [`entry!`](crate::entry)) and exits with its return value.
 #![allow(unsafe_code)]
 
@@ -106,7 +108,8 @@ macro_rules! entry {
 /// # Safety
 ///
 /// Only the kernel may enter here, as described in the module docs: `rsp`
-/// 16-byte aligned, `rdi` = argc, `rsi` = pointer to argc valid `Arg`s.
+/// 16-byte aligned, `rdi` = argc, `rsi` = pointer to argc valid `Arg`s,
+/// `rdx` = pointer to a valid `StartInfo` (or null).
 #[cfg(not(test))]
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
@@ -114,8 +117,9 @@ pub unsafe extern "C" fn _start() -> ! {
     core::arch::naked_asm!(
         // A zero frame pointer ends any backtrace here.
         "xor ebp, ebp",
-        // rsp % 16 == 0 before the call, as the SysV ABI wants; argc and
-        // argv are already in rdi and rsi, the first two argument registers.
+        // rsp % 16 == 0 before the call, as the SysV ABI wants; argc, argv
+        // and the StartInfo are already in rdi, rsi and rdx, the first
+        // three argument registers.
         "call {start}",
         "ud2",
         start = sym start,
@@ -123,7 +127,10 @@ pub unsafe extern "C" fn _start() -> ! {
 }
 
 #[cfg(not(test))]
-extern "C" fn start(argc: u64, argv: *const Arg) -> ! {
+extern "C" fn start(argc: u64, argv: *const Arg, info: *const abi::StartInfo) -> ! {
+    // SAFETY: the kernel passes a pointer to an initialised `StartInfo` in
+    // the stack page (or null); it is read once, before anything else.
+    crate::sysring::init(unsafe { info.as_ref() });
     let argv: &'static [Arg] = if argc == 0 || argv.is_null() {
         &[]
     } else {

@@ -160,7 +160,13 @@ pub unsafe fn raw_syscall(n: u64, args: [u64; 6]) -> Result<u64, Errno> {
 }
 
 /// Reads from `fd` into `buf`; returns the byte count, 0 at end of file.
+///
+/// Like [`write`], [`open`], [`close`] and [`fsync`], this goes through the
+/// system ring ([`crate::sysring`]) in `SyscallMode::RingBased`.
 pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    if let Some(result) = crate::sysring::read(fd, buf) {
+        return result;
+    }
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which
     // is borrowed mutably for the call.
     let ret = unsafe { syscall3(nr::READ, fd, buf.as_mut_ptr() as u64, buf.len() as u64) };
@@ -169,6 +175,9 @@ pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
 
 /// Writes `buf` to `fd`; returns how many bytes were taken.
 pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Errno> {
+    if let Some(result) = crate::sysring::write(fd, buf) {
+        return result;
+    }
     // SAFETY: the kernel only reads the `buf.len()` bytes of `buf`.
     let ret = unsafe { syscall3(nr::WRITE, fd, buf.as_ptr() as u64, buf.len() as u64) };
     decode(ret).map(|n| n as usize)
@@ -185,8 +194,18 @@ pub fn write_all(fd: u64, mut buf: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Closes `fd`.
+/// Closes `fd`. A ring descriptor cannot be closed through a ring: use
+/// [`close_ring`] for those.
 pub fn close(fd: u64) -> Result<(), Errno> {
+    if let Some(result) = crate::sysring::close(fd) {
+        return result;
+    }
+    close_ring(fd)
+}
+
+/// Closes `fd` with the `close` syscall, which in `SyscallMode::RingBased`
+/// closes ring descriptors only (a ring cannot close one, as on Linux).
+pub fn close_ring(fd: u64) -> Result<(), Errno> {
     // SAFETY: no pointer arguments.
     decode(unsafe { syscall1(nr::CLOSE, fd) }).map(drop)
 }
@@ -220,12 +239,18 @@ pub fn exit(code: i32) -> ! {
 
 /// Flushes `fd` to its backing store.
 pub fn fsync(fd: u64) -> Result<(), Errno> {
+    if let Some(result) = crate::sysring::fsync(fd) {
+        return result;
+    }
     // SAFETY: no pointer arguments.
     decode(unsafe { syscall1(nr::FSYNC, fd) }).map(drop)
 }
 
 /// Opens `path` with `flags` from [`abi::open_flags`]; returns the new fd.
 pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
+    if let Some(result) = crate::sysring::open(path, flags) {
+        return result;
+    }
     // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
     decode(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
 }

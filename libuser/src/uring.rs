@@ -43,7 +43,7 @@
 #![allow(unsafe_code)]
 
 use crate::sys::{self, Errno};
-use abi::errno::ERANGE;
+use abi::errno::{EINVAL, ENOSYS, ERANGE};
 use abi::io_uring::{enter_flags, register};
 use abi::io_uring::{
     header, ring_layout, Cqe, IoUringParams, IoVec, Probe, ProbeOp, Sqe, PROBE_OP_SUPPORTED,
@@ -223,6 +223,12 @@ pub enum Api {
     IoUring { fd: u64 },
     /// The Ring API: syscalls 2000-2002 on the process's one context.
     RingApi { sqpoll: bool },
+    /// The process's system ring (`SyscallMode::RingBased`, see
+    /// [`abi::StartInfo`]) in an io_uring kernel: registered ring 0.
+    SystemIoUring,
+    /// The process's system ring in a Ring API kernel: `ring_enter` with
+    /// `SYSTEM_RING`.
+    SystemRingApi,
 }
 
 /// `ring_setup(params)`: creates the process's Ring API context; `params`
@@ -334,7 +340,7 @@ impl Ring {
         match Ring::map(Api::IoUring { fd }, params) {
             Ok(ring) => Ok(ring),
             Err(err) => {
-                let _ = sys::close(fd);
+                let _ = sys::close_ring(fd);
                 Err(err)
             }
         }
@@ -350,6 +356,25 @@ impl Ring {
         let sqpoll = params.flags & ring_api::setup_flags::SQPOLL != 0;
         let ring = Ring::map(Api::RingApi { sqpoll }, ring_api_layout(&params))?;
         Ok((ring, params))
+    }
+
+    /// The process's system ring as the kernel described it at entry
+    /// (`ERANGE` if that description is not a ring layout, `ENOSYS` if the
+    /// process has none).
+    pub fn system(info: &abi::StartInfo) -> Result<Ring, Errno> {
+        let api = match info.backend {
+            _ if info.mode != abi::syscall::mode::RING_BASED => return Err(Errno(ENOSYS)),
+            abi::syscall::backend::IO_URING => Api::SystemIoUring,
+            abi::syscall::backend::RING_API => Api::SystemRingApi,
+            _ => return Err(Errno(ENOSYS)),
+        };
+        let mut params = IoUringParams {
+            sq_entries: info.sq_entries,
+            cq_entries: info.cq_entries,
+            ..IoUringParams::default()
+        };
+        params.set_offsets(info.ring_addr);
+        Ring::map(api, params)
     }
 
     /// The views of a mapping the kernel described in `params`.
@@ -389,7 +414,7 @@ impl Ring {
     pub fn fd(&self) -> u64 {
         match self.api {
             Api::IoUring { fd } => fd,
-            Api::RingApi { .. } => u64::MAX,
+            _ => u64::MAX,
         }
     }
 
@@ -508,7 +533,16 @@ impl Ring {
     pub fn enter(&self, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
         match self.api {
             Api::IoUring { fd } => enter(fd, to_submit, min_complete, flags),
+            Api::SystemIoUring => enter(
+                0,
+                to_submit,
+                min_complete,
+                flags | enter_flags::REGISTERED_RING,
+            ),
             Api::RingApi { sqpoll: false } => ring_enter(flags, min_complete),
+            Api::SystemRingApi => {
+                ring_enter(flags | ring_api::enter_flags::SYSTEM_RING, min_complete)
+            }
             Api::RingApi { sqpoll: true } => {
                 if to_submit == 0 {
                     return ring_enter(flags, min_complete).map(|_| 0);
@@ -658,6 +692,15 @@ impl Ring {
         unsafe { ptr::write_volatile(self.sqes.add(index), *sqe) };
     }
 
+    /// Takes back every SQE published but not consumed: the SQ tail goes
+    /// back to the kernel's head. Only sound for a ring whose kernel side
+    /// reads the SQ only inside `enter` (no poller), between two calls.
+    pub fn withdraw_published(&mut self) {
+        let head = self.sq_head.load(Ordering::Acquire);
+        self.sq_tail.store(head, Ordering::Release);
+        self.sq_local_tail = head;
+    }
+
     /// Re-reads the SQ tail from ring memory into the local tail (after a
     /// test scribbled on it), so that pushing goes on from there.
     pub fn resync_sq_tail(&mut self) {
@@ -675,6 +718,8 @@ impl Ring {
             Api::IoUring { fd } => unsafe { register_raw(fd, opcode, arg, nr) },
             // SAFETY: passed on to the caller.
             Api::RingApi { .. } => unsafe { ring_register_raw(opcode, arg, nr) },
+            // The system ring cannot be registered with.
+            Api::SystemIoUring | Api::SystemRingApi => Err(Errno(EINVAL)),
         }
     }
 
@@ -729,8 +774,8 @@ impl Ring {
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
-            Api::IoUring { fd } => sys::close(fd),
-            Api::RingApi { .. } => Ok(()),
+            Api::IoUring { fd } => sys::close_ring(fd),
+            _ => Ok(()),
         }
     }
 }
@@ -738,7 +783,7 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         if let (true, Api::IoUring { fd }) = (self.open, self.api) {
-            let _ = sys::close(fd);
+            let _ = sys::close_ring(fd);
         }
     }
 }

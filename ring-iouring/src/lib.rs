@@ -4,8 +4,10 @@
 //!
 //! This crate only does what is specific to the io_uring calling
 //! convention: decoding the three syscalls, placing each ring at its fixed
-//! address (`USER_IO_URING_BASE + slot * RING_SLOT_STRIDE`), and the
-//! process's table of rings. Submission, completion, links, drain,
+//! address (`USER_IO_URING_BASE + slot * RING_SLOT_STRIDE`), the
+//! process's table of rings, and the system ring of a process in
+//! `SyscallMode::RingBased` (at `USER_SYSTEM_RING_BASE`, no descriptor,
+//! reached as registered ring 0 with `IORING_ENTER_REGISTERED_RING`). Submission, completion, links, drain,
 //! overflow, timeouts and every op are the shared engine's
 //! (`kernel_core::ring::engine`), reached through `RingHost`.
 //!
@@ -20,12 +22,13 @@ extern crate alloc;
 
 use abi::errno::*;
 use abi::io_uring::{enter_flags, features, ring_layout, setup_flags, IoUringParams};
-use abi::layout::USER_IO_URING_BASE;
+use abi::layout::{USER_IO_URING_BASE, USER_SYSTEM_RING_BASE};
+use abi::SYSTEM_RING_ENTRIES;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews, SystemRing};
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
@@ -42,9 +45,12 @@ struct Ring {
 
 #[derive(Default)]
 struct Table {
+    /// Every ring, system rings included, by id.
     rings: HashMap<u64, Arc<Mutex<Ring>>>,
     /// Next unused mapping slot of each process (slots are not reused).
     next_slot: HashMap<u64, u64>,
+    /// The system ring of each `RingBased` process (registered ring 0).
+    system: HashMap<u64, Arc<Mutex<Ring>>>,
 }
 
 /// The io_uring backend.
@@ -71,6 +77,39 @@ impl IoUring {
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
         let object = host.ring_of_fd(BackendKind::IoUring, fd)?;
         object.downcast::<Mutex<Ring>>().map_err(|_| EBADF)
+    }
+
+    /// The caller's registered ring `index` (`IORING_ENTER_REGISTERED_RING`):
+    /// only index 0, the system ring, exists.
+    fn registered(&self, host: &mut dyn RingHost, index: u64) -> Result<Arc<Mutex<Ring>>, i32> {
+        if index != 0 {
+            return Err(EINVAL);
+        }
+        let pid = host.pid();
+        self.with_table(|t| t.system.get(&pid).cloned())
+            .ok_or(EBADF)
+    }
+
+    /// Maps a ring at `base` in the caller and enters it in the table.
+    fn create(
+        &self,
+        host: &mut dyn RingHost,
+        base: u64,
+        sq_entries: u32,
+        cq_entries: u32,
+    ) -> Result<(u64, Arc<Mutex<Ring>>), i32> {
+        let views = host.map_ring(base)?;
+        let engine = RingEngine::new(sq_entries, cq_entries);
+        engine.init_shared(&views.shared());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ring = Arc::new(Mutex::new(Ring {
+            pid: host.pid(),
+            views,
+            engine,
+            wait_key: WAIT_KEY_TAG | id,
+        }));
+        self.with_table(|t| t.rings.insert(id, ring.clone()));
+        Ok((id, ring))
     }
 }
 
@@ -130,18 +169,7 @@ impl RingBackend for IoUring {
             return Err(EMFILE);
         }
         let base = USER_IO_URING_BASE + slot * ring_layout::RING_SLOT_STRIDE;
-        let views = host.map_ring(base)?;
-        let engine = RingEngine::new(sq_entries, cq_entries);
-        engine.init_shared(&views.shared());
-
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ring = Arc::new(Mutex::new(Ring {
-            pid,
-            views,
-            engine,
-            wait_key: WAIT_KEY_TAG | id,
-        }));
-        self.with_table(|t| t.rings.insert(id, ring.clone()));
+        let (id, ring) = self.create(host, base, sq_entries, cq_entries)?;
         let fd = match host.install_fd(BackendKind::IoUring, id, ring) {
             Ok(fd) => fd,
             Err(e) => {
@@ -172,7 +200,11 @@ impl RingBackend for IoUring {
         if flags & !enter_flags::SUPPORTED != 0 {
             return Err(EINVAL);
         }
-        let ring = self.ring(host, fd)?;
+        let ring = if flags & enter_flags::REGISTERED_RING != 0 {
+            self.registered(host, fd)?
+        } else {
+            self.ring(host, fd)?
+        };
         let to_submit = u32::try_from(to_submit).unwrap_or(u32::MAX);
         let pid = host.pid();
 
@@ -220,6 +252,25 @@ impl RingBackend for IoUring {
         r.engine.register(env, opcode, arg, nr)
     }
 
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32> {
+        let pid = host.pid();
+        if pid == 0 {
+            return Err(EPERM);
+        }
+        if self.with_table(|t| t.system.contains_key(&pid)) {
+            return Err(EBUSY);
+        }
+        let sq_entries = SYSTEM_RING_ENTRIES;
+        let cq_entries = 2 * sq_entries;
+        let (_, ring) = self.create(host, USER_SYSTEM_RING_BASE, sq_entries, cq_entries)?;
+        self.with_table(|t| t.system.insert(pid, ring));
+        Ok(SystemRing {
+            addr: USER_SYSTEM_RING_BASE,
+            sq_entries,
+            cq_entries,
+        })
+    }
+
     fn release(&self, host: &mut dyn RingHost, _pid: u64, id: u64) {
         let ring = self.with_table(|t| t.rings.remove(&id));
         if let Some(ring) = ring {
@@ -230,6 +281,7 @@ impl RingBackend for IoUring {
     fn teardown(&self, host: &mut dyn RingHost, pid: u64) {
         let rings: alloc::vec::Vec<Arc<Mutex<Ring>>> = self.with_table(|t| {
             t.next_slot.remove(&pid);
+            t.system.remove(&pid);
             let ids: alloc::vec::Vec<u64> = t
                 .rings
                 .iter()

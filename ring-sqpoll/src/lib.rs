@@ -9,7 +9,9 @@
 //! Submission, completion, links, drain, overflow, timeouts, registration
 //! and every op are the shared engine's (`kernel_core::ring::engine`),
 //! exactly as io_uring drives it; the kernel services come through
-//! `RingHost`.
+//! `RingHost`. A process in `SyscallMode::RingBased` also has a system
+//! ring: a context without a poller at `USER_SYSTEM_RING_BASE`, set up by
+//! the kernel and rung with `enter_flags::SYSTEM_RING`.
 //!
 //! Invariants:
 //! - A context belongs to one process and lives until that process ends;
@@ -36,8 +38,9 @@ mod tests;
 
 use abi::errno::*;
 use abi::io_uring::features;
-use abi::layout::USER_RING_CONTEXT_BASE;
+use abi::layout::{USER_RING_CONTEXT_BASE, USER_SYSTEM_RING_BASE};
 use abi::ring_api::{enter_flags, RingSetupParams};
+use abi::SYSTEM_RING_ENTRIES;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -45,7 +48,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews, SharedRing};
+use kernel_core::ring::{
+    BackendKind, RawArgs, RingBackend, RingHost, RingViews, SharedRing, SystemRing,
+};
 use spin::Mutex;
 
 /// Bytes of `RingSetupParams`.
@@ -216,6 +221,9 @@ impl Context {
 pub struct SqPoll {
     /// Every context, by owner pid.
     contexts: Mutex<Option<HashMap<u64, Arc<Context>>>>,
+    /// The system ring of each `RingBased` process, by pid: a context
+    /// without a poller at `USER_SYSTEM_RING_BASE`.
+    system: Mutex<Option<HashMap<u64, Arc<Context>>>>,
     next_id: AtomicU64,
 }
 
@@ -233,6 +241,7 @@ impl SqPoll {
     pub const fn new() -> Self {
         Self {
             contexts: Mutex::new(None),
+            system: Mutex::new(None),
             next_id: AtomicU64::new(1),
         }
     }
@@ -243,6 +252,21 @@ impl SqPoll {
 
     fn context(&self, pid: u64) -> Option<Arc<Context>> {
         self.contexts.lock().as_ref()?.get(&pid).cloned()
+    }
+
+    fn system_context(&self, pid: u64) -> Option<Arc<Context>> {
+        self.system.lock().as_ref()?.get(&pid).cloned()
+    }
+
+    /// Every context and system ring, for the timer pass.
+    fn all_contexts(&self) -> Vec<Arc<Context>> {
+        let mut all = Vec::new();
+        for table in [&self.contexts, &self.system] {
+            if let Some(t) = table.lock().as_ref() {
+                all.extend(t.values().cloned());
+            }
+        }
+        all
     }
 
     /// The poller task of `pid`'s context and how often it woke from sleep
@@ -338,7 +362,12 @@ impl RingBackend for SqPoll {
         if flags & !enter_flags::SUPPORTED != 0 {
             return Err(EINVAL);
         }
-        let ctx = self.context(host.pid()).ok_or(ENXIO)?;
+        let ctx = if flags & enter_flags::SYSTEM_RING != 0 {
+            self.system_context(host.pid())
+        } else {
+            self.context(host.pid())
+        }
+        .ok_or(ENXIO)?;
         let getevents = flags & enter_flags::GETEVENTS != 0;
         let want = u32::try_from(min_complete).unwrap_or(u32::MAX);
         let (consumed, wait) = match &ctx.poller {
@@ -366,6 +395,38 @@ impl RingBackend for SqPoll {
         engine.register(env, opcode, arg, nr)
     }
 
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32> {
+        let pid = host.pid();
+        if pid == 0 {
+            return Err(EPERM);
+        }
+        if self.system_context(pid).is_some() {
+            return Err(EBUSY);
+        }
+        let sq_entries = SYSTEM_RING_ENTRIES;
+        let cq_entries = 2 * sq_entries;
+        let views = host.map_ring(USER_SYSTEM_RING_BASE)?;
+        let engine = RingEngine::new(sq_entries, cq_entries);
+        engine.init_shared(&views.shared());
+        let ctx = Arc::new(Context {
+            pid,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            views,
+            engine: Mutex::new(engine),
+            waiters: AtomicU32::new(0),
+            poller: None,
+        });
+        self.system
+            .lock()
+            .get_or_insert_with(HashMap::new)
+            .insert(pid, ctx);
+        Ok(SystemRing {
+            addr: USER_SYSTEM_RING_BASE,
+            sq_entries,
+            cq_entries,
+        })
+    }
+
     /// Ring API contexts have no descriptor: nothing is released early.
     fn release(&self, _host: &mut dyn RingHost, _pid: u64, _id: u64) {}
 
@@ -374,15 +435,15 @@ impl RingBackend for SqPoll {
         if let Some(ctx) = ctx {
             retire(host, &ctx);
         }
+        let system = self.system.lock().as_mut().and_then(|t| t.remove(&pid));
+        if let Some(ctx) = system {
+            retire(host, &ctx);
+        }
     }
 
     fn poll_timers(&self, host: &mut dyn RingHost) {
         let now = host.now_ns();
-        let contexts: Vec<Arc<Context>> = match self.contexts.lock().as_ref() {
-            Some(t) => t.values().cloned().collect(),
-            None => return,
-        };
-        for ctx in contexts {
+        for ctx in self.all_contexts() {
             let mut engine = ctx.engine.lock();
             let Some(deadline) = engine.next_deadline() else {
                 continue;

@@ -55,6 +55,8 @@ struct MockHost {
     pid: u64,
     env: MockEnv,
     views: Option<RingViews>,
+    /// The system ring's memory (`USER_SYSTEM_RING_BASE`).
+    system_views: Option<RingViews>,
 }
 
 impl MockHost {
@@ -64,6 +66,7 @@ impl MockHost {
             pid,
             env: MockEnv::new(MEM, 4096),
             views: None,
+            system_views: None,
         }
     }
 
@@ -101,8 +104,12 @@ impl RingHost for MockHost {
         Some(&mut self.env)
     }
     fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
-        assert_eq!(addr, USER_RING_CONTEXT_BASE);
-        if self.views.is_some() {
+        let slot = match addr {
+            USER_RING_CONTEXT_BASE => &mut self.views,
+            USER_SYSTEM_RING_BASE => &mut self.system_views,
+            _ => panic!("a ring mapped at {addr:#x}"),
+        };
+        if slot.is_some() {
             return Err(EEXIST);
         }
         let views = RingViews {
@@ -111,7 +118,7 @@ impl RingHost for MockHost {
             sqes: leak64(ring_layout::MAX_SQ_ENTRIES as usize * 8),
             cqes: leak64(ring_layout::MAX_CQ_ENTRIES as usize * 2),
         };
-        self.views = Some(views);
+        *slot = Some(views);
         Ok(views)
     }
     fn install_fd(&mut self, _: BackendKind, _: u64, _: RingObject) -> Result<i32, i32> {
@@ -148,6 +155,7 @@ impl RingHost for MockHost {
             pid: 0,
             env: MockEnv::new(0, 0),
             views: None,
+            system_views: None,
         };
         let handle = std::thread::Builder::new()
             .name(name.into())
@@ -445,4 +453,55 @@ fn teardown_stops_a_sleeping_poller() {
         "teardown returned before the join"
     );
     assert_eq!(backend.poller_stats(7), None);
+}
+
+#[test]
+fn system_ring_is_apart_from_the_context_and_rung_with_its_flag() {
+    use abi::ring_api::enter_flags::{GETEVENTS, SYSTEM_RING};
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    // Without one, its doorbell is ENXIO; the context's is too.
+    assert_eq!(
+        backend.enter(&mut host, args(&[u64::from(SYSTEM_RING), 0])),
+        Err(ENXIO)
+    );
+    let ring = backend.setup_system_ring(&mut host).unwrap();
+    assert_eq!(ring.addr, USER_SYSTEM_RING_BASE);
+    assert_eq!(
+        (ring.sq_entries, ring.cq_entries),
+        (SYSTEM_RING_ENTRIES, 2 * SYSTEM_RING_ENTRIES)
+    );
+    assert_eq!(backend.setup_system_ring(&mut host), Err(EBUSY));
+    assert_eq!(
+        backend.enter(&mut host, args(&[0, 0])),
+        Err(ENXIO),
+        "no context yet"
+    );
+    // The program's own context is still there to be set up, at its address.
+    let out = setup(&backend, &mut host, params(4, 0, 0)).unwrap();
+    assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
+
+    // An SQE in the system ring is consumed by the system doorbell only.
+    let system = host.system_views.expect("system ring mapped").shared();
+    assert!(system.user_push_sqe(&nop(41)));
+    assert_eq!(
+        backend.enter(&mut host, args(&[0, 0])),
+        Ok(0),
+        "the context's doorbell"
+    );
+    assert_eq!(system.user_pop_cqe(), None);
+    let flags = u64::from(SYSTEM_RING | GETEVENTS);
+    assert_eq!(backend.enter(&mut host, args(&[flags, 1])), Ok(1));
+    let cqe = system.user_pop_cqe().expect("a CQE in the system ring");
+    assert_eq!((cqe.user_data, cqe.res), (41, 0));
+    assert_eq!(host.views().user_pop_cqe(), None, "nothing in the context");
+
+    // Teardown ends both.
+    backend.teardown(&mut host, 7);
+    assert_eq!(
+        backend.enter(&mut host, args(&[u64::from(SYSTEM_RING), 0])),
+        Err(ENXIO)
+    );
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Err(ENXIO));
 }

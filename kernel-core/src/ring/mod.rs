@@ -42,9 +42,11 @@ pub enum SyscallMode {
     /// Classic: every service is a `syscall` instruction.
     #[default]
     Direct,
-    /// Ordinary I/O goes through a ring set up for the process by the kernel.
-    /// Not implemented yet (Ring API issue): selecting it falls back to
-    /// `Direct` with a warning.
+    /// Ordinary I/O goes through a ring the kernel sets up for each process
+    /// before it runs ([`RingBackend::setup_system_ring`], described to the
+    /// process by `abi::StartInfo`); the direct I/O syscalls it replaces
+    /// (read, write, open, fsync, and close of anything but a ring) fail
+    /// with `ENOSYS`.
     RingBased,
 }
 
@@ -106,6 +108,17 @@ impl BackendKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RawArgs(pub [u64; 6]);
 
+/// A process's system ring, as [`RingBackend::setup_system_ring`] made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SystemRing {
+    /// User address of the ring (`abi::layout::USER_SYSTEM_RING_BASE`).
+    pub addr: u64,
+    /// SQ entries.
+    pub sq_entries: u32,
+    /// CQ entries.
+    pub cq_entries: u32,
+}
+
 /// A ring system, used as `&'static dyn RingBackend`.
 ///
 /// Each method receives the raw arguments of its syscall and returns the
@@ -120,6 +133,12 @@ pub trait RingBackend: Sync {
     fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
     /// `io_uring_register` / `ring_register`.
     fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
+    /// Sets up the caller's system ring for `SyscallMode::RingBased`: a
+    /// ring of this system at `abi::layout::USER_SYSTEM_RING_BASE` with
+    /// `abi::SYSTEM_RING_ENTRIES` SQ entries, reached with this system's
+    /// doorbell and the system-ring flag (`abi::StartInfo`), that lives
+    /// until `teardown`. `EBUSY` if the caller has one already.
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32>;
     /// The last descriptor of ring `id` of process `pid` was closed.
     fn release(&self, host: &mut dyn RingHost, pid: u64, id: u64);
     /// Releases every ring the process `pid` owns; called when it ends,

@@ -11,7 +11,7 @@ pub use timer::tick;
 
 use host::KernelHost;
 use kernel_core::bootparam::BootConfig;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, SystemRing};
 use spin::Once;
 
 /// Every backend compiled in, in order of preference.
@@ -71,6 +71,24 @@ pub fn backend(kind: BackendKind) -> Option<&'static dyn RingBackend> {
 /// The backend chosen at boot (`SysInfo::ring_backend` reports it).
 pub fn active() -> Option<&'static dyn RingBackend> {
     ACTIVE.get().copied().flatten()
+}
+
+/// Sets up the calling process's system ring (`SyscallMode::RingBased`)
+/// in the active backend. Returns the backend's `abi::syscall::backend`
+/// value and the ring.
+pub fn setup_system_ring() -> Result<(u64, SystemRing), i32> {
+    let backend = active().ok_or(abi::errno::ENOSYS)?;
+    let ring = KernelHost::with_current(|host| backend.setup_system_ring(host))?;
+    Ok((backend_value(Some(backend.kind())), ring))
+}
+
+/// The `abi::syscall::backend` value of `kind` (`NONE` for `None`).
+pub fn backend_value(kind: Option<BackendKind>) -> u64 {
+    match kind {
+        None => abi::syscall::backend::NONE,
+        Some(BackendKind::IoUring) => abi::syscall::backend::IO_URING,
+        Some(BackendKind::SqPoll) => abi::syscall::backend::RING_API,
+    }
 }
 
 /// Releases every ring the process `pid` holds, in every backend. Called

@@ -16,7 +16,7 @@ use abi::syscall::limits::{ARGS_MAX, ARG_BYTES_MAX, PATH_MAX};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::size_of;
-use kernel_core::ring::{BackendKind, RawArgs};
+use kernel_core::ring::{BackendKind, RawArgs, SyscallMode};
 
 type SysResult = Result<u64, i32>;
 
@@ -95,13 +95,24 @@ fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
     String::from_utf8(bytes).map_err(|_| EINVAL)
 }
 
+/// `ENOSYS` for a process in `SyscallMode::RingBased`: its ordinary I/O
+/// goes through its system ring (read, write, open, fsync, close).
+fn direct_io() -> Result<(), i32> {
+    match task::with_current(|t| t.process().mode) {
+        SyscallMode::Direct => Ok(()),
+        SyscallMode::RingBased => Err(ENOSYS),
+    }
+}
+
 fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
+    direct_io()?;
     let user = UserSlice::new(buf, len)?;
     let file = file(fd)?;
     with_space(|space| file.read_to_user(space, None, user)).map(|n| n as u64)
 }
 
 fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
+    direct_io()?;
     let user = UserSlice::new(buf, len)?;
     let file = file(fd)?;
     with_space(|space| file.write_from_user(space, None, user)).map(|n| n as u64)
@@ -109,12 +120,19 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
 
 fn sys_close(fd: u64) -> SysResult {
     let me = task::current();
-    let handle = me
-        .process()
-        .files
-        .lock()
-        .remove(fd)
-        .map_err(|e| e.errno())?;
+    let process = me.process();
+    let mut files = process.files.lock();
+    // A ring cannot close a ring descriptor (as on Linux), so in RingBased
+    // mode `close` stays the way to close those, and only those (no such
+    // descriptor is EBADF, as ever).
+    if process.mode == SyscallMode::RingBased
+        && matches!(files.get(fd).map(|f| &**f), Some(f) if !matches!(f, crate::fs::File::Ring { .. }))
+    {
+        return Err(ENOSYS);
+    }
+    let handle = files.remove(fd).map_err(|e| e.errno());
+    drop(files);
+    let handle = handle?;
     drop(handle);
     Ok(0)
 }
@@ -124,10 +142,12 @@ fn sys_lseek(fd: u64, offset: i64, whence: u64) -> SysResult {
 }
 
 fn sys_fsync(fd: u64) -> SysResult {
+    direct_io()?;
     file(fd)?.fsync().map(|()| 0)
 }
 
 fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
+    direct_io()?;
     if flags & !abi::open_flags::O_KNOWN != 0 {
         return Err(EINVAL);
     }
@@ -203,15 +223,8 @@ fn sys_sysinfo(out: u64) -> SysResult {
         heap_used: crate::mm::heap::used_bytes(),
         tasks: task::count(),
         cpus: crate::arch::smp::online() as u64,
-        syscall_mode: match me.process().mode {
-            kernel_core::ring::SyscallMode::Direct => abi::syscall::mode::DIRECT,
-            kernel_core::ring::SyscallMode::RingBased => abi::syscall::mode::RING_BASED,
-        },
-        ring_backend: match rings::active().map(|b| b.kind()) {
-            None => abi::syscall::backend::NONE,
-            Some(BackendKind::IoUring) => abi::syscall::backend::IO_URING,
-            Some(BackendKind::SqPoll) => abi::syscall::backend::RING_API,
-        },
+        syscall_mode: task::mode_value(me.process().mode),
+        ring_backend: rings::backend_value(rings::active().map(|b| b.kind())),
     };
     with_space(|space| write_value(space, out, &info))?;
     Ok(0)

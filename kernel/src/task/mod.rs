@@ -23,7 +23,7 @@ mod process;
 mod stats;
 mod wait;
 
-pub use process::{exit_current, spawn, wait_child, Process};
+pub use process::{exit_current, first_entry, mode_value, spawn, wait_child, Process};
 pub use stats::{cpus, info, is_live};
 pub use wait::WaitQueue;
 

@@ -34,6 +34,8 @@ pub struct Process {
     exit_status: Mutex<Option<i32>>,
     /// How this process talks to the kernel.
     pub mode: SyscallMode,
+    /// User address of its `abi::StartInfo` (filled in by [`first_entry`]).
+    start_info: u64,
     /// The first process: its end is the machine's end.
     is_init: bool,
 }
@@ -115,7 +117,7 @@ pub fn spawn(
         load_segment(&mut space, &image, segment)?;
     }
     drop(image);
-    let (rsp, argv) = build_stack(&mut space, args)?;
+    let (rsp, argv, start_info) = build_stack(&mut space, args, mode)?;
 
     let mut files = FdTable::new();
     let console: FileHandle = Arc::new(crate::fs::File::Console);
@@ -134,6 +136,7 @@ pub fn spawn(
         child_exited: WaitQueue::new(),
         exit_status: Mutex::new(None),
         mode,
+        start_info,
         is_init: parent.is_none(),
     };
     let task = Task::new(String::from(name), Some(process))?;
@@ -146,6 +149,7 @@ pub fn spawn(
         ss: u64::from(USER_DATA),
         rdi: args.len() as u64,
         rsi: argv,
+        rdx: start_info,
         ..TrapFrame::default()
     };
     let frame_at = task.stack_top() - core::mem::size_of::<TrapFrame>() as u64;
@@ -205,9 +209,15 @@ fn load_segment(space: &mut AddressSpace, image: &[u8], segment: &elf::Segment) 
     Ok(())
 }
 
-/// Maps the user stack and writes the arguments at its top. Returns the
-/// initial stack pointer and the address of the `Arg` array.
-fn build_stack(space: &mut AddressSpace, args: &[&[u8]]) -> Result<(u64, u64), i32> {
+/// Maps the user stack and writes the arguments at its top, then the
+/// `abi::StartInfo` (only `mode` filled in yet) below them. Returns the
+/// initial stack pointer, the address of the `Arg` array and that of the
+/// `StartInfo`.
+fn build_stack(
+    space: &mut AddressSpace,
+    args: &[&[u8]],
+    mode: SyscallMode,
+) -> Result<(u64, u64, u64), i32> {
     let mut page = USER_STACK_BOTTOM;
     while page < USER_STACK_TOP {
         let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
@@ -240,7 +250,54 @@ fn build_stack(space: &mut AddressSpace, args: &[&[u8]]) -> Result<(u64, u64), i
         bytes[8..].copy_from_slice(&d.len.to_le_bytes());
         usercopy::UserSlice::new(at, 16)?.write_from(space, &bytes)?;
     }
-    Ok((argv, argv))
+    let info = (argv - core::mem::size_of::<abi::StartInfo>() as u64) & !15;
+    let start = abi::StartInfo {
+        mode: mode_value(mode),
+        ..abi::StartInfo::default()
+    };
+    usercopy::write_value(space, info, &start)?;
+    Ok((info, argv, info))
+}
+
+/// The `abi::syscall::mode` value of `mode`.
+pub fn mode_value(mode: SyscallMode) -> u64 {
+    match mode {
+        SyscallMode::Direct => abi::syscall::mode::DIRECT,
+        SyscallMode::RingBased => abi::syscall::mode::RING_BASED,
+    }
+}
+
+/// Runs in the kernel, on the new process's own stack and page tables,
+/// right before it first enters user mode (from the context-switch entry of
+/// a user task). In `RingBased` mode it sets up the process's system ring
+/// and describes it in the process's `StartInfo`; a process that cannot
+/// get one ends before it runs, with [`abi::status::NO_SYSTEM_RING`].
+pub extern "C" fn first_entry() {
+    let me = current();
+    let process = me.process();
+    if process.mode != SyscallMode::RingBased {
+        return;
+    }
+    let made = crate::rings::setup_system_ring().and_then(|(backend, ring)| {
+        let info = abi::StartInfo {
+            mode: abi::syscall::mode::RING_BASED,
+            backend,
+            ring_addr: ring.addr,
+            sq_entries: ring.sq_entries,
+            cq_entries: ring.cq_entries,
+        };
+        process.with_address_space(|space| usercopy::write_value(space, process.start_info, &info))
+    });
+    if let Err(errno) = made {
+        log::error!(
+            "process {} ({}): cannot set up its system ring: {}; ending it",
+            me.id,
+            me.name,
+            errno::name(errno)
+        );
+        drop(me);
+        exit_current(abi::status::NO_SYSTEM_RING);
+    }
 }
 
 /// Ends the current process with `status`, releasing its address space,

@@ -44,14 +44,17 @@ unsafe extern "C" fn kernel_thread_start() {
     );
 }
 
-/// Entry of a new user task: finish the switch, then leave through the
-/// trap exit path with the frame placed above.
+/// Entry of a new user task: finish the switch, prepare the process's
+/// first entry (its system ring), then leave through the trap exit path
+/// with the frame placed above.
 #[unsafe(naked)]
 unsafe extern "C" fn user_task_start() {
     naked_asm!(
         "call {after}",
+        "call {first_entry}",
         "jmp {trap_return}",
         after = sym crate::task::after_switch,
+        first_entry = sym crate::task::first_entry,
         trap_return = sym super::idt::trap_return,
     );
 }

@@ -26,6 +26,11 @@
 //! case's detail lines itself and leaves its outcome in [`OUTCOME_FILE`]
 //! for the parent, so the report reads as if the case ran in the parent.
 //!
+//! `ring_tests mode=direct|ring` also checks that the syscall mode is the
+//! one the boot configuration selected (`syscall=`); the suite then runs
+//! the same in either mode, its own I/O going through the system ring in
+//! `RingBased` mode.
+//!
 //! Other modes: `ring_tests child-inflight` (sets up rings with work in
 //! flight and exits, for the clean-up case), `ring_tests child-clock MS`
 //! (shows it got CPU time while a ring waited) and `ring_tests
@@ -140,17 +145,44 @@ fn main(args: Args) -> i32 {
         Some("child-inflight") => lifecycle::child_inflight(),
         Some("child-clock") => timeouts::child_clock(args.get_str(2)),
         Some("child-sqpoll") => ringapi::child_sqpoll(args.get_str(2)),
-        _ => parent(),
+        _ => parent(&args),
     }
 }
 
-fn parent() -> i32 {
+/// `mode=direct|ring` among the arguments: the `abi::syscall::mode` value
+/// the boot configuration selected with `syscall=`.
+fn expected_mode(args: &Args) -> Option<u64> {
+    args.iter_str().find_map(|arg| match arg {
+        "mode=direct" => Some(abi::syscall::mode::DIRECT),
+        "mode=ring" => Some(abi::syscall::mode::RING_BASED),
+        _ => None,
+    })
+}
+
+fn parent(args: &Args) -> i32 {
     let title = if ring_api_boot() {
         "Ring API Test (syscalls 2000-2002, SQPOLL)"
     } else {
         "io_uring Test (New API)"
     };
     let mut run = TestRun::new(title);
+    if let Some(expected) = expected_mode(args) {
+        // In RingBased mode everything this suite prints, every file it
+        // uses and every child's outcome file go through system rings.
+        run.case("the syscall mode is the one this boot selected", || {
+            let mode = sys::sysinfo()?.syscall_mode;
+            libuser::detail!(
+                "syscall mode {mode}, system ring {}",
+                libuser::sysring::active()
+            );
+            libuser::check_eq!(mode, expected);
+            libuser::check_eq!(
+                libuser::sysring::active(),
+                mode == abi::syscall::mode::RING_BASED
+            );
+            Ok(())
+        });
+    }
     for (index, case) in all_cases().into_iter().enumerate() {
         set_backend(case.backend);
         match case.place {

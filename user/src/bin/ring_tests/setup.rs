@@ -94,7 +94,7 @@ fn params() -> TestResult {
     let mut p = IoUringParams::default();
     let fd = raw::setup_fd(32, &mut p)?;
     let ring = Ring::setup(4, 0)?;
-    sys::close(fd)?;
+    sys::close_ring(fd)?;
     let sqw = |w: usize| (ring_layout::SQ_HEADER + 4 * w as u64) as u32;
     let cqw = |w: usize| (ring_layout::CQ_HEADER + 4 * w as u64) as u32;
     let (s, c) = (p.sq_off, p.cq_off);
@@ -316,8 +316,8 @@ fn ring_fd() -> TestResult {
     check_err!(sys::read(fd, &mut buf), EINVAL | EBADF, "read(ring fd)");
     check_err!(sys::write(fd, b"x"), EINVAL | EBADF, "write(ring fd)");
     nop_on(&mut ring, 7)?;
-    sys::close(fd)?;
-    check_err!(sys::close(fd), EBADF, "second close(ring fd)");
+    sys::close_ring(fd)?;
+    check_err!(sys::close_ring(fd), EBADF, "second close(ring fd)");
     check_err!(uring::enter(fd, 0, 0, 0), EBADF, "enter after close");
     check_err!(
         uring::enter(fd, 1, 1, enter_flags::GETEVENTS),

@@ -1,12 +1,15 @@
 //! Bad user pointers to every syscall that takes one. Each must fail with
 //! `EFAULT` (huge lengths may also say `EINVAL`), quickly, and leave nothing
-//! half done.
+//! half done. In `SyscallMode::RingBased` read, write and open are checked
+//! to be refused as syscalls and then made through the system ring with
+//! the same pointers ([`hostile::io`]).
 
 use abi::errno::{E2BIG, ECHILD, EFAULT, EINVAL, ENAMETOOLONG, ENOENT};
 use abi::fd::STDOUT;
 use abi::open_flags::{O_CREAT, O_RDONLY, O_RDWR, O_TRUNC};
 use abi::seek::SEEK_CUR;
 use abi::syscall as nr;
+use abi::syscall::limits::PATH_MAX;
 use abi::{Arg, FileStat, SysInfo};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -61,9 +64,9 @@ fn scratch_file(name: &'static str, data: &[u8]) -> Result<(Scratch, File), Errn
 fn write_bad() -> TestResult {
     let (_name, file) = scratch_file("t_badwrite", b"")?;
     for Bad { what, ptr, len } in bad_buffers() {
-        let result = hostile::syscall(nr::WRITE, [file.fd(), ptr, len, 0, 0, 0]);
+        let result = hostile::io(nr::WRITE, [file.fd(), ptr, len, 0, 0, 0]);
         refused(what, result, &[EFAULT])?;
-        let result = hostile::syscall(nr::WRITE, [STDOUT, ptr, len, 0, 0, 0]);
+        let result = hostile::io(nr::WRITE, [STDOUT, ptr, len, 0, 0, 0]);
         refused(what, result, &[EFAULT])?;
     }
     check_eq!(file.stat()?.size, 0);
@@ -74,7 +77,7 @@ fn write_bad() -> TestResult {
 fn read_bad() -> TestResult {
     let (_name, file) = scratch_file("t_badread", DATA)?;
     for Bad { what, ptr, len } in bad_buffers().into_iter().chain(read_only()) {
-        let result = hostile::syscall(nr::READ, [file.fd(), ptr, len, 0, 0, 0]);
+        let result = hostile::io(nr::READ, [file.fd(), ptr, len, 0, 0, 0]);
         refused(what, result, &[EFAULT])?;
         let offset = sys::lseek(file.fd(), 0, SEEK_CUR)?;
         check!(
@@ -103,7 +106,10 @@ fn huge_lengths() -> TestResult {
     let mut heap_buf = vec![0u8; 64];
     let stack = stack_buf.as_mut_ptr() as u64;
     let heap = heap_buf.as_mut_ptr() as u64;
-    let path = "t_no_such_name".as_ptr() as u64;
+    // Longer than PATH_MAX and without a NUL: too long as pointer + length
+    // and as a NUL-terminated name (the system ring's OPENAT).
+    let long_name = [b'x'; PATH_MAX + 1];
+    let path = long_name.as_ptr() as u64;
     let name = "spin".as_ptr() as u64;
     let args = [Arg { ptr: name, len: 4 }];
     let huge_arg = [Arg {
@@ -127,7 +133,11 @@ fn huge_lengths() -> TestResult {
     ];
     let start = sys::clock_ns()?;
     for (what, number, args, allowed) in calls {
-        refused(what, hostile::syscall(number, args), allowed)?;
+        let result = match number {
+            nr::READ | nr::WRITE | nr::OPEN => hostile::io(number, args),
+            _ => hostile::syscall(number, args),
+        };
+        refused(what, result, allowed)?;
     }
     let elapsed_ms = (sys::clock_ns()? - start) / 1_000_000;
     detail!("all refused in {elapsed_ms} ms");
@@ -144,7 +154,7 @@ fn huge_lengths() -> TestResult {
 
 fn paths_bad() -> TestResult {
     for Bad { what, ptr, len } in bad_buffers() {
-        let result = hostile::syscall(nr::OPEN, [ptr, len, O_RDWR | O_CREAT, 0, 0, 0]);
+        let result = hostile::io(nr::OPEN, [ptr, len, O_RDWR | O_CREAT, 0, 0, 0]);
         refused(what, result, &[EFAULT])?;
         refused(
             what,
@@ -156,7 +166,7 @@ fn paths_bad() -> TestResult {
     // A name whose first bytes are readable: a kernel that copied what it
     // could and went on would create or remove `t_half`.
     let half = "t_half";
-    let open = |addr| hostile::syscall(nr::OPEN, [addr, 16, O_RDWR | O_CREAT, 0, 0, 0]);
+    let open = |addr| hostile::io(nr::OPEN, [addr, 16, O_RDWR | O_CREAT, 0, 0, 0]);
     refused(
         "open of a name running off the stack",
         at_stack_top(half.as_bytes(), open),

@@ -10,17 +10,79 @@
 //! wrong it may scribble on this process; detecting that is the point.
 #![allow(unsafe_code)]
 
+use abi::errno::{EBADF, EINVAL, ENOSYS};
+use abi::io_uring::{op, Sqe, AT_FDCWD};
 use abi::layout::{USER_END, USER_STACK_BOTTOM, USER_STACK_TOP};
+use abi::syscall as nr;
 use alloc::vec::Vec;
 use core::ptr;
 use libuser::sys::{self, KERNEL_HALF};
-use libuser::Errno;
+use libuser::{sysring, Errno};
 
 /// Issues syscall `nr` with `args`, as described in the module docs.
 pub fn syscall(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
     // SAFETY: see the module docs: the callers in this program only pass
     // pointers the kernel must refuse or buffers they own for the call.
     unsafe { sys::raw_syscall(nr, args) }
+}
+
+/// The I/O call `nr` (`READ`, `WRITE` or `OPEN`) with hand-made arguments,
+/// made the way this process makes its I/O:
+/// - `SyscallMode::Direct`: the syscall.
+/// - `RingBased`: the syscall must be refused with `ENOSYS` (any other
+///   answer is returned as it is, so the case fails showing it); then the
+///   same request goes to the system ring as an SQE with the same
+///   addresses: `READ`/`WRITE` at the file position with the length
+///   clamped to `u32::MAX` (an SQE's length has 32 bits), `OPEN` as
+///   `OPENAT` of the NUL-terminated name at `ptr` (the length argument has
+///   no equivalent). A name that starts in the top bytes of the stack is
+///   made to run into the end of the stack first (those bytes are
+///   whatever `_start` left), so the kernel must fault reading it rather
+///   than find a stray NUL.
+pub fn io(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
+    let direct = syscall(nr, args);
+    if !sysring::active() || direct != Err(Errno(ENOSYS)) {
+        return direct;
+    }
+    let [a0, a1, a2, ..] = args;
+    let rw = |opcode| {
+        let fd = i32::try_from(a0).map_err(|_| Errno(EBADF))?;
+        let sqe = Sqe {
+            opcode,
+            fd,
+            off: u64::MAX,
+            addr: a1,
+            len: u32::try_from(a2).unwrap_or(u32::MAX),
+            ..Sqe::default()
+        };
+        // SAFETY: as for `syscall`, see the module docs.
+        ring_call(unsafe { sysring::call(sqe) })
+    };
+    let open = |addr: u64| {
+        let sqe = Sqe {
+            opcode: op::OPENAT,
+            fd: AT_FDCWD,
+            addr,
+            op_flags: u32::try_from(a2).map_err(|_| Errno(EINVAL))?,
+            ..Sqe::default()
+        };
+        // SAFETY: as for `syscall`, see the module docs.
+        ring_call(unsafe { sysring::call(sqe) })
+    };
+    match nr {
+        nr::READ => rw(op::READ),
+        nr::WRITE => rw(op::WRITE),
+        nr::OPEN if (USER_STACK_TOP - 64..USER_STACK_TOP).contains(&a0) => {
+            let filler = [b'x'; 64];
+            at_stack_top(&filler[..(USER_STACK_TOP - a0) as usize], open)
+        }
+        nr::OPEN => open(a0),
+        _ => direct,
+    }
+}
+
+fn ring_call(result: Option<Result<u32, Errno>>) -> Result<u64, Errno> {
+    result.map_or(Err(Errno(ENOSYS)), |r| r.map(u64::from))
 }
 
 /// A user range that no syscall may read or write.

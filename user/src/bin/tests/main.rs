@@ -15,6 +15,7 @@ mod basic;
 mod files;
 mod hostile;
 mod leaks;
+mod mode;
 mod processes;
 
 use libuser::test::TestRun;
@@ -22,10 +23,14 @@ use libuser::{sys, Args};
 
 libuser::entry!(main);
 
-// Takes no arguments. Their strings live at the top of the stack, which
-// the bad-pointer cases borrow (see `hostile::at_stack_top`).
-fn main(_: Args) -> i32 {
+// Takes `mode=direct|ring`: the syscall mode the boot configuration
+// selected (see `mode`). The argument strings live at the top of the
+// stack, which the bad-pointer cases borrow (see `hostile::at_stack_top`):
+// they are read before the cases run.
+fn main(args: Args) -> i32 {
+    mode::expect_from_args(&args);
     let mut run = TestRun::new("Kernel Foundation Tests");
+    run.cases(mode::CASES);
     run.cases(basic::CASES);
     run.cases(files::CASES);
     run.cases(processes::CASES);
