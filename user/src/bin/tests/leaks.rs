@@ -29,11 +29,26 @@ fn cycle(i: u32) -> TestResult {
 }
 
 /// Lets the kernel finish any deferred clean-up, then reads the counters.
+///
+/// A reaped child's last reference (its kernel stack, its task) may still
+/// be dropped on the CPU it last ran on, a moment after `wait` returned:
+/// with several CPUs the counters are read until two readings 1 ms apart
+/// agree (at most 100 times), so the figures compared are at rest.
 fn settle() -> Result<SysInfo, Errno> {
-    for _ in 0..4 {
-        sys::yield_now()?;
+    let counters = |i: &SysInfo| (i.free_frames, i.heap_used, i.tasks);
+    let mut last = sys::sysinfo()?;
+    for _ in 0..100 {
+        for _ in 0..4 {
+            sys::yield_now()?;
+        }
+        sys::sleep_ns(1_000_000)?;
+        let now = sys::sysinfo()?;
+        if counters(&now) == counters(&last) {
+            return Ok(now);
+        }
+        last = now;
     }
-    sys::sysinfo()
+    Ok(last)
 }
 
 fn spawn_cycles() -> TestResult {
