@@ -49,7 +49,9 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
-use abi::errno::{EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, EOPNOTSUPP, EOVERFLOW, ETIME};
+use abi::errno::{
+    EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOPNOTSUPP, EOVERFLOW, ETIME,
+};
 use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
 };
@@ -474,7 +476,7 @@ impl RingEngine {
     /// Errors as on Linux: `EBUSY` if already registered, `EINVAL` for a bad
     /// count or non-zero arguments to unregister, `EFAULT` for bad memory,
     /// `EBADF` for a bad fd; unregistering what is not registered is
-    /// `EINVAL` (Linux says `ENXIO`; a known difference, see docs/io_uring.md).
+    /// `ENXIO`.
     pub fn register(
         &mut self,
         env: &mut dyn IoEnv,
@@ -485,16 +487,22 @@ impl RingEngine {
         match opcode {
             reg::REGISTER_BUFFERS => self.register_buffers(env, arg, nr),
             reg::UNREGISTER_BUFFERS => {
-                if arg != 0 || nr != 0 || self.buffers.is_empty() {
+                if arg != 0 || nr != 0 {
                     return Err(EINVAL);
+                }
+                if self.buffers.is_empty() {
+                    return Err(ENXIO);
                 }
                 self.buffers = Vec::new();
                 Ok(0)
             }
             reg::REGISTER_FILES => self.register_files(env, arg, nr),
             reg::UNREGISTER_FILES => {
-                if arg != 0 || nr != 0 || self.files.is_empty() {
+                if arg != 0 || nr != 0 {
                     return Err(EINVAL);
+                }
+                if self.files.is_empty() {
+                    return Err(ENXIO);
                 }
                 self.unpin_files(env);
                 Ok(0)

@@ -377,7 +377,7 @@ fn register_buffers_errors() {
         h.engine
             .register(&mut h.env, register::UNREGISTER_BUFFERS, arg, nr)
     };
-    assert_eq!(unregister(&mut h, 0, 0), Err(EINVAL), "nothing registered");
+    assert_eq!(unregister(&mut h, 0, 0), Err(ENXIO), "nothing registered");
     assert_eq!(put_buffers(&mut h, &[]), Err(EINVAL));
     assert_eq!(
         h.engine.register(
@@ -404,7 +404,7 @@ fn register_buffers_errors() {
     assert_eq!(put_buffers(&mut h, &[(BUF, 1)]), Err(EBUSY));
     assert_eq!(unregister(&mut h, 1, 0), Err(EINVAL));
     assert_eq!(unregister(&mut h, 0, 0), Ok(0));
-    assert_eq!(unregister(&mut h, 0, 0), Err(EINVAL));
+    assert_eq!(unregister(&mut h, 0, 0), Err(ENXIO));
     assert_eq!(h.engine.register(&mut h.env, 99, 0, 0), Err(EINVAL));
 }
 
@@ -454,7 +454,7 @@ fn fixed_files() {
     assert_eq!(
         h.engine
             .register(&mut h.env, register::UNREGISTER_FILES, 0, 0),
-        Err(EINVAL)
+        Err(ENXIO)
     );
 }
 
