@@ -12,7 +12,7 @@
 //! - one context per process, at the fixed address
 //!   [`crate::layout::USER_RING_CONTEXT_BASE`], with no descriptor: the
 //!   calls take no ring argument, and the context lives until the process
-//!   ends;
+//!   ends or closes it ([`CONTEXT_CLOSE`]);
 //! - `ring_enter` is a doorbell: with no arguments it makes the kernel take
 //!   everything published in the SQ;
 //! - with [`setup_flags::SQPOLL`] a kernel thread (the *poller*) takes SQEs
@@ -55,7 +55,8 @@
 //!
 //! `ring_register(opcode, arg, nr) -> 0`
 //! : io_uring's `io_uring_register` without the descriptor: the same
-//!   [`register`] opcodes, arguments and errors. No context: `ENXIO`.
+//!   [`register`] opcodes, arguments and errors, plus [`CONTEXT_CLOSE`],
+//!   which ends the context early. No context: `ENXIO`.
 //!
 //! # SQPOLL protocol (user side)
 //!
@@ -78,6 +79,16 @@
 
 use crate::io_uring::ring_layout;
 pub use crate::io_uring::{register, sq_flags};
+
+/// `ring_register` opcode of the Ring API's own, beside io_uring's
+/// [`register`] opcodes: `ring_register(CONTEXT_CLOSE, 0, 0)` ends the
+/// caller's context before the process does. Its poller is stopped and
+/// gone when the call returns, work still pending is dropped without a
+/// CQE, registrations are released and the context's memory is unmapped;
+/// a later `ring_setup` creates a fresh context at the same address. No
+/// context: `ENXIO`; `arg` or `nr` not zero: `EINVAL`. The system ring
+/// cannot be closed.
+pub const CONTEXT_CLOSE: u32 = 0x100;
 
 /// Where each part of a ring context lies, as byte offsets from
 /// [`RingSetupParams::ring_addr`]. The same as an io_uring ring's.

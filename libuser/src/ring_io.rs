@@ -118,6 +118,14 @@ impl Ring {
         Ok(0)
     }
 
+    /// Ends the context now (`ring_register(CONTEXT_CLOSE)`): the poller
+    /// stops, pending work is dropped and the memory unmapped; a new
+    /// [`Ring::setup`] may follow. Dropping the `Ring` does the same,
+    /// ignoring errors.
+    pub fn close(self) -> Result<(), Errno> {
+        self.ring.close()
+    }
+
     /// `ring_enter(flags, min_complete)` itself.
     pub fn doorbell(&mut self, flags: u32, min_complete: u32) -> Result<u32, Errno> {
         uring::ring_enter(flags, min_complete)

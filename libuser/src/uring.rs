@@ -16,16 +16,20 @@
 //! index into the SQ array but does not publish it; [`Ring::publish`]
 //! store-releases the SQ tail; [`Ring::enter`] asks the kernel to consume
 //! (on a Ring API ring it rings the doorbell, see [`Ring::enter`]).
-//! A Ring API context has no descriptor and is not closed: it lives until
-//! the process exits (`libuser::ring_io` is its seed-style API).
+//! A Ring API context has no descriptor: closing or dropping its `Ring`
+//! ends it with `ring_register(CONTEXT_CLOSE)`, which unmaps it
+//! (`libuser::ring_io` is its seed-style API).
 //! Completing: [`Ring::peek_cqe`] load-acquires the CQ tail and reads the
 //! entry at the head; [`Ring::pop_cqe`] also store-releases the new head.
 //!
 //! Invariants (what makes the `unsafe` in this module sound):
-//! - The ring mapping, once `io_uring_setup` returned it, stays mapped at
-//!   `sq_off.user_addr` for the life of the process, even after the ring
-//!   descriptor is closed (kernel contract), so references to its header
-//!   words are `'static`.
+//! - An io_uring mapping, once `io_uring_setup` returned it, stays mapped
+//!   at `sq_off.user_addr` for the life of the process, even after the
+//!   ring descriptor is closed (kernel contract). A Ring API context, and
+//!   the system ring, stay mapped until `CONTEXT_CLOSE` (system ring: the
+//!   life of the process), which only the `Ring` viewing it sends, from
+//!   `close(self)` or `drop`. The views are `'static` references kept
+//!   inside the `Ring` and never handed out, so none outlives the memory.
 //! - The kernel may write the header words and CQEs at any time, so they are
 //!   only touched through atomics or volatile copies, never through `&`
 //!   references to plain data.
@@ -258,10 +262,20 @@ pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
 ///
 /// # Safety
 ///
-/// As for [`register_raw`].
+/// As for [`register_raw`]; and `CONTEXT_CLOSE` unmaps the context, so it
+/// may only be sent when no [`Ring`] views it (close that `Ring` instead).
 pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
     sys::decode(unsafe { sys::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr)) })
+}
+
+/// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the process's Ring API
+/// context and unmaps it. Only a `Ring` viewing the context may call this
+/// (module invariants), so it is private.
+fn close_context() -> Result<(), Errno> {
+    // SAFETY: CONTEXT_CLOSE takes no pointer; the callers own the only
+    // views of the memory it unmaps and drop them with this call.
+    unsafe { ring_register_raw(ring_api::CONTEXT_CLOSE, 0, 0) }.map(drop)
 }
 
 /// The io_uring params describing a Ring API context at `ring_addr`: the
@@ -290,7 +304,8 @@ fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
 
 /// A mapped ring: which calls drive it, its params and views of its
 /// queues. Dropping an io_uring closes its descriptor (the mapping itself
-/// stays until exit); a Ring API context stays as it is.
+/// stays until exit); dropping a Ring API context closes it (and unmaps
+/// it); the system ring stays.
 pub struct Ring {
     api: Api,
     params: IoUringParams,
@@ -354,8 +369,13 @@ impl Ring {
         // SAFETY: `params` is a local `RingSetupParams`.
         unsafe { ring_setup_raw(&raw mut params as u64)? };
         let sqpoll = params.flags & ring_api::setup_flags::SQPOLL != 0;
-        let ring = Ring::map(Api::RingApi { sqpoll }, ring_api_layout(&params))?;
-        Ok((ring, params))
+        match Ring::map(Api::RingApi { sqpoll }, ring_api_layout(&params)) {
+            Ok(ring) => Ok((ring, params)),
+            Err(err) => {
+                let _ = close_context();
+                Err(err)
+            }
+        }
     }
 
     /// The process's system ring as the kernel described it at entry
@@ -768,22 +788,30 @@ impl Ring {
         })
     }
 
-    /// Closes the descriptor, reporting any error. The mapping stays. A
-    /// Ring API context has no descriptor: nothing happens (it lives until
-    /// the process exits).
+    /// Closes the ring, reporting any error: an io_uring's descriptor (the
+    /// mapping stays), a Ring API context with `CONTEXT_CLOSE` (its poller
+    /// ends, its memory is unmapped, a new `ring_setup` may follow). The
+    /// system ring is not closed.
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
             Api::IoUring { fd } => sys::close_ring(fd),
-            _ => Ok(()),
+            Api::RingApi { .. } => close_context(),
+            Api::SystemIoUring | Api::SystemRingApi => Ok(()),
         }
     }
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        if let (true, Api::IoUring { fd }) = (self.open, self.api) {
-            let _ = sys::close_ring(fd);
+        match (self.open, self.api) {
+            (true, Api::IoUring { fd }) => {
+                let _ = sys::close_ring(fd);
+            }
+            (true, Api::RingApi { .. }) => {
+                let _ = close_context();
+            }
+            _ => {}
         }
     }
 }

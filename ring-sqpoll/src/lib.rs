@@ -14,9 +14,11 @@
 //! the kernel and rung with `enter_flags::SYSTEM_RING`.
 //!
 //! Invariants:
-//! - A context belongs to one process and lives until that process ends;
-//!   its views into ring memory are dropped in `teardown`, before the
-//!   kernel frees the process's address space.
+//! - A context belongs to one process and lives until that process ends
+//!   or closes it; its views into ring memory are dropped in `teardown`,
+//!   before the kernel frees the process's address space, or by
+//!   `CONTEXT_CLOSE`, which waits until no clone of the context is left
+//!   before it unmaps the memory.
 //! - A poller touches ring memory only between its start and the moment it
 //!   sets [`Poller::stopped`]; `teardown` stops it and waits for that
 //!   before it returns, so no poller outlives the memory it polls.
@@ -39,7 +41,7 @@ mod tests;
 use abi::errno::*;
 use abi::io_uring::features;
 use abi::layout::{USER_RING_CONTEXT_BASE, USER_SYSTEM_RING_BASE};
-use abi::ring_api::{enter_flags, RingSetupParams};
+use abi::ring_api::{enter_flags, RingSetupParams, CONTEXT_CLOSE};
 use abi::SYSTEM_RING_ENTRIES;
 use alloc::boxed::Box;
 use alloc::format;
@@ -269,6 +271,26 @@ impl SqPoll {
         all
     }
 
+    /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the caller's context and
+    /// unmaps its memory.
+    fn close(&self, host: &mut dyn RingHost, arg: u64, nr: u32) -> Result<(), i32> {
+        let pid = host.pid();
+        let ctx = self.context(pid).ok_or(ENXIO)?;
+        if arg != 0 || nr != 0 {
+            return Err(EINVAL);
+        }
+        let ctx = self.with_table(|t| t.remove(&pid)).unwrap_or(ctx);
+        retire(host, &ctx);
+        // The poller's clone went with it (joined in `retire`); the timer
+        // pass may hold one for a moment (and finds nothing to do in a
+        // retired engine). The views must all be gone before the memory.
+        while Arc::strong_count(&ctx) > 1 {
+            host.yield_now();
+        }
+        drop(ctx);
+        host.unmap_ring(USER_RING_CONTEXT_BASE)
+    }
+
     /// The poller task of `pid`'s context and how often it woke from sleep
     /// (`None` without an SQPOLL context). For diagnostics and tests.
     pub fn poller_stats(&self, pid: u64) -> Option<(u64, u64)> {
@@ -389,6 +411,9 @@ impl RingBackend for SqPoll {
         let opcode = u32::try_from(opcode).map_err(|_| EINVAL)?;
         let nr = u32::try_from(nr).map_err(|_| EINVAL)?;
         let pid = host.pid();
+        if opcode == CONTEXT_CLOSE {
+            return self.close(host, arg, nr).map(|()| 0);
+        }
         let ctx = self.context(pid).ok_or(ENXIO)?;
         let env = host.env(pid).ok_or(EPERM)?;
         let mut engine = ctx.engine.lock();

@@ -121,6 +121,14 @@ impl RingHost for MockHost {
         *slot = Some(views);
         Ok(views)
     }
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32> {
+        let slot = match addr {
+            USER_RING_CONTEXT_BASE => &mut self.views,
+            USER_SYSTEM_RING_BASE => &mut self.system_views,
+            _ => panic!("a ring unmapped at {addr:#x}"),
+        };
+        slot.take().map(drop).ok_or(EINVAL)
+    }
     fn install_fd(&mut self, _: BackendKind, _: u64, _: RingObject) -> Result<i32, i32> {
         Err(EOPNOTSUPP)
     }
@@ -504,4 +512,37 @@ fn system_ring_is_apart_from_the_context_and_rung_with_its_flag() {
         Err(ENXIO)
     );
     assert_eq!(backend.enter(&mut host, args(&[0, 0])), Err(ENXIO));
+}
+
+#[test]
+fn close_ends_the_context_and_its_poller_and_allows_a_new_one() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    let close = |backend: &SqPoll, host: &mut MockHost, arg: u64, nr: u64| {
+        backend.register(host, args(&[u64::from(CONTEXT_CLOSE), arg, nr]))
+    };
+    assert_eq!(close(&backend, &mut host, 0, 0), Err(ENXIO), "no context");
+    let out = setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1000)).unwrap();
+    assert_ne!(out.sq_thread_id, 0);
+    submit(&backend, &mut host, &nop(1));
+    let cqe = await_cqe(&host.views(), Duration::from_secs(5)).expect("the poller's CQE");
+    assert_eq!(cqe.user_data, 1);
+    assert_eq!(close(&backend, &mut host, 1, 0), Err(EINVAL));
+    assert_eq!(close(&backend, &mut host, 0, 1), Err(EINVAL));
+    assert_eq!(kernel.live_threads(), 1, "the poller runs");
+    assert_eq!(close(&backend, &mut host, 0, 0), Ok(0));
+    assert_eq!(kernel.live_threads(), 0, "the poller was joined");
+    assert!(host.views.is_none(), "the memory was unmapped");
+    assert_eq!(backend.enter(&mut host, args(&[0, 0])), Err(ENXIO));
+    assert_eq!(close(&backend, &mut host, 0, 0), Err(ENXIO), "closed twice");
+    // A new context, at the same address, works.
+    let out = setup(&backend, &mut host, params(4, 0, 0)).unwrap();
+    assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
+    let ring = host.views();
+    assert!(ring.user_push_sqe(&nop(2)));
+    let flags = u64::from(abi::ring_api::enter_flags::GETEVENTS);
+    assert_eq!(backend.enter(&mut host, args(&[flags, 1])), Ok(1));
+    assert_eq!(ring.user_pop_cqe().map(|c| c.user_data), Some(2));
+    backend.teardown(&mut host, 7);
 }

@@ -67,6 +67,10 @@ pub trait RingHost {
     /// Maps a ring (`ring_layout::SIZE` bytes) at user address `addr` in the
     /// caller and returns the kernel's views of it.
     fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32>;
+    /// Unmaps and frees the ring mapped at `addr` in the caller (a mapping
+    /// `map_ring` made). The backend must have dropped every view of it:
+    /// the frames are reused at once.
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32>;
     /// Installs a descriptor for ring `id` (whose object is `ring`) in the
     /// caller's file table; closing its last copy calls
     /// `RingBackend::release(id)`.

@@ -99,6 +99,11 @@ impl RingHost for KernelHost<'_> {
         self.env.as_mut().map(|e| e as &mut dyn IoEnv)
     }
 
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32> {
+        let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
+        self.caller()?.process().unmap_shared(addr, pages)
+    }
+
     fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
         let base = self.caller()?.process().map_shared(addr, pages)?;
@@ -113,7 +118,9 @@ impl RingHost for KernelHost<'_> {
         // atomics, so concurrent user-space writes are no data race for the
         // kernel. The frames stay allocated until the address space is torn
         // down, which `exit_current` does only after every backend's
-        // `teardown` for this process, so the views never outlive them.
+        // `teardown` for this process, or until `unmap_ring`, which a
+        // backend calls only once it dropped every view (its contract), so
+        // the views never outlive them.
         unsafe {
             Ok(RingViews {
                 sq_hdr: core::slice::from_raw_parts(

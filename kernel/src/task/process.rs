@@ -65,6 +65,22 @@ impl Process {
 }
 
 impl Process {
+    /// Unmaps `pages` pages at the user address `addr` that
+    /// [`Process::map_shared`] mapped and frees their frames. `EFAULT` once
+    /// the process is tearing down; pages not mapped are skipped.
+    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), i32> {
+        let mut guard = self.address_space.lock();
+        let space = guard.as_mut().ok_or(errno::EFAULT)?;
+        let freed: Vec<u64> = (0..pages)
+            .filter_map(|i| space.unmap_user(addr + i * PAGE_SIZE))
+            .collect();
+        drop(guard);
+        for frame in freed {
+            frames::free(frame);
+        }
+        Ok(())
+    }
+
     /// Maps `pages` fresh zeroed, physically contiguous frames at the user
     /// address `addr` (read/write, no execute) and returns the physical
     /// address of the first. The address space owns the frames from then

@@ -106,6 +106,40 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Removes the mapping of the user page at `va` and returns its frame,
+    /// which the caller now owns (and must free only after this returns:
+    /// the TLB entry is gone by then). Page tables stay.
+    ///
+    /// Only this CPU's TLB is flushed, and that is enough: a process has
+    /// one thread; the only other tasks that run on its page tables are its
+    /// SQPOLL pollers, which reach user memory only through the direct map
+    /// (`translate` + `phys_to_virt`), never through user addresses; and
+    /// CR3 is reloaded whenever a CPU switches address spaces (no PCID, no
+    /// lazy switching), so a CPU that ran this space earlier holds none of
+    /// its entries. User threads, PCIDs or lazy TLB switching would each
+    /// need a cross-CPU shootdown here.
+    pub fn unmap_user(&mut self, va: u64) -> Option<u64> {
+        if va >= abi::layout::USER_END {
+            return None;
+        }
+        let mut table_phys = self.pml4;
+        for level in (1..=3).rev() {
+            let entry = table(table_phys)[index(va, level)];
+            if entry & PageFlags::PRESENT.bits() == 0 {
+                return None;
+            }
+            table_phys = entry & ADDR_MASK;
+        }
+        let leaf = &mut table(table_phys)[index(va, 0)];
+        if *leaf & PageFlags::PRESENT.bits() == 0 {
+            return None;
+        }
+        let frame = *leaf & ADDR_MASK;
+        *leaf = 0;
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
+        Some(frame)
+    }
+
     /// The frame and flags of the user page containing `va`, if mapped.
     pub fn translate(&self, va: u64) -> Option<(u64, PageFlags)> {
         if va >= abi::layout::USER_END {

@@ -10,7 +10,10 @@
 use abi::errno::{EBUSY, EFAULT, EINVAL, ENOSYS, ENXIO, ESRCH};
 use abi::io_uring::{header, op, register, sqe_flags, IoVec, Sqe, Timespec};
 use abi::layout::USER_RING_CONTEXT_BASE;
-use abi::ring_api::{enter_flags, setup_flags, RingSetupParams, DEFAULT_IDLE_MS, MAX_IDLE_MS};
+use abi::ring_api::{
+    enter_flags, setup_flags, RingSetupParams, CONTEXT_CLOSE, CONTEXT_LAYOUT, DEFAULT_IDLE_MS,
+    MAX_IDLE_MS,
+};
 use abi::syscall::task_state;
 use alloc::boxed::Box;
 use alloc::format;
@@ -41,6 +44,7 @@ pub const CASES: &[RingCase] = &[
     ("SQPOLL: an idle poller burns no CPU (its run time across 300 ms asleep)", idle_cpu, Run::Child),
     ("SQPOLL: SQ_WAIT returns once the poller consumed everything; GETEVENTS waits for a timer", sq_wait, Run::Child),
     ("SQPOLL: the poller ends with its process; frames, heap and tasks return to baseline", poller_exit, Run::Parent),
+    ("ring_register(CONTEXT_CLOSE) ends the context early: poller gone, memory unmapped and freed, a new context works", context_close, Run::Child),
     ("ring_hostile on the Ring API (doorbell and SQPOLL): random ring memory crashes nothing, leaks nothing", hostile, Run::Parent),
 ];
 
@@ -699,6 +703,53 @@ fn poller_exit() -> TestResult {
     detail!("pollers {tids:?}: all gone");
     // A leaked poller stack or ring mapping is 7 frames or more per child.
     compare_within(&before, &after, FRAME_SLACK)
+}
+
+fn context_close() -> TestResult {
+    let close = |arg, nr| raw::ring_register(CONTEXT_CLOSE, arg, nr);
+    check_err!(close(0, 0), ENXIO, "CONTEXT_CLOSE without a context");
+    let mut ring = sqpoll(1000)?;
+    let tid = poller_tid(&ring)?;
+    round_trip(&mut ring, 1)?;
+    // The end of the mapping is unused CQE space: a syscall may write
+    // there while the context lives, and must get EFAULT once it is gone.
+    let pid = sys::getpid()?;
+    let tail_of_mapping = USER_RING_CONTEXT_BASE + CONTEXT_LAYOUT.size - 64;
+    raw::task_info_at(pid, tail_of_mapping)?;
+    check_err!(close(1, 0), EINVAL, "CONTEXT_CLOSE with arg 1");
+    check_err!(close(0, 1), EINVAL, "CONTEXT_CLOSE with nr 1");
+    round_trip(&mut ring, 2)?;
+    let before = sys::sysinfo()?;
+    ring.close()?;
+    let after = sys::sysinfo()?;
+    let pages = CONTEXT_LAYOUT.size / abi::layout::PAGE_SIZE;
+    detail!(
+        "free frames {} -> {} after the close ({pages} pages of ring memory)",
+        before.free_frames,
+        after.free_frames
+    );
+    check!(
+        after.free_frames >= before.free_frames + pages,
+        "the ring memory was not freed"
+    );
+    match sys::task_info(tid) {
+        Err(Errno(ESRCH)) => {}
+        other => fail!("poller {tid} outlived its context: {other:?}"),
+    }
+    check_err!(
+        raw::task_info_at(pid, tail_of_mapping),
+        EFAULT,
+        "a write into the closed context's memory"
+    );
+    check_err!(uring::ring_enter(0, 0), ENXIO, "ring_enter after the close");
+    check_err!(close(0, 0), ENXIO, "a second CONTEXT_CLOSE");
+    // A fresh context at the same address.
+    let mut ring = Ring::setup(false)?;
+    check_eq!(ring.params().ring_addr, USER_RING_CONTEXT_BASE);
+    push(&mut ring, &nop(3))?;
+    check_eq!(ring.submit_and_wait(1)?, 1);
+    check_eq!(ring.raw_mut().pop_cqe().map(|c| c.user_data), Some(3));
+    Ok(())
 }
 
 /// Frames the slab caches may take over a set of runs whose timing varies
