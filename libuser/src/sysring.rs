@@ -111,10 +111,15 @@ pub unsafe fn call(mut sqe: Sqe) -> Option<Result<u32, Errno>> {
         return Some(Err(errno));
     }
     // One call at a time, so the CQE is the only one; anything else in the
-    // CQ (a kernel bug or a scribble) is dropped.
-    while let Some(cqe) = system.ring.pop_cqe() {
-        if cqe.user_data == tag {
-            return Some(crate::sys::decode(i64::from(cqe.res)).map(|n| n as u32));
+    // CQ (a kernel bug or a scribble) is dropped. At most a ring's worth is
+    // looked at, whatever a scribbled tail says.
+    for _ in 0..system.ring.cq_entries() {
+        match system.ring.pop_cqe() {
+            Some(cqe) if cqe.user_data == tag => {
+                return Some(crate::sys::decode(i64::from(cqe.res)).map(|n| n as u32));
+            }
+            Some(_) => {}
+            None => break,
         }
     }
     Some(Err(Errno(EIO)))
