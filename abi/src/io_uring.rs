@@ -255,13 +255,18 @@ pub mod enter_flags {
     pub const SQ_WAKEUP: u32 = 1 << 1;
     pub const SQ_WAIT: u32 = 1 << 2;
     /// `fd` is an index into the caller's registered rings, not a
-    /// descriptor (Linux's `IORING_ENTER_REGISTERED_RING`). The only
-    /// registered ring is index 0, the system ring of a process in
-    /// `SyscallMode::RingBased` (`crate::StartInfo`); an index above it is
-    /// `EINVAL`, index 0 without a system ring `EBADF`.
+    /// descriptor (Linux's `IORING_ENTER_REGISTERED_RING`): its low 32
+    /// bits, below [`super::REGISTERED_RINGS_MAX`] (else `EINVAL`). The
+    /// only slot ever filled is 0, with the system ring of a process in
+    /// `SyscallMode::RingBased` (`crate::StartInfo`); an empty slot is
+    /// `EBADF`, as on Linux.
     pub const REGISTERED_RING: u32 = 1 << 4;
     pub const SUPPORTED: u32 = GETEVENTS | SQ_WAKEUP | SQ_WAIT | REGISTERED_RING;
 }
+
+/// Slots of a process's registered-ring table (Linux's
+/// `IO_RINGFD_REG_MAX`); see [`enter_flags::REGISTERED_RING`].
+pub const REGISTERED_RINGS_MAX: u32 = 16;
 
 /// `io_uring_setup` flags (`IoUringParams::flags`).
 pub mod setup_flags {

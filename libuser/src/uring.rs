@@ -381,7 +381,10 @@ impl Ring {
     /// The process's system ring as the kernel described it at entry
     /// (`ERANGE` if that description is not a ring layout, `ENOSYS` if the
     /// process has none).
-    pub fn system(info: &abi::StartInfo) -> Result<Ring, Errno> {
+    ///
+    /// Crate-private: views of ring memory are only made from what the
+    /// kernel itself reported (module invariants).
+    pub(crate) fn system(info: &abi::StartInfo) -> Result<Ring, Errno> {
         let api = match info.backend {
             _ if info.mode != abi::syscall::mode::RING_BASED => return Err(Errno(ENOSYS)),
             abi::syscall::backend::IO_URING => Api::SystemIoUring,
@@ -713,9 +716,10 @@ impl Ring {
     }
 
     /// Takes back every SQE published but not consumed: the SQ tail goes
-    /// back to the kernel's head. Only sound for a ring whose kernel side
-    /// reads the SQ only inside `enter` (no poller), between two calls.
-    pub fn withdraw_published(&mut self) {
+    /// back to the kernel's head. Crate-private because it is only sound
+    /// for a ring whose kernel side reads the SQ only inside `enter` (the
+    /// system ring, which has no poller), between two calls.
+    pub(crate) fn withdraw_published(&mut self) {
         let head = self.sq_head.load(Ordering::Acquire);
         self.sq_tail.store(head, Ordering::Release);
         self.sq_local_tail = head;

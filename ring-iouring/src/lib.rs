@@ -21,7 +21,9 @@
 extern crate alloc;
 
 use abi::errno::*;
-use abi::io_uring::{enter_flags, features, ring_layout, setup_flags, IoUringParams};
+use abi::io_uring::{
+    enter_flags, features, ring_layout, setup_flags, IoUringParams, REGISTERED_RINGS_MAX,
+};
 use abi::layout::{USER_IO_URING_BASE, USER_SYSTEM_RING_BASE};
 use abi::SYSTEM_RING_ENTRIES;
 use alloc::sync::Arc;
@@ -81,13 +83,18 @@ impl IoUring {
 
     /// The caller's registered ring `index` (`IORING_ENTER_REGISTERED_RING`):
     /// only index 0, the system ring, exists.
+    /// As on Linux, the index is the low 32 bits of the `fd` argument; one
+    /// past the table is `EINVAL`, an empty slot `EBADF`.
     fn registered(&self, host: &mut dyn RingHost, index: u64) -> Result<Arc<Mutex<Ring>>, i32> {
-        if index != 0 {
-            return Err(EINVAL);
+        match index as u32 {
+            i if i >= REGISTERED_RINGS_MAX => Err(EINVAL),
+            0 => {
+                let pid = host.pid();
+                self.with_table(|t| t.system.get(&pid).cloned())
+                    .ok_or(EBADF)
+            }
+            _ => Err(EBADF),
         }
-        let pid = host.pid();
-        self.with_table(|t| t.system.get(&pid).cloned())
-            .ok_or(EBADF)
     }
 
     /// Maps a ring at `base` in the caller and enters it in the table.

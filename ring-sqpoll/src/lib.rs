@@ -284,6 +284,10 @@ impl SqPoll {
         // The poller's clone went with it (joined in `retire`); the timer
         // pass may hold one for a moment (and finds nothing to do in a
         // retired engine). The views must all be gone before the memory.
+        // This wait ends because every holder of a context clone other than
+        // its own syscalls (the timer pass, `poller_stats`) holds it
+        // without sleeping and with interrupts off; a holder that could
+        // sleep would make this spin on one CPU, so keep it that way.
         while Arc::strong_count(&ctx) > 1 {
             host.yield_now();
         }
@@ -355,7 +359,12 @@ impl RingBackend for SqPoll {
                     thread_id = tid;
                 }
                 Err(e) => {
+                    // Nothing else saw the context: the table's copy and
+                    // the thread body's (dropped by the failed spawn) were
+                    // the only clones, so the memory can go.
                     self.with_table(|t| t.remove(&pid));
+                    drop(ctx);
+                    let _ = host.unmap_ring(USER_RING_CONTEXT_BASE);
                     return Err(e);
                 }
             }
