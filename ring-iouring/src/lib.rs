@@ -62,15 +62,26 @@ pub struct IoUring {
 }
 
 /// The single instance the kernel image registers.
-pub static BACKEND: IoUring = IoUring {
-    table: Mutex::new(None),
-    next_id: AtomicU64::new(1),
-};
+pub static BACKEND: IoUring = IoUring::new();
+
+impl Default for IoUring {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Wait-queue keys of this backend: the high bit tells them from others'.
 const WAIT_KEY_TAG: u64 = 1 << 63;
 
 impl IoUring {
+    /// A backend with no rings.
+    pub const fn new() -> Self {
+        Self {
+            table: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
     fn with_table<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
         f(self.table.lock().get_or_insert_with(Table::default))
     }
@@ -345,7 +356,10 @@ fn retire(host: &mut dyn RingHost, ring: &Arc<Mutex<Ring>>) {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod sizes {
     use super::*;
 
     #[test]
