@@ -93,7 +93,7 @@ pub(crate) fn run(ctx: &Context, host: &mut dyn RingHost) {
         let outcome = match quiet_at {
             Some(tail) if shared.sq_header(header::TAIL) == tail => Pass::Idle,
             _ => {
-                let (outcome, quiet) = pass(ctx, poller, &shared, host);
+                let (outcome, quiet) = pass(ctx, poller, &shared, host, !one_cpu);
                 quiet_at = quiet;
                 outcome
             }
@@ -152,15 +152,18 @@ fn spin_while_at(shared: &SharedRing, tail: u32) -> bool {
 /// Consumes what is published; wakes `ring_enter` sleepers when CQEs were
 /// posted (the engine also fires due timers on every submit, so an idle
 /// pass may complete work too) or when the engine starts refusing work.
-/// Also returns the SQ tail as read before the submit if the engine was
-/// left quiet: everything up to it consumed, no timer, held-back SQE or
-/// overflowed CQE waiting, so that another pass finds nothing until the
-/// tail moves.
+/// With `track_quiet` also returns the SQ tail as read before the submit
+/// if the engine was left quiet: everything up to it consumed, no timer,
+/// held-back SQE or overflowed CQE waiting, so that another pass finds
+/// nothing until the tail moves. (With one CPU the poller yields after
+/// every look and the next look nearly always has work: not worth the
+/// instructions there.)
 fn pass(
     ctx: &Context,
     poller: &Poller,
     shared: &SharedRing,
     host: &mut dyn RingHost,
+    track_quiet: bool,
 ) -> (Pass, Option<u32>) {
     let mut outcome = Pass::Idle;
     let mut posted = false;
@@ -170,7 +173,7 @@ fn pass(
         let Some(env) = host.env(ctx.pid) else {
             return;
         };
-        let tail = shared.sq_header(header::TAIL);
+        let tail = track_quiet.then(|| shared.sq_header(header::TAIL));
         let before = engine.stats().posted;
         outcome = match engine.submit(shared, env, u32::MAX) {
             Ok(0) => Pass::Idle,
@@ -184,11 +187,12 @@ fn pass(
         // With nothing pending the engine consumed up to the tail as it
         // read it, `tail` or later: while the tail stays at `tail` there is
         // nothing new (if it moved meanwhile, the next look just passes).
-        let quiet = outcome != Pass::Blocked
-            && engine.sq_pending(shared) == 0
-            && engine.pending_ops() == 0
-            && shared.sq_header(header::FLAGS) & sq_flags::CQ_OVERFLOW == 0;
-        quiet_at = quiet.then_some(tail);
+        quiet_at = tail.filter(|_| {
+            outcome != Pass::Blocked
+                && engine.sq_pending(shared) == 0
+                && engine.pending_ops() == 0
+                && shared.sq_header(header::FLAGS) & sq_flags::CQ_OVERFLOW == 0
+        });
     });
     let newly_blocked = match outcome {
         Pass::Blocked => !poller.blocked.swap(true, Ordering::AcqRel),
