@@ -108,6 +108,9 @@ impl RingHost for MockHost {
     }
     fn join_thread(&mut self, _tid: u64) {}
     fn yield_now(&mut self) {}
+    fn cpu_wanted(&self) -> bool {
+        false
+    }
     fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
         f(self);
     }

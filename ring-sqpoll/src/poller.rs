@@ -2,11 +2,23 @@
 //! runs, written against `RingHost` alone.
 //!
 //! Loop: take everything user space published (one engine `submit`, inside
-//! `RingHost::atomically`); after work, or while the idle time has not run
-//! out, give the CPU away (`yield_now`) and look again, so a program on the
-//! same CPU runs between two passes; once `idle` passed without work, go to
-//! sleep on the context's poller queue until the doorbell rings or
-//! `teardown` says stop.
+//! `RingHost::atomically`), then look again; once `idle` passed without
+//! work, go to sleep on the context's poller queue until the doorbell rings
+//! or `teardown` says stop.
+//!
+//! Between two looks the poller gives its CPU away (`yield_now`) only when
+//! another task wants it. With one CPU that is every time: the program
+//! runs between two passes. With more it asks the scheduler
+//! (`RingHost::cpu_wanted`) every [`CPU_CHECK_NS`] and otherwise spins
+//! (`core::hint::spin_loop`), so a program on another CPU sees its CQEs
+//! without waiting for two trips through the scheduler.
+//!
+//! A look that finds the SQ tail where the last pass left the engine with
+//! nothing to do (everything consumed, no timer, chain or overflowed CQE
+//! waiting) skips the pass: no lock, no interrupt switching, one load. The
+//! tail is user memory, so this is only a hint that a pass would find
+//! nothing; every decision (consuming, going to sleep) is still made by a
+//! pass or by the sleep's own check under the engine lock.
 //!
 //! Going to sleep without losing a submission (the wake-up race): with the
 //! engine lock held the poller clears the doorbell, sets `NEED_WAKEUP` in
@@ -41,45 +53,129 @@ enum Pass {
     Blocked,
 }
 
+/// How often, at most, a spinning poller asks whether another task wants
+/// its CPU: about the longest such a task waits for it (the timer tick
+/// would preempt the poller anyway, after up to 4 ms).
+const CPU_CHECK_NS: u64 = 20_000;
+
+/// Looks at the SQ tail in one spin before the poller reads the clock
+/// and may ask for the run queue again.
+const SPIN_LOOKS: u32 = 1024;
+
+/// Looks between two `spin_loop` hints. Under QEMU's TCG a PAUSE is no
+/// hint but an exit from the translated code through QEMU's global lock
+/// (about 115 ns, measured): hinting on every look made a spinning pair
+/// of poller and program slower than one that yields.
+const LOOKS_PER_PAUSE: u32 = 256;
+
+/// Passes in a row that may skip the bookkeeping (clock, idle time, run
+/// queue) while submissions keep coming.
+const HOT_PASSES: u32 = 16;
+
 /// The poller thread's body: runs until `teardown` stops it.
 pub(crate) fn run(ctx: &Context, host: &mut dyn RingHost) {
     let Some(poller) = ctx.poller.as_ref() else {
         return;
     };
+    let shared = ctx.shared();
+    // With one CPU, whatever else is ready needs this CPU: yield after
+    // every look (at once back when nothing else is ready).
+    let one_cpu = host.cpus() == 1;
     let mut last_work = host.now_ns();
+    let mut last_check = last_work;
+    // Work done since the clock was last read.
+    let mut worked = false;
+    // Passes since the last bookkeeping.
+    let mut hot = 0;
+    // The SQ tail at which the last pass left the engine quiet.
+    let mut quiet_at: Option<u32> = None;
     while !poller.stop.load(Ordering::Acquire) {
-        let outcome = pass(ctx, poller, host);
-        if outcome == Pass::Worked {
-            last_work = host.now_ns();
-            host.yield_now();
+        let outcome = match quiet_at {
+            Some(tail) if shared.sq_header(header::TAIL) == tail => Pass::Idle,
+            _ => {
+                let (outcome, quiet) = pass(ctx, poller, &shared, host, !one_cpu);
+                quiet_at = quiet;
+                outcome
+            }
+        };
+        worked |= outcome == Pass::Worked;
+        // The hot path with a CPU to spare: spin for the next submission.
+        if let Some(tail) = quiet_at.filter(|_| !one_cpu && hot < HOT_PASSES) {
+            if spin_while_at(&shared, tail) {
+                hot += 1;
+                continue;
+            }
+        }
+        hot = 0;
+        let now = host.now_ns();
+        if core::mem::take(&mut worked) {
+            last_work = now;
+        } else if now.saturating_sub(last_work) >= poller.idle_ns {
+            if sleep(ctx, poller, host, outcome == Pass::Blocked) {
+                last_work = host.now_ns();
+            }
+            // Woken, or work came in before it slept: the next look is a
+            // full pass.
+            quiet_at = None;
             continue;
         }
-        if host.now_ns().saturating_sub(last_work) < poller.idle_ns {
+        if one_cpu {
             host.yield_now();
-            continue;
-        }
-        if sleep(ctx, poller, host, outcome == Pass::Blocked) {
-            last_work = host.now_ns();
+        } else if now.saturating_sub(last_check) >= CPU_CHECK_NS {
+            last_check = now;
+            if host.cpu_wanted() {
+                host.yield_now();
+            }
+        } else if quiet_at.is_none() {
+            core::hint::spin_loop();
         }
     }
     poller.stopped.store(true, Ordering::Release);
     host.wake(ctx.key(QUEUE_EXIT));
 }
 
+/// Looks at the SQ tail until it moves away from `tail`, at most
+/// [`SPIN_LOOKS`] times, with a `spin_loop` hint every
+/// [`LOOKS_PER_PAUSE`]. Whether it moved.
+fn spin_while_at(shared: &SharedRing, tail: u32) -> bool {
+    for look in 1..=SPIN_LOOKS {
+        if shared.sq_header(header::TAIL) != tail {
+            return true;
+        }
+        if look.is_multiple_of(LOOKS_PER_PAUSE) {
+            core::hint::spin_loop();
+        }
+    }
+    false
+}
+
 /// Consumes what is published; wakes `ring_enter` sleepers when CQEs were
 /// posted (the engine also fires due timers on every submit, so an idle
 /// pass may complete work too) or when the engine starts refusing work.
-fn pass(ctx: &Context, poller: &Poller, host: &mut dyn RingHost) -> Pass {
+/// With `track_quiet` also returns the SQ tail as read before the submit
+/// if the engine was left quiet: everything up to it consumed, no timer,
+/// held-back SQE or overflowed CQE waiting, so that another pass finds
+/// nothing until the tail moves. (With one CPU the poller yields after
+/// every look and the next look nearly always has work: not worth the
+/// instructions there.)
+fn pass(
+    ctx: &Context,
+    poller: &Poller,
+    shared: &SharedRing,
+    host: &mut dyn RingHost,
+    track_quiet: bool,
+) -> (Pass, Option<u32>) {
     let mut outcome = Pass::Idle;
     let mut posted = false;
+    let mut quiet_at = None;
     host.atomically(&mut |host| {
         let mut engine = ctx.engine.lock();
-        let shared = ctx.shared();
         let Some(env) = host.env(ctx.pid) else {
             return;
         };
+        let tail = track_quiet.then(|| shared.sq_header(header::TAIL));
         let before = engine.stats().posted;
-        outcome = match engine.submit(&shared, env, u32::MAX) {
+        outcome = match engine.submit(shared, env, u32::MAX) {
             Ok(0) => Pass::Idle,
             Ok(_) => Pass::Worked,
             Err(_) => Pass::Blocked,
@@ -88,6 +184,15 @@ fn pass(ctx: &Context, poller: &Poller, host: &mut dyn RingHost) -> Pass {
         if let Some(deadline) = engine.next_deadline() {
             host.arm_timer(deadline);
         }
+        // With nothing pending the engine consumed up to the tail as it
+        // read it, `tail` or later: while the tail stays at `tail` there is
+        // nothing new (if it moved meanwhile, the next look just passes).
+        quiet_at = tail.filter(|_| {
+            outcome != Pass::Blocked
+                && engine.sq_pending(shared) == 0
+                && engine.pending_ops() == 0
+                && shared.sq_header(header::FLAGS) & sq_flags::CQ_OVERFLOW == 0
+        });
     });
     let newly_blocked = match outcome {
         Pass::Blocked => !poller.blocked.swap(true, Ordering::AcqRel),
@@ -99,7 +204,7 @@ fn pass(ctx: &Context, poller: &Poller, host: &mut dyn RingHost) -> Pass {
     if posted || newly_blocked || outcome == Pass::Worked {
         ctx.wake_waiters(host);
     }
-    outcome
+    (outcome, quiet_at)
 }
 
 /// Sets `bits` and clears `clear` in the SQ flags word. Called with the

@@ -26,13 +26,19 @@ struct Kernel {
 
 impl Kernel {
     fn new() -> Arc<Kernel> {
+        Kernel::with_cpus(1)
+    }
+
+    /// A kernel with `cpus` CPUs: with more than one, pollers spin between
+    /// passes instead of yielding (no other task ever wants their CPU).
+    fn with_cpus(cpus: u32) -> Arc<Kernel> {
         Arc::new(Kernel {
             wakes: StdMutex::new(0),
             woken: Condvar::new(),
             threads: StdMutex::new(Vec::new()),
             next_tid: AtomicU64::new(100),
             start: Instant::now(),
-            cpus: 1,
+            cpus,
         })
     }
 
@@ -184,6 +190,9 @@ impl RingHost for MockHost {
     }
     fn yield_now(&mut self) {
         std::thread::yield_now();
+    }
+    fn cpu_wanted(&self) -> bool {
+        false
     }
     fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
         f(self);
@@ -416,7 +425,17 @@ fn an_idle_poller_sets_need_wakeup_sleeps_and_the_doorbell_wakes_it() {
 
 #[test]
 fn the_wake_up_race_loses_nothing() {
-    let kernel = Kernel::new();
+    wake_up_race(Kernel::new());
+}
+
+#[test]
+fn the_wake_up_race_loses_nothing_with_a_spinning_poller() {
+    wake_up_race(Kernel::with_cpus(2));
+}
+
+/// 3000 submissions landing before, during and after the poller goes to
+/// sleep after its 1 ms idle time: each must be taken.
+fn wake_up_race(kernel: Arc<Kernel>) {
     let backend = SqPoll::new();
     let mut host = MockHost::process(&kernel, 7);
     setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1)).unwrap();

@@ -7,7 +7,8 @@
 //!
 //! A backend may also run work of its own on a kernel thread
 //! ([`RingHost::spawn_thread`], the SQPOLL poller): the thread gets a host
-//! with no caller, gives the CPU away with [`RingHost::yield_now`], sleeps
+//! with no caller, gives the CPU away with [`RingHost::yield_now`] (or
+//! spins while [`RingHost::cpu_wanted`] says no other task wants it), sleeps
 //! on wait queues with [`RingHost::wait`], and takes ring locks only inside
 //! [`RingHost::atomically`], because syscalls take the same locks with
 //! interrupts off and a thread preempted while holding one would stall them
@@ -106,6 +107,12 @@ pub trait RingHost {
     /// Gives the CPU to another ready task, if there is one; returns when
     /// this task runs again.
     fn yield_now(&mut self);
+    /// Whether another task is ready to run on the CPU running the caller,
+    /// so that [`RingHost::yield_now`] would hand the CPU over. A thread
+    /// that polls may spin (`core::hint::spin_loop`) while this is false and
+    /// yields once it is true. Costs a look at the run queue: ask every few
+    /// microseconds, not on every spin.
+    fn cpu_wanted(&self) -> bool;
     /// Runs `f` without preemption and with interrupts off on this CPU (a
     /// no-op wrapper in a syscall, which already runs so). Kernel threads
     /// take ring locks only in here; `f` must not sleep.

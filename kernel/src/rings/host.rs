@@ -228,6 +228,10 @@ impl RingHost for KernelHost<'_> {
         task::yield_now();
     }
 
+    fn cpu_wanted(&self) -> bool {
+        task::cpu_wanted()
+    }
+
     fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
         interrupts::without_interrupts(|| f(self));
     }

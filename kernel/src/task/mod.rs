@@ -461,6 +461,21 @@ pub fn yield_now() {
     schedule();
 }
 
+/// Whether a task other than the running one is queued and may run on
+/// this CPU: it would get the CPU if the running task yielded. For kernel
+/// threads that spin only while no one else wants their CPU (the SQPOLL
+/// poller).
+pub fn cpu_wanted() -> bool {
+    interrupts::without_interrupts(|| {
+        let cpu_index = this_cpu();
+        SCHED
+            .lock()
+            .run_queue
+            .iter()
+            .any(|t| t.may_run_on(cpu_index))
+    })
+}
+
 /// Marks the current task blocked (interrupts off). The caller registers
 /// it where a waker will find it first, re-checks its condition, and then
 /// calls [`schedule`] (or [`unblock_self`] if the condition already holds).

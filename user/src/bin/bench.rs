@@ -26,9 +26,11 @@
 //! SQPOLL; write N NOPs, publish, `ring_enter(GETEVENTS, N)` the doorbell,
 //! reap N); `sqpoll_b{1,32}` (a 256-entry SQPOLL context, idle 1000 ms as
 //! in the Linux anchor; write N NOPs and publish with no syscall, calling
-//! `ring_enter` only if the poller set `NEED_WAKEUP`, then poll the CQ,
-//! `sched_yield` while it is empty so the poller gets the CPU on one CPU;
-//! the `extra=` field of the BENCH line counts the `ring_enter` wake-ups).
+//! `ring_enter` only if the poller set `NEED_WAKEUP`, then poll the CQ
+//! while it is empty (`ring_io::Ring::relax`): `sched_yield` at once on one
+//! CPU, so the poller gets the CPU; with more CPUs spinning first, as the
+//! Linux anchor spins, and yielding only now and then; the `extra=` field
+//! of the BENCH line counts the `ring_enter` wake-ups).
 //!
 //! The hot loops use the raw rings (`libuser::uring::Ring`,
 //! `libuser::ring_io::Ring`) and allocate nothing.
@@ -385,7 +387,8 @@ fn ringapi_nop_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> 
 }
 
 /// `sqpoll_bN`: N NOPs published with no syscall (unless the poller
-/// sleeps), then the CQ polled, yielding while it is empty.
+/// sleeps), then the CQ polled, spinning (more than one CPU) and yielding
+/// while it is empty.
 fn sqpoll_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
     let mut ring = ring_api_context(true)?;
     let mut body = |target: u64| -> Result<u64, CaseError> {
@@ -401,13 +404,16 @@ fn sqpoll_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
             ring.submit()?;
             count_extra(ring.wakeups() - before);
             let mut reaped = 0;
+            let mut empty = 0;
             while reaped < batch {
                 match ring.pop_cqe() {
                     Some(cqe) if cqe.res == 0 => reaped += 1,
                     Some(cqe) => {
                         return Err(CaseError::Failed(format!("CQE res {}", cqe.res)));
                     }
-                    None => sys::yield_now()?,
+                    None => {
+                        ring.relax(&mut empty)?;
+                    }
                 }
             }
             ops += u64::from(batch);
