@@ -30,8 +30,9 @@ const LOG_TAIL_LINES: usize = 40;
 /// program on purpose, and the program's exit status reports it.)
 const PANIC_MARKERS: [&str; 1] = ["KERNEL PANIC"];
 
-/// The kernel feature sets clippy checks: `None` is the default features.
-const KERNEL_FEATURE_SETS: [Option<&str>; 3] = [None, Some("iouring"), Some("sqpoll")];
+/// The kernel feature sets clippy checks: `None` is the default features,
+/// `Some("")` none at all (a kernel without ring backends).
+const KERNEL_FEATURE_SETS: [Option<&str>; 4] = [None, Some("iouring"), Some("sqpoll"), Some("")];
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TestOptions {
@@ -124,13 +125,19 @@ fn static_stages(workspace: &Workspace) -> Vec<(String, Command)> {
             .arg("--target-dir")
             .arg(workspace.target_dir().join("clippy"));
         if let Some(feature) = features {
-            // `kernel/` because a bare feature name would apply to every
-            // selected package, and only the kernel has it.
-            cmd.args(["--no-default-features", "--features"])
-                .arg(format!("kernel/{feature}"));
+            cmd.arg("--no-default-features");
+            if !feature.is_empty() {
+                // `kernel/` because a bare feature name would apply to every
+                // selected package, and only the kernel has it.
+                cmd.arg("--features").arg(format!("kernel/{feature}"));
+            }
         }
         cmd.args(["--", "-D", "warnings"]);
-        let shown = features.unwrap_or("default");
+        let shown = match features {
+            None => "default",
+            Some("") => "none",
+            Some(feature) => feature,
+        };
         stages.push((
             format!("clippy ({BARE_METAL_TARGET}, kernel features: {shown})"),
             cmd,
