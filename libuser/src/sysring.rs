@@ -41,6 +41,8 @@ struct System {
 unsafe impl Send for System {}
 
 static SYSTEM: Once<Option<Mutex<System>>> = Once::new();
+/// The `StartInfo` the kernel passed, as it was.
+static START: Once<StartInfo> = Once::new();
 /// `abi::syscall::mode` of this process, from its `StartInfo`.
 static MODE: AtomicU64 = AtomicU64::new(abi::syscall::mode::DIRECT);
 /// Calls made through the system ring.
@@ -52,6 +54,7 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 #[cfg_attr(test, allow(dead_code))] // `rt::start` is left out on the host.
 pub(crate) fn init(info: Option<&StartInfo>) {
     let info = info.copied().unwrap_or_default();
+    START.call_once(|| info);
     MODE.store(info.mode, Ordering::Relaxed);
     SYSTEM.call_once(|| {
         if info.mode != abi::syscall::mode::RING_BASED {
@@ -62,6 +65,12 @@ pub(crate) fn init(info: Option<&StartInfo>) {
             Err(_) => crate::sys::exit(127),
         }
     });
+}
+
+/// The `StartInfo` this process was started with (all zero before
+/// `_start` ran, as on the host).
+pub fn start_info() -> StartInfo {
+    START.get().copied().unwrap_or_default()
 }
 
 /// This process's `abi::syscall::mode` value.

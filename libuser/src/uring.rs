@@ -400,6 +400,21 @@ impl Ring {
         Ring::map(api, params)
     }
 
+    /// A second view of the process's system ring, for a program that
+    /// means to attack it (`ring_hostile system`).
+    ///
+    /// # Safety
+    ///
+    /// `info` must be the `StartInfo` the kernel passed this process
+    /// ([`crate::sysring::start_info`]). The ring is shared with
+    /// [`crate::sysring`]: anything written through this view can make the
+    /// process's ordinary I/O fail, or wait for whatever the kernel makes
+    /// of it, and the SQEs written must satisfy [`Ring::push_sqe`]'s
+    /// contract.
+    pub unsafe fn system_view(info: &abi::StartInfo) -> Result<Ring, Errno> {
+        Ring::system(info)
+    }
+
     /// The views of a mapping the kernel described in `params`.
     fn map(api: Api, params: IoUringParams) -> Result<Ring, Errno> {
         let layout = validate(&params)?;

@@ -1,10 +1,15 @@
-//! `ring_hostile [SEED] [ROUNDS] [iouring|api|sqpoll]`: treats its own ring
-//! memory as hostile input for the kernel, then exits 0.
+//! `ring_hostile [SEED] [ROUNDS] [iouring|api|sqpoll|system]`: treats its
+//! own ring memory as hostile input for the kernel, then exits 0.
 //!
 //! The third argument picks the ring system: io_uring rings (the default),
-//! or the process's Ring API context driven by the doorbell (`api`) or by
-//! an SQPOLL poller (`sqpoll`), which then reads the scribbled memory
-//! concurrently, whenever it likes.
+//! the process's Ring API context driven by the doorbell (`api`) or by an
+//! SQPOLL poller (`sqpoll`), which then reads the scribbled memory
+//! concurrently, whenever it likes; or (`system`) the process's system ring
+//! in `SyscallMode::RingBased`, rung through registered ring 0 or
+//! `SYSTEM_RING`. In `system` mode it prints nothing (its own output would
+//! go through the ring it breaks) and reports only through its exit code;
+//! without a system ring (direct mode) it checks that both system-ring
+//! doorbells are refused and exits.
 //!
 //! For ROUNDS rounds (default 4000), driven by a xorshift generator seeded
 //! with SEED (default 1), it writes random and boundary values into every
@@ -87,7 +92,13 @@ impl Rng {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     IoUring,
-    RingApi { sqpoll: bool },
+    RingApi {
+        sqpoll: bool,
+    },
+    /// The system ring of a backend (`abi::syscall::backend` value).
+    System {
+        backend: u64,
+    },
 }
 
 /// The live rings, their descriptors and a scratch file.
@@ -111,6 +122,10 @@ impl World {
                 abi::layout::USER_END - 8,
                 abi::layout::USER_STACK_TOP,
             ]),
+            _ if matches!(self.mode, Mode::System { .. }) => {
+                // Inside (or just past) the system ring.
+                abi::layout::USER_SYSTEM_RING_BASE + rng.below(ring_layout::SIZE + 64)
+            }
             _ if self.mode != Mode::IoUring => {
                 // Inside (or just past) the Ring API context.
                 abi::layout::USER_RING_CONTEXT_BASE + rng.below(ring_layout::SIZE + 64)
@@ -219,6 +234,8 @@ fn new_ring(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
     }
     world.setups += 1;
     match world.mode {
+        // The system ring is the kernel's: there is no other to set up.
+        Mode::System { .. } => {}
         Mode::IoUring => {
             if let Ok(ring) = Ring::setup(entries, 0) {
                 world.rings.push(ring);
@@ -347,6 +364,17 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
             match world.mode {
                 Mode::IoUring => tally.note(uring::enter(fd, to_submit, min_complete, flags)),
                 Mode::RingApi { .. } => tally.note(uring::ring_enter(flags, min_complete)),
+                Mode::System { backend } if backend == abi::syscall::backend::IO_URING => {
+                    // Mostly registered ring 0, sometimes another index.
+                    let any = rng.next();
+                    let index = rng.pick(&[0, 0, 0, 1, 15, 16, any]);
+                    let flags = flags | enter_flags::REGISTERED_RING;
+                    tally.note(uring::enter(index, to_submit, min_complete, flags));
+                }
+                Mode::System { .. } => {
+                    let flags = flags | ring_api::enter_flags::SYSTEM_RING;
+                    tally.note(uring::ring_enter(flags, min_complete));
+                }
             }
         }
         13 => {
@@ -375,8 +403,10 @@ fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
             }
         }
         _ => {
-            // A Ring API context cannot be closed: it stays to the end.
-            if rng.below(100) == 0 && world.mode == Mode::IoUring {
+            // io_uring rings and Ring API contexts (CONTEXT_CLOSE, which
+            // unmaps it; the next round sets up a new one) are closed now
+            // and then; the system ring cannot be.
+            if rng.below(100) == 0 && !matches!(world.mode, Mode::System { .. }) {
                 let ring = world.rings.swap_remove(index);
                 tally.note(ring.close());
             }
@@ -390,8 +420,14 @@ fn main(args: Args) -> i32 {
     let mode = match args.get_str(3) {
         Some("api") => Mode::RingApi { sqpoll: false },
         Some("sqpoll") => Mode::RingApi { sqpoll: true },
+        Some("system") => Mode::System {
+            backend: libuser::sysring::start_info().backend,
+        },
         _ => Mode::IoUring,
     };
+    if let Mode::System { .. } = mode {
+        return attack_system_ring(seed, rounds);
+    }
     let name = "rh_scratch";
     let Ok(file) = File::open(name, O_RDWR | O_CREAT | O_TRUNC) else {
         println!("ring_hostile: cannot create {name}");
@@ -441,6 +477,46 @@ fn main(args: Args) -> i32 {
         tally.cqes
     );
     // Exit with the rings as they are: the kernel cleans up.
+    core::mem::forget(world);
+    0
+}
+
+/// `ring_hostile SEED ROUNDS system`: the rounds against the system ring.
+/// Exit codes: 0 done (or no system ring and both of its doorbells
+/// refused), 2 a doorbell answered although there is no system ring.
+fn attack_system_ring(seed: u64, rounds: u32) -> i32 {
+    let info = libuser::sysring::start_info();
+    if !libuser::sysring::active() {
+        let reg = enter_flags::REGISTERED_RING | enter_flags::GETEVENTS;
+        let io_uring = uring::enter(0, 1, 0, reg);
+        let ring_api = uring::ring_enter(ring_api::enter_flags::SYSTEM_RING, 0);
+        return if io_uring.is_err() && ring_api.is_err() {
+            0
+        } else {
+            2
+        };
+    }
+    // SAFETY: `info` is this process's own StartInfo, and nothing here does
+    // ordinary I/O until exit (the module docs): only the kernel's answers
+    // to the scribbles are at stake.
+    let Ok(ring) = (unsafe { Ring::system_view(&info) }) else {
+        return 3;
+    };
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut world = World {
+        mode: Mode::System {
+            backend: info.backend,
+        },
+        rings: alloc::vec![ring],
+        // No file of its own: opening one would go through the system ring.
+        file_fd: -1,
+        setups: 0,
+    };
+    let mut tally = Tally::default();
+    for _ in 0..rounds {
+        round(&mut world, &mut rng, &mut tally);
+    }
+    // Exit with the ring as it is: the kernel cleans up.
     core::mem::forget(world);
     0
 }

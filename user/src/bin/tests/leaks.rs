@@ -14,7 +14,7 @@ const WARM_UP: u32 = 5;
 const CYCLES: u32 = 200;
 /// How much the kernel heap may grow over all cycles (caches, a table
 /// reaching a new capacity); a leak of even 50 bytes a cycle is more.
-const HEAP_SLACK: u64 = 8 * 1024;
+pub const HEAP_SLACK: u64 = 8 * 1024;
 
 fn cycle(i: u32) -> TestResult {
     let code = (i % 100) as i32;
@@ -34,7 +34,7 @@ fn cycle(i: u32) -> TestResult {
 /// be dropped on the CPU it last ran on, a moment after `wait` returned:
 /// with several CPUs the counters are read until two readings 1 ms apart
 /// agree (at most 100 times), so the figures compared are at rest.
-fn settle() -> Result<SysInfo, Errno> {
+pub fn settle() -> Result<SysInfo, Errno> {
     let counters = |i: &SysInfo| (i.free_frames, i.heap_used, i.tasks);
     let mut last = sys::sysinfo()?;
     for _ in 0..100 {

@@ -15,16 +15,18 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use libuser::fs::File;
 use libuser::test::{Case, TestResult};
 use libuser::uring::{self, Ring};
-use libuser::{check, check_eq, check_err, detail, sys, sysring};
+use libuser::{check, check_eq, check_err, detail, process, sys, sysring};
 
 use crate::files::Scratch;
 use crate::hostile;
+use crate::leaks;
 
 #[rustfmt::skip]
 pub const CASES: &[Case] = &[
     ("the syscall mode is the one booted and visible to the program", mode_visible),
     ("ordinary I/O takes the mode's path (system ring or syscalls)", io_path),
     ("the system ring's doorbells refuse what is not a system ring", system_doorbells),
+    ("a scribbled system ring costs only its own process (ring_hostile system), leaks nothing", hostile_system),
 ];
 
 /// `abi::syscall::mode` value the boot configuration says this is, or
@@ -149,5 +151,59 @@ fn system_doorbells() -> TestResult {
             check_err!(ring_api, ENXIO | ENOSYS);
         }
     }
+    Ok(())
+}
+
+/// Runs `ring_hostile SEED 2000 system` and checks it exited 0.
+fn run_hostile(seed: u32) -> TestResult {
+    let seed = alloc::format!("{seed}");
+    let status = process::run("ring_hostile", &["ring_hostile", &seed, "2000", "system"])?;
+    check!(
+        status == 0,
+        "ring_hostile {seed} system ended with {}",
+        process::describe(status)
+    );
+    Ok(())
+}
+
+fn hostile_system() -> TestResult {
+    if !sysring::active() {
+        // Without a system ring the child checks that both of its
+        // doorbells are refused (exit 2 if one answers).
+        run_hostile(1)?;
+        detail!("direct mode: no system ring to attack; its doorbells are refused");
+        return Ok(());
+    }
+    // Each seed runs once first, to bring the kernel's slab caches to their
+    // high-water mark; the same seeds must then take nothing more.
+    const SEEDS: [u32; 3] = [1, 2, 3];
+    for seed in SEEDS {
+        run_hostile(seed)?;
+    }
+    let before = leaks::settle()?;
+    for seed in SEEDS {
+        run_hostile(seed)?;
+    }
+    let after = leaks::settle()?;
+    detail!(
+        "3 x 2000 rounds on the system ring; free frames {} -> {}, kernel heap {} -> {}, tasks {} -> {}",
+        before.free_frames,
+        after.free_frames,
+        before.heap_used,
+        after.heap_used,
+        before.tasks,
+        after.tasks
+    );
+    check_eq!(after.free_frames, before.free_frames);
+    let grown = after.heap_used.saturating_sub(before.heap_used);
+    check!(
+        grown <= leaks::HEAP_SLACK,
+        "kernel heap grew by {grown} bytes"
+    );
+    check_eq!(after.tasks, before.tasks);
+    // This process's own system ring is untouched and still works.
+    let name = Scratch("t_mode_after");
+    libuser::fs::write_file(name.0, b"still")?;
+    check_eq!(libuser::fs::read_to_vec(name.0)?, b"still");
     Ok(())
 }
