@@ -204,32 +204,26 @@ pub fn open(path: &str, flags: u64) -> Option<Result<u64, Errno>> {
 /// `close(fd)`. A ring descriptor cannot be closed through a ring
 /// (`EBADF`, as on Linux); [`crate::sys::close_ring`] closes those.
 pub fn close(fd: u64) -> Option<Result<(), Errno>> {
-    SYSTEM.get()?.as_ref()?;
-    let fd = match sqe_fd(fd) {
-        Ok(fd) => fd,
-        Err(e) => return Some(Err(e)),
-    };
-    let sqe = Sqe {
-        opcode: op::CLOSE,
-        fd,
-        ..Sqe::default()
-    };
-    // SAFETY: a CLOSE names no memory.
-    unsafe { call(sqe) }.map(|r| r.map(drop))
+    fd_only(op::CLOSE, fd)
 }
 
 /// `fsync(fd)`.
 pub fn fsync(fd: u64) -> Option<Result<(), Errno>> {
+    fd_only(op::FSYNC, fd)
+}
+
+/// An op whose only argument is the descriptor (CLOSE, FSYNC).
+fn fd_only(opcode: u8, fd: u64) -> Option<Result<(), Errno>> {
     SYSTEM.get()?.as_ref()?;
     let fd = match sqe_fd(fd) {
         Ok(fd) => fd,
         Err(e) => return Some(Err(e)),
     };
     let sqe = Sqe {
-        opcode: op::FSYNC,
+        opcode,
         fd,
         ..Sqe::default()
     };
-    // SAFETY: an FSYNC names no memory.
+    // SAFETY: CLOSE and FSYNC name no memory.
     unsafe { call(sqe) }.map(|r| r.map(drop))
 }

@@ -2,11 +2,8 @@
 //! descriptors, the system ring and `IORING_ENTER_REGISTERED_RING`.
 
 use super::*;
-use abi::io_uring::{enter_flags, op, ring_layout, Sqe};
-use alloc::boxed::Box;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64};
-use kernel_core::ring::{IoEnv, MockEnv, RingObject, ThreadBody};
+use abi::io_uring::{enter_flags, op, Sqe};
+use kernel_core::ring::{leaked_ring_views, IoEnv, MockEnv, RingObject, ThreadBody};
 use std::collections::HashMap as StdMap;
 
 /// Where the mock process's memory starts (params live there).
@@ -35,24 +32,6 @@ impl MockHost {
     }
 }
 
-fn leak32(n: usize) -> &'static [AtomicU32] {
-    Box::leak(
-        (0..n)
-            .map(|_| AtomicU32::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
-fn leak64(n: usize) -> &'static [AtomicU64] {
-    Box::leak(
-        (0..n)
-            .map(|_| AtomicU64::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
 impl RingHost for MockHost {
     fn pid(&self) -> u64 {
         self.pid
@@ -67,12 +46,7 @@ impl RingHost for MockHost {
         if self.maps.contains_key(&addr) {
             return Err(EEXIST);
         }
-        let views = RingViews {
-            sq_hdr: leak32(1024),
-            cq_hdr: leak32(1024),
-            sqes: leak64(ring_layout::MAX_SQ_ENTRIES as usize * 8),
-            cqes: leak64(ring_layout::MAX_CQ_ENTRIES as usize * 2),
-        };
+        let views = leaked_ring_views();
         self.maps.insert(addr, views);
         Ok(views)
     }

@@ -271,6 +271,28 @@ impl SqPoll {
         all
     }
 
+    /// A context of `pid` over freshly mapped `views`, its header words
+    /// initialised for an engine of these sizes.
+    fn new_context(
+        &self,
+        pid: u64,
+        views: RingViews,
+        sq_entries: u32,
+        cq_entries: u32,
+        poller: Option<Poller>,
+    ) -> Arc<Context> {
+        let engine = RingEngine::new(sq_entries, cq_entries);
+        engine.init_shared(&views.shared());
+        Arc::new(Context {
+            pid,
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            views,
+            engine: Mutex::new(engine),
+            waiters: AtomicU32::new(0),
+            poller,
+        })
+    }
+
     /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the caller's context and
     /// unmaps its memory.
     fn close(&self, host: &mut dyn RingHost, arg: u64, nr: u32) -> Result<(), i32> {
@@ -333,16 +355,8 @@ impl RingBackend for SqPoll {
         let views =
             host.map_ring(USER_RING_CONTEXT_BASE)
                 .map_err(|e| if e == EEXIST { EBUSY } else { e })?;
-        let engine = RingEngine::new(config.sq_entries, config.cq_entries);
-        engine.init_shared(&views.shared());
-        let ctx = Arc::new(Context {
-            pid,
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            views,
-            engine: Mutex::new(engine),
-            waiters: AtomicU32::new(0),
-            poller: config.poller.map(Poller::new),
-        });
+        let poller = config.poller.map(Poller::new);
+        let ctx = self.new_context(pid, views, config.sq_entries, config.cq_entries, poller);
         self.with_table(|t| t.insert(pid, ctx.clone()));
         let mut thread_id = 0;
         if let Some(poller) = &ctx.poller {
@@ -440,16 +454,7 @@ impl RingBackend for SqPoll {
         let sq_entries = SYSTEM_RING_ENTRIES;
         let cq_entries = 2 * sq_entries;
         let views = host.map_ring(USER_SYSTEM_RING_BASE)?;
-        let engine = RingEngine::new(sq_entries, cq_entries);
-        engine.init_shared(&views.shared());
-        let ctx = Arc::new(Context {
-            pid,
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            views,
-            engine: Mutex::new(engine),
-            waiters: AtomicU32::new(0),
-            poller: None,
-        });
+        let ctx = self.new_context(pid, views, sq_entries, cq_entries, None);
         self.system
             .lock()
             .get_or_insert_with(HashMap::new)

@@ -4,9 +4,9 @@
 //! the one-CPU kernel.
 
 use super::*;
-use abi::io_uring::{header, op, ring_layout, sq_flags, Cqe, Sqe};
+use abi::io_uring::{header, op, sq_flags, Cqe, Sqe};
 use abi::ring_api::{setup_flags, DEFAULT_IDLE_MS};
-use kernel_core::ring::{IoEnv, MockEnv, RingObject, ThreadBody};
+use kernel_core::ring::{leaked_ring_views, IoEnv, MockEnv, RingObject, ThreadBody};
 use std::sync::{Condvar, Mutex as StdMutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,24 +81,6 @@ impl MockHost {
     }
 }
 
-fn leak32(n: usize) -> &'static [AtomicU32] {
-    Box::leak(
-        (0..n)
-            .map(|_| AtomicU32::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
-fn leak64(n: usize) -> &'static [AtomicU64] {
-    Box::leak(
-        (0..n)
-            .map(|_| AtomicU64::new(0))
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    )
-}
-
 impl RingHost for MockHost {
     fn pid(&self) -> u64 {
         self.pid
@@ -118,12 +100,7 @@ impl RingHost for MockHost {
         if slot.is_some() {
             return Err(EEXIST);
         }
-        let views = RingViews {
-            sq_hdr: leak32(1024),
-            cq_hdr: leak32(1024),
-            sqes: leak64(ring_layout::MAX_SQ_ENTRIES as usize * 8),
-            cqes: leak64(ring_layout::MAX_CQ_ENTRIES as usize * 2),
-        };
+        let views = leaked_ring_views();
         *slot = Some(views);
         Ok(views)
     }

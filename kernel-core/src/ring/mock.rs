@@ -22,6 +22,32 @@ use crate::fs::{FdTable, OpenFile, RamFs};
 
 type SharedFile = Arc<spin::Mutex<OpenFile>>;
 
+/// Ring memory of the largest layout (`abi::io_uring::ring_layout`), zeroed
+/// and leaked, for a mock `RingHost::map_ring` in host tests. Each call
+/// leaks about 28 KiB: fine in a test process, never for the kernel.
+pub fn leaked_ring_views() -> super::RingViews {
+    use abi::io_uring::ring_layout;
+    use core::sync::atomic::{AtomicU32, AtomicU64};
+    fn leak<T>(n: usize, zero: impl Fn() -> T) -> &'static [T] {
+        alloc::boxed::Box::leak(
+            (0..n)
+                .map(|_| zero())
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
+    }
+    super::RingViews {
+        sq_hdr: leak(1024, || AtomicU32::new(0)),
+        cq_hdr: leak(1024, || AtomicU32::new(0)),
+        sqes: leak(ring_layout::MAX_SQ_ENTRIES as usize * 8, || {
+            AtomicU64::new(0)
+        }),
+        cqes: leak(ring_layout::MAX_CQ_ENTRIES as usize * 2, || {
+            AtomicU64::new(0)
+        }),
+    }
+}
+
 /// A fake machine for ring tests.
 #[derive(Debug)]
 pub struct MockEnv {

@@ -106,6 +106,23 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// The page table (level 0) that holds the entry of the user address
+    /// `va`, if every level above it is present.
+    fn leaf_table(&self, va: u64) -> Option<u64> {
+        if va >= abi::layout::USER_END {
+            return None;
+        }
+        let mut table_phys = self.pml4;
+        for level in (1..=3).rev() {
+            let entry = table(table_phys)[index(va, level)];
+            if entry & PageFlags::PRESENT.bits() == 0 {
+                return None;
+            }
+            table_phys = entry & ADDR_MASK;
+        }
+        Some(table_phys)
+    }
+
     /// Removes the mapping of the user page at `va` and returns its frame,
     /// which the caller now owns (and must free only after this returns:
     /// the TLB entry is gone by then). Page tables stay.
@@ -119,18 +136,7 @@ impl AddressSpace {
     /// its entries. User threads, PCIDs or lazy TLB switching would each
     /// need a cross-CPU shootdown here.
     pub fn unmap_user(&mut self, va: u64) -> Option<u64> {
-        if va >= abi::layout::USER_END {
-            return None;
-        }
-        let mut table_phys = self.pml4;
-        for level in (1..=3).rev() {
-            let entry = table(table_phys)[index(va, level)];
-            if entry & PageFlags::PRESENT.bits() == 0 {
-                return None;
-            }
-            table_phys = entry & ADDR_MASK;
-        }
-        let leaf = &mut table(table_phys)[index(va, 0)];
+        let leaf = &mut table(self.leaf_table(va)?)[index(va, 0)];
         if *leaf & PageFlags::PRESENT.bits() == 0 {
             return None;
         }
@@ -142,18 +148,7 @@ impl AddressSpace {
 
     /// The frame and flags of the user page containing `va`, if mapped.
     pub fn translate(&self, va: u64) -> Option<(u64, PageFlags)> {
-        if va >= abi::layout::USER_END {
-            return None;
-        }
-        let mut table_phys = self.pml4;
-        for level in (1..=3).rev() {
-            let entry = table(table_phys)[index(va, level)];
-            if entry & PageFlags::PRESENT.bits() == 0 {
-                return None;
-            }
-            table_phys = entry & ADDR_MASK;
-        }
-        let leaf = table(table_phys)[index(va, 0)];
+        let leaf = table(self.leaf_table(va)?)[index(va, 0)];
         if leaf & PageFlags::PRESENT.bits() == 0 {
             return None;
         }
