@@ -191,6 +191,16 @@ fn base_sqe(opcode: u8, fd: i32, user_data: u64) -> Sqe {
     }
 }
 
+/// A READ or WRITE of `len` bytes at the user address `addr`, lending
+/// nothing (the `*_raw` builders' callers answer for the memory).
+fn rw_raw(opcode: u8, fd: i32, addr: u64, len: u32, offset: u64, user_data: u64) -> AsyncOp {
+    let mut sqe = base_sqe(opcode, fd, user_data);
+    sqe.addr = addr;
+    sqe.len = len;
+    sqe.off = offset;
+    AsyncOp::new(sqe, Lent::Nothing)
+}
+
 /// `path` as an owned NUL-terminated byte string.
 fn c_path(path: &str) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(path.len() + 1);
@@ -434,11 +444,7 @@ impl AsyncOp {
         offset: u64,
         user_data: u64,
     ) -> AsyncOp {
-        let mut sqe = base_sqe(op::READ, fd, user_data);
-        sqe.addr = ptr as u64;
-        sqe.len = len;
-        sqe.off = offset;
-        AsyncOp::new(sqe, Lent::Nothing)
+        rw_raw(op::READ, fd, ptr as u64, len, offset, user_data)
     }
 
     /// `IORING_OP_WRITE` from `len` bytes at `ptr`.
@@ -454,11 +460,7 @@ impl AsyncOp {
         offset: u64,
         user_data: u64,
     ) -> AsyncOp {
-        let mut sqe = base_sqe(op::WRITE, fd, user_data);
-        sqe.addr = ptr as u64;
-        sqe.len = len;
-        sqe.off = offset;
-        AsyncOp::new(sqe, Lent::Nothing)
+        rw_raw(op::WRITE, fd, ptr as u64, len, offset, user_data)
     }
 
     /// `IORING_OP_READV` / `IORING_OP_WRITEV` (`write`) with an iovec array

@@ -141,38 +141,40 @@ fn sqe_fd(fd: u64) -> Result<i32, Errno> {
 
 /// `read(fd, buf)` at the file position.
 pub fn read(fd: u64, buf: &mut [u8]) -> Option<Result<usize, Errno>> {
-    SYSTEM.get()?.as_ref()?;
-    let sqe = match sqe_fd(fd) {
-        Ok(fd) => Sqe {
-            opcode: op::READ,
-            fd,
-            off: u64::MAX,
-            addr: buf.as_mut_ptr() as u64,
-            len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
-            ..Sqe::default()
-        },
-        Err(e) => return Some(Err(e)),
-    };
-    // SAFETY: the kernel writes at most `len <= buf.len()` bytes into
-    // `buf`, borrowed mutably for the call.
-    unsafe { call(sqe) }.map(|r| r.map(|n| n as usize))
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`,
+    // borrowed mutably for the call.
+    unsafe { rw(op::READ, fd, buf.as_mut_ptr() as u64, buf.len() as u64) }
 }
 
 /// `write(fd, buf)` at the file position.
 pub fn write(fd: u64, buf: &[u8]) -> Option<Result<usize, Errno>> {
+    // SAFETY: the kernel only reads the `buf.len()` bytes of `buf`.
+    unsafe { rw(op::WRITE, fd, buf.as_ptr() as u64, buf.len() as u64) }
+}
+
+/// `READ` or `WRITE` (`opcode`) of `len` bytes at the user address `addr`,
+/// at the file position; `len` is clamped to `u32::MAX` (an SQE's length
+/// has 32 bits), which makes it a short transfer at most.
+///
+/// # Safety
+///
+/// The `len` bytes at `addr` must be valid for the access `opcode` makes
+/// until this returns, or be memory the kernel is bound to refuse.
+pub unsafe fn rw(opcode: u8, fd: u64, addr: u64, len: u64) -> Option<Result<usize, Errno>> {
     SYSTEM.get()?.as_ref()?;
-    let sqe = match sqe_fd(fd) {
-        Ok(fd) => Sqe {
-            opcode: op::WRITE,
-            fd,
-            off: u64::MAX,
-            addr: buf.as_ptr() as u64,
-            len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
-            ..Sqe::default()
-        },
+    let fd = match sqe_fd(fd) {
+        Ok(fd) => fd,
         Err(e) => return Some(Err(e)),
     };
-    // SAFETY: the kernel only reads `len <= buf.len()` bytes of `buf`.
+    let sqe = Sqe {
+        opcode,
+        fd,
+        off: u64::MAX,
+        addr,
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+        ..Sqe::default()
+    };
+    // SAFETY: passed on to the caller.
     unsafe { call(sqe) }.map(|r| r.map(|n| n as usize))
 }
 

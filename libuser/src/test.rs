@@ -16,7 +16,8 @@
 //! A case is a closure returning [`TestResult`]. The `check*` macros return
 //! a failure naming the file and line; `?` on a [`Errno`] result does too.
 
-use crate::sys::Errno;
+use crate::sys::{self, Errno};
+use abi::SysInfo;
 use alloc::format;
 use alloc::string::String;
 use core::fmt;
@@ -215,6 +216,34 @@ macro_rules! check_err {
             ),
         }
     };
+}
+
+/// How much the kernel heap may grow over a leak check's runs (slab
+/// caches, a table reaching a new capacity); a leaked ring or task is far
+/// more.
+pub const HEAP_SLACK: u64 = 8 * 1024;
+
+/// Lets the kernel finish any deferred clean-up, then reads the counters.
+///
+/// A reaped child's last reference (its kernel stack, its task) may still
+/// be dropped on the CPU it last ran on, a moment after `wait` returned:
+/// with several CPUs the counters are read until two readings 1 ms apart
+/// agree (at most 100 times), so the figures compared are at rest.
+pub fn settle() -> Result<SysInfo, Errno> {
+    let counters = |i: &SysInfo| (i.free_frames, i.heap_used, i.tasks);
+    let mut last = sys::sysinfo()?;
+    for _ in 0..100 {
+        for _ in 0..4 {
+            sys::yield_now()?;
+        }
+        sys::sleep_ns(1_000_000)?;
+        let now = sys::sysinfo()?;
+        if counters(&now) == counters(&last) {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
 }
 
 #[cfg(test)]

@@ -486,25 +486,26 @@ impl RingEngine {
     ) -> Result<u64, i32> {
         match opcode {
             reg::REGISTER_BUFFERS => self.register_buffers(env, arg, nr),
-            reg::UNREGISTER_BUFFERS => {
-                if arg != 0 || nr != 0 {
-                    return Err(EINVAL);
-                }
-                if self.buffers.is_empty() {
-                    return Err(ENXIO);
-                }
-                self.buffers = Vec::new();
-                Ok(0)
-            }
             reg::REGISTER_FILES => self.register_files(env, arg, nr),
-            reg::UNREGISTER_FILES => {
+            reg::UNREGISTER_BUFFERS | reg::UNREGISTER_FILES => {
+                // Arguments first, then whether there is anything, as Linux.
                 if arg != 0 || nr != 0 {
                     return Err(EINVAL);
                 }
-                if self.files.is_empty() {
+                let buffers = opcode == reg::UNREGISTER_BUFFERS;
+                let registered = if buffers {
+                    !self.buffers.is_empty()
+                } else {
+                    !self.files.is_empty()
+                };
+                if !registered {
                     return Err(ENXIO);
                 }
-                self.unpin_files(env);
+                if buffers {
+                    self.buffers = Vec::new();
+                } else {
+                    self.unpin_files(env);
+                }
                 Ok(0)
             }
             reg::REGISTER_PROBE => register_probe(env, arg, nr),

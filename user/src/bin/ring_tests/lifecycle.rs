@@ -10,7 +10,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::{AsyncContext, AsyncOp};
 use libuser::fs::File;
-use libuser::test::TestResult;
+pub use libuser::test::settle;
+use libuser::test::{TestResult, HEAP_SLACK};
 use libuser::uring::Ring;
 use libuser::{check, check_eq, detail, eprintln, process, sys, Errno};
 
@@ -132,22 +133,6 @@ fn inflight() -> Result<(), Errno> {
     core::mem::forget(file);
     Ok(())
 }
-
-/// Lets the kernel finish any deferred clean-up, then reads the counters.
-pub fn settle() -> Result<SysInfo, Errno> {
-    for _ in 0..4 {
-        sys::yield_now()?;
-    }
-    sys::sleep_ns(5_000_000)?;
-    for _ in 0..4 {
-        sys::yield_now()?;
-    }
-    sys::sysinfo()
-}
-
-/// How much the kernel heap may grow over all runs (a table reaching a new
-/// capacity); a leaked ring is far more.
-pub const HEAP_SLACK: u64 = 8 * 1024;
 
 pub fn compare(before: &SysInfo, after: &SysInfo) -> TestResult {
     compare_within(before, after, 0)

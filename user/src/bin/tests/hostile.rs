@@ -10,7 +10,7 @@
 //! wrong it may scribble on this process; detecting that is the point.
 #![allow(unsafe_code)]
 
-use abi::errno::{EBADF, EINVAL, ENOSYS};
+use abi::errno::{EINVAL, ENOSYS};
 use abi::io_uring::{op, Sqe, AT_FDCWD};
 use abi::layout::{USER_END, USER_STACK_BOTTOM, USER_STACK_TOP};
 use abi::syscall as nr;
@@ -46,17 +46,9 @@ pub fn io(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
     }
     let [a0, a1, a2, ..] = args;
     let rw = |opcode| {
-        let fd = i32::try_from(a0).map_err(|_| Errno(EBADF))?;
-        let sqe = Sqe {
-            opcode,
-            fd,
-            off: u64::MAX,
-            addr: a1,
-            len: u32::try_from(a2).unwrap_or(u32::MAX),
-            ..Sqe::default()
-        };
         // SAFETY: as for `syscall`, see the module docs.
-        ring_call(unsafe { sysring::call(sqe) })
+        let result = unsafe { sysring::rw(opcode, a0, a1, a2) };
+        result.map_or(Err(Errno(ENOSYS)), |r| r.map(|n| n as u64))
     };
     let open = |addr: u64| {
         let sqe = Sqe {

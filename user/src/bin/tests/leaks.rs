@@ -1,8 +1,7 @@
 //! Resource leaks across many process lifetimes.
 
-use abi::SysInfo;
-use libuser::test::{Case, TestResult};
-use libuser::{check, check_eq, detail, heap, process, sys, Errno};
+use libuser::test::{settle, Case, TestResult, HEAP_SLACK};
+use libuser::{check, check_eq, detail, heap, process, sys};
 
 #[rustfmt::skip]
 pub const CASES: &[Case] = &[(
@@ -12,9 +11,6 @@ pub const CASES: &[Case] = &[(
 
 const WARM_UP: u32 = 5;
 const CYCLES: u32 = 200;
-/// How much the kernel heap may grow over all cycles (caches, a table
-/// reaching a new capacity); a leak of even 50 bytes a cycle is more.
-pub const HEAP_SLACK: u64 = 8 * 1024;
 
 fn cycle(i: u32) -> TestResult {
     let code = (i % 100) as i32;
@@ -26,29 +22,6 @@ fn cycle(i: u32) -> TestResult {
         process::describe(status)
     );
     Ok(())
-}
-
-/// Lets the kernel finish any deferred clean-up, then reads the counters.
-///
-/// A reaped child's last reference (its kernel stack, its task) may still
-/// be dropped on the CPU it last ran on, a moment after `wait` returned:
-/// with several CPUs the counters are read until two readings 1 ms apart
-/// agree (at most 100 times), so the figures compared are at rest.
-pub fn settle() -> Result<SysInfo, Errno> {
-    let counters = |i: &SysInfo| (i.free_frames, i.heap_used, i.tasks);
-    let mut last = sys::sysinfo()?;
-    for _ in 0..100 {
-        for _ in 0..4 {
-            sys::yield_now()?;
-        }
-        sys::sleep_ns(1_000_000)?;
-        let now = sys::sysinfo()?;
-        if counters(&now) == counters(&last) {
-            return Ok(now);
-        }
-        last = now;
-    }
-    Ok(last)
 }
 
 fn spawn_cycles() -> TestResult {

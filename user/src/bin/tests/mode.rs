@@ -13,13 +13,12 @@ use abi::ring_api::enter_flags::SYSTEM_RING;
 use abi::syscall::{self as nr, mode};
 use core::sync::atomic::{AtomicU64, Ordering};
 use libuser::fs::File;
-use libuser::test::{Case, TestResult};
+use libuser::test::{settle, Case, TestResult, HEAP_SLACK};
 use libuser::uring::{self, Ring};
 use libuser::{check, check_eq, check_err, detail, process, sys, sysring};
 
 use crate::files::Scratch;
 use crate::hostile;
-use crate::leaks;
 
 #[rustfmt::skip]
 pub const CASES: &[Case] = &[
@@ -180,11 +179,11 @@ fn hostile_system() -> TestResult {
     for seed in SEEDS {
         run_hostile(seed)?;
     }
-    let before = leaks::settle()?;
+    let before = settle()?;
     for seed in SEEDS {
         run_hostile(seed)?;
     }
-    let after = leaks::settle()?;
+    let after = settle()?;
     detail!(
         "3 x 2000 rounds on the system ring; free frames {} -> {}, kernel heap {} -> {}, tasks {} -> {}",
         before.free_frames,
@@ -196,10 +195,7 @@ fn hostile_system() -> TestResult {
     );
     check_eq!(after.free_frames, before.free_frames);
     let grown = after.heap_used.saturating_sub(before.heap_used);
-    check!(
-        grown <= leaks::HEAP_SLACK,
-        "kernel heap grew by {grown} bytes"
-    );
+    check!(grown <= HEAP_SLACK, "kernel heap grew by {grown} bytes");
     check_eq!(after.tasks, before.tasks);
     // This process's own system ring is untouched and still works.
     let name = Scratch("t_mode_after");
