@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::cmdline::Cmdline;
 use crate::config::Config;
 use crate::error::{bail, Error, Result};
 use crate::image;
@@ -109,19 +110,13 @@ fn arg_value<'a>(args: &'a [String], key: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// The kernel command line: the configuration's, then the bench program's
-/// arguments after ` -- ` (the kernel hands the words after the first `--`
-/// to the first process).
+/// The kernel command line: the configuration's, with the bench program's
+/// arguments added after its ` -- ` (the kernel hands the words after the
+/// first `--` to the first process).
 fn bench_cmdline(config_cmdline: &str, args: &[String]) -> String {
-    let has_separator = config_cmdline.split_whitespace().any(|word| word == "--");
-    let separator = if has_separator { "" } else { " --" };
-    format!(
-        "{}{separator} {}",
-        config_cmdline.trim_end(),
-        args.join(" ")
-    )
-    .trim()
-    .to_string()
+    let mut cmdline = Cmdline::parse(config_cmdline);
+    cmdline.extend_args(args);
+    cmdline.to_string()
 }
 
 /// One `BENCH case=...` line.

@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod cmdline;
 mod config;
 mod error;
 mod image;
@@ -27,6 +28,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bench::BenchOptions;
+use cmdline::Cmdline;
 use config::{Boot, Config};
 use error::Result;
 use qemu::{Machine, Verdict};
@@ -43,7 +45,13 @@ commands:
                           terminal; exits 0 if the guest passes, 1 if it
                           fails, 2 if it crashes
       --config NAME       the configuration in configs/ (default: default)
-      --cmdline \"...\"     appended to the configuration's kernel command line
+      --cmdline \"...\"     kernel parameters, put before the configuration's
+                          ` -- `; a key=value word replaces the
+                          configuration's parameter of that key
+                          (e.g. --cmdline \"init=hello log=debug\")
+      --args \"...\"        the first program's arguments, the words after
+                          ` -- `: they replace the configuration's
+                          (repeatable; --args \"\" passes none)
       --smp N             number of CPUs
       --uefi              boot the GRUB ISO under OVMF
       --pvh               boot the kernel directly (qemu -kernel)
@@ -91,7 +99,11 @@ enum Subcommand {
 #[derive(Debug, PartialEq, Eq)]
 struct RunOptions {
     config: String,
+    /// `--cmdline`: kernel parameters.
     cmdline: Option<String>,
+    /// `--args`: the first program's arguments, replacing the
+    /// configuration's.
+    args: Option<Vec<String>>,
     smp: Option<u32>,
     boot: Option<Boot>,
     add: Vec<PathBuf>,
@@ -152,10 +164,7 @@ fn execute(command: Subcommand) -> Result<u8> {
 fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
     let config = Config::load(&workspace.configs_dir(), &options.config)?;
     let boot = options.boot.unwrap_or(config.boot);
-    let cmdline = match &options.cmdline {
-        Some(extra) => format!("{} {extra}", config.cmdline).trim().to_string(),
-        None => config.cmdline.clone(),
-    };
+    let cmdline = run_cmdline(&config.cmdline, &options);
     let build = image::build(workspace, &config, &options.add)?;
     let media = image::boot_media(workspace, &config, boot, &cmdline, &build)?;
     let machine = Machine {
@@ -177,6 +186,19 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
             2
         }
     })
+}
+
+/// The kernel command line of `cargo xtask run`: the configuration's, with
+/// `--cmdline` parameters before its `--` and `--args` after it.
+fn run_cmdline(config_cmdline: &str, options: &RunOptions) -> String {
+    let mut cmdline = Cmdline::parse(config_cmdline);
+    if let Some(params) = &options.cmdline {
+        cmdline.set_params(params);
+    }
+    if let Some(args) = &options.args {
+        cmdline.replace_args(args);
+    }
+    cmdline.to_string()
 }
 
 /// Parses the arguments after `cargo xtask`.
@@ -205,6 +227,7 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
             let mut options = RunOptions {
                 config: DEFAULT_CONFIG.to_string(),
                 cmdline: None,
+                args: None,
                 smp: None,
                 boot: None,
                 add: Vec::new(),
@@ -212,7 +235,21 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
             while let Some(flag) = args.next_flag()? {
                 match flag.as_str() {
                     "--config" => options.config = args.value(&flag)?,
-                    "--cmdline" => options.cmdline = Some(args.value(&flag)?),
+                    "--cmdline" => {
+                        let params = args.value(&flag)?;
+                        if params.split_whitespace().any(|word| word == "--") {
+                            return Err(
+                                "--cmdline takes kernel parameters only; give the program's \
+                                 arguments with --args"
+                                    .into(),
+                            );
+                        }
+                        options.cmdline = Some(params);
+                    }
+                    "--args" => options
+                        .args
+                        .get_or_insert_with(Vec::new)
+                        .push(args.value(&flag)?),
                     "--smp" => options.smp = Some(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
                     "--uefi" | "--pvh" => {
@@ -400,16 +437,59 @@ mod tests {
             "a.txt",
             "--add",
             "/tmp/b",
+            "--args",
+            "mode=ring x",
+            "--args=y",
         ]);
         assert_eq!(
             parsed,
             Ok(Subcommand::Run(RunOptions {
                 config: "foundation".into(),
                 cmdline: Some("log=debug x=1".into()),
+                args: Some(vec!["mode=ring x".into(), "y".into()]),
                 smp: Some(4),
                 boot: Some(Boot::Uefi),
                 add: vec!["a.txt".into(), "/tmp/b".into()],
             }))
+        );
+    }
+
+    /// The kernel command line `cargo xtask run ARGS` boots with, for a
+    /// configuration whose command line is `config_cmdline`.
+    fn run_cmdline_of(config_cmdline: &str, args: &[&str]) -> String {
+        let mut all = vec!["run"];
+        all.extend(args);
+        match parse(&all) {
+            Ok(Subcommand::Run(options)) => run_cmdline(config_cmdline, &options),
+            other => panic!("{all:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_puts_kernel_parameters_before_the_program_arguments() {
+        let rings = "init=ring_tests ring=iouring syscall=direct log=info -- mode=direct";
+        assert_eq!(run_cmdline_of(rings, &[]), rings);
+        // The bug this guards against: `init=hello` after ` -- ` was an
+        // argument of ring_tests, and ring_tests ran.
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline", "init=hello log=debug"]),
+            "init=hello ring=iouring syscall=direct log=debug -- mode=direct"
+        );
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline=quiet", "--args", "mode=ring"]),
+            "init=ring_tests ring=iouring syscall=direct log=info quiet -- mode=ring"
+        );
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline", "init=hello", "--args", ""]),
+            "init=hello ring=iouring syscall=direct log=info"
+        );
+        assert_eq!(
+            run_cmdline_of("init=init log=info", &["--args", "a b", "--args", "c"]),
+            "init=init log=info -- a b c"
+        );
+        assert_eq!(
+            run_cmdline_of("init=init", &["--cmdline", "log=debug"]),
+            "init=init log=debug"
         );
     }
 
@@ -467,7 +547,7 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [&[&str]; 14] = [
+        let cases: [&[&str]; 16] = [
             &[],
             &["bench", "extra"],
             &["bench", "--smp", "0"],
@@ -480,6 +560,8 @@ mod tests {
             &["run", "--smp", "0"],
             &["run", "--uefi=yes"],
             &["run", "--frobnicate"],
+            &["run", "--cmdline", "init=hello -- x"],
+            &["run", "--args"],
             &["test", "--fast"],
             &["iso", "--cmdline", "x"],
         ];
