@@ -1,11 +1,11 @@
 //! Booting the kernel in QEMU and reading the guest's verdict.
 //!
-//! The guest reports its result through the `isa-debug-exit` device at port
-//! 0xf4: writing `v` makes QEMU exit with status `(v << 1) | 1`. The kernel
-//! writes 0x10 for success (status 33) and 0x11 for failure (status 35).
-//! Neither can be confused with QEMU's own statuses (0 for a normal exit, 1
-//! for an error), so any other status means the guest never reached its
-//! verdict: a crash, a triple fault with `-no-reboot`, or a QEMU error.
+//! The guest reports its result through the `isa-debug-exit` device
+//! (`abi::debug_exit`: its port, the values the kernel writes and the exit
+//! statuses they give). Those statuses cannot be confused with QEMU's own
+//! (0 for a normal exit, 1 for an error), so any other status means the
+//! guest never reached its verdict: a crash, a triple fault with
+//! `-no-reboot`, or a QEMU error.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -15,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use abi::debug_exit;
+
 use crate::error::{Error, Result};
 use crate::process::describe;
 
-/// QEMU's exit status when the guest wrote 0x10 to the debug-exit port.
-pub const EXIT_PASS: i32 = 33;
-/// QEMU's exit status when the guest wrote 0x11 to the debug-exit port.
-pub const EXIT_FAIL: i32 = 35;
+/// QEMU's exit status when the guest reported success.
+pub const EXIT_PASS: i32 = debug_exit::QEMU_SUCCESS;
+/// QEMU's exit status when the guest reported failure.
+pub const EXIT_FAIL: i32 = debug_exit::QEMU_FAILURE;
 
 /// What QEMU boots from.
 #[derive(Debug, Clone)]
@@ -147,7 +149,12 @@ impl Machine {
             .arg("-m")
             .arg(&self.memory)
             .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            .arg("-device")
+            .arg(format!(
+                "isa-debug-exit,iobase={:#x},iosize={:#04x}",
+                debug_exit::PORT,
+                debug_exit::PORT_SIZE
+            ));
         match &self.media {
             Media::Pvh {
                 kernel,
