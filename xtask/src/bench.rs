@@ -418,12 +418,51 @@ pub fn find_anchor(root: &Path) -> Result<PathBuf> {
     }
 }
 
-/// The anchor's knobs for one run: `(variable, value)` pairs.
+/// The anchor's `cases=` for our bench arguments: `None` when they name no
+/// cases (both then run all of theirs). Each of our name prefixes becomes
+/// the anchor's names of the cases it selects here; an error if none of
+/// them has a Linux counterpart, since an empty `cases=` would run them all.
+fn anchor_cases(args: &[String]) -> Result<Option<String>, String> {
+    let ours = arg_value(args, "cases").unwrap_or_default();
+    let prefixes: Vec<&str> = ours.split(',').filter(|p| !p.is_empty()).collect();
+    if prefixes.is_empty() {
+        return Ok(None);
+    }
+    let mut theirs: Vec<&str> = Vec::new();
+    for prefix in prefixes {
+        let mut add = |name| {
+            if !theirs.contains(&name) {
+                theirs.push(name);
+            }
+        };
+        // `nop_bN` is named alike on both sides, with any N.
+        if "nop_b".starts_with(prefix) {
+            add("nop_b");
+        } else if prefix.starts_with("nop_b") {
+            add(prefix);
+        }
+        for (our, linux) in CASE_NAMES {
+            if our.starts_with(prefix) {
+                add(linux);
+            }
+        }
+    }
+    if theirs.is_empty() {
+        return Err(format!(
+            "--linux: none of the cases selected by cases={ours} has a Linux counterpart"
+        ));
+    }
+    Ok(Some(theirs.join(",")))
+}
+
+/// The anchor's knobs for one run: `(variable, value)` pairs. `cases` is
+/// its `cases=` ([`anchor_cases`]).
 fn anchor_env(
     smps: &[u32],
     quick: bool,
     args: &[String],
     extra: &[String],
+    cases: Option<&str>,
     out: &Path,
     scratch: &Path,
 ) -> Vec<(String, OsString)> {
@@ -431,11 +470,14 @@ fn anchor_env(
     let mut env: Vec<(String, OsString)> = vec![
         ("SMPS".into(), smps.join(" ").into()),
         ("ACCEL".into(), "tcg".into()),
+        // Our machine has no disks; without them the anchor's VM is ours
+        // (and it skips its storage cases, which have no counterpart).
+        ("DISKS".into(), "0".into()),
         ("OUT".into(), out.into()),
         ("ANCHOR_SCRATCH".into(), scratch.into()),
     ];
-    // With --quick and no counts of its own, the anchor's own quick set
-    // (`QUICK=1`); otherwise the same counts as ours.
+    // With --quick and no counts or cases of its own, the anchor's own
+    // quick set (`QUICK=1`); otherwise the same counts as ours.
     let counts_given = extra
         .iter()
         .flat_map(|arg| arg.split_whitespace())
@@ -446,23 +488,23 @@ fn anchor_env(
     if quick {
         env.push(("QUICK".into(), "1".into()));
     }
-    if !quick || counts_given {
+    if !quick || counts_given || cases.is_some() {
         let maxsec = if quick {
             ANCHOR_QUICK_MAXSEC
         } else {
             ANCHOR_MAXSEC
         };
         let value = |key| arg_value(args, key).unwrap_or("1");
-        env.push((
-            "BENCH_ARGS".into(),
-            format!(
-                "ops={} rwops={} reps={} maxsec={maxsec}",
-                value("ops"),
-                value("rwops"),
-                value("reps")
-            )
-            .into(),
-        ));
+        let mut bench_args = format!(
+            "ops={} rwops={} reps={} maxsec={maxsec}",
+            value("ops"),
+            value("rwops"),
+            value("reps")
+        );
+        if let Some(cases) = cases {
+            let _ = write!(bench_args, " cases={cases}");
+        }
+        env.push(("BENCH_ARGS".into(), bench_args.into()));
     }
     env
 }
@@ -487,6 +529,7 @@ fn anchor_env_removals(vars: impl Iterator<Item = OsString>) -> Vec<OsString> {
                     | "BENCH_ARGS"
                     | "SMPS"
                     | "ACCEL"
+                    | "DISKS"
                     | "OUT"
                     | "ANCHOR_SCRATCH"
             )
@@ -526,9 +569,11 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
     if smps.is_empty() {
         smps.push(config.cpus);
     }
-    // Before anything slow: a missing anchor should not cost the boots.
+    // Before anything slow: a missing anchor or a case list it cannot run
+    // should not cost the boots.
     let anchor = if options.linux {
-        Some(find_anchor(workspace.root())?)
+        let cases = anchor_cases(&args).map_err(Error::new)?;
+        Some((find_anchor(workspace.root())?, cases))
     } else {
         None
     };
@@ -547,7 +592,14 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
     // The anchor runs after our boots, never beside them: both are
     // CPU-bound and the numbers would disturb each other.
     let linux = match anchor {
-        Some(script) => Some(run_anchor(workspace, &script, &smps, options, &args)?),
+        Some((script, cases)) => Some(run_anchor(
+            workspace,
+            &script,
+            &smps,
+            options,
+            &args,
+            cases.as_deref(),
+        )?),
         None => None,
     };
 
@@ -653,6 +705,7 @@ fn run_anchor(
     smps: &[u32],
     options: &BenchOptions,
     args: &[String],
+    cases: Option<&str>,
 ) -> Result<AnchorReport> {
     let out = workspace.bench_dir().join("linux");
     let scratch = workspace.bench_dir().join("linux-scratch");
@@ -660,7 +713,15 @@ fn run_anchor(
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|err| Error::io("remove", &out, err))?;
     }
-    let env = anchor_env(smps, options.quick, args, &options.args, &out, &scratch);
+    let env = anchor_env(
+        smps,
+        options.quick,
+        args,
+        &options.args,
+        cases,
+        &out,
+        &scratch,
+    );
     let mut cmd = Command::new("bash");
     cmd.arg(script);
     // Run from the anchor's folder so that this workspace's
@@ -1058,9 +1119,10 @@ BENCH DONE\r
         let out = Path::new("/w/target/bench/linux");
         let scratch = Path::new("/w/target/bench/linux-scratch");
         let args = merge_args(false, &[]).unwrap();
-        let env = anchor_env(&[1, 2], false, &args, &[], out, scratch);
+        let env = anchor_env(&[1, 2], false, &args, &[], None, out, scratch);
         assert_eq!(get(&env, "SMPS").as_deref(), Some("1 2"));
         assert_eq!(get(&env, "ACCEL").as_deref(), Some("tcg"));
+        assert_eq!(get(&env, "DISKS").as_deref(), Some("0"));
         assert_eq!(get(&env, "OUT").as_deref(), Some("/w/target/bench/linux"));
         assert_eq!(
             get(&env, "ANCHOR_SCRATCH").as_deref(),
@@ -1073,17 +1135,28 @@ BENCH DONE\r
         assert_eq!(get(&env, "QUICK"), None);
 
         let args = merge_args(true, &[]).unwrap();
-        let env = anchor_env(&[1], true, &args, &[], out, scratch);
+        let env = anchor_env(&[1], true, &args, &[], None, out, scratch);
         assert_eq!(get(&env, "QUICK").as_deref(), Some("1"));
         assert_eq!(get(&env, "BENCH_ARGS"), None);
 
         // --quick with counts of its own: the same counts for both.
         let extra = strings(&["ops=500"]);
         let args = merge_args(true, &extra).unwrap();
-        let env = anchor_env(&[1], true, &args, &extra, out, scratch);
+        let env = anchor_env(&[1], true, &args, &extra, None, out, scratch);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
             Some("ops=500 rwops=2000 reps=1 maxsec=1")
+        );
+
+        // --quick with cases: our quick counts and the anchor's names.
+        let extra = strings(&["cases=nop,read"]);
+        let args = merge_args(true, &extra).unwrap();
+        let cases = anchor_cases(&args).unwrap();
+        assert_eq!(cases.as_deref(), Some("nop_b,uring_read4k_b32"));
+        let env = anchor_env(&[1], true, &args, &extra, cases.as_deref(), out, scratch);
+        assert_eq!(
+            get(&env, "BENCH_ARGS").as_deref(),
+            Some("ops=20000 rwops=2000 reps=1 maxsec=1 cases=nop_b,uring_read4k_b32")
         );
 
         let vars = [
@@ -1099,6 +1172,32 @@ BENCH DONE\r
             removed,
             ["CARGO", "CARGO_PKG_NAME", "RUSTUP_TOOLCHAIN", "QUICK"]
         );
+    }
+
+    #[test]
+    fn case_lists_for_the_anchor() {
+        let cases = |words: &[&str]| anchor_cases(&strings(words));
+        assert_eq!(cases(&["ops=1"]), Ok(None));
+        assert_eq!(cases(&["cases=,"]), Ok(None));
+        assert_eq!(
+            cases(&["cases=syscall,nop_b8,p,sqpoll_b1"])
+                .unwrap()
+                .as_deref(),
+            Some("syscall_getppid,nop_b8,pread4k,pwrite4k,sqpoll_nop_b1")
+        );
+        assert_eq!(
+            cases(&["cases=n,nop,,ringapi"]).unwrap().as_deref(),
+            Some("nop_b")
+        );
+        // The last cases= is the one the bench program reads.
+        assert_eq!(
+            cases(&["cases=ringapi", "cases=write"]).unwrap().as_deref(),
+            Some("uring_write4k_b32")
+        );
+        for none in [&["cases=ringapi"][..], &["cases=zzz,ringapi_nop"]] {
+            let err = cases(none).unwrap_err();
+            assert!(err.contains("has a Linux counterpart"), "{none:?}: {err}");
+        }
     }
 
     #[test]

@@ -75,8 +75,10 @@ commands:
                           (default: ops=200000 rwops=20000 reps=3)
       --linux             afterwards, run the Linux 6.1 anchor
                           (../shared/anchors/linux-qemu/run.sh) with the
-                          same -smp values and counts, and add a table
-                          of this kernel vs Linux (ns/op and ratio)
+                          same -smp values, counts and cases= (in its
+                          case names), without disks (DISKS=0) like our
+                          machine, and add a table of this kernel vs
+                          Linux (ns/op and ratio)
       --add PATH          also put PATH into the initrd (repeatable)
       -- BENCH_ARGS       words for the bench program; key=value replaces
                           the default of that key (e.g. -- reps=5)
