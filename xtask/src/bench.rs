@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{bail, Error, Result};
 use crate::image;
 use crate::process::describe;
-use crate::qemu::{Machine, Media, Outcome, Verdict};
+use crate::qemu::{Emulation, Machine, Media, Outcome, Verdict, ICOUNT_FLAGS};
 use crate::workspace::Workspace;
 
 /// The configuration `bench` boots when none is named.
@@ -68,6 +68,9 @@ pub struct BenchOptions {
     /// `-smp` values, in order; empty means the configuration's `cpus`.
     pub smps: Vec<u32>,
     pub quick: bool,
+    /// Deterministic mode ([`Emulation::Icount`]): ns/op becomes guest
+    /// instructions per op, for both kernels.
+    pub icount: bool,
     /// Also run the Linux anchor after our boots.
     pub linux: bool,
     /// Extra files for the initrd.
@@ -455,17 +458,18 @@ fn anchor_cases(args: &[String]) -> Result<Option<String>, String> {
     Ok(Some(theirs.join(",")))
 }
 
-/// The anchor's knobs for one run: `(variable, value)` pairs. `cases` is
-/// its `cases=` ([`anchor_cases`]).
+/// The anchor's knobs for one run: `(variable, value)` pairs. `args` are
+/// our bench program's ([`merge_args`]), `cases` the anchor's `cases=`
+/// ([`anchor_cases`]).
 fn anchor_env(
+    options: &BenchOptions,
     smps: &[u32],
-    quick: bool,
     args: &[String],
-    extra: &[String],
     cases: Option<&str>,
     out: &Path,
     scratch: &Path,
 ) -> Vec<(String, OsString)> {
+    let quick = options.quick;
     let smps: Vec<String> = smps.iter().map(u32::to_string).collect();
     let mut env: Vec<(String, OsString)> = vec![
         ("SMPS".into(), smps.join(" ").into()),
@@ -478,7 +482,8 @@ fn anchor_env(
     ];
     // With --quick and no counts or cases of its own, the anchor's own
     // quick set (`QUICK=1`); otherwise the same counts as ours.
-    let counts_given = extra
+    let counts_given = options
+        .args
         .iter()
         .flat_map(|arg| arg.split_whitespace())
         .any(|word| {
@@ -506,6 +511,13 @@ fn anchor_env(
         }
         env.push(("BENCH_ARGS".into(), bench_args.into()));
     }
+    if options.icount {
+        // Only the clock flags: when QEMU_EXTRA holds -icount, run.sh
+        // itself boots with `-accel tcg,thread=single` instead of its
+        // `-accel tcg` (a second -accel would be a fallback QEMU never
+        // reaches, and would only muddle the logged command line).
+        env.push(("QEMU_EXTRA".into(), ICOUNT_FLAGS.join(" ").into()));
+    }
     env
 }
 
@@ -530,6 +542,7 @@ fn anchor_env_removals(vars: impl Iterator<Item = OsString>) -> Vec<OsString> {
                     | "SMPS"
                     | "ACCEL"
                     | "DISKS"
+                    | "QEMU_EXTRA"
                     | "OUT"
                     | "ANCHOR_SCRATCH"
             )
@@ -585,9 +598,14 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
     let build = image::build(workspace, &config, &options.add)?;
     let media = image::boot_media(workspace, &config, config.boot, &cmdline, &build)?;
 
+    let emulation = if options.icount {
+        Emulation::Icount
+    } else {
+        Emulation::Tcg
+    };
     let mut boots = Vec::new();
     for &smp in &smps {
-        boots.push(boot(workspace, &config, &media, smp)?);
+        boots.push(boot(workspace, &config, &media, emulation, smp)?);
     }
     // The anchor runs after our boots, never beside them: both are
     // CPU-bound and the numbers would disturb each other.
@@ -603,7 +621,18 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
         None => None,
     };
 
-    let report = render_report(workspace, &config, &cmdline, &boots, linux.as_ref());
+    let measure = match emulation {
+        Emulation::Tcg => Measure::Time,
+        Emulation::Icount => Measure::Instructions,
+    };
+    let report = render_report(
+        workspace,
+        &config,
+        &cmdline,
+        &boots,
+        linux.as_ref(),
+        measure,
+    );
     let results = dir.join("results.md");
     fs::write(&results, &report).map_err(|err| Error::io("write", &results, err))?;
     println!("\n==> results (also in {})\n", results.display());
@@ -651,11 +680,18 @@ fn remove_old_logs(dir: &Path) -> Result<()> {
 
 /// Boots once with `smp` CPUs, the serial output on the terminal and in
 /// `target/bench/kernel-smpN.log`.
-fn boot(workspace: &Workspace, config: &Config, media: &Media, smp: u32) -> Result<BootReport> {
+fn boot(
+    workspace: &Workspace,
+    config: &Config,
+    media: &Media,
+    emulation: Emulation,
+    smp: u32,
+) -> Result<BootReport> {
     let machine = Machine {
         cpus: smp,
         memory: config.memory.clone(),
         media: media.clone(),
+        emulation,
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -713,15 +749,7 @@ fn run_anchor(
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|err| Error::io("remove", &out, err))?;
     }
-    let env = anchor_env(
-        smps,
-        options.quick,
-        args,
-        &options.args,
-        cases,
-        &out,
-        &scratch,
-    );
+    let env = anchor_env(options, smps, args, cases, &out, &scratch);
     let mut cmd = Command::new("bash");
     cmd.arg(script);
     // Run from the anchor's folder so that this workspace's
@@ -790,6 +818,36 @@ fn run_anchor(
     })
 }
 
+/// What the bench programs' `ns_per_op` and `cycles_per_op` count, which
+/// names the table columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Guest time under TCG, which follows the host's clock; cycles are
+    /// host TSC ticks.
+    Time,
+    /// Under icount ([`Emulation::Icount`]) one guest ns, and one TSC tick,
+    /// is one executed guest instruction.
+    Instructions,
+}
+
+impl Measure {
+    /// The heading of the `ns_per_op` column.
+    fn per_op(self) -> &'static str {
+        match self {
+            Measure::Time => "ns/op",
+            Measure::Instructions => "instructions/op",
+        }
+    }
+
+    /// The heading of the `cycles_per_op` column.
+    fn ticks_per_op(self) -> &'static str {
+        match self {
+            Measure::Time => "cycles/op",
+            Measure::Instructions => "TSC ticks/op",
+        }
+    }
+}
+
 /// `target/bench/results.md`.
 fn render_report(
     workspace: &Workspace,
@@ -797,6 +855,7 @@ fn render_report(
     cmdline: &str,
     boots: &[BootReport],
     linux: Option<&AnchorReport>,
+    measure: Measure,
 ) -> String {
     let shown = |path: &Path| {
         path.strip_prefix(workspace.root())
@@ -815,11 +874,22 @@ fn render_report(
         config.timeout.as_secs()
     );
     let _ = writeln!(out, "- kernel command line: `{cmdline}`");
-    let _ = writeln!(
-        out,
-        "- ns/op and cycles/op are as the bench program reports them; cycles are \
-         host TSC ticks under TCG. Speed is reported, never judged."
-    );
+    let _ = match measure {
+        Measure::Time => writeln!(
+            out,
+            "- ns/op and cycles/op are as the bench program reports them; cycles are \
+             host TSC ticks under TCG. Speed is reported, never judged."
+        ),
+        Measure::Instructions => writeln!(
+            out,
+            "- deterministic mode (`--icount`: `-accel tcg,thread=single {}`): the guest \
+             clock and TSC advance 1 ns (1 tick) per executed guest instruction, so the \
+             bench program's ns/op is shown as instructions/op: user and kernel \
+             instructions, interrupt handlers included, whatever they would cost on \
+             hardware, independent of the host. Speed is reported, never judged.",
+            ICOUNT_FLAGS.join(" ")
+        ),
+    };
     for boot in boots {
         let _ = writeln!(out, "\n## this kernel, smp {}\n", boot.smp);
         let _ = writeln!(out, "- qemu: `{}`", boot.qemu);
@@ -837,7 +907,7 @@ fn render_report(
             let _ = writeln!(out, "- unreadable BENCH line: {malformed}");
         }
         out.push('\n');
-        out.push_str(&kernel_table(&boot.log.cases));
+        out.push_str(&kernel_table(&boot.log.cases, measure));
     }
     if let Some(linux) = linux {
         let _ = writeln!(out, "\n## Linux anchor\n");
@@ -851,8 +921,9 @@ fn render_report(
         }
         let _ = writeln!(
             out,
-            "- Linux ns/op is the median over its reps; its case names differ from ours \
-             where shown in parentheses."
+            "- Linux {} is the median over its reps; its case names differ from ours \
+             where shown in parentheses.",
+            measure.per_op()
         );
         for boot in boots {
             let name = format!("tcg-smp{}", boot.smp);
@@ -861,15 +932,19 @@ fn render_report(
             if rows.is_empty() {
                 let _ = writeln!(out, "(no Linux results for {name})\n");
             }
-            out.push_str(&comparison_table(&boot.log.cases, rows));
+            out.push_str(&comparison_table(&boot.log.cases, rows, measure));
         }
     }
     out
 }
 
 /// Our results for one boot: case, ops, ns/op, cycles/op.
-fn kernel_table(cases: &[CaseResult]) -> String {
-    let mut out = String::from("| case | ops | ns/op | cycles/op |\n|---|---|---|---|\n");
+fn kernel_table(cases: &[CaseResult], measure: Measure) -> String {
+    let mut out = format!(
+        "| case | ops | {} | {} |\n|---|---|---|---|\n",
+        measure.per_op(),
+        measure.ticks_per_op()
+    );
     if cases.is_empty() {
         out.push_str("| (no BENCH results) | - | - | - |\n");
     }
@@ -897,9 +972,10 @@ fn kernel_table(cases: &[CaseResult]) -> String {
 
 /// Our cases next to the anchor's counterparts, then the anchor's cases
 /// that have a counterpart we did not report.
-fn comparison_table(ours: &[CaseResult], linux: &[AnchorRow]) -> String {
-    let mut out = String::from(
-        "| case | this kernel ns/op | Linux ns/op | ratio (ours/Linux) |\n|---|---|---|---|\n",
+fn comparison_table(ours: &[CaseResult], linux: &[AnchorRow], measure: Measure) -> String {
+    let per_op = measure.per_op();
+    let mut out = format!(
+        "| case | this kernel {per_op} | Linux {per_op} | ratio (ours/Linux) |\n|---|---|---|---|\n"
     );
     let find_linux = |name: &str| linux.iter().find(|row| row.case == name);
     let mut shown_linux: Vec<&str> = Vec::new();
@@ -1118,8 +1194,13 @@ BENCH DONE\r
         };
         let out = Path::new("/w/target/bench/linux");
         let scratch = Path::new("/w/target/bench/linux-scratch");
+        let options = |quick: bool, extra: &[&str]| BenchOptions {
+            quick,
+            args: strings(extra),
+            ..BenchOptions::default()
+        };
         let args = merge_args(false, &[]).unwrap();
-        let env = anchor_env(&[1, 2], false, &args, &[], None, out, scratch);
+        let env = anchor_env(&options(false, &[]), &[1, 2], &args, None, out, scratch);
         assert_eq!(get(&env, "SMPS").as_deref(), Some("1 2"));
         assert_eq!(get(&env, "ACCEL").as_deref(), Some("tcg"));
         assert_eq!(get(&env, "DISKS").as_deref(), Some("0"));
@@ -1133,30 +1214,42 @@ BENCH DONE\r
             Some("ops=200000 rwops=20000 reps=3 maxsec=5")
         );
         assert_eq!(get(&env, "QUICK"), None);
+        assert_eq!(get(&env, "QEMU_EXTRA"), None);
 
         let args = merge_args(true, &[]).unwrap();
-        let env = anchor_env(&[1], true, &args, &[], None, out, scratch);
+        let env = anchor_env(&options(true, &[]), &[1], &args, None, out, scratch);
         assert_eq!(get(&env, "QUICK").as_deref(), Some("1"));
         assert_eq!(get(&env, "BENCH_ARGS"), None);
 
         // --quick with counts of its own: the same counts for both.
-        let extra = strings(&["ops=500"]);
-        let args = merge_args(true, &extra).unwrap();
-        let env = anchor_env(&[1], true, &args, &extra, None, out, scratch);
+        let quick = options(true, &["ops=500"]);
+        let args = merge_args(true, &quick.args).unwrap();
+        let env = anchor_env(&quick, &[1], &args, None, out, scratch);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
             Some("ops=500 rwops=2000 reps=1 maxsec=1")
         );
 
         // --quick with cases: our quick counts and the anchor's names.
-        let extra = strings(&["cases=nop,read"]);
-        let args = merge_args(true, &extra).unwrap();
+        let quick = options(true, &["cases=nop,read"]);
+        let args = merge_args(true, &quick.args).unwrap();
         let cases = anchor_cases(&args).unwrap();
         assert_eq!(cases.as_deref(), Some("nop_b,uring_read4k_b32"));
-        let env = anchor_env(&[1], true, &args, &extra, cases.as_deref(), out, scratch);
+        let env = anchor_env(&quick, &[1], &args, cases.as_deref(), out, scratch);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
             Some("ops=20000 rwops=2000 reps=1 maxsec=1 cases=nop_b,uring_read4k_b32")
+        );
+
+        // --icount: the clock flags only; run.sh picks its accelerator.
+        let icount = BenchOptions {
+            icount: true,
+            ..options(false, &[])
+        };
+        let env = anchor_env(&icount, &[1], &args, None, out, scratch);
+        assert_eq!(
+            get(&env, "QEMU_EXTRA").as_deref(),
+            Some("-icount shift=0,sleep=off -seed 1 -rtc base=2026-12-03T00:00:00,clock=vm")
         );
 
         let vars = [
@@ -1166,11 +1259,18 @@ BENCH DONE\r
             "RUSTUP_TOOLCHAIN",
             "PATH",
             "QUICK",
+            "QEMU_EXTRA",
         ];
         let removed = anchor_env_removals(vars.iter().map(OsString::from));
         assert_eq!(
             removed,
-            ["CARGO", "CARGO_PKG_NAME", "RUSTUP_TOOLCHAIN", "QUICK"]
+            [
+                "CARGO",
+                "CARGO_PKG_NAME",
+                "RUSTUP_TOOLCHAIN",
+                "QUICK",
+                "QEMU_EXTRA"
+            ]
         );
     }
 
@@ -1328,7 +1428,7 @@ BENCH DONE
             },
             measured("ours_only", 10, 1.0, 1.0),
         ];
-        let table = comparison_table(&ours, results.section("tcg-smp1").unwrap());
+        let table = comparison_table(&ours, results.section("tcg-smp1").unwrap(), Measure::Time);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
@@ -1342,7 +1442,7 @@ BENCH DONE
                 "| read4k_b32 (uring_read4k_b32) | (not reported) | 13674.9 | - |",
             ]
         );
-        let table = kernel_table(&ours);
+        let table = kernel_table(&ours, Measure::Time);
         assert!(
             table.contains("| syscall_getpid | 200000 | 355.9 | 900 |"),
             "{table}"
@@ -1350,6 +1450,36 @@ BENCH DONE
         assert!(
             table.contains("| sqpoll_b1 | - | skipped: needs 2 CPUs | - |"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn icount_tables_say_instructions() {
+        let ours = vec![measured("nop_b1", 20000, 651.4, 651.0)];
+        let table = kernel_table(&ours, Measure::Instructions);
+        assert_eq!(
+            table.lines().collect::<Vec<_>>(),
+            [
+                "| case | ops | instructions/op | TSC ticks/op |",
+                "|---|---|---|---|",
+                "| nop_b1 | 20000 | 651.4 | 651 |",
+            ]
+        );
+        let linux = [AnchorRow {
+            case: "nop_b1".into(),
+            ops: "20000".into(),
+            ns_min: 921.1,
+            ns_median: 921.1,
+            cycles_median: 921.0,
+        }];
+        let table = comparison_table(&ours, &linux, Measure::Instructions);
+        assert_eq!(
+            table.lines().collect::<Vec<_>>(),
+            [
+                "| case | this kernel instructions/op | Linux instructions/op | ratio (ours/Linux) |",
+                "|---|---|---|---|",
+                "| nop_b1 | 651.4 | 921.1 | 0.71 |",
+            ]
         );
     }
 
@@ -1388,6 +1518,7 @@ BENCH DONE
                 initrd: "i".into(),
                 cmdline: bench_cmdline(&config.cmdline, &merge_args(false, &[]).unwrap()),
             },
+            emulation: Emulation::Tcg,
         };
         let args: Vec<String> = machine
             .command()

@@ -31,7 +31,7 @@ use bench::BenchOptions;
 use cmdline::Cmdline;
 use config::{Boot, Config};
 use error::Result;
-use qemu::{Machine, Verdict};
+use qemu::{Emulation, Machine, Verdict};
 use test::TestOptions;
 use workspace::Workspace;
 
@@ -73,6 +73,13 @@ commands:
                           (--smp 1 --smp 2); default: the config's cpus
       --quick             small counts: ops=20000 rwops=2000 reps=1
                           (default: ops=200000 rwops=20000 reps=3)
+      --icount            deterministic: boot with -accel tcg,thread=single
+                          -icount shift=0,sleep=off -seed 1
+                          -rtc base=2026-12-03T00:00:00,clock=vm, so the
+                          guest clock counts 1 ns per executed guest
+                          instruction and the tables show instructions/op
+                          (the same every run; with --linux, the anchor
+                          gets these flags through QEMU_EXTRA)
       --linux             afterwards, run the Linux 6.1 anchor
                           (../shared/anchors/linux-qemu/run.sh) with the
                           same -smp values, counts and cases= (in its
@@ -81,7 +88,9 @@ commands:
                           Linux (ns/op and ratio)
       --add PATH          also put PATH into the initrd (repeatable)
       -- BENCH_ARGS       words for the bench program; key=value replaces
-                          the default of that key (e.g. -- reps=5)
+                          the default of that key (e.g. -- reps=5);
+                          cases=PREFIX,PREFIX runs only the cases whose
+                          names start with one (e.g. -- cases=nop,syscall)
   help                    show this message
 ";
 
@@ -173,6 +182,7 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
         cpus: options.smp.unwrap_or(config.cpus),
         memory: config.memory.clone(),
         media,
+        emulation: Emulation::Tcg,
     };
     Ok(match machine.run_attached()? {
         Verdict::Pass => {
@@ -302,12 +312,12 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                     "--config" => options.config = args.value(&flag)?,
                     "--smp" => options.smps.push(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
-                    "--quick" | "--linux" => {
+                    "--quick" | "--linux" | "--icount" => {
                         args.no_value(&flag)?;
-                        if flag == "--quick" {
-                            options.quick = true;
-                        } else {
-                            options.linux = true;
+                        match flag.as_str() {
+                            "--quick" => options.quick = true,
+                            "--linux" => options.linux = true,
+                            _ => options.icount = true,
                         }
                     }
                     _ => return Err(format!("unknown option `{flag}` for `bench`")),
@@ -527,6 +537,7 @@ mod tests {
                 "--smp=2",
                 "--quick",
                 "--linux",
+                "--icount",
                 "--config",
                 "other",
                 "--add",
@@ -540,6 +551,7 @@ mod tests {
                 config: "other".into(),
                 smps: vec![1, 2],
                 quick: true,
+                icount: true,
                 linux: true,
                 add: vec!["/tmp/bench".into()],
                 args: vec!["reps=2".into(), "--smp".into(), "x=1".into()],
@@ -549,11 +561,12 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [&[&str]; 16] = [
+        let cases: [&[&str]; 17] = [
             &[],
             &["bench", "extra"],
             &["bench", "--smp", "0"],
             &["bench", "--quick=yes"],
+            &["bench", "--icount=1"],
             &["bench", "--", "ops=0"],
             &["frobnicate"],
             &["build", "--config"],
