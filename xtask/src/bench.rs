@@ -469,7 +469,6 @@ fn anchor_env(
     out: &Path,
     scratch: &Path,
 ) -> Vec<(String, OsString)> {
-    let quick = options.quick;
     let smps: Vec<String> = smps.iter().map(u32::to_string).collect();
     let mut env: Vec<(String, OsString)> = vec![
         ("SMPS".into(), smps.join(" ").into()),
@@ -480,37 +479,25 @@ fn anchor_env(
         ("OUT".into(), out.into()),
         ("ANCHOR_SCRATCH".into(), scratch.into()),
     ];
-    // With --quick and no counts or cases of its own, the anchor's own
-    // quick set (`QUICK=1`); otherwise the same counts as ours.
-    let counts_given = options
-        .args
-        .iter()
-        .flat_map(|arg| arg.split_whitespace())
-        .any(|word| {
-            word.split_once('=')
-                .is_some_and(|(key, _)| COUNT_KEYS.contains(&key))
-        });
-    if quick {
-        env.push(("QUICK".into(), "1".into()));
+    // Always our counts, --quick or not (its QUICK=1 set has other
+    // rwops): the same work on both sides, which per-op instruction counts
+    // need to compare exactly.
+    let maxsec = if options.quick {
+        ANCHOR_QUICK_MAXSEC
+    } else {
+        ANCHOR_MAXSEC
+    };
+    let value = |key| arg_value(args, key).unwrap_or("1");
+    let mut bench_args = format!(
+        "ops={} rwops={} reps={} maxsec={maxsec}",
+        value("ops"),
+        value("rwops"),
+        value("reps")
+    );
+    if let Some(cases) = cases {
+        let _ = write!(bench_args, " cases={cases}");
     }
-    if !quick || counts_given || cases.is_some() {
-        let maxsec = if quick {
-            ANCHOR_QUICK_MAXSEC
-        } else {
-            ANCHOR_MAXSEC
-        };
-        let value = |key| arg_value(args, key).unwrap_or("1");
-        let mut bench_args = format!(
-            "ops={} rwops={} reps={} maxsec={maxsec}",
-            value("ops"),
-            value("rwops"),
-            value("reps")
-        );
-        if let Some(cases) = cases {
-            let _ = write!(bench_args, " cases={cases}");
-        }
-        env.push(("BENCH_ARGS".into(), bench_args.into()));
-    }
+    env.push(("BENCH_ARGS".into(), bench_args.into()));
     if options.icount {
         // Only the clock flags: when QEMU_EXTRA holds -icount, run.sh
         // itself boots with `-accel tcg,thread=single` instead of its
@@ -1218,8 +1205,11 @@ BENCH DONE\r
 
         let args = merge_args(true, &[]).unwrap();
         let env = anchor_env(&options(true, &[]), &[1], &args, None, out, scratch);
-        assert_eq!(get(&env, "QUICK").as_deref(), Some("1"));
-        assert_eq!(get(&env, "BENCH_ARGS"), None);
+        assert_eq!(get(&env, "QUICK"), None);
+        assert_eq!(
+            get(&env, "BENCH_ARGS").as_deref(),
+            Some("ops=20000 rwops=2000 reps=1 maxsec=1")
+        );
 
         // --quick with counts of its own: the same counts for both.
         let quick = options(true, &["ops=500"]);
