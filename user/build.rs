@@ -1,8 +1,15 @@
 //! Links every user program with `linker.ld`: a static executable at the
 //! fixed user image base, each segment on its own pages, without debug info.
+//!
+//! The base is `abi::layout::USER_IMAGE_BASE`, the kernel's number; it
+//! reaches the linker script as the symbol `USER_IMAGE_BASE` (`--defsym`),
+//! so the script does not repeat it.
+
+use abi::layout::USER_IMAGE_BASE;
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rustc-link-arg-bins=--defsym=USER_IMAGE_BASE={USER_IMAGE_BASE:#x}");
     println!("cargo:rustc-link-arg-bins=-T{manifest_dir}/linker.ld");
     // Debug info would make every program ~1 MiB of initrd; symbols stay.
     println!("cargo:rustc-link-arg-bins=--strip-debug");

@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod debug_exit;
 pub mod errno;
 pub mod io_uring;
 pub mod ring_api;

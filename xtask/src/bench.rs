@@ -24,11 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::cmdline::Cmdline;
 use crate::config::Config;
 use crate::error::{bail, Error, Result};
 use crate::image;
 use crate::process::describe;
-use crate::qemu::{Machine, Media, Outcome, Verdict};
+use crate::qemu::{Emulation, Machine, Media, Outcome, Verdict, ICOUNT_FLAGS};
 use crate::workspace::Workspace;
 
 /// The configuration `bench` boots when none is named.
@@ -67,6 +68,9 @@ pub struct BenchOptions {
     /// `-smp` values, in order; empty means the configuration's `cpus`.
     pub smps: Vec<u32>,
     pub quick: bool,
+    /// Deterministic mode ([`Emulation::Icount`]): ns/op becomes guest
+    /// instructions per op, for both kernels.
+    pub icount: bool,
     /// Also run the Linux anchor after our boots.
     pub linux: bool,
     /// Extra files for the initrd.
@@ -109,19 +113,13 @@ fn arg_value<'a>(args: &'a [String], key: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// The kernel command line: the configuration's, then the bench program's
-/// arguments after ` -- ` (the kernel hands the words after the first `--`
-/// to the first process).
+/// The kernel command line: the configuration's, with the bench program's
+/// arguments added after its ` -- ` (the kernel hands the words after the
+/// first `--` to the first process).
 fn bench_cmdline(config_cmdline: &str, args: &[String]) -> String {
-    let has_separator = config_cmdline.split_whitespace().any(|word| word == "--");
-    let separator = if has_separator { "" } else { " --" };
-    format!(
-        "{}{separator} {}",
-        config_cmdline.trim_end(),
-        args.join(" ")
-    )
-    .trim()
-    .to_string()
+    let mut cmdline = Cmdline::parse(config_cmdline);
+    cmdline.extend_args(args);
+    cmdline.to_string()
 }
 
 /// One `BENCH case=...` line.
@@ -423,12 +421,51 @@ pub fn find_anchor(root: &Path) -> Result<PathBuf> {
     }
 }
 
-/// The anchor's knobs for one run: `(variable, value)` pairs.
+/// The anchor's `cases=` for our bench arguments: `None` when they name no
+/// cases (both then run all of theirs). Each of our name prefixes becomes
+/// the anchor's names of the cases it selects here; an error if none of
+/// them has a Linux counterpart, since an empty `cases=` would run them all.
+fn anchor_cases(args: &[String]) -> Result<Option<String>, String> {
+    let ours = arg_value(args, "cases").unwrap_or_default();
+    let prefixes: Vec<&str> = ours.split(',').filter(|p| !p.is_empty()).collect();
+    if prefixes.is_empty() {
+        return Ok(None);
+    }
+    let mut theirs: Vec<&str> = Vec::new();
+    for prefix in prefixes {
+        let mut add = |name| {
+            if !theirs.contains(&name) {
+                theirs.push(name);
+            }
+        };
+        // `nop_bN` is named alike on both sides, with any N.
+        if "nop_b".starts_with(prefix) {
+            add("nop_b");
+        } else if prefix.starts_with("nop_b") {
+            add(prefix);
+        }
+        for (our, linux) in CASE_NAMES {
+            if our.starts_with(prefix) {
+                add(linux);
+            }
+        }
+    }
+    if theirs.is_empty() {
+        return Err(format!(
+            "--linux: none of the cases selected by cases={ours} has a Linux counterpart"
+        ));
+    }
+    Ok(Some(theirs.join(",")))
+}
+
+/// The anchor's knobs for one run: `(variable, value)` pairs. `args` are
+/// our bench program's ([`merge_args`]), `cases` the anchor's `cases=`
+/// ([`anchor_cases`]).
 fn anchor_env(
+    options: &BenchOptions,
     smps: &[u32],
-    quick: bool,
     args: &[String],
-    extra: &[String],
+    cases: Option<&str>,
     out: &Path,
     scratch: &Path,
 ) -> Vec<(String, OsString)> {
@@ -436,38 +473,37 @@ fn anchor_env(
     let mut env: Vec<(String, OsString)> = vec![
         ("SMPS".into(), smps.join(" ").into()),
         ("ACCEL".into(), "tcg".into()),
+        // Our machine has no disks; without them the anchor's VM is ours
+        // (and it skips its storage cases, which have no counterpart).
+        ("DISKS".into(), "0".into()),
         ("OUT".into(), out.into()),
         ("ANCHOR_SCRATCH".into(), scratch.into()),
     ];
-    // With --quick and no counts of its own, the anchor's own quick set
-    // (`QUICK=1`); otherwise the same counts as ours.
-    let counts_given = extra
-        .iter()
-        .flat_map(|arg| arg.split_whitespace())
-        .any(|word| {
-            word.split_once('=')
-                .is_some_and(|(key, _)| COUNT_KEYS.contains(&key))
-        });
-    if quick {
-        env.push(("QUICK".into(), "1".into()));
+    // Always our counts, --quick or not (its QUICK=1 set has other
+    // rwops): the same work on both sides, which per-op instruction counts
+    // need to compare exactly.
+    let maxsec = if options.quick {
+        ANCHOR_QUICK_MAXSEC
+    } else {
+        ANCHOR_MAXSEC
+    };
+    let value = |key| arg_value(args, key).unwrap_or("1");
+    let mut bench_args = format!(
+        "ops={} rwops={} reps={} maxsec={maxsec}",
+        value("ops"),
+        value("rwops"),
+        value("reps")
+    );
+    if let Some(cases) = cases {
+        let _ = write!(bench_args, " cases={cases}");
     }
-    if !quick || counts_given {
-        let maxsec = if quick {
-            ANCHOR_QUICK_MAXSEC
-        } else {
-            ANCHOR_MAXSEC
-        };
-        let value = |key| arg_value(args, key).unwrap_or("1");
-        env.push((
-            "BENCH_ARGS".into(),
-            format!(
-                "ops={} rwops={} reps={} maxsec={maxsec}",
-                value("ops"),
-                value("rwops"),
-                value("reps")
-            )
-            .into(),
-        ));
+    env.push(("BENCH_ARGS".into(), bench_args.into()));
+    if options.icount {
+        // Only the clock flags: when QEMU_EXTRA holds -icount, run.sh
+        // itself boots with `-accel tcg,thread=single` instead of its
+        // `-accel tcg` (a second -accel would be a fallback QEMU never
+        // reaches, and would only muddle the logged command line).
+        env.push(("QEMU_EXTRA".into(), ICOUNT_FLAGS.join(" ").into()));
     }
     env
 }
@@ -492,6 +528,8 @@ fn anchor_env_removals(vars: impl Iterator<Item = OsString>) -> Vec<OsString> {
                     | "BENCH_ARGS"
                     | "SMPS"
                     | "ACCEL"
+                    | "DISKS"
+                    | "QEMU_EXTRA"
                     | "OUT"
                     | "ANCHOR_SCRATCH"
             )
@@ -531,9 +569,11 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
     if smps.is_empty() {
         smps.push(config.cpus);
     }
-    // Before anything slow: a missing anchor should not cost the boots.
+    // Before anything slow: a missing anchor or a case list it cannot run
+    // should not cost the boots.
     let anchor = if options.linux {
-        Some(find_anchor(workspace.root())?)
+        let cases = anchor_cases(&args).map_err(Error::new)?;
+        Some((find_anchor(workspace.root())?, cases))
     } else {
         None
     };
@@ -545,18 +585,41 @@ pub fn run(workspace: &Workspace, options: &BenchOptions) -> Result<u8> {
     let build = image::build(workspace, &config, &options.add)?;
     let media = image::boot_media(workspace, &config, config.boot, &cmdline, &build)?;
 
+    let emulation = if options.icount {
+        Emulation::Icount
+    } else {
+        Emulation::Tcg
+    };
     let mut boots = Vec::new();
     for &smp in &smps {
-        boots.push(boot(workspace, &config, &media, smp)?);
+        boots.push(boot(workspace, &config, &media, emulation, smp)?);
     }
     // The anchor runs after our boots, never beside them: both are
     // CPU-bound and the numbers would disturb each other.
     let linux = match anchor {
-        Some(script) => Some(run_anchor(workspace, &script, &smps, options, &args)?),
+        Some((script, cases)) => Some(run_anchor(
+            workspace,
+            &script,
+            &smps,
+            options,
+            &args,
+            cases.as_deref(),
+        )?),
         None => None,
     };
 
-    let report = render_report(workspace, &config, &cmdline, &boots, linux.as_ref());
+    let measure = match emulation {
+        Emulation::Tcg => Measure::Time,
+        Emulation::Icount => Measure::Instructions,
+    };
+    let report = render_report(
+        workspace,
+        &config,
+        &cmdline,
+        &boots,
+        linux.as_ref(),
+        measure,
+    );
     let results = dir.join("results.md");
     fs::write(&results, &report).map_err(|err| Error::io("write", &results, err))?;
     println!("\n==> results (also in {})\n", results.display());
@@ -604,11 +667,18 @@ fn remove_old_logs(dir: &Path) -> Result<()> {
 
 /// Boots once with `smp` CPUs, the serial output on the terminal and in
 /// `target/bench/kernel-smpN.log`.
-fn boot(workspace: &Workspace, config: &Config, media: &Media, smp: u32) -> Result<BootReport> {
+fn boot(
+    workspace: &Workspace,
+    config: &Config,
+    media: &Media,
+    emulation: Emulation,
+    smp: u32,
+) -> Result<BootReport> {
     let machine = Machine {
         cpus: smp,
         memory: config.memory.clone(),
         media: media.clone(),
+        emulation,
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -658,6 +728,7 @@ fn run_anchor(
     smps: &[u32],
     options: &BenchOptions,
     args: &[String],
+    cases: Option<&str>,
 ) -> Result<AnchorReport> {
     let out = workspace.bench_dir().join("linux");
     let scratch = workspace.bench_dir().join("linux-scratch");
@@ -665,7 +736,7 @@ fn run_anchor(
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|err| Error::io("remove", &out, err))?;
     }
-    let env = anchor_env(smps, options.quick, args, &options.args, &out, &scratch);
+    let env = anchor_env(options, smps, args, cases, &out, &scratch);
     let mut cmd = Command::new("bash");
     cmd.arg(script);
     // Run from the anchor's folder so that this workspace's
@@ -734,6 +805,36 @@ fn run_anchor(
     })
 }
 
+/// What the bench programs' `ns_per_op` and `cycles_per_op` count, which
+/// names the table columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// Guest time under TCG, which follows the host's clock; cycles are
+    /// host TSC ticks.
+    Time,
+    /// Under icount ([`Emulation::Icount`]) one guest ns, and one TSC tick,
+    /// is one executed guest instruction.
+    Instructions,
+}
+
+impl Measure {
+    /// The heading of the `ns_per_op` column.
+    fn per_op(self) -> &'static str {
+        match self {
+            Measure::Time => "ns/op",
+            Measure::Instructions => "instructions/op",
+        }
+    }
+
+    /// The heading of the `cycles_per_op` column.
+    fn ticks_per_op(self) -> &'static str {
+        match self {
+            Measure::Time => "cycles/op",
+            Measure::Instructions => "TSC ticks/op",
+        }
+    }
+}
+
 /// `target/bench/results.md`.
 fn render_report(
     workspace: &Workspace,
@@ -741,6 +842,7 @@ fn render_report(
     cmdline: &str,
     boots: &[BootReport],
     linux: Option<&AnchorReport>,
+    measure: Measure,
 ) -> String {
     let shown = |path: &Path| {
         path.strip_prefix(workspace.root())
@@ -759,11 +861,22 @@ fn render_report(
         config.timeout.as_secs()
     );
     let _ = writeln!(out, "- kernel command line: `{cmdline}`");
-    let _ = writeln!(
-        out,
-        "- ns/op and cycles/op are as the bench program reports them; cycles are \
-         host TSC ticks under TCG. Speed is reported, never judged."
-    );
+    let _ = match measure {
+        Measure::Time => writeln!(
+            out,
+            "- ns/op and cycles/op are as the bench program reports them; cycles are \
+             host TSC ticks under TCG. Speed is reported, never judged."
+        ),
+        Measure::Instructions => writeln!(
+            out,
+            "- deterministic mode (`--icount`: `-accel tcg,thread=single {}`): the guest \
+             clock and TSC advance 1 ns (1 tick) per executed guest instruction, so the \
+             bench program's ns/op is shown as instructions/op: user and kernel \
+             instructions, interrupt handlers included, whatever they would cost on \
+             hardware, independent of the host. Speed is reported, never judged.",
+            ICOUNT_FLAGS.join(" ")
+        ),
+    };
     for boot in boots {
         let _ = writeln!(out, "\n## this kernel, smp {}\n", boot.smp);
         let _ = writeln!(out, "- qemu: `{}`", boot.qemu);
@@ -781,7 +894,7 @@ fn render_report(
             let _ = writeln!(out, "- unreadable BENCH line: {malformed}");
         }
         out.push('\n');
-        out.push_str(&kernel_table(&boot.log.cases));
+        out.push_str(&kernel_table(&boot.log.cases, measure));
     }
     if let Some(linux) = linux {
         let _ = writeln!(out, "\n## Linux anchor\n");
@@ -795,8 +908,9 @@ fn render_report(
         }
         let _ = writeln!(
             out,
-            "- Linux ns/op is the median over its reps; its case names differ from ours \
-             where shown in parentheses."
+            "- Linux {} is the median over its reps; its case names differ from ours \
+             where shown in parentheses.",
+            measure.per_op()
         );
         for boot in boots {
             let name = format!("tcg-smp{}", boot.smp);
@@ -805,15 +919,19 @@ fn render_report(
             if rows.is_empty() {
                 let _ = writeln!(out, "(no Linux results for {name})\n");
             }
-            out.push_str(&comparison_table(&boot.log.cases, rows));
+            out.push_str(&comparison_table(&boot.log.cases, rows, measure));
         }
     }
     out
 }
 
 /// Our results for one boot: case, ops, ns/op, cycles/op.
-fn kernel_table(cases: &[CaseResult]) -> String {
-    let mut out = String::from("| case | ops | ns/op | cycles/op |\n|---|---|---|---|\n");
+fn kernel_table(cases: &[CaseResult], measure: Measure) -> String {
+    let mut out = format!(
+        "| case | ops | {} | {} |\n|---|---|---|---|\n",
+        measure.per_op(),
+        measure.ticks_per_op()
+    );
     if cases.is_empty() {
         out.push_str("| (no BENCH results) | - | - | - |\n");
     }
@@ -841,9 +959,10 @@ fn kernel_table(cases: &[CaseResult]) -> String {
 
 /// Our cases next to the anchor's counterparts, then the anchor's cases
 /// that have a counterpart we did not report.
-fn comparison_table(ours: &[CaseResult], linux: &[AnchorRow]) -> String {
-    let mut out = String::from(
-        "| case | this kernel ns/op | Linux ns/op | ratio (ours/Linux) |\n|---|---|---|---|\n",
+fn comparison_table(ours: &[CaseResult], linux: &[AnchorRow], measure: Measure) -> String {
+    let per_op = measure.per_op();
+    let mut out = format!(
+        "| case | this kernel {per_op} | Linux {per_op} | ratio (ours/Linux) |\n|---|---|---|---|\n"
     );
     let find_linux = |name: &str| linux.iter().find(|row| row.case == name);
     let mut shown_linux: Vec<&str> = Vec::new();
@@ -1062,10 +1181,16 @@ BENCH DONE\r
         };
         let out = Path::new("/w/target/bench/linux");
         let scratch = Path::new("/w/target/bench/linux-scratch");
+        let options = |quick: bool, extra: &[&str]| BenchOptions {
+            quick,
+            args: strings(extra),
+            ..BenchOptions::default()
+        };
         let args = merge_args(false, &[]).unwrap();
-        let env = anchor_env(&[1, 2], false, &args, &[], out, scratch);
+        let env = anchor_env(&options(false, &[]), &[1, 2], &args, None, out, scratch);
         assert_eq!(get(&env, "SMPS").as_deref(), Some("1 2"));
         assert_eq!(get(&env, "ACCEL").as_deref(), Some("tcg"));
+        assert_eq!(get(&env, "DISKS").as_deref(), Some("0"));
         assert_eq!(get(&env, "OUT").as_deref(), Some("/w/target/bench/linux"));
         assert_eq!(
             get(&env, "ANCHOR_SCRATCH").as_deref(),
@@ -1076,19 +1201,45 @@ BENCH DONE\r
             Some("ops=200000 rwops=20000 reps=3 maxsec=5")
         );
         assert_eq!(get(&env, "QUICK"), None);
+        assert_eq!(get(&env, "QEMU_EXTRA"), None);
 
         let args = merge_args(true, &[]).unwrap();
-        let env = anchor_env(&[1], true, &args, &[], out, scratch);
-        assert_eq!(get(&env, "QUICK").as_deref(), Some("1"));
-        assert_eq!(get(&env, "BENCH_ARGS"), None);
+        let env = anchor_env(&options(true, &[]), &[1], &args, None, out, scratch);
+        assert_eq!(get(&env, "QUICK"), None);
+        assert_eq!(
+            get(&env, "BENCH_ARGS").as_deref(),
+            Some("ops=20000 rwops=2000 reps=1 maxsec=1")
+        );
 
         // --quick with counts of its own: the same counts for both.
-        let extra = strings(&["ops=500"]);
-        let args = merge_args(true, &extra).unwrap();
-        let env = anchor_env(&[1], true, &args, &extra, out, scratch);
+        let quick = options(true, &["ops=500"]);
+        let args = merge_args(true, &quick.args).unwrap();
+        let env = anchor_env(&quick, &[1], &args, None, out, scratch);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
             Some("ops=500 rwops=2000 reps=1 maxsec=1")
+        );
+
+        // --quick with cases: our quick counts and the anchor's names.
+        let quick = options(true, &["cases=nop,read"]);
+        let args = merge_args(true, &quick.args).unwrap();
+        let cases = anchor_cases(&args).unwrap();
+        assert_eq!(cases.as_deref(), Some("nop_b,uring_read4k_b32"));
+        let env = anchor_env(&quick, &[1], &args, cases.as_deref(), out, scratch);
+        assert_eq!(
+            get(&env, "BENCH_ARGS").as_deref(),
+            Some("ops=20000 rwops=2000 reps=1 maxsec=1 cases=nop_b,uring_read4k_b32")
+        );
+
+        // --icount: the clock flags only; run.sh picks its accelerator.
+        let icount = BenchOptions {
+            icount: true,
+            ..options(false, &[])
+        };
+        let env = anchor_env(&icount, &[1], &args, None, out, scratch);
+        assert_eq!(
+            get(&env, "QEMU_EXTRA").as_deref(),
+            Some("-icount shift=0,sleep=off -seed 1 -rtc base=2026-12-03T00:00:00,clock=vm")
         );
 
         let vars = [
@@ -1098,12 +1249,45 @@ BENCH DONE\r
             "RUSTUP_TOOLCHAIN",
             "PATH",
             "QUICK",
+            "QEMU_EXTRA",
         ];
         let removed = anchor_env_removals(vars.iter().map(OsString::from));
         assert_eq!(
             removed,
-            ["CARGO", "CARGO_PKG_NAME", "RUSTUP_TOOLCHAIN", "QUICK"]
+            [
+                "CARGO",
+                "CARGO_PKG_NAME",
+                "RUSTUP_TOOLCHAIN",
+                "QUICK",
+                "QEMU_EXTRA"
+            ]
         );
+    }
+
+    #[test]
+    fn case_lists_for_the_anchor() {
+        let cases = |words: &[&str]| anchor_cases(&strings(words));
+        assert_eq!(cases(&["ops=1"]), Ok(None));
+        assert_eq!(cases(&["cases=,"]), Ok(None));
+        assert_eq!(
+            cases(&["cases=syscall,nop_b8,p,sqpoll_b1"])
+                .unwrap()
+                .as_deref(),
+            Some("syscall_getppid,nop_b8,pread4k,pwrite4k,sqpoll_nop_b1")
+        );
+        assert_eq!(
+            cases(&["cases=n,nop,,ringapi"]).unwrap().as_deref(),
+            Some("nop_b")
+        );
+        // The last cases= is the one the bench program reads.
+        assert_eq!(
+            cases(&["cases=ringapi", "cases=write"]).unwrap().as_deref(),
+            Some("uring_write4k_b32")
+        );
+        for none in [&["cases=ringapi"][..], &["cases=zzz,ringapi_nop"]] {
+            let err = cases(none).unwrap_err();
+            assert!(err.contains("has a Linux counterpart"), "{none:?}: {err}");
+        }
     }
 
     #[test]
@@ -1234,7 +1418,7 @@ BENCH DONE
             },
             measured("ours_only", 10, 1.0, 1.0),
         ];
-        let table = comparison_table(&ours, results.section("tcg-smp1").unwrap());
+        let table = comparison_table(&ours, results.section("tcg-smp1").unwrap(), Measure::Time);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(
             lines,
@@ -1248,7 +1432,7 @@ BENCH DONE
                 "| read4k_b32 (uring_read4k_b32) | (not reported) | 13674.9 | - |",
             ]
         );
-        let table = kernel_table(&ours);
+        let table = kernel_table(&ours, Measure::Time);
         assert!(
             table.contains("| syscall_getpid | 200000 | 355.9 | 900 |"),
             "{table}"
@@ -1256,6 +1440,36 @@ BENCH DONE
         assert!(
             table.contains("| sqpoll_b1 | - | skipped: needs 2 CPUs | - |"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn icount_tables_say_instructions() {
+        let ours = vec![measured("nop_b1", 20000, 651.4, 651.0)];
+        let table = kernel_table(&ours, Measure::Instructions);
+        assert_eq!(
+            table.lines().collect::<Vec<_>>(),
+            [
+                "| case | ops | instructions/op | TSC ticks/op |",
+                "|---|---|---|---|",
+                "| nop_b1 | 20000 | 651.4 | 651 |",
+            ]
+        );
+        let linux = [AnchorRow {
+            case: "nop_b1".into(),
+            ops: "20000".into(),
+            ns_min: 921.1,
+            ns_median: 921.1,
+            cycles_median: 921.0,
+        }];
+        let table = comparison_table(&ours, &linux, Measure::Instructions);
+        assert_eq!(
+            table.lines().collect::<Vec<_>>(),
+            [
+                "| case | this kernel instructions/op | Linux instructions/op | ratio (ours/Linux) |",
+                "|---|---|---|---|",
+                "| nop_b1 | 651.4 | 921.1 | 0.71 |",
+            ]
         );
     }
 
@@ -1294,6 +1508,7 @@ BENCH DONE
                 initrd: "i".into(),
                 cmdline: bench_cmdline(&config.cmdline, &merge_args(false, &[]).unwrap()),
             },
+            emulation: Emulation::Tcg,
         };
         let args: Vec<String> = machine
             .command()

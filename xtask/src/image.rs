@@ -3,7 +3,7 @@
 //!
 //! The kernel and the user programs are built for the same target with
 //! different compiler flags (the kernel lives in the top 2 GiB, user programs
-//! at 0x400000), so each has its own target directory and neither build
+//! at `abi::layout::USER_IMAGE_BASE`), so each has its own target directory and neither build
 //! invalidates the other.
 
 use std::fs;

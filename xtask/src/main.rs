@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod cmdline;
 mod config;
 mod error;
 mod image;
@@ -27,9 +28,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bench::BenchOptions;
+use cmdline::Cmdline;
 use config::{Boot, Config};
 use error::Result;
-use qemu::{Machine, Verdict};
+use qemu::{Emulation, Machine, Verdict};
 use test::TestOptions;
 use workspace::Workspace;
 
@@ -43,7 +45,13 @@ commands:
                           terminal; exits 0 if the guest passes, 1 if it
                           fails, 2 if it crashes
       --config NAME       the configuration in configs/ (default: default)
-      --cmdline \"...\"     appended to the configuration's kernel command line
+      --cmdline \"...\"     kernel parameters, put before the configuration's
+                          ` -- `; a key=value word replaces the
+                          configuration's parameter of that key
+                          (e.g. --cmdline \"init=hello log=debug\")
+      --args \"...\"        the first program's arguments, the words after
+                          ` -- `: they replace the configuration's
+                          (repeatable; --args \"\" passes none)
       --smp N             number of CPUs
       --uefi              boot the GRUB ISO under OVMF
       --pvh               boot the kernel directly (qemu -kernel)
@@ -65,13 +73,24 @@ commands:
                           (--smp 1 --smp 2); default: the config's cpus
       --quick             small counts: ops=20000 rwops=2000 reps=1
                           (default: ops=200000 rwops=20000 reps=3)
+      --icount            deterministic: boot with -accel tcg,thread=single
+                          -icount shift=0,sleep=off -seed 1
+                          -rtc base=2026-12-03T00:00:00,clock=vm, so the
+                          guest clock counts 1 ns per executed guest
+                          instruction and the tables show instructions/op
+                          (the same every run; with --linux, the anchor
+                          gets these flags through QEMU_EXTRA)
       --linux             afterwards, run the Linux 6.1 anchor
                           (../shared/anchors/linux-qemu/run.sh) with the
-                          same -smp values and counts, and add a table
-                          of this kernel vs Linux (ns/op and ratio)
+                          same -smp values, counts and cases= (in its
+                          case names), without disks (DISKS=0) like our
+                          machine, and add a table of this kernel vs
+                          Linux (ns/op and ratio)
       --add PATH          also put PATH into the initrd (repeatable)
       -- BENCH_ARGS       words for the bench program; key=value replaces
-                          the default of that key (e.g. -- reps=5)
+                          the default of that key (e.g. -- reps=5);
+                          cases=PREFIX,PREFIX runs only the cases whose
+                          names start with one (e.g. -- cases=nop,syscall)
   help                    show this message
 ";
 
@@ -91,7 +110,11 @@ enum Subcommand {
 #[derive(Debug, PartialEq, Eq)]
 struct RunOptions {
     config: String,
+    /// `--cmdline`: kernel parameters.
     cmdline: Option<String>,
+    /// `--args`: the first program's arguments, replacing the
+    /// configuration's.
+    args: Option<Vec<String>>,
     smp: Option<u32>,
     boot: Option<Boot>,
     add: Vec<PathBuf>,
@@ -152,16 +175,14 @@ fn execute(command: Subcommand) -> Result<u8> {
 fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
     let config = Config::load(&workspace.configs_dir(), &options.config)?;
     let boot = options.boot.unwrap_or(config.boot);
-    let cmdline = match &options.cmdline {
-        Some(extra) => format!("{} {extra}", config.cmdline).trim().to_string(),
-        None => config.cmdline.clone(),
-    };
+    let cmdline = run_cmdline(&config.cmdline, &options);
     let build = image::build(workspace, &config, &options.add)?;
     let media = image::boot_media(workspace, &config, boot, &cmdline, &build)?;
     let machine = Machine {
         cpus: options.smp.unwrap_or(config.cpus),
         memory: config.memory.clone(),
         media,
+        emulation: Emulation::Tcg,
     };
     Ok(match machine.run_attached()? {
         Verdict::Pass => {
@@ -177,6 +198,19 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
             2
         }
     })
+}
+
+/// The kernel command line of `cargo xtask run`: the configuration's, with
+/// `--cmdline` parameters before its `--` and `--args` after it.
+fn run_cmdline(config_cmdline: &str, options: &RunOptions) -> String {
+    let mut cmdline = Cmdline::parse(config_cmdline);
+    if let Some(params) = &options.cmdline {
+        cmdline.set_params(params);
+    }
+    if let Some(args) = &options.args {
+        cmdline.replace_args(args);
+    }
+    cmdline.to_string()
 }
 
 /// Parses the arguments after `cargo xtask`.
@@ -205,6 +239,7 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
             let mut options = RunOptions {
                 config: DEFAULT_CONFIG.to_string(),
                 cmdline: None,
+                args: None,
                 smp: None,
                 boot: None,
                 add: Vec::new(),
@@ -212,7 +247,21 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
             while let Some(flag) = args.next_flag()? {
                 match flag.as_str() {
                     "--config" => options.config = args.value(&flag)?,
-                    "--cmdline" => options.cmdline = Some(args.value(&flag)?),
+                    "--cmdline" => {
+                        let params = args.value(&flag)?;
+                        if params.split_whitespace().any(|word| word == "--") {
+                            return Err(
+                                "--cmdline takes kernel parameters only; give the program's \
+                                 arguments with --args"
+                                    .into(),
+                            );
+                        }
+                        options.cmdline = Some(params);
+                    }
+                    "--args" => options
+                        .args
+                        .get_or_insert_with(Vec::new)
+                        .push(args.value(&flag)?),
                     "--smp" => options.smp = Some(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
                     "--uefi" | "--pvh" => {
@@ -263,12 +312,12 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                     "--config" => options.config = args.value(&flag)?,
                     "--smp" => options.smps.push(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
-                    "--quick" | "--linux" => {
+                    "--quick" | "--linux" | "--icount" => {
                         args.no_value(&flag)?;
-                        if flag == "--quick" {
-                            options.quick = true;
-                        } else {
-                            options.linux = true;
+                        match flag.as_str() {
+                            "--quick" => options.quick = true,
+                            "--linux" => options.linux = true,
+                            _ => options.icount = true,
                         }
                     }
                     _ => return Err(format!("unknown option `{flag}` for `bench`")),
@@ -400,16 +449,59 @@ mod tests {
             "a.txt",
             "--add",
             "/tmp/b",
+            "--args",
+            "mode=ring x",
+            "--args=y",
         ]);
         assert_eq!(
             parsed,
             Ok(Subcommand::Run(RunOptions {
                 config: "foundation".into(),
                 cmdline: Some("log=debug x=1".into()),
+                args: Some(vec!["mode=ring x".into(), "y".into()]),
                 smp: Some(4),
                 boot: Some(Boot::Uefi),
                 add: vec!["a.txt".into(), "/tmp/b".into()],
             }))
+        );
+    }
+
+    /// The kernel command line `cargo xtask run ARGS` boots with, for a
+    /// configuration whose command line is `config_cmdline`.
+    fn run_cmdline_of(config_cmdline: &str, args: &[&str]) -> String {
+        let mut all = vec!["run"];
+        all.extend(args);
+        match parse(&all) {
+            Ok(Subcommand::Run(options)) => run_cmdline(config_cmdline, &options),
+            other => panic!("{all:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_puts_kernel_parameters_before_the_program_arguments() {
+        let rings = "init=ring_tests ring=iouring syscall=direct log=info -- mode=direct";
+        assert_eq!(run_cmdline_of(rings, &[]), rings);
+        // The bug this guards against: `init=hello` after ` -- ` was an
+        // argument of ring_tests, and ring_tests ran.
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline", "init=hello log=debug"]),
+            "init=hello ring=iouring syscall=direct log=debug -- mode=direct"
+        );
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline=quiet", "--args", "mode=ring"]),
+            "init=ring_tests ring=iouring syscall=direct log=info quiet -- mode=ring"
+        );
+        assert_eq!(
+            run_cmdline_of(rings, &["--cmdline", "init=hello", "--args", ""]),
+            "init=hello ring=iouring syscall=direct log=info"
+        );
+        assert_eq!(
+            run_cmdline_of("init=init log=info", &["--args", "a b", "--args", "c"]),
+            "init=init log=info -- a b c"
+        );
+        assert_eq!(
+            run_cmdline_of("init=init", &["--cmdline", "log=debug"]),
+            "init=init log=debug"
         );
     }
 
@@ -445,6 +537,7 @@ mod tests {
                 "--smp=2",
                 "--quick",
                 "--linux",
+                "--icount",
                 "--config",
                 "other",
                 "--add",
@@ -458,6 +551,7 @@ mod tests {
                 config: "other".into(),
                 smps: vec![1, 2],
                 quick: true,
+                icount: true,
                 linux: true,
                 add: vec!["/tmp/bench".into()],
                 args: vec!["reps=2".into(), "--smp".into(), "x=1".into()],
@@ -467,11 +561,12 @@ mod tests {
 
     #[test]
     fn usage_errors() {
-        let cases: [&[&str]; 14] = [
+        let cases: [&[&str]; 17] = [
             &[],
             &["bench", "extra"],
             &["bench", "--smp", "0"],
             &["bench", "--quick=yes"],
+            &["bench", "--icount=1"],
             &["bench", "--", "ops=0"],
             &["frobnicate"],
             &["build", "--config"],
@@ -480,6 +575,8 @@ mod tests {
             &["run", "--smp", "0"],
             &["run", "--uefi=yes"],
             &["run", "--frobnicate"],
+            &["run", "--cmdline", "init=hello -- x"],
+            &["run", "--args"],
             &["test", "--fast"],
             &["iso", "--cmdline", "x"],
         ];

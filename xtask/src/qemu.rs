@@ -1,11 +1,11 @@
 //! Booting the kernel in QEMU and reading the guest's verdict.
 //!
-//! The guest reports its result through the `isa-debug-exit` device at port
-//! 0xf4: writing `v` makes QEMU exit with status `(v << 1) | 1`. The kernel
-//! writes 0x10 for success (status 33) and 0x11 for failure (status 35).
-//! Neither can be confused with QEMU's own statuses (0 for a normal exit, 1
-//! for an error), so any other status means the guest never reached its
-//! verdict: a crash, a triple fault with `-no-reboot`, or a QEMU error.
+//! The guest reports its result through the `isa-debug-exit` device
+//! (`abi::debug_exit`: its port, the values the kernel writes and the exit
+//! statuses they give). Those statuses cannot be confused with QEMU's own
+//! (0 for a normal exit, 1 for an error), so any other status means the
+//! guest never reached its verdict: a crash, a triple fault with
+//! `-no-reboot`, or a QEMU error.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -15,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use abi::debug_exit;
+
 use crate::error::{Error, Result};
 use crate::process::describe;
 
-/// QEMU's exit status when the guest wrote 0x10 to the debug-exit port.
-pub const EXIT_PASS: i32 = 33;
-/// QEMU's exit status when the guest wrote 0x11 to the debug-exit port.
-pub const EXIT_FAIL: i32 = 35;
+/// QEMU's exit status when the guest reported success.
+pub const EXIT_PASS: i32 = debug_exit::QEMU_SUCCESS;
+/// QEMU's exit status when the guest reported failure.
+pub const EXIT_FAIL: i32 = debug_exit::QEMU_FAILURE;
 
 /// What QEMU boots from.
 #[derive(Debug, Clone)]
@@ -128,6 +130,54 @@ impl Ovmf {
     }
 }
 
+/// How QEMU runs the guest, and what the guest's clocks count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Emulation {
+    /// `-accel tcg`: TCG with a host thread per vCPU; the guest's clocks
+    /// follow the host's, so timings depend on the host and its load.
+    #[default]
+    Tcg,
+    /// Deterministic TCG (`-accel tcg,thread=single` plus [`ICOUNT_FLAGS`]):
+    /// the guest's clocks count executed instructions.
+    Icount,
+}
+
+/// The flags of [`Emulation::Icount`] besides the accelerator:
+/// `-icount shift=0` advances the guest's virtual clock, and with it the
+/// TSC, 1 ns per executed guest instruction; `sleep=off` jumps over idle
+/// time instead of waiting for the host; `-seed` fixes what `RDRAND` and
+/// QEMU's other random numbers return, and `-rtc ... clock=vm` starts the
+/// RTC at a fixed date and runs it on the virtual clock. The same boot then
+/// executes the same instructions every time.
+pub const ICOUNT_FLAGS: [&str; 6] = [
+    "-icount",
+    "shift=0,sleep=off",
+    "-seed",
+    "1",
+    "-rtc",
+    "base=2026-12-03T00:00:00,clock=vm",
+];
+
+impl Emulation {
+    /// The `-accel` value. icount cannot count instructions across several
+    /// TCG threads (QEMU refuses `thread=multi` with it), so it runs every
+    /// vCPU on one.
+    fn accel(self) -> &'static str {
+        match self {
+            Emulation::Tcg => "tcg",
+            Emulation::Icount => "tcg,thread=single",
+        }
+    }
+
+    /// Flags after the accelerator's.
+    fn extra_flags(self) -> &'static [&'static str] {
+        match self {
+            Emulation::Tcg => &[],
+            Emulation::Icount => &ICOUNT_FLAGS,
+        }
+    }
+}
+
 /// A virtual machine to boot.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -135,19 +185,25 @@ pub struct Machine {
     /// QEMU `-m` argument.
     pub memory: String,
     pub media: Media,
+    pub emulation: Emulation,
 }
 
 impl Machine {
     /// The QEMU command line, with the serial port on QEMU's stdio.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max"])
+        cmd.args(["-accel", self.emulation.accel(), "-cpu", "max"])
             .arg("-smp")
             .arg(self.cpus.to_string())
             .arg("-m")
             .arg(&self.memory)
             .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+            .arg("-device")
+            .arg(format!(
+                "isa-debug-exit,iobase={:#x},iosize={:#04x}",
+                debug_exit::PORT,
+                debug_exit::PORT_SIZE
+            ));
         match &self.media {
             Media::Pvh {
                 kernel,
@@ -179,6 +235,7 @@ impl Machine {
                 cmd.arg("-cdrom").arg(iso);
             }
         }
+        cmd.args(self.emulation.extra_flags());
         cmd
     }
 
@@ -395,12 +452,31 @@ mod tests {
                 initrd: "i.cpio".into(),
                 cmdline: "init=tests log=info".into(),
             },
+            emulation: Emulation::Tcg,
         };
         assert_eq!(
             args(&machine).join(" "),
             "-accel tcg -cpu max -smp 2 -m 1G -serial stdio -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel k.elf -initrd i.cpio -append init=tests log=info"
+        );
+    }
+
+    #[test]
+    fn icount_replaces_the_accelerator_and_fixes_the_clocks() {
+        let machine = Machine {
+            cpus: 1,
+            memory: "512M".into(),
+            media: Media::Bios {
+                iso: "k.iso".into(),
+            },
+            emulation: Emulation::Icount,
+        };
+        assert_eq!(
+            args(&machine).join(" "),
+            "-accel tcg,thread=single -cpu max -smp 1 -m 512M -serial stdio -display none \
+             -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
+             -icount shift=0,sleep=off -seed 1 -rtc base=2026-12-03T00:00:00,clock=vm"
         );
     }
 
@@ -429,6 +505,7 @@ mod tests {
                     vars: "v.fd".into(),
                 },
             },
+            emulation: Emulation::Tcg,
         };
         let args = args(&machine);
         let tail = &args[args.len() - 6..];

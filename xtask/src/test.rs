@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::{bail, Result};
 use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
-use crate::qemu::{Machine, Outcome, Verdict};
+use crate::qemu::{Emulation, Machine, Outcome, Verdict};
 use crate::workspace::{Workspace, BARE_METAL_TARGET};
 
 /// Lines of the serial log shown when a boot fails.
@@ -164,6 +164,7 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         cpus: config.cpus,
         memory: config.memory.clone(),
         media,
+        emulation: Emulation::Tcg,
     };
 
     let log_path = workspace.log_path(&config.name);

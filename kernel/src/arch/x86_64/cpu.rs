@@ -123,12 +123,13 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// Ends the machine. Under QEMU the isa-debug-exit device (iobase 0xf4)
-/// turns the written value `v` into exit status `2v + 1`: 0x10 -> 33 means
-/// success, 0x11 -> 35 failure. On hardware without it, the CPU halts.
+/// Ends the machine. Under QEMU the isa-debug-exit device makes QEMU exit
+/// with a status that says success or failure (`abi::debug_exit`). On
+/// hardware without it, the CPU halts.
 pub fn exit_machine(success: bool) -> ! {
-    let mut port = x86_64::instructions::port::Port::<u32>::new(0xf4);
-    // SAFETY: port 0xf4 is either QEMU's debug-exit device or unused.
-    unsafe { port.write(if success { 0x10 } else { 0x11 }) };
+    use abi::debug_exit::{FAILURE, PORT, SUCCESS};
+    let mut port = x86_64::instructions::port::Port::<u32>::new(PORT);
+    // SAFETY: the port is either QEMU's debug-exit device or unused.
+    unsafe { port.write(if success { SUCCESS } else { FAILURE }) };
     halt_forever()
 }
