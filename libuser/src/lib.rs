@@ -40,5 +40,5 @@ pub mod sysring;
 pub mod test;
 pub mod uring;
 
+pub use abi::errno::Errno;
 pub use rt::Args;
-pub use sys::Errno;

@@ -5,51 +5,16 @@
 //! numbers, for tests that hand the kernel bad pointers on purpose.
 #![allow(unsafe_code)]
 
+use abi::errno::Errno;
 use abi::syscall as nr;
 use abi::{Arg, FileStat, SysInfo, TaskInfo};
 use alloc::vec::Vec;
 use core::arch::asm;
-use core::fmt;
 
 /// First address of the canonical upper half, where the kernel lives: the
 /// sign extension of [`abi::layout::USER_END`]. User pointers at or above it
 /// must be refused.
 pub const KERNEL_HALF: u64 = !(abi::layout::USER_END - 1);
-
-/// An error number returned by the kernel (values in [`abi::errno`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    /// The symbolic name, such as `"ENOENT"`.
-    pub const fn name(self) -> &'static str {
-        abi::errno::name(self.0)
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            "E?" => write!(f, "errno {}", self.0),
-            name => f.write_str(name),
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Splits a raw syscall result into a value or the `-errno` it encodes.
-pub fn decode(ret: i64) -> Result<u64, Errno> {
-    if (-(abi::errno::MAX_ERRNO as i64)..=-1).contains(&ret) {
-        Err(Errno(-ret as i32))
-    } else {
-        Ok(ret as u64)
-    }
-}
 
 /// Issues syscall `n` with six arguments and returns `rax` undecoded.
 ///
@@ -156,7 +121,7 @@ pub unsafe fn syscall5(n: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i
 pub unsafe fn raw_syscall(n: u64, args: [u64; 6]) -> Result<u64, Errno> {
     let [a0, a1, a2, a3, a4, a5] = args;
     // SAFETY: passed on to the caller.
-    decode(unsafe { syscall6(n, a0, a1, a2, a3, a4, a5) })
+    Errno::from_ret(unsafe { syscall6(n, a0, a1, a2, a3, a4, a5) })
 }
 
 /// Reads from `fd` into `buf`; returns the byte count, 0 at end of file.
@@ -170,7 +135,7 @@ pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which
     // is borrowed mutably for the call.
     let ret = unsafe { syscall3(nr::READ, fd, buf.as_mut_ptr() as u64, buf.len() as u64) };
-    decode(ret).map(|n| n as usize)
+    Errno::from_ret(ret).map(|n| n as usize)
 }
 
 /// Writes `buf` to `fd`; returns how many bytes were taken.
@@ -180,14 +145,14 @@ pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Errno> {
     }
     // SAFETY: the kernel only reads the `buf.len()` bytes of `buf`.
     let ret = unsafe { syscall3(nr::WRITE, fd, buf.as_ptr() as u64, buf.len() as u64) };
-    decode(ret).map(|n| n as usize)
+    Errno::from_ret(ret).map(|n| n as usize)
 }
 
 /// Writes all of `buf` to `fd`, retrying short writes.
 pub fn write_all(fd: u64, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         match write(fd, buf)? {
-            0 => return Err(Errno(abi::errno::EIO)),
+            0 => return Err(abi::errno::EIO),
             n => buf = &buf[n..],
         }
     }
@@ -207,25 +172,25 @@ pub fn close(fd: u64) -> Result<(), Errno> {
 /// closes ring descriptors only (a ring cannot close one, as on Linux).
 pub fn close_ring(fd: u64) -> Result<(), Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::CLOSE, fd) }).map(drop)
+    Errno::from_ret(unsafe { syscall1(nr::CLOSE, fd) }).map(drop)
 }
 
 /// Moves the offset of `fd` (`whence` from [`abi::seek`]); returns the new one.
 pub fn lseek(fd: u64, offset: i64, whence: u64) -> Result<u64, Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall3(nr::LSEEK, fd, offset as u64, whence) })
+    Errno::from_ret(unsafe { syscall3(nr::LSEEK, fd, offset as u64, whence) })
 }
 
 /// Gives up the CPU to other runnable tasks.
 pub fn yield_now() -> Result<(), Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::YIELD) }).map(drop)
+    Errno::from_ret(unsafe { syscall0(nr::YIELD) }).map(drop)
 }
 
 /// The caller's process id.
 pub fn getpid() -> Result<u64, Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::GETPID) })
+    Errno::from_ret(unsafe { syscall0(nr::GETPID) })
 }
 
 /// Ends the process with `code`.
@@ -243,7 +208,7 @@ pub fn fsync(fd: u64) -> Result<(), Errno> {
         return result;
     }
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::FSYNC, fd) }).map(drop)
+    Errno::from_ret(unsafe { syscall1(nr::FSYNC, fd) }).map(drop)
 }
 
 /// Opens `path` with `flags` from [`abi::open_flags`]; returns the new fd.
@@ -252,13 +217,14 @@ pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
         return result;
     }
     // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
-    decode(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
+    Errno::from_ret(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
 }
 
 /// Removes the name `path`; open descriptors keep the file alive.
 pub fn unlink(path: &str) -> Result<(), Errno> {
     // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
-    decode(unsafe { syscall2(nr::UNLINK, path.as_ptr() as u64, path.len() as u64) }).map(drop)
+    Errno::from_ret(unsafe { syscall2(nr::UNLINK, path.as_ptr() as u64, path.len() as u64) })
+        .map(drop)
 }
 
 /// Starts program `name` as a child with exactly `argv` as its arguments
@@ -282,7 +248,7 @@ pub fn spawn(name: &str, argv: &[&str]) -> Result<u64, Errno> {
             args.len() as u64,
         )
     };
-    decode(ret)
+    Errno::from_ret(ret)
 }
 
 /// Waits for child `pid` (any child if `pid == -1`) to end and reaps it;
@@ -291,19 +257,19 @@ pub fn wait(pid: i64) -> Result<(u64, i32), Errno> {
     let mut status = 0i32;
     // SAFETY: the kernel writes one `i32` to `status`, a local.
     let ret = unsafe { syscall2(nr::WAIT, pid as u64, &raw mut status as u64) };
-    decode(ret).map(|pid| (pid, status))
+    Errno::from_ret(ret).map(|pid| (pid, status))
 }
 
 /// Sleeps for at least `ns` nanoseconds.
 pub fn sleep_ns(ns: u64) -> Result<(), Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::SLEEP, ns) }).map(drop)
+    Errno::from_ret(unsafe { syscall1(nr::SLEEP, ns) }).map(drop)
 }
 
 /// Monotonic nanoseconds since boot.
 pub fn clock_ns() -> Result<u64, Errno> {
     // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::CLOCK) })
+    Errno::from_ret(unsafe { syscall0(nr::CLOCK) })
 }
 
 /// Turns the machine off; `code` 0 reports success to the test harness.
@@ -319,21 +285,21 @@ pub fn poweroff(code: i32) -> ! {
 pub fn sysinfo() -> Result<SysInfo, Errno> {
     let mut info = SysInfo::default();
     // SAFETY: the kernel writes one `SysInfo` to `info`, a local.
-    decode(unsafe { syscall1(nr::SYSINFO, &raw mut info as u64) }).map(|_| info)
+    Errno::from_ret(unsafe { syscall1(nr::SYSINFO, &raw mut info as u64) }).map(|_| info)
 }
 
 /// Run time and state of task `tid` (`ESRCH` if there is none).
 pub fn task_info(tid: u64) -> Result<TaskInfo, Errno> {
     let mut info = TaskInfo::default();
     // SAFETY: the kernel writes one `TaskInfo` to `info`, a local.
-    decode(unsafe { syscall2(nr::TASK_INFO, tid, &raw mut info as u64) }).map(|_| info)
+    Errno::from_ret(unsafe { syscall2(nr::TASK_INFO, tid, &raw mut info as u64) }).map(|_| info)
 }
 
 /// Size and inode of the file open as `fd`.
 pub fn fstat(fd: u64) -> Result<FileStat, Errno> {
     let mut stat = FileStat::default();
     // SAFETY: the kernel writes one `FileStat` to `stat`, a local.
-    decode(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
+    Errno::from_ret(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
 }
 
 #[cfg(test)]
@@ -341,23 +307,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_splits_errors_from_values() {
-        assert_eq!(decode(0), Ok(0));
-        assert_eq!(decode(42), Ok(42));
-        assert_eq!(decode(-2), Err(Errno(abi::errno::ENOENT)));
-        assert_eq!(decode(-4095), Err(Errno(4095)));
-        // Below the errno range a negative value is data (a high address).
-        assert_eq!(decode(-4096), Ok((-4096i64) as u64));
-    }
-
-    #[test]
     fn kernel_half_starts_at_the_upper_canonical_half() {
         assert_eq!(KERNEL_HALF, 0xffff_8000_0000_0000);
-    }
-
-    #[test]
-    fn errno_displays_its_name() {
-        assert_eq!(alloc::format!("{}", Errno(abi::errno::EFAULT)), "EFAULT");
-        assert_eq!(alloc::format!("{}", Errno(999)), "errno 999");
     }
 }
