@@ -21,6 +21,7 @@
 //! the panic handler, printing while a ring call panicked) gets `EBUSY`.
 #![allow(unsafe_code)]
 
+use crate::sys::raw;
 use crate::uring::Ring;
 use abi::errno::Errno;
 use abi::errno::{EBADF, EBUSY, EINVAL, EIO, ENAMETOOLONG};
@@ -62,7 +63,7 @@ pub(crate) fn init(info: Option<&StartInfo>) {
         }
         match Ring::system(&info) {
             Ok(ring) => Some(Mutex::new(System { ring, next: 1 })),
-            Err(_) => crate::sys::exit(127),
+            Err(_) => raw::exit(127),
         }
     });
 }

@@ -46,7 +46,7 @@
 //! until its completion (or until the process exits).
 #![allow(unsafe_code)]
 
-use crate::sys;
+use crate::sys::raw;
 use abi::errno::Errno;
 use abi::errno::{EINVAL, ENOSYS, ERANGE};
 use abi::io_uring::{enter_flags, register};
@@ -80,7 +80,7 @@ pub enum Queue {
 /// an address the kernel is bound to refuse (it then returns `EFAULT`).
 pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    Errno::from_ret(unsafe { sys::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
+    Errno::from_ret(unsafe { raw::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
 }
 
 /// `io_uring_enter(fd, to_submit, min_complete, flags)` on any descriptor;
@@ -91,7 +91,7 @@ pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
 pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; see above for the ring's contents.
     let ret = unsafe {
-        sys::syscall4(
+        raw::syscall4(
             nr::IO_URING_ENTER,
             fd,
             u64::from(to_submit),
@@ -113,7 +113,7 @@ pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u
 pub unsafe fn register_raw(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
     Errno::from_ret(unsafe {
-        sys::syscall4(
+        raw::syscall4(
             nr::IO_URING_REGISTER,
             fd,
             u64::from(opcode),
@@ -245,7 +245,7 @@ pub enum Api {
 /// [`RingSetupParams`], or an address the kernel is bound to refuse.
 pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    Errno::from_ret(unsafe { sys::syscall1(nr::RING_SETUP, params) })
+    Errno::from_ret(unsafe { raw::syscall1(nr::RING_SETUP, params) })
 }
 
 /// `ring_enter(flags, min_complete)`: the Ring API doorbell (flags from
@@ -255,7 +255,7 @@ pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
 pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; the SQEs the kernel consumes were
     // published under `Ring::push_sqe`'s contract.
-    let ret = unsafe { sys::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
+    let ret = unsafe { raw::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
     Errno::from_ret(ret).map(|n| n as u32)
 }
 
@@ -268,7 +268,7 @@ pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
 pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
     Errno::from_ret(unsafe {
-        sys::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr))
+        raw::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr))
     })
 }
 
@@ -358,7 +358,7 @@ impl Ring {
         match Ring::map(Api::IoUring { fd }, params) {
             Ok(ring) => Ok(ring),
             Err(err) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
                 Err(err)
             }
         }
@@ -817,7 +817,7 @@ impl Ring {
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
-            Api::IoUring { fd } => sys::close_ring(fd),
+            Api::IoUring { fd } => raw::close(fd),
             Api::RingApi { .. } => close_context(),
             Api::SystemIoUring | Api::SystemRingApi => Ok(()),
         }
@@ -828,7 +828,7 @@ impl Drop for Ring {
     fn drop(&mut self) {
         match (self.open, self.api) {
             (true, Api::IoUring { fd }) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
             }
             (true, Api::RingApi { .. }) => {
                 let _ = close_context();

@@ -23,7 +23,7 @@ use libuser::{sysring, Errno};
 pub fn syscall(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
     // SAFETY: see the module docs: the callers in this program only pass
     // pointers the kernel must refuse or buffers they own for the call.
-    unsafe { sys::raw_syscall(nr, args) }
+    unsafe { sys::raw::syscall(nr, args) }
 }
 
 /// The I/O call `nr` (`READ`, `WRITE` or `OPEN`) with hand-made arguments,
