@@ -61,7 +61,7 @@
 //! blocks of this module only push SQEs whose memory the context owns.
 #![allow(unsafe_code)]
 
-use crate::uring::Ring;
+use crate::uring::IoUring;
 use abi::errno::Errno;
 use abi::errno::{EBUSY, EINVAL};
 use abi::io_uring::{enter_flags, op, sq_flags, sqe_flags, IoVec, Sqe, Statx, Timespec};
@@ -523,7 +523,7 @@ impl AsyncOp {
     /// # Safety
     ///
     /// Every address the SQE names must satisfy
-    /// [`Ring::push_sqe`](crate::uring::Ring::push_sqe)'s contract.
+    /// [`IoUring::push_sqe`](crate::uring::IoUring::push_sqe)'s contract.
     pub unsafe fn from_sqe(sqe: Sqe) -> AsyncOp {
         AsyncOp::new(sqe, Lent::Nothing)
     }
@@ -730,7 +730,7 @@ fn finish(slot: Slot, result: i32, flags: u32) -> Completion {
 
 /// An io_uring with ownership tracking: see the module docs.
 pub struct AsyncContext {
-    ring: Ring,
+    ring: IoUring,
     in_flight: InFlight,
     /// Registered buffers, owned here while registered.
     fixed: Vec<Vec<u8>>,
@@ -746,7 +746,7 @@ impl AsyncContext {
 
     /// A context on a new ring of `entries` entries.
     pub fn with_entries(entries: u32) -> Result<AsyncContext, Errno> {
-        Ring::setup(entries, 0).map(AsyncContext::from_ring)
+        IoUring::setup(entries, 0).map(AsyncContext::from_ring)
     }
 
     /// A context on the process's Ring API context (syscalls 2000-2002) of
@@ -773,11 +773,11 @@ impl AsyncContext {
             },
             ..Default::default()
         };
-        Ring::setup_ring_api(params).map(|(ring, _)| AsyncContext::from_ring(ring))
+        IoUring::setup_ring_api(params).map(|(ring, _)| AsyncContext::from_ring(ring))
     }
 
     /// A context over an existing ring that has nothing in flight.
-    pub fn from_ring(ring: Ring) -> AsyncContext {
+    pub fn from_ring(ring: IoUring) -> AsyncContext {
         AsyncContext {
             ring,
             in_flight: InFlight::default(),
@@ -787,7 +787,7 @@ impl AsyncContext {
     }
 
     /// The ring, for reading its counters and params.
-    pub fn ring(&self) -> &Ring {
+    pub fn ring(&self) -> &IoUring {
         &self.ring
     }
 

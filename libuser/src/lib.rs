@@ -7,10 +7,10 @@
 //! which in `SyscallMode::RingBased` do their I/O through the process's
 //! system ring, [`sysring`]; the direct calls are [`sys::raw`]),
 //! console printing ([`print!`], [`println!`], [`eprint!`], [`eprintln!`]),
-//! files ([`fs`]), child processes ([`process`]), rings ([`uring`], the
-//! raw ring of either ring system, [`ring_io`], the Ring API's `Ring`
-//! with SQPOLL, and [`async_io`], the seed's `AsyncContext`) and a small
-//! test harness ([`test`]).
+//! files ([`fs`]), child processes ([`process`]), rings
+//! ([`uring::IoUring`], the raw ring of either ring system, [`ring_io`],
+//! the Ring API's `Ring` with SQPOLL, and [`async_io`], the seed's
+//! `AsyncContext`) and a small test harness ([`test`]).
 //!
 //! Invariants:
 //! - Every syscall number, errno value, flag, struct and fixed address comes

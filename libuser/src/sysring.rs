@@ -22,7 +22,7 @@
 #![allow(unsafe_code)]
 
 use crate::sys::raw;
-use crate::uring::Ring;
+use crate::uring::IoUring;
 use abi::errno::Errno;
 use abi::errno::{EBADF, EBUSY, EINVAL, EIO, ENAMETOOLONG};
 use abi::io_uring::{enter_flags, op, Sqe, AT_FDCWD};
@@ -33,7 +33,7 @@ use spin::{Mutex, Once};
 
 /// The system ring and the number of the next call (its `user_data`).
 struct System {
-    ring: Ring,
+    ring: IoUring,
     next: u64,
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn init(info: Option<&StartInfo>) {
         if info.mode != abi::syscall::mode::RING_BASED {
             return None;
         }
-        match Ring::system(&info) {
+        match IoUring::system(&info) {
             Ok(ring) => Some(Mutex::new(System { ring, next: 1 })),
             Err(_) => raw::exit(127),
         }

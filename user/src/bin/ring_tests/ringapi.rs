@@ -220,7 +220,7 @@ fn second_setup() -> TestResult {
         "second ring_setup with SQPOLL"
     );
     // io_uring rings are a different system: the process may have both.
-    let io_uring = libuser::uring::Ring::setup(8, 0)?;
+    let io_uring = libuser::uring::IoUring::setup(8, 0)?;
     check!(io_uring.base() != USER_RING_CONTEXT_BASE, "same address");
     push(&mut ring, &nop(1))?;
     check_eq!(ring.submit()?, 1);

@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::vec;
 use libuser::async_io::AsyncOp;
 use libuser::test::TestResult;
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{check, check_eq, detail, fs, process, sys};
 
 use crate::raw;
@@ -118,7 +118,7 @@ fn timeout_remove() -> TestResult {
     ctx.submit(AsyncOp::timeout(ns(0), 0, 0, 3))?;
     let fired = collect(&mut ctx, 1)?;
     check_eq!(Res(fired[0].result).0, -ETIME);
-    let mut ring_level = Ring::setup(8, 0)?;
+    let mut ring_level = IoUring::setup(8, 0)?;
     let done = crate::util::run_batch(
         &mut ctx,
         vec![

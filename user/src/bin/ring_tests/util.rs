@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use libuser::async_io::{AsyncContext, Completion};
 use libuser::fs::File;
 use libuser::test::{Outcome, TestResult};
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{fail, sys, Errno};
 
 /// The ring a backend-neutral case runs on: the same cases, one contract,
@@ -74,17 +74,17 @@ pub fn context() -> Result<AsyncContext, Errno> {
 
 /// A raw ring of `entries` entries on the case's ring (for the Ring API,
 /// the process's one context).
-pub fn ring(entries: u32) -> Result<Ring, Errno> {
+pub fn ring(entries: u32) -> Result<IoUring, Errno> {
     let api = |flags| {
         let params = RingSetupParams {
             sq_entries: entries,
             flags,
             ..RingSetupParams::default()
         };
-        Ring::setup_ring_api(params).map(|(ring, _)| ring)
+        IoUring::setup_ring_api(params).map(|(ring, _)| ring)
     };
     match backend() {
-        Backend::IoUring => Ring::setup(entries, 0),
+        Backend::IoUring => IoUring::setup(entries, 0),
         Backend::RingApi => api(0),
         Backend::SqPoll => api(setup_flags::SQPOLL),
     }
@@ -222,7 +222,7 @@ pub fn run_batch(
 
 /// Takes exactly `n` CQEs from a raw ring, sleeping (and pulling overflowed
 /// ones) as needed.
-pub fn reap(ring: &mut Ring, n: usize) -> Result<Vec<Cqe>, Outcome> {
+pub fn reap(ring: &mut IoUring, n: usize) -> Result<Vec<Cqe>, Outcome> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         match ring.pop_cqe() {
@@ -236,7 +236,7 @@ pub fn reap(ring: &mut Ring, n: usize) -> Result<Vec<Cqe>, Outcome> {
 }
 
 /// Takes every CQE ready now (after one `enter(0, 0, 0)`).
-pub fn reap_ready(ring: &mut Ring) -> Result<Vec<Cqe>, Errno> {
+pub fn reap_ready(ring: &mut IoUring) -> Result<Vec<Cqe>, Errno> {
     ring.enter(0, 0, 0)?;
     let mut out = Vec::new();
     while let Some(cqe) = ring.pop_cqe() {
