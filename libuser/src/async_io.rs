@@ -59,7 +59,6 @@
 //! completion (or that the address is one the kernel must refuse, for tests
 //! of the kernel's checks). Submitting such an op is then safe. The `unsafe`
 //! blocks of this module only push SQEs whose memory the context owns.
-#![allow(unsafe_code)]
 
 use crate::uring::IoUring;
 use abi::errno::Errno;

@@ -18,7 +18,6 @@
 //! [`used`]; and its lock is any `lock_api` mutex, here spin's, already a
 //! dependency. Processes are single-threaded, so the lock is only ever
 //! contended by a panic inside the allocator.
-#![allow(unsafe_code)]
 
 use talc::source::Claim;
 use talc::TalcLock;
@@ -35,6 +34,7 @@ type Heap = TalcLock<spin::Mutex<()>, Claim>;
 static mut REGION: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
 
 #[cfg_attr(not(test), global_allocator)]
+#[allow(unsafe_code)] // handing the region over is the module's only unsafe code
 static HEAP: Heap = Heap::new(
     // SAFETY: `REGION` is valid for the life of the program and nothing but
     // this allocator reaches it: it is private to this module and this is
@@ -55,6 +55,7 @@ pub fn free() -> usize {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // the tests allocate and free by hand
 mod tests {
     //! The allocator as libuser configures it ([`Heap`], claiming its
     //! region on first use), over a test arena instead of `REGION`: the

@@ -19,12 +19,15 @@
 //!   uses no other module; [`uring`] uses only [`sys::raw`]; [`sysring`]
 //!   uses [`uring`] and [`sys::raw`]; [`sys`] is the facade over
 //!   [`sys::raw`] and [`sysring`]; everything else builds on those.
-//! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator),
-//!   [`sys::raw`] (the `syscall` instruction), [`sysring`] (lending call
-//!   buffers to the system ring), [`uring`] (the shared ring
-//!   mapping), [`ring_io`] (passing on `push_sqe`'s contract) and
-//!   [`async_io`] (lending buffers to the kernel), each block
-//!   with a `// SAFETY:` comment; everything else is safe code over those.
+//! - Unsafe code is denied crate-wide and allowed where it is the point:
+//!   in the modules [`rt`] (the entry point), [`sys::raw`] (the `syscall`
+//!   instruction), [`uring`] (views of the shared ring mapping),
+//!   [`sysring`] (lending call buffers to the system ring) and
+//!   [`async_io`] (lending buffers to the kernel), each allowed at its
+//!   `mod` line; and on two items, [`heap`]'s allocator (handing it the
+//!   static region) and `ring_io::Ring::push_sqe` (passing on
+//!   `IoUring::push_sqe`'s contract). Every unsafe block carries a
+//!   `// SAFETY:` comment; everything else is safe code over those.
 //! - On the host (`cargo test -p libuser`) the entry point, panic handler and
 //!   global allocator are left out, so the pure logic can be unit-tested.
 #![cfg_attr(not(test), no_std)]
@@ -32,16 +35,20 @@
 
 extern crate alloc;
 
+#[allow(unsafe_code)] // lends buffers to the kernel; the `*_raw` builders take addresses
 pub mod async_io;
 pub mod console;
 pub mod fs;
 pub mod heap;
 pub mod process;
 pub mod ring_io;
+#[allow(unsafe_code)] // the entry point: naked `_start`, and argv and StartInfo from the kernel
 pub mod rt;
 pub mod sys;
+#[allow(unsafe_code)] // lends each call's buffers to the system ring
 pub mod sysring;
 pub mod test;
+#[allow(unsafe_code)] // views of ring memory shared with the kernel
 pub mod uring;
 
 pub use abi::errno::Errno;

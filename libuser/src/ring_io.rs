@@ -23,8 +23,8 @@
 //!
 //! What needs `unsafe`: as for [`crate::uring::IoUring::push_sqe`], an SQE
 //! names memory the kernel uses until its completion; [`Ring::push_sqe`]
-//! passes that contract on, and is the module's only unsafe code.
-#![allow(unsafe_code)]
+//! passes that contract on, and is the module's only unsafe code (the
+//! only item here allowed it).
 
 use crate::sys;
 use crate::uring;
@@ -110,6 +110,7 @@ impl Ring {
     /// # Safety
     ///
     /// As for [`crate::uring::IoUring::push_sqe`].
+    #[allow(unsafe_code)] // passes `IoUring::push_sqe`'s contract on
     pub unsafe fn push_sqe(&mut self, sqe: &Sqe) -> bool {
         // SAFETY: passed on to the caller.
         unsafe { self.ring.push_sqe(sqe) }

@@ -11,6 +11,7 @@
 //! and [`crate::uring`] build on [`raw`] only, and this module on both, so
 //! no module here calls back into one that calls it.
 
+#[allow(unsafe_code)] // the `syscall` instruction, and the pointers passed to it
 pub mod raw;
 
 use crate::sysring;

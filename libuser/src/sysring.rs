@@ -19,7 +19,6 @@
 //! Processes are single-threaded, so one lock taken with `try_lock` is
 //! enough; a call made while another is in progress (only possible from
 //! the panic handler, printing while a ring call panicked) gets `EBUSY`.
-#![allow(unsafe_code)]
 
 use crate::sys::raw;
 use crate::uring::IoUring;
@@ -36,10 +35,6 @@ struct System {
     ring: IoUring,
     next: u64,
 }
-
-// SAFETY: processes are single-threaded; the ring's raw pointers are only
-// used under the lock.
-unsafe impl Send for System {}
 
 static SYSTEM: Once<Option<Mutex<System>>> = Once::new();
 /// The `StartInfo` the kernel passed, as it was.

@@ -46,7 +46,6 @@
 //! hostile test are therefore `unsafe fn`s whose contract is that every
 //! address a published SQE names stays valid, and is not otherwise used,
 //! until its completion (or until the process exits).
-#![allow(unsafe_code)]
 
 use crate::sys::raw;
 use abi::errno::Errno;
@@ -336,6 +335,14 @@ pub struct IoUring {
     /// False once [`IoUring::close`] ran, so `Drop` does not close twice.
     open: bool,
 }
+
+// SAFETY: the raw pointers and `'static` views name the ring mapping,
+// which belongs to the process, not to a thread, and stays mapped while the
+// `IoUring` lives (module invariants); the header words are atomics, and
+// SQE and CQE slots are only reached through `&mut self` or volatile copies.
+// Nothing in it is tied to the thread that made it, so it may move to
+// another (it is not `Sync`: `head_at_publish` is a `Cell`).
+unsafe impl Send for IoUring {}
 
 impl IoUring {
     /// `io_uring_setup(entries)` with `flags` (from

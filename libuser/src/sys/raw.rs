@@ -13,7 +13,6 @@
 //! memory the caller owns; [`syscall`] and [`syscall0`]..[`syscall6`]
 //! take plain numbers, for tests that hand the kernel bad pointers on
 //! purpose.
-#![allow(unsafe_code)]
 
 use abi::errno::Errno;
 use abi::syscall as nr;

@@ -29,6 +29,7 @@
 //! the console or the file system.
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -270,6 +271,7 @@ fn new_ring(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
     }
 }
 
+#[allow(unsafe_code)] // scribbling on ring memory and registering raw ranges is the point
 fn round(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
     if world.rings.is_empty() || rng.below(800) == 0 {
         new_ring(world, rng, tally);
@@ -484,6 +486,7 @@ fn main(args: Args) -> i32 {
 /// `ring_hostile SEED ROUNDS system`: the rounds against the system ring.
 /// Exit codes: 0 done (or no system ring and both of its doorbells
 /// refused), 2 a doorbell answered although there is no system ring.
+#[allow(unsafe_code)] // a second view of the system ring, to attack it
 fn attack_system_ring(seed: u64, rounds: u32) -> i32 {
     let info = libuser::sysring::start_info();
     if !libuser::sysring::active() {
