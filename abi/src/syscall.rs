@@ -67,6 +67,64 @@ pub const RING_REGISTER: u64 = 2001;
 /// `ring_setup(params: *mut RingSetupParams) -> 0` (see [`crate::ring_api`]).
 pub const RING_SETUP: u64 = 2002;
 
+/// Declares [`Sysnum`] from the constants above, so that each number is
+/// written once.
+macro_rules! sysnums {
+    ($($variant:ident = $number:ident),* $(,)?) => {
+        /// A syscall number the kernel knows, decoded from `rax` before
+        /// dispatch (`Sysnum::try_from(rax)`; an unknown number is
+        /// `ENOSYS`), so that the dispatcher matches on a closed set.
+        #[repr(u64)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Sysnum {
+            $($variant = $number),*
+        }
+
+        impl Sysnum {
+            /// Every syscall, in the order declared.
+            pub const ALL: &'static [Sysnum] = &[$(Sysnum::$variant),*];
+        }
+
+        impl TryFrom<u64> for Sysnum {
+            type Error = crate::errno::Errno;
+
+            fn try_from(number: u64) -> Result<Sysnum, Self::Error> {
+                match number {
+                    $($number => Ok(Sysnum::$variant),)*
+                    _ => Err(crate::errno::ENOSYS),
+                }
+            }
+        }
+    };
+}
+
+sysnums! {
+    Read = READ,
+    Write = WRITE,
+    Close = CLOSE,
+    Lseek = LSEEK,
+    IoUringSetup = IO_URING_SETUP,
+    IoUringEnter = IO_URING_ENTER,
+    IoUringRegister = IO_URING_REGISTER,
+    Yield = YIELD,
+    GetPid = GETPID,
+    Exit = EXIT,
+    Fsync = FSYNC,
+    Open = OPEN,
+    Unlink = UNLINK,
+    Spawn = SPAWN,
+    Wait = WAIT,
+    Sleep = SLEEP,
+    Clock = CLOCK,
+    Poweroff = POWEROFF,
+    SysInfo = SYSINFO,
+    Fstat = FSTAT,
+    TaskInfo = TASK_INFO,
+    RingEnter = RING_ENTER,
+    RingRegister = RING_REGISTER,
+    RingSetup = RING_SETUP,
+}
+
 /// Limits the kernel enforces on syscall arguments.
 pub mod limits {
     /// Longest path or program name.
@@ -102,4 +160,20 @@ pub mod task_state {
     pub const BLOCKED: u32 = 2;
     /// Ended, not yet reaped.
     pub const ZOMBIE: u32 = 3;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysnum_round_trips_and_refuses_unknown_numbers() {
+        for &call in Sysnum::ALL {
+            assert_eq!(Sysnum::try_from(call as u64), Ok(call));
+        }
+        assert_eq!(Sysnum::try_from(IO_URING_ENTER), Ok(Sysnum::IoUringEnter));
+        for unknown in [2, 15, 999, 1999, 2003, u64::MAX] {
+            assert_eq!(Sysnum::try_from(unknown), Err(crate::errno::ENOSYS));
+        }
+    }
 }

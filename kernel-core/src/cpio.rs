@@ -15,6 +15,7 @@
 //! - Entries of every type are yielded; callers pick regular files with
 //!   [`Entry::is_file`].
 
+use abi::errno::Errno;
 use core::fmt;
 
 use abi::errno;
@@ -103,7 +104,7 @@ impl CpioError {
 
     /// `EIO`: the initrd is corrupt. (These errors normally stop the boot
     /// and never reach user space.)
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         errno::EIO
     }
 }
@@ -212,6 +213,12 @@ impl<'a> Iterator for Entries<'a> {
 }
 
 impl core::iter::FusedIterator for Entries<'_> {}
+
+impl From<CpioError> for Errno {
+    fn from(e: CpioError) -> Errno {
+        e.errno()
+    }
+}
 
 #[cfg(test)]
 mod tests {

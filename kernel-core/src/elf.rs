@@ -17,6 +17,7 @@
 //!   [`MAX_IMAGE_PAGES`] pages.
 //! - `entry` lies inside a segment with [`SegmentFlags::EXEC`].
 
+use abi::errno::Errno;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
@@ -153,7 +154,7 @@ pub enum ElfError {
 impl ElfError {
     /// The errno `spawn` reports: `E2BIG` for an image too large to load,
     /// `ENOEXEC` for everything else.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self {
             ElfError::TooLarge { .. } => errno::E2BIG,
             _ => errno::ENOEXEC,
@@ -356,6 +357,12 @@ fn check_load(image: &[u8], index: usize, phdr: &[u8]) -> Result<Segment, ElfErr
         file_size,
         flags,
     })
+}
+
+impl From<ElfError> for Errno {
+    fn from(e: ElfError) -> Errno {
+        e.errno()
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //!
 //! [`alloc`]: FrameBitmap::alloc
 
+use abi::errno::Errno;
 use core::fmt;
 
 use abi::errno;
@@ -47,7 +48,7 @@ pub enum FrameError {
 impl FrameError {
     /// `EINVAL` (`ENOMEM` for too little storage); these are kernel bugs and
     /// do not normally reach user space.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self {
             FrameError::StorageTooSmall { .. } => errno::ENOMEM,
             _ => errno::EINVAL,
@@ -307,6 +308,12 @@ impl<'a> FrameBitmap<'a> {
         }
         self.free += self.update(lo, hi, false);
         Ok(())
+    }
+}
+
+impl From<FrameError> for Errno {
+    fn from(e: FrameError) -> Errno {
+        e.errno()
     }
 }
 

@@ -19,6 +19,7 @@
 //! - An [`FdTable`] never holds more than [`FDS_MAX`] descriptors and always
 //!   hands out the lowest free one.
 
+use abi::errno::Errno;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -61,7 +62,7 @@ pub enum FsError {
 
 impl FsError {
     /// The errno value user space sees.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> Errno {
         match self {
             FsError::NotFound => errno::ENOENT,
             FsError::NameTooLong => errno::ENAMETOOLONG,
@@ -91,7 +92,7 @@ impl fmt::Display for FsError {
             FsError::TooManyFiles => "too many open files",
             FsError::NoMemory => "out of memory",
         };
-        write!(f, "{what} ({})", errno::name(self.errno()))
+        write!(f, "{what} ({})", self.errno())
     }
 }
 
@@ -474,8 +475,8 @@ impl OpenFile {
         &mut self,
         offset: Option<u64>,
         len: usize,
-        sink: impl FnOnce(&[u8]) -> Result<(), i32>,
-    ) -> Result<usize, i32> {
+        sink: impl FnOnce(&[u8]) -> Result<(), Errno>,
+    ) -> Result<usize, Errno> {
         if !self.readable() {
             return Err(FsError::BadFd.errno());
         }
@@ -645,6 +646,12 @@ impl<T> FdTable<T> {
             .iter()
             .enumerate()
             .filter_map(|(fd, slot)| Some((fd as u64, slot.as_ref()?)))
+    }
+}
+
+impl From<FsError> for Errno {
+    fn from(e: FsError) -> Errno {
+        e.errno()
     }
 }
 

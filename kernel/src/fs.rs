@@ -6,6 +6,7 @@ use crate::arch::phys_to_virt;
 use crate::bootinfo::PhysRange;
 use crate::usercopy::UserSlice;
 use abi::errno;
+use abi::errno::Errno;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
@@ -52,7 +53,7 @@ impl File {
         space: &AddressSpace,
         offset: Option<u64>,
         user: UserSlice,
-    ) -> Result<usize, i32> {
+    ) -> Result<usize, Errno> {
         match self {
             File::Console => Ok(0),
             File::Ring { .. } => Err(errno::EINVAL),
@@ -75,7 +76,7 @@ impl File {
         space: &AddressSpace,
         offset: Option<u64>,
         user: UserSlice,
-    ) -> Result<usize, i32> {
+    ) -> Result<usize, Errno> {
         user.check(space, false)?;
         let user = user.prefix(IO_CHUNK);
         match self {
@@ -106,7 +107,7 @@ impl File {
         }
     }
 
-    pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, i32> {
+    pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, Errno> {
         match self {
             File::Console | File::Ring { .. } => Err(errno::ESPIPE),
             File::Ram(file) => interrupts::without_interrupts(|| {
@@ -115,7 +116,7 @@ impl File {
         }
     }
 
-    pub fn fsync(&self) -> Result<(), i32> {
+    pub fn fsync(&self) -> Result<(), Errno> {
         match self {
             File::Console | File::Ring { .. } => Err(errno::EINVAL),
             // RAM files have no backing store: once written they are as
@@ -137,7 +138,7 @@ impl File {
 pub const IO_CHUNK: u64 = 1 << 20;
 
 /// Opens `name` with `flags` (abi::open_flags).
-pub fn open(name: &str, flags: u64) -> Result<FileHandle, i32> {
+pub fn open(name: &str, flags: u64) -> Result<FileHandle, Errno> {
     let file = with(|fs| fs.open_file(name, flags)).map_err(|e| e.errno())?;
     Ok(Arc::new(File::Ram(Mutex::new(file))))
 }
@@ -170,11 +171,7 @@ pub fn init(initrd: Option<PhysRange>) -> usize {
             Ok(entry) if entry.mode & 0o170000 == 0o100000 => {
                 match with(|fs| fs.insert(entry.name, entry.data.to_vec())) {
                     Ok(_) => count += 1,
-                    Err(e) => log::warn!(
-                        "initrd: skipping {:?}: {}",
-                        entry.name,
-                        abi::errno::name(e.errno())
-                    ),
+                    Err(e) => log::warn!("initrd: skipping {:?}: {}", entry.name, e.errno()),
                 }
             }
             Ok(_) => {}
@@ -189,7 +186,7 @@ pub fn init(initrd: Option<PhysRange>) -> usize {
 }
 
 /// The whole content of the file `name` (for loading programs).
-pub fn read_whole(name: &str) -> Result<Vec<u8>, i32> {
+pub fn read_whole(name: &str) -> Result<Vec<u8>, Errno> {
     let inode = with(|fs| fs.lookup(name)).map_err(|e| e.errno())?;
     let mut data = alloc::vec![0u8; inode.size() as usize];
     let n = inode.read_at(0, &mut data);

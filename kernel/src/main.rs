@@ -87,10 +87,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     match task::spawn(init_name, &argv, None, mode) {
         Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
         Err(errno) => {
-            log::error!(
-                "init: cannot start {init_name:?}: {}",
-                abi::errno::name(errno)
-            );
+            log::error!("init: cannot start {init_name:?}: {}", errno);
             arch::cpu::exit_machine(false);
         }
     }

@@ -9,6 +9,7 @@
 
 use crate::arch::paging::{AddressSpace, PageFlags};
 use crate::arch::phys_to_virt;
+use abi::errno::Errno;
 use abi::errno::EFAULT;
 use abi::layout::{PAGE_SIZE, USER_END};
 use alloc::vec::Vec;
@@ -22,7 +23,7 @@ pub struct UserSlice {
 
 impl UserSlice {
     /// Checks that the range is inside the user half.
-    pub fn new(addr: u64, len: u64) -> Result<Self, i32> {
+    pub fn new(addr: u64, len: u64) -> Result<Self, Errno> {
         let end = addr.checked_add(len).ok_or(EFAULT)?;
         if end > USER_END {
             return Err(EFAULT);
@@ -59,7 +60,7 @@ impl UserSlice {
         space: &AddressSpace,
         write: bool,
         mut f: impl FnMut(u64, usize),
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         let mut addr = self.addr;
         let end = self.addr + self.len;
         while addr < end {
@@ -77,13 +78,13 @@ impl UserSlice {
 
     /// Checks that every page of the range is mapped for user access (and
     /// writable when `write`), without copying.
-    pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), i32> {
+    pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), Errno> {
         self.walk(space, write, |_, _| {})
     }
 
     /// Copies the user bytes into `dst` (whose length must equal `len`).
     /// Nothing is copied unless the whole range is readable.
-    pub fn read_into(&self, space: &AddressSpace, dst: &mut [u8]) -> Result<(), i32> {
+    pub fn read_into(&self, space: &AddressSpace, dst: &mut [u8]) -> Result<(), Errno> {
         assert_eq!(
             dst.len() as u64,
             self.len,
@@ -107,7 +108,7 @@ impl UserSlice {
     }
 
     /// Copies the user bytes into a new vector, refusing more than `max`.
-    pub fn read_vec(&self, space: &AddressSpace, max: u64) -> Result<Vec<u8>, i32> {
+    pub fn read_vec(&self, space: &AddressSpace, max: u64) -> Result<Vec<u8>, Errno> {
         if self.len > max {
             return Err(abi::errno::EINVAL);
         }
@@ -118,7 +119,7 @@ impl UserSlice {
 
     /// Copies `src` (whose length must equal `len`) into user memory.
     /// Nothing is written unless the whole range is writable.
-    pub fn write_from(&self, space: &AddressSpace, src: &[u8]) -> Result<(), i32> {
+    pub fn write_from(&self, space: &AddressSpace, src: &[u8]) -> Result<(), Errno> {
         assert_eq!(
             src.len() as u64,
             self.len,
@@ -162,7 +163,7 @@ unsafe impl Pod for abi::StartInfo {}
 unsafe impl Pod for i32 {}
 
 /// Reads one `T` from user memory.
-pub fn read_value<T: Pod>(space: &AddressSpace, addr: u64) -> Result<T, i32> {
+pub fn read_value<T: Pod>(space: &AddressSpace, addr: u64) -> Result<T, Errno> {
     let mut value = T::default();
     // SAFETY: `T: Pod` has no padding, so it may be viewed as bytes, and any
     // bytes written into it form a valid `T`.
@@ -174,7 +175,7 @@ pub fn read_value<T: Pod>(space: &AddressSpace, addr: u64) -> Result<T, i32> {
 }
 
 /// Writes one `T` to user memory.
-pub fn write_value<T: Pod>(space: &AddressSpace, addr: u64, value: &T) -> Result<(), i32> {
+pub fn write_value<T: Pod>(space: &AddressSpace, addr: u64, value: &T) -> Result<(), Errno> {
     // SAFETY: `T: Pod` has no padding, so all its bytes are initialised.
     let bytes = unsafe {
         core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())

@@ -86,7 +86,7 @@ impl IoUring {
         f(self.table.lock().get_or_insert_with(Table::default))
     }
 
-    fn ring(&self, host: &mut dyn RingHost, fd: u64) -> Result<Arc<Mutex<Ring>>, i32> {
+    fn ring(&self, host: &mut dyn RingHost, fd: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
         let object = host.ring_of_fd(BackendKind::IoUring, fd)?;
         object.downcast::<Mutex<Ring>>().map_err(|_| EBADF)
@@ -96,7 +96,7 @@ impl IoUring {
     /// only index 0, the system ring, exists.
     /// As on Linux, the index is the low 32 bits of the `fd` argument; one
     /// past the table is `EINVAL`, an empty slot `EBADF`.
-    fn registered(&self, host: &mut dyn RingHost, index: u64) -> Result<Arc<Mutex<Ring>>, i32> {
+    fn registered(&self, host: &mut dyn RingHost, index: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
         match index as u32 {
             i if i >= REGISTERED_RINGS_MAX => Err(EINVAL),
             0 => {
@@ -115,7 +115,7 @@ impl IoUring {
         base: u64,
         sq_entries: u32,
         cq_entries: u32,
-    ) -> Result<(u64, Arc<Mutex<Ring>>), i32> {
+    ) -> Result<(u64, Arc<Mutex<Ring>>), Errno> {
         let views = host.map_ring(base)?;
         let engine = RingEngine::new(sq_entries, cq_entries);
         engine.init_shared(&views.shared());
@@ -142,7 +142,7 @@ impl RingBackend for IoUring {
     }
 
     /// `io_uring_setup(entries, params)`.
-    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [entries, params_ptr, ..] = args.0;
         let pid = host.pid();
         let entries = u32::try_from(entries).map_err(|_| EINVAL)?;
@@ -212,7 +212,7 @@ impl RingBackend for IoUring {
     }
 
     /// `io_uring_enter(fd, to_submit, min_complete, flags)`.
-    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [fd, to_submit, min_complete, flags, ..] = args.0;
         let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
         if flags & !enter_flags::SUPPORTED != 0 {
@@ -259,7 +259,7 @@ impl RingBackend for IoUring {
     }
 
     /// `io_uring_register(fd, opcode, arg, nr_args)`.
-    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [fd, opcode, arg, nr, ..] = args.0;
         let opcode = u32::try_from(opcode).map_err(|_| EINVAL)?;
         let nr = u32::try_from(nr).map_err(|_| EINVAL)?;
@@ -270,7 +270,7 @@ impl RingBackend for IoUring {
         r.engine.register(env, opcode, arg, nr)
     }
 
-    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32> {
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, Errno> {
         let pid = host.pid();
         if pid == 0 {
             return Err(EPERM);

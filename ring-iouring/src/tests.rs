@@ -2,6 +2,7 @@
 //! descriptors, the system ring and `IORING_ENTER_REGISTERED_RING`.
 
 use super::*;
+use abi::errno::Errno;
 use abi::io_uring::{enter_flags, op, Sqe};
 use kernel_core::ring::{leaked_ring_views, IoEnv, MockEnv, RingObject, ThreadBody};
 use std::collections::HashMap as StdMap;
@@ -42,7 +43,7 @@ impl RingHost for MockHost {
     fn env(&mut self, _pid: u64) -> Option<&mut dyn IoEnv> {
         Some(&mut self.env)
     }
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno> {
         if self.maps.contains_key(&addr) {
             return Err(EEXIST);
         }
@@ -50,15 +51,15 @@ impl RingHost for MockHost {
         self.maps.insert(addr, views);
         Ok(views)
     }
-    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32> {
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
         self.maps.remove(&addr).map(drop).ok_or(EINVAL)
     }
-    fn install_fd(&mut self, kind: BackendKind, id: u64, ring: RingObject) -> Result<i32, i32> {
+    fn install_fd(&mut self, kind: BackendKind, id: u64, ring: RingObject) -> Result<i32, Errno> {
         let fd = (3..).find(|fd| !self.fds.contains_key(fd)).unwrap();
         self.fds.insert(fd, (kind, id, ring));
         Ok(fd)
     }
-    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, i32> {
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, Errno> {
         match self.fds.get(&fd) {
             None => Err(EBADF),
             Some((k, _, _)) if *k != kind => Err(EOPNOTSUPP),
@@ -77,7 +78,7 @@ impl RingHost for MockHost {
     fn cpus(&self) -> u32 {
         1
     }
-    fn spawn_thread(&mut self, _: &str, _: Option<u32>, _: ThreadBody) -> Result<u64, i32> {
+    fn spawn_thread(&mut self, _: &str, _: Option<u32>, _: ThreadBody) -> Result<u64, Errno> {
         Err(EOPNOTSUPP)
     }
     fn join_thread(&mut self, _tid: u64) {}
@@ -105,7 +106,13 @@ fn nop(user_data: u64) -> Sqe {
 }
 
 /// `io_uring_enter(fd, to_submit, min_complete, flags)`.
-fn enter(backend: &IoUring, host: &mut MockHost, fd: u64, n: u64, flags: u32) -> Result<u64, i32> {
+fn enter(
+    backend: &IoUring,
+    host: &mut MockHost,
+    fd: u64,
+    n: u64,
+    flags: u32,
+) -> Result<u64, Errno> {
     backend.enter(host, args(&[fd, n, n, u64::from(flags)]))
 }
 

@@ -146,7 +146,7 @@ impl Context {
         host: &mut dyn RingHost,
         getevents: bool,
         want: u32,
-    ) -> Result<(u32, bool), i32> {
+    ) -> Result<(u32, bool), Errno> {
         let mut engine = self.engine.lock();
         let shared = self.shared();
         engine.flush_overflow(&shared);
@@ -170,7 +170,7 @@ impl Context {
         host: &mut dyn RingHost,
         poller: &Poller,
         sq_wait: bool,
-    ) -> Result<u32, i32> {
+    ) -> Result<u32, Errno> {
         let (published, busy) = {
             let mut engine = self.engine.lock();
             let shared = self.shared();
@@ -295,7 +295,7 @@ impl SqPoll {
 
     /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the caller's context and
     /// unmaps its memory.
-    fn close(&self, host: &mut dyn RingHost, arg: u64, nr: u32) -> Result<(), i32> {
+    fn close(&self, host: &mut dyn RingHost, arg: u64, nr: u32) -> Result<(), Errno> {
         let pid = host.pid();
         let ctx = self.context(pid).ok_or(ENXIO)?;
         if arg != 0 || nr != 0 {
@@ -335,7 +335,7 @@ impl RingBackend for SqPoll {
     }
 
     /// `ring_setup(params)`.
-    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [params_ptr, ..] = args.0;
         let pid = host.pid();
         let mut raw = [0u8; PARAMS_SIZE];
@@ -401,7 +401,7 @@ impl RingBackend for SqPoll {
     }
 
     /// `ring_enter(flags, min_complete)`.
-    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [flags, min_complete, ..] = args.0;
         let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
         if flags & !enter_flags::SUPPORTED != 0 {
@@ -429,7 +429,7 @@ impl RingBackend for SqPoll {
     }
 
     /// `ring_register(opcode, arg, nr)`.
-    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32> {
+    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [opcode, arg, nr, ..] = args.0;
         let opcode = u32::try_from(opcode).map_err(|_| EINVAL)?;
         let nr = u32::try_from(nr).map_err(|_| EINVAL)?;
@@ -443,7 +443,7 @@ impl RingBackend for SqPoll {
         engine.register(env, opcode, arg, nr)
     }
 
-    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32> {
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, Errno> {
         let pid = host.pid();
         if pid == 0 {
             return Err(EPERM);

@@ -8,6 +8,7 @@
 //! `EINVAL`; the idle time defaults to `DEFAULT_IDLE_MS` and is clamped to
 //! `MAX_IDLE_MS`.
 
+use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::ring_layout::{MAX_CQ_ENTRIES, MAX_SQ_ENTRIES};
 use abi::ring_api::{setup_flags, RingSetupParams, DEFAULT_IDLE_MS, MAX_IDLE_MS};
@@ -38,7 +39,7 @@ fn ring_size(requested: u32, max: u32) -> u32 {
 }
 
 /// Checks `p` for a machine with `cpus` CPUs running tasks.
-pub(crate) fn validate(p: &RingSetupParams, cpus: u32) -> Result<Config, i32> {
+pub(crate) fn validate(p: &RingSetupParams, cpus: u32) -> Result<Config, Errno> {
     let flags = p.flags;
     if flags & !setup_flags::SUPPORTED != 0 || p.resv != [0; 3] || p.sq_entries == 0 {
         return Err(EINVAL);

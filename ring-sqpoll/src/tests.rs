@@ -4,6 +4,7 @@
 //! the one-CPU kernel.
 
 use super::*;
+use abi::errno::Errno;
 use abi::io_uring::{header, op, sq_flags, Cqe, Sqe};
 use abi::ring_api::{setup_flags, DEFAULT_IDLE_MS};
 use kernel_core::ring::{leaked_ring_views, IoEnv, MockEnv, RingObject, ThreadBody};
@@ -91,7 +92,7 @@ impl RingHost for MockHost {
     fn env(&mut self, _pid: u64) -> Option<&mut dyn IoEnv> {
         Some(&mut self.env)
     }
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno> {
         let slot = match addr {
             USER_RING_CONTEXT_BASE => &mut self.views,
             USER_SYSTEM_RING_BASE => &mut self.system_views,
@@ -104,7 +105,7 @@ impl RingHost for MockHost {
         *slot = Some(views);
         Ok(views)
     }
-    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32> {
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
         let slot = match addr {
             USER_RING_CONTEXT_BASE => &mut self.views,
             USER_SYSTEM_RING_BASE => &mut self.system_views,
@@ -112,10 +113,10 @@ impl RingHost for MockHost {
         };
         slot.take().map(drop).ok_or(EINVAL)
     }
-    fn install_fd(&mut self, _: BackendKind, _: u64, _: RingObject) -> Result<i32, i32> {
+    fn install_fd(&mut self, _: BackendKind, _: u64, _: RingObject) -> Result<i32, Errno> {
         Err(EOPNOTSUPP)
     }
-    fn ring_of_fd(&mut self, _: BackendKind, _: i32) -> Result<RingObject, i32> {
+    fn ring_of_fd(&mut self, _: BackendKind, _: i32) -> Result<RingObject, Errno> {
         Err(EOPNOTSUPP)
     }
     fn wait(&mut self, _key: u64, ready: &mut dyn FnMut() -> bool) {
@@ -137,7 +138,12 @@ impl RingHost for MockHost {
     fn cpus(&self) -> u32 {
         self.kernel.cpus
     }
-    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32> {
+    fn spawn_thread(
+        &mut self,
+        name: &str,
+        cpu: Option<u32>,
+        body: ThreadBody,
+    ) -> Result<u64, Errno> {
         if cpu.is_some_and(|c| c >= self.kernel.cpus) {
             return Err(EINVAL);
         }
@@ -188,7 +194,7 @@ fn setup(
     backend: &SqPoll,
     host: &mut MockHost,
     params: RingSetupParams,
-) -> Result<RingSetupParams, i32> {
+) -> Result<RingSetupParams, Errno> {
     host.env.write_user(MEM, &params.to_bytes()).unwrap();
     backend.setup(host, args(&[MEM]))?;
     let bytes: [u8; 64] = host.env.peek(MEM, 64).unwrap().try_into().unwrap();

@@ -50,7 +50,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use abi::errno::{
-    EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOPNOTSUPP, EOVERFLOW, ETIME,
+    Errno, EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOPNOTSUPP, EOVERFLOW, ETIME,
 };
 use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
@@ -305,7 +305,7 @@ impl RingEngine {
         shared: &SharedRing,
         env: &mut dyn IoEnv,
         to_submit: u32,
-    ) -> Result<u32, i32> {
+    ) -> Result<u32, Errno> {
         if !self.overflow.is_empty() {
             self.flush_overflow(shared);
             if self.overflow.len() >= OVERFLOW_MAX {
@@ -483,7 +483,7 @@ impl RingEngine {
         opcode: u32,
         arg: u64,
         nr: u32,
-    ) -> Result<u64, i32> {
+    ) -> Result<u64, Errno> {
         match opcode {
             reg::REGISTER_BUFFERS => self.register_buffers(env, arg, nr),
             reg::REGISTER_FILES => self.register_files(env, arg, nr),
@@ -513,7 +513,7 @@ impl RingEngine {
         }
     }
 
-    fn register_buffers(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+    fn register_buffers(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, Errno> {
         if !self.buffers.is_empty() {
             return Err(EBUSY);
         }
@@ -547,7 +547,7 @@ impl RingEngine {
         Ok(0)
     }
 
-    fn register_files(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+    fn register_files(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, Errno> {
         if !self.files.is_empty() {
             return Err(EBUSY);
         }
@@ -1083,7 +1083,7 @@ impl RingEngine {
 
 /// REGISTER_PROBE: fills the user's zeroed probe (header and up to
 /// `op::LAST` entries) from the op table.
-fn register_probe(env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, i32> {
+fn register_probe(env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, Errno> {
     const HEADER: usize = core::mem::size_of::<Probe>();
     const ENTRY: usize = core::mem::size_of::<ProbeOp>();
     let n = (nr as usize).min(ops::TABLE_LEN);

@@ -12,6 +12,7 @@
 //!   copy cannot be done, never faults the kernel.
 //! - Nothing here blocks for long: the engine runs with the ring lock held.
 
+use abi::errno::Errno;
 use abi::FileStat;
 
 /// A file an op works on.
@@ -30,32 +31,43 @@ pub trait IoEnv {
     /// Reads up to `len` bytes from `file` into user memory at `buf`; at
     /// `offset`, or at (and advancing) the file position when `None`.
     /// Returns the bytes read (fewer at end of file).
-    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32>;
+    fn read(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, Errno>;
     /// Writes up to `len` bytes from user memory at `buf` to `file`, like
     /// [`IoEnv::read`]. Returns the bytes written.
-    fn write(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32)
-        -> Result<u32, i32>;
+    fn write(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, Errno>;
     /// Makes `file`'s data durable.
-    fn fsync(&mut self, file: FileRef) -> Result<(), i32>;
+    fn fsync(&mut self, file: FileRef) -> Result<(), Errno>;
     /// Opens `path` with `abi::open_flags` `flags`; returns the new
     /// descriptor.
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32>;
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno>;
     /// Closes descriptor `fd`.
-    fn close(&mut self, fd: i32) -> Result<(), i32>;
+    fn close(&mut self, fd: i32) -> Result<(), Errno>;
     /// Size and inode number of the file at `path`.
-    fn stat(&mut self, path: &str) -> Result<FileStat, i32>;
+    fn stat(&mut self, path: &str) -> Result<FileStat, Errno>;
     /// Copies `dst.len()` bytes of user memory at `addr` into `dst`; `EFAULT`
     /// if any of it is not readable.
-    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32>;
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno>;
     /// Copies `src` to user memory at `addr`; `EFAULT` if any of it is not
     /// writable.
-    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32>;
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), Errno>;
     /// `Ok` if `[addr, addr + len)` is user memory the process may read (and
     /// write, if `write`); `EFAULT` otherwise.
-    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), i32>;
+    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno>;
     /// Takes a reference to the file at `fd` that outlives the descriptor
     /// (for registered files); returns a token for [`FileRef::Pinned`].
-    fn pin_file(&mut self, fd: i32) -> Result<u64, i32>;
+    fn pin_file(&mut self, fd: i32) -> Result<u64, Errno>;
     /// Drops the reference `pin_file` took.
     fn unpin_file(&mut self, token: u64);
 }

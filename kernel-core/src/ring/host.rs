@@ -15,6 +15,7 @@
 //! on a single CPU.
 
 use super::{BackendKind, IoEnv, SharedRing};
+use abi::errno::Errno;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::any::Any;
@@ -67,18 +68,18 @@ pub trait RingHost {
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv>;
     /// Maps a ring (`ring_layout::SIZE` bytes) at user address `addr` in the
     /// caller and returns the kernel's views of it.
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32>;
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno>;
     /// Unmaps and frees the ring mapped at `addr` in the caller (a mapping
     /// `map_ring` made). The backend must have dropped every view of it:
     /// the frames are reused at once.
-    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32>;
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno>;
     /// Installs a descriptor for ring `id` (whose object is `ring`) in the
     /// caller's file table; closing its last copy calls
     /// `RingBackend::release(id)`.
-    fn install_fd(&mut self, kind: BackendKind, id: u64, ring: RingObject) -> Result<i32, i32>;
+    fn install_fd(&mut self, kind: BackendKind, id: u64, ring: RingObject) -> Result<i32, Errno>;
     /// The ring object behind the caller's descriptor `fd`: `EBADF` if there
     /// is no such descriptor, `EOPNOTSUPP` if it is not a ring of `kind`.
-    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, i32>;
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, Errno>;
     /// Sleeps the caller on the wait queue `key` until `ready()` holds
     /// (checked with interrupts off, so no wake-up is lost).
     fn wait(&mut self, key: u64, ready: &mut dyn FnMut() -> bool);
@@ -100,7 +101,12 @@ pub trait RingHost {
     /// and the thread costs no address-space switch. The caller's address
     /// space must therefore outlive it: the backend stops the thread and
     /// [`RingHost::join_thread`]s it in `teardown` at the latest.
-    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32>;
+    fn spawn_thread(
+        &mut self,
+        name: &str,
+        cpu: Option<u32>,
+        body: ThreadBody,
+    ) -> Result<u64, Errno>;
     /// Returns once thread `tid` has ended and no CPU runs on its stack or
     /// its page tables any more (the backend told it to end first).
     fn join_thread(&mut self, tid: u64);

@@ -13,7 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use abi::errno::{EBADF, EFAULT};
+use abi::errno::{Errno, EBADF, EFAULT};
 use abi::open_flags::O_RDWR;
 use abi::FileStat;
 
@@ -100,14 +100,14 @@ impl MockEnv {
     }
 
     /// A copy of `len` bytes of user memory at `addr`; `EFAULT` outside it.
-    pub fn peek(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+    pub fn peek(&self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
         let range = self.range(addr, len as u64)?;
         Ok(self.mem[range].to_vec())
     }
 
     /// Creates (or replaces) `path` holding `data` and opens it read-write;
     /// returns the descriptor.
-    pub fn create_file(&mut self, path: &str, data: &[u8]) -> Result<i32, i32> {
+    pub fn create_file(&mut self, path: &str, data: &[u8]) -> Result<i32, Errno> {
         self.fs.insert(path, data.to_vec()).map_err(|e| e.errno())?;
         self.open(path, O_RDWR as u32)
     }
@@ -134,7 +134,7 @@ impl MockEnv {
         self.pinned.len()
     }
 
-    fn range(&self, addr: u64, len: u64) -> Result<Range<usize>, i32> {
+    fn range(&self, addr: u64, len: u64) -> Result<Range<usize>, Errno> {
         let start = addr.checked_sub(self.mem_base).ok_or(EFAULT)?;
         let end = start.checked_add(len).ok_or(EFAULT)?;
         if end > self.mem.len() as u64 {
@@ -143,7 +143,7 @@ impl MockEnv {
         Ok(start as usize..end as usize)
     }
 
-    fn file(&self, file: FileRef) -> Result<SharedFile, i32> {
+    fn file(&self, file: FileRef) -> Result<SharedFile, Errno> {
         match file {
             FileRef::Fd(fd) => {
                 let fd = u64::try_from(fd).map_err(|_| EBADF)?;
@@ -159,7 +159,13 @@ impl IoEnv for MockEnv {
         self.now
     }
 
-    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32> {
+    fn read(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let range = self.range(buf, u64::from(len))?;
         let dst = &mut self.mem[range];
@@ -176,7 +182,7 @@ impl IoEnv for MockEnv {
         offset: Option<u64>,
         buf: u64,
         len: u32,
-    ) -> Result<u32, i32> {
+    ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let range = self.range(buf, u64::from(len))?;
         let src = &self.mem[range];
@@ -187,13 +193,13 @@ impl IoEnv for MockEnv {
         Ok(n as u32)
     }
 
-    fn fsync(&mut self, file: FileRef) -> Result<(), i32> {
+    fn fsync(&mut self, file: FileRef) -> Result<(), Errno> {
         self.file(file)?;
         self.fsyncs += 1;
         Ok(())
     }
 
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32> {
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno> {
         let file = self
             .fs
             .open_file(path, u64::from(flags))
@@ -205,35 +211,35 @@ impl IoEnv for MockEnv {
         Ok(fd as i32)
     }
 
-    fn close(&mut self, fd: i32) -> Result<(), i32> {
+    fn close(&mut self, fd: i32) -> Result<(), Errno> {
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
         self.fds.remove(fd).map(drop).map_err(|e| e.errno())
     }
 
-    fn stat(&mut self, path: &str) -> Result<FileStat, i32> {
+    fn stat(&mut self, path: &str) -> Result<FileStat, Errno> {
         self.fs
             .lookup(path)
             .map(|inode| inode.stat())
             .map_err(|e| e.errno())
     }
 
-    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {
         let range = self.range(addr, dst.len() as u64)?;
         dst.copy_from_slice(&self.mem[range]);
         Ok(())
     }
 
-    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32> {
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), Errno> {
         let range = self.range(addr, src.len() as u64)?;
         self.mem[range].copy_from_slice(src);
         Ok(())
     }
 
-    fn check_user(&self, addr: u64, len: u64, _write: bool) -> Result<(), i32> {
+    fn check_user(&self, addr: u64, len: u64, _write: bool) -> Result<(), Errno> {
         self.range(addr, len).map(drop)
     }
 
-    fn pin_file(&mut self, fd: i32) -> Result<u64, i32> {
+    fn pin_file(&mut self, fd: i32) -> Result<u64, Errno> {
         let file = self.file(FileRef::Fd(fd))?;
         let token = self.next_token;
         self.next_token += 1;

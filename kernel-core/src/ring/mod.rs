@@ -21,6 +21,8 @@
 //! when to call it (on `enter`, from an SQPOLL thread, from a timer) and how
 //! to sleep and wake.
 
+use abi::errno::Errno;
+
 pub mod engine;
 pub mod env;
 pub mod host;
@@ -128,17 +130,17 @@ pub trait RingBackend: Sync {
     /// Which system this is.
     fn kind(&self) -> BackendKind;
     /// `io_uring_setup` / `ring_setup`, for the host's calling process.
-    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
+    fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno>;
     /// `io_uring_enter` / `ring_enter` (the doorbell).
-    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
+    fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno>;
     /// `io_uring_register` / `ring_register`.
-    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, i32>;
+    fn register(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno>;
     /// Sets up the caller's system ring for `SyscallMode::RingBased`: a
     /// ring of this system at `abi::layout::USER_SYSTEM_RING_BASE` with
     /// `abi::SYSTEM_RING_ENTRIES` SQ entries, reached with this system's
     /// doorbell and the system-ring flag (`abi::StartInfo`), that lives
     /// until `teardown`. `EBUSY` if the caller has one already.
-    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, i32>;
+    fn setup_system_ring(&self, host: &mut dyn RingHost) -> Result<SystemRing, Errno>;
     /// The last descriptor of ring `id` of process `pid` was closed.
     fn release(&self, host: &mut dyn RingHost, pid: u64, id: u64);
     /// Releases every ring the process `pid` owns; called when it ends,

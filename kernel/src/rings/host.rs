@@ -73,7 +73,7 @@ impl KernelHost<'_> {
         }
     }
 
-    fn caller(&self) -> Result<&Task, i32> {
+    fn caller(&self) -> Result<&Task, Errno> {
         self.caller.ok_or(EPERM)
     }
 }
@@ -99,12 +99,12 @@ impl RingHost for KernelHost<'_> {
         self.env.as_mut().map(|e| e as &mut dyn IoEnv)
     }
 
-    fn unmap_ring(&mut self, addr: u64) -> Result<(), i32> {
+    fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
         self.caller()?.process().unmap_shared(addr, pages)
     }
 
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, i32> {
+    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
         let base = self.caller()?.process().map_shared(addr, pages)?;
         let at = |offset: u64| phys_to_virt(base + offset) as usize;
@@ -143,7 +143,7 @@ impl RingHost for KernelHost<'_> {
         }
     }
 
-    fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, i32> {
+    fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, Errno> {
         let caller = self.caller()?;
         let file: FileHandle = Arc::new(File::Ring {
             kind,
@@ -160,7 +160,7 @@ impl RingHost for KernelHost<'_> {
         Ok(fd as i32)
     }
 
-    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, i32> {
+    fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, Errno> {
         let caller = self.caller()?;
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
         let files = caller.process().files.lock();
@@ -204,7 +204,12 @@ impl RingHost for KernelHost<'_> {
         task::cpus()
     }
 
-    fn spawn_thread(&mut self, name: &str, cpu: Option<u32>, body: ThreadBody) -> Result<u64, i32> {
+    fn spawn_thread(
+        &mut self,
+        name: &str,
+        cpu: Option<u32>,
+        body: ThreadBody,
+    ) -> Result<u64, Errno> {
         // The caller's page tables: its backend joins the thread before the
         // caller's address space goes (see `RingHost::spawn_thread`).
         let root = self.caller.map_or(0, |t| t.process().page_table_root());
@@ -256,7 +261,7 @@ impl ProcessEnv<'_> {
         }
     }
 
-    fn file(&self, file: FileRef) -> Result<FileHandle, i32> {
+    fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
         let process = self.task().process();
         match file {
             FileRef::Fd(fd) => {
@@ -275,7 +280,13 @@ impl IoEnv for ProcessEnv<'_> {
         crate::time::now_ns()
     }
 
-    fn read(&mut self, file: FileRef, offset: Option<u64>, buf: u64, len: u32) -> Result<u32, i32> {
+    fn read(
+        &mut self,
+        file: FileRef,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
         self.task()
@@ -290,7 +301,7 @@ impl IoEnv for ProcessEnv<'_> {
         offset: Option<u64>,
         buf: u64,
         len: u32,
-    ) -> Result<u32, i32> {
+    ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
         self.task()
@@ -299,11 +310,11 @@ impl IoEnv for ProcessEnv<'_> {
             .map(|n| n as u32)
     }
 
-    fn fsync(&mut self, file: FileRef) -> Result<(), i32> {
+    fn fsync(&mut self, file: FileRef) -> Result<(), Errno> {
         self.file(file)?.fsync()
     }
 
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, i32> {
+    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno> {
         let flags = u64::from(flags);
         if flags & !abi::open_flags::O_KNOWN != 0 {
             return Err(EINVAL);
@@ -319,7 +330,7 @@ impl IoEnv for ProcessEnv<'_> {
         Ok(fd as i32)
     }
 
-    fn close(&mut self, fd: i32) -> Result<(), i32> {
+    fn close(&mut self, fd: i32) -> Result<(), Errno> {
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
         let mut files = self.task().process().files.lock();
         // As on Linux, a ring cannot close a ring descriptor (it may be its
@@ -334,33 +345,33 @@ impl IoEnv for ProcessEnv<'_> {
         Ok(())
     }
 
-    fn stat(&mut self, path: &str) -> Result<abi::FileStat, i32> {
+    fn stat(&mut self, path: &str) -> Result<abi::FileStat, Errno> {
         let inode = crate::fs::with(|fs| fs.lookup(path)).map_err(|e| e.errno())?;
         Ok(inode.stat())
     }
 
-    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), i32> {
+    fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {
         let user = UserSlice::new(addr, dst.len() as u64)?;
         self.task()
             .process()
             .with_address_space(|space| user.read_into(space, dst))
     }
 
-    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), i32> {
+    fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), Errno> {
         let user = UserSlice::new(addr, src.len() as u64)?;
         self.task()
             .process()
             .with_address_space(|space| user.write_from(space, src))
     }
 
-    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), i32> {
+    fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
         let user = UserSlice::new(addr, len)?;
         self.task()
             .process()
             .with_address_space(|space| user.check(space, write))
     }
 
-    fn pin_file(&mut self, fd: i32) -> Result<u64, i32> {
+    fn pin_file(&mut self, fd: i32) -> Result<u64, Errno> {
         let file = self.file(FileRef::Fd(fd))?;
         // A ring cannot be registered as a file (as on Linux).
         if matches!(*file, File::Ring { .. }) {

@@ -9,6 +9,7 @@ mod timer;
 
 pub use timer::tick;
 
+use abi::errno::Errno;
 use host::KernelHost;
 use kernel_core::bootparam::BootConfig;
 use kernel_core::ring::{BackendKind, RawArgs, RingBackend, SystemRing};
@@ -76,7 +77,7 @@ pub fn active() -> Option<&'static dyn RingBackend> {
 /// Sets up the calling process's system ring (`SyscallMode::RingBased`)
 /// in the active backend. Returns the backend's `abi::syscall::backend`
 /// value and the ring.
-pub fn setup_system_ring() -> Result<(u64, SystemRing), i32> {
+pub fn setup_system_ring() -> Result<(u64, SystemRing), Errno> {
     let backend = active().ok_or(abi::errno::ENOSYS)?;
     let ring = KernelHost::with_current(|host| backend.setup_system_ring(host))?;
     Ok((backend_value(Some(backend.kind())), ring))
@@ -109,7 +110,7 @@ pub fn release(kind: BackendKind, pid: u64, id: u64) {
 }
 
 /// Routes a ring syscall to the backend of its family.
-pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, i32> {
+pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, Errno> {
     let backend = backend(kind).ok_or(abi::errno::ENOSYS)?;
     KernelHost::with_current(|host| match op {
         RingCall::Setup => backend.setup(host, args),

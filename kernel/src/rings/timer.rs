@@ -32,7 +32,7 @@ pub fn start() {
     if let Err(e) = task::spawn_kernel_thread("ring-timer", run, 0) {
         log::error!(
             "rings: cannot start the timer thread: {}; ring timeouts fire only on enter",
-            abi::errno::name(e)
+            e
         );
     }
 }

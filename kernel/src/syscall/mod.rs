@@ -11,14 +11,14 @@ use crate::rings::{self, RingCall};
 use crate::task;
 use crate::usercopy::{read_value, write_value, UserSlice};
 use abi::errno::*;
-use abi::syscall as nr;
 use abi::syscall::limits::{ARGS_MAX, ARG_BYTES_MAX, PATH_MAX};
+use abi::syscall::Sysnum;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::size_of;
 use kernel_core::ring::{BackendKind, RawArgs, SyscallMode};
 
-type SysResult = Result<u64, i32>;
+type SysResult = Result<u64, Errno>;
 
 /// Entry from the assembly stub, interrupts off.
 pub fn dispatch(frame: &mut SyscallFrame) {
@@ -28,7 +28,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     let result = handle(frame.rax, args);
     frame.rax = match result {
         Ok(value) => value,
-        Err(errno) => (-i64::from(errno)) as u64,
+        Err(errno) => errno.to_ret() as u64,
     };
     // `sysret` to a non-canonical address would fault in ring 0 with the
     // user's stack; no user page is mapped where that could happen, but the
@@ -39,55 +39,56 @@ pub fn dispatch(frame: &mut SyscallFrame) {
 }
 
 fn handle(number: u64, a: [u64; 6]) -> SysResult {
-    match number {
-        nr::READ => sys_read(a[0], a[1], a[2]),
-        nr::WRITE => sys_write(a[0], a[1], a[2]),
-        nr::CLOSE => sys_close(a[0]),
-        nr::LSEEK => sys_lseek(a[0], a[1] as i64, a[2]),
-        nr::YIELD => {
+    match Sysnum::try_from(number)? {
+        Sysnum::Read => sys_read(a[0], a[1], a[2]),
+        Sysnum::Write => sys_write(a[0], a[1], a[2]),
+        Sysnum::Close => sys_close(a[0]),
+        Sysnum::Lseek => sys_lseek(a[0], a[1] as i64, a[2]),
+        Sysnum::Yield => {
             task::yield_now();
             Ok(0)
         }
-        nr::GETPID => Ok(task::with_current(|t| t.id)),
-        nr::EXIT => task::exit_current(a[0] as i32),
-        nr::FSYNC => sys_fsync(a[0]),
-        nr::OPEN => sys_open(a[0], a[1], a[2]),
-        nr::UNLINK => sys_unlink(a[0], a[1]),
-        nr::SPAWN => sys_spawn(a[0], a[1], a[2], a[3]),
-        nr::WAIT => sys_wait(a[0] as i64, a[1]),
-        nr::SLEEP => {
+        Sysnum::GetPid => Ok(task::with_current(|t| t.id)),
+        Sysnum::Exit => task::exit_current(a[0] as i32),
+        Sysnum::Fsync => sys_fsync(a[0]),
+        Sysnum::Open => sys_open(a[0], a[1], a[2]),
+        Sysnum::Unlink => sys_unlink(a[0], a[1]),
+        Sysnum::Spawn => sys_spawn(a[0], a[1], a[2], a[3]),
+        Sysnum::Wait => sys_wait(a[0] as i64, a[1]),
+        Sysnum::Sleep => {
             task::sleep_ns(a[0]);
             Ok(0)
         }
-        nr::CLOCK => Ok(crate::time::now_ns()),
-        nr::POWEROFF => crate::shutdown(a[0] as i32),
-        nr::SYSINFO => sys_sysinfo(a[0]),
-        nr::FSTAT => sys_fstat(a[0], a[1]),
-        nr::TASK_INFO => sys_task_info(a[0], a[1]),
-        nr::IO_URING_SETUP => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
-        nr::IO_URING_ENTER => rings::call(BackendKind::IoUring, RingCall::Enter, RawArgs(a)),
-        nr::IO_URING_REGISTER => rings::call(BackendKind::IoUring, RingCall::Register, RawArgs(a)),
-        nr::RING_SETUP => rings::call(BackendKind::SqPoll, RingCall::Setup, RawArgs(a)),
-        nr::RING_ENTER => rings::call(BackendKind::SqPoll, RingCall::Enter, RawArgs(a)),
-        nr::RING_REGISTER => rings::call(BackendKind::SqPoll, RingCall::Register, RawArgs(a)),
-        _ => Err(ENOSYS),
+        Sysnum::Clock => Ok(crate::time::now_ns()),
+        Sysnum::Poweroff => crate::shutdown(a[0] as i32),
+        Sysnum::SysInfo => sys_sysinfo(a[0]),
+        Sysnum::Fstat => sys_fstat(a[0], a[1]),
+        Sysnum::TaskInfo => sys_task_info(a[0], a[1]),
+        Sysnum::IoUringSetup => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
+        Sysnum::IoUringEnter => rings::call(BackendKind::IoUring, RingCall::Enter, RawArgs(a)),
+        Sysnum::IoUringRegister => {
+            rings::call(BackendKind::IoUring, RingCall::Register, RawArgs(a))
+        }
+        Sysnum::RingSetup => rings::call(BackendKind::SqPoll, RingCall::Setup, RawArgs(a)),
+        Sysnum::RingEnter => rings::call(BackendKind::SqPoll, RingCall::Enter, RawArgs(a)),
+        Sysnum::RingRegister => rings::call(BackendKind::SqPoll, RingCall::Register, RawArgs(a)),
     }
 }
 
 /// Runs `f` with the current process's address space.
 fn with_space<R>(
-    f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, i32>,
-) -> Result<R, i32> {
+    f: impl FnOnce(&crate::arch::paging::AddressSpace) -> Result<R, Errno>,
+) -> Result<R, Errno> {
     task::with_current(|t| t.process().with_address_space(f))
 }
 
 /// The open file `fd` of the current process.
-fn file(fd: u64) -> Result<FileHandle, i32> {
+fn file(fd: u64) -> Result<FileHandle, Errno> {
     task::with_current(|t| t.process().files.lock().get(fd).cloned().ok_or(EBADF))
 }
 
 /// Copies a path argument in: 1..=PATH_MAX bytes of UTF-8.
-fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
+fn user_path(ptr: u64, len: u64) -> Result<String, Errno> {
     if len as usize > PATH_MAX {
         return Err(ENAMETOOLONG);
     }
@@ -97,7 +98,7 @@ fn user_path(ptr: u64, len: u64) -> Result<String, i32> {
 
 /// `ENOSYS` for a process in `SyscallMode::RingBased`: its ordinary I/O
 /// goes through its system ring (read, write, open, fsync, close).
-fn direct_io() -> Result<(), i32> {
+fn direct_io() -> Result<(), Errno> {
     match task::with_current(|t| t.process().mode) {
         SyscallMode::Direct => Ok(()),
         SyscallMode::RingBased => Err(ENOSYS),
@@ -107,7 +108,7 @@ fn direct_io() -> Result<(), i32> {
 /// The open file `fd` for read, write and fsync (`None`: no such
 /// descriptor), or `ENOSYS` in `RingBased` mode: [`direct_io`] and [`file`]
 /// in one look at the current process.
-fn io_file(fd: u64) -> Result<Option<FileHandle>, i32> {
+fn io_file(fd: u64) -> Result<Option<FileHandle>, Errno> {
     task::with_current(|t| {
         let process = t.process();
         match process.mode {

@@ -29,6 +29,7 @@ pub use wait::WaitQueue;
 
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::{apic, context, cpu, gdt, paging};
+use abi::errno::Errno;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -95,7 +96,7 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
-    fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, i32> {
+    fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, Errno> {
         let layout = core::alloc::Layout::new::<StackBytes>();
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut StackBytes;
@@ -313,7 +314,7 @@ pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
 }
 
 /// Starts a kernel thread running `f(arg)`.
-pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, i32> {
+pub fn spawn_kernel_thread(name: &str, f: fn(u64), arg: u64) -> Result<Tid, Errno> {
     spawn_kernel_thread_on(name, f, arg, None)
 }
 
@@ -324,7 +325,7 @@ pub fn spawn_kernel_thread_on(
     f: fn(u64),
     arg: u64,
     cpu: Option<usize>,
-) -> Result<Tid, i32> {
+) -> Result<Tid, Errno> {
     spawn_kernel_thread_in(name, f, arg, cpu, 0)
 }
 
@@ -337,7 +338,7 @@ pub fn spawn_kernel_thread_in(
     arg: u64,
     cpu: Option<usize>,
     space_root: u64,
-) -> Result<Tid, i32> {
+) -> Result<Tid, Errno> {
     let task = Task::new(String::from(name), None)?;
     task.space_root.store(space_root, Ordering::Relaxed);
     if let Some(cpu) = cpu {

@@ -10,6 +10,7 @@ use crate::fs::FileHandle;
 use crate::mm::frames;
 use crate::usercopy;
 use abi::errno;
+use abi::errno::Errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -55,8 +56,8 @@ impl Process {
     /// process is tearing down.
     pub fn with_address_space<R>(
         &self,
-        f: impl FnOnce(&AddressSpace) -> Result<R, i32>,
-    ) -> Result<R, i32> {
+        f: impl FnOnce(&AddressSpace) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
         match self.address_space.lock().as_ref() {
             Some(space) => f(space),
             None => Err(errno::EFAULT),
@@ -68,7 +69,7 @@ impl Process {
     /// Unmaps `pages` pages at the user address `addr` that
     /// [`Process::map_shared`] mapped and frees their frames. `EFAULT` once
     /// the process is tearing down; pages not mapped are skipped.
-    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), i32> {
+    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), Errno> {
         let mut guard = self.address_space.lock();
         let space = guard.as_mut().ok_or(errno::EFAULT)?;
         let freed: Vec<u64> = (0..pages)
@@ -85,7 +86,7 @@ impl Process {
     /// address `addr` (read/write, no execute) and returns the physical
     /// address of the first. The address space owns the frames from then
     /// on: they are freed with it. `EEXIST` if any page is already mapped.
-    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, i32> {
+    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, Errno> {
         let mut guard = self.address_space.lock();
         let space = guard.as_mut().ok_or(errno::EFAULT)?;
         if (0..pages).any(|i| space.translate(addr + i * PAGE_SIZE).is_some()) {
@@ -125,7 +126,7 @@ pub fn spawn(
     args: &[&[u8]],
     parent: Option<&Arc<Task>>,
     mode: SyscallMode,
-) -> Result<Arc<Task>, i32> {
+) -> Result<Arc<Task>, Errno> {
     let image = crate::fs::read_whole(name)?;
     let exec = elf::parse_exec(&image).map_err(|e| e.errno())?;
     let mut space = AddressSpace::new()?;
@@ -186,7 +187,11 @@ pub fn spawn(
 }
 
 /// Maps one ELF segment, page by page, copying its file bytes.
-fn load_segment(space: &mut AddressSpace, image: &[u8], segment: &elf::Segment) -> Result<(), i32> {
+fn load_segment(
+    space: &mut AddressSpace,
+    image: &[u8],
+    segment: &elf::Segment,
+) -> Result<(), Errno> {
     let (first_page, pages) = segment.page_range();
     let mut flags = PageFlags::empty();
     if segment.flags.contains(SegmentFlags::WRITE) {
@@ -233,7 +238,7 @@ fn build_stack(
     space: &mut AddressSpace,
     args: &[&[u8]],
     mode: SyscallMode,
-) -> Result<(u64, u64, u64), i32> {
+) -> Result<(u64, u64, u64), Errno> {
     let mut page = USER_STACK_BOTTOM;
     while page < USER_STACK_TOP {
         let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
@@ -309,7 +314,7 @@ pub extern "C" fn first_entry() {
             "process {} ({}): cannot set up its system ring: {}; ending it",
             me.id,
             me.name,
-            errno::name(errno)
+            errno
         );
         drop(me);
         exit_current(abi::status::NO_SYSTEM_RING);
@@ -368,7 +373,7 @@ pub(super) fn exited(task: Arc<Task>) {
 
 /// Waits for a child (`pid`, or any when `pid == -1`) to end and reaps it.
 /// Returns its pid and exit status.
-pub fn wait_child(pid: i64) -> Result<(u64, i32), i32> {
+pub fn wait_child(pid: i64) -> Result<(u64, i32), Errno> {
     let me = current();
     let process = me.process();
     {

@@ -9,6 +9,7 @@
 //! Time spent in interrupt handlers counts for the task they interrupted.
 
 use super::{Scheduler, State, Task, Tid, SCHED};
+use abi::errno::Errno;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 use x86_64::instructions::interrupts;
@@ -36,7 +37,7 @@ pub(super) fn account_switch(s: &mut Scheduler, cpu: usize, current: &Task, next
 
 /// What `task_info` reports about task `tid`; `ESRCH` if no live task (an
 /// unreaped zombie counts) has that id.
-pub fn info(tid: Tid) -> Result<abi::TaskInfo, i32> {
+pub fn info(tid: Tid) -> Result<abi::TaskInfo, Errno> {
     interrupts::without_interrupts(|| {
         let s = SCHED.lock();
         let task = s.all.get(&tid).ok_or(abi::errno::ESRCH)?;

@@ -2,6 +2,7 @@
 //! TIMEOUT or an armed LINK_TIMEOUT: nothing else stays pending here). No
 //! cancel flags (`CANCEL_ALL`, by fd...) are supported.
 
+use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, Sqe};
 
@@ -15,7 +16,7 @@ pub const ASYNC_CANCEL: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), i32> {
+fn prep(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.off != 0 || sqe.len != 0 || sqe.op_flags != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }

@@ -1,6 +1,7 @@
 //! FSYNC: makes a file's data durable. No `fsync_flags` are supported
 //! (`abi` names none; Linux's `IORING_FSYNC_DATASYNC` would belong there).
 
+use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, Sqe};
 
@@ -14,7 +15,7 @@ pub const FSYNC: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), i32> {
+fn prep(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.addr != 0 || sqe.buf_index != 0 || sqe.file_index != 0 || sqe.op_flags != 0 {
         return Err(EINVAL);
     }

@@ -23,7 +23,7 @@ use abi::io_uring::{op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_OP_SUPPO
 use abi::syscall::limits::PATH_MAX;
 
 use super::env::{FileRef, IoEnv};
-use abi::errno::{EBADF, EFAULT, EINVAL, ENAMETOOLONG};
+use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG};
 
 mod cancel;
 mod fsync;
@@ -61,7 +61,7 @@ pub struct OpDef {
     pub caps: OpCaps,
     /// Validate the copied SQE (reserved fields zero, lengths sane, etc.)
     /// before issue. `Err` holds a positive errno.
-    pub prep: fn(&Sqe) -> Result<(), i32>,
+    pub prep: fn(&Sqe) -> Result<(), Errno>,
     /// Do it. Synchronous ops return [`Issue::Done`].
     pub issue: fn(&mut IssueCtx<'_>, &Sqe) -> Issue,
 }
@@ -91,7 +91,7 @@ pub enum Issue {
 
 impl Issue {
     /// `Done(res)` or `Done(-errno)`.
-    pub fn from_result(result: Result<i32, i32>) -> Self {
+    pub fn from_result(result: Result<i32, Errno>) -> Self {
         match result {
             Ok(res) => Issue::Done(res),
             Err(errno) => Issue::Done(-errno),
@@ -124,7 +124,7 @@ impl<'a> IssueCtx<'a> {
 
     /// The file `sqe` names: `fd`, or with `FIXED_FILE` the registered file
     /// at index `fd` (`EBADF` if out of range or empty).
-    pub fn file(&self, sqe: &Sqe) -> Result<FileRef, i32> {
+    pub fn file(&self, sqe: &Sqe) -> Result<FileRef, Errno> {
         if sqe.flags & sqe_flags::FIXED_FILE == 0 {
             return Ok(FileRef::Fd(sqe.fd));
         }
@@ -137,7 +137,7 @@ impl<'a> IssueCtx<'a> {
 
     /// `Ok` if registered buffer `index` exists and `[addr, addr + len)`
     /// lies within it; `EFAULT` otherwise.
-    pub fn fixed_buffer(&self, index: u16, addr: u64, len: u64) -> Result<(), i32> {
+    pub fn fixed_buffer(&self, index: u16, addr: u64, len: u64) -> Result<(), Errno> {
         let Some(Some((base, size))) = self.buffers.get(usize::from(index)) else {
             return Err(EFAULT);
         };
@@ -244,7 +244,7 @@ const TIMESPEC_SIZE: usize = 16;
 
 /// Reads a [`Timespec`] from user memory and checks it (`sec >= 0`,
 /// `0 <= nsec < 1e9`, else `EINVAL`).
-fn read_timespec(env: &dyn IoEnv, addr: u64) -> Result<Timespec, i32> {
+fn read_timespec(env: &dyn IoEnv, addr: u64) -> Result<Timespec, Errno> {
     let mut raw = [0u8; TIMESPEC_SIZE];
     env.read_user(addr, &mut raw)?;
     let word = |i: usize| {
@@ -286,7 +286,7 @@ const PAGE: u64 = abi::layout::PAGE_SIZE;
 /// path ending just before an unmapped page is fine; `EFAULT` if a byte
 /// before the NUL is unreadable, `ENAMETOOLONG` if no NUL comes within
 /// `PATH_MAX + 1` bytes.
-fn read_path(env: &dyn IoEnv, addr: u64, buf: &mut [u8; PATH_BUF]) -> Result<usize, i32> {
+fn read_path(env: &dyn IoEnv, addr: u64, buf: &mut [u8; PATH_BUF]) -> Result<usize, Errno> {
     let mut done = 0usize;
     while done < PATH_BUF {
         let at = addr.checked_add(done as u64).ok_or(EFAULT)?;
@@ -315,7 +315,11 @@ fn read_path(env: &dyn IoEnv, addr: u64, buf: &mut [u8; PATH_BUF]) -> Result<usi
 }
 
 /// The path at `addr` as UTF-8 (`EINVAL` if it is not), in `buf`.
-fn user_path<'b>(env: &dyn IoEnv, addr: u64, buf: &'b mut [u8; PATH_BUF]) -> Result<&'b str, i32> {
+fn user_path<'b>(
+    env: &dyn IoEnv,
+    addr: u64,
+    buf: &'b mut [u8; PATH_BUF],
+) -> Result<&'b str, Errno> {
     let len = read_path(env, addr, buf)?;
     core::str::from_utf8(&buf[..len]).map_err(|_| EINVAL)
 }

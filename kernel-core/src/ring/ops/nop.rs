@@ -1,6 +1,7 @@
 //! NOP: completes at once with 0. The benchmark's baseline, so it does
 //! nothing but check that its per-op flags are clear.
 
+use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, Sqe};
 
@@ -14,7 +15,7 @@ pub const NOP: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), i32> {
+fn prep(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.op_flags != 0 {
         return Err(EINVAL);
     }

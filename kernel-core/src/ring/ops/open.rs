@@ -8,7 +8,7 @@
 //! CLOSE: closes `fd`; closing a registered-file slot is not supported
 //! (`file_index != 0` is `EINVAL`, `FIXED_FILE` is `EBADF`, as on Linux).
 
-use abi::errno::{EBADF, EINVAL};
+use abi::errno::{Errno, EBADF, EINVAL};
 use abi::io_uring::{op, sqe_flags, Sqe};
 
 use super::{user_path, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
@@ -29,7 +29,7 @@ pub const CLOSE: OpDef = OpDef {
     issue: issue_close,
 };
 
-fn prep_openat(sqe: &Sqe) -> Result<(), i32> {
+fn prep_openat(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.buf_index != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }
@@ -46,7 +46,7 @@ fn issue_openat(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
     Issue::from_result(result)
 }
 
-fn prep_close(sqe: &Sqe) -> Result<(), i32> {
+fn prep_close(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.off != 0
         || sqe.addr != 0
         || sqe.len != 0

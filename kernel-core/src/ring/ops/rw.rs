@@ -7,7 +7,7 @@
 //! ([`Issue::Short`]), which breaks an `IO_LINK` chain as on Linux. `len` is
 //! clamped to [`MAX_RW_COUNT`] so the count always fits the result.
 
-use abi::errno::{EINVAL, EOPNOTSUPP};
+use abi::errno::{Errno, EINVAL, EOPNOTSUPP};
 use abi::io_uring::{op, Sqe};
 
 use super::{Issue, IssueCtx, OpCaps, OpDef};
@@ -55,7 +55,7 @@ pub const WRITE_FIXED: OpDef = OpDef {
 /// Shared by every read/write op, vectored ones included: no `rw_flags`
 /// are supported (`EOPNOTSUPP`, as Linux says for unknown ones), and the
 /// offset is `-1` or a non-negative position (`EINVAL`).
-pub(super) fn prep(sqe: &Sqe) -> Result<(), i32> {
+pub(super) fn prep(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.op_flags != 0 {
         return Err(EOPNOTSUPP);
     }
@@ -71,7 +71,7 @@ pub(super) fn offset(sqe: &Sqe) -> Option<u64> {
 }
 
 /// The result of a transfer that asked for `wanted` bytes.
-pub(super) fn transferred(result: Result<u32, i32>, wanted: u32) -> Issue {
+pub(super) fn transferred(result: Result<u32, Errno>, wanted: u32) -> Issue {
     match result {
         // The environment never reports more than asked; clamp anyway.
         Ok(n) => {

@@ -5,7 +5,7 @@
 //! [`Statx`] to fill. Only the 64-byte `abi` subset of Linux's 256-byte
 //! `struct statx` is written.
 
-use abi::errno::{EBADF, EINVAL};
+use abi::errno::{Errno, EBADF, EINVAL};
 use abi::io_uring::{op, sqe_flags, Sqe, Statx, STATX_BASIC};
 
 use super::{user_path, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
@@ -24,7 +24,7 @@ pub const STATX: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), i32> {
+fn prep(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.buf_index != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }
@@ -53,7 +53,7 @@ fn encode(st: &Statx) -> [u8; 64] {
     out
 }
 
-fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, i32> {
+fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, Errno> {
     let mut buf = [0u8; PATH_BUF];
     let path = user_path(ctx.env, sqe.addr, &mut buf)?;
     let stat = ctx.env.stat(path)?;

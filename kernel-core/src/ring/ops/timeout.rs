@@ -12,6 +12,7 @@
 //! LINK_TIMEOUT: like TIMEOUT without a count, for the SQE before it in a
 //! link chain; the engine checks its position and arms it.
 
+use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, timeout_flags, Sqe};
 
@@ -41,7 +42,7 @@ pub const LINK_TIMEOUT: OpDef = OpDef {
     issue: issue_link_timeout,
 };
 
-fn prep_timeout(sqe: &Sqe) -> Result<(), i32> {
+fn prep_timeout(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.len != 1
         || sqe.buf_index != 0
         || sqe.file_index != 0
@@ -53,7 +54,7 @@ fn prep_timeout(sqe: &Sqe) -> Result<(), i32> {
 }
 
 /// The deadline the SQE's timespec names.
-fn sqe_deadline(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u64, i32> {
+fn sqe_deadline(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u64, Errno> {
     let ts = read_timespec(ctx.env, sqe.addr)?;
     let absolute = sqe.op_flags & timeout_flags::ABS != 0;
     Ok(deadline(ctx.env.now_ns(), ts, absolute))
@@ -69,7 +70,7 @@ fn issue_timeout(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
     }
 }
 
-fn prep_remove(sqe: &Sqe) -> Result<(), i32> {
+fn prep_remove(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.len != 0 || sqe.op_flags != 0 || sqe.buf_index != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }
@@ -83,7 +84,7 @@ fn issue_remove(_ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
     }
 }
 
-fn prep_link_timeout(sqe: &Sqe) -> Result<(), i32> {
+fn prep_link_timeout(sqe: &Sqe) -> Result<(), Errno> {
     prep_timeout(sqe)?;
     if sqe.off != 0 {
         return Err(EINVAL);

@@ -10,7 +10,7 @@
 //! moves more than the first pass counted. A transfer stops at the first
 //! short piece; an error after some bytes moved returns those bytes.
 
-use abi::errno::{EFAULT, EINVAL};
+use abi::errno::{Errno, EFAULT, EINVAL};
 use abi::io_uring::{op, IoVec, Sqe, IOV_MAX};
 
 use super::rw::{offset, prep as prep_rw, MAX_RW_COUNT};
@@ -33,7 +33,7 @@ pub const WRITEV: OpDef = OpDef {
     issue: issue_writev,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), i32> {
+fn prep(sqe: &Sqe) -> Result<(), Errno> {
     prep_rw(sqe)?;
     if sqe.len > IOV_MAX {
         return Err(EINVAL);
@@ -44,7 +44,7 @@ fn prep(sqe: &Sqe) -> Result<(), i32> {
 /// Bytes of one `struct iovec`.
 const IOVEC_SIZE: u64 = 16;
 
-fn read_iovec(env: &dyn IoEnv, array: u64, index: u32) -> Result<IoVec, i32> {
+fn read_iovec(env: &dyn IoEnv, array: u64, index: u32) -> Result<IoVec, Errno> {
     let addr = array
         .checked_add(u64::from(index) * IOVEC_SIZE)
         .ok_or(EFAULT)?;
@@ -67,7 +67,7 @@ enum Dir {
 }
 
 /// Pass 1: the total the transfer will move, after checking every iovec.
-fn validate(env: &dyn IoEnv, sqe: &Sqe, dir: Dir) -> Result<u64, i32> {
+fn validate(env: &dyn IoEnv, sqe: &Sqe, dir: Dir) -> Result<u64, Errno> {
     let mut total = 0u64;
     for i in 0..sqe.len {
         let iov = read_iovec(env, sqe.addr, i)?;

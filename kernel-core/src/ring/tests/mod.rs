@@ -5,6 +5,7 @@
 //! each consumed SQE is dropped, completed (posted or skipped), pending, or
 //! discarded by teardown.
 
+use abi::errno::Errno;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -52,7 +53,7 @@ impl Harness {
         assert!(self.ring.view().user_push_sqe(&sqe), "SQ full");
     }
 
-    fn try_submit(&mut self, to_submit: u32) -> Result<u32, i32> {
+    fn try_submit(&mut self, to_submit: u32) -> Result<u32, Errno> {
         let view = self.ring.view();
         let result = self.engine.submit(&view, &mut self.env, to_submit);
         self.check();

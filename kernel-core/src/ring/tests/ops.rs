@@ -318,7 +318,7 @@ fn bad_flags_and_opcodes() {
     assert_eq!(h.res(with_flags(super::nop(3), sqe_flags::FIXED_FILE)), 0);
 }
 
-fn put_buffers(h: &mut Harness, iovecs: &[(u64, u64)]) -> Result<u64, i32> {
+fn put_buffers(h: &mut Harness, iovecs: &[(u64, u64)]) -> Result<u64, Errno> {
     put_iovecs(h, iovecs);
     h.engine.register(
         &mut h.env,
@@ -408,7 +408,7 @@ fn register_buffers_errors() {
     assert_eq!(h.engine.register(&mut h.env, 99, 0, 0), Err(EINVAL));
 }
 
-fn put_files(h: &mut Harness, fds: &[i32]) -> Result<u64, i32> {
+fn put_files(h: &mut Harness, fds: &[i32]) -> Result<u64, Errno> {
     for (i, fd) in fds.iter().enumerate() {
         h.env
             .write_user(IOV + 4 * i as u64, &fd.to_le_bytes())

@@ -9,6 +9,7 @@
 use super::phys_to_virt;
 use crate::mm::frames;
 use abi::errno;
+use abi::errno::Errno;
 use bitflags::bitflags;
 
 bitflags! {
@@ -72,7 +73,7 @@ pub struct AddressSpace {
 
 impl AddressSpace {
     /// A new address space with an empty user half.
-    pub fn new() -> Result<Self, i32> {
+    pub fn new() -> Result<Self, Errno> {
         let pml4 = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
         let kernel = table(kernel_pml4());
         let new = table(pml4);
@@ -87,7 +88,7 @@ impl AddressSpace {
 
     /// Maps the user page at `va` to the frame `phys`. Takes ownership of
     /// the frame: it is freed with the address space.
-    pub fn map_user(&mut self, va: u64, phys: u64, flags: PageFlags) -> Result<(), i32> {
+    pub fn map_user(&mut self, va: u64, phys: u64, flags: PageFlags) -> Result<(), Errno> {
         debug_assert!(va < abi::layout::USER_END && va.is_multiple_of(4096));
         let mut table_phys = self.pml4;
         for level in (1..=3).rev() {
