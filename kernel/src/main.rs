@@ -21,6 +21,7 @@ mod bootinfo;
 mod fs;
 mod logger;
 mod mm;
+mod process;
 mod rings;
 mod syscall;
 mod task;

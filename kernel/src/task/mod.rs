@@ -19,11 +19,10 @@
 //! on another CPU and the sleeper re-checking its condition cannot both
 //! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
 
-mod process;
 mod stats;
 mod wait;
 
-pub use process::{exit_current, first_entry, mode_value, spawn, wait_child, Process};
+pub use crate::process::{exit_current, first_entry, mode_value, spawn, wait_child, Process};
 pub use stats::{cpus, info, is_live};
 pub use wait::WaitQueue;
 
@@ -67,7 +66,7 @@ pub struct Task {
     stack: Option<Box<StackBytes>>,
     /// Saved kernel stack pointer while not running. Touched only by the
     /// scheduler, with interrupts off and the task not running.
-    saved_rsp: UnsafeCell<u64>,
+    pub(crate) saved_rsp: UnsafeCell<u64>,
     state: AtomicU8,
     /// Monotonic time (ns) of a timed wake-up, or 0.
     wake_at: AtomicU64,
@@ -96,7 +95,7 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 impl Task {
-    fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, Errno> {
+    pub(crate) fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, Errno> {
         let layout = core::alloc::Layout::new::<StackBytes>();
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut StackBytes;
@@ -139,7 +138,7 @@ impl Task {
         }
     }
 
-    fn set_state(&self, state: State) {
+    pub(crate) fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Release);
     }
 
@@ -277,7 +276,7 @@ pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)
 }
 
-fn enqueue(task: Arc<Task>) {
+pub(crate) fn enqueue(task: Arc<Task>) {
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
         s.all.insert(task.id, task.clone());
@@ -373,7 +372,7 @@ pub extern "C" fn after_switch() {
     if prev.state() == State::Zombie {
         match &prev.process {
             // Its parent reaps it (or, an orphan, it goes now).
-            Some(_) => process::exited(prev),
+            Some(_) => crate::process::exited(prev),
             // A kernel thread: gone once off the CPU.
             None => forget(prev.id),
         }
@@ -586,7 +585,7 @@ pub fn find_process(pid: Tid) -> Option<Arc<Task>> {
 }
 
 /// Removes a reaped or dead task from the task table.
-fn forget(id: Tid) {
+pub(crate) fn forget(id: Tid) {
     interrupts::without_interrupts(|| {
         SCHED.lock().all.remove(&id);
     });

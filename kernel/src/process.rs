@@ -1,13 +1,13 @@
 //! User processes: creation from an ELF in the file system, exit with full
 //! release of what the process held, and parent/child waiting.
 
-use super::{current, forget, schedule, State, Task, WaitQueue};
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
 use crate::arch::{context, phys_to_virt};
 use crate::fs::FileHandle;
 use crate::mm::frames;
+use crate::task::{current, forget, schedule, State, Task, WaitQueue};
 use crate::usercopy;
 use abi::errno;
 use abi::errno::Errno;
@@ -182,7 +182,7 @@ pub fn spawn(
     if let Some(parent) = parent {
         parent.process().children.lock().push(task.clone());
     }
-    super::enqueue(task.clone());
+    crate::task::enqueue(task.clone());
     Ok(task)
 }
 
@@ -358,7 +358,7 @@ pub fn exit_current(status: i32) -> ! {
 
 /// A process that ended is off its CPU: wake its parent to reap it, or, an
 /// orphan, forget it.
-pub(super) fn exited(task: Arc<Task>) {
+pub(crate) fn exited(task: Arc<Task>) {
     let parent = task
         .process()
         .parent
