@@ -19,6 +19,7 @@ extern crate alloc;
 mod arch;
 mod bootinfo;
 mod fs;
+mod lifecycle;
 mod logger;
 mod mm;
 mod process;

@@ -1,44 +1,38 @@
-//! User processes: creation from an ELF in the file system, exit with full
-//! release of what the process held, and parent/child waiting.
+//! User processes: what a process holds (address space, files, family
+//! links). Their life cycle is in `lifecycle`.
 
-use crate::arch::gdt::{USER_CODE, USER_DATA};
-use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
-use crate::arch::{context, phys_to_virt};
+use crate::arch::phys_to_virt;
 use crate::fs::FileHandle;
 use crate::mm::frames;
-use crate::task::{current, forget, schedule, State, Task, WaitQueue};
-use crate::usercopy;
+use crate::task::{Task, WaitQueue};
 use abi::errno;
 use abi::errno::Errno;
-use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
+use abi::layout::PAGE_SIZE;
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use kernel_core::elf::{self, SegmentFlags};
 use kernel_core::fs::FdTable;
 use kernel_core::ring::SyscallMode;
 use spin::Mutex;
-use x86_64::instructions::interrupts;
 
 /// The user-space part of a task.
 pub struct Process {
-    root: u64,
-    address_space: Mutex<Option<AddressSpace>>,
+    pub(crate) root: u64,
+    pub(crate) address_space: Mutex<Option<AddressSpace>>,
     pub files: Mutex<FdTable<FileHandle>>,
     /// Files pinned by ring registrations (`REGISTER_FILES`), by token.
     pub pinned: Mutex<BTreeMap<u64, FileHandle>>,
-    parent: Mutex<Option<Weak<Task>>>,
-    children: Mutex<Vec<Arc<Task>>>,
-    child_exited: WaitQueue,
-    exit_status: Mutex<Option<i32>>,
+    pub(crate) parent: Mutex<Option<Weak<Task>>>,
+    pub(crate) children: Mutex<Vec<Arc<Task>>>,
+    pub(crate) child_exited: WaitQueue,
+    pub(crate) exit_status: Mutex<Option<i32>>,
     /// How this process talks to the kernel.
     pub mode: SyscallMode,
     /// User address of its `abi::StartInfo` (filled in by [`first_entry`]).
-    start_info: u64,
+    pub(crate) start_info: u64,
     /// The first process: its end is the machine's end.
-    is_init: bool,
+    pub(crate) is_init: bool,
 }
 
 impl Process {
@@ -117,280 +111,4 @@ impl Process {
         }
         Ok(base)
     }
-}
-
-/// Starts the program `name` from the file system with `args` (argv[0]
-/// included) as a child of `parent` (or as init when `None`).
-pub fn spawn(
-    name: &str,
-    args: &[&[u8]],
-    parent: Option<&Arc<Task>>,
-    mode: SyscallMode,
-) -> Result<Arc<Task>, Errno> {
-    let image = crate::fs::read_whole(name)?;
-    let exec = elf::parse_exec(&image).map_err(|e| e.errno())?;
-    let mut space = AddressSpace::new()?;
-    for segment in &exec.segments {
-        load_segment(&mut space, &image, segment)?;
-    }
-    drop(image);
-    let (rsp, argv, start_info) = build_stack(&mut space, args, mode)?;
-
-    let mut files = FdTable::new();
-    let console: FileHandle = Arc::new(crate::fs::File::Console);
-    for fd in 0..3 {
-        files
-            .insert_at(fd, console.clone())
-            .map_err(|e| e.errno())?;
-    }
-    let process = Process {
-        root: space.root(),
-        address_space: Mutex::new(Some(space)),
-        files: Mutex::new(files),
-        pinned: Mutex::new(BTreeMap::new()),
-        parent: Mutex::new(parent.map(Arc::downgrade)),
-        children: Mutex::new(Vec::new()),
-        child_exited: WaitQueue::new(),
-        exit_status: Mutex::new(None),
-        mode,
-        start_info,
-        is_init: parent.is_none(),
-    };
-    let task = Task::new(String::from(name), Some(process))?;
-
-    let frame = TrapFrame {
-        rip: exec.entry,
-        cs: u64::from(USER_CODE),
-        rflags: 0x202, // IF set
-        rsp,
-        ss: u64::from(USER_DATA),
-        rdi: args.len() as u64,
-        rsi: argv,
-        rdx: start_info,
-        ..TrapFrame::default()
-    };
-    let frame_at = task.stack_top() - core::mem::size_of::<TrapFrame>() as u64;
-    // SAFETY: the new task's stack is unused; the frame fits below its top
-    // and `frame_at` keeps the 16-byte alignment (the frame is 176 bytes).
-    let rsp0 = unsafe {
-        (frame_at as *mut TrapFrame).write(frame);
-        context::initial_stack(frame_at, context::Start::TrapReturn)
-    };
-    // SAFETY: the task is not visible to the scheduler yet.
-    unsafe { *task.saved_rsp.get() = rsp0 };
-
-    if let Some(parent) = parent {
-        parent.process().children.lock().push(task.clone());
-    }
-    crate::task::enqueue(task.clone());
-    Ok(task)
-}
-
-/// Maps one ELF segment, page by page, copying its file bytes.
-fn load_segment(
-    space: &mut AddressSpace,
-    image: &[u8],
-    segment: &elf::Segment,
-) -> Result<(), Errno> {
-    let (first_page, pages) = segment.page_range();
-    let mut flags = PageFlags::empty();
-    if segment.flags.contains(SegmentFlags::WRITE) {
-        flags |= PageFlags::WRITABLE;
-    }
-    if !segment.flags.contains(SegmentFlags::EXEC) {
-        flags |= PageFlags::NO_EXECUTE;
-    }
-    let file_start = segment.vaddr;
-    let file_end = segment.vaddr + segment.file_size;
-    for i in 0..pages {
-        let page = first_page + i * PAGE_SIZE;
-        let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
-        // Bytes of this page that come from the file.
-        let from = page.max(file_start);
-        let to = (page + PAGE_SIZE).min(file_end);
-        if from < to {
-            let src = (segment.file_offset + (from - segment.vaddr)) as usize;
-            let len = (to - from) as usize;
-            // SAFETY: the frame is fresh and in the direct map; the copy stays
-            // inside it (`from..to` is within this page) and `src..src+len`
-            // is inside `image` (checked by `parse_exec`).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    image[src..src + len].as_ptr(),
-                    (phys_to_virt(frame) + (from - page)) as *mut u8,
-                    len,
-                );
-            }
-        }
-        if let Err(e) = space.map_user(page, frame, flags) {
-            frames::free(frame);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Maps the user stack and writes the arguments at its top, then the
-/// `abi::StartInfo` (only `mode` filled in yet) below them. Returns the
-/// initial stack pointer, the address of the `Arg` array and that of the
-/// `StartInfo`.
-fn build_stack(
-    space: &mut AddressSpace,
-    args: &[&[u8]],
-    mode: SyscallMode,
-) -> Result<(u64, u64, u64), Errno> {
-    let mut page = USER_STACK_BOTTOM;
-    while page < USER_STACK_TOP {
-        let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
-        if let Err(e) = space.map_user(page, frame, PageFlags::WRITABLE | PageFlags::NO_EXECUTE) {
-            frames::free(frame);
-            return Err(e);
-        }
-        page += PAGE_SIZE;
-    }
-    // Strings first, from the top down, then the aligned Arg array.
-    let mut top = USER_STACK_TOP;
-    let mut descriptors = Vec::with_capacity(args.len());
-    for arg in args {
-        top -= arg.len() as u64;
-        usercopy::UserSlice::new(top, arg.len() as u64)?.write_from(space, arg)?;
-        descriptors.push(abi::Arg {
-            ptr: top,
-            len: arg.len() as u64,
-        });
-    }
-    top &= !15;
-    let array_bytes = (descriptors.len() * core::mem::size_of::<abi::Arg>()) as u64;
-    top -= array_bytes;
-    top &= !15;
-    let argv = top;
-    for (i, d) in descriptors.iter().enumerate() {
-        let at = argv + (i * core::mem::size_of::<abi::Arg>()) as u64;
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&d.ptr.to_le_bytes());
-        bytes[8..].copy_from_slice(&d.len.to_le_bytes());
-        usercopy::UserSlice::new(at, 16)?.write_from(space, &bytes)?;
-    }
-    let info = (argv - core::mem::size_of::<abi::StartInfo>() as u64) & !15;
-    let start = abi::StartInfo {
-        mode: mode_value(mode),
-        ..abi::StartInfo::default()
-    };
-    usercopy::write_value(space, info, &start)?;
-    Ok((info, argv, info))
-}
-
-/// The `abi::syscall::mode` value of `mode`.
-pub fn mode_value(mode: SyscallMode) -> u64 {
-    match mode {
-        SyscallMode::Direct => abi::syscall::mode::DIRECT,
-        SyscallMode::RingBased => abi::syscall::mode::RING_BASED,
-    }
-}
-
-/// Runs in the kernel, on the new process's own stack and page tables,
-/// right before it first enters user mode (from the context-switch entry of
-/// a user task). In `RingBased` mode it sets up the process's system ring
-/// and describes it in the process's `StartInfo`; a process that cannot
-/// get one ends before it runs, with [`abi::status::NO_SYSTEM_RING`].
-pub extern "C" fn first_entry() {
-    let me = current();
-    let process = me.process();
-    if process.mode != SyscallMode::RingBased {
-        return;
-    }
-    let made = crate::rings::setup_system_ring().and_then(|(backend, ring)| {
-        let info = abi::StartInfo {
-            mode: abi::syscall::mode::RING_BASED,
-            backend,
-            ring_addr: ring.addr,
-            sq_entries: ring.sq_entries,
-            cq_entries: ring.cq_entries,
-        };
-        process.with_address_space(|space| usercopy::write_value(space, process.start_info, &info))
-    });
-    if let Err(errno) = made {
-        log::error!(
-            "process {} ({}): cannot set up its system ring: {}; ending it",
-            me.id,
-            me.name,
-            errno
-        );
-        drop(me);
-        exit_current(abi::status::NO_SYSTEM_RING);
-    }
-}
-
-/// Ends the current process with `status`, releasing its address space,
-/// files and rings, and wakes its parent. Never returns.
-pub fn exit_current(status: i32) -> ! {
-    interrupts::disable();
-    let me = current();
-    let process = me.process();
-    crate::rings::teardown(me.id);
-    let files: Vec<FileHandle> = process.files.lock().drain().map(|(_, f)| f).collect();
-    drop(files);
-    let pinned = core::mem::take(&mut *process.pinned.lock());
-    drop(pinned);
-    let space = process.address_space.lock().take();
-    drop(space);
-    *process.exit_status.lock() = Some(status);
-
-    // Children: zombies are dropped now, live ones become orphans that
-    // are forgotten when they end.
-    let children = core::mem::take(&mut *process.children.lock());
-    for child in children {
-        *child.process().parent.lock() = None;
-        if child.state() == State::Zombie {
-            forget(child.id);
-        }
-    }
-
-    if process.is_init {
-        crate::shutdown(status);
-    }
-    // The parent learns of it in `exited`, once this task is off its CPU.
-    me.set_state(State::Zombie);
-    drop(me);
-    schedule();
-    unreachable!("an exited process was scheduled");
-}
-
-/// A process that ended is off its CPU: wake its parent to reap it, or, an
-/// orphan, forget it.
-pub(crate) fn exited(task: Arc<Task>) {
-    let parent = task
-        .process()
-        .parent
-        .lock()
-        .as_ref()
-        .and_then(Weak::upgrade);
-    match parent {
-        Some(parent) => parent.process().child_exited.wake_all(),
-        None => forget(task.id),
-    }
-}
-
-/// Waits for a child (`pid`, or any when `pid == -1`) to end and reaps it.
-/// Returns its pid and exit status.
-pub fn wait_child(pid: i64) -> Result<(u64, i32), Errno> {
-    let me = current();
-    let process = me.process();
-    {
-        let children = process.children.lock();
-        let any = children.iter().any(|c| pid == -1 || c.id as i64 == pid);
-        if !any {
-            return Err(errno::ECHILD);
-        }
-    }
-    let child = process.child_exited.wait_until(|| {
-        let mut children = process.children.lock();
-        let index = children.iter().position(|c| {
-            (pid == -1 || c.id as i64 == pid) && c.state() == State::Zombie && !c.on_cpu()
-        })?;
-        Some(children.swap_remove(index))
-    });
-    forget(child.id);
-    let status = child.process().exit_status.lock().unwrap_or(0);
-    Ok((child.id, status))
 }

@@ -22,7 +22,8 @@
 mod stats;
 mod wait;
 
-pub use crate::process::{exit_current, first_entry, mode_value, spawn, wait_child, Process};
+pub use crate::lifecycle::{exit_current, first_entry, mode_value, spawn, wait_child};
+pub use crate::process::Process;
 pub use stats::{cpus, info, is_live};
 pub use wait::WaitQueue;
 
@@ -372,7 +373,7 @@ pub extern "C" fn after_switch() {
     if prev.state() == State::Zombie {
         match &prev.process {
             // Its parent reaps it (or, an orphan, it goes now).
-            Some(_) => crate::process::exited(prev),
+            Some(_) => crate::lifecycle::exited(prev),
             // A kernel thread: gone once off the CPU.
             None => forget(prev.id),
         }
