@@ -2,8 +2,6 @@
 //! objects behind a process's file descriptors.
 
 use crate::arch::paging::AddressSpace;
-use crate::arch::phys_to_virt;
-use crate::bootinfo::PhysRange;
 use crate::usercopy::UserSlice;
 use abi::errno;
 use abi::errno::Errno;
@@ -150,25 +148,16 @@ pub fn with<R>(f: impl FnOnce(&mut RamFs) -> R) -> R {
 
 /// Creates the file system and copies every regular file of the initrd
 /// (a cpio newc archive) into it. Returns how many files were loaded.
-pub fn init(initrd: Option<PhysRange>) -> usize {
+pub fn init(initrd: Option<&[u8]>) -> usize {
     *FS.lock() = Some(RamFs::new());
-    let Some(range) = initrd else {
+    let Some(archive) = initrd else {
         log::warn!("no initrd module: the file system starts empty");
         return 0;
-    };
-    // SAFETY: the module lies in the direct map (checked when the boot
-    // information was read) and its frames stay reserved until the caller
-    // releases them after this function returns.
-    let archive = unsafe {
-        core::slice::from_raw_parts(
-            phys_to_virt(range.start) as *const u8,
-            (range.end - range.start) as usize,
-        )
     };
     let mut count = 0;
     for entry in kernel_core::cpio::entries(archive) {
         match entry {
-            Ok(entry) if entry.mode & 0o170000 == 0o100000 => {
+            Ok(entry) if entry.is_file() => {
                 match with(|fs| fs.insert(entry.name, entry.data.to_vec())) {
                     Ok(_) => count += 1,
                     Err(e) => log::warn!("initrd: skipping {:?}: {}", entry.name, e.errno()),

@@ -17,7 +17,6 @@
 extern crate alloc;
 
 mod arch;
-mod bootinfo;
 mod fs;
 mod lifecycle;
 mod logger;
@@ -40,11 +39,11 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     arch::init_cpu();
     log::info!("kernel {} starting", env!("CARGO_PKG_VERSION"));
 
-    let Some(boot) = bootinfo::read(magic, u64::from(info)) else {
+    let Some(boot) = arch::bootinfo::read(magic, u64::from(info)) else {
         panic!("unknown boot protocol (magic {magic:#x}); boot through multiboot2 or PVH");
     };
     // The heap (which parsing needs) lives on the frame allocator.
-    mm::frames::init(&boot);
+    let mut modules = mm::frames::init(&boot);
     // As with Linux, words after `--` are the first program's arguments.
     let (kernel_args, init_args) = split_cmdline(boot.cmdline());
     let (config, warnings) = kernel_core::bootparam::parse(kernel_args);
@@ -68,10 +67,12 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     log::info!("cpus: {cpus} online");
     rings::init(&config);
 
-    let initrd = boot.modules().first().copied();
-    fs::init(initrd);
-    if let Some(range) = initrd {
-        mm::frames::release(range);
+    // The first module is the initrd: its files are copied, then its
+    // frames go back to the allocator.
+    let initrd = (!modules.is_empty()).then(|| modules.swap_remove(0));
+    fs::init(initrd.as_ref().map(mm::frames::BootModule::bytes));
+    if let Some(initrd) = initrd {
+        mm::frames::release_module(initrd);
     }
 
     task::init();

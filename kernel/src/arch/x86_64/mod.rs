@@ -3,6 +3,7 @@
 
 pub mod apic;
 mod boot;
+pub mod bootinfo;
 pub mod context;
 pub mod cpu;
 pub mod gdt;
@@ -13,6 +14,7 @@ pub mod smp;
 pub mod syscall;
 
 pub use boot::{MULTIBOOT2_MAGIC, PVH_MAGIC};
+pub use bootinfo::{BootInfo, PhysRange};
 
 /// Where all physical memory (the first 4 GiB) is mapped in the kernel half.
 pub const PHYS_OFFSET: u64 = 0xFFFF_8000_0000_0000;
@@ -29,6 +31,20 @@ pub const fn phys_to_virt(phys: u64) -> u64 {
 #[inline]
 pub const fn virt_to_phys(virt: u64) -> u64 {
     virt - PHYS_OFFSET
+}
+
+unsafe extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+}
+
+/// Where the kernel image (code, data, bss) lies in physical memory.
+pub fn kernel_image() -> PhysRange {
+    // Only the addresses of the linker-defined symbols are taken.
+    PhysRange {
+        start: core::ptr::addr_of!(__kernel_phys_start) as u64,
+        end: core::ptr::addr_of!(__kernel_phys_end) as u64,
+    }
 }
 
 /// CPU set-up of the boot CPU that needs no memory allocator.

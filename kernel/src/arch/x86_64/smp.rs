@@ -7,8 +7,8 @@
 //! of boot) and calls [`ap_main`] on a stack the boot CPU allocated. APs are
 //! started one at a time: the trampoline's data block is shared.
 
+use super::bootinfo::BootInfo;
 use super::{apic, cpu, gdt, idt, paging, phys_to_virt, syscall};
-use crate::bootinfo::BootInfo;
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
