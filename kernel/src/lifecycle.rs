@@ -2,10 +2,11 @@
 //! its first entry, exit with full release of what the process held (in
 //! that order: rings, files, address space), and parent/child waiting.
 
+use crate::arch::context::Start;
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
-use crate::arch::{context, phys_to_virt};
+use crate::arch::phys_to_virt;
 use crate::fs::FileHandle;
 use crate::mm::frames;
 use crate::process::Process;
@@ -61,8 +62,6 @@ pub fn spawn(
         start_info,
         is_init: parent.is_none(),
     };
-    let task = Task::new(String::from(name), Some(process))?;
-
     let frame = TrapFrame {
         rip: exec.entry,
         cs: u64::from(USER_CODE),
@@ -74,20 +73,16 @@ pub fn spawn(
         rdx: start_info,
         ..TrapFrame::default()
     };
-    let frame_at = task.stack_top() - core::mem::size_of::<TrapFrame>() as u64;
-    // SAFETY: the new task's stack is unused; the frame fits below its top
-    // and `frame_at` keeps the 16-byte alignment (the frame is 176 bytes).
-    let rsp0 = unsafe {
-        (frame_at as *mut TrapFrame).write(frame);
-        context::initial_stack(frame_at, context::Start::TrapReturn)
+    let start = Start::TrapReturn {
+        prepare: first_entry,
+        frame,
     };
-    // SAFETY: the task is not visible to the scheduler yet.
-    unsafe { *task.saved_rsp.get() = rsp0 };
+    let task = Task::new(String::from(name), start, None, Some(process))?;
 
     if let Some(parent) = parent {
         parent.process().children.lock().push(task.clone());
     }
-    crate::task::enqueue(task.clone());
+    crate::task::start(task.clone());
     Ok(task)
 }
 
@@ -194,11 +189,12 @@ pub fn mode_value(mode: SyscallMode) -> u64 {
 }
 
 /// Runs in the kernel, on the new process's own stack and page tables,
-/// right before it first enters user mode (from the context-switch entry of
-/// a user task). In `RingBased` mode it sets up the process's system ring
+/// right before it first enters user mode (the start of a user task, at
+/// its first switch). In `RingBased` mode it sets up the process's system ring
 /// and describes it in the process's `StartInfo`; a process that cannot
 /// get one ends before it runs, with [`abi::status::NO_SYSTEM_RING`].
-pub extern "C" fn first_entry() {
+extern "C" fn first_entry() {
+    crate::task::after_switch();
     let me = current();
     let process = me.process();
     if process.mode != SyscallMode::RingBased {

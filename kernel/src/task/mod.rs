@@ -20,31 +20,29 @@
 //! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
 
 mod stats;
+mod switch;
 mod wait;
 
-pub use crate::lifecycle::{exit_current, first_entry, mode_value, spawn, wait_child};
+pub use crate::lifecycle::{exit_current, mode_value, spawn, wait_child};
 pub use crate::process::Process;
 pub use stats::{cpus, info, is_live};
+pub use switch::{schedule, with_current};
 pub use wait::WaitQueue;
 
+use crate::arch::context::{KernelStack, Start};
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::{apic, context, cpu, gdt, paging};
+use crate::arch::{apic, cpu, gdt, paging};
 use abi::errno::Errno;
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
 /// Task identifier; a process's pid is its task's id.
 pub type Tid = u64;
-
-/// Size of every task's kernel stack.
-pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -56,18 +54,15 @@ pub enum State {
     Zombie = 3,
 }
 
-#[repr(C, align(16))]
-struct StackBytes([u8; KERNEL_STACK_SIZE]);
-
 /// A schedulable thread of execution.
 pub struct Task {
     pub id: Tid,
     pub name: String,
-    /// `None` for the boot CPU's idle task, which runs on the boot stack.
-    stack: Option<Box<StackBytes>>,
-    /// Saved kernel stack pointer while not running. Touched only by the
-    /// scheduler, with interrupts off and the task not running.
-    pub(crate) saved_rsp: UnsafeCell<u64>,
+    /// `None` for a CPU's idle task, which runs on the stack the CPU came
+    /// up on.
+    stack: Option<KernelStack>,
+    /// Saved kernel stack pointer while not running.
+    saved_rsp: switch::SavedRsp,
     state: AtomicU8,
     /// Monotonic time (ns) of a timed wake-up, or 0.
     wake_at: AtomicU64,
@@ -85,32 +80,28 @@ pub struct Task {
     /// reloads no CR3; whoever sets it keeps that address space alive until
     /// the thread has ended and is off its CPU.
     space_root: AtomicU64,
+    /// A kernel thread's work: the function and its argument.
+    thread_entry: Option<(fn(u64), u64)>,
     /// The user process this task runs, if it is not a kernel thread.
     pub process: Option<Process>,
 }
 
-// SAFETY: `saved_rsp` is only accessed by the scheduler under its lock with
-// interrupts off, when the task is not running (see `schedule`).
-unsafe impl Sync for Task {}
-// SAFETY: as above; every other field is Send.
-unsafe impl Send for Task {}
-
 impl Task {
-    pub(crate) fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, Errno> {
-        let layout = core::alloc::Layout::new::<StackBytes>();
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut StackBytes;
-        if raw.is_null() {
-            return Err(abi::errno::ENOMEM);
-        }
-        // SAFETY: `raw` was allocated by the global allocator with the layout
-        // of `StackBytes` and is zeroed, a valid value of plain bytes.
-        let stack = unsafe { Box::from_raw(raw) };
+    /// A task that starts at `start` on a fresh kernel stack, not yet
+    /// queued ([`start`]).
+    pub(crate) fn new(
+        name: String,
+        start: Start,
+        thread_entry: Option<(fn(u64), u64)>,
+        process: Option<Process>,
+    ) -> Result<Arc<Self>, Errno> {
+        let mut stack = KernelStack::new()?;
+        let rsp = stack.prepare(start);
         Ok(Arc::new(Self {
             id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
             name,
             stack: Some(stack),
-            saved_rsp: UnsafeCell::new(0),
+            saved_rsp: switch::SavedRsp::new(rsp),
             state: AtomicU8::new(State::Ready as u8),
             wake_at: AtomicU64::new(0),
             on_cpu: AtomicBool::new(false),
@@ -118,16 +109,15 @@ impl Task {
             run_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             space_root: AtomicU64::new(0),
+            thread_entry,
             process,
         }))
     }
 
-    /// Top of the kernel stack (exclusive), 16-byte aligned.
-    pub fn stack_top(&self) -> u64 {
-        match &self.stack {
-            Some(s) => s.0.as_ptr() as u64 + KERNEL_STACK_SIZE as u64,
-            None => 0,
-        }
+    /// Top of the kernel stack (exclusive), 16-byte aligned; 0 for an idle
+    /// task.
+    fn stack_top(&self) -> u64 {
+        self.stack.as_ref().map_or(0, KernelStack::top)
     }
 
     pub fn state(&self) -> State {
@@ -225,7 +215,7 @@ fn become_idle(cpu_index: usize) {
         id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         name: alloc::format!("idle{cpu_index}"),
         stack: None,
-        saved_rsp: UnsafeCell::new(0),
+        saved_rsp: switch::SavedRsp::new(0),
         state: AtomicU8::new(State::Running as u8),
         wake_at: AtomicU64::new(0),
         on_cpu: AtomicBool::new(true),
@@ -233,6 +223,7 @@ fn become_idle(cpu_index: usize) {
         run_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
         space_root: AtomicU64::new(0),
+        thread_entry: None,
         process: None,
     });
     interrupts::without_interrupts(|| {
@@ -252,17 +243,6 @@ pub fn ap_idle(cpu_index: usize) -> ! {
     idle_loop()
 }
 
-/// Runs `f` on the task running on this CPU, without the scheduler lock or
-/// a reference count (the syscall fast path).
-pub fn with_current<R>(f: impl FnOnce(&Task) -> R) -> R {
-    let ptr = cpu::this().current_task.load(Ordering::Relaxed) as *const Task;
-    assert!(!ptr.is_null(), "scheduler not initialised");
-    // SAFETY: the scheduler stores the address of the task it switches to
-    // (kept alive by `Scheduler::current` while it runs) before switching;
-    // `f` runs on that task, which cannot be freed while it is running.
-    f(unsafe { &*ptr })
-}
-
 /// The task running on this CPU.
 pub fn current() -> Arc<Task> {
     interrupts::without_interrupts(|| {
@@ -277,7 +257,8 @@ pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)
 }
 
-pub(crate) fn enqueue(task: Arc<Task>) {
+/// Queues a task made by [`Task::new`] to run.
+pub(crate) fn start(task: Arc<Task>) {
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
         s.all.insert(task.id, task.clone());
@@ -299,12 +280,11 @@ fn kick_idle_cpu() {
     }
 }
 
-/// Entry of every kernel thread (called from the context-switch trampoline).
-pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
+/// Where every kernel thread starts (at its first switch).
+extern "C" fn kernel_thread_main() -> ! {
     after_switch();
+    let (f, arg) = with_current(|t| t.thread_entry).expect("a kernel thread has work");
     interrupts::enable();
-    // SAFETY: `entry` was produced from a `fn(u64)` in `spawn_kernel_thread`.
-    let f: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(entry as usize) };
     f(arg);
     interrupts::disable();
     // `after_switch` on the next task forgets it once it is off this CPU.
@@ -339,34 +319,28 @@ pub fn spawn_kernel_thread_in(
     cpu: Option<usize>,
     space_root: u64,
 ) -> Result<Tid, Errno> {
-    let task = Task::new(String::from(name), None)?;
+    if cpu.is_some_and(|cpu| cpu >= crate::arch::smp::online()) {
+        return Err(abi::errno::EINVAL);
+    }
+    let task = Task::new(
+        String::from(name),
+        Start::Call(kernel_thread_main),
+        Some((f, arg)),
+        None,
+    )?;
     task.space_root.store(space_root, Ordering::Relaxed);
     if let Some(cpu) = cpu {
-        if cpu >= crate::arch::smp::online() {
-            return Err(abi::errno::EINVAL);
-        }
         task.affinity.store(1 << cpu, Ordering::Relaxed);
     }
-    // SAFETY: the stack is fresh and owned by `task`; its top is aligned.
-    let rsp = unsafe {
-        context::initial_stack(
-            task.stack_top(),
-            context::Start::KernelThread {
-                entry: f as usize as u64,
-                arg,
-            },
-        )
-    };
-    // SAFETY: the task is not running and not yet visible to the scheduler.
-    unsafe { *task.saved_rsp.get() = rsp };
     let id = task.id;
-    enqueue(task);
+    start(task);
     Ok(id)
 }
 
-/// Work a task does right after it is switched to (or starts): the task
-/// this CPU left is now off it; if it ended, it can be reaped or freed.
-pub extern "C" fn after_switch() {
+/// Work a task does right after it is switched to (or, first of all, when it
+/// starts): the task this CPU left is now off it; if it ended, it can be
+/// reaped or freed.
+pub fn after_switch() {
     let prev = interrupts::without_interrupts(|| SCHED.lock().prev[this_cpu()].take());
     let Some(prev) = prev else { return };
     prev.on_cpu.store(false, Ordering::Release);
@@ -380,81 +354,76 @@ pub extern "C" fn after_switch() {
     }
 }
 
-/// Gives the CPU to the next ready task (or idle). Returns when this task is
-/// scheduled again. The caller sets its state first: a `Running` task goes
-/// back to the run queue, a `Blocked` or `Zombie` one does not.
-pub fn schedule() {
-    let were_enabled = interrupts::are_enabled();
-    interrupts::disable();
+/// What [`schedule`] switches: where the running task's stack pointer is
+/// to be saved, and where the next task's was saved.
+struct Switch {
+    save: *mut u64,
+    next: *mut u64,
+}
+
+/// The scheduling decision of [`schedule`], made with interrupts off: picks
+/// the task this CPU runs next. `None` if the running task goes on.
+/// Otherwise the picked task was not live on any CPU (`on_cpu` false) and
+/// is now this CPU's current task (`on_cpu`, its page tables and kernel
+/// stack loaded), and the task switched away from stays allocated and
+/// `on_cpu` in `Scheduler::prev` until [`after_switch`].
+fn pick_next() -> Option<Switch> {
     let cpu_index = this_cpu();
-    let switch = {
-        let mut s = SCHED.lock();
-        let current = s.current[cpu_index]
-            .take()
-            .expect("scheduler not initialised");
-        let idle = s.idle[cpu_index].clone().expect("no idle task");
-        let is_idle = Arc::ptr_eq(&current, &idle);
-        let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
-        // The first queued task that may run here and is not still live on
-        // another CPU.
-        let pick = s
-            .run_queue
-            .iter()
-            .position(|t| !t.on_cpu() && t.may_run_on(cpu_index));
-        let next = match pick.and_then(|i| s.run_queue.remove(i)) {
-            Some(next) => next,
-            None if requeue => current.clone(),
-            None => idle,
-        };
-        next.set_state(State::Running);
-        if Arc::ptr_eq(&next, &current) {
-            s.current[cpu_index] = Some(next);
-            None
-        } else {
-            if requeue {
-                s.run_queue.push_back(current.clone());
-            }
-            stats::account_switch(&mut s, cpu_index, &current, &next);
-            next.on_cpu.store(true, Ordering::Release);
-            if next.stack.is_some() {
-                SWITCHES[cpu_index].fetch_add(1, Ordering::Relaxed);
-            }
-            let top = next.stack_top();
-            if top != 0 {
-                gdt::set_rsp0(top);
-                cpu::set_kernel_rsp(top);
-            }
-            match &next.process {
-                Some(p) => p.activate(),
-                None => match next.space_root.load(Ordering::Relaxed) {
-                    0 => paging::activate_root(paging::kernel_pml4()),
-                    root => paging::activate_root(root),
-                },
-            }
-            cpu::this()
-                .current_task
-                .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
-            let save = current.saved_rsp.get();
-            // SAFETY: `next` is not live on any CPU (`on_cpu` was false), so
-            // its saved stack pointer is stable.
-            let next_rsp = unsafe { *next.saved_rsp.get() };
-            s.current[cpu_index] = Some(next);
-            // `current` stays allocated (and `on_cpu`) until the next task
-            // on this CPU has finished the switch in `after_switch`.
-            s.prev[cpu_index] = Some(current);
-            Some((save, next_rsp))
-        }
+    let mut s = SCHED.lock();
+    let current = s.current[cpu_index]
+        .take()
+        .expect("scheduler not initialised");
+    let idle = s.idle[cpu_index].clone().expect("no idle task");
+    let is_idle = Arc::ptr_eq(&current, &idle);
+    let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
+    // The first queued task that may run here and is not still live on
+    // another CPU.
+    let pick = s
+        .run_queue
+        .iter()
+        .position(|t| !t.on_cpu() && t.may_run_on(cpu_index));
+    let next = match pick.and_then(|i| s.run_queue.remove(i)) {
+        Some(next) => next,
+        None if requeue => current.clone(),
+        None => idle,
     };
-    if let Some((save, next_rsp)) = switch {
-        // SAFETY: interrupts are off, the lock is released, `save` belongs to
-        // the task being switched away from, which `prev` keeps allocated,
-        // and `next_rsp` was saved by `switch` or `initial_stack`.
-        unsafe { context::switch(save, next_rsp) };
-        after_switch();
+    next.set_state(State::Running);
+    if Arc::ptr_eq(&next, &current) {
+        s.current[cpu_index] = Some(next);
+        return None;
     }
-    if were_enabled {
-        interrupts::enable();
+    if requeue {
+        s.run_queue.push_back(current.clone());
     }
+    stats::account_switch(&mut s, cpu_index, &current, &next);
+    next.on_cpu.store(true, Ordering::Release);
+    if next.stack.is_some() {
+        SWITCHES[cpu_index].fetch_add(1, Ordering::Relaxed);
+    }
+    let top = next.stack_top();
+    if top != 0 {
+        gdt::set_rsp0(top);
+        cpu::set_kernel_rsp(top);
+    }
+    match &next.process {
+        Some(p) => p.activate(),
+        None => match next.space_root.load(Ordering::Relaxed) {
+            0 => paging::activate_root(paging::kernel_pml4()),
+            root => paging::activate_root(root),
+        },
+    }
+    cpu::this()
+        .current_task
+        .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
+    let switch = Switch {
+        save: current.saved_rsp.slot(),
+        next: next.saved_rsp.slot(),
+    };
+    s.current[cpu_index] = Some(next);
+    // `current` stays allocated (and `on_cpu`) until the next task on this
+    // CPU has finished the switch in `after_switch`.
+    s.prev[cpu_index] = Some(current);
+    Some(switch)
 }
 
 /// Gives up the CPU voluntarily.
