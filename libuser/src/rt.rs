@@ -6,7 +6,6 @@
 //! which hands the `StartInfo` to [`crate::sysring`] (the syscall mode and
 //! the system ring), wraps the arguments in [`Args`], runs the program's `main`
 //! (declared with [`entry!`](crate::entry)) and exits with its return value.
-#![allow(unsafe_code)]
 
 use abi::Arg;
 use core::iter::Map;
