@@ -6,7 +6,6 @@ use crate::arch::context::Start;
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
-use crate::arch::phys_to_virt;
 use crate::fs::FileHandle;
 use crate::mm::frames;
 use crate::process::Process;
@@ -104,24 +103,18 @@ fn load_segment(
     let file_end = segment.vaddr + segment.file_size;
     for i in 0..pages {
         let page = first_page + i * PAGE_SIZE;
-        let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
-        // Bytes of this page that come from the file.
+        // Bytes of this page that come from the file (`src..src + len` is
+        // inside `image`: checked by `parse_exec`).
         let from = page.max(file_start);
         let to = (page + PAGE_SIZE).min(file_end);
-        if from < to {
+        let (offset, bytes) = if from < to {
             let src = (segment.file_offset + (from - segment.vaddr)) as usize;
             let len = (to - from) as usize;
-            // SAFETY: the frame is fresh and in the direct map; the copy stays
-            // inside it (`from..to` is within this page) and `src..src+len`
-            // is inside `image` (checked by `parse_exec`).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    image[src..src + len].as_ptr(),
-                    (phys_to_virt(frame) + (from - page)) as *mut u8,
-                    len,
-                );
-            }
-        }
+            ((from - page) as usize, &image[src..src + len])
+        } else {
+            (0, &[][..])
+        };
+        let frame = frames::alloc_filled(offset, bytes).ok_or(errno::ENOMEM)?;
         if let Err(e) = space.map_user(page, frame, flags) {
             frames::free(frame);
             return Err(e);

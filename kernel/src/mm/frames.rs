@@ -115,6 +115,29 @@ pub fn alloc_zeroed() -> Option<u64> {
     Some(phys)
 }
 
+/// One frame holding `bytes` at `offset` and zeros elsewhere. Panics if
+/// they do not fit in the frame (callers split their data by page).
+pub fn alloc_filled(offset: usize, bytes: &[u8]) -> Option<u64> {
+    let end = offset.checked_add(bytes.len());
+    assert!(
+        end.is_some_and(|end| end <= PAGE_SIZE as usize),
+        "{} bytes at offset {offset} do not fit in a frame",
+        bytes.len()
+    );
+    let phys = alloc_zeroed()?;
+    // SAFETY: the frame was just allocated, so nothing else refers to it;
+    // the direct map covers it, and `offset..offset + bytes.len()` lies in
+    // it (asserted above).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (phys_to_virt(phys) as *mut u8).add(offset),
+            bytes.len(),
+        )
+    };
+    Some(phys)
+}
+
 /// `count` physically contiguous frames aligned to `align` frames.
 pub fn alloc_contiguous(count: u64, align: u64) -> Option<u64> {
     with(|b| b.alloc_contiguous(count, align)).map(|frame| frame * PAGE_SIZE)
