@@ -5,10 +5,11 @@ use crate::arch::paging::AddressSpace;
 use crate::usercopy::UserSlice;
 use abi::errno;
 use abi::errno::Errno;
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use kernel_core::fs::{OpenFile, RamFs};
-use kernel_core::ring::{BackendKind, RingObject};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -25,22 +26,9 @@ pub enum File {
     Console,
     /// An open RAM file.
     Ram(Mutex<OpenFile>),
-    /// A ring of a ring backend (an io_uring descriptor); dropping the last
-    /// handle releases the ring.
-    Ring {
-        kind: BackendKind,
-        pid: u64,
-        id: u64,
-        object: RingObject,
-    },
-}
-
-impl Drop for File {
-    fn drop(&mut self) {
-        if let File::Ring { kind, pid, id, .. } = *self {
-            crate::rings::release(kind, pid, id);
-        }
-    }
+    /// A ring of a ring backend (an io_uring descriptor): the ring layer's
+    /// object, which releases the ring when dropped with the last handle.
+    Ring(Box<dyn Any + Send + Sync>),
 }
 
 impl File {

@@ -2,20 +2,19 @@
 //! its first entry, exit with full release of what the process held (in
 //! that order: rings, files, address space), and parent/child waiting.
 
-use crate::arch::context::Start;
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
 use crate::fs::FileHandle;
 use crate::mm::frames;
-use crate::process::Process;
+use crate::process::{Process, UserTask};
 use crate::task::{current, forget, schedule, State, Task, WaitQueue};
 use crate::usercopy;
 use abi::errno;
 use abi::errno::Errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use kernel_core::elf::{self, SegmentFlags};
@@ -72,11 +71,8 @@ pub fn spawn(
         rdx: start_info,
         ..TrapFrame::default()
     };
-    let start = Start::TrapReturn {
-        prepare: first_entry,
-        frame,
-    };
-    let task = Task::new(String::from(name), start, None, Some(process))?;
+    let root = process.page_table_root();
+    let task = Task::new_user(name, Box::new(process), root, frame, first_entry, exited)?;
 
     if let Some(parent) = parent {
         parent.process().children.lock().push(task.clone());
@@ -186,8 +182,7 @@ pub fn mode_value(mode: SyscallMode) -> u64 {
 /// its first switch). In `RingBased` mode it sets up the process's system ring
 /// and describes it in the process's `StartInfo`; a process that cannot
 /// get one ends before it runs, with [`abi::status::NO_SYSTEM_RING`].
-extern "C" fn first_entry() {
-    crate::task::after_switch();
+fn first_entry() {
     let me = current();
     let process = me.process();
     if process.mode != SyscallMode::RingBased {
@@ -241,7 +236,7 @@ pub fn exit_current(status: i32) -> ! {
     }
 
     if process.is_init {
-        crate::shutdown(status);
+        shutdown(status);
     }
     // The parent learns of it in `exited`, once this task is off its CPU.
     me.set_state(State::Zombie);
@@ -252,7 +247,7 @@ pub fn exit_current(status: i32) -> ! {
 
 /// A process that ended is off its CPU: wake its parent to reap it, or, an
 /// orphan, forget it.
-pub(crate) fn exited(task: Arc<Task>) {
+fn exited(task: Arc<Task>) {
     let parent = task
         .process()
         .parent
@@ -263,6 +258,17 @@ pub(crate) fn exited(task: Arc<Task>) {
         Some(parent) => parent.process().child_exited.wake_all(),
         None => forget(task.id),
     }
+}
+
+/// Ends the machine (init's end, or the `poweroff` call): success when
+/// `code` is 0.
+pub fn shutdown(code: i32) -> ! {
+    interrupts::disable();
+    log::info!(
+        "shutdown: exit code {code}; task switches per CPU {:?}",
+        crate::task::switches_per_cpu()
+    );
+    crate::arch::cpu::exit_machine(code == 0)
 }
 
 /// Waits for a child (`pid`, or any when `pid == -1`) to end and reaps it.

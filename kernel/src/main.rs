@@ -31,10 +31,17 @@ mod usercopy;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Called by the boot assembly in long mode on the boot stack, with the boot
-/// protocol's magic and the physical address of its information.
-#[unsafe(no_mangle)]
-pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
+arch::entry_points! {
+    boot: kernel_main,
+    ap: task::ap_idle,
+    syscall: syscall::dispatch,
+    trap: trap::dispatch,
+}
+
+/// The boot CPU's kernel, from the boot assembly in long mode on the boot
+/// stack, with the boot protocol's magic and the physical address of its
+/// information.
+fn kernel_main(magic: u32, info: u32) -> ! {
     logger::init();
     arch::init_cpu();
     log::info!("kernel {} starting", env!("CARGO_PKG_VERSION"));
@@ -87,7 +94,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let init_name = config.init.as_str();
     let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![init_name.as_bytes()];
     argv.extend(init_args.split_ascii_whitespace().map(str::as_bytes));
-    match task::spawn(init_name, &argv, None, mode) {
+    match lifecycle::spawn(init_name, &argv, None, mode) {
         Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
         Err(errno) => {
             log::error!("init: cannot start {init_name:?}: {}", errno);
@@ -110,16 +117,6 @@ fn split_cmdline(cmdline: &str) -> (&str, &str) {
         offset = start + word.len();
     }
     (&cmdline[..offset], "")
-}
-
-/// Ends the machine: success when `code` is 0.
-pub fn shutdown(code: i32) -> ! {
-    x86_64::instructions::interrupts::disable();
-    log::info!(
-        "shutdown: exit code {code}; task switches per CPU {:?}",
-        task::switches_per_cpu()
-    );
-    arch::cpu::exit_machine(code == 0)
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

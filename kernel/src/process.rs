@@ -1,5 +1,8 @@
 //! User processes: what a process holds (address space, files, family
-//! links). Their life cycle is in `lifecycle`.
+//! links). A user task carries its process as its user data, which the
+//! scheduler keeps without knowing its type; [`UserTask::process`] names it.
+//! The life cycle (spawn, exit, reaping) is in `lifecycle`, above the ring
+//! layer, which uses processes as defined here.
 
 use crate::arch::paging::{AddressSpace, PageFlags};
 use crate::arch::phys_to_virt;
@@ -16,6 +19,22 @@ use kernel_core::fs::FdTable;
 use kernel_core::ring::SyscallMode;
 use spin::Mutex;
 
+/// A user task's process. The scheduler keeps it as the task's user data
+/// without knowing its type; this names it. (A trait rather than an
+/// inherent method, so that each module reaching a process imports this
+/// one and the dependency shows.)
+pub trait UserTask {
+    /// The process of a task known to be a user task.
+    fn process(&self) -> &Process;
+}
+
+impl UserTask for Task {
+    #[inline]
+    fn process(&self) -> &Process {
+        self.user_data().expect("a kernel thread has no process")
+    }
+}
+
 /// The user-space part of a task.
 pub struct Process {
     pub(crate) root: u64,
@@ -29,7 +48,8 @@ pub struct Process {
     pub(crate) exit_status: Mutex<Option<i32>>,
     /// How this process talks to the kernel.
     pub mode: SyscallMode,
-    /// User address of its `abi::StartInfo` (filled in by [`first_entry`]).
+    /// User address of its `abi::StartInfo` (filled in by
+    /// `lifecycle::first_entry`).
     pub(crate) start_info: u64,
     /// The first process: its end is the machine's end.
     pub(crate) is_init: bool,
@@ -39,11 +59,6 @@ impl Process {
     /// Physical address of this process's top-level page table.
     pub fn page_table_root(&self) -> u64 {
         self.root
-    }
-
-    /// Loads CR3 with this process's page tables.
-    pub fn activate(&self) {
-        crate::arch::paging::activate_root(self.root);
     }
 
     /// Runs `f` on the address space, or fails with `EFAULT` once the

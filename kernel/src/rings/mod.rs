@@ -12,7 +12,7 @@ pub use timer::tick;
 use abi::errno::Errno;
 use host::KernelHost;
 use kernel_core::bootparam::BootConfig;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, SystemRing};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingObject, SystemRing};
 use spin::Once;
 
 /// Every backend compiled in, in order of preference.
@@ -102,10 +102,20 @@ pub fn teardown(pid: u64) {
     });
 }
 
-/// Releases one ring whose last descriptor was closed.
-pub fn release(kind: BackendKind, pid: u64, id: u64) {
-    if let Some(backend) = backend(kind) {
-        KernelHost::with_current(|host| backend.release(host, pid, id));
+/// A ring as its descriptor holds it (inside `fs::File::Ring`): dropped
+/// with the last descriptor, it releases the ring in its backend.
+struct RingFile {
+    kind: BackendKind,
+    pid: u64,
+    id: u64,
+    object: RingObject,
+}
+
+impl Drop for RingFile {
+    fn drop(&mut self) {
+        if let Some(backend) = backend(self.kind) {
+            KernelHost::with_current(|host| backend.release(host, self.pid, self.id));
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Tasks and the scheduler.
 //!
 //! A task is a kernel stack plus saved context; it is either a kernel thread
-//! or the single thread of a user process ([`Process`]). One round-robin run
+//! or a user task, whose user side (the process) belongs to a higher layer:
+//! the scheduler keeps it as opaque data ([`Task::user_data`]) and knows
+//! nothing of files, rings or process life cycle. One round-robin run
 //! queue, preemption on the timer tick, and [`WaitQueue`]s on which a task
 //! sleeps until an event (a child exits, a timer fires, a completion is
 //! posted).
@@ -23,20 +25,21 @@ mod stats;
 mod switch;
 mod wait;
 
-pub use crate::lifecycle::{exit_current, mode_value, spawn, wait_child};
-pub use crate::process::Process;
 pub use stats::{cpus, info, is_live};
 pub use switch::{schedule, with_current};
 pub use wait::WaitQueue;
 
 use crate::arch::context::{KernelStack, Start};
 use crate::arch::cpu::MAX_CPUS;
+use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, cpu, gdt, paging};
 use abi::errno::Errno;
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
@@ -75,25 +78,44 @@ pub struct Task {
     run_ns: AtomicU64,
     /// Times a CPU switched to it.
     switches: AtomicU64,
-    /// Kernel threads: the page-table root they run on, 0 for the kernel's.
-    /// An SQPOLL poller runs on its process's, so switching between the two
-    /// reloads no CR3; whoever sets it keeps that address space alive until
-    /// the thread has ended and is off its CPU.
+    /// The page-table root it runs on, 0 for the kernel's. A user task's is
+    /// its process's; an SQPOLL poller (a kernel thread) runs on its
+    /// process's too, so switching between the two reloads no CR3. Whoever
+    /// sets it keeps that address space alive until the task has ended and
+    /// is off its CPU.
     space_root: AtomicU64,
-    /// A kernel thread's work: the function and its argument.
-    thread_entry: Option<(fn(u64), u64)>,
-    /// The user process this task runs, if it is not a kernel thread.
-    pub process: Option<Process>,
+    /// What it runs when it starts.
+    entry: Entry,
+    /// A user task's user side (the process), a higher layer's type.
+    user: Option<UserData>,
+}
+
+/// The user side of a user task: a higher layer's type, which the
+/// scheduler only keeps.
+pub type UserData = Box<dyn Any + Send + Sync>;
+
+/// What a task runs when it starts, once it has finished its first switch.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// A CPU's idle task: it was running before it was a task.
+    Idle,
+    /// A kernel thread: the function and its argument.
+    Thread(fn(u64), u64),
+    /// A user task: `prepare` runs before its first entry to user mode;
+    /// `ended` is called with the task once it has ended and is off its CPU
+    /// (whoever reaps it then calls [`forget`]).
+    User { prepare: fn(), ended: fn(Arc<Task>) },
 }
 
 impl Task {
     /// A task that starts at `start` on a fresh kernel stack, not yet
     /// queued ([`start`]).
-    pub(crate) fn new(
+    fn new(
         name: String,
         start: Start,
-        thread_entry: Option<(fn(u64), u64)>,
-        process: Option<Process>,
+        entry: Entry,
+        space_root: u64,
+        user: Option<UserData>,
     ) -> Result<Arc<Self>, Errno> {
         let mut stack = KernelStack::new()?;
         let rsp = stack.prepare(start);
@@ -108,10 +130,46 @@ impl Task {
             affinity: AtomicU64::new(u64::MAX),
             run_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
-            space_root: AtomicU64::new(0),
-            thread_entry,
-            process,
+            space_root: AtomicU64::new(space_root),
+            entry,
+            user,
         }))
+    }
+
+    /// A user task for `user` (the process), on the page tables at
+    /// `space_root`, not yet queued ([`start`]). It calls `prepare` when it
+    /// first runs, then enters user mode with `frame`; once it has ended and
+    /// is off its CPU, `ended` is called with it.
+    pub fn new_user(
+        name: &str,
+        user: UserData,
+        space_root: u64,
+        frame: TrapFrame,
+        prepare: fn(),
+        ended: fn(Arc<Task>),
+    ) -> Result<Arc<Self>, Errno> {
+        let start = Start::TrapReturn {
+            prepare: user_task_main,
+            frame,
+        };
+        let entry = Entry::User { prepare, ended };
+        Self::new(String::from(name), start, entry, space_root, Some(user))
+    }
+
+    /// The user side of a user task, if it has one of type `T`.
+    #[inline]
+    pub fn user_data<T: Any>(&self) -> Option<&T> {
+        self.user.as_deref()?.downcast_ref()
+    }
+
+    /// Whether it is a user task (not a kernel thread).
+    pub fn is_user(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// The page-table root it runs on (0: the kernel's).
+    pub fn space_root(&self) -> u64 {
+        self.space_root.load(Ordering::Relaxed)
     }
 
     /// Top of the kernel stack (exclusive), 16-byte aligned; 0 for an idle
@@ -147,11 +205,6 @@ impl Task {
 
     fn may_run_on(&self, cpu: usize) -> bool {
         self.affinity.load(Ordering::Relaxed) & (1 << cpu) != 0
-    }
-
-    /// The process, for tasks known to be user tasks.
-    pub fn process(&self) -> &Process {
-        self.process.as_ref().expect("kernel thread has no process")
     }
 }
 
@@ -223,8 +276,8 @@ fn become_idle(cpu_index: usize) {
         run_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
         space_root: AtomicU64::new(0),
-        thread_entry: None,
-        process: None,
+        entry: Entry::Idle,
+        user: None,
     });
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
@@ -257,8 +310,8 @@ pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)
 }
 
-/// Queues a task made by [`Task::new`] to run.
-pub(crate) fn start(task: Arc<Task>) {
+/// Queues a new task to run.
+pub fn start(task: Arc<Task>) {
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
         s.all.insert(task.id, task.clone());
@@ -283,7 +336,9 @@ fn kick_idle_cpu() {
 /// Where every kernel thread starts (at its first switch).
 extern "C" fn kernel_thread_main() -> ! {
     after_switch();
-    let (f, arg) = with_current(|t| t.thread_entry).expect("a kernel thread has work");
+    let Entry::Thread(f, arg) = with_current(|t| t.entry) else {
+        unreachable!("a kernel thread has work");
+    };
     interrupts::enable();
     f(arg);
     interrupts::disable();
@@ -291,6 +346,15 @@ extern "C" fn kernel_thread_main() -> ! {
     with_current(|t| t.set_state(State::Zombie));
     schedule();
     unreachable!("a dead kernel thread was scheduled");
+}
+
+/// Where every user task starts (at its first switch), before it enters
+/// user mode through the trap exit path.
+extern "C" fn user_task_main() {
+    after_switch();
+    if let Entry::User { prepare, .. } = with_current(|t| t.entry) {
+        prepare();
+    }
 }
 
 /// Starts a kernel thread running `f(arg)`.
@@ -325,10 +389,10 @@ pub fn spawn_kernel_thread_in(
     let task = Task::new(
         String::from(name),
         Start::Call(kernel_thread_main),
-        Some((f, arg)),
+        Entry::Thread(f, arg),
+        space_root,
         None,
     )?;
-    task.space_root.store(space_root, Ordering::Relaxed);
     if let Some(cpu) = cpu {
         task.affinity.store(1 << cpu, Ordering::Relaxed);
     }
@@ -340,16 +404,16 @@ pub fn spawn_kernel_thread_in(
 /// Work a task does right after it is switched to (or, first of all, when it
 /// starts): the task this CPU left is now off it; if it ended, it can be
 /// reaped or freed.
-pub fn after_switch() {
+fn after_switch() {
     let prev = interrupts::without_interrupts(|| SCHED.lock().prev[this_cpu()].take());
     let Some(prev) = prev else { return };
     prev.on_cpu.store(false, Ordering::Release);
     if prev.state() == State::Zombie {
-        match &prev.process {
-            // Its parent reaps it (or, an orphan, it goes now).
-            Some(_) => crate::lifecycle::exited(prev),
+        match prev.entry {
+            // Whoever reaps it is told.
+            Entry::User { ended, .. } => ended(prev),
             // A kernel thread: gone once off the CPU.
-            None => forget(prev.id),
+            Entry::Thread(..) | Entry::Idle => forget(prev.id),
         }
     }
 }
@@ -405,12 +469,9 @@ fn pick_next() -> Option<Switch> {
         gdt::set_rsp0(top);
         cpu::set_kernel_rsp(top);
     }
-    match &next.process {
-        Some(p) => p.activate(),
-        None => match next.space_root.load(Ordering::Relaxed) {
-            0 => paging::activate_root(paging::kernel_pml4()),
-            root => paging::activate_root(root),
-        },
+    match next.space_root() {
+        0 => paging::activate_root(paging::kernel_pml4()),
+        root => paging::activate_root(root),
     }
     cpu::this()
         .current_task
@@ -497,10 +558,10 @@ pub fn sleep_ns(ns: u64) {
     });
 }
 
-/// Timer tick: wakes sleepers whose time has come and preempts the running
-/// task. Called from the timer interrupt with interrupts off.
-pub fn tick() {
-    let now = crate::time::now_ns();
+/// Timer tick at `now` (ns): wakes sleepers whose time has come. Called
+/// from the timer interrupt with interrupts off, which then preempts the
+/// running task with [`schedule`].
+pub fn tick(now: u64) {
     let woken: Vec<Arc<Task>> = {
         let mut s = SCHED.lock();
         s.ticks += 1;
@@ -519,8 +580,6 @@ pub fn tick() {
     for task in &woken {
         wake(task);
     }
-    crate::rings::tick(now);
-    schedule();
 }
 
 /// A CPU's idle loop: runs ready tasks, halts when there are none.
@@ -548,14 +607,14 @@ pub fn reschedule_ipi() {
     schedule();
 }
 
-/// The live (not yet ended) user process `pid`.
-pub fn find_process(pid: Tid) -> Option<Arc<Task>> {
+/// The live (not yet ended) user task `pid`.
+pub fn find_user(pid: Tid) -> Option<Arc<Task>> {
     interrupts::without_interrupts(|| SCHED.lock().all.get(&pid).cloned())
-        .filter(|t| t.process.is_some() && t.state() != State::Zombie)
+        .filter(|t| t.is_user() && t.state() != State::Zombie)
 }
 
 /// Removes a reaped or dead task from the task table.
-pub(crate) fn forget(id: Tid) {
+pub fn forget(id: Tid) {
     interrupts::without_interrupts(|| {
         SCHED.lock().all.remove(&id);
     });

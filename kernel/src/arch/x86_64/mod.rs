@@ -47,6 +47,43 @@ pub fn kernel_image() -> PhysRange {
     }
 }
 
+/// Defines the kernel's handlers for what the machine starts, under the
+/// link names that the entry code of this module calls:
+/// - `boot(magic, info) -> !`: the boot CPU, in long mode on the boot stack,
+///   with the boot protocol's magic and the physical address of its
+///   information;
+/// - `ap(cpu) -> !`: application processor `cpu`, once it is set up;
+/// - `syscall(&mut SyscallFrame)`: a `syscall` from user mode, interrupts
+///   off;
+/// - `trap(&mut TrapFrame)`: an interrupt or exception.
+///
+/// The composition layer (`main.rs`) uses it once. This way arch names no
+/// module above it, and the signatures stay here, beside their callers.
+macro_rules! entry_points {
+    (boot: $boot:path, ap: $ap:path, syscall: $syscall:path, trap: $trap:path $(,)?) => {
+        #[allow(unsafe_code, reason = "the link names that arch's entry code calls")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            extern "C" fn kernel_boot_entry(magic: u32, info: u32) -> ! {
+                $boot(magic, info)
+            }
+            #[unsafe(no_mangle)]
+            extern "C" fn kernel_ap_entry(cpu: usize) -> ! {
+                $ap(cpu)
+            }
+            #[unsafe(no_mangle)]
+            extern "C" fn kernel_syscall_entry(frame: &mut $crate::arch::syscall::SyscallFrame) {
+                $syscall(frame)
+            }
+            #[unsafe(no_mangle)]
+            extern "C" fn kernel_trap_entry(frame: &mut $crate::arch::idt::TrapFrame) {
+                $trap(frame)
+            }
+        };
+    };
+}
+pub(crate) use entry_points;
+
 /// CPU set-up of the boot CPU that needs no memory allocator.
 pub fn init_cpu() {
     gdt::init(0);

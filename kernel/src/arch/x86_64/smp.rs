@@ -260,5 +260,11 @@ extern "C" fn ap_main(index: u64) -> ! {
     apic::init_ap();
     cpu::set_apic_id(apic::id());
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    crate::task::ap_idle(index)
+    kernel_ap_entry(index)
+}
+
+unsafe extern "C" {
+    /// The kernel's entry for an application processor that is set up
+    /// (defined by [`super::entry_points`]).
+    safe fn kernel_ap_entry(cpu: usize) -> !;
 }
