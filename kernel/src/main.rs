@@ -13,20 +13,36 @@
 #![no_std]
 #![no_main]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// Unsafe code only where it is the point (each module that may hold it says
+// so where it is declared), so that it cannot creep into the rest.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
+#[allow(
+    unsafe_code,
+    reason = "the machine: registers, descriptor tables, entry code"
+)]
 mod arch;
 mod fs;
 mod lifecycle;
 mod logger;
+#[allow(unsafe_code, reason = "physical frames, the direct map and the heap")]
 mod mm;
+#[allow(
+    unsafe_code,
+    reason = "only Process::map_shared zeroing fresh frames, until that moves into mm"
+)]
 mod process;
 mod rings;
 mod syscall;
 mod task;
 mod time;
 mod trap;
+#[allow(
+    unsafe_code,
+    reason = "copies to and from user memory through the direct map"
+)]
 mod usercopy;
 
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -22,6 +22,10 @@
 //! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
 
 mod stats;
+#[allow(
+    unsafe_code,
+    reason = "the context switch and the per-CPU current task"
+)]
 mod switch;
 mod wait;
 
