@@ -206,7 +206,10 @@ pub fn start_aps(boot: &BootInfo, wanted: usize) -> usize {
     unsafe {
         let start = core::ptr::addr_of!(ap_trampoline_start);
         let len = core::ptr::addr_of!(ap_trampoline_end) as usize - start as usize;
-        assert!(len <= 4096, "AP trampoline larger than a page");
+        assert!(
+            len as u64 <= abi::layout::PAGE_SIZE,
+            "AP trampoline larger than a page"
+        );
         core::ptr::copy_nonoverlapping(start, phys_to_virt(TRAMPOLINE) as *mut u8, len);
         in_trampoline(core::ptr::addr_of!(ap_cr3)).write_volatile(paging::kernel_pml4());
         in_trampoline(core::ptr::addr_of!(ap_entry)).write_volatile(ap_main as *const () as u64);
