@@ -10,6 +10,36 @@
 //!   through [`usercopy`], faults in user mode end only that process.
 //! - This crate is the only one that names concrete ring backends
 //!   ([`rings`]).
+//! - Unsafe code is denied except in [`arch`], [`mm`], [`usercopy`] and the
+//!   context switch (`task::switch`), each allowed where it is declared.
+//!
+//! Layers, each using only those below it (no module imports one above):
+//!
+//! ```text
+//! main        composition: arch's entry points -> boot, AP idle, syscall, trap
+//! syscall     the syscall dispatcher          -> lifecycle rings process fs task mm usercopy time arch
+//! trap        interrupts and exceptions; the timer tick runs the scheduler's
+//!             sleepers, then the ring timer, then preempts
+//!                                              -> lifecycle rings task time arch
+//! lifecycle   process life cycle: spawn, first entry, exit (rings, then files,
+//!             then the address space), wait, shutdown
+//!                                              -> rings process fs task mm usercopy arch
+//! rings       ring backends' host: files, user memory and threads of a process;
+//!             a ring descriptor releases its ring when dropped
+//!                                              -> process fs task usercopy time arch
+//! process     what a process holds: address space, files, family links
+//!                                              -> fs task mm arch
+//! fs          the RAM file system and open files (console, RAM, rings as
+//!             opaque objects)                  -> usercopy logger arch
+//! task        scheduler, wait queues; a user task's process is opaque data
+//!                                              -> time arch
+//! usercopy, logger, time                       -> arch
+//! arch + mm   the machine and memory: one layer; arch's page tables take
+//!             frames from mm, mm reaches memory through arch's direct map
+//! ```
+//!
+//! arch calls up only through the link names that [`arch::entry_points!`]
+//! defines here; a fresh task starts in a function its creator names.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_op_in_unsafe_fn)]
