@@ -2,15 +2,14 @@
 //! objects behind a process's file descriptors.
 
 use crate::arch::paging::AddressSpace;
-use crate::arch::phys_to_virt;
-use crate::bootinfo::PhysRange;
 use crate::usercopy::UserSlice;
 use abi::errno;
 use abi::errno::Errno;
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use kernel_core::fs::{OpenFile, RamFs};
-use kernel_core::ring::{BackendKind, RingObject};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -27,22 +26,9 @@ pub enum File {
     Console,
     /// An open RAM file.
     Ram(Mutex<OpenFile>),
-    /// A ring of a ring backend (an io_uring descriptor); dropping the last
-    /// handle releases the ring.
-    Ring {
-        kind: BackendKind,
-        pid: u64,
-        id: u64,
-        object: RingObject,
-    },
-}
-
-impl Drop for File {
-    fn drop(&mut self) {
-        if let File::Ring { kind, pid, id, .. } = *self {
-            crate::rings::release(kind, pid, id);
-        }
-    }
+    /// A ring of a ring backend (an io_uring descriptor): the ring layer's
+    /// object, which releases the ring when dropped with the last handle.
+    Ring(Box<dyn Any + Send + Sync>),
 }
 
 impl File {
@@ -150,25 +136,16 @@ pub fn with<R>(f: impl FnOnce(&mut RamFs) -> R) -> R {
 
 /// Creates the file system and copies every regular file of the initrd
 /// (a cpio newc archive) into it. Returns how many files were loaded.
-pub fn init(initrd: Option<PhysRange>) -> usize {
+pub fn init(initrd: Option<&[u8]>) -> usize {
     *FS.lock() = Some(RamFs::new());
-    let Some(range) = initrd else {
+    let Some(archive) = initrd else {
         log::warn!("no initrd module: the file system starts empty");
         return 0;
-    };
-    // SAFETY: the module lies in the direct map (checked when the boot
-    // information was read) and its frames stay reserved until the caller
-    // releases them after this function returns.
-    let archive = unsafe {
-        core::slice::from_raw_parts(
-            phys_to_virt(range.start) as *const u8,
-            (range.end - range.start) as usize,
-        )
     };
     let mut count = 0;
     for entry in kernel_core::cpio::entries(archive) {
         match entry {
-            Ok(entry) if entry.mode & 0o170000 == 0o100000 => {
+            Ok(entry) if entry.is_file() => {
                 match with(|fs| fs.insert(entry.name, entry.data.to_vec())) {
                     Ok(_) => count += 1,
                     Err(e) => log::warn!("initrd: skipping {:?}: {}", entry.name, e.errno()),

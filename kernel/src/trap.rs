@@ -21,7 +21,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
     match frame.vector {
         v if v == u64::from(TIMER_VECTOR) => {
             apic::eoi();
-            task::tick();
+            // Where the layers meet: the scheduler's sleepers and the ring
+            // timeouts share the tick, then the running task is preempted.
+            let now = crate::time::now_ns();
+            task::tick(now);
+            crate::rings::tick(now);
+            task::schedule();
         }
         v if v == u64::from(RESCHEDULE_VECTOR) => {
             apic::eoi();
@@ -62,7 +67,7 @@ fn exception(frame: &mut TrapFrame) {
             );
         }
         drop(me);
-        task::exit_current(abi::status::KILLED_BASE + frame.vector as i32);
+        crate::lifecycle::exit_current(abi::status::KILLED_BASE + frame.vector as i32);
     }
     let cr2 = if frame.vector == PAGE_FAULT {
         fault_address()

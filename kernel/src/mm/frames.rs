@@ -2,48 +2,71 @@
 //! the usable RAM of the direct map, built from the boot memory map with the
 //! kernel image, the boot information and the modules reserved.
 
-use crate::arch::{phys_to_virt, DIRECT_MAP_SIZE};
-use crate::bootinfo::{BootInfo, PhysRange};
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::arch::{phys_to_virt, BootInfo, PhysRange, DIRECT_MAP_SIZE};
+use abi::layout::PAGE_SIZE;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel_core::frames::FrameBitmap;
 use spin::Mutex;
 
-const FRAME_SIZE: u64 = 4096;
-const MAX_FRAMES: usize = (DIRECT_MAP_SIZE / FRAME_SIZE) as usize;
+const MAX_FRAMES: usize = (DIRECT_MAP_SIZE / PAGE_SIZE) as usize;
 
 static ALLOCATOR: Mutex<Option<FrameBitmap<'static>>> = Mutex::new(None);
 /// Frames of usable RAM that the allocator manages (free or in use).
 static USABLE: AtomicU64 = AtomicU64::new(0);
 
-unsafe extern "C" {
-    static __kernel_phys_start: u8;
-    static __kernel_phys_end: u8;
+/// The bitmap's storage, handed out once.
+fn bitmap_storage() -> &'static mut [u64] {
+    static mut BITS: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    assert!(
+        !TAKEN.swap(true, Ordering::AcqRel),
+        "the frame allocator is initialised once"
+    );
+    // SAFETY: the swap above lets exactly one caller past, so this is the
+    // only reference to `BITS` ever made, and nothing else names `BITS`.
+    unsafe { &mut *core::ptr::addr_of_mut!(BITS) }
+}
+
+/// A boot module (the initrd) whose frames the allocator keeps reserved
+/// until [`release_module`] takes it back: until then its bytes can be read.
+/// Only [`init`] makes these, one per module it reserved.
+pub struct BootModule {
+    range: PhysRange,
+}
+
+impl BootModule {
+    /// The module's contents.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the range lies in the direct map (the boot information
+        // keeps only such modules) and `init` reserved its frames, which
+        // stay reserved until `release_module` consumes `self`, so no
+        // allocation can hand them out while this borrow lives.
+        unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(self.range.start) as *const u8,
+                (self.range.end - self.range.start) as usize,
+            )
+        }
+    }
 }
 
 /// Builds the allocator. Reserves the first MiB (firmware, PVH tables), the
-/// kernel image, the boot information and every module.
-pub fn init(boot: &BootInfo) {
-    static mut BITS: [u64; MAX_FRAMES / 64] = [0; MAX_FRAMES / 64];
-    // SAFETY: `init` runs once, on the boot CPU, before anything else can
-    // reach `BITS`; afterwards it is only reached through `ALLOCATOR`.
-    let bits: &'static mut [u64] = unsafe { &mut *core::ptr::addr_of_mut!(BITS) };
-    let mut bitmap =
-        FrameBitmap::new(bits, 0, MAX_FRAMES as u64).expect("the bitmap storage fits MAX_FRAMES");
+/// kernel image, the boot information and every module, and returns the
+/// modules. Panics if called twice.
+pub fn init(boot: &BootInfo) -> Vec<BootModule> {
+    let mut bitmap = FrameBitmap::new(bitmap_storage(), 0, MAX_FRAMES as u64)
+        .expect("the bitmap storage fits MAX_FRAMES");
     for range in boot.usable() {
-        let start = range.start.div_ceil(FRAME_SIZE);
-        let end = range.end / FRAME_SIZE;
+        let start = range.start.div_ceil(PAGE_SIZE);
+        let end = range.end / PAGE_SIZE;
         if end > start {
             bitmap.free_range(start, end - start);
         }
     }
-    // Only the addresses of the linker-defined symbols are taken.
-    let (kernel_start, kernel_end) = (
-        core::ptr::addr_of!(__kernel_phys_start) as u64,
-        core::ptr::addr_of!(__kernel_phys_end) as u64,
-    );
     let mut reserve = |r: PhysRange| {
-        let start = r.start / FRAME_SIZE;
-        let end = r.end.div_ceil(FRAME_SIZE);
+        let start = r.start / PAGE_SIZE;
+        let end = r.end.div_ceil(PAGE_SIZE);
         if end > start {
             bitmap.reserve_range(start, end - start);
         }
@@ -52,21 +75,23 @@ pub fn init(boot: &BootInfo) {
         start: 0,
         end: 0x10_0000,
     });
-    reserve(PhysRange {
-        start: kernel_start,
-        end: kernel_end,
-    });
+    reserve(crate::arch::kernel_image());
     reserve(boot.info);
     for &module in boot.modules() {
         reserve(module);
     }
     log::info!(
         "memory: {} MiB usable, {} frames free",
-        (bitmap.free_count() * FRAME_SIZE) >> 20,
+        (bitmap.free_count() * PAGE_SIZE) >> 20,
         bitmap.free_count()
     );
     USABLE.store(bitmap.free_count(), Ordering::Relaxed);
     *ALLOCATOR.lock() = Some(bitmap);
+    // The heap works from here on.
+    boot.modules()
+        .iter()
+        .map(|&range| BootModule { range })
+        .collect()
 }
 
 fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
@@ -78,7 +103,7 @@ fn with<R>(f: impl FnOnce(&mut FrameBitmap<'static>) -> R) -> R {
 
 /// One frame, contents undefined. Returns its physical address.
 pub fn alloc() -> Option<u64> {
-    with(|b| b.alloc()).map(|frame| frame * FRAME_SIZE)
+    with(|b| b.alloc()).map(|frame| frame * PAGE_SIZE)
 }
 
 /// One zeroed frame.
@@ -86,18 +111,41 @@ pub fn alloc_zeroed() -> Option<u64> {
     let phys = alloc()?;
     // SAFETY: the frame was just allocated, so nothing else refers to it,
     // and the direct map covers it.
-    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, FRAME_SIZE as usize) };
+    unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, PAGE_SIZE as usize) };
+    Some(phys)
+}
+
+/// One frame holding `bytes` at `offset` and zeros elsewhere. Panics if
+/// they do not fit in the frame (callers split their data by page).
+pub fn alloc_filled(offset: usize, bytes: &[u8]) -> Option<u64> {
+    let end = offset.checked_add(bytes.len());
+    assert!(
+        end.is_some_and(|end| end <= PAGE_SIZE as usize),
+        "{} bytes at offset {offset} do not fit in a frame",
+        bytes.len()
+    );
+    let phys = alloc_zeroed()?;
+    // SAFETY: the frame was just allocated, so nothing else refers to it;
+    // the direct map covers it, and `offset..offset + bytes.len()` lies in
+    // it (asserted above).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (phys_to_virt(phys) as *mut u8).add(offset),
+            bytes.len(),
+        )
+    };
     Some(phys)
 }
 
 /// `count` physically contiguous frames aligned to `align` frames.
 pub fn alloc_contiguous(count: u64, align: u64) -> Option<u64> {
-    with(|b| b.alloc_contiguous(count, align)).map(|frame| frame * FRAME_SIZE)
+    with(|b| b.alloc_contiguous(count, align)).map(|frame| frame * PAGE_SIZE)
 }
 
 /// Returns a frame. Freeing a frame twice is a kernel bug and panics.
 pub fn free(phys: u64) {
-    if let Err(e) = with(|b| b.free(phys / FRAME_SIZE)) {
+    if let Err(e) = with(|b| b.free(phys / PAGE_SIZE)) {
         panic!("freeing frame {phys:#x}: {e:?}");
     }
 }
@@ -108,13 +156,13 @@ pub fn counts() -> (u64, u64) {
     (with(|b| b.free_count()), USABLE.load(Ordering::Relaxed))
 }
 
-/// Returns a range of the boot information to the allocator once it has been
-/// copied (e.g. the initrd after the file system took its files).
-pub fn release(range: PhysRange) {
+/// Returns a boot module's frames to the allocator once its contents have
+/// been copied (the initrd, after the file system took its files).
+pub fn release_module(module: BootModule) {
     // Only pages wholly inside the range: its edges may share a page with
     // something still in use.
-    let start = range.start.div_ceil(FRAME_SIZE);
-    let end = range.end / FRAME_SIZE;
+    let start = module.range.start.div_ceil(PAGE_SIZE);
+    let end = module.range.end / PAGE_SIZE;
     if end > start {
         with(|b| b.free_range(start, end - start));
     }

@@ -13,7 +13,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
-const PAGE: usize = 4096;
+const PAGE: usize = abi::layout::PAGE_SIZE as usize;
 const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
 
 struct FreeBlock {

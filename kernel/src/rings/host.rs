@@ -6,13 +6,15 @@
 //! until the new kernel thread takes it and runs it with a host that has no
 //! caller.
 
-use super::timer;
+use super::{timer, RingFile};
 use crate::arch::phys_to_virt;
 use crate::fs::{File, FileHandle};
+use crate::process::UserTask;
 use crate::task::{self, Task, WaitQueue};
 use crate::usercopy::UserSlice;
 use abi::errno::*;
 use abi::io_uring::ring_layout;
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -60,7 +62,7 @@ impl KernelHost<'_> {
     /// reference counting: the running task outlives the call).
     pub fn with_current<R>(f: impl FnOnce(&mut KernelHost<'_>) -> R) -> R {
         task::with_current(|t| {
-            let caller = t.process.is_some().then_some(t);
+            let caller = t.is_user().then_some(t);
             f(&mut KernelHost { caller, env: None })
         })
     }
@@ -92,7 +94,7 @@ impl RingHost for KernelHost<'_> {
         if !reuse {
             let task = match self.caller {
                 Some(t) if t.id == pid => TaskRef::Borrowed(t),
-                _ => TaskRef::Owned(task::find_process(pid)?),
+                _ => TaskRef::Owned(task::find_user(pid)?),
             };
             self.env = Some(ProcessEnv { task });
         }
@@ -145,12 +147,12 @@ impl RingHost for KernelHost<'_> {
 
     fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, Errno> {
         let caller = self.caller()?;
-        let file: FileHandle = Arc::new(File::Ring {
+        let file: FileHandle = Arc::new(File::Ring(Box::new(RingFile {
             kind,
             pid: caller.id,
             id,
             object,
-        });
+        })));
         let fd = caller
             .process()
             .files
@@ -164,12 +166,14 @@ impl RingHost for KernelHost<'_> {
         let caller = self.caller()?;
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
         let files = caller.process().files.lock();
-        match files.get(fd).map(|f| &**f) {
-            None => Err(EBADF),
-            Some(File::Ring {
-                kind: k, object, ..
-            }) if *k == kind => Ok(object.clone()),
-            Some(_) => Err(EOPNOTSUPP),
+        let ring = match files.get(fd).map(|f| &**f) {
+            None => return Err(EBADF),
+            Some(File::Ring(ring)) => ring.downcast_ref::<RingFile>(),
+            Some(_) => None,
+        };
+        match ring {
+            Some(ring) if ring.kind == kind => Ok(ring.object.clone()),
+            _ => Err(EOPNOTSUPP),
         }
     }
 
@@ -212,7 +216,7 @@ impl RingHost for KernelHost<'_> {
     ) -> Result<u64, Errno> {
         // The caller's page tables: its backend joins the thread before the
         // caller's address space goes (see `RingHost::spawn_thread`).
-        let root = self.caller.map_or(0, |t| t.process().page_table_root());
+        let root = self.caller.map_or(0, Task::space_root);
         let key = NEXT_THREAD_KEY.fetch_add(1, Ordering::Relaxed);
         interrupts::without_interrupts(|| THREAD_BODIES.lock().insert(key, body));
         let cpu = cpu.map(|c| c as usize);

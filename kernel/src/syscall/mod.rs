@@ -7,6 +7,8 @@
 
 use crate::arch::syscall::SyscallFrame;
 use crate::fs::FileHandle;
+use crate::lifecycle;
+use crate::process::UserTask;
 use crate::rings::{self, RingCall};
 use crate::task;
 use crate::usercopy::{read_value, write_value, UserSlice};
@@ -34,7 +36,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     // user's stack; no user page is mapped where that could happen, but the
     // return path does not rely on it.
     if frame.rip >= abi::layout::USER_END {
-        task::exit_current(abi::status::KILLED_BASE + 13);
+        lifecycle::exit_current(abi::status::KILLED_BASE + 13);
     }
 }
 
@@ -49,7 +51,7 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
             Ok(0)
         }
         Sysnum::GetPid => Ok(task::with_current(|t| t.id)),
-        Sysnum::Exit => task::exit_current(a[0] as i32),
+        Sysnum::Exit => lifecycle::exit_current(a[0] as i32),
         Sysnum::Fsync => sys_fsync(a[0]),
         Sysnum::Open => sys_open(a[0], a[1], a[2]),
         Sysnum::Unlink => sys_unlink(a[0], a[1]),
@@ -60,7 +62,7 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
             Ok(0)
         }
         Sysnum::Clock => Ok(crate::time::now_ns()),
-        Sysnum::Poweroff => crate::shutdown(a[0] as i32),
+        Sysnum::Poweroff => lifecycle::shutdown(a[0] as i32),
         Sysnum::SysInfo => sys_sysinfo(a[0]),
         Sysnum::Fstat => sys_fstat(a[0], a[1]),
         Sysnum::TaskInfo => sys_task_info(a[0], a[1]),
@@ -211,7 +213,7 @@ fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
     })?;
     let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
     let me = task::current();
-    let child = task::spawn(&name, &refs, Some(&me), me.process().mode)?;
+    let child = lifecycle::spawn(&name, &refs, Some(&me), me.process().mode)?;
     Ok(child.id)
 }
 
@@ -220,7 +222,7 @@ fn sys_wait(pid: i64, status: u64) -> SysResult {
     if status != 0 {
         with_space(|space| UserSlice::new(status, 4)?.check(space, true))?;
     }
-    let (child, code) = task::wait_child(pid)?;
+    let (child, code) = lifecycle::wait_child(pid)?;
     if status != 0 {
         with_space(|space| write_value(space, status, &code))?;
     }
@@ -236,7 +238,7 @@ fn sys_sysinfo(out: u64) -> SysResult {
         heap_used: crate::mm::heap::used_bytes(),
         tasks: task::count(),
         cpus: crate::arch::smp::online() as u64,
-        syscall_mode: task::mode_value(me.process().mode),
+        syscall_mode: lifecycle::mode_value(me.process().mode),
         ring_backend: rings::backend_value(rings::active().map(|b| b.kind())),
     };
     with_space(|space| write_value(space, out, &info))?;

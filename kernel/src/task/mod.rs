@@ -1,7 +1,9 @@
 //! Tasks and the scheduler.
 //!
 //! A task is a kernel stack plus saved context; it is either a kernel thread
-//! or the single thread of a user process ([`Process`]). One round-robin run
+//! or a user task, whose user side (the process) belongs to a higher layer:
+//! the scheduler keeps it as opaque data ([`Task::user_data`]) and knows
+//! nothing of files, rings or process life cycle. One round-robin run
 //! queue, preemption on the timer tick, and [`WaitQueue`]s on which a task
 //! sleeps until an event (a child exits, a timer fires, a completion is
 //! posted).
@@ -19,32 +21,35 @@
 //! on another CPU and the sleeper re-checking its condition cannot both
 //! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
 
-mod process;
 mod stats;
+#[allow(
+    unsafe_code,
+    reason = "the context switch and the per-CPU current task"
+)]
+mod switch;
 mod wait;
 
-pub use process::{exit_current, first_entry, mode_value, spawn, wait_child, Process};
 pub use stats::{cpus, info, is_live};
+pub use switch::{schedule, with_current};
 pub use wait::WaitQueue;
 
+use crate::arch::context::{KernelStack, Start};
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::{apic, context, cpu, gdt, paging};
+use crate::arch::idt::TrapFrame;
+use crate::arch::{apic, cpu, gdt, paging};
 use abi::errno::Errno;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
+use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
 /// Task identifier; a process's pid is its task's id.
 pub type Tid = u64;
-
-/// Size of every task's kernel stack.
-pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -56,18 +61,15 @@ pub enum State {
     Zombie = 3,
 }
 
-#[repr(C, align(16))]
-struct StackBytes([u8; KERNEL_STACK_SIZE]);
-
 /// A schedulable thread of execution.
 pub struct Task {
     pub id: Tid,
     pub name: String,
-    /// `None` for the boot CPU's idle task, which runs on the boot stack.
-    stack: Option<Box<StackBytes>>,
-    /// Saved kernel stack pointer while not running. Touched only by the
-    /// scheduler, with interrupts off and the task not running.
-    saved_rsp: UnsafeCell<u64>,
+    /// `None` for a CPU's idle task, which runs on the stack the CPU came
+    /// up on.
+    stack: Option<KernelStack>,
+    /// Saved kernel stack pointer while not running.
+    saved_rsp: switch::SavedRsp,
     state: AtomicU8,
     /// Monotonic time (ns) of a timed wake-up, or 0.
     wake_at: AtomicU64,
@@ -80,54 +82,104 @@ pub struct Task {
     run_ns: AtomicU64,
     /// Times a CPU switched to it.
     switches: AtomicU64,
-    /// Kernel threads: the page-table root they run on, 0 for the kernel's.
-    /// An SQPOLL poller runs on its process's, so switching between the two
-    /// reloads no CR3; whoever sets it keeps that address space alive until
-    /// the thread has ended and is off its CPU.
+    /// The page-table root it runs on, 0 for the kernel's. A user task's is
+    /// its process's; an SQPOLL poller (a kernel thread) runs on its
+    /// process's too, so switching between the two reloads no CR3. Whoever
+    /// sets it keeps that address space alive until the task has ended and
+    /// is off its CPU.
     space_root: AtomicU64,
-    /// The user process this task runs, if it is not a kernel thread.
-    pub process: Option<Process>,
+    /// What it runs when it starts.
+    entry: Entry,
+    /// A user task's user side (the process), a higher layer's type.
+    user: Option<UserData>,
 }
 
-// SAFETY: `saved_rsp` is only accessed by the scheduler under its lock with
-// interrupts off, when the task is not running (see `schedule`).
-unsafe impl Sync for Task {}
-// SAFETY: as above; every other field is Send.
-unsafe impl Send for Task {}
+/// The user side of a user task: a higher layer's type, which the
+/// scheduler only keeps.
+pub type UserData = Box<dyn Any + Send + Sync>;
+
+/// What a task runs when it starts, once it has finished its first switch.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// A CPU's idle task: it was running before it was a task.
+    Idle,
+    /// A kernel thread: the function and its argument.
+    Thread(fn(u64), u64),
+    /// A user task: `prepare` runs before its first entry to user mode;
+    /// `ended` is called with the task once it has ended and is off its CPU
+    /// (whoever reaps it then calls [`forget`]).
+    User { prepare: fn(), ended: fn(Arc<Task>) },
+}
 
 impl Task {
-    fn new(name: String, process: Option<Process>) -> Result<Arc<Self>, Errno> {
-        let layout = core::alloc::Layout::new::<StackBytes>();
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut StackBytes;
-        if raw.is_null() {
-            return Err(abi::errno::ENOMEM);
-        }
-        // SAFETY: `raw` was allocated by the global allocator with the layout
-        // of `StackBytes` and is zeroed, a valid value of plain bytes.
-        let stack = unsafe { Box::from_raw(raw) };
+    /// A task that starts at `start` on a fresh kernel stack, not yet
+    /// queued ([`start`]).
+    fn new(
+        name: String,
+        start: Start,
+        entry: Entry,
+        space_root: u64,
+        user: Option<UserData>,
+    ) -> Result<Arc<Self>, Errno> {
+        let mut stack = KernelStack::new()?;
+        let rsp = stack.prepare(start);
         Ok(Arc::new(Self {
             id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
             name,
             stack: Some(stack),
-            saved_rsp: UnsafeCell::new(0),
+            saved_rsp: switch::SavedRsp::new(rsp),
             state: AtomicU8::new(State::Ready as u8),
             wake_at: AtomicU64::new(0),
             on_cpu: AtomicBool::new(false),
             affinity: AtomicU64::new(u64::MAX),
             run_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
-            space_root: AtomicU64::new(0),
-            process,
+            space_root: AtomicU64::new(space_root),
+            entry,
+            user,
         }))
     }
 
-    /// Top of the kernel stack (exclusive), 16-byte aligned.
-    pub fn stack_top(&self) -> u64 {
-        match &self.stack {
-            Some(s) => s.0.as_ptr() as u64 + KERNEL_STACK_SIZE as u64,
-            None => 0,
-        }
+    /// A user task for `user` (the process), on the page tables at
+    /// `space_root`, not yet queued ([`start`]). It calls `prepare` when it
+    /// first runs, then enters user mode with `frame`; once it has ended and
+    /// is off its CPU, `ended` is called with it.
+    pub fn new_user(
+        name: &str,
+        user: UserData,
+        space_root: u64,
+        frame: TrapFrame,
+        prepare: fn(),
+        ended: fn(Arc<Task>),
+    ) -> Result<Arc<Self>, Errno> {
+        let start = Start::TrapReturn {
+            prepare: user_task_main,
+            frame,
+        };
+        let entry = Entry::User { prepare, ended };
+        Self::new(String::from(name), start, entry, space_root, Some(user))
+    }
+
+    /// The user side of a user task, if it has one of type `T`.
+    #[inline]
+    pub fn user_data<T: Any>(&self) -> Option<&T> {
+        self.user.as_deref()?.downcast_ref()
+    }
+
+    /// Whether it is a user task (not a kernel thread).
+    pub fn is_user(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// The page-table root it runs on (0: the kernel's).
+    pub fn space_root(&self) -> u64 {
+        self.space_root.load(Ordering::Relaxed)
+    }
+
+    /// Top of the kernel stack (exclusive), 16-byte aligned; 0 for an idle
+    /// task.
+    fn stack_top(&self) -> u64 {
+        self.stack.as_ref().map_or(0, KernelStack::top)
     }
 
     pub fn state(&self) -> State {
@@ -139,7 +191,7 @@ impl Task {
         }
     }
 
-    fn set_state(&self, state: State) {
+    pub(crate) fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Release);
     }
 
@@ -157,11 +209,6 @@ impl Task {
 
     fn may_run_on(&self, cpu: usize) -> bool {
         self.affinity.load(Ordering::Relaxed) & (1 << cpu) != 0
-    }
-
-    /// The process, for tasks known to be user tasks.
-    pub fn process(&self) -> &Process {
-        self.process.as_ref().expect("kernel thread has no process")
     }
 }
 
@@ -225,7 +272,7 @@ fn become_idle(cpu_index: usize) {
         id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         name: alloc::format!("idle{cpu_index}"),
         stack: None,
-        saved_rsp: UnsafeCell::new(0),
+        saved_rsp: switch::SavedRsp::new(0),
         state: AtomicU8::new(State::Running as u8),
         wake_at: AtomicU64::new(0),
         on_cpu: AtomicBool::new(true),
@@ -233,7 +280,8 @@ fn become_idle(cpu_index: usize) {
         run_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
         space_root: AtomicU64::new(0),
-        process: None,
+        entry: Entry::Idle,
+        user: None,
     });
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
@@ -252,17 +300,6 @@ pub fn ap_idle(cpu_index: usize) -> ! {
     idle_loop()
 }
 
-/// Runs `f` on the task running on this CPU, without the scheduler lock or
-/// a reference count (the syscall fast path).
-pub fn with_current<R>(f: impl FnOnce(&Task) -> R) -> R {
-    let ptr = cpu::this().current_task.load(Ordering::Relaxed) as *const Task;
-    assert!(!ptr.is_null(), "scheduler not initialised");
-    // SAFETY: the scheduler stores the address of the task it switches to
-    // (kept alive by `Scheduler::current` while it runs) before switching;
-    // `f` runs on that task, which cannot be freed while it is running.
-    f(unsafe { &*ptr })
-}
-
 /// The task running on this CPU.
 pub fn current() -> Arc<Task> {
     interrupts::without_interrupts(|| {
@@ -277,7 +314,8 @@ pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)
 }
 
-fn enqueue(task: Arc<Task>) {
+/// Queues a new task to run.
+pub fn start(task: Arc<Task>) {
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
         s.all.insert(task.id, task.clone());
@@ -299,18 +337,28 @@ fn kick_idle_cpu() {
     }
 }
 
-/// Entry of every kernel thread (called from the context-switch trampoline).
-pub extern "C" fn kernel_thread_main(entry: u64, arg: u64) -> ! {
+/// Where every kernel thread starts (at its first switch).
+extern "C" fn kernel_thread_main() -> ! {
     after_switch();
+    let Entry::Thread(f, arg) = with_current(|t| t.entry) else {
+        unreachable!("a kernel thread has work");
+    };
     interrupts::enable();
-    // SAFETY: `entry` was produced from a `fn(u64)` in `spawn_kernel_thread`.
-    let f: fn(u64) = unsafe { core::mem::transmute::<usize, fn(u64)>(entry as usize) };
     f(arg);
     interrupts::disable();
     // `after_switch` on the next task forgets it once it is off this CPU.
     with_current(|t| t.set_state(State::Zombie));
     schedule();
     unreachable!("a dead kernel thread was scheduled");
+}
+
+/// Where every user task starts (at its first switch), before it enters
+/// user mode through the trap exit path.
+extern "C" fn user_task_main() {
+    after_switch();
+    if let Entry::User { prepare, .. } = with_current(|t| t.entry) {
+        prepare();
+    }
 }
 
 /// Starts a kernel thread running `f(arg)`.
@@ -339,122 +387,108 @@ pub fn spawn_kernel_thread_in(
     cpu: Option<usize>,
     space_root: u64,
 ) -> Result<Tid, Errno> {
-    let task = Task::new(String::from(name), None)?;
-    task.space_root.store(space_root, Ordering::Relaxed);
+    if cpu.is_some_and(|cpu| cpu >= crate::arch::smp::online()) {
+        return Err(abi::errno::EINVAL);
+    }
+    let task = Task::new(
+        String::from(name),
+        Start::Call(kernel_thread_main),
+        Entry::Thread(f, arg),
+        space_root,
+        None,
+    )?;
     if let Some(cpu) = cpu {
-        if cpu >= crate::arch::smp::online() {
-            return Err(abi::errno::EINVAL);
-        }
         task.affinity.store(1 << cpu, Ordering::Relaxed);
     }
-    // SAFETY: the stack is fresh and owned by `task`; its top is aligned.
-    let rsp = unsafe {
-        context::initial_stack(
-            task.stack_top(),
-            context::Start::KernelThread {
-                entry: f as usize as u64,
-                arg,
-            },
-        )
-    };
-    // SAFETY: the task is not running and not yet visible to the scheduler.
-    unsafe { *task.saved_rsp.get() = rsp };
     let id = task.id;
-    enqueue(task);
+    start(task);
     Ok(id)
 }
 
-/// Work a task does right after it is switched to (or starts): the task
-/// this CPU left is now off it; if it ended, it can be reaped or freed.
-pub extern "C" fn after_switch() {
+/// Work a task does right after it is switched to (or, first of all, when it
+/// starts): the task this CPU left is now off it; if it ended, it can be
+/// reaped or freed.
+fn after_switch() {
     let prev = interrupts::without_interrupts(|| SCHED.lock().prev[this_cpu()].take());
     let Some(prev) = prev else { return };
     prev.on_cpu.store(false, Ordering::Release);
     if prev.state() == State::Zombie {
-        match &prev.process {
-            // Its parent reaps it (or, an orphan, it goes now).
-            Some(_) => process::exited(prev),
+        match prev.entry {
+            // Whoever reaps it is told.
+            Entry::User { ended, .. } => ended(prev),
             // A kernel thread: gone once off the CPU.
-            None => forget(prev.id),
+            Entry::Thread(..) | Entry::Idle => forget(prev.id),
         }
     }
 }
 
-/// Gives the CPU to the next ready task (or idle). Returns when this task is
-/// scheduled again. The caller sets its state first: a `Running` task goes
-/// back to the run queue, a `Blocked` or `Zombie` one does not.
-pub fn schedule() {
-    let were_enabled = interrupts::are_enabled();
-    interrupts::disable();
+/// What [`schedule`] switches: where the running task's stack pointer is
+/// to be saved, and where the next task's was saved.
+struct Switch {
+    save: *mut u64,
+    next: *mut u64,
+}
+
+/// The scheduling decision of [`schedule`], made with interrupts off: picks
+/// the task this CPU runs next. `None` if the running task goes on.
+/// Otherwise the picked task was not live on any CPU (`on_cpu` false) and
+/// is now this CPU's current task (`on_cpu`, its page tables and kernel
+/// stack loaded), and the task switched away from stays allocated and
+/// `on_cpu` in `Scheduler::prev` until [`after_switch`].
+fn pick_next() -> Option<Switch> {
     let cpu_index = this_cpu();
-    let switch = {
-        let mut s = SCHED.lock();
-        let current = s.current[cpu_index]
-            .take()
-            .expect("scheduler not initialised");
-        let idle = s.idle[cpu_index].clone().expect("no idle task");
-        let is_idle = Arc::ptr_eq(&current, &idle);
-        let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
-        // The first queued task that may run here and is not still live on
-        // another CPU.
-        let pick = s
-            .run_queue
-            .iter()
-            .position(|t| !t.on_cpu() && t.may_run_on(cpu_index));
-        let next = match pick.and_then(|i| s.run_queue.remove(i)) {
-            Some(next) => next,
-            None if requeue => current.clone(),
-            None => idle,
-        };
-        next.set_state(State::Running);
-        if Arc::ptr_eq(&next, &current) {
-            s.current[cpu_index] = Some(next);
-            None
-        } else {
-            if requeue {
-                s.run_queue.push_back(current.clone());
-            }
-            stats::account_switch(&mut s, cpu_index, &current, &next);
-            next.on_cpu.store(true, Ordering::Release);
-            if next.stack.is_some() {
-                SWITCHES[cpu_index].fetch_add(1, Ordering::Relaxed);
-            }
-            let top = next.stack_top();
-            if top != 0 {
-                gdt::set_rsp0(top);
-                cpu::set_kernel_rsp(top);
-            }
-            match &next.process {
-                Some(p) => p.activate(),
-                None => match next.space_root.load(Ordering::Relaxed) {
-                    0 => paging::activate_root(paging::kernel_pml4()),
-                    root => paging::activate_root(root),
-                },
-            }
-            cpu::this()
-                .current_task
-                .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
-            let save = current.saved_rsp.get();
-            // SAFETY: `next` is not live on any CPU (`on_cpu` was false), so
-            // its saved stack pointer is stable.
-            let next_rsp = unsafe { *next.saved_rsp.get() };
-            s.current[cpu_index] = Some(next);
-            // `current` stays allocated (and `on_cpu`) until the next task
-            // on this CPU has finished the switch in `after_switch`.
-            s.prev[cpu_index] = Some(current);
-            Some((save, next_rsp))
-        }
+    let mut s = SCHED.lock();
+    let current = s.current[cpu_index]
+        .take()
+        .expect("scheduler not initialised");
+    let idle = s.idle[cpu_index].clone().expect("no idle task");
+    let is_idle = Arc::ptr_eq(&current, &idle);
+    let requeue = current.change_state(State::Running, State::Ready) && !is_idle;
+    // The first queued task that may run here and is not still live on
+    // another CPU.
+    let pick = s
+        .run_queue
+        .iter()
+        .position(|t| !t.on_cpu() && t.may_run_on(cpu_index));
+    let next = match pick.and_then(|i| s.run_queue.remove(i)) {
+        Some(next) => next,
+        None if requeue => current.clone(),
+        None => idle,
     };
-    if let Some((save, next_rsp)) = switch {
-        // SAFETY: interrupts are off, the lock is released, `save` belongs to
-        // the task being switched away from, which `prev` keeps allocated,
-        // and `next_rsp` was saved by `switch` or `initial_stack`.
-        unsafe { context::switch(save, next_rsp) };
-        after_switch();
+    next.set_state(State::Running);
+    if Arc::ptr_eq(&next, &current) {
+        s.current[cpu_index] = Some(next);
+        return None;
     }
-    if were_enabled {
-        interrupts::enable();
+    if requeue {
+        s.run_queue.push_back(current.clone());
     }
+    stats::account_switch(&mut s, cpu_index, &current, &next);
+    next.on_cpu.store(true, Ordering::Release);
+    if next.stack.is_some() {
+        SWITCHES[cpu_index].fetch_add(1, Ordering::Relaxed);
+    }
+    let top = next.stack_top();
+    if top != 0 {
+        gdt::set_rsp0(top);
+        cpu::set_kernel_rsp(top);
+    }
+    match next.space_root() {
+        0 => paging::activate_root(paging::kernel_pml4()),
+        root => paging::activate_root(root),
+    }
+    cpu::this()
+        .current_task
+        .store(Arc::as_ptr(&next) as u64, Ordering::Relaxed);
+    let switch = Switch {
+        save: current.saved_rsp.slot(),
+        next: next.saved_rsp.slot(),
+    };
+    s.current[cpu_index] = Some(next);
+    // `current` stays allocated (and `on_cpu`) until the next task on this
+    // CPU has finished the switch in `after_switch`.
+    s.prev[cpu_index] = Some(current);
+    Some(switch)
 }
 
 /// Gives up the CPU voluntarily.
@@ -528,10 +562,10 @@ pub fn sleep_ns(ns: u64) {
     });
 }
 
-/// Timer tick: wakes sleepers whose time has come and preempts the running
-/// task. Called from the timer interrupt with interrupts off.
-pub fn tick() {
-    let now = crate::time::now_ns();
+/// Timer tick at `now` (ns): wakes sleepers whose time has come. Called
+/// from the timer interrupt with interrupts off, which then preempts the
+/// running task with [`schedule`].
+pub fn tick(now: u64) {
     let woken: Vec<Arc<Task>> = {
         let mut s = SCHED.lock();
         s.ticks += 1;
@@ -550,8 +584,6 @@ pub fn tick() {
     for task in &woken {
         wake(task);
     }
-    crate::rings::tick(now);
-    schedule();
 }
 
 /// A CPU's idle loop: runs ready tasks, halts when there are none.
@@ -579,14 +611,14 @@ pub fn reschedule_ipi() {
     schedule();
 }
 
-/// The live (not yet ended) user process `pid`.
-pub fn find_process(pid: Tid) -> Option<Arc<Task>> {
+/// The live (not yet ended) user task `pid`.
+pub fn find_user(pid: Tid) -> Option<Arc<Task>> {
     interrupts::without_interrupts(|| SCHED.lock().all.get(&pid).cloned())
-        .filter(|t| t.process.is_some() && t.state() != State::Zombie)
+        .filter(|t| t.is_user() && t.state() != State::Zombie)
 }
 
 /// Removes a reaped or dead task from the task table.
-fn forget(id: Tid) {
+pub fn forget(id: Tid) {
     interrupts::without_interrupts(|| {
         SCHED.lock().all.remove(&id);
     });

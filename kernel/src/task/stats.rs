@@ -62,7 +62,7 @@ pub fn info(tid: Tid) -> Result<abi::TaskInfo, Errno> {
                 State::Blocked => abi::syscall::task_state::BLOCKED,
                 State::Zombie => abi::syscall::task_state::ZOMBIE,
             },
-            kernel_thread: u32::from(task.process.is_none()),
+            kernel_thread: u32::from(!task.is_user()),
             name,
         })
     })

@@ -93,7 +93,7 @@ boot_long_mode:
     mov gs, ax
     movabs rsp, offset {stack} + {stack_size}
     xor ebp, ebp
-    movabs rax, offset {entry}
+    movabs rax, offset kernel_boot_entry
     call rax
 4:
     hlt
@@ -143,5 +143,4 @@ boot_stack32_top:
     pvh_magic = const PVH_MAGIC,
     stack = sym super::cpu::BOOT_STACK,
     stack_size = const super::cpu::BOOT_STACK_SIZE,
-    entry = sym crate::kernel_entry,
 );

@@ -93,6 +93,30 @@ pub fn this() -> &'static PerCpu {
     }
 }
 
+/// Offset of [`PerCpu::current_task`] for the one-instruction read.
+const PERCPU_CURRENT_TASK: usize = core::mem::offset_of!(PerCpu, current_task);
+
+/// The value of this CPU's [`PerCpu::current_task`], read with one
+/// instruction: code that is preempted and moved to another CPU around the
+/// call still reads the block of a CPU it was running on at that instant
+/// (two steps, finding the block and then reading it, could straddle a move).
+#[inline]
+pub fn current_task() -> u64 {
+    let value: u64;
+    // SAFETY: GS.base points at this CPU's `PerCpu` in kernel mode (set by
+    // `init` before anything calls this); the offset is that of an
+    // `AtomicU64` field, so the aligned 8-byte load is an atomic read.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, gs:[{offset}]",
+            out(reg) value,
+            offset = const PERCPU_CURRENT_TASK,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    value
+}
+
 /// Records this CPU's local APIC id (once its APIC is enabled).
 pub fn set_apic_id(id: u8) {
     this().apic_id.store(u64::from(id), Ordering::Relaxed);

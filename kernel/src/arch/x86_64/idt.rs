@@ -1,6 +1,6 @@
 //! Interrupt and exception entry: the IDT, one assembly stub per vector, and
 //! the common path that saves every register into a [`TrapFrame`] and hands
-//! it to the safe dispatcher `crate::trap::dispatch`.
+//! it to the kernel's trap handler (see [`super::entry_points`]).
 
 use super::gdt::{self, KERNEL_CODE};
 use core::arch::naked_asm;
@@ -76,7 +76,7 @@ unsafe extern "C" fn trap_common() {
         "push r15",
         "mov rdi, rsp",
         "cld",
-        "call {dispatch}",
+        "call kernel_trap_entry",
         ".global trap_return",
         "trap_return:",
         "pop r15",
@@ -100,7 +100,6 @@ unsafe extern "C" fn trap_common() {
         "swapgs",
         "3:",
         "iretq",
-        dispatch = sym dispatch_trampoline,
     );
 }
 
@@ -108,10 +107,6 @@ unsafe extern "C" {
     /// The label inside [`trap_common`] that restores a [`TrapFrame`] and
     /// returns with `iretq`. New tasks start by "returning" through it.
     pub fn trap_return();
-}
-
-extern "C" fn dispatch_trampoline(frame: &mut TrapFrame) {
-    crate::trap::dispatch(frame);
 }
 
 macro_rules! stub {

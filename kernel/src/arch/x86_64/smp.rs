@@ -7,8 +7,8 @@
 //! of boot) and calls [`ap_main`] on a stack the boot CPU allocated. APs are
 //! started one at a time: the trampoline's data block is shared.
 
+use super::bootinfo::BootInfo;
 use super::{apic, cpu, gdt, idt, paging, phys_to_virt, syscall};
-use crate::bootinfo::BootInfo;
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -206,7 +206,10 @@ pub fn start_aps(boot: &BootInfo, wanted: usize) -> usize {
     unsafe {
         let start = core::ptr::addr_of!(ap_trampoline_start);
         let len = core::ptr::addr_of!(ap_trampoline_end) as usize - start as usize;
-        assert!(len <= 4096, "AP trampoline larger than a page");
+        assert!(
+            len as u64 <= abi::layout::PAGE_SIZE,
+            "AP trampoline larger than a page"
+        );
         core::ptr::copy_nonoverlapping(start, phys_to_virt(TRAMPOLINE) as *mut u8, len);
         in_trampoline(core::ptr::addr_of!(ap_cr3)).write_volatile(paging::kernel_pml4());
         in_trampoline(core::ptr::addr_of!(ap_entry)).write_volatile(ap_main as *const () as u64);
@@ -260,5 +263,11 @@ extern "C" fn ap_main(index: u64) -> ! {
     apic::init_ap();
     cpu::set_apic_id(apic::id());
     ONLINE.fetch_add(1, Ordering::AcqRel);
-    crate::task::ap_idle(index)
+    kernel_ap_entry(index)
+}
+
+unsafe extern "C" {
+    /// The kernel's entry for an application processor that is set up
+    /// (defined by [`super::entry_points`]).
+    safe fn kernel_ap_entry(cpu: usize) -> !;
 }

@@ -59,7 +59,7 @@ unsafe extern "C" fn syscall_entry() {
         "push r15",
         "mov rdi, rsp",
         "cld",
-        "call {dispatch}",
+        "call kernel_syscall_entry",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -80,12 +80,7 @@ unsafe extern "C" fn syscall_entry() {
         "sysretq",
         user_rsp = const PERCPU_USER_RSP,
         kernel_rsp = const PERCPU_KERNEL_RSP,
-        dispatch = sym dispatch_trampoline,
     );
-}
-
-extern "C" fn dispatch_trampoline(frame: &mut SyscallFrame) {
-    crate::syscall::dispatch(frame);
 }
 
 /// Enables `syscall`/`sysret` and points them at [`syscall_entry`].

@@ -1,19 +1,20 @@
-//! User processes: creation from an ELF in the file system, exit with full
-//! release of what the process held, and parent/child waiting.
+//! The life of a user process: creation from an ELF in the file system,
+//! its first entry, exit with full release of what the process held (in
+//! that order: rings, files, address space), and parent/child waiting.
 
-use super::{current, forget, schedule, State, Task, WaitQueue};
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
-use crate::arch::{context, phys_to_virt};
 use crate::fs::FileHandle;
 use crate::mm::frames;
+use crate::process::{Process, UserTask};
+use crate::task::{current, forget, schedule, State, Task, WaitQueue};
 use crate::usercopy;
 use abi::errno;
 use abi::errno::Errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use kernel_core::elf::{self, SegmentFlags};
@@ -21,103 +22,6 @@ use kernel_core::fs::FdTable;
 use kernel_core::ring::SyscallMode;
 use spin::Mutex;
 use x86_64::instructions::interrupts;
-
-/// The user-space part of a task.
-pub struct Process {
-    root: u64,
-    address_space: Mutex<Option<AddressSpace>>,
-    pub files: Mutex<FdTable<FileHandle>>,
-    /// Files pinned by ring registrations (`REGISTER_FILES`), by token.
-    pub pinned: Mutex<BTreeMap<u64, FileHandle>>,
-    parent: Mutex<Option<Weak<Task>>>,
-    children: Mutex<Vec<Arc<Task>>>,
-    child_exited: WaitQueue,
-    exit_status: Mutex<Option<i32>>,
-    /// How this process talks to the kernel.
-    pub mode: SyscallMode,
-    /// User address of its `abi::StartInfo` (filled in by [`first_entry`]).
-    start_info: u64,
-    /// The first process: its end is the machine's end.
-    is_init: bool,
-}
-
-impl Process {
-    /// Physical address of this process's top-level page table.
-    pub fn page_table_root(&self) -> u64 {
-        self.root
-    }
-
-    /// Loads CR3 with this process's page tables.
-    pub fn activate(&self) {
-        crate::arch::paging::activate_root(self.root);
-    }
-
-    /// Runs `f` on the address space, or fails with `EFAULT` once the
-    /// process is tearing down.
-    pub fn with_address_space<R>(
-        &self,
-        f: impl FnOnce(&AddressSpace) -> Result<R, Errno>,
-    ) -> Result<R, Errno> {
-        match self.address_space.lock().as_ref() {
-            Some(space) => f(space),
-            None => Err(errno::EFAULT),
-        }
-    }
-}
-
-impl Process {
-    /// Unmaps `pages` pages at the user address `addr` that
-    /// [`Process::map_shared`] mapped and frees their frames. `EFAULT` once
-    /// the process is tearing down; pages not mapped are skipped.
-    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), Errno> {
-        let mut guard = self.address_space.lock();
-        let space = guard.as_mut().ok_or(errno::EFAULT)?;
-        let freed: Vec<u64> = (0..pages)
-            .filter_map(|i| space.unmap_user(addr + i * PAGE_SIZE))
-            .collect();
-        drop(guard);
-        for frame in freed {
-            frames::free(frame);
-        }
-        Ok(())
-    }
-
-    /// Maps `pages` fresh zeroed, physically contiguous frames at the user
-    /// address `addr` (read/write, no execute) and returns the physical
-    /// address of the first. The address space owns the frames from then
-    /// on: they are freed with it. `EEXIST` if any page is already mapped.
-    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, Errno> {
-        let mut guard = self.address_space.lock();
-        let space = guard.as_mut().ok_or(errno::EFAULT)?;
-        if (0..pages).any(|i| space.translate(addr + i * PAGE_SIZE).is_some()) {
-            return Err(errno::EEXIST);
-        }
-        let base = frames::alloc_contiguous(pages, 1).ok_or(errno::ENOMEM)?;
-        // SAFETY: the frames were just allocated and the direct map covers them.
-        unsafe {
-            core::ptr::write_bytes(
-                phys_to_virt(base) as *mut u8,
-                0,
-                (pages * PAGE_SIZE) as usize,
-            )
-        };
-        for i in 0..pages {
-            let frame = base + i * PAGE_SIZE;
-            if let Err(e) = space.map_user(
-                addr + i * PAGE_SIZE,
-                frame,
-                PageFlags::WRITABLE | PageFlags::NO_EXECUTE,
-            ) {
-                // Pages already mapped belong to the address space now.
-                for rest in i..pages {
-                    frames::free(base + rest * PAGE_SIZE);
-                }
-                return Err(e);
-            }
-        }
-        Ok(base)
-    }
-}
 
 /// Starts the program `name` from the file system with `args` (argv[0]
 /// included) as a child of `parent` (or as init when `None`).
@@ -156,8 +60,6 @@ pub fn spawn(
         start_info,
         is_init: parent.is_none(),
     };
-    let task = Task::new(String::from(name), Some(process))?;
-
     let frame = TrapFrame {
         rip: exec.entry,
         cs: u64::from(USER_CODE),
@@ -169,20 +71,13 @@ pub fn spawn(
         rdx: start_info,
         ..TrapFrame::default()
     };
-    let frame_at = task.stack_top() - core::mem::size_of::<TrapFrame>() as u64;
-    // SAFETY: the new task's stack is unused; the frame fits below its top
-    // and `frame_at` keeps the 16-byte alignment (the frame is 176 bytes).
-    let rsp0 = unsafe {
-        (frame_at as *mut TrapFrame).write(frame);
-        context::initial_stack(frame_at, context::Start::TrapReturn)
-    };
-    // SAFETY: the task is not visible to the scheduler yet.
-    unsafe { *task.saved_rsp.get() = rsp0 };
+    let root = process.page_table_root();
+    let task = Task::new_user(name, Box::new(process), root, frame, first_entry, exited)?;
 
     if let Some(parent) = parent {
         parent.process().children.lock().push(task.clone());
     }
-    super::enqueue(task.clone());
+    crate::task::start(task.clone());
     Ok(task)
 }
 
@@ -204,24 +99,18 @@ fn load_segment(
     let file_end = segment.vaddr + segment.file_size;
     for i in 0..pages {
         let page = first_page + i * PAGE_SIZE;
-        let frame = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
-        // Bytes of this page that come from the file.
+        // Bytes of this page that come from the file (`src..src + len` is
+        // inside `image`: checked by `parse_exec`).
         let from = page.max(file_start);
         let to = (page + PAGE_SIZE).min(file_end);
-        if from < to {
+        let (offset, bytes) = if from < to {
             let src = (segment.file_offset + (from - segment.vaddr)) as usize;
             let len = (to - from) as usize;
-            // SAFETY: the frame is fresh and in the direct map; the copy stays
-            // inside it (`from..to` is within this page) and `src..src+len`
-            // is inside `image` (checked by `parse_exec`).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    image[src..src + len].as_ptr(),
-                    (phys_to_virt(frame) + (from - page)) as *mut u8,
-                    len,
-                );
-            }
-        }
+            ((from - page) as usize, &image[src..src + len])
+        } else {
+            (0, &[][..])
+        };
+        let frame = frames::alloc_filled(offset, bytes).ok_or(errno::ENOMEM)?;
         if let Err(e) = space.map_user(page, frame, flags) {
             frames::free(frame);
             return Err(e);
@@ -289,11 +178,11 @@ pub fn mode_value(mode: SyscallMode) -> u64 {
 }
 
 /// Runs in the kernel, on the new process's own stack and page tables,
-/// right before it first enters user mode (from the context-switch entry of
-/// a user task). In `RingBased` mode it sets up the process's system ring
+/// right before it first enters user mode (the start of a user task, at
+/// its first switch). In `RingBased` mode it sets up the process's system ring
 /// and describes it in the process's `StartInfo`; a process that cannot
 /// get one ends before it runs, with [`abi::status::NO_SYSTEM_RING`].
-pub extern "C" fn first_entry() {
+fn first_entry() {
     let me = current();
     let process = me.process();
     if process.mode != SyscallMode::RingBased {
@@ -347,7 +236,7 @@ pub fn exit_current(status: i32) -> ! {
     }
 
     if process.is_init {
-        crate::shutdown(status);
+        shutdown(status);
     }
     // The parent learns of it in `exited`, once this task is off its CPU.
     me.set_state(State::Zombie);
@@ -358,7 +247,7 @@ pub fn exit_current(status: i32) -> ! {
 
 /// A process that ended is off its CPU: wake its parent to reap it, or, an
 /// orphan, forget it.
-pub(super) fn exited(task: Arc<Task>) {
+fn exited(task: Arc<Task>) {
     let parent = task
         .process()
         .parent
@@ -369,6 +258,17 @@ pub(super) fn exited(task: Arc<Task>) {
         Some(parent) => parent.process().child_exited.wake_all(),
         None => forget(task.id),
     }
+}
+
+/// Ends the machine (init's end, or the `poweroff` call): success when
+/// `code` is 0.
+pub fn shutdown(code: i32) -> ! {
+    interrupts::disable();
+    log::info!(
+        "shutdown: exit code {code}; task switches per CPU {:?}",
+        crate::task::switches_per_cpu()
+    );
+    crate::arch::cpu::exit_machine(code == 0)
 }
 
 /// Waits for a child (`pid`, or any when `pid == -1`) to end and reaps it.

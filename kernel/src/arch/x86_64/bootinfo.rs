@@ -4,7 +4,7 @@
 //! Two protocols lead here: multiboot2 (GRUB, on BIOS or UEFI) and PVH
 //! (`qemu -kernel`). Both are reduced to one [`BootInfo`].
 
-use crate::arch::{phys_to_virt, DIRECT_MAP_SIZE, MULTIBOOT2_MAGIC, PVH_MAGIC};
+use super::{phys_to_virt, DIRECT_MAP_SIZE, MULTIBOOT2_MAGIC, PVH_MAGIC};
 
 const MAX_REGIONS: usize = 128;
 const MAX_MODULES: usize = 8;

@@ -1,0 +1,129 @@
+//! User processes: what a process holds (address space, files, family
+//! links). A user task carries its process as its user data, which the
+//! scheduler keeps without knowing its type; [`UserTask::process`] names it.
+//! The life cycle (spawn, exit, reaping) is in `lifecycle`, above the ring
+//! layer, which uses processes as defined here.
+
+use crate::arch::paging::{AddressSpace, PageFlags};
+use crate::arch::phys_to_virt;
+use crate::fs::FileHandle;
+use crate::mm::frames;
+use crate::task::{Task, WaitQueue};
+use abi::errno;
+use abi::errno::Errno;
+use abi::layout::PAGE_SIZE;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use kernel_core::fs::FdTable;
+use kernel_core::ring::SyscallMode;
+use spin::Mutex;
+
+/// A user task's process. The scheduler keeps it as the task's user data
+/// without knowing its type; this names it. (A trait rather than an
+/// inherent method, so that each module reaching a process imports this
+/// one and the dependency shows.)
+pub trait UserTask {
+    /// The process of a task known to be a user task.
+    fn process(&self) -> &Process;
+}
+
+impl UserTask for Task {
+    #[inline]
+    fn process(&self) -> &Process {
+        self.user_data().expect("a kernel thread has no process")
+    }
+}
+
+/// The user-space part of a task.
+pub struct Process {
+    pub(crate) root: u64,
+    pub(crate) address_space: Mutex<Option<AddressSpace>>,
+    pub files: Mutex<FdTable<FileHandle>>,
+    /// Files pinned by ring registrations (`REGISTER_FILES`), by token.
+    pub pinned: Mutex<BTreeMap<u64, FileHandle>>,
+    pub(crate) parent: Mutex<Option<Weak<Task>>>,
+    pub(crate) children: Mutex<Vec<Arc<Task>>>,
+    pub(crate) child_exited: WaitQueue,
+    pub(crate) exit_status: Mutex<Option<i32>>,
+    /// How this process talks to the kernel.
+    pub mode: SyscallMode,
+    /// User address of its `abi::StartInfo` (filled in by
+    /// `lifecycle::first_entry`).
+    pub(crate) start_info: u64,
+    /// The first process: its end is the machine's end.
+    pub(crate) is_init: bool,
+}
+
+impl Process {
+    /// Physical address of this process's top-level page table.
+    pub fn page_table_root(&self) -> u64 {
+        self.root
+    }
+
+    /// Runs `f` on the address space, or fails with `EFAULT` once the
+    /// process is tearing down.
+    pub fn with_address_space<R>(
+        &self,
+        f: impl FnOnce(&AddressSpace) -> Result<R, Errno>,
+    ) -> Result<R, Errno> {
+        match self.address_space.lock().as_ref() {
+            Some(space) => f(space),
+            None => Err(errno::EFAULT),
+        }
+    }
+}
+
+impl Process {
+    /// Unmaps `pages` pages at the user address `addr` that
+    /// [`Process::map_shared`] mapped and frees their frames. `EFAULT` once
+    /// the process is tearing down; pages not mapped are skipped.
+    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), Errno> {
+        let mut guard = self.address_space.lock();
+        let space = guard.as_mut().ok_or(errno::EFAULT)?;
+        let freed: Vec<u64> = (0..pages)
+            .filter_map(|i| space.unmap_user(addr + i * PAGE_SIZE))
+            .collect();
+        drop(guard);
+        for frame in freed {
+            frames::free(frame);
+        }
+        Ok(())
+    }
+
+    /// Maps `pages` fresh zeroed, physically contiguous frames at the user
+    /// address `addr` (read/write, no execute) and returns the physical
+    /// address of the first. The address space owns the frames from then
+    /// on: they are freed with it. `EEXIST` if any page is already mapped.
+    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, Errno> {
+        let mut guard = self.address_space.lock();
+        let space = guard.as_mut().ok_or(errno::EFAULT)?;
+        if (0..pages).any(|i| space.translate(addr + i * PAGE_SIZE).is_some()) {
+            return Err(errno::EEXIST);
+        }
+        let base = frames::alloc_contiguous(pages, 1).ok_or(errno::ENOMEM)?;
+        // SAFETY: the frames were just allocated and the direct map covers them.
+        unsafe {
+            core::ptr::write_bytes(
+                phys_to_virt(base) as *mut u8,
+                0,
+                (pages * PAGE_SIZE) as usize,
+            )
+        };
+        for i in 0..pages {
+            let frame = base + i * PAGE_SIZE;
+            if let Err(e) = space.map_user(
+                addr + i * PAGE_SIZE,
+                frame,
+                PageFlags::WRITABLE | PageFlags::NO_EXECUTE,
+            ) {
+                // Pages already mapped belong to the address space now.
+                for rest in i..pages {
+                    frames::free(base + rest * PAGE_SIZE);
+                }
+                return Err(e);
+            }
+        }
+        Ok(base)
+    }
+}
