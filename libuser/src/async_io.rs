@@ -61,8 +61,8 @@
 //! blocks of this module only push SQEs whose memory the context owns.
 #![allow(unsafe_code)]
 
-use crate::sys::Errno;
-use crate::uring::Ring;
+use crate::uring::IoUring;
+use abi::errno::Errno;
 use abi::errno::{EBUSY, EINVAL};
 use abi::io_uring::{enter_flags, op, sq_flags, sqe_flags, IoVec, Sqe, Statx, Timespec};
 use alloc::boxed::Box;
@@ -100,7 +100,7 @@ enum Payload {
 impl Completion {
     /// The error, if the operation failed.
     pub fn errno(&self) -> Option<Errno> {
-        (self.result < 0).then(|| Errno(-self.result))
+        Errno::from_res(self.result).err()
     }
 
     /// The buffer of a `read` (truncated to the bytes read when it
@@ -523,7 +523,7 @@ impl AsyncOp {
     /// # Safety
     ///
     /// Every address the SQE names must satisfy
-    /// [`Ring::push_sqe`](crate::uring::Ring::push_sqe)'s contract.
+    /// [`IoUring::push_sqe`](crate::uring::IoUring::push_sqe)'s contract.
     pub unsafe fn from_sqe(sqe: Sqe) -> AsyncOp {
         AsyncOp::new(sqe, Lent::Nothing)
     }
@@ -730,7 +730,7 @@ fn finish(slot: Slot, result: i32, flags: u32) -> Completion {
 
 /// An io_uring with ownership tracking: see the module docs.
 pub struct AsyncContext {
-    ring: Ring,
+    ring: IoUring,
     in_flight: InFlight,
     /// Registered buffers, owned here while registered.
     fixed: Vec<Vec<u8>>,
@@ -746,7 +746,7 @@ impl AsyncContext {
 
     /// A context on a new ring of `entries` entries.
     pub fn with_entries(entries: u32) -> Result<AsyncContext, Errno> {
-        Ring::setup(entries, 0).map(AsyncContext::from_ring)
+        IoUring::setup(entries, 0).map(AsyncContext::from_ring)
     }
 
     /// A context on the process's Ring API context (syscalls 2000-2002) of
@@ -773,11 +773,11 @@ impl AsyncContext {
             },
             ..Default::default()
         };
-        Ring::setup_ring_api(params).map(|(ring, _)| AsyncContext::from_ring(ring))
+        IoUring::setup_ring_api(params).map(|(ring, _)| AsyncContext::from_ring(ring))
     }
 
     /// A context over an existing ring that has nothing in flight.
-    pub fn from_ring(ring: Ring) -> AsyncContext {
+    pub fn from_ring(ring: IoUring) -> AsyncContext {
         AsyncContext {
             ring,
             in_flight: InFlight::default(),
@@ -787,7 +787,7 @@ impl AsyncContext {
     }
 
     /// The ring, for reading its counters and params.
-    pub fn ring(&self) -> &Ring {
+    pub fn ring(&self) -> &IoUring {
         &self.ring
     }
 
@@ -820,7 +820,7 @@ impl AsyncContext {
         if self.ring.sq_space() == 0 {
             self.flush()?;
             if self.ring.sq_space() == 0 {
-                return Err(Errno(EBUSY));
+                return Err(EBUSY);
             }
         }
         let AsyncOp {
@@ -926,7 +926,7 @@ impl AsyncContext {
     /// changed) while an op using one is in flight.
     pub fn unregister_buffers(&mut self) -> Result<Vec<Vec<u8>>, Errno> {
         if self.in_flight.any_fixed_busy() {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
         self.ring.unregister_buffers()?;
         self.in_flight.fixed_busy.clear();
@@ -937,24 +937,21 @@ impl AsyncContext {
     /// an op using it is in flight.
     pub fn fixed_buffer(&self, index: usize) -> Result<&[u8], Errno> {
         if self.in_flight.fixed_busy(index) {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
-        self.fixed
-            .get(index)
-            .map(Vec::as_slice)
-            .ok_or(Errno(EINVAL))
+        self.fixed.get(index).map(Vec::as_slice).ok_or(EINVAL)
     }
 
     /// Registered buffer `index` for writing; errors as
     /// [`AsyncContext::fixed_buffer`].
     pub fn fixed_buffer_mut(&mut self, index: usize) -> Result<&mut [u8], Errno> {
         if self.in_flight.fixed_busy(index) {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
         self.fixed
             .get_mut(index)
             .map(Vec::as_mut_slice)
-            .ok_or(Errno(EINVAL))
+            .ok_or(EINVAL)
     }
 
     /// Registers descriptors (`-1` = empty slot) for [`AsyncOp::fixed_file`].
@@ -1209,7 +1206,7 @@ mod tests {
         assert!(c.take_buffer().is_none());
 
         let mut c = finish(slot(Lent::ReadInto(vec![7; 100])), -14, 0);
-        assert_eq!(c.errno(), Some(Errno(14)));
+        assert_eq!(c.errno(), Some(abi::errno::EFAULT));
         assert_eq!(
             c.take_buffer().unwrap().len(),
             100,

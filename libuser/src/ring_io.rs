@@ -11,7 +11,7 @@
 //!
 //! A process has one Ring API context, mapped at
 //! `abi::layout::USER_RING_CONTEXT_BASE` with the io_uring layout, so this
-//! is a thin layer over [`crate::uring::Ring`] (which also drives it for
+//! is a thin layer over [`crate::uring::IoUring`] (which also drives it for
 //! `AsyncContext::new_ring_api`). What it adds is the SQPOLL protocol:
 //! [`Ring::submit`] publishes the tail, fences, and calls `ring_enter` only
 //! when the poller said it sleeps (`NEED_WAKEUP`), counting those calls
@@ -21,13 +21,14 @@
 //! yield is only a detour through the kernel: it spins first
 //! ([`Ring::relax`]).
 //!
-//! What needs `unsafe`: as for [`crate::uring::Ring::push_sqe`], an SQE
+//! What needs `unsafe`: as for [`crate::uring::IoUring::push_sqe`], an SQE
 //! names memory the kernel uses until its completion; [`Ring::push_sqe`]
 //! passes that contract on, and is the module's only unsafe code.
 #![allow(unsafe_code)]
 
-use crate::sys::{self, Errno};
+use crate::sys;
 use crate::uring;
+use abi::errno::Errno;
 use abi::io_uring::{Cqe, IoVec, Sqe};
 use abi::ring_api::{enter_flags, setup_flags, RingSetupParams};
 
@@ -52,7 +53,7 @@ const POLLS_PER_PAUSE: u32 = 256;
 
 /// The process's Ring API context.
 pub struct Ring {
-    ring: uring::Ring,
+    ring: uring::IoUring,
     params: RingSetupParams,
     wakeups: u64,
     spin_polls: u32,
@@ -72,7 +73,7 @@ impl Ring {
     /// `ring_setup` with the caller's params (entries, CQSIZE, idle time,
     /// CPU).
     pub fn setup_with(params: RingSetupParams) -> Result<Ring, Errno> {
-        let (ring, params) = uring::Ring::setup_ring_api(params)?;
+        let (ring, params) = uring::IoUring::setup_ring_api(params)?;
         let cpus = sys::sysinfo().map_or(1, |info| info.cpus);
         Ok(Ring {
             ring,
@@ -94,12 +95,12 @@ impl Ring {
     }
 
     /// The raw ring underneath (header words, counters).
-    pub fn raw(&self) -> &uring::Ring {
+    pub fn raw(&self) -> &uring::IoUring {
         &self.ring
     }
 
     /// The raw ring underneath, mutably.
-    pub fn raw_mut(&mut self) -> &mut uring::Ring {
+    pub fn raw_mut(&mut self) -> &mut uring::IoUring {
         &mut self.ring
     }
 
@@ -108,7 +109,7 @@ impl Ring {
     ///
     /// # Safety
     ///
-    /// As for [`crate::uring::Ring::push_sqe`].
+    /// As for [`crate::uring::IoUring::push_sqe`].
     pub unsafe fn push_sqe(&mut self, sqe: &Sqe) -> bool {
         // SAFETY: passed on to the caller.
         unsafe { self.ring.push_sqe(sqe) }
@@ -215,7 +216,7 @@ impl Ring {
         }
     }
 
-    /// `REGISTER_BUFFERS` (see [`crate::uring::Ring::register_buffers`]).
+    /// `REGISTER_BUFFERS` (see [`crate::uring::IoUring::register_buffers`]).
     pub fn register_buffers(&self, iovecs: &[IoVec]) -> Result<(), Errno> {
         self.ring.register_buffers(iovecs)
     }

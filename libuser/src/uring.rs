@@ -1,10 +1,12 @@
-//! The raw ring layer: one mapped ring and the index arithmetic of its two
-//! queues, with nothing on top. A ring is driven by io_uring (syscalls
-//! 12-14, [`Ring::setup`]) or by the Ring API (syscalls 2000-2002,
-//! [`Ring::setup_ring_api`]): both map the same layout, so everything but
-//! the three calls is shared ([`Api`] says which calls a ring uses).
+//! The raw ring layer: one mapped ring with io_uring's layout, an
+//! [`IoUring`], and the index arithmetic of its two queues, with nothing
+//! on top. A ring is driven by io_uring (syscalls 12-14,
+//! [`IoUring::setup`]) or by the Ring API (syscalls 2000-2002,
+//! [`IoUring::setup_ring_api`]): both map the same layout, so everything but
+//! the three calls is shared ([`Api`] says which calls a ring uses). The
+//! Ring API's own seed-style type, `ring_io::Ring`, is built on this one.
 //!
-//! [`Ring::setup`] calls `io_uring_setup` and locates every part of the ring
+//! [`IoUring::setup`] calls `io_uring_setup` and locates every part of the ring
 //! mapping through the offsets the kernel returns in
 //! [`IoUringParams`] (`sq_off`/`cq_off`, relative to `sq_off.user_addr`);
 //! only the SQE array, which Linux reaches through a separate mmap offset,
@@ -12,24 +14,24 @@
 //! assumed, and the offsets are bounds-checked against
 //! [`ring_layout::SIZE`] before anything is dereferenced.
 //!
-//! Submitting: [`Ring::push_sqe`] writes an SQE into a free slot and its
-//! index into the SQ array but does not publish it; [`Ring::publish`]
-//! store-releases the SQ tail; [`Ring::enter`] asks the kernel to consume
-//! (on a Ring API ring it rings the doorbell, see [`Ring::enter`]).
-//! A Ring API context has no descriptor: closing or dropping its `Ring`
+//! Submitting: [`IoUring::push_sqe`] writes an SQE into a free slot and its
+//! index into the SQ array but does not publish it; [`IoUring::publish`]
+//! store-releases the SQ tail; [`IoUring::enter`] asks the kernel to consume
+//! (on a Ring API ring it rings the doorbell, see [`IoUring::enter`]).
+//! A Ring API context has no descriptor: closing or dropping its `IoUring`
 //! ends it with `ring_register(CONTEXT_CLOSE)`, which unmaps it
 //! (`libuser::ring_io` is its seed-style API).
-//! Completing: [`Ring::peek_cqe`] load-acquires the CQ tail and reads the
-//! entry at the head; [`Ring::pop_cqe`] also store-releases the new head.
+//! Completing: [`IoUring::peek_cqe`] load-acquires the CQ tail and reads the
+//! entry at the head; [`IoUring::pop_cqe`] also store-releases the new head.
 //!
 //! Invariants (what makes the `unsafe` in this module sound):
 //! - An io_uring mapping, once `io_uring_setup` returned it, stays mapped
 //!   at `sq_off.user_addr` for the life of the process, even after the
 //!   ring descriptor is closed (kernel contract). A Ring API context, and
 //!   the system ring, stay mapped until `CONTEXT_CLOSE` (system ring: the
-//!   life of the process), which only the `Ring` viewing it sends, from
+//!   life of the process), which only the `IoUring` viewing it sends, from
 //!   `close(self)` or `drop`. The views are `'static` references kept
-//!   inside the `Ring` and never handed out, so none outlives the memory.
+//!   inside the `IoUring` and never handed out, so none outlives the memory.
 //! - The kernel may write the header words and CQEs at any time, so they are
 //!   only touched through atomics or volatile copies, never through `&`
 //!   references to plain data.
@@ -40,13 +42,14 @@
 //!
 //! What needs `unsafe` from callers: an SQE is a request for the kernel to
 //! read or write memory at the addresses it names, until the request
-//! completes. [`Ring::push_sqe`] and the scribbling functions used by the
+//! completes. [`IoUring::push_sqe`] and the scribbling functions used by the
 //! hostile test are therefore `unsafe fn`s whose contract is that every
 //! address a published SQE names stays valid, and is not otherwise used,
 //! until its completion (or until the process exits).
 #![allow(unsafe_code)]
 
-use crate::sys::{self, Errno};
+use crate::sys::raw;
+use abi::errno::Errno;
 use abi::errno::{EINVAL, ENOSYS, ERANGE};
 use abi::io_uring::{enter_flags, register};
 use abi::io_uring::{
@@ -79,18 +82,18 @@ pub enum Queue {
 /// an address the kernel is bound to refuse (it then returns `EFAULT`).
 pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    sys::decode(unsafe { sys::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
+    Errno::from_ret(unsafe { raw::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
 }
 
 /// `io_uring_enter(fd, to_submit, min_complete, flags)` on any descriptor;
 /// returns how many SQEs the kernel consumed.
 ///
 /// Safe: it passes no pointer, and the SQEs it makes the kernel consume were
-/// published under [`Ring::push_sqe`]'s contract.
+/// published under [`IoUring::push_sqe`]'s contract.
 pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; see above for the ring's contents.
     let ret = unsafe {
-        sys::syscall4(
+        raw::syscall4(
             nr::IO_URING_ENTER,
             fd,
             u64::from(to_submit),
@@ -98,7 +101,7 @@ pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u
             u64::from(flags),
         )
     };
-    sys::decode(ret).map(|n| n as u32)
+    Errno::from_ret(ret).map(|n| n as u32)
 }
 
 /// `io_uring_register(fd, opcode, arg, nr)` with a raw argument.
@@ -108,11 +111,11 @@ pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u
 /// `arg` must be what `opcode` expects for `nr` entries (readable, and
 /// writable for `REGISTER_PROBE`), or an address the kernel is bound to
 /// refuse. Registered buffers are only touched by fixed-buffer SQEs, whose
-/// addresses [`Ring::push_sqe`]'s contract covers.
+/// addresses [`IoUring::push_sqe`]'s contract covers.
 pub unsafe fn register_raw(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
-    sys::decode(unsafe {
-        sys::syscall4(
+    Errno::from_ret(unsafe {
+        raw::syscall4(
             nr::IO_URING_REGISTER,
             fd,
             u64::from(opcode),
@@ -165,7 +168,7 @@ struct Layout {
 /// 4-aligned with its object inside [`ring_layout::SIZE`]. A kernel that
 /// returns anything else gets `ERANGE`, and nothing is dereferenced.
 fn validate(params: &IoUringParams) -> Result<Layout, Errno> {
-    let bad = Err(Errno(ERANGE));
+    let bad = Err(ERANGE);
     let (sq, cq) = (params.sq_entries, params.cq_entries);
     if !sq.is_power_of_two()
         || !cq.is_power_of_two()
@@ -244,7 +247,7 @@ pub enum Api {
 /// [`RingSetupParams`], or an address the kernel is bound to refuse.
 pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    sys::decode(unsafe { sys::syscall1(nr::RING_SETUP, params) })
+    Errno::from_ret(unsafe { raw::syscall1(nr::RING_SETUP, params) })
 }
 
 /// `ring_enter(flags, min_complete)`: the Ring API doorbell (flags from
@@ -253,9 +256,9 @@ pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
 /// Safe for the reason [`enter`] is.
 pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; the SQEs the kernel consumes were
-    // published under `Ring::push_sqe`'s contract.
-    let ret = unsafe { sys::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
-    sys::decode(ret).map(|n| n as u32)
+    // published under `IoUring::push_sqe`'s contract.
+    let ret = unsafe { raw::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
+    Errno::from_ret(ret).map(|n| n as u32)
 }
 
 /// `ring_register(opcode, arg, nr)` on the process's Ring API context.
@@ -263,14 +266,16 @@ pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
 /// # Safety
 ///
 /// As for [`register_raw`]; and `CONTEXT_CLOSE` unmaps the context, so it
-/// may only be sent when no [`Ring`] views it (close that `Ring` instead).
+/// may only be sent when no [`IoUring`] views it (close that `IoUring` instead).
 pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
-    sys::decode(unsafe { sys::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr)) })
+    Errno::from_ret(unsafe {
+        raw::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr))
+    })
 }
 
 /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the process's Ring API
-/// context and unmaps it. Only a `Ring` viewing the context may call this
+/// context and unmaps it. Only an `IoUring` viewing the context may call this
 /// (module invariants), so it is private.
 fn close_context() -> Result<(), Errno> {
     // SAFETY: CONTEXT_CLOSE takes no pointer; the callers own the only
@@ -302,15 +307,15 @@ fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
     unsafe { AtomicU32::from_ptr(at) }
 }
 
-/// A mapped ring: which calls drive it, its params and views of its
+/// A mapped ring with io_uring's layout: which calls drive it, its params and views of its
 /// queues. Dropping an io_uring closes its descriptor (the mapping itself
 /// stays until exit); dropping a Ring API context closes it (and unmaps
 /// it); the system ring stays.
-pub struct Ring {
+pub struct IoUring {
     api: Api,
     params: IoUringParams,
     /// The kernel's SQ head when SQEs were last published (SQPOLL
-    /// bookkeeping for [`Ring::enter`]'s count).
+    /// bookkeeping for [`IoUring::enter`]'s count).
     head_at_publish: Cell<u32>,
     sq_head: &'static AtomicU32,
     sq_tail: &'static AtomicU32,
@@ -328,15 +333,15 @@ pub struct Ring {
     cq_overflow: &'static AtomicU32,
     cqes: *const Cqe,
     cq_mask: u32,
-    /// False once [`Ring::close`] ran, so `Drop` does not close twice.
+    /// False once [`IoUring::close`] ran, so `Drop` does not close twice.
     open: bool,
 }
 
-impl Ring {
+impl IoUring {
     /// `io_uring_setup(entries)` with `flags` (from
     /// [`abi::io_uring::setup_flags`]) and everything else zero.
-    pub fn setup(entries: u32, flags: u32) -> Result<Ring, Errno> {
-        Ring::setup_with_params(
+    pub fn setup(entries: u32, flags: u32) -> Result<IoUring, Errno> {
+        IoUring::setup_with_params(
             entries,
             IoUringParams {
                 flags,
@@ -349,13 +354,13 @@ impl Ring {
     /// `CQSIZE`'s `cq_entries`, or deliberately bad fields). Returns the
     /// kernel's error, or `ERANGE` if the kernel's answer describes a
     /// mapping outside [`ring_layout::SIZE`] (the descriptor is then closed).
-    pub fn setup_with_params(entries: u32, mut params: IoUringParams) -> Result<Ring, Errno> {
+    pub fn setup_with_params(entries: u32, mut params: IoUringParams) -> Result<IoUring, Errno> {
         // SAFETY: `params` is a local `IoUringParams`.
         let fd = unsafe { setup_raw(entries, &raw mut params as u64)? };
-        match Ring::map(Api::IoUring { fd }, params) {
+        match IoUring::map(Api::IoUring { fd }, params) {
             Ok(ring) => Ok(ring),
             Err(err) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
                 Err(err)
             }
         }
@@ -365,11 +370,13 @@ impl Ring {
     /// process; a second is `EBUSY`). Returns the ring and the params as
     /// the kernel filled them in, or the kernel's error, or `ERANGE` if its
     /// answer describes memory outside the context layout.
-    pub fn setup_ring_api(mut params: RingSetupParams) -> Result<(Ring, RingSetupParams), Errno> {
+    pub fn setup_ring_api(
+        mut params: RingSetupParams,
+    ) -> Result<(IoUring, RingSetupParams), Errno> {
         // SAFETY: `params` is a local `RingSetupParams`.
         unsafe { ring_setup_raw(&raw mut params as u64)? };
         let sqpoll = params.flags & ring_api::setup_flags::SQPOLL != 0;
-        match Ring::map(Api::RingApi { sqpoll }, ring_api_layout(&params)) {
+        match IoUring::map(Api::RingApi { sqpoll }, ring_api_layout(&params)) {
             Ok(ring) => Ok((ring, params)),
             Err(err) => {
                 let _ = close_context();
@@ -384,12 +391,12 @@ impl Ring {
     ///
     /// Crate-private: views of ring memory are only made from what the
     /// kernel itself reported (module invariants).
-    pub(crate) fn system(info: &abi::StartInfo) -> Result<Ring, Errno> {
+    pub(crate) fn system(info: &abi::StartInfo) -> Result<IoUring, Errno> {
         let api = match info.backend {
-            _ if info.mode != abi::syscall::mode::RING_BASED => return Err(Errno(ENOSYS)),
+            _ if info.mode != abi::syscall::mode::RING_BASED => return Err(ENOSYS),
             abi::syscall::backend::IO_URING => Api::SystemIoUring,
             abi::syscall::backend::RING_API => Api::SystemRingApi,
-            _ => return Err(Errno(ENOSYS)),
+            _ => return Err(ENOSYS),
         };
         let mut params = IoUringParams {
             sq_entries: info.sq_entries,
@@ -397,7 +404,7 @@ impl Ring {
             ..IoUringParams::default()
         };
         params.set_offsets(info.ring_addr);
-        Ring::map(api, params)
+        IoUring::map(api, params)
     }
 
     /// A second view of the process's system ring, for a program that
@@ -409,14 +416,14 @@ impl Ring {
     /// ([`crate::sysring::start_info`]). The ring is shared with
     /// [`crate::sysring`]: anything written through this view can make the
     /// process's ordinary I/O fail, or wait for whatever the kernel makes
-    /// of it, and the SQEs written must satisfy [`Ring::push_sqe`]'s
+    /// of it, and the SQEs written must satisfy [`IoUring::push_sqe`]'s
     /// contract.
-    pub unsafe fn system_view(info: &abi::StartInfo) -> Result<Ring, Errno> {
-        Ring::system(info)
+    pub unsafe fn system_view(info: &abi::StartInfo) -> Result<IoUring, Errno> {
+        IoUring::system(info)
     }
 
     /// The views of a mapping the kernel described in `params`.
-    fn map(api: Api, params: IoUringParams) -> Result<Ring, Errno> {
+    fn map(api: Api, params: IoUringParams) -> Result<IoUring, Errno> {
         let layout = validate(&params)?;
         let base = layout.base;
         let (s, c) = (params.sq_off, params.cq_off);
@@ -425,7 +432,7 @@ impl Ring {
         // `array` lie inside the mapping, which lives as long as the
         // process; they are only accessed atomically.
         let sq_array = unsafe { core::slice::from_raw_parts(array, layout.sq_entries as usize) };
-        Ok(Ring {
+        Ok(IoUring {
             api,
             params,
             head_at_publish: Cell::new(word_at(base, s.head).load(Ordering::Acquire)),
@@ -493,7 +500,7 @@ impl Ring {
             .wrapping_sub(self.sq_head.load(Ordering::Acquire))
     }
 
-    /// SQEs pushed but not yet published with [`Ring::publish`].
+    /// SQEs pushed but not yet published with [`IoUring::publish`].
     pub fn sq_unpublished(&self) -> u32 {
         self.sq_local_tail
             .wrapping_sub(self.sq_tail.load(Ordering::Relaxed))
@@ -505,8 +512,8 @@ impl Ring {
     }
 
     /// Writes `sqe` into the next free slot and its index into the SQ
-    /// array; it reaches the kernel after [`Ring::publish`] and
-    /// [`Ring::enter`]. False (nothing written) when the SQ is full.
+    /// array; it reaches the kernel after [`IoUring::publish`] and
+    /// [`IoUring::enter`]. False (nothing written) when the SQ is full.
     ///
     /// # Safety
     ///
@@ -563,7 +570,7 @@ impl Ring {
     /// - Ring API with SQPOLL: `ring_enter`, adding `SQ_WAIT` when
     ///   `to_submit > 0`, so that the poller has consumed what was
     ///   published when it returns; the count is how far the kernel's SQ
-    ///   head moved since the last [`Ring::publish`] (0 when `to_submit`
+    ///   head moved since the last [`IoUring::publish`] (0 when `to_submit`
     ///   is 0).
     ///
     /// The three enter flag values are the same in both ABIs; other bits
@@ -694,7 +701,7 @@ impl Ring {
     /// # Safety
     ///
     /// Moving the SQ head or tail (or the CQ head) can make the kernel
-    /// consume any SQE slot again or anew, so [`Ring::push_sqe`]'s contract
+    /// consume any SQE slot again or anew, so [`IoUring::push_sqe`]'s contract
     /// must hold for the current contents of *every* SQE slot.
     pub unsafe fn write_header_word(&self, queue: Queue, word: usize, value: u32) -> bool {
         match self.header_word_ref(queue, word) {
@@ -711,8 +718,8 @@ impl Ring {
     ///
     /// # Safety
     ///
-    /// As for [`Ring::write_header_word`]: the SQE slot `value` names (if
-    /// any) must satisfy [`Ring::push_sqe`]'s contract.
+    /// As for [`IoUring::write_header_word`]: the SQE slot `value` names (if
+    /// any) must satisfy [`IoUring::push_sqe`]'s contract.
     pub unsafe fn write_sq_array(&self, position: u32, value: u32) {
         self.sq_array[(position & self.sq_mask) as usize].store(value, Ordering::Release);
     }
@@ -721,7 +728,7 @@ impl Ring {
     ///
     /// # Safety
     ///
-    /// As for [`Ring::push_sqe`]: the kernel may consume this slot whenever
+    /// As for [`IoUring::push_sqe`]: the kernel may consume this slot whenever
     /// the SQ array and tail lead it there.
     pub unsafe fn write_sqe_slot(&self, slot: u32, sqe: &Sqe) {
         let index = (slot & self.sq_mask) as usize;
@@ -758,15 +765,15 @@ impl Ring {
             // SAFETY: passed on to the caller.
             Api::RingApi { .. } => unsafe { ring_register_raw(opcode, arg, nr) },
             // The system ring cannot be registered with.
-            Api::SystemIoUring | Api::SystemRingApi => Err(Errno(EINVAL)),
+            Api::SystemIoUring | Api::SystemRingApi => Err(EINVAL),
         }
     }
 
     /// `REGISTER_BUFFERS` with `iovecs` (the kernel copies the array). The
     /// memory they name is only accessed by fixed-buffer SQEs, which
-    /// [`Ring::push_sqe`]'s contract covers; bad ranges must fail `EFAULT`.
+    /// [`IoUring::push_sqe`]'s contract covers; bad ranges must fail `EFAULT`.
     pub fn register_buffers(&self, iovecs: &[IoVec]) -> Result<(), Errno> {
-        let nr = u32::try_from(iovecs.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        let nr = u32::try_from(iovecs.len()).map_err(|_| abi::errno::EINVAL)?;
         // SAFETY: the kernel reads `nr` iovecs from a borrowed slice.
         unsafe { self.register(register::REGISTER_BUFFERS, iovecs.as_ptr() as u64, nr) }.map(drop)
     }
@@ -779,7 +786,7 @@ impl Ring {
 
     /// `REGISTER_FILES` with descriptor numbers (`-1` = empty slot).
     pub fn register_files(&self, fds: &[i32]) -> Result<(), Errno> {
-        let nr = u32::try_from(fds.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        let nr = u32::try_from(fds.len()).map_err(|_| abi::errno::EINVAL)?;
         // SAFETY: the kernel reads `nr` i32s from a borrowed slice.
         unsafe { self.register(register::REGISTER_FILES, fds.as_ptr() as u64, nr) }.map(drop)
     }
@@ -814,18 +821,18 @@ impl Ring {
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
-            Api::IoUring { fd } => sys::close_ring(fd),
+            Api::IoUring { fd } => raw::close(fd),
             Api::RingApi { .. } => close_context(),
             Api::SystemIoUring | Api::SystemRingApi => Ok(()),
         }
     }
 }
 
-impl Drop for Ring {
+impl Drop for IoUring {
     fn drop(&mut self) {
         match (self.open, self.api) {
             (true, Api::IoUring { fd }) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
             }
             (true, Api::RingApi { .. }) => {
                 let _ = close_context();
@@ -905,7 +912,7 @@ mod tests {
         for (i, break_it) in cases.iter().enumerate() {
             let mut p = good;
             break_it(&mut p);
-            assert_eq!(validate(&p), Err(Errno(ERANGE)), "case {i}");
+            assert_eq!(validate(&p), Err(ERANGE), "case {i}");
         }
     }
 
@@ -936,7 +943,7 @@ mod tests {
             ring_addr: abi::layout::USER_RING_CONTEXT_BASE,
             ..RingSetupParams::default()
         };
-        assert_eq!(validate(&ring_api_layout(&bad)), Err(Errno(ERANGE)));
+        assert_eq!(validate(&ring_api_layout(&bad)), Err(ERANGE));
     }
 
     #[test]

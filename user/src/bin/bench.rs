@@ -32,7 +32,7 @@
 //! Linux anchor spins, and yielding only now and then; the `extra=` field
 //! of the BENCH line counts the `ring_enter` wake-ups).
 //!
-//! The hot loops use the raw rings (`libuser::uring::Ring`,
+//! The hot loops use the raw rings (`libuser::uring::IoUring`,
 //! `libuser::ring_io::Ring`) and allocate nothing.
 #![no_std]
 #![no_main]
@@ -49,7 +49,7 @@ use alloc::vec::Vec;
 use core::arch::x86_64::_rdtsc;
 use libuser::fs::File;
 use libuser::ring_io::Ring as ApiRing;
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{println, sys, Args, Errno};
 
 libuser::entry!(main);
@@ -207,7 +207,7 @@ const NOP: Sqe = Sqe {
 /// Reaps exactly `n` CQEs (after an enter that waited for them), checking
 /// each result.
 #[inline(always)]
-fn reap(ring: &mut Ring, n: u32, expect: i32) -> Result<(), CaseError> {
+fn reap(ring: &mut IoUring, n: u32, expect: i32) -> Result<(), CaseError> {
     for i in 0..n {
         match ring.pop_cqe() {
             Some(cqe) if cqe.res == expect => {}
@@ -227,7 +227,7 @@ fn reap(ring: &mut Ring, n: u32, expect: i32) -> Result<(), CaseError> {
     Ok(())
 }
 
-fn enter_all(ring: &Ring, n: u32) -> Result<(), CaseError> {
+fn enter_all(ring: &IoUring, n: u32) -> Result<(), CaseError> {
     let submitted = ring.enter(n, n, enter_flags::GETEVENTS)?;
     if submitted != n {
         return Err(CaseError::Failed(format!(
@@ -238,7 +238,7 @@ fn enter_all(ring: &Ring, n: u32) -> Result<(), CaseError> {
 }
 
 fn nop_case(cfg: &Config, batch: u32) -> Result<Vec<Sample>, CaseError> {
-    let mut ring = Ring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
     let mut body = |target: u64| -> Result<u64, CaseError> {
         let mut ops = 0;
         while ops < target {
@@ -281,7 +281,7 @@ fn rw_setup() -> Result<(File, Vec<Page>), Errno> {
 }
 
 fn ring_rw_case(cfg: &Config, write: bool) -> Result<Vec<Sample>, CaseError> {
-    let mut ring = Ring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
     let (file, mut pages) = rw_setup().map_err(CaseError::Setup)?;
     let fd = file.fd() as i32;
     let opcode = if write { op::WRITE } else { op::READ };

@@ -38,7 +38,7 @@ use abi::ring_api::{self, RingSetupParams};
 use alloc::vec::Vec;
 use libuser::fs::File;
 use libuser::sys::KERNEL_HALF;
-use libuser::uring::{self, Queue, Ring};
+use libuser::uring::{self, IoUring, Queue};
 use libuser::{println, sys, Args};
 
 libuser::entry!(main);
@@ -104,7 +104,7 @@ enum Mode {
 /// The live rings, their descriptors and a scratch file.
 struct World {
     mode: Mode,
-    rings: Vec<Ring>,
+    rings: Vec<IoUring>,
     file_fd: i32,
     setups: u32,
 }
@@ -219,7 +219,7 @@ impl Tally {
         ];
         match result {
             Ok(_) => self.ok += 1,
-            Err(e) => match tracked.iter().position(|&t| t == e.0) {
+            Err(e) => match tracked.iter().position(|&t| t == e) {
                 Some(i) => self.errors[i] += 1,
                 None => self.other_errors += 1,
             },
@@ -237,7 +237,7 @@ fn new_ring(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
         // The system ring is the kernel's: there is no other to set up.
         Mode::System { .. } => {}
         Mode::IoUring => {
-            if let Ok(ring) = Ring::setup(entries, 0) {
+            if let Ok(ring) = IoUring::setup(entries, 0) {
                 world.rings.push(ring);
             }
         }
@@ -262,7 +262,7 @@ fn new_ring(world: &mut World, rng: &mut Rng, tally: &mut Tally) {
                 },
                 ..RingSetupParams::default()
             };
-            match Ring::setup_ring_api(params) {
+            match IoUring::setup_ring_api(params) {
                 Ok((ring, _)) => world.rings.push(ring),
                 Err(e) => tally.note::<()>(Err(e)),
             }
@@ -444,7 +444,7 @@ fn main(args: Args) -> i32 {
     let mut tally = Tally::default();
     if mode == Mode::IoUring {
         for entries in [1, 8, 32, 256] {
-            if let Ok(ring) = Ring::setup(entries, 0) {
+            if let Ok(ring) = IoUring::setup(entries, 0) {
                 world.setups += 1;
                 world.rings.push(ring);
             }
@@ -499,7 +499,7 @@ fn attack_system_ring(seed: u64, rounds: u32) -> i32 {
     // SAFETY: `info` is this process's own StartInfo, and nothing here does
     // ordinary I/O until exit (the module docs): only the kernel's answers
     // to the scribbles are at stake.
-    let Ok(ring) = (unsafe { Ring::system_view(&info) }) else {
+    let Ok(ring) = (unsafe { IoUring::system_view(&info) }) else {
         return 3;
     };
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);

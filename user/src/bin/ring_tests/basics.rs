@@ -5,7 +5,7 @@ use abi::io_uring::{enter_flags, header, op, Sqe};
 use alloc::vec::Vec;
 use libuser::async_io::AsyncOp;
 use libuser::test::TestResult;
-use libuser::uring::{Queue, Ring};
+use libuser::uring::{IoUring, Queue};
 use libuser::{check, check_eq, detail, sys};
 
 use crate::util::{self, collect, expect_no_more, reap, Res};
@@ -117,7 +117,7 @@ fn nop_batches() -> TestResult {
 }
 
 fn enter_counts() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = IoUring::setup(8, 0)?;
     for i in 0..5 {
         raw::push(&mut ring, &nop(i));
     }

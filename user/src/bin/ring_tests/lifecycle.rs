@@ -12,7 +12,7 @@ use libuser::async_io::{AsyncContext, AsyncOp};
 use libuser::fs::File;
 pub use libuser::test::settle;
 use libuser::test::{TestResult, HEAP_SLACK};
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{check, check_eq, detail, eprintln, process, sys, Errno};
 
 use crate::util::{elapsed_ms, ms, reap};
@@ -51,7 +51,7 @@ fn nop(user_data: u64) -> Sqe {
 }
 
 fn close_pending() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = IoUring::setup(8, 0)?;
     let ts = forever(ms(10_000));
     raw::push(&mut ring, &timeout_sqe(ts, 0, 1));
     raw::push(&mut ring, &timeout_sqe(ts, sqe_flags::IO_LINK, 2));
@@ -64,7 +64,7 @@ fn close_pending() -> TestResult {
     let took = elapsed_ms(start)?;
     detail!("close took {took} ms");
     check!(took < 500, "close took {took} ms");
-    let mut next = Ring::setup(8, 0)?;
+    let mut next = IoUring::setup(8, 0)?;
     raw::push(&mut next, &nop(4));
     next.publish();
     check_eq!(next.enter(1, 1, enter_flags::GETEVENTS)?, 1);
@@ -92,7 +92,7 @@ fn inflight() -> Result<(), Errno> {
 
     // Ring A, raw: registered buffers and files, a pending timeout, a chain
     // waiting behind another, and a CQ overflowing into the kernel's list.
-    let mut a = Ring::setup(8, 0)?;
+    let mut a = IoUring::setup(8, 0)?;
     let mut bufs = vec![vec![0u8; 16 * 1024], vec![0u8; 8 * 1024]];
     let iov: Vec<_> = bufs
         .iter_mut()

@@ -5,7 +5,7 @@ use abi::errno::EBUSY;
 use abi::io_uring::{enter_flags, header, op, sq_flags, Cqe, Sqe};
 use alloc::vec::Vec;
 use libuser::test::TestResult;
-use libuser::uring::{Queue, Ring};
+use libuser::uring::{IoUring, Queue};
 use libuser::{check, check_eq, check_err, detail};
 
 use crate::raw;
@@ -29,7 +29,7 @@ fn nop(user_data: u64) -> Sqe {
 }
 
 /// Pushes `n` NOPs numbered from `*next` and submits them without waiting.
-fn submit_nops(ring: &mut Ring, next: &mut u64, n: u32) -> Result<u32, libuser::Errno> {
+fn submit_nops(ring: &mut IoUring, next: &mut u64, n: u32) -> Result<u32, libuser::Errno> {
     for _ in 0..n {
         raw::push(ring, &nop(*next));
         *next += 1;
@@ -41,7 +41,7 @@ fn submit_nops(ring: &mut Ring, next: &mut u64, n: u32) -> Result<u32, libuser::
 /// Pops everything, asking the kernel for overflowed CQEs whenever the CQ
 /// runs dry, until `n` CQEs are in; checks they are numbered in order from
 /// `*expect`.
-fn drain_in_order(ring: &mut Ring, expect: &mut u64, n: u64, getevents: bool) -> TestResult {
+fn drain_in_order(ring: &mut IoUring, expect: &mut u64, n: u64, getevents: bool) -> TestResult {
     let end = *expect + n;
     let mut dry = 0;
     while *expect < end {

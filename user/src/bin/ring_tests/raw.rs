@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use core::ptr;
 use libuser::async_io::AsyncOp;
 use libuser::sys::KERNEL_HALF;
-use libuser::uring::{self, Ring};
+use libuser::uring::{self, IoUring};
 use libuser::Errno;
 
 /// `io_uring_setup(entries, params_addr)`.
@@ -38,7 +38,7 @@ pub fn register(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
 
 /// `register(opcode, arg, nr)` on `ring`, through whichever syscall drives
 /// it, with a raw argument.
-pub fn register_on(ring: &Ring, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
+pub fn register_on(ring: &IoUring, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: see the module docs.
     unsafe { ring.register(opcode, arg, nr) }
 }
@@ -58,11 +58,11 @@ pub fn ring_register(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
 /// `task_info(tid, out_addr)`.
 pub fn task_info_at(tid: u64, out_addr: u64) -> Result<u64, Errno> {
     // SAFETY: see the module docs.
-    unsafe { libuser::sys::raw_syscall(abi::syscall::TASK_INFO, [tid, out_addr, 0, 0, 0, 0]) }
+    unsafe { libuser::sys::raw::syscall(abi::syscall::TASK_INFO, [tid, out_addr, 0, 0, 0, 0]) }
 }
 
 /// Pushes `sqe` onto `ring` (not published).
-pub fn push(ring: &mut Ring, sqe: &Sqe) -> bool {
+pub fn push(ring: &mut IoUring, sqe: &Sqe) -> bool {
     // SAFETY: see the module docs.
     unsafe { ring.push_sqe(sqe) }
 }
@@ -105,7 +105,7 @@ pub fn fixed_at(write: bool, fd: i32, index: u16, addr: u64, len: u32, user_data
 }
 
 /// Overwrites SQ array entry `position` of `ring` with `value`.
-pub fn set_sq_array(ring: &Ring, position: u32, value: u32) {
+pub fn set_sq_array(ring: &IoUring, position: u32, value: u32) {
     // SAFETY: the cases only store out-of-range indices, which name no SQE.
     unsafe { ring.write_sq_array(position, value) }
 }

@@ -8,7 +8,7 @@ use abi::io_uring::{
 use abi::layout::USER_IO_URING_BASE;
 use alloc::vec::Vec;
 use libuser::test::TestResult;
-use libuser::uring::{self, Queue, Ring};
+use libuser::uring::{self, IoUring, Queue};
 use libuser::{check, check_eq, check_err, detail, sys};
 
 use crate::raw::{self, bad_places, read_only_places};
@@ -37,7 +37,7 @@ fn expected_sq(entries: u32) -> u32 {
 
 fn sizes() -> TestResult {
     for entries in [1, 2, 3, 5, 100, 128, 129, 255, 256, 257, 1000, u32::MAX] {
-        let ring = Ring::setup(entries, 0)?;
+        let ring = IoUring::setup(entries, 0)?;
         let sq = expected_sq(entries);
         let cq = (2 * sq).min(ring_layout::MAX_CQ_ENTRIES);
         let p = *ring.params();
@@ -58,8 +58,8 @@ fn sizes() -> TestResult {
     Ok(())
 }
 
-fn with_cq(sq: u32, cq: u32) -> Result<Ring, libuser::Errno> {
-    Ring::setup_with_params(
+fn with_cq(sq: u32, cq: u32) -> Result<IoUring, libuser::Errno> {
+    IoUring::setup_with_params(
         sq,
         IoUringParams {
             flags: setup_flags::CQSIZE,
@@ -93,7 +93,7 @@ fn cq_size() -> TestResult {
 fn params() -> TestResult {
     let mut p = IoUringParams::default();
     let fd = raw::setup_fd(32, &mut p)?;
-    let ring = Ring::setup(4, 0)?;
+    let ring = IoUring::setup(4, 0)?;
     sys::close_ring(fd)?;
     let sqw = |w: usize| (ring_layout::SQ_HEADER + 4 * w as u64) as u32;
     let cqw = |w: usize| (ring_layout::CQ_HEADER + 4 * w as u64) as u32;
@@ -187,7 +187,7 @@ fn params() -> TestResult {
     Ok(())
 }
 
-fn nop_on(ring: &mut Ring, user_data: u64) -> TestResult {
+fn nop_on(ring: &mut IoUring, user_data: u64) -> TestResult {
     let sqe = Sqe {
         opcode: op::NOP,
         user_data,
@@ -201,8 +201,8 @@ fn nop_on(ring: &mut Ring, user_data: u64) -> TestResult {
 
 fn slots() -> TestResult {
     let stride = ring_layout::RING_SLOT_STRIDE;
-    let mut a = Ring::setup(8, 0)?;
-    let mut b = Ring::setup(8, 0)?;
+    let mut a = IoUring::setup(8, 0)?;
+    let mut b = IoUring::setup(8, 0)?;
     check_eq!(a.base(), USER_IO_URING_BASE);
     check_eq!(b.base(), USER_IO_URING_BASE + stride);
     check!(a.fd() != b.fd(), "two rings share fd {}", a.fd());
@@ -215,7 +215,7 @@ fn slots() -> TestResult {
     check_eq!(a.pop_cqe().map(|c| c.user_data), Some(0xa));
     check_eq!(b.pop_cqe().map(|c| c.user_data), Some(0xb));
     a.close()?;
-    let mut c = Ring::setup(8, 0)?;
+    let mut c = IoUring::setup(8, 0)?;
     detail!("after closing slot 0, the next ring is at {:#x}", c.base());
     check_eq!(c.base(), USER_IO_URING_BASE + 2 * stride);
     nop_on(&mut c, 0xc)?;
@@ -240,7 +240,7 @@ fn bad_params_pointer() -> TestResult {
         "the kernel wrote into .rodata"
     );
     // After all that, setup still works.
-    let ring = Ring::setup(8, 0)?;
+    let ring = IoUring::setup(8, 0)?;
     detail!(
         "{} bad params refused; the next ring is at {:#x}",
         places.len(),
@@ -250,7 +250,7 @@ fn bad_params_pointer() -> TestResult {
 }
 
 fn bad_setup_args() -> TestResult {
-    check_err!(Ring::setup(0, 0).map(drop), EINVAL, "setup(entries 0)");
+    check_err!(IoUring::setup(0, 0).map(drop), EINVAL, "setup(entries 0)");
     for flags in [
         setup_flags::SQPOLL,
         setup_flags::SQPOLL | setup_flags::SQ_AFF,
@@ -260,7 +260,7 @@ fn bad_setup_args() -> TestResult {
         1 << 31,
     ] {
         check_err!(
-            Ring::setup(8, flags).map(drop),
+            IoUring::setup(8, flags).map(drop),
             EINVAL,
             "setup(flags {flags:#x})"
         );
@@ -269,13 +269,13 @@ fn bad_setup_args() -> TestResult {
         let mut p = IoUringParams::default();
         p.resv[i] = 1;
         check_err!(
-            Ring::setup_with_params(8, p).map(drop),
+            IoUring::setup_with_params(8, p).map(drop),
             EINVAL,
             "setup(resv[{i}] = 1)"
         );
     }
     // None of these may have used a slot.
-    let ring = Ring::setup(8, 0)?;
+    let ring = IoUring::setup(8, 0)?;
     check_eq!(ring.base(), USER_IO_URING_BASE);
     Ok(())
 }
@@ -284,14 +284,14 @@ fn ring_limit() -> TestResult {
     let max = ring_layout::MAX_RINGS_PER_PROCESS;
     let mut rings = Vec::new();
     for slot in 0..max {
-        let ring = Ring::setup(1, 0)?;
+        let ring = IoUring::setup(1, 0)?;
         check_eq!(
             ring.base(),
             USER_IO_URING_BASE + slot * ring_layout::RING_SLOT_STRIDE
         );
         rings.push(ring);
     }
-    let err = Ring::setup(1, 0).map(drop);
+    let err = IoUring::setup(1, 0).map(drop);
     detail!("ring {} of one process: {:?}", max + 1, err);
     check_err!(err, EMFILE | ENOMEM, "ring {}", max + 1);
     // Closing one does not give its slot back.
@@ -299,7 +299,7 @@ fn ring_limit() -> TestResult {
         ring.close()?;
     }
     check_err!(
-        Ring::setup(1, 0).map(drop),
+        IoUring::setup(1, 0).map(drop),
         EMFILE | ENOMEM,
         "a ring after closing one"
     );
@@ -310,7 +310,7 @@ fn ring_limit() -> TestResult {
 }
 
 fn ring_fd() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = IoUring::setup(8, 0)?;
     let fd = ring.fd();
     let mut buf = [0u8; 8];
     check_err!(sys::read(fd, &mut buf), EINVAL | EBADF, "read(ring fd)");
@@ -378,7 +378,7 @@ fn not_a_ring() -> TestResult {
 }
 
 fn enter_bad_flags() -> TestResult {
-    let mut ring = Ring::setup(8, 0)?;
+    let mut ring = IoUring::setup(8, 0)?;
     let sqe = Sqe {
         opcode: op::NOP,
         user_data: 5,

@@ -1,6 +1,5 @@
 //! Helpers shared by the cases: scratch files, reaping, time.
 
-use abi::errno;
 use abi::io_uring::{enter_flags, Cqe, Timespec};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
 use abi::ring_api::{setup_flags, RingSetupParams};
@@ -12,7 +11,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use libuser::async_io::{AsyncContext, Completion};
 use libuser::fs::File;
 use libuser::test::{Outcome, TestResult};
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{fail, sys, Errno};
 
 /// The ring a backend-neutral case runs on: the same cases, one contract,
@@ -75,17 +74,17 @@ pub fn context() -> Result<AsyncContext, Errno> {
 
 /// A raw ring of `entries` entries on the case's ring (for the Ring API,
 /// the process's one context).
-pub fn ring(entries: u32) -> Result<Ring, Errno> {
+pub fn ring(entries: u32) -> Result<IoUring, Errno> {
     let api = |flags| {
         let params = RingSetupParams {
             sq_entries: entries,
             flags,
             ..RingSetupParams::default()
         };
-        Ring::setup_ring_api(params).map(|(ring, _)| ring)
+        IoUring::setup_ring_api(params).map(|(ring, _)| ring)
     };
     match backend() {
-        Backend::IoUring => Ring::setup(entries, 0),
+        Backend::IoUring => IoUring::setup(entries, 0),
         Backend::RingApi => api(0),
         Backend::SqPoll => api(setup_flags::SQPOLL),
     }
@@ -155,10 +154,9 @@ pub struct Res(pub i32);
 
 impl fmt::Display for Res {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 {
-            write!(f, "-{}", Errno(-self.0))
-        } else {
-            write!(f, "{}", self.0)
+        match self.0.checked_neg().and_then(Errno::new) {
+            Some(errno) => write!(f, "-{errno}"),
+            None => write!(f, "{}", self.0),
         }
     }
 }
@@ -167,11 +165,6 @@ impl fmt::Debug for Res {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// `-errno` as a CQE result.
-pub const fn neg(errno: i32) -> i32 {
-    -errno
 }
 
 /// Takes exactly `n` completions from `ctx`, sleeping for them as needed.
@@ -229,7 +222,7 @@ pub fn run_batch(
 
 /// Takes exactly `n` CQEs from a raw ring, sleeping (and pulling overflowed
 /// ones) as needed.
-pub fn reap(ring: &mut Ring, n: usize) -> Result<Vec<Cqe>, Outcome> {
+pub fn reap(ring: &mut IoUring, n: usize) -> Result<Vec<Cqe>, Outcome> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         match ring.pop_cqe() {
@@ -243,7 +236,7 @@ pub fn reap(ring: &mut Ring, n: usize) -> Result<Vec<Cqe>, Outcome> {
 }
 
 /// Takes every CQE ready now (after one `enter(0, 0, 0)`).
-pub fn reap_ready(ring: &mut Ring) -> Result<Vec<Cqe>, Errno> {
+pub fn reap_ready(ring: &mut IoUring) -> Result<Vec<Cqe>, Errno> {
     ring.enter(0, 0, 0)?;
     let mut out = Vec::new();
     while let Some(cqe) = ring.pop_cqe() {
@@ -253,18 +246,18 @@ pub fn reap_ready(ring: &mut Ring) -> Result<Vec<Cqe>, Errno> {
 }
 
 /// Whether `result` is one of `errnos` (as `-errno`).
-pub fn is_err_in(result: i32, errnos: &[i32]) -> bool {
+pub fn is_err_in(result: i32, errnos: &[Errno]) -> bool {
     errnos.iter().any(|&e| result == -e)
 }
 
 /// Names of errnos for messages: `EFAULT|EINVAL`.
-pub fn names(errnos: &[i32]) -> String {
-    let parts: Vec<&str> = errnos.iter().map(|&e| errno::name(e)).collect();
+pub fn names(errnos: &[Errno]) -> String {
+    let parts: Vec<&str> = errnos.iter().map(|e| e.name()).collect();
     parts.join("|")
 }
 
 /// Fails unless `result` is `-e` for one of `errnos`.
-pub fn expect_err(what: &str, result: i32, errnos: &[i32]) -> TestResult {
+pub fn expect_err(what: &str, result: i32, errnos: &[Errno]) -> TestResult {
     if !is_err_in(result, errnos) {
         return Err(Outcome::Fail(format!(
             "{what}: expected -{}, got {}",

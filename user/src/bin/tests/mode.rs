@@ -14,7 +14,7 @@ use abi::syscall::{self as nr, mode};
 use core::sync::atomic::{AtomicU64, Ordering};
 use libuser::fs::File;
 use libuser::test::{settle, Case, TestResult, HEAP_SLACK};
-use libuser::uring::{self, Ring};
+use libuser::uring::{self, IoUring};
 use libuser::{check, check_eq, check_err, detail, process, sys, sysring};
 
 use crate::files::Scratch;
@@ -103,8 +103,8 @@ fn io_path() -> TestResult {
     check_eq!(file.stat()?.size, 4);
     // A ring descriptor is closed with the direct call (a ring cannot close
     // one), through the system ring it is EBADF.
-    let ring = match Ring::setup(1, 0) {
-        Err(libuser::Errno(ENOSYS)) => {
+    let ring = match IoUring::setup(1, 0) {
+        Err(ENOSYS) => {
             detail!("no io_uring in this kernel: no ring descriptor to close");
             return Ok(());
         }
