@@ -25,7 +25,7 @@ use abi::io_uring::{
     enter_flags, features, ring_layout, setup_flags, IoUringParams, REGISTERED_RINGS_MAX,
 };
 use abi::layout::{USER_IO_URING_BASE, USER_SYSTEM_RING_BASE};
-use abi::SYSTEM_RING_ENTRIES;
+use abi::{IntoBytes, SYSTEM_RING_ENTRIES};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
@@ -34,7 +34,7 @@ use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews, 
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
-const PARAMS_SIZE: usize = IoUringParams::SIZE;
+const PARAMS_SIZE: usize = core::mem::size_of::<IoUringParams>();
 
 /// One io_uring instance.
 struct Ring {
@@ -149,14 +149,13 @@ impl RingBackend for IoUring {
         if entries == 0 {
             return Err(EINVAL);
         }
-        let mut raw = [0u8; PARAMS_SIZE];
+        let mut params = IoUringParams::default();
         {
             let env = host.env(pid).ok_or(EPERM)?;
             // Checked writable up front, so a bad pointer costs no ring slot.
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
-            env.read_user(params_ptr, &mut raw)?;
+            env.read_user(params_ptr, params.as_mut_bytes())?;
         }
-        let mut params = IoUringParams::from_bytes(&raw);
         if params.flags & !(setup_flags::CQSIZE | setup_flags::CLAMP) != 0 || params.resv != [0; 3]
         {
             return Err(EINVAL);
@@ -203,10 +202,9 @@ impl RingBackend for IoUring {
             | features::SUBMIT_STABLE
             | features::RW_CUR_POS;
         params.set_offsets(base);
-        let out = params.to_bytes();
         if let Some(env) = host.env(pid) {
             // Checked writable above; nothing in between can unmap it.
-            env.write_user(params_ptr, &out)?;
+            env.write_user(params_ptr, params.as_bytes())?;
         }
         Ok(fd as u64)
     }

@@ -161,7 +161,7 @@ fn the_system_ring_is_registered_ring_zero_and_nothing_else() {
 
     // A ring the program sets up is apart: its own fd, its own slot.
     host.env
-        .write_user(MEM, &[0u8; IoUringParams::SIZE])
+        .write_user(MEM, &[0u8; core::mem::size_of::<IoUringParams>()])
         .unwrap();
     let fd = backend.setup(&mut host, args(&[4, MEM])).unwrap();
     assert_eq!(fd, 3);

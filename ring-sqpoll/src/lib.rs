@@ -42,7 +42,7 @@ use abi::errno::*;
 use abi::io_uring::features;
 use abi::layout::{USER_RING_CONTEXT_BASE, USER_SYSTEM_RING_BASE};
 use abi::ring_api::{enter_flags, RingSetupParams, CONTEXT_CLOSE};
-use abi::SYSTEM_RING_ENTRIES;
+use abi::{IntoBytes, SYSTEM_RING_ENTRIES};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -338,14 +338,13 @@ impl RingBackend for SqPoll {
     fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [params_ptr, ..] = args.0;
         let pid = host.pid();
-        let mut raw = [0u8; PARAMS_SIZE];
+        let mut params = RingSetupParams::default();
         {
             let env = host.env(pid).ok_or(EPERM)?;
             // Checked writable up front, so a bad pointer creates nothing.
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
-            env.read_user(params_ptr, &mut raw)?;
+            env.read_user(params_ptr, params.as_mut_bytes())?;
         }
-        let mut params = RingSetupParams::from_bytes(&raw);
         let config = params::validate(&params, host.cpus())?;
         if self.context(pid).is_some() {
             return Err(EBUSY);
@@ -395,7 +394,7 @@ impl RingBackend for SqPoll {
         params.ring_addr = USER_RING_CONTEXT_BASE;
         if let Some(env) = host.env(pid) {
             // Checked writable above; nothing in between can unmap it.
-            env.write_user(params_ptr, &params.to_bytes())?;
+            env.write_user(params_ptr, params.as_bytes())?;
         }
         Ok(0)
     }

@@ -195,10 +195,11 @@ fn setup(
     host: &mut MockHost,
     params: RingSetupParams,
 ) -> Result<RingSetupParams, Errno> {
-    host.env.write_user(MEM, &params.to_bytes()).unwrap();
+    host.env.write_user(MEM, params.as_bytes()).unwrap();
     backend.setup(host, args(&[MEM]))?;
-    let bytes: [u8; 64] = host.env.peek(MEM, 64).unwrap().try_into().unwrap();
-    Ok(RingSetupParams::from_bytes(&bytes))
+    let mut out = RingSetupParams::default();
+    host.env.read_user(MEM, out.as_mut_bytes()).unwrap();
+    Ok(out)
 }
 
 fn params(entries: u32, flags: u32, idle_ms: u32) -> RingSetupParams {
