@@ -1,0 +1,96 @@
+//! Physical memory that the kernel shares with someone it does not
+//! control: user space now (ring pages), a device later (DMA buffers).
+//!
+//! [`SharedFrames`] owns a run of physically contiguous frames and is held
+//! in an `Arc`: every holder (a process's user mapping of it, a ring
+//! backend's handle, later a request in flight) keeps one reference, and the
+//! frames go back to the allocator when the last one is dropped, never
+//! earlier. No holder can free them under another, so no view into them
+//! can dangle; whoever unmaps a user mapping only drops that mapping's
+//! reference (see `AddressSpace::map_shared`).
+//!
+//! The kernel reaches the frames through the direct map, as atomic words:
+//! the other side may write them at any time.
+
+use super::frames;
+use crate::arch::phys_to_virt;
+use abi::errno::{Errno, ENOMEM};
+use abi::layout::PAGE_SIZE;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Contiguous frames, zeroed when allocated, freed with the last reference.
+#[derive(Debug)]
+pub struct SharedFrames {
+    /// Physical address of the first frame.
+    base: u64,
+    pages: u64,
+}
+
+impl SharedFrames {
+    /// `pages` fresh zeroed contiguous frames; `ENOMEM` if there are none.
+    pub fn alloc_zeroed(pages: u64) -> Result<Arc<Self>, Errno> {
+        let base = frames::alloc_contiguous(pages, 1).ok_or(ENOMEM)?;
+        // Owned from here: dropped (and freed) on any early return.
+        let frames = Self { base, pages };
+        // SAFETY: the frames were just allocated, so nothing else refers to
+        // them, and the direct map covers them.
+        unsafe {
+            core::ptr::write_bytes(phys_to_virt(base) as *mut u8, 0, frames.len());
+        }
+        Ok(Arc::new(frames))
+    }
+
+    /// Physical address of the first frame.
+    pub fn phys(&self) -> u64 {
+        self.base
+    }
+
+    /// Number of frames.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        (self.pages * PAGE_SIZE) as usize
+    }
+
+    /// The byte range `[offset, offset + count * size_of::<T>())` as `count`
+    /// words, if it lies inside the frames and `offset` is aligned for `T`.
+    fn words<T>(&self, offset: u64, count: usize) -> Option<*const T> {
+        let size = count.checked_mul(core::mem::size_of::<T>())?;
+        let end = usize::try_from(offset).ok()?.checked_add(size)?;
+        let aligned = offset.is_multiple_of(core::mem::align_of::<T>() as u64);
+        (end <= self.len() && aligned).then(|| phys_to_virt(self.base + offset) as *const T)
+    }
+
+    /// `count` 32-bit words at byte `offset`, as atomics (the other side may
+    /// write them at any time); `None` outside the frames or misaligned.
+    pub fn atomic_u32s(&self, offset: u64, count: usize) -> Option<&[AtomicU32]> {
+        let at = self.words::<AtomicU32>(offset, count)?;
+        // SAFETY: `words` checked that the range lies, aligned, inside the
+        // frames, which the direct map covers and which stay allocated while
+        // `self` (borrowed for the slice's lifetime) lives. Every access goes
+        // through the atomics, so concurrent writers (user space through its
+        // mapping, other CPUs) are no data race.
+        Some(unsafe { core::slice::from_raw_parts(at, count) })
+    }
+
+    /// `count` 64-bit words at byte `offset`, as atomics; `None` outside the
+    /// frames or misaligned.
+    pub fn atomic_u64s(&self, offset: u64, count: usize) -> Option<&[AtomicU64]> {
+        let at = self.words::<AtomicU64>(offset, count)?;
+        // SAFETY: as in `atomic_u32s`.
+        Some(unsafe { core::slice::from_raw_parts(at, count) })
+    }
+}
+
+impl Drop for SharedFrames {
+    fn drop(&mut self) {
+        // The last reference: no mapping and no view of the frames is left.
+        for i in 0..self.pages {
+            frames::free(self.base + i * PAGE_SIZE);
+        }
+    }
+}
