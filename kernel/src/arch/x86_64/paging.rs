@@ -222,6 +222,46 @@ impl AddressSpace {
     }
 }
 
+/// Copies `len` bytes from `src` to `dst` where one side is memory that
+/// someone else may write meanwhile (user pages, which the program or an
+/// SQPOLL poller on another CPU touches during the copy). One `rep movs`
+/// sequence reads and writes each byte exactly once, and, being `asm!`, is
+/// opaque to the compiler, which can neither drop, repeat nor split the
+/// accesses as it may for plain memory it believes no one else writes:
+/// the volatile copy Asterinas' `VmReader`/`VmWriter` make (also with
+/// `rep movs`). As fast as `memcpy`, which uses the same instructions: the
+/// destination is aligned to 8 bytes, then quadwords move, then the tail.
+///
+/// # Safety
+/// `src..src + len` must be readable and `dst..dst + len` writable, both
+/// mapped for the whole copy, and the ranges must not overlap. Bytes that
+/// another party writes during the copy may arrive as either value.
+#[inline]
+pub unsafe fn copy_volatile(dst: *mut u8, src: *const u8, len: usize) {
+    let head = (dst as usize).wrapping_neg() & 7;
+    let head = head.min(len);
+    let words = (len - head) / 8;
+    let tail = (len - head) % 8;
+    // SAFETY: the caller guarantees both ranges; `head + 8 * words + tail
+    // == len`, so the three moves stay inside them. The direction flag is
+    // clear on entry to `asm!` (Rust's ABI) and `rep movs` leaves it so.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            "mov rcx, {words}",
+            "rep movsq",
+            "mov rcx, {tail}",
+            "rep movsb",
+            words = in(reg) words,
+            tail = in(reg) tail,
+            inout("rcx") head => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 /// Loads `root` into CR3 unless it is already there.
 pub fn activate_root(root: u64) {
     let (current, _) = x86_64::registers::control::Cr3::read_raw();
