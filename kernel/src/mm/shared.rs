@@ -17,7 +17,7 @@ use crate::arch::phys_to_virt;
 use abi::errno::{Errno, ENOMEM};
 use abi::layout::PAGE_SIZE;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::AtomicU64;
 
 /// Contiguous frames, zeroed when allocated, freed with the last reference.
 #[derive(Debug)]
@@ -25,14 +25,19 @@ pub struct SharedFrames {
     /// Physical address of the first frame.
     base: u64,
     pages: u64,
+    /// Size in bytes.
+    len: usize,
 }
 
 impl SharedFrames {
     /// `pages` fresh zeroed contiguous frames; `ENOMEM` if there are none.
     pub fn alloc_zeroed(pages: u64) -> Result<Arc<Self>, Errno> {
+        let len = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| usize::try_from(len).ok())
+            .ok_or(ENOMEM)?;
         let base = frames::alloc_contiguous(pages, 1).ok_or(ENOMEM)?;
-        // Owned from here: dropped (and freed) on any early return.
-        let frames = Self { base, pages };
+        let frames = Self { base, pages, len };
         // SAFETY: the frames were just allocated, so nothing else refers to
         // them, and the direct map covers them.
         unsafe {
@@ -53,36 +58,23 @@ impl SharedFrames {
 
     /// Size in bytes.
     pub fn len(&self) -> usize {
-        (self.pages * PAGE_SIZE) as usize
+        self.len
     }
 
-    /// The byte range `[offset, offset + count * size_of::<T>())` as `count`
-    /// words, if it lies inside the frames and `offset` is aligned for `T`.
-    fn words<T>(&self, offset: u64, count: usize) -> Option<*const T> {
-        let size = count.checked_mul(core::mem::size_of::<T>())?;
-        let end = usize::try_from(offset).ok()?.checked_add(size)?;
-        let aligned = offset.is_multiple_of(core::mem::align_of::<T>() as u64);
-        (end <= self.len() && aligned).then(|| phys_to_virt(self.base + offset) as *const T)
-    }
-
-    /// `count` 32-bit words at byte `offset`, as atomics (the other side may
-    /// write them at any time); `None` outside the frames or misaligned.
-    pub fn atomic_u32s(&self, offset: u64, count: usize) -> Option<&[AtomicU32]> {
-        let at = self.words::<AtomicU32>(offset, count)?;
-        // SAFETY: `words` checked that the range lies, aligned, inside the
-        // frames, which the direct map covers and which stay allocated while
-        // `self` (borrowed for the slice's lifetime) lives. Every access goes
-        // through the atomics, so concurrent writers (user space through its
-        // mapping, other CPUs) are no data race.
-        Some(unsafe { core::slice::from_raw_parts(at, count) })
-    }
-
-    /// `count` 64-bit words at byte `offset`, as atomics; `None` outside the
-    /// frames or misaligned.
-    pub fn atomic_u64s(&self, offset: u64, count: usize) -> Option<&[AtomicU64]> {
-        let at = self.words::<AtomicU64>(offset, count)?;
-        // SAFETY: as in `atomic_u32s`.
-        Some(unsafe { core::slice::from_raw_parts(at, count) })
+    /// The frames as 64-bit words, atomics because the other side may write
+    /// them at any time.
+    pub fn atomic_u64s(&self) -> &[AtomicU64] {
+        // SAFETY: `len` bytes from `base` are frames this object owns, in
+        // the direct map, page-aligned, and allocated while `self` (borrowed
+        // for the slice's lifetime) lives. Every access goes through the
+        // atomics, so concurrent writers (user space through its mapping,
+        // other CPUs) are no data race.
+        unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(self.base) as *const AtomicU64,
+                self.len / core::mem::size_of::<AtomicU64>(),
+            )
+        }
     }
 }
 

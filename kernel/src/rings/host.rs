@@ -15,7 +15,7 @@ use abi::errno::*;
 use abi::io_uring::ring_layout;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::shared::{CQE_WORDS, HEADER_WORDS, SQE_WORDS};
 use kernel_core::ring::{
@@ -27,27 +27,52 @@ use x86_64::instructions::interrupts;
 
 /// The memory of one ring: frames shared with the owner's user mapping,
 /// laid out as `abi::io_uring::ring_layout` says.
-struct RingPages(Arc<SharedFrames>);
+struct RingPages {
+    /// The memory: held, never read, so that it lives as long as this.
+    _frames: Arc<SharedFrames>,
+    /// Direct-map address of the first frame.
+    base: usize,
+}
+
+/// Words of the SQE and CQE arrays of the largest ring.
+const SQ_SLOT_WORDS: usize = ring_layout::MAX_SQ_ENTRIES as usize * SQE_WORDS;
+const CQ_SLOT_WORDS: usize = ring_layout::MAX_CQ_ENTRIES as usize * CQE_WORDS;
+const _: () = assert!(
+    ring_layout::SQES as usize + SQ_SLOT_WORDS * 8 <= ring_layout::CQES as usize
+        && ring_layout::CQES as usize + CQ_SLOT_WORDS * 8 <= ring_layout::SIZE as usize
+        && ring_layout::CQ_HEADER as usize + HEADER_WORDS * 4 <= ring_layout::SQES as usize,
+    "the ring parts overlap or overrun the mapping"
+);
+
+impl RingPages {
+    /// The ring in `frames`; `None` if they are smaller than a ring.
+    fn new(frames: Arc<SharedFrames>) -> Option<Self> {
+        let base = frames.atomic_u64s().as_ptr() as usize;
+        (frames.len() >= ring_layout::SIZE as usize).then_some(Self {
+            _frames: frames,
+            base,
+        })
+    }
+
+    /// `count` words of type `T` at byte `offset` of the ring.
+    fn part<T>(&self, offset: u64, count: usize) -> &[T] {
+        // SAFETY: `base` is the direct-map address of `self._frames`, which
+        // hold at least `ring_layout::SIZE` bytes (checked in `new`) and
+        // stay allocated while `self`, borrowed for the slice's lifetime,
+        // holds them. The callers' parts lie inside that size, aligned (the
+        // assertion above and page-aligned frames), and are atomics, so
+        // user space writing them meanwhile is no data race.
+        unsafe { core::slice::from_raw_parts((self.base + offset as usize) as *const T, count) }
+    }
+}
 
 impl RingMemory for RingPages {
     fn view(&self) -> SharedRing<'_> {
-        // Inside the frames by construction (`map_ring` maps
-        // `ring_layout::SIZE` bytes); a part that did not fit would be an
-        // empty slice, which the engine treats as a ring that holds nothing.
-        let frames = &self.0;
-        let words32 = |offset, count| frames.atomic_u32s(offset, count).unwrap_or_default();
-        let words64 = |offset, count| frames.atomic_u64s(offset, count).unwrap_or_default();
         SharedRing::new(
-            words32(ring_layout::SQ_HEADER, HEADER_WORDS),
-            words32(ring_layout::CQ_HEADER, HEADER_WORDS),
-            words64(
-                ring_layout::SQES,
-                ring_layout::MAX_SQ_ENTRIES as usize * SQE_WORDS,
-            ),
-            words64(
-                ring_layout::CQES,
-                ring_layout::MAX_CQ_ENTRIES as usize * CQE_WORDS,
-            ),
+            self.part::<AtomicU32>(ring_layout::SQ_HEADER, HEADER_WORDS),
+            self.part::<AtomicU32>(ring_layout::CQ_HEADER, HEADER_WORDS),
+            self.part::<AtomicU64>(ring_layout::SQES, SQ_SLOT_WORDS),
+            self.part::<AtomicU64>(ring_layout::CQES, CQ_SLOT_WORDS),
         )
     }
 }
@@ -137,7 +162,8 @@ impl RingHost for KernelHost<'_> {
     fn map_ring(&mut self, addr: u64) -> Result<RingMapping, Errno> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
         let frames = self.caller()?.process().map_shared(addr, pages)?;
-        Ok(RingMapping::new(Arc::new(RingPages(frames))))
+        let pages = RingPages::new(frames).ok_or(ENOMEM)?;
+        Ok(RingMapping::new(Arc::new(pages)))
     }
 
     fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, Errno> {
