@@ -20,6 +20,8 @@
 //! kernel consumes from SQ `head`. The kernel writes CQEs and publishes them
 //! by storing CQ `tail`; user space consumes from CQ `head`.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// `AT_FDCWD`: the `fd` of OPENAT and STATX for paths relative to the
 /// current directory (Linux's value). The file system is flat, so it is the
 /// only directory descriptor there is.
@@ -87,7 +89,9 @@ pub mod sqe_flags {
 /// A submission queue entry, 64 bytes, Linux's `struct io_uring_sqe`.
 /// Unions are flattened to their most common name.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Sqe {
     pub opcode: u8,
     pub flags: u8,
@@ -126,47 +130,20 @@ const _: () = assert!(core::mem::offset_of!(Sqe, addr3) == 48);
 impl Sqe {
     /// The entry as eight little-endian words (how it sits in ring memory).
     pub fn to_words(&self) -> [u64; 8] {
-        [
-            u64::from(self.opcode)
-                | (u64::from(self.flags) << 8)
-                | (u64::from(self.ioprio) << 16)
-                | (u64::from(self.fd as u32) << 32),
-            self.off,
-            self.addr,
-            u64::from(self.len) | (u64::from(self.op_flags) << 32),
-            self.user_data,
-            u64::from(self.buf_index)
-                | (u64::from(self.personality) << 16)
-                | (u64::from(self.file_index as u32) << 32),
-            self.addr3,
-            self.pad,
-        ]
+        zerocopy::transmute!(*self)
     }
 
     /// Decodes an entry from eight words (the inverse of [`Sqe::to_words`]).
     pub fn from_words(w: [u64; 8]) -> Self {
-        Self {
-            opcode: w[0] as u8,
-            flags: (w[0] >> 8) as u8,
-            ioprio: (w[0] >> 16) as u16,
-            fd: (w[0] >> 32) as u32 as i32,
-            off: w[1],
-            addr: w[2],
-            len: w[3] as u32,
-            op_flags: (w[3] >> 32) as u32,
-            user_data: w[4],
-            buf_index: w[5] as u16,
-            personality: (w[5] >> 16) as u16,
-            file_index: (w[5] >> 32) as u32 as i32,
-            addr3: w[6],
-            pad: w[7],
-        }
+        zerocopy::transmute!(w)
     }
 }
 
 /// A completion queue entry, 16 bytes, Linux's `struct io_uring_cqe`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Cqe {
     pub user_data: u64,
     /// Result: `>= 0` success, `-errno` failure.
@@ -176,19 +153,14 @@ pub struct Cqe {
 const _: () = assert!(core::mem::size_of::<Cqe>() == 16);
 
 impl Cqe {
+    /// The entry as two little-endian words (how it sits in ring memory).
     pub fn to_words(&self) -> [u64; 2] {
-        [
-            self.user_data,
-            u64::from(self.res as u32) | (u64::from(self.flags) << 32),
-        ]
+        zerocopy::transmute!(*self)
     }
 
+    /// Decodes an entry from two words (the inverse of [`Cqe::to_words`]).
     pub fn from_words(w: [u64; 2]) -> Self {
-        Self {
-            user_data: w[0],
-            res: w[1] as u32 as i32,
-            flags: (w[1] >> 32) as u32,
-        }
+        zerocopy::transmute!(w)
     }
 }
 
@@ -209,7 +181,9 @@ pub mod header {
 
 /// The header at the start of the SQ and CQ pages, as a struct view.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RingHeader {
     pub head: u32,
     pub tail: u32,
@@ -290,7 +264,9 @@ pub mod features {
 
 /// `struct io_sqring_offsets`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SqRingOffsets {
     pub head: u32,
     pub tail: u32,
@@ -306,7 +282,9 @@ pub struct SqRingOffsets {
 
 /// `struct io_cqring_offsets`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct CqRingOffsets {
     pub head: u32,
     pub tail: u32,
@@ -322,7 +300,9 @@ pub struct CqRingOffsets {
 /// `struct io_uring_params`, 120 bytes. Offsets here are from the start of
 /// the ring mapping (`sq_off.user_addr`), not mmap offsets.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct IoUringParams {
     pub sq_entries: u32,
     pub cq_entries: u32,
@@ -338,9 +318,6 @@ pub struct IoUringParams {
 const _: () = assert!(core::mem::size_of::<IoUringParams>() == 120);
 
 impl IoUringParams {
-    /// Size of the struct in memory.
-    pub const SIZE: usize = 120;
-
     /// Sets `sq_off`/`cq_off` for a ring mapped at `base` with the layout of
     /// [`ring_layout`] (offsets from the mapping base, `user_addr` = base).
     pub fn set_offsets(&mut self, base: u64) {
@@ -369,98 +346,42 @@ impl IoUringParams {
             user_addr: base,
         };
     }
-
-    /// The struct as it sits in memory (little-endian, Linux's layout).
-    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
-        let (s, c) = (&self.sq_off, &self.cq_off);
-        let words: [u32; 30] = [
-            self.sq_entries,
-            self.cq_entries,
-            self.flags,
-            self.sq_thread_cpu,
-            self.sq_thread_idle,
-            self.features,
-            self.wq_fd,
-            self.resv[0],
-            self.resv[1],
-            self.resv[2],
-            s.head,
-            s.tail,
-            s.ring_mask,
-            s.ring_entries,
-            s.flags,
-            s.dropped,
-            s.array,
-            s.resv1,
-            s.user_addr as u32,
-            (s.user_addr >> 32) as u32,
-            c.head,
-            c.tail,
-            c.ring_mask,
-            c.ring_entries,
-            c.overflow,
-            c.cqes,
-            c.flags,
-            c.resv1,
-            c.user_addr as u32,
-            (c.user_addr >> 32) as u32,
-        ];
-        let mut out = [0u8; Self::SIZE];
-        for (i, w) in words.iter().enumerate() {
-            out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-        }
-        out
-    }
-
-    /// Decodes the struct from memory (the inverse of [`Self::to_bytes`]).
-    pub fn from_bytes(bytes: &[u8; Self::SIZE]) -> Self {
-        let w = |i: usize| {
-            u32::from_le_bytes([
-                bytes[4 * i],
-                bytes[4 * i + 1],
-                bytes[4 * i + 2],
-                bytes[4 * i + 3],
-            ])
-        };
-        let addr = |i: usize| u64::from(w(i)) | (u64::from(w(i + 1)) << 32);
-        Self {
-            sq_entries: w(0),
-            cq_entries: w(1),
-            flags: w(2),
-            sq_thread_cpu: w(3),
-            sq_thread_idle: w(4),
-            features: w(5),
-            wq_fd: w(6),
-            resv: [w(7), w(8), w(9)],
-            sq_off: SqRingOffsets {
-                head: w(10),
-                tail: w(11),
-                ring_mask: w(12),
-                ring_entries: w(13),
-                flags: w(14),
-                dropped: w(15),
-                array: w(16),
-                resv1: w(17),
-                user_addr: addr(18),
-            },
-            cq_off: CqRingOffsets {
-                head: w(20),
-                tail: w(21),
-                ring_mask: w(22),
-                ring_entries: w(23),
-                overflow: w(24),
-                cqes: w(25),
-                flags: w(26),
-                resv1: w(27),
-                user_addr: addr(28),
-            },
-        }
-    }
 }
 
 #[cfg(test)]
 mod params_tests {
     use super::*;
+    use zerocopy::{FromBytes, IntoBytes};
+
+    #[test]
+    fn entries_sit_in_ring_words_as_on_linux() {
+        let sqe = Sqe {
+            opcode: 0x11,
+            flags: 0x22,
+            ioprio: 0x3344,
+            fd: -2,
+            len: 0x5566_7788,
+            op_flags: 0x99aa_bbcc,
+            buf_index: 0x0102,
+            personality: 0x0304,
+            file_index: 0x0506_0708,
+            user_data: 42,
+            ..Sqe::default()
+        };
+        let w = sqe.to_words();
+        assert_eq!(w[0], 0xffff_fffe_3344_2211);
+        assert_eq!(w[3], 0x99aa_bbcc_5566_7788);
+        assert_eq!(w[4], 42);
+        assert_eq!(w[5], 0x0506_0708_0304_0102);
+        assert_eq!(Sqe::from_words(w), sqe);
+        let cqe = Cqe {
+            user_data: 7,
+            res: -22,
+            flags: 3,
+        };
+        assert_eq!(cqe.to_words(), [7, 0x0000_0003_ffff_ffea]);
+        assert_eq!(Cqe::from_words(cqe.to_words()), cqe);
+    }
 
     #[test]
     fn params_bytes_round_trip_with_linux_offsets() {
@@ -471,8 +392,8 @@ mod params_tests {
             ..Default::default()
         };
         p.set_offsets(crate::layout::USER_IO_URING_BASE);
-        let bytes = p.to_bytes();
-        assert_eq!(IoUringParams::from_bytes(&bytes), p);
+        let bytes = p.as_bytes();
+        assert_eq!(IoUringParams::read_from_bytes(bytes), Ok(p));
         // user_addr sits at byte 72 (sq) and 112 (cq) as in Linux's struct.
         assert_eq!(
             u64::from_le_bytes(bytes[72..80].try_into().unwrap()),
@@ -504,7 +425,9 @@ pub mod register {
 
 /// `struct iovec`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct IoVec {
     pub base: u64,
     pub len: u64,
@@ -516,7 +439,9 @@ pub const IOV_MAX: u32 = 1024;
 
 /// `struct __kernel_timespec`, for TIMEOUT and LINK_TIMEOUT.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Timespec {
     pub sec: i64,
     pub nsec: i64,
@@ -530,7 +455,9 @@ pub mod timeout_flags {
 
 /// `struct io_uring_probe_op`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct ProbeOp {
     pub op: u8,
     pub resv: u8,
@@ -542,7 +469,9 @@ pub const PROBE_OP_SUPPORTED: u16 = 1;
 
 /// `struct io_uring_probe` header; `ops_len` [`ProbeOp`]s follow it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Probe {
     /// Highest opcode the kernel knows.
     pub last_op: u8,
@@ -555,7 +484,9 @@ const _: () = assert!(core::mem::size_of::<Probe>() == 16);
 
 /// The `struct statx` subset STATX fills (Linux layout of the first fields).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Statx {
     pub mask: u32,
     pub blksize: u32,

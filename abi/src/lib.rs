@@ -3,7 +3,11 @@
 //! Both the kernel and `libuser` depend on this crate; neither side may
 //! repeat a number or a layout that lives here. Everything is `no_std`,
 //! plain data, `#[repr(C)]` where it crosses the boundary, with its size
-//! checked at compile time.
+//! checked at compile time. Every struct that crosses the boundary derives
+//! zerocopy's `FromBytes`/`IntoBytes` (re-exported here), so a layout with
+//! padding, or a field that not every bit pattern fits, does not compile,
+//! and both sides convert to and from bytes with the derived code instead
+//! of decoders written by hand.
 //!
 //! # Calling convention
 //!
@@ -20,6 +24,8 @@ pub mod errno;
 pub mod io_uring;
 pub mod ring_api;
 pub mod syscall;
+
+pub use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Fixed addresses and sizes of a user address space.
 pub mod layout {
@@ -53,7 +59,9 @@ pub mod layout {
 /// `spawn` takes an array of these; a new process finds its own array (copied
 /// into its address space) in `rsi` at entry, with the count in `rdi`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct Arg {
     pub ptr: u64,
     pub len: u64,
@@ -83,7 +91,9 @@ const _: () = assert!(core::mem::size_of::<Arg>() == 16);
 /// with, and it ends with the process. In `Direct` mode every field but
 /// `mode` is zero.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct StartInfo {
     /// `abi::syscall::mode` value of this process.
     pub mode: u64,
@@ -153,7 +163,9 @@ pub mod status {
 /// System-wide counters read with [`syscall::SYSINFO`]; tests use them to
 /// find leaks.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct SysInfo {
     /// Physical frames free in the frame allocator.
     pub free_frames: u64,
@@ -177,7 +189,9 @@ const _: () = assert!(core::mem::size_of::<SysInfo>() == 56);
 
 /// One task as [`syscall::TASK_INFO`] reports it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct TaskInfo {
     /// Task id (a process's pid is its task's id).
     pub tid: u64,
@@ -199,7 +213,9 @@ const _: () = assert!(core::mem::size_of::<TaskInfo>() == 48);
 
 /// Metadata returned by `fstat`-like calls and (later) `STATX`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct FileStat {
     pub size: u64,
     pub ino: u64,

@@ -79,6 +79,7 @@
 
 use crate::io_uring::ring_layout;
 pub use crate::io_uring::{register, sq_flags};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `ring_register` opcode of the Ring API's own, beside io_uring's
 /// [`register`] opcodes: `ring_register(CONTEXT_CLOSE, 0, 0)` ends the
@@ -93,7 +94,9 @@ pub const CONTEXT_CLOSE: u32 = 0x100;
 /// Where each part of a ring context lies, as byte offsets from
 /// [`RingSetupParams::ring_addr`]. The same as an io_uring ring's.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RingContextLayout {
     /// The SQ header page: header words at [`crate::io_uring::header`]
     /// offsets, the SQ index array at `header::ARRAY`.
@@ -125,7 +128,9 @@ pub const MAX_IDLE_MS: u32 = 60_000;
 
 /// `ring_setup`'s in/out argument, 64 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 pub struct RingSetupParams {
     /// In: SQ entries wanted. Out: the SQ size.
     pub sq_entries: u32,
@@ -151,64 +156,6 @@ pub struct RingSetupParams {
 const _: () = assert!(core::mem::size_of::<RingSetupParams>() == 64);
 const _: () = assert!(core::mem::offset_of!(RingSetupParams, sq_thread_id) == 24);
 const _: () = assert!(core::mem::offset_of!(RingSetupParams, ring_addr) == 32);
-
-impl RingSetupParams {
-    /// The struct as it sits in memory (little-endian).
-    pub fn to_bytes(&self) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        let words32 = [
-            self.sq_entries,
-            self.cq_entries,
-            self.flags,
-            self.sq_thread_cpu,
-            self.sq_thread_idle_ms,
-            self.features,
-        ];
-        for (i, w) in words32.iter().enumerate() {
-            out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
-        }
-        let words64 = [
-            self.sq_thread_id,
-            self.ring_addr,
-            self.resv[0],
-            self.resv[1],
-            self.resv[2],
-        ];
-        for (i, w) in words64.iter().enumerate() {
-            out[24 + 8 * i..32 + 8 * i].copy_from_slice(&w.to_le_bytes());
-        }
-        out
-    }
-
-    /// Decodes the struct from memory (the inverse of
-    /// [`RingSetupParams::to_bytes`]).
-    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
-        let w32 = |i: usize| {
-            u32::from_le_bytes([
-                bytes[4 * i],
-                bytes[4 * i + 1],
-                bytes[4 * i + 2],
-                bytes[4 * i + 3],
-            ])
-        };
-        let w64 = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        Self {
-            sq_entries: w32(0),
-            cq_entries: w32(1),
-            flags: w32(2),
-            sq_thread_cpu: w32(3),
-            sq_thread_idle_ms: w32(4),
-            features: w32(5),
-            sq_thread_id: w64(24),
-            ring_addr: w64(32),
-            resv: [w64(40), w64(48), w64(56)],
-        }
-    }
-}
 
 /// `ring_setup` flags ([`RingSetupParams::flags`]).
 pub mod setup_flags {
@@ -244,6 +191,7 @@ pub mod enter_flags {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerocopy::{FromBytes, IntoBytes};
 
     #[test]
     fn params_round_trip_through_bytes() {
@@ -258,8 +206,8 @@ mod tests {
             ring_addr: crate::layout::USER_RING_CONTEXT_BASE,
             resv: [9, 10, 11],
         };
-        let bytes = p.to_bytes();
-        assert_eq!(RingSetupParams::from_bytes(&bytes), p);
+        let bytes = p.as_bytes();
+        assert_eq!(RingSetupParams::read_from_bytes(bytes), Ok(p));
         assert_eq!(bytes[8], 3, "flags at byte 8");
         assert_eq!(bytes[24], 8, "sq_thread_id at byte 24, little-endian");
     }

@@ -44,11 +44,15 @@ impl File {
             File::Console => Ok(0),
             File::Ring { .. } => Err(errno::EINVAL),
             File::Ram(file) => {
-                user.check(space, true)?;
-                let len = user.len().min(IO_CHUNK) as usize;
+                // One walk over the whole claimed buffer: the part a read
+                // can fill is translated, the rest only checked.
+                let pages = user.prefix(IO_CHUNK).pages(space, true)?;
+                user.skip(IO_CHUNK).check(space, true)?;
+                let len = pages.len() as usize;
                 interrupts::without_interrupts(|| {
                     file.lock().read_via(offset, len, |data| {
-                        user.prefix(data.len() as u64).write_from(space, data)
+                        pages.write_at(0, data);
+                        Ok(())
                     })
                 })
             }
@@ -63,31 +67,27 @@ impl File {
         offset: Option<u64>,
         user: UserSlice,
     ) -> Result<usize, Errno> {
-        user.check(space, false)?;
-        let user = user.prefix(IO_CHUNK);
+        // One walk over the whole claimed buffer: the part a write can
+        // take is translated, the rest only checked.
+        let pages = user.prefix(IO_CHUNK).pages(space, false)?;
+        user.skip(IO_CHUNK).check(space, false)?;
         match self {
             File::Console => {
                 let mut chunk = [0u8; 256];
                 let mut done = 0;
-                while done < user.len() {
-                    let piece = user.skip(done).prefix(chunk.len() as u64);
-                    let bytes = &mut chunk[..piece.len() as usize];
-                    piece.read_into(space, bytes)?;
+                while done < pages.len() {
+                    let n = (pages.len() - done).min(chunk.len() as u64);
+                    let bytes = &mut chunk[..n as usize];
+                    pages.read_at(done, bytes);
                     crate::logger::write_bytes(bytes);
-                    done += piece.len();
+                    done += n;
                 }
                 Ok(done as usize)
             }
             File::Ring { .. } => Err(errno::EINVAL),
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock()
-                    .write_via(offset, user.len() as usize, |dst| {
-                        // Checked above, so this cannot fail; if it somehow
-                        // did, the file holds zeros rather than stale bytes.
-                        if user.read_into(space, dst).is_err() {
-                            dst.fill(0);
-                        }
-                    })
+                    .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
                     .map_err(|e| e.errno())
             }),
         }

@@ -59,12 +59,6 @@ mod lifecycle;
 mod logger;
 #[allow(unsafe_code, reason = "physical frames, the direct map and the heap")]
 mod mm;
-// `expect`, not `allow`: once the block moves out, the unfulfilled
-// expectation fails the build until this goes too.
-#[expect(
-    unsafe_code,
-    reason = "only Process::map_shared zeroing fresh frames, until that moves into mm"
-)]
 mod process;
 mod rings;
 mod syscall;

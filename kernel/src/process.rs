@@ -4,14 +4,12 @@
 //! The life cycle (spawn, exit, reaping) is in `lifecycle`, above the ring
 //! layer, which uses processes as defined here.
 
-use crate::arch::paging::{AddressSpace, PageFlags};
-use crate::arch::phys_to_virt;
+use crate::arch::paging::AddressSpace;
 use crate::fs::FileHandle;
-use crate::mm::frames;
+use crate::mm::shared::SharedFrames;
 use crate::task::{Task, WaitQueue};
 use abi::errno;
 use abi::errno::Errno;
-use abi::layout::PAGE_SIZE;
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -75,55 +73,30 @@ impl Process {
 }
 
 impl Process {
-    /// Unmaps `pages` pages at the user address `addr` that
-    /// [`Process::map_shared`] mapped and frees their frames. `EFAULT` once
-    /// the process is tearing down; pages not mapped are skipped.
-    pub fn unmap_shared(&self, addr: u64, pages: u64) -> Result<(), Errno> {
-        let mut guard = self.address_space.lock();
-        let space = guard.as_mut().ok_or(errno::EFAULT)?;
-        let freed: Vec<u64> = (0..pages)
-            .filter_map(|i| space.unmap_user(addr + i * PAGE_SIZE))
-            .collect();
-        drop(guard);
-        for frame in freed {
-            frames::free(frame);
-        }
+    /// Removes the shared mapping [`Process::map_shared`] made at the user
+    /// address `addr` and drops the address space's reference to its
+    /// frames (freed if no one else holds them). `EFAULT` once the process
+    /// is tearing down, `EINVAL` if no shared mapping starts at `addr`.
+    pub fn unmap_shared(&self, addr: u64) -> Result<(), Errno> {
+        let frames = {
+            let mut guard = self.address_space.lock();
+            let space = guard.as_mut().ok_or(errno::EFAULT)?;
+            space.unmap_shared(addr)?
+        };
+        drop(frames);
         Ok(())
     }
 
     /// Maps `pages` fresh zeroed, physically contiguous frames at the user
-    /// address `addr` (read/write, no execute) and returns the physical
-    /// address of the first. The address space owns the frames from then
-    /// on: they are freed with it. `EEXIST` if any page is already mapped.
-    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<u64, Errno> {
+    /// address `addr` (read/write, no execute) and returns them. The
+    /// address space holds them while they are mapped, and the caller
+    /// through the returned reference: they are freed when both are gone.
+    /// `EEXIST` if any page is already mapped.
+    pub fn map_shared(&self, addr: u64, pages: u64) -> Result<Arc<SharedFrames>, Errno> {
+        let frames = SharedFrames::alloc_zeroed(pages)?;
         let mut guard = self.address_space.lock();
         let space = guard.as_mut().ok_or(errno::EFAULT)?;
-        if (0..pages).any(|i| space.translate(addr + i * PAGE_SIZE).is_some()) {
-            return Err(errno::EEXIST);
-        }
-        let base = frames::alloc_contiguous(pages, 1).ok_or(errno::ENOMEM)?;
-        // SAFETY: the frames were just allocated and the direct map covers them.
-        unsafe {
-            core::ptr::write_bytes(
-                phys_to_virt(base) as *mut u8,
-                0,
-                (pages * PAGE_SIZE) as usize,
-            )
-        };
-        for i in 0..pages {
-            let frame = base + i * PAGE_SIZE;
-            if let Err(e) = space.map_user(
-                addr + i * PAGE_SIZE,
-                frame,
-                PageFlags::WRITABLE | PageFlags::NO_EXECUTE,
-            ) {
-                // Pages already mapped belong to the address space now.
-                for rest in i..pages {
-                    frames::free(base + rest * PAGE_SIZE);
-                }
-                return Err(e);
-            }
-        }
-        Ok(base)
+        space.map_shared(addr, frames.clone())?;
+        Ok(frames)
     }
 }

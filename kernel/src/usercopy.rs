@@ -2,17 +2,30 @@
 //! which the kernel reads or writes user memory.
 //!
 //! A slice is accepted only if it lies wholly in the user half without
-//! overflow. A copy first walks the page tables for every page it touches
-//! (present, user, and writable for writes) and only then copies, through
-//! the direct map, so a bad page anywhere in the range gives `EFAULT` with
-//! nothing copied, and the kernel never takes a fault on user memory.
+//! overflow. A copy walks the page tables once: [`UserSlice::pages`]
+//! translates every page the range touches (present, user, and writable for
+//! writes) and keeps the translations in a [`UserPages`], through which the
+//! bytes then move by the direct map. So a bad page anywhere in the range
+//! gives `EFAULT` with nothing copied, and the kernel never takes a fault on
+//! user memory. A `UserPages` borrows the address space, and unmapping needs
+//! it mutably, so its translations cannot go stale while it lives.
+//!
+//! User memory is shared with the program, which (or whose SQPOLL poller on
+//! another CPU) may write it during the copy: every copy to or from it is a
+//! volatile one (`paging::copy_volatile`, each byte moved exactly once) and
+//! the kernel never makes a Rust reference to user bytes.
+//!
+//! Values cross as bytes through zerocopy's traits, which `abi` derives for
+//! every struct of the boundary: [`read_value`] and [`write_value`] need no
+//! unsafe code of their own.
 
-use crate::arch::paging::{AddressSpace, PageFlags};
+use crate::arch::paging::{copy_volatile, AddressSpace, PageFlags};
 use crate::arch::phys_to_virt;
-use abi::errno::Errno;
-use abi::errno::EFAULT;
+use abi::errno::{Errno, EFAULT, EINVAL, ENOMEM};
 use abi::layout::{PAGE_SIZE, USER_END};
+use abi::{FromBytes, Immutable, IntoBytes};
 use alloc::vec::Vec;
+use core::marker::PhantomData;
 
 /// A range of user memory `[addr, addr + len)` that passed the range check.
 #[derive(Clone, Copy, Debug)]
@@ -29,10 +42,6 @@ impl UserSlice {
             return Err(EFAULT);
         }
         Ok(Self { addr, len })
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
     }
 
     /// The range without its first `n` bytes.
@@ -52,34 +61,52 @@ impl UserSlice {
         }
     }
 
-    /// Walks the range page by page, calling `f(physical address, length)`
-    /// for each piece; stops at the first page that is not mapped for user
-    /// access (and writable when `write`).
+    /// Walks the range page by page, calling `f` with the frame of each
+    /// page; stops with `EFAULT` at the first page that is not mapped for
+    /// user access (and writable when `write`).
     fn walk(
         &self,
         space: &AddressSpace,
         write: bool,
-        mut f: impl FnMut(u64, usize),
+        mut f: impl FnMut(u64) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
-        let mut addr = self.addr;
-        let end = self.addr + self.len;
-        while addr < end {
-            let page = addr & !(PAGE_SIZE - 1);
+        if self.len == 0 {
+            return Ok(());
+        }
+        let last = (self.addr + self.len - 1) & !(PAGE_SIZE - 1);
+        let mut page = self.addr & !(PAGE_SIZE - 1);
+        loop {
             let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
             if !flags.contains(PageFlags::USER) || (write && !flags.contains(PageFlags::WRITABLE)) {
                 return Err(EFAULT);
             }
-            let take = (page + PAGE_SIZE).min(end) - addr;
-            f(frame + (addr - page), take as usize);
-            addr += take;
+            f(frame)?;
+            if page == last {
+                return Ok(());
+            }
+            page += PAGE_SIZE;
         }
-        Ok(())
     }
 
     /// Checks that every page of the range is mapped for user access (and
-    /// writable when `write`), without copying.
+    /// writable when `write`), without copying or keeping anything.
     pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), Errno> {
-        self.walk(space, write, |_, _| {})
+        self.walk(space, write, |_| Ok(()))
+    }
+
+    /// Translates every page of the range in one walk (each mapped for user
+    /// access, and writable when `write`, else `EFAULT`), for copies that
+    /// then need no walk. `ENOMEM` if a range of more than
+    /// [`INLINE_PAGES`] pages finds no room for its translations.
+    pub fn pages<'s>(&self, space: &'s AddressSpace, write: bool) -> Result<UserPages<'s>, Errno> {
+        let mut frames = Frames::Inline([0; INLINE_PAGES], 0);
+        self.walk(space, write, |frame| frames.push(frame))?;
+        Ok(UserPages {
+            addr: self.addr,
+            len: self.len,
+            frames,
+            _space: PhantomData,
+        })
     }
 
     /// Copies the user bytes into `dst` (whose length must equal `len`).
@@ -90,30 +117,18 @@ impl UserSlice {
             self.len,
             "UserSlice::read_into length mismatch"
         );
-        self.check(space, false)?;
-        let mut done = 0;
-        self.walk(space, false, |phys, len| {
-            // SAFETY: `phys..phys+len` lies in a mapped user frame (checked
-            // by `walk`), which the direct map covers; `dst` has room for
-            // `len` more bytes (the lengths add up to `self.len`).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    phys_to_virt(phys) as *const u8,
-                    dst[done..].as_mut_ptr(),
-                    len,
-                );
-            }
-            done += len;
-        })
+        self.pages(space, false)?.read_at(0, dst);
+        Ok(())
     }
 
     /// Copies the user bytes into a new vector, refusing more than `max`.
     pub fn read_vec(&self, space: &AddressSpace, max: u64) -> Result<Vec<u8>, Errno> {
         if self.len > max {
-            return Err(abi::errno::EINVAL);
+            return Err(EINVAL);
         }
+        let pages = self.pages(space, false)?;
         let mut buf = alloc::vec![0u8; self.len as usize];
-        self.read_into(space, &mut buf)?;
+        pages.read_at(0, &mut buf);
         Ok(buf)
     }
 
@@ -125,60 +140,132 @@ impl UserSlice {
             self.len,
             "UserSlice::write_from length mismatch"
         );
-        self.check(space, true)?;
-        let mut done = 0;
-        self.walk(space, true, |phys, len| {
-            // SAFETY: `phys..phys+len` lies in a mapped, writable user frame
-            // (checked by `walk`) in the direct map; `src` holds `len` more
-            // bytes.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    src[done..].as_ptr(),
-                    phys_to_virt(phys) as *mut u8,
-                    len,
-                );
-            }
-            done += len;
-        })
+        self.pages(space, true)?.write_at(0, src);
+        Ok(())
     }
 }
 
-/// Plain-old-data types that may be copied to and from user memory as bytes.
-///
-/// # Safety
-/// Every bit pattern must be a valid value and the type must have no padding.
-pub unsafe trait Pod: Copy + Default {}
-// SAFETY: `#[repr(C)]` structs of u64 fields, no padding.
-unsafe impl Pod for abi::Arg {}
-// SAFETY: as above.
-unsafe impl Pod for abi::SysInfo {}
-// SAFETY: as above.
-unsafe impl Pod for abi::FileStat {}
-// SAFETY: `#[repr(C)]`: three u64, two u32 and a byte array, 48 bytes
-// with no padding (checked by the size assertion in `abi`).
-unsafe impl Pod for abi::TaskInfo {}
-// SAFETY: `#[repr(C)]`, three `u64`s and two `u32`s, no padding.
-unsafe impl Pod for abi::StartInfo {}
-// SAFETY: a plain integer.
-unsafe impl Pod for i32 {}
+/// Pages whose translations a [`UserPages`] keeps without allocating: a
+/// 4 KiB transfer touches at most two.
+pub const INLINE_PAGES: usize = 8;
+
+/// The frames of a range's pages, in order.
+enum Frames {
+    /// Up to [`INLINE_PAGES`], with the count.
+    Inline([u64; INLINE_PAGES], usize),
+    Heap(Vec<u64>),
+}
+
+impl Frames {
+    fn push(&mut self, frame: u64) -> Result<(), Errno> {
+        match self {
+            Frames::Inline(frames, n) if *n < INLINE_PAGES => {
+                frames[*n] = frame;
+                *n += 1;
+            }
+            Frames::Inline(frames, _) => {
+                // Grown as the walk goes, so a huge claimed range that is
+                // not mapped fails with EFAULT, not ENOMEM.
+                let mut heap = Vec::new();
+                heap.try_reserve(2 * INLINE_PAGES).map_err(|_| ENOMEM)?;
+                heap.extend_from_slice(frames);
+                heap.push(frame);
+                *self = Frames::Heap(heap);
+            }
+            Frames::Heap(heap) => {
+                heap.try_reserve(1).map_err(|_| ENOMEM)?;
+                heap.push(frame);
+            }
+        }
+        Ok(())
+    }
+
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Frames::Inline(frames, n) => &frames[..*n],
+            Frames::Heap(heap) => heap,
+        }
+    }
+}
+
+/// A user range whose pages were all translated and checked by one walk
+/// ([`UserSlice::pages`]). It borrows the address space, so the mappings
+/// cannot change while it lives, and copies through it cannot fail.
+pub struct UserPages<'s> {
+    addr: u64,
+    len: u64,
+    frames: Frames,
+    _space: PhantomData<&'s AddressSpace>,
+}
+
+impl UserPages<'_> {
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Calls `f(direct-map address, offset into the buffer, length)` for
+    /// each piece of `[offset, offset + len)` of the range that lies in one
+    /// page. Panics if that is not inside the range (a kernel bug).
+    fn pieces(&self, offset: u64, len: usize, mut f: impl FnMut(u64, usize, usize)) {
+        let end = offset.checked_add(len as u64);
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "user copy of {len} bytes at {offset} outside a range of {}",
+            self.len
+        );
+        let frames = self.frames.as_slice();
+        let first_page = self.addr / PAGE_SIZE;
+        let mut at = self.addr + offset;
+        let mut done = 0;
+        while done < len {
+            let in_page = at % PAGE_SIZE;
+            let take = ((PAGE_SIZE - in_page) as usize).min(len - done);
+            let frame = frames[(at / PAGE_SIZE - first_page) as usize];
+            f(phys_to_virt(frame + in_page), done, take);
+            done += take;
+            at += take as u64;
+        }
+    }
+
+    /// Copies the user bytes at `offset` into `dst`.
+    pub fn read_at(&self, offset: u64, dst: &mut [u8]) {
+        let base = dst.as_mut_ptr();
+        self.pieces(offset, dst.len(), |user, at, n| {
+            // SAFETY: `user..user + n` lies in a frame mapped for user
+            // access in the borrowed address space (checked by the walk),
+            // which the direct map covers; `at + n <= dst.len()`. User
+            // space may write the bytes meanwhile: the copy is volatile.
+            unsafe { copy_volatile(base.add(at), user as *const u8, n) }
+        });
+    }
+
+    /// Copies `src` into the user bytes at `offset`.
+    pub fn write_at(&self, offset: u64, src: &[u8]) {
+        let base = src.as_ptr();
+        self.pieces(offset, src.len(), |user, at, n| {
+            // SAFETY: `user..user + n` lies in a frame mapped writable for
+            // user access (checked by the walk) in the direct map;
+            // `at + n <= src.len()`; kernel and user memory do not overlap.
+            unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
+        });
+    }
+}
 
 /// Reads one `T` from user memory.
-pub fn read_value<T: Pod>(space: &AddressSpace, addr: u64) -> Result<T, Errno> {
-    let mut value = T::default();
-    // SAFETY: `T: Pod` has no padding, so it may be viewed as bytes, and any
-    // bytes written into it form a valid `T`.
-    let bytes = unsafe {
-        core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>())
-    };
+pub fn read_value<T: FromBytes + IntoBytes>(space: &AddressSpace, addr: u64) -> Result<T, Errno> {
+    let mut value = T::new_zeroed();
+    let bytes = value.as_mut_bytes();
     UserSlice::new(addr, bytes.len() as u64)?.read_into(space, bytes)?;
     Ok(value)
 }
 
 /// Writes one `T` to user memory.
-pub fn write_value<T: Pod>(space: &AddressSpace, addr: u64, value: &T) -> Result<(), Errno> {
-    // SAFETY: `T: Pod` has no padding, so all its bytes are initialised.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(value as *const T as *const u8, core::mem::size_of::<T>())
-    };
+pub fn write_value<T: IntoBytes + Immutable>(
+    space: &AddressSpace,
+    addr: u64,
+    value: &T,
+) -> Result<(), Errno> {
+    let bytes = value.as_bytes();
     UserSlice::new(addr, bytes.len() as u64)?.write_from(space, bytes)
 }

@@ -4,16 +4,21 @@
 //!
 //! This crate only does what is specific to the io_uring calling
 //! convention: decoding the three syscalls, placing each ring at its fixed
-//! address (`USER_IO_URING_BASE + slot * RING_SLOT_STRIDE`), the
-//! process's table of rings, and the system ring of a process in
+//! address (`USER_IO_URING_BASE + slot * RING_SLOT_STRIDE`, the lowest slot
+//! free; closing a ring unmaps it and frees its slot), the process's table
+//! of rings, and the system ring of a process in
 //! `SyscallMode::RingBased` (at `USER_SYSTEM_RING_BASE`, no descriptor,
 //! reached as registered ring 0 with `IORING_ENTER_REGISTERED_RING`). Submission, completion, links, drain,
 //! overflow, timeouts and every op are the shared engine's
 //! (`kernel_core::ring::engine`), reached through `RingHost`.
 //!
 //! Invariants:
-//! - A ring belongs to one process; its views into ring memory are dropped
-//!   in `teardown`, before the kernel frees the process's address space.
+//! - A ring belongs to one process. Its memory is held by a
+//!   `RingMapping` (and by the owner's user mapping): views borrow from it,
+//!   so nothing here can reach memory that was freed.
+//! - A process has at most `MAX_RINGS_PER_PROCESS` rings open at once (the
+//!   system ring aside); a slot is free again once its ring is released
+//!   and unmapped.
 //! - The ring lock is never held while the caller sleeps.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -25,21 +30,23 @@ use abi::io_uring::{
     enter_flags, features, ring_layout, setup_flags, IoUringParams, REGISTERED_RINGS_MAX,
 };
 use abi::layout::{USER_IO_URING_BASE, USER_SYSTEM_RING_BASE};
-use abi::SYSTEM_RING_ENTRIES;
+use abi::{IntoBytes, SYSTEM_RING_ENTRIES};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingViews, SystemRing};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingMapping, SystemRing};
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
-const PARAMS_SIZE: usize = IoUringParams::SIZE;
+const PARAMS_SIZE: usize = core::mem::size_of::<IoUringParams>();
 
 /// One io_uring instance.
 struct Ring {
     pid: u64,
-    views: RingViews,
+    /// Its mapping slot (`None` for the system ring).
+    slot: Option<u32>,
+    mapping: RingMapping,
     engine: RingEngine,
     /// Wait-queue key for completions of this ring.
     wait_key: u64,
@@ -49,10 +56,46 @@ struct Ring {
 struct Table {
     /// Every ring, system rings included, by id.
     rings: HashMap<u64, Arc<Mutex<Ring>>>,
-    /// Next unused mapping slot of each process (slots are not reused).
-    next_slot: HashMap<u64, u64>,
+    /// The mapping slots of each process.
+    slots: HashMap<u64, Slots>,
     /// The system ring of each `RingBased` process (registered ring 0).
     system: HashMap<u64, Arc<Mutex<Ring>>>,
+}
+
+/// One process's mapping slots, as bit masks (bit `n`: slot `n`).
+#[derive(Default)]
+struct Slots {
+    /// Slots whose address is mapped (or being mapped).
+    used: u32,
+    /// Used slots whose ring was released by a thread that could not unmap
+    /// it (not the owner): the owner's next setup unmaps them.
+    stale: u32,
+}
+
+impl Slots {
+    /// Takes the lowest free slot below `max`.
+    fn take(&mut self, max: u32) -> Option<u32> {
+        let slot = (!self.used).trailing_zeros();
+        (slot < max).then(|| {
+            self.used |= 1 << slot;
+            slot
+        })
+    }
+
+    /// Frees `slot` (its address is no longer mapped).
+    fn put(&mut self, slot: u32) {
+        self.used &= !(1 << slot);
+        self.stale &= !(1 << slot);
+    }
+}
+
+/// Mapping slots of a process: rings it may have open at once.
+const MAX_SLOTS: u32 = ring_layout::MAX_RINGS_PER_PROCESS as u32;
+const _: () = assert!(MAX_SLOTS <= u32::BITS, "a slot mask is a u32");
+
+/// User address of mapping slot `slot`.
+fn slot_base(slot: u32) -> u64 {
+    USER_IO_URING_BASE + u64::from(slot) * ring_layout::RING_SLOT_STRIDE
 }
 
 /// The io_uring backend.
@@ -108,26 +151,61 @@ impl IoUring {
         }
     }
 
-    /// Maps a ring at `base` in the caller and enters it in the table.
+    /// Maps a ring in the caller, at mapping slot `slot` or (with `None`)
+    /// at the system ring's address, and enters it in the table.
     fn create(
         &self,
         host: &mut dyn RingHost,
-        base: u64,
+        slot: Option<u32>,
         sq_entries: u32,
         cq_entries: u32,
     ) -> Result<(u64, Arc<Mutex<Ring>>), Errno> {
-        let views = host.map_ring(base)?;
+        let base = slot.map_or(USER_SYSTEM_RING_BASE, slot_base);
+        let mapping = host.map_ring(base)?;
         let engine = RingEngine::new(sq_entries, cq_entries);
-        engine.init_shared(&views.shared());
+        engine.init_shared(&mapping.shared());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let ring = Arc::new(Mutex::new(Ring {
             pid: host.pid(),
-            views,
+            slot,
+            mapping,
             engine,
             wait_key: WAIT_KEY_TAG | id,
         }));
         self.with_table(|t| t.rings.insert(id, ring.clone()));
         Ok((id, ring))
+    }
+
+    /// Takes the caller's lowest free mapping slot (`EMFILE` if it has
+    /// `MAX_RINGS_PER_PROCESS` rings), first unmapping the slots of rings
+    /// that were released where they could not be unmapped.
+    fn take_slot(&self, host: &mut dyn RingHost, pid: u64) -> Result<u32, Errno> {
+        let mut stale = self.with_table(|t| t.slots.get(&pid).map_or(0, |s| s.stale));
+        while stale != 0 {
+            let slot = stale.trailing_zeros();
+            stale &= !(1 << slot);
+            if host.unmap_ring(slot_base(slot)).is_ok() {
+                self.with_table(|t| t.slots.entry(pid).or_default().put(slot));
+            }
+        }
+        self.with_table(|t| t.slots.entry(pid).or_default().take(MAX_SLOTS))
+            .ok_or(EMFILE)
+    }
+
+    /// Unmaps mapping slot `slot` of process `pid` and frees it; when the
+    /// caller is not `pid` (only the owner can unmap) the slot stays taken
+    /// until the owner's next setup or its end.
+    fn free_slot(&self, host: &mut dyn RingHost, pid: u64, slot: u32) {
+        let unmapped = host.pid() == pid && host.unmap_ring(slot_base(slot)).is_ok();
+        self.with_table(|t| {
+            if let Some(slots) = t.slots.get_mut(&pid) {
+                if unmapped {
+                    slots.put(slot);
+                } else {
+                    slots.stale |= 1 << slot;
+                }
+            }
+        });
     }
 }
 
@@ -149,14 +227,13 @@ impl RingBackend for IoUring {
         if entries == 0 {
             return Err(EINVAL);
         }
-        let mut raw = [0u8; PARAMS_SIZE];
+        let mut params = IoUringParams::default();
         {
             let env = host.env(pid).ok_or(EPERM)?;
             // Checked writable up front, so a bad pointer costs no ring slot.
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
-            env.read_user(params_ptr, &mut raw)?;
+            env.read_user(params_ptr, params.as_mut_bytes())?;
         }
-        let mut params = IoUringParams::from_bytes(&raw);
         if params.flags & !(setup_flags::CQSIZE | setup_flags::CLAMP) != 0 || params.resv != [0; 3]
         {
             return Err(EINVAL);
@@ -175,23 +252,21 @@ impl RingBackend for IoUring {
             (2 * sq_entries).min(ring_layout::MAX_CQ_ENTRIES)
         };
 
-        let slot = self.with_table(|t| {
-            let next = t.next_slot.entry(pid).or_insert(0);
-            let slot = *next;
-            if slot < ring_layout::MAX_RINGS_PER_PROCESS {
-                *next += 1;
+        let slot = self.take_slot(host, pid)?;
+        let (id, ring) = match self.create(host, Some(slot), sq_entries, cq_entries) {
+            Ok(made) => made,
+            Err(e) => {
+                // Nothing was mapped.
+                self.with_table(|t| t.slots.entry(pid).or_default().put(slot));
+                return Err(e);
             }
-            slot
-        });
-        if slot >= ring_layout::MAX_RINGS_PER_PROCESS {
-            return Err(EMFILE);
-        }
-        let base = USER_IO_URING_BASE + slot * ring_layout::RING_SLOT_STRIDE;
-        let (id, ring) = self.create(host, base, sq_entries, cq_entries)?;
+        };
         let fd = match host.install_fd(BackendKind::IoUring, id, ring) {
             Ok(fd) => fd,
             Err(e) => {
-                self.with_table(|t| t.rings.remove(&id));
+                let ring = self.with_table(|t| t.rings.remove(&id));
+                drop(ring);
+                self.free_slot(host, pid, slot);
                 return Err(e);
             }
         };
@@ -202,11 +277,10 @@ impl RingBackend for IoUring {
             | features::NODROP
             | features::SUBMIT_STABLE
             | features::RW_CUR_POS;
-        params.set_offsets(base);
-        let out = params.to_bytes();
+        params.set_offsets(slot_base(slot));
         if let Some(env) = host.env(pid) {
             // Checked writable above; nothing in between can unmap it.
-            env.write_user(params_ptr, &out)?;
+            env.write_user(params_ptr, params.as_bytes())?;
         }
         Ok(fd as u64)
     }
@@ -229,7 +303,7 @@ impl RingBackend for IoUring {
         let (submitted, wait) = {
             let mut guard = ring.lock();
             let r = &mut *guard;
-            let shared = r.views.shared();
+            let shared = r.mapping.shared();
             r.engine.flush_overflow(&shared);
             let submitted = if to_submit > 0 {
                 let env = host.env(pid).ok_or(EPERM)?;
@@ -250,7 +324,7 @@ impl RingBackend for IoUring {
             host.wait(key, &mut || {
                 let mut guard = ring.lock();
                 let r = &mut *guard;
-                let shared = r.views.shared();
+                let shared = r.mapping.shared();
                 r.engine.flush_overflow(&shared);
                 r.engine.cq_ready(&shared) >= want
             });
@@ -280,7 +354,7 @@ impl RingBackend for IoUring {
         }
         let sq_entries = SYSTEM_RING_ENTRIES;
         let cq_entries = 2 * sq_entries;
-        let (_, ring) = self.create(host, USER_SYSTEM_RING_BASE, sq_entries, cq_entries)?;
+        let (_, ring) = self.create(host, None, sq_entries, cq_entries)?;
         self.with_table(|t| t.system.insert(pid, ring));
         Ok(SystemRing {
             addr: USER_SYSTEM_RING_BASE,
@@ -289,16 +363,22 @@ impl RingBackend for IoUring {
         })
     }
 
-    fn release(&self, host: &mut dyn RingHost, _pid: u64, id: u64) {
+    fn release(&self, host: &mut dyn RingHost, pid: u64, id: u64) {
         let ring = self.with_table(|t| t.rings.remove(&id));
         if let Some(ring) = ring {
             retire(host, &ring);
+            // A timer pass may still hold the ring: its memory stays
+            // allocated (not mapped) until that clone goes too.
+            let slot = ring.lock().slot;
+            if let Some(slot) = slot {
+                self.free_slot(host, pid, slot);
+            }
         }
     }
 
     fn teardown(&self, host: &mut dyn RingHost, pid: u64) {
         let rings: alloc::vec::Vec<Arc<Mutex<Ring>>> = self.with_table(|t| {
-            t.next_slot.remove(&pid);
+            t.slots.remove(&pid);
             t.system.remove(&pid);
             let ids: alloc::vec::Vec<u64> = t
                 .rings
@@ -328,7 +408,7 @@ impl RingBackend for IoUring {
                 continue;
             }
             let Some(env) = host.env(r.pid) else { continue };
-            let shared = r.views.shared();
+            let shared = r.mapping.shared();
             let posted = r.engine.poll_timers(&shared, env);
             if let Some(next) = r.engine.next_deadline() {
                 host.arm_timer(next);

@@ -15,13 +15,14 @@
 //!
 //! Invariants:
 //! - A context belongs to one process and lives until that process ends
-//!   or closes it; its views into ring memory are dropped in `teardown`,
-//!   before the kernel frees the process's address space, or by
-//!   `CONTEXT_CLOSE`, which waits until no clone of the context is left
-//!   before it unmaps the memory.
-//! - A poller touches ring memory only between its start and the moment it
-//!   sets [`Poller::stopped`]; `teardown` stops it and waits for that
-//!   before it returns, so no poller outlives the memory it polls.
+//!   or closes it. Its ring memory is held by its `RingMapping` (and by the
+//!   owner's user mapping until `CONTEXT_CLOSE` or the process's end):
+//!   every view borrows from a context, so whoever still holds a clone
+//!   (the poller, the timer pass) works on memory that is still there.
+//! - A poller runs on its owner's page tables, so it must not outlive the
+//!   owner's address space: it stops at the moment it sets
+//!   [`Poller::stopped`], and `teardown` and `CONTEXT_CLOSE` stop it, wait
+//!   for that and join it before they return.
 //! - The engine lock is taken only by syscalls, the timer thread and, inside
 //!   `RingHost::atomically`, the poller: never by a task that can be
 //!   preempted while holding it, and never held across a sleep.
@@ -42,7 +43,7 @@ use abi::errno::*;
 use abi::io_uring::features;
 use abi::layout::{USER_RING_CONTEXT_BASE, USER_SYSTEM_RING_BASE};
 use abi::ring_api::{enter_flags, RingSetupParams, CONTEXT_CLOSE};
-use abi::SYSTEM_RING_ENTRIES;
+use abi::{IntoBytes, SYSTEM_RING_ENTRIES};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
@@ -51,7 +52,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
 use kernel_core::ring::{
-    BackendKind, RawArgs, RingBackend, RingHost, RingViews, SharedRing, SystemRing,
+    BackendKind, RawArgs, RingBackend, RingHost, RingMapping, SharedRing, SystemRing,
 };
 use spin::Mutex;
 
@@ -72,7 +73,8 @@ const QUEUE_EXIT: u64 = 2;
 pub(crate) struct Context {
     pid: u64,
     id: u64,
-    views: RingViews,
+    /// The ring memory; every view borrows from it.
+    mapping: RingMapping,
     engine: Mutex<RingEngine>,
     /// Tasks sleeping in `ring_enter` (the poller wakes them only if any).
     waiters: AtomicU32,
@@ -121,8 +123,8 @@ impl Context {
         WAIT_KEY_TAG | (self.id << 2) | queue
     }
 
-    fn shared(&self) -> SharedRing<'static> {
-        self.views.shared()
+    fn shared(&self) -> SharedRing<'_> {
+        self.mapping.shared()
     }
 
     /// Wakes tasks sleeping in `ring_enter`, if there are any.
@@ -271,22 +273,22 @@ impl SqPoll {
         all
     }
 
-    /// A context of `pid` over freshly mapped `views`, its header words
+    /// A context of `pid` over freshly mapped memory, its header words
     /// initialised for an engine of these sizes.
     fn new_context(
         &self,
         pid: u64,
-        views: RingViews,
+        mapping: RingMapping,
         sq_entries: u32,
         cq_entries: u32,
         poller: Option<Poller>,
     ) -> Arc<Context> {
         let engine = RingEngine::new(sq_entries, cq_entries);
-        engine.init_shared(&views.shared());
+        engine.init_shared(&mapping.shared());
         Arc::new(Context {
             pid,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            views,
+            mapping,
             engine: Mutex::new(engine),
             waiters: AtomicU32::new(0),
             poller,
@@ -303,17 +305,11 @@ impl SqPoll {
         }
         let ctx = self.with_table(|t| t.remove(&pid)).unwrap_or(ctx);
         retire(host, &ctx);
-        // The poller's clone went with it (joined in `retire`); the timer
-        // pass may hold one for a moment (and finds nothing to do in a
-        // retired engine). The views must all be gone before the memory.
-        // This wait ends because every holder of a context clone other than
-        // its own syscalls (the timer pass, `poller_stats`) holds it
-        // without sleeping and with interrupts off; a holder that could
-        // sleep would make this spin on one CPU, so keep it that way.
-        while Arc::strong_count(&ctx) > 1 {
-            host.yield_now();
-        }
         drop(ctx);
+        // The poller is gone (joined in `retire`); the timer pass may still
+        // hold a clone of the context for a moment, and finds nothing to do
+        // in a retired engine. Its mapping keeps the memory until then:
+        // only the user's side goes now.
         host.unmap_ring(USER_RING_CONTEXT_BASE)
     }
 
@@ -338,25 +334,24 @@ impl RingBackend for SqPoll {
     fn setup(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
         let [params_ptr, ..] = args.0;
         let pid = host.pid();
-        let mut raw = [0u8; PARAMS_SIZE];
+        let mut params = RingSetupParams::default();
         {
             let env = host.env(pid).ok_or(EPERM)?;
             // Checked writable up front, so a bad pointer creates nothing.
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
-            env.read_user(params_ptr, &mut raw)?;
+            env.read_user(params_ptr, params.as_mut_bytes())?;
         }
-        let mut params = RingSetupParams::from_bytes(&raw);
         let config = params::validate(&params, host.cpus())?;
         if self.context(pid).is_some() {
             return Err(EBUSY);
         }
         // EEXIST: the address is taken (a setup whose poller could not be
         // started left its mapping behind): the process has had its context.
-        let views =
+        let mapping =
             host.map_ring(USER_RING_CONTEXT_BASE)
                 .map_err(|e| if e == EEXIST { EBUSY } else { e })?;
         let poller = config.poller.map(Poller::new);
-        let ctx = self.new_context(pid, views, config.sq_entries, config.cq_entries, poller);
+        let ctx = self.new_context(pid, mapping, config.sq_entries, config.cq_entries, poller);
         self.with_table(|t| t.insert(pid, ctx.clone()));
         let mut thread_id = 0;
         if let Some(poller) = &ctx.poller {
@@ -373,9 +368,8 @@ impl RingBackend for SqPoll {
                     thread_id = tid;
                 }
                 Err(e) => {
-                    // Nothing else saw the context: the table's copy and
-                    // the thread body's (dropped by the failed spawn) were
-                    // the only clones, so the memory can go.
+                    // No poller runs: take the context back and unmap it
+                    // (the memory goes with the last clone).
                     self.with_table(|t| t.remove(&pid));
                     drop(ctx);
                     let _ = host.unmap_ring(USER_RING_CONTEXT_BASE);
@@ -395,7 +389,7 @@ impl RingBackend for SqPoll {
         params.ring_addr = USER_RING_CONTEXT_BASE;
         if let Some(env) = host.env(pid) {
             // Checked writable above; nothing in between can unmap it.
-            env.write_user(params_ptr, &params.to_bytes())?;
+            env.write_user(params_ptr, params.as_bytes())?;
         }
         Ok(0)
     }
@@ -453,8 +447,8 @@ impl RingBackend for SqPoll {
         }
         let sq_entries = SYSTEM_RING_ENTRIES;
         let cq_entries = 2 * sq_entries;
-        let views = host.map_ring(USER_SYSTEM_RING_BASE)?;
-        let ctx = self.new_context(pid, views, sq_entries, cq_entries, None);
+        let mapping = host.map_ring(USER_SYSTEM_RING_BASE)?;
+        let ctx = self.new_context(pid, mapping, sq_entries, cq_entries, None);
         self.system
             .lock()
             .get_or_insert_with(HashMap::new)

@@ -7,7 +7,8 @@ use super::*;
 use abi::errno::Errno;
 use abi::io_uring::{header, op, sq_flags, Cqe, Sqe};
 use abi::ring_api::{setup_flags, DEFAULT_IDLE_MS};
-use kernel_core::ring::{leaked_ring_views, IoEnv, MockEnv, RingObject, ThreadBody};
+use core::sync::atomic::AtomicUsize;
+use kernel_core::ring::{mock_ring_mapping, IoEnv, MockEnv, RingObject, ThreadBody};
 use std::sync::{Condvar, Mutex as StdMutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ struct Kernel {
     next_tid: AtomicU64,
     start: Instant,
     cpus: u32,
+    /// Ring memories not freed yet.
+    live: Arc<AtomicUsize>,
 }
 
 impl Kernel {
@@ -40,6 +43,7 @@ impl Kernel {
             next_tid: AtomicU64::new(100),
             start: Instant::now(),
             cpus,
+            live: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -49,6 +53,11 @@ impl Kernel {
         for (_, t) in threads {
             t.join().expect("a kernel thread panicked");
         }
+    }
+
+    /// Ring memories not freed yet.
+    fn live_rings(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
     }
 
     /// Threads started and not joined yet.
@@ -61,9 +70,11 @@ struct MockHost {
     kernel: Arc<Kernel>,
     pid: u64,
     env: MockEnv,
-    views: Option<RingViews>,
-    /// The system ring's memory (`USER_SYSTEM_RING_BASE`).
-    system_views: Option<RingViews>,
+    /// The user mapping of the context (`USER_RING_CONTEXT_BASE`), holding
+    /// its memory as the kernel's address space does.
+    views: Option<RingMapping>,
+    /// The system ring's (`USER_SYSTEM_RING_BASE`).
+    system_views: Option<RingMapping>,
 }
 
 impl MockHost {
@@ -77,8 +88,9 @@ impl MockHost {
         }
     }
 
-    fn views(&self) -> SharedRing<'static> {
-        self.views.expect("no ring mapped").shared()
+    /// The context's memory as user space sees it.
+    fn views(&self) -> RingMapping {
+        self.views.clone().expect("no ring mapped")
     }
 }
 
@@ -92,7 +104,7 @@ impl RingHost for MockHost {
     fn env(&mut self, _pid: u64) -> Option<&mut dyn IoEnv> {
         Some(&mut self.env)
     }
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno> {
+    fn map_ring(&mut self, addr: u64) -> Result<RingMapping, Errno> {
         let slot = match addr {
             USER_RING_CONTEXT_BASE => &mut self.views,
             USER_SYSTEM_RING_BASE => &mut self.system_views,
@@ -101,9 +113,9 @@ impl RingHost for MockHost {
         if slot.is_some() {
             return Err(EEXIST);
         }
-        let views = leaked_ring_views();
-        *slot = Some(views);
-        Ok(views)
+        let mapping = mock_ring_mapping(&self.kernel.live);
+        *slot = Some(mapping.clone());
+        Ok(mapping)
     }
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
         let slot = match addr {
@@ -195,10 +207,11 @@ fn setup(
     host: &mut MockHost,
     params: RingSetupParams,
 ) -> Result<RingSetupParams, Errno> {
-    host.env.write_user(MEM, &params.to_bytes()).unwrap();
+    host.env.write_user(MEM, params.as_bytes()).unwrap();
     backend.setup(host, args(&[MEM]))?;
-    let bytes: [u8; 64] = host.env.peek(MEM, 64).unwrap().try_into().unwrap();
-    Ok(RingSetupParams::from_bytes(&bytes))
+    let mut out = RingSetupParams::default();
+    host.env.read_user(MEM, out.as_mut_bytes()).unwrap();
+    Ok(out)
 }
 
 fn params(entries: u32, flags: u32, idle_ms: u32) -> RingSetupParams {
@@ -221,7 +234,8 @@ fn nop(user_data: u64) -> Sqe {
 /// User space's SQPOLL submission: publish, fence, ring only if the poller
 /// asked for it. Returns whether it rang.
 fn submit(backend: &SqPoll, host: &mut MockHost, sqe: &Sqe) -> bool {
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     assert!(ring.user_push_sqe(sqe), "SQ full");
     core::sync::atomic::fence(Ordering::SeqCst);
     if ring.sq_header(header::FLAGS) & sq_flags::NEED_WAKEUP != 0 {
@@ -271,7 +285,8 @@ fn setup_fills_params_and_allows_one_context_per_process() {
     assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
     assert_eq!((out.sq_thread_id, out.sq_thread_idle_ms), (0, 0));
     assert_ne!(out.features & features::NODROP, 0);
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     assert_eq!(ring.sq_header(header::ENTRIES), 8);
     assert_eq!(ring.sq_header(header::MASK), 7);
     assert_eq!(ring.cq_header(header::ENTRIES), 16);
@@ -325,7 +340,8 @@ fn the_doorbell_consumes_everything_published() {
     let backend = SqPoll::new();
     let mut host = MockHost::process(&kernel, 7);
     setup(&backend, &mut host, params(8, 0, 0)).unwrap();
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     for i in 0..5 {
         assert!(ring.user_push_sqe(&nop(i)));
     }
@@ -361,7 +377,8 @@ fn the_poller_consumes_without_syscalls_and_stops_at_teardown() {
         backend.poller_stats(7).map(|(tid, _)| tid),
         Some(out.sq_thread_id)
     );
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     for i in 0..100 {
         assert!(
             !submit(&backend, &mut host, &nop(i)),
@@ -388,7 +405,8 @@ fn an_idle_poller_sets_need_wakeup_sleeps_and_the_doorbell_wakes_it() {
     let backend = SqPoll::new();
     let mut host = MockHost::process(&kernel, 7);
     setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 5)).unwrap();
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     let asleep = || ring.sq_header(header::FLAGS) & sq_flags::NEED_WAKEUP != 0;
     assert!(wait_for(Duration::from_secs(5), asleep), "never slept");
     // Published without the doorbell: a sleeping poller does not see it.
@@ -422,7 +440,8 @@ fn wake_up_race(kernel: Arc<Kernel>) {
     let backend = SqPoll::new();
     let mut host = MockHost::process(&kernel, 7);
     setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1)).unwrap();
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     let mut rang = 0;
     let mut seed = 0x1234_5678u64;
     for round in 0..3000u64 {
@@ -451,7 +470,8 @@ fn teardown_stops_a_sleeping_poller() {
     let backend = SqPoll::new();
     let mut host = MockHost::process(&kernel, 7);
     setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1)).unwrap();
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     assert!(wait_for(Duration::from_secs(5), || ring
         .sq_header(header::FLAGS)
         & sq_flags::NEED_WAKEUP
@@ -493,7 +513,8 @@ fn system_ring_is_apart_from_the_context_and_rung_with_its_flag() {
     assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
 
     // An SQE in the system ring is consumed by the system doorbell only.
-    let system = host.system_views.expect("system ring mapped").shared();
+    let system_mapping = host.system_views.clone().expect("system ring mapped");
+    let system = system_mapping.shared();
     assert!(system.user_push_sqe(&nop(41)));
     assert_eq!(
         backend.enter(&mut host, args(&[0, 0])),
@@ -505,7 +526,11 @@ fn system_ring_is_apart_from_the_context_and_rung_with_its_flag() {
     assert_eq!(backend.enter(&mut host, args(&[flags, 1])), Ok(1));
     let cqe = system.user_pop_cqe().expect("a CQE in the system ring");
     assert_eq!((cqe.user_data, cqe.res), (41, 0));
-    assert_eq!(host.views().user_pop_cqe(), None, "nothing in the context");
+    assert_eq!(
+        host.views().shared().user_pop_cqe(),
+        None,
+        "nothing in the context"
+    );
 
     // Teardown ends both.
     backend.teardown(&mut host, 7);
@@ -528,7 +553,7 @@ fn close_ends_the_context_and_its_poller_and_allows_a_new_one() {
     let out = setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1000)).unwrap();
     assert_ne!(out.sq_thread_id, 0);
     submit(&backend, &mut host, &nop(1));
-    let cqe = await_cqe(&host.views(), Duration::from_secs(5)).expect("the poller's CQE");
+    let cqe = await_cqe(&host.views().shared(), Duration::from_secs(5)).expect("the poller's CQE");
     assert_eq!(cqe.user_data, 1);
     assert_eq!(close(&backend, &mut host, 1, 0), Err(EINVAL));
     assert_eq!(close(&backend, &mut host, 0, 1), Err(EINVAL));
@@ -541,10 +566,38 @@ fn close_ends_the_context_and_its_poller_and_allows_a_new_one() {
     // A new context, at the same address, works.
     let out = setup(&backend, &mut host, params(4, 0, 0)).unwrap();
     assert_eq!(out.ring_addr, USER_RING_CONTEXT_BASE);
-    let ring = host.views();
+    let mapping = host.views();
+    let ring = mapping.shared();
     assert!(ring.user_push_sqe(&nop(2)));
     let flags = u64::from(abi::ring_api::enter_flags::GETEVENTS);
     assert_eq!(backend.enter(&mut host, args(&[flags, 1])), Ok(1));
     assert_eq!(ring.user_pop_cqe().map(|c| c.user_data), Some(2));
     backend.teardown(&mut host, 7);
+}
+
+#[test]
+fn close_unmaps_at_once_and_the_memory_goes_with_its_last_holder() {
+    let kernel = Kernel::new();
+    let backend = SqPoll::new();
+    let mut host = MockHost::process(&kernel, 7);
+    setup(&backend, &mut host, params(8, setup_flags::SQPOLL, 1000)).unwrap();
+    assert_eq!(kernel.live_rings(), 1);
+    // What the timer pass holds while it works on a context.
+    let held = backend.context(7).unwrap();
+    // Closing does not wait for it: only the user's side goes.
+    let close = args(&[u64::from(CONTEXT_CLOSE), 0, 0]);
+    assert_eq!(backend.register(&mut host, close), Ok(0));
+    assert!(host.views.is_none(), "user space still sees it");
+    assert_eq!(kernel.live_threads(), 0, "the poller was joined");
+    assert_eq!(kernel.live_rings(), 1, "freed under a holder");
+    assert_eq!(held.shared().sq_header(header::ENTRIES), 8);
+    // A new context is new memory.
+    setup(&backend, &mut host, params(4, 0, 0)).unwrap();
+    assert_eq!(kernel.live_rings(), 2);
+    assert_eq!(host.views().shared().sq_header(header::ENTRIES), 4);
+    drop(held);
+    assert_eq!(kernel.live_rings(), 1, "not freed with its last holder");
+    backend.teardown(&mut host, 7);
+    host.views = None;
+    assert_eq!(kernel.live_rings(), 0, "leaked at teardown");
 }

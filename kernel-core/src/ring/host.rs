@@ -19,35 +19,66 @@ use abi::errno::Errno;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::any::Any;
-use core::sync::atomic::{AtomicU32, AtomicU64};
 
 /// A backend's ring object as the kernel's file table holds it; the
 /// backend downcasts it back.
 pub type RingObject = Arc<dyn Any + Send + Sync>;
 
-/// The kernel's views of one mapped ring (the layout of
-/// `abi::io_uring::ring_layout`), as disjoint atomic slices.
-///
-/// The memory is owned by the owner process's address space and stays
-/// valid until that address space is torn down, which the kernel does only
-/// after `RingBackend::teardown` for the process has returned; backends
-/// therefore must not keep views past teardown.
-#[derive(Clone, Copy)]
-pub struct RingViews {
-    /// SQ header page: 1024 words.
-    pub sq_hdr: &'static [AtomicU32],
-    /// CQ header page: 1024 words.
-    pub cq_hdr: &'static [AtomicU32],
-    /// SQE slots: 8 words each.
-    pub sqes: &'static [AtomicU64],
-    /// CQE slots: 2 words each.
-    pub cqes: &'static [AtomicU64],
+/// Memory that holds one ring in the layout of
+/// `abi::io_uring::ring_layout` and stays valid for as long as this object
+/// lives: the kernel's shared frames, or a host test's
+/// [`OwnedRing`](super::OwnedRing).
+pub trait RingMemory: Send + Sync {
+    /// The engine's view of the memory. It borrows `self`, so no view
+    /// outlives the memory.
+    fn view(&self) -> SharedRing<'_>;
 }
 
-impl RingViews {
-    /// The engine's view.
-    pub fn shared(&self) -> SharedRing<'static> {
-        SharedRing::new(self.sq_hdr, self.cq_hdr, self.sqes, self.cqes)
+/// A backend's handle on the memory of one mapped ring.
+///
+/// The memory is reference-counted: each clone of the handle holds it, and
+/// so does the owner's user mapping while it exists (the host's side of
+/// [`RingHost::map_ring`]). It is freed only when the last of them is gone,
+/// so a view ([`RingMapping::shared`], which borrows the handle) can never
+/// point into freed memory, whatever a backend does and in whatever order
+/// its threads drop their clones. Unmapping the user's side
+/// ([`RingHost::unmap_ring`]) takes the memory away from user space at
+/// once; backend threads still holding a clone go on working on memory
+/// that nobody else sees until they drop it.
+///
+/// A view cannot outlive its handle:
+///
+/// ```compile_fail
+/// use kernel_core::ring::{mock_ring_mapping, RingMapping};
+/// let live = Default::default();
+/// let mapping: RingMapping = mock_ring_mapping(&live);
+/// let view = mapping.shared();
+/// drop(mapping);
+/// view.sq_header(0);
+/// ```
+#[derive(Clone)]
+pub struct RingMapping {
+    memory: Arc<dyn RingMemory>,
+}
+
+impl RingMapping {
+    /// A handle on `memory`.
+    pub fn new(memory: Arc<dyn RingMemory>) -> Self {
+        Self { memory }
+    }
+
+    /// The engine's view of the ring, valid while this handle is borrowed.
+    #[inline]
+    pub fn shared(&self) -> SharedRing<'_> {
+        self.memory.view()
+    }
+}
+
+impl core::fmt::Debug for RingMapping {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RingMapping")
+            .field("holders", &Arc::strong_count(&self.memory))
+            .finish()
     }
 }
 
@@ -66,12 +97,19 @@ pub trait RingHost {
     /// The I/O environment of process `pid` (files, user memory); `None` if
     /// it no longer exists.
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv>;
-    /// Maps a ring (`ring_layout::SIZE` bytes) at user address `addr` in the
-    /// caller and returns the kernel's views of it.
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno>;
-    /// Unmaps and frees the ring mapped at `addr` in the caller (a mapping
-    /// `map_ring` made). The backend must have dropped every view of it:
-    /// the frames are reused at once.
+    /// Maps fresh zeroed memory for a ring (`ring_layout::SIZE` bytes) at
+    /// user address `addr` in the caller and returns the backend's handle on
+    /// it. The user mapping holds the memory too: it stays until
+    /// [`RingHost::unmap_ring`] or the end of the caller's address space.
+    /// `EEXIST` if anything is mapped there already.
+    fn map_ring(&mut self, addr: u64) -> Result<RingMapping, Errno>;
+    /// Removes the caller's user mapping of the ring at `addr` (one that
+    /// `map_ring` made); user space can no longer reach the memory when this
+    /// returns. The memory itself is freed once every [`RingMapping`] clone
+    /// is dropped too, so a backend may call this while its threads or its
+    /// timer pass still hold one. Only the caller's own mappings: from a
+    /// thread with no caller it fails (`EPERM`) and the mapping stays until
+    /// the owner's address space ends.
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno>;
     /// Installs a descriptor for ring `id` (whose object is `ring`) in the
     /// caller's file table; closing its last copy calls

@@ -12,40 +12,50 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use abi::errno::{Errno, EBADF, EFAULT};
 use abi::open_flags::O_RDWR;
 use abi::FileStat;
 
 use super::env::{FileRef, IoEnv};
+use super::{OwnedRing, RingMapping, RingMemory, SharedRing};
 use crate::fs::{FdTable, OpenFile, RamFs};
 
 type SharedFile = Arc<spin::Mutex<OpenFile>>;
 
-/// Ring memory of the largest layout (`abi::io_uring::ring_layout`), zeroed
-/// and leaked, for a mock `RingHost::map_ring` in host tests. Each call
-/// leaks about 28 KiB: fine in a test process, never for the kernel.
-pub fn leaked_ring_views() -> super::RingViews {
+/// Ring memory for a mock `RingHost::map_ring`: an [`OwnedRing`] of the
+/// largest layout that counts itself in `live` for as long as it exists,
+/// so a test can check that the memory goes with its last holder and not
+/// before.
+struct MockRingMemory {
+    ring: OwnedRing,
+    live: Arc<AtomicUsize>,
+}
+
+impl RingMemory for MockRingMemory {
+    fn view(&self) -> SharedRing<'_> {
+        self.ring.view()
+    }
+}
+
+impl Drop for MockRingMemory {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Fresh zeroed memory of the largest ring layout
+/// (`abi::io_uring::ring_layout`), as a mock `RingHost::map_ring` returns
+/// it; `live` counts it until the last clone of the handle (and of any
+/// other holder's) is dropped.
+pub fn mock_ring_mapping(live: &Arc<AtomicUsize>) -> RingMapping {
     use abi::io_uring::ring_layout;
-    use core::sync::atomic::{AtomicU32, AtomicU64};
-    fn leak<T>(n: usize, zero: impl Fn() -> T) -> &'static [T] {
-        alloc::boxed::Box::leak(
-            (0..n)
-                .map(|_| zero())
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        )
-    }
-    super::RingViews {
-        sq_hdr: leak(1024, || AtomicU32::new(0)),
-        cq_hdr: leak(1024, || AtomicU32::new(0)),
-        sqes: leak(ring_layout::MAX_SQ_ENTRIES as usize * 8, || {
-            AtomicU64::new(0)
-        }),
-        cqes: leak(ring_layout::MAX_CQ_ENTRIES as usize * 2, || {
-            AtomicU64::new(0)
-        }),
-    }
+    live.fetch_add(1, Ordering::SeqCst);
+    RingMapping::new(Arc::new(MockRingMemory {
+        ring: OwnedRing::new(ring_layout::MAX_SQ_ENTRIES, ring_layout::MAX_CQ_ENTRIES),
+        live: live.clone(),
+    }))
 }
 
 /// A fake machine for ring tests.
@@ -256,6 +266,22 @@ impl IoEnv for MockEnv {
 mod tests {
     use super::*;
     use abi::open_flags::{O_CREAT, O_RDONLY, O_WRONLY};
+
+    #[test]
+    fn ring_memory_lives_as_long_as_its_last_holder() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mapping = mock_ring_mapping(&live);
+        let clone = mapping.clone();
+        assert_eq!(live.load(Ordering::SeqCst), 1);
+        mapping
+            .shared()
+            .set_sq_header(abi::io_uring::header::TAIL, 7);
+        drop(mapping);
+        assert_eq!(live.load(Ordering::SeqCst), 1, "a clone keeps the memory");
+        assert_eq!(clone.shared().sq_header(abi::io_uring::header::TAIL), 7);
+        drop(clone);
+        assert_eq!(live.load(Ordering::SeqCst), 0, "freed with the last clone");
+    }
 
     #[test]
     fn user_memory_bounds() {

@@ -34,8 +34,8 @@ mod tests;
 
 pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX};
 pub use env::{FileRef, IoEnv};
-pub use host::{RingHost, RingObject, RingViews, ThreadBody};
-pub use mock::{leaked_ring_views, MockEnv};
+pub use host::{RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
+pub use mock::{mock_ring_mapping, MockEnv};
 pub use shared::{OwnedRing, SharedRing};
 
 /// How a process talks to the kernel.

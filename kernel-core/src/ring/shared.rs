@@ -309,6 +309,12 @@ impl OwnedRing {
     }
 }
 
+impl super::RingMemory for OwnedRing {
+    fn view(&self) -> SharedRing<'_> {
+        OwnedRing::view(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,6 @@
-//! Memory management: physical frames and the kernel heap.
+//! Memory management: physical frames, the kernel heap, and frames shared
+//! with user space.
 
 pub mod frames;
 pub mod heap;
+pub mod shared;

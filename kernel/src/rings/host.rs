@@ -7,8 +7,8 @@
 //! caller.
 
 use super::{timer, RingFile};
-use crate::arch::phys_to_virt;
 use crate::fs::{File, FileHandle};
+use crate::mm::shared::SharedFrames;
 use crate::process::UserTask;
 use crate::task::{self, Task, WaitQueue};
 use crate::usercopy::UserSlice;
@@ -17,11 +17,61 @@ use abi::io_uring::ring_layout;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
-use kernel_core::ring::{BackendKind, FileRef, IoEnv, RingHost, RingObject, RingViews, ThreadBody};
+use kernel_core::ring::shared::{CQE_WORDS, HEADER_WORDS, SQE_WORDS};
+use kernel_core::ring::{
+    BackendKind, FileRef, IoEnv, RingHost, RingMapping, RingMemory, RingObject, SharedRing,
+    ThreadBody,
+};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
+
+/// The memory of one ring: frames shared with the owner's user mapping,
+/// laid out as `abi::io_uring::ring_layout` says.
+struct RingPages {
+    frames: Arc<SharedFrames>,
+}
+
+/// Words of the SQE and CQE arrays of the largest ring.
+const SQ_SLOT_WORDS: usize = ring_layout::MAX_SQ_ENTRIES as usize * SQE_WORDS;
+const CQ_SLOT_WORDS: usize = ring_layout::MAX_CQ_ENTRIES as usize * CQE_WORDS;
+const _: () = assert!(
+    ring_layout::SQES as usize + SQ_SLOT_WORDS * 8 <= ring_layout::CQES as usize
+        && ring_layout::CQES as usize + CQ_SLOT_WORDS * 8 <= ring_layout::SIZE as usize
+        && ring_layout::CQ_HEADER as usize + HEADER_WORDS * 4 <= ring_layout::SQES as usize,
+    "the ring parts overlap or overrun the mapping"
+);
+
+impl RingPages {
+    /// The ring in `frames`; `None` if they are smaller than a ring.
+    fn new(frames: Arc<SharedFrames>) -> Option<Self> {
+        (frames.len() >= ring_layout::SIZE as usize).then_some(Self { frames })
+    }
+}
+
+impl RingMemory for RingPages {
+    fn view(&self) -> SharedRing<'_> {
+        // Inside and aligned: `new` checked the size, the assertion above
+        // the layout; so the parts are always there.
+        let u32s = |offset: u64| {
+            self.frames
+                .atomic_u32s_at(offset as usize, HEADER_WORDS)
+                .unwrap_or_default()
+        };
+        let u64s = |offset: u64, words| {
+            self.frames
+                .atomic_u64s_at(offset as usize, words)
+                .unwrap_or_default()
+        };
+        SharedRing::new(
+            u32s(ring_layout::SQ_HEADER),
+            u32s(ring_layout::CQ_HEADER),
+            u64s(ring_layout::SQES, SQ_SLOT_WORDS),
+            u64s(ring_layout::CQES, CQ_SLOT_WORDS),
+        )
+    }
+}
 
 /// Bodies of backend threads between `spawn_thread` and the thread's start,
 /// by the key the thread is started with.
@@ -102,47 +152,14 @@ impl RingHost for KernelHost<'_> {
     }
 
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
-        let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
-        self.caller()?.process().unmap_shared(addr, pages)
+        self.caller()?.process().unmap_shared(addr)
     }
 
-    fn map_ring(&mut self, addr: u64) -> Result<RingViews, Errno> {
+    fn map_ring(&mut self, addr: u64) -> Result<RingMapping, Errno> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
-        let base = self.caller()?.process().map_shared(addr, pages)?;
-        let at = |offset: u64| phys_to_virt(base + offset) as usize;
-        let sq_words = 1024;
-        let cq_words = 1024;
-        let sqe_words = (ring_layout::MAX_SQ_ENTRIES * 8) as usize;
-        let cqe_words = (ring_layout::MAX_CQ_ENTRIES * 2) as usize;
-        // SAFETY: `map_shared` returned `pages` contiguous frames that the
-        // process's address space now owns; the direct map covers them. The
-        // four slices are disjoint, aligned, inside those frames, and made of
-        // atomics, so concurrent user-space writes are no data race for the
-        // kernel. The frames stay allocated until the address space is torn
-        // down, which `exit_current` does only after every backend's
-        // `teardown` for this process, or until `unmap_ring`, which a
-        // backend calls only once it dropped every view (its contract), so
-        // the views never outlive them.
-        unsafe {
-            Ok(RingViews {
-                sq_hdr: core::slice::from_raw_parts(
-                    at(ring_layout::SQ_HEADER) as *const AtomicU32,
-                    sq_words,
-                ),
-                cq_hdr: core::slice::from_raw_parts(
-                    at(ring_layout::CQ_HEADER) as *const AtomicU32,
-                    cq_words,
-                ),
-                sqes: core::slice::from_raw_parts(
-                    at(ring_layout::SQES) as *const AtomicU64,
-                    sqe_words,
-                ),
-                cqes: core::slice::from_raw_parts(
-                    at(ring_layout::CQES) as *const AtomicU64,
-                    cqe_words,
-                ),
-            })
-        }
+        let frames = self.caller()?.process().map_shared(addr, pages)?;
+        let pages = RingPages::new(frames).ok_or(ENOMEM)?;
+        Ok(RingMapping::new(Arc::new(pages)))
     }
 
     fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, Errno> {

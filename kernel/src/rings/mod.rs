@@ -4,13 +4,6 @@
 //! adds one to [`BACKENDS`]; the `ring=` boot parameter picks the active one
 //! among them. Everything else goes through `&dyn RingBackend`.
 
-// `expect`, not `allow`: once the block moves out, the unfulfilled
-// expectation fails the build until this goes too.
-#[expect(
-    unsafe_code,
-    reason = "only KernelHost::map_ring making the views of ring memory, until \
-              that moves behind an owning handle in mm"
-)]
 mod host;
 mod timer;
 

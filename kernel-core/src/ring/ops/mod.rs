@@ -21,6 +21,7 @@
 
 use abi::io_uring::{op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_OP_SUPPORTED};
 use abi::syscall::limits::PATH_MAX;
+use abi::{FromBytes, Immutable, IntoBytes};
 
 use super::env::{FileRef, IoEnv};
 use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG};
@@ -239,23 +240,31 @@ pub fn probe(out: &mut [ProbeOp]) -> Probe {
 
 // ---- Helpers shared by op families ----
 
-/// Bytes of a [`Timespec`] in user memory.
-const TIMESPEC_SIZE: usize = 16;
+/// Reads one `T` from user memory at `addr` (its bytes as the derived
+/// `abi` layout says); `EFAULT` if any of it is not readable.
+pub(crate) fn read_user_value<T: FromBytes + IntoBytes>(
+    env: &dyn IoEnv,
+    addr: u64,
+) -> Result<T, Errno> {
+    let mut value = T::new_zeroed();
+    env.read_user(addr, value.as_mut_bytes())?;
+    Ok(value)
+}
+
+/// Writes `value` to user memory at `addr`; `EFAULT` (nothing written) if
+/// any of it is not writable.
+pub(crate) fn write_user_value<T: IntoBytes + Immutable>(
+    env: &mut dyn IoEnv,
+    addr: u64,
+    value: &T,
+) -> Result<(), Errno> {
+    env.write_user(addr, value.as_bytes())
+}
 
 /// Reads a [`Timespec`] from user memory and checks it (`sec >= 0`,
 /// `0 <= nsec < 1e9`, else `EINVAL`).
 fn read_timespec(env: &dyn IoEnv, addr: u64) -> Result<Timespec, Errno> {
-    let mut raw = [0u8; TIMESPEC_SIZE];
-    env.read_user(addr, &mut raw)?;
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
-        i64::from_le_bytes(b)
-    };
-    let ts = Timespec {
-        sec: word(0),
-        nsec: word(1),
-    };
+    let ts: Timespec = read_user_value(env, addr)?;
     if ts.sec < 0 || !(0..1_000_000_000).contains(&ts.nsec) {
         return Err(EINVAL);
     }

@@ -8,7 +8,7 @@
 use abi::errno::{Errno, EBADF, EINVAL};
 use abi::io_uring::{op, sqe_flags, Sqe, Statx, STATX_BASIC};
 
-use super::{user_path, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
+use super::{user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
 
 /// `S_IFREG | 0644`: every file is a regular file anyone may read. Belongs
 /// in `abi` with the other mode bits once it has some.
@@ -34,25 +34,6 @@ fn prep(sqe: &Sqe) -> Result<(), Errno> {
     Ok(())
 }
 
-/// `statx` as it sits in user memory.
-fn encode(st: &Statx) -> [u8; 64] {
-    let mut out = [0u8; 64];
-    let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
-    put(0, &st.mask.to_le_bytes());
-    put(4, &st.blksize.to_le_bytes());
-    put(8, &st.attributes.to_le_bytes());
-    put(16, &st.nlink.to_le_bytes());
-    put(20, &st.uid.to_le_bytes());
-    put(24, &st.gid.to_le_bytes());
-    put(28, &st.mode.to_le_bytes());
-    put(30, &st.spare0.to_le_bytes());
-    put(32, &st.ino.to_le_bytes());
-    put(40, &st.size.to_le_bytes());
-    put(48, &st.blocks.to_le_bytes());
-    put(56, &st.attributes_mask.to_le_bytes());
-    out
-}
-
 fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, Errno> {
     let mut buf = [0u8; PATH_BUF];
     let path = user_path(ctx.env, sqe.addr, &mut buf)?;
@@ -67,7 +48,7 @@ fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, Errno> {
         blocks: stat.size.div_ceil(512),
         ..Statx::default()
     };
-    ctx.env.write_user(sqe.addr3, &encode(&st))?;
+    write_user_value(ctx.env, sqe.addr3, &st)?;
     Ok(0)
 }
 
@@ -95,7 +76,7 @@ mod tests {
             blocks: 0x3837_3635_3433_3231,
             attributes_mask: 0x403f_3e3d_3c3b_3a39,
         };
-        let bytes = encode(&st);
+        let bytes = abi::IntoBytes::as_bytes(&st);
         for (i, b) in bytes.iter().enumerate() {
             assert_eq!(usize::from(*b), i + 1, "byte {i}");
         }

@@ -14,7 +14,7 @@ use abi::errno::{Errno, EFAULT, EINVAL};
 use abi::io_uring::{op, IoVec, Sqe, IOV_MAX};
 
 use super::rw::{offset, prep as prep_rw, MAX_RW_COUNT};
-use super::{Issue, IssueCtx, OpCaps, OpDef};
+use super::{read_user_value, Issue, IssueCtx, OpCaps, OpDef};
 use crate::ring::env::IoEnv;
 
 pub const READV: OpDef = OpDef {
@@ -41,23 +41,10 @@ fn prep(sqe: &Sqe) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Bytes of one `struct iovec`.
-const IOVEC_SIZE: u64 = 16;
-
 fn read_iovec(env: &dyn IoEnv, array: u64, index: u32) -> Result<IoVec, Errno> {
-    let addr = array
-        .checked_add(u64::from(index) * IOVEC_SIZE)
-        .ok_or(EFAULT)?;
-    let mut raw = [0u8; IOVEC_SIZE as usize];
-    env.read_user(addr, &mut raw)?;
-    let mut base = [0u8; 8];
-    let mut len = [0u8; 8];
-    base.copy_from_slice(&raw[..8]);
-    len.copy_from_slice(&raw[8..]);
-    Ok(IoVec {
-        base: u64::from_le_bytes(base),
-        len: u64::from_le_bytes(len),
-    })
+    let size = core::mem::size_of::<IoVec>() as u64;
+    let addr = array.checked_add(u64::from(index) * size).ok_or(EFAULT)?;
+    read_user_value(env, addr)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,12 @@
 
 use super::phys_to_virt;
 use crate::mm::frames;
+use crate::mm::shared::SharedFrames;
 use abi::errno;
 use abi::errno::Errno;
+use abi::layout::PAGE_SIZE;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use bitflags::bitflags;
 
 bitflags! {
@@ -20,6 +24,9 @@ bitflags! {
         const WRITABLE = 1 << 1;
         const USER = 1 << 2;
         const HUGE = 1 << 7;
+        /// Software bit (ignored by the MMU): the leaf's frame is not the
+        /// address space's but [`SharedFrames`] it holds a reference to.
+        const SHARED = 1 << 9;
         const NO_EXECUTE = 1 << 63;
     }
 }
@@ -66,9 +73,14 @@ fn index(va: u64, level: u32) -> usize {
 }
 
 /// A process's address space: its PML4 and the page tables and frames of
-/// its user half, all freed when it is dropped.
+/// its user half, all freed when it is dropped. Frames mapped with
+/// [`AddressSpace::map_shared`] are not its own: it holds a reference to
+/// them for as long as they are mapped and drops it after the mapping is
+/// gone.
 pub struct AddressSpace {
     pml4: u64,
+    /// Shared mappings: user address and the frames mapped there.
+    shared: Vec<(u64, Arc<SharedFrames>)>,
 }
 
 impl AddressSpace {
@@ -78,7 +90,10 @@ impl AddressSpace {
         let kernel = table(kernel_pml4());
         let new = table(pml4);
         new[KERNEL_HALF..].copy_from_slice(&kernel[KERNEL_HALF..]);
-        Ok(Self { pml4 })
+        Ok(Self {
+            pml4,
+            shared: Vec::new(),
+        })
     }
 
     /// Physical address of the PML4 (the CR3 value).
@@ -124,27 +139,77 @@ impl AddressSpace {
         Some(table_phys)
     }
 
-    /// Removes the mapping of the user page at `va` and returns its frame,
-    /// which the caller now owns (and must free only after this returns:
-    /// the TLB entry is gone by then). Page tables stay.
+    /// Maps `frames` at the user address `va` (page-aligned), read/write,
+    /// no execute. The address space keeps a reference to them until
+    /// [`AddressSpace::unmap_shared`] or its end, and never frees them
+    /// itself. `EEXIST` if any page of the range is mapped already; on any
+    /// error nothing is mapped.
+    pub fn map_shared(&mut self, va: u64, frames: Arc<SharedFrames>) -> Result<(), Errno> {
+        let pages = frames.pages();
+        let end = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|len| va.checked_add(len))
+            .ok_or(errno::EFAULT)?;
+        if end > abi::layout::USER_END {
+            return Err(errno::EFAULT);
+        }
+        if (0..pages).any(|i| self.translate(va + i * PAGE_SIZE).is_some()) {
+            return Err(errno::EEXIST);
+        }
+        self.shared.try_reserve(1).map_err(|_| errno::ENOMEM)?;
+        let flags = PageFlags::WRITABLE | PageFlags::NO_EXECUTE | PageFlags::SHARED;
+        for i in 0..pages {
+            let page = va + i * PAGE_SIZE;
+            if let Err(e) = self.map_user(page, frames.phys() + i * PAGE_SIZE, flags) {
+                for done in 0..i {
+                    self.clear_leaf(va + done * PAGE_SIZE);
+                }
+                return Err(e);
+            }
+        }
+        self.shared.push((va, frames));
+        Ok(())
+    }
+
+    /// Removes the shared mapping that [`AddressSpace::map_shared`] made at
+    /// `va` and returns the address space's reference to its frames (which
+    /// the caller drops, freeing them if it was the last). User space can
+    /// no longer reach them when this returns. `EINVAL` if no shared
+    /// mapping starts at `va`.
+    pub fn unmap_shared(&mut self, va: u64) -> Result<Arc<SharedFrames>, Errno> {
+        let index = self
+            .shared
+            .iter()
+            .position(|(at, _)| *at == va)
+            .ok_or(errno::EINVAL)?;
+        let (_, frames) = self.shared.swap_remove(index);
+        for i in 0..frames.pages() {
+            self.clear_leaf(va + i * PAGE_SIZE);
+        }
+        Ok(frames)
+    }
+
+    /// Clears the leaf entry of the user page at `va`, if present, and
+    /// flushes it from the TLB. Page tables stay.
     ///
     /// Only this CPU's TLB is flushed, and that is enough: a process has
-    /// one thread; the only other tasks that run on its page tables are its
-    /// SQPOLL pollers, which reach user memory only through the direct map
-    /// (`translate` + `phys_to_virt`), never through user addresses; and
-    /// CR3 is reloaded whenever a CPU switches address spaces (no PCID, no
-    /// lazy switching), so a CPU that ran this space earlier holds none of
-    /// its entries. User threads, PCIDs or lazy TLB switching would each
-    /// need a cross-CPU shootdown here.
-    pub fn unmap_user(&mut self, va: u64) -> Option<u64> {
-        let leaf = &mut table(self.leaf_table(va)?)[index(va, 0)];
-        if *leaf & PageFlags::PRESENT.bits() == 0 {
-            return None;
+    /// one thread, and this runs in it (its syscalls, or its exit); the
+    /// only other tasks that run on its page tables are its SQPOLL pollers,
+    /// which reach user memory only through the direct map (`translate` +
+    /// `phys_to_virt`), never through user addresses; and CR3 is reloaded
+    /// whenever a CPU switches address spaces (no PCID, no lazy switching),
+    /// so a CPU that ran this space earlier holds none of its entries. User
+    /// threads, PCIDs or lazy TLB switching would each need a cross-CPU
+    /// shootdown here.
+    fn clear_leaf(&mut self, va: u64) {
+        let Some(table_phys) = self.leaf_table(va) else {
+            return;
+        };
+        let leaf = &mut table(table_phys)[index(va, 0)];
+        if *leaf & PageFlags::PRESENT.bits() != 0 {
+            *leaf = 0;
+            x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
         }
-        let frame = *leaf & ADDR_MASK;
-        *leaf = 0;
-        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(va));
-        Some(frame)
     }
 
     /// The frame and flags of the user page containing `va`, if mapped.
@@ -154,6 +219,46 @@ impl AddressSpace {
             return None;
         }
         Some((leaf & ADDR_MASK, PageFlags::from_bits_truncate(leaf)))
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst` where one side is memory that
+/// someone else may write meanwhile (user pages, which the program or an
+/// SQPOLL poller on another CPU touches during the copy). One `rep movs`
+/// sequence reads and writes each byte exactly once, and, being `asm!`, is
+/// opaque to the compiler, which can neither drop, repeat nor split the
+/// accesses as it may for plain memory it believes no one else writes:
+/// the volatile copy Asterinas' `VmReader`/`VmWriter` make (also with
+/// `rep movs`). As fast as `memcpy`, which uses the same instructions: the
+/// destination is aligned to 8 bytes, then quadwords move, then the tail.
+///
+/// # Safety
+/// `src..src + len` must be readable and `dst..dst + len` writable, both
+/// mapped for the whole copy, and the ranges must not overlap. Bytes that
+/// another party writes during the copy may arrive as either value.
+#[inline]
+pub unsafe fn copy_volatile(dst: *mut u8, src: *const u8, len: usize) {
+    let head = (dst as usize).wrapping_neg() & 7;
+    let head = head.min(len);
+    let words = (len - head) / 8;
+    let tail = (len - head) % 8;
+    // SAFETY: the caller guarantees both ranges; `head + 8 * words + tail
+    // == len`, so the three moves stay inside them. The direction flag is
+    // clear on entry to `asm!` (Rust's ABI) and `rep movs` leaves it so.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            "mov rcx, {words}",
+            "rep movsq",
+            "mov rcx, {tail}",
+            "rep movsb",
+            words = in(reg) words,
+            tail = in(reg) tail,
+            inout("rcx") head => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags),
+        );
     }
 }
 
@@ -182,7 +287,9 @@ fn free_level(table_phys: u64, level: u32) {
         let phys = entry & ADDR_MASK;
         if level > 0 {
             free_level(phys, level - 1);
-        } else {
+        } else if entry & PageFlags::SHARED.bits() == 0 {
+            // Shared frames are not the address space's: its reference
+            // goes with `AddressSpace::shared`, after the tables.
             frames::free(phys);
         }
     }
@@ -190,6 +297,9 @@ fn free_level(table_phys: u64, level: u32) {
 }
 
 impl Drop for AddressSpace {
+    /// Frees the user half's tables and own frames, then (when the fields
+    /// drop) its references to shared frames: no mapping of them is left
+    /// by then, and this CPU no longer runs on these tables.
     fn drop(&mut self) {
         // Never free the tables of the address space the CPU is using.
         activate_root(kernel_pml4());

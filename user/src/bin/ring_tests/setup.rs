@@ -1,16 +1,17 @@
 //! io_uring_setup: sizes, params, the mapping, slots, bad arguments; the
 //! ring descriptor as a descriptor.
 
-use abi::errno::{EBADF, EFAULT, EINVAL, EMFILE, ENOMEM, EOPNOTSUPP};
+use abi::errno::{EBADF, EFAULT, EINVAL, EMFILE, EOPNOTSUPP};
 use abi::io_uring::{
     enter_flags, features, header, op, register, ring_layout, setup_flags, IoUringParams, Sqe,
 };
-use abi::layout::USER_IO_URING_BASE;
+use abi::layout::{PAGE_SIZE, USER_IO_URING_BASE};
 use alloc::vec::Vec;
 use libuser::test::TestResult;
 use libuser::uring::{self, IoUring, Queue};
-use libuser::{check, check_eq, check_err, detail, sys};
+use libuser::{check, check_eq, check_err, detail, fail, sys};
 
+use crate::lifecycle::{compare, settle};
 use crate::raw::{self, bad_places, read_only_places};
 use crate::util::{reap, scratch_file};
 use crate::{RingCase, Run};
@@ -20,11 +21,12 @@ pub const CASES: &[RingCase] = &[
     ("setup rounds entries up to a power of two, clamps at 256; CQ = min(2*SQ, 256)", sizes, Run::Child),
     ("setup with CQSIZE: CQ rounded and clamped, smaller than the SQ is EINVAL", cq_size, Run::Child),
     ("setup params: offsets from the mapping base, features, ring words, slot 0 address", params, Run::Child),
-    ("a second ring maps at the next slot; closed slots are not reused; rings are separate", slots, Run::Child),
+    ("a second ring maps at the next slot; a closed ring's slot is reused; rings are separate", slots, Run::Child),
     ("setup with a bad params pointer fails with EFAULT", bad_params_pointer, Run::Child),
     ("setup with entries 0, unknown flags, SQPOLL or nonzero resv fails with EINVAL", bad_setup_args, Run::Child),
-    ("the 17th ring of a process fails with EMFILE", ring_limit, Run::Child),
-    ("the ring fd: read/write fail, close works once, then enter/register fail with EBADF", ring_fd, Run::Child),
+    ("16 rings open at once: the 17th fails with EMFILE until one is closed", ring_limit, Run::Child),
+    ("100 rings set up and closed in a row: each gets slot 0 back, no frames or heap leak", ring_churn, Run::Child),
+    ("the ring fd: read/write fail, close works once and unmaps the ring, then enter/register fail with EBADF", ring_fd, Run::Child),
     ("enter/register on a descriptor that is not a ring fail (EBADF/EOPNOTSUPP)", not_a_ring, Run::Child),
     ("enter with unknown flags fails with EINVAL and consumes nothing", enter_bad_flags, Run::Child),
 ];
@@ -217,7 +219,9 @@ fn slots() -> TestResult {
     a.close()?;
     let mut c = IoUring::setup(8, 0)?;
     detail!("after closing slot 0, the next ring is at {:#x}", c.base());
-    check_eq!(c.base(), USER_IO_URING_BASE + 2 * stride);
+    check_eq!(c.base(), USER_IO_URING_BASE);
+    let d = IoUring::setup(8, 0)?;
+    check_eq!(d.base(), USER_IO_URING_BASE + 2 * stride);
     nop_on(&mut c, 0xc)?;
     check_eq!(c.pop_cqe().map(|c| c.user_data), Some(0xc));
     check_eq!(b.pop_cqe().map(|c| c.user_data), Some(0xbb));
@@ -293,19 +297,49 @@ fn ring_limit() -> TestResult {
     }
     let err = IoUring::setup(1, 0).map(drop);
     detail!("ring {} of one process: {:?}", max + 1, err);
-    check_err!(err, EMFILE | ENOMEM, "ring {}", max + 1);
-    // Closing one does not give its slot back.
-    if let Some(ring) = rings.pop() {
-        ring.close()?;
-    }
+    check_err!(err, EMFILE, "ring {}", max + 1);
+    // Closing one gives its slot back, and only its slot.
+    let third = rings.remove(2);
+    let base = third.base();
+    third.close()?;
+    let ring = IoUring::setup(1, 0)?;
+    check_eq!(ring.base(), base);
+    rings.push(ring);
     check_err!(
         IoUring::setup(1, 0).map(drop),
-        EMFILE | ENOMEM,
-        "a ring after closing one"
+        EMFILE,
+        "ring {} after closing one and opening one",
+        max + 1
     );
-    // The others still work.
+    // The others still work, the new one too.
     nop_on(&mut rings[0], 1)?;
-    nop_on(&mut rings[14], 2)?;
+    nop_on(&mut rings[13], 2)?;
+    if let Some(ring) = rings.last_mut() {
+        nop_on(ring, 3)?;
+    }
+    Ok(())
+}
+
+fn ring_churn() -> TestResult {
+    // Warm up the kernel heap's caches with one cycle first.
+    IoUring::setup(8, 0)?.close()?;
+    let before = settle()?;
+    for round in 0..100 {
+        let mut ring = IoUring::setup(8, 0)?;
+        if ring.base() != USER_IO_URING_BASE {
+            fail!("round {round}: a ring at {:#x}, not slot 0", ring.base());
+        }
+        nop_on(&mut ring, round)?;
+        check_eq!(ring.pop_cqe().map(|c| c.user_data), Some(round));
+        ring.close()?;
+    }
+    let after = settle()?;
+    compare(&before, &after)?;
+    // Every slot is free: the whole bound can be open at once.
+    let rings: Vec<IoUring> = (0..ring_layout::MAX_RINGS_PER_PROCESS)
+        .map(|_| IoUring::setup(1, 0))
+        .collect::<Result<_, _>>()?;
+    check_eq!(rings.len() as u64, ring_layout::MAX_RINGS_PER_PROCESS);
     Ok(())
 }
 
@@ -316,7 +350,14 @@ fn ring_fd() -> TestResult {
     check_err!(sys::read(fd, &mut buf), EINVAL | EBADF, "read(ring fd)");
     check_err!(sys::write(fd, b"x"), EINVAL | EBADF, "write(ring fd)");
     nop_on(&mut ring, 7)?;
+    // The end of the mapping is unused CQE space: a syscall may write
+    // there while the ring lives.
+    let pid = sys::getpid()?;
+    let end_of_mapping = ring.base() + ring_layout::SIZE - 64;
+    raw::task_info_at(pid, end_of_mapping)?;
+    let mapped = sys::sysinfo()?;
     sys::close_ring(fd)?;
+    let freed = sys::sysinfo()?;
     check_err!(sys::close_ring(fd), EBADF, "second close(ring fd)");
     check_err!(uring::enter(fd, 0, 0, 0), EBADF, "enter after close");
     check_err!(
@@ -330,12 +371,18 @@ fn ring_fd() -> TestResult {
         EBADF,
         "register(UNREGISTER_BUFFERS) after close"
     );
-    // The mapping stays: the CQE posted before the close is still there.
-    check_eq!(ring.cq_ready(), 1);
-    check_eq!(ring.pop_cqe().map(|c| c.user_data), Some(7));
-    check_eq!(
-        ring.header_word(Queue::Submission, header::ENTRIES),
-        Some(8)
+    // The mapping went with the descriptor, and its memory with it: a
+    // syscall that writes into it now gets EFAULT.
+    check_err!(
+        raw::task_info_at(pid, end_of_mapping),
+        EFAULT,
+        "a write into the closed ring's memory"
+    );
+    check!(
+        freed.free_frames >= mapped.free_frames + ring_layout::SIZE / PAGE_SIZE,
+        "closing the ring freed {} frames, not its {} pages",
+        freed.free_frames.saturating_sub(mapped.free_frames),
+        ring_layout::SIZE / PAGE_SIZE
     );
     // The descriptor number is free again.
     let (_name, file) = scratch_file("rt_ringfd", b"data")?;
