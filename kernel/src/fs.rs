@@ -8,8 +8,8 @@ use abi::errno::Errno;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::any::Any;
 use kernel_core::fs::{OpenFile, RamFs};
+use kernel_core::ring::{BackendKind, RingObject};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -26,9 +26,34 @@ pub enum File {
     Console,
     /// An open RAM file.
     Ram(Mutex<OpenFile>),
-    /// A ring of a ring backend (an io_uring descriptor): the ring layer's
-    /// object, which releases the ring when dropped with the last handle.
-    Ring(Box<dyn Any + Send + Sync>),
+    /// A ring of a ring backend (an io_uring descriptor).
+    Ring(RingDescriptor),
+}
+
+/// What a ring descriptor holds: which backend's ring and the backend's
+/// object, read on every `enter` without a type check, and the ring
+/// layer's guard, which releases the ring in its backend when the last
+/// handle goes (this layer never calls up into the ring layer).
+pub struct RingDescriptor {
+    // Declared first, so dropped first: the ring is released while
+    // `object` still holds it, as the backend expects.
+    _release: Box<dyn Send + Sync>,
+    /// The backend that owns the ring.
+    pub kind: BackendKind,
+    /// The backend's ring object.
+    pub object: RingObject,
+}
+
+impl RingDescriptor {
+    /// A descriptor for `object`, a ring of `kind`'s backend; dropping
+    /// the last handle drops `release`.
+    pub fn new(kind: BackendKind, object: RingObject, release: Box<dyn Send + Sync>) -> Self {
+        Self {
+            _release: release,
+            kind,
+            object,
+        }
+    }
 }
 
 impl File {

@@ -13,7 +13,6 @@ use crate::usercopy;
 use abi::errno;
 use abi::errno::Errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -72,7 +71,7 @@ pub fn spawn(
         ..TrapFrame::default()
     };
     let root = process.page_table_root();
-    let task = Task::new_user(name, Box::new(process), root, frame, first_entry, exited)?;
+    let task = Task::new_user(name, Arc::new(process), root, frame, first_entry, exited)?;
 
     if let Some(parent) = parent {
         parent.process().children.lock().push(task.clone());

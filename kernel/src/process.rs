@@ -24,12 +24,27 @@ use spin::Mutex;
 pub trait UserTask {
     /// The process of a task known to be a user task.
     fn process(&self) -> &Process;
+    /// The process of a user task, `None` for a kernel thread. Each call
+    /// checks the user data's type (a few instructions): a path that needs
+    /// the process several times looks it up once and passes it on.
+    fn user_process(&self) -> Option<&Process>;
+    /// The process of a user task, as a reference of its own.
+    fn process_arc(&self) -> Option<Arc<Process>>;
 }
 
 impl UserTask for Task {
     #[inline]
     fn process(&self) -> &Process {
         self.user_data().expect("a kernel thread has no process")
+    }
+
+    #[inline]
+    fn user_process(&self) -> Option<&Process> {
+        self.user_data()
+    }
+
+    fn process_arc(&self) -> Option<Arc<Process>> {
+        self.user_data_arc()
     }
 }
 

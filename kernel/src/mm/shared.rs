@@ -27,6 +27,8 @@ pub struct SharedFrames {
     pages: u64,
     /// Size in bytes.
     len: usize,
+    /// Direct-map address of the first frame.
+    virt: usize,
 }
 
 impl SharedFrames {
@@ -37,7 +39,12 @@ impl SharedFrames {
             .and_then(|len| usize::try_from(len).ok())
             .ok_or(ENOMEM)?;
         let base = frames::alloc_contiguous(pages, 1).ok_or(ENOMEM)?;
-        let frames = Self { base, pages, len };
+        let frames = Self {
+            base,
+            pages,
+            len,
+            virt: phys_to_virt(base) as usize,
+        };
         // SAFETY: the frames were just allocated, so nothing else refers to
         // them, and the direct map covers them.
         unsafe {
@@ -60,44 +67,6 @@ impl SharedFrames {
     pub fn len(&self) -> usize {
         self.len
     }
-
-    /// `count` 32-bit atomic words from byte `offset`; `None` unless the
-    /// range is inside the frames and 4-byte aligned.
-    #[inline]
-    pub fn atomic_u32s_at(&self, offset: usize, count: usize) -> Option<&[AtomicU32]> {
-        self.part(offset, count)
-    }
-
-    /// `count` 64-bit atomic words from byte `offset`; `None` unless the
-    /// range is inside the frames and 8-byte aligned.
-    #[inline]
-    pub fn atomic_u64s_at(&self, offset: usize, count: usize) -> Option<&[AtomicU64]> {
-        self.part(offset, count)
-    }
-
-    /// `count` atomics of type `A` (only `AtomicU32`/`AtomicU64` reach
-    /// here) from byte `offset`, checked to lie inside and aligned.
-    #[inline]
-    fn part<A>(&self, offset: usize, count: usize) -> Option<&[A]> {
-        let size = count.checked_mul(core::mem::size_of::<A>())?;
-        let end = offset.checked_add(size)?;
-        if end > self.len || !offset.is_multiple_of(core::mem::align_of::<A>()) {
-            return None;
-        }
-        // SAFETY: `offset..end` lies inside the `len` bytes from `base`,
-        // frames this object owns, in the direct map, allocated while
-        // `self` (borrowed for the slice's lifetime) lives; the start is
-        // aligned for `A` (the frames are page-aligned). `A` is an atomic
-        // integer (the two callers above), valid for any bits, and every
-        // access goes through it, so concurrent writers (user space
-        // through its mapping, other CPUs) are no data race.
-        Some(unsafe {
-            core::slice::from_raw_parts(
-                (phys_to_virt(self.base) as usize + offset) as *const A,
-                count,
-            )
-        })
-    }
 }
 
 impl Drop for SharedFrames {
@@ -106,5 +75,58 @@ impl Drop for SharedFrames {
         for i in 0..self.pages {
             frames::free(self.base + i * PAGE_SIZE);
         }
+    }
+}
+
+/// Regions of shared frames, each a run of 32- or 64-bit atomic words,
+/// checked once when made and then lent out, borrowed from this object,
+/// for nothing more than a load each: the kernel's views of a ring's
+/// parts, which every `enter` takes.
+pub struct SharedRegions<const N: usize> {
+    /// Held, never read, so that the regions stay allocated while this
+    /// lives.
+    _frames: Arc<SharedFrames>,
+    /// Direct-map address and length in bytes of each region.
+    regions: [(usize, usize); N],
+}
+
+impl<const N: usize> SharedRegions<N> {
+    /// The regions at `(byte offset, byte length)` of `frames`; `None`
+    /// unless each lies inside the frames, starts 8-byte aligned and is a
+    /// whole number of 8-byte words.
+    pub fn new(frames: Arc<SharedFrames>, regions: [(usize, usize); N]) -> Option<Self> {
+        let mut checked = [(0, 0); N];
+        for (slot, &(offset, len)) in checked.iter_mut().zip(regions.iter()) {
+            let end = offset.checked_add(len)?;
+            if end > frames.len() || !offset.is_multiple_of(8) || !len.is_multiple_of(8) {
+                return None;
+            }
+            *slot = (frames.virt + offset, len);
+        }
+        Some(Self {
+            _frames: frames,
+            regions: checked,
+        })
+    }
+
+    /// Region `i` as 32-bit atomic words.
+    #[inline(always)]
+    pub fn u32s(&self, i: usize) -> &[AtomicU32] {
+        let (addr, len) = self.regions[i];
+        // SAFETY: `new` checked that the region lies inside `_frames`,
+        // which `self` holds, so they stay allocated while the slice
+        // (borrowed from `self`) lives; it starts 8-byte aligned and is a
+        // whole number of words. Atomic integers are valid for any bits,
+        // and every access goes through them, so concurrent writers (user
+        // space through its mapping, other CPUs) are no data race.
+        unsafe { core::slice::from_raw_parts(addr as *const AtomicU32, len / 4) }
+    }
+
+    /// Region `i` as 64-bit atomic words.
+    #[inline(always)]
+    pub fn u64s(&self, i: usize) -> &[AtomicU64] {
+        let (addr, len) = self.regions[i];
+        // SAFETY: as in `u32s`.
+        unsafe { core::slice::from_raw_parts(addr as *const AtomicU64, len / 8) }
     }
 }

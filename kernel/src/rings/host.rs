@@ -6,10 +6,10 @@
 //! until the new kernel thread takes it and runs it with a host that has no
 //! caller.
 
-use super::{timer, RingFile};
-use crate::fs::{File, FileHandle};
-use crate::mm::shared::SharedFrames;
-use crate::process::UserTask;
+use super::{timer, RingRelease};
+use crate::fs::{File, FileHandle, RingDescriptor};
+use crate::mm::shared::{SharedFrames, SharedRegions};
+use crate::process::{Process, UserTask};
 use crate::task::{self, Task, WaitQueue};
 use crate::usercopy::UserSlice;
 use abi::errno::*;
@@ -28,9 +28,10 @@ use spin::Mutex;
 use x86_64::instructions::interrupts;
 
 /// The memory of one ring: frames shared with the owner's user mapping,
-/// laid out as `abi::io_uring::ring_layout` says.
+/// laid out as `abi::io_uring::ring_layout` says, with its four parts
+/// checked once when it is mapped.
 struct RingPages {
-    frames: Arc<SharedFrames>,
+    parts: SharedRegions<4>,
 }
 
 /// Words of the SQE and CQE arrays of the largest ring.
@@ -46,29 +47,26 @@ const _: () = assert!(
 impl RingPages {
     /// The ring in `frames`; `None` if they are smaller than a ring.
     fn new(frames: Arc<SharedFrames>) -> Option<Self> {
-        (frames.len() >= ring_layout::SIZE as usize).then_some(Self { frames })
+        let parts = SharedRegions::new(
+            frames,
+            [
+                (ring_layout::SQ_HEADER as usize, HEADER_WORDS * 4),
+                (ring_layout::CQ_HEADER as usize, HEADER_WORDS * 4),
+                (ring_layout::SQES as usize, SQ_SLOT_WORDS * 8),
+                (ring_layout::CQES as usize, CQ_SLOT_WORDS * 8),
+            ],
+        )?;
+        Some(Self { parts })
     }
 }
 
 impl RingMemory for RingPages {
     fn view(&self) -> SharedRing<'_> {
-        // Inside and aligned: `new` checked the size, the assertion above
-        // the layout; so the parts are always there.
-        let u32s = |offset: u64| {
-            self.frames
-                .atomic_u32s_at(offset as usize, HEADER_WORDS)
-                .unwrap_or_default()
-        };
-        let u64s = |offset: u64, words| {
-            self.frames
-                .atomic_u64s_at(offset as usize, words)
-                .unwrap_or_default()
-        };
         SharedRing::new(
-            u32s(ring_layout::SQ_HEADER),
-            u32s(ring_layout::CQ_HEADER),
-            u64s(ring_layout::SQES, SQ_SLOT_WORDS),
-            u64s(ring_layout::CQES, CQ_SLOT_WORDS),
+            self.parts.u32s(0),
+            self.parts.u32s(1),
+            self.parts.u64s(2),
+            self.parts.u64s(3),
         )
     }
 }
@@ -103,7 +101,8 @@ fn queue(key: u64) -> Arc<WaitQueue> {
 
 /// `RingHost` for one call into a backend.
 pub struct KernelHost<'a> {
-    caller: Option<&'a Task>,
+    /// The calling process's task and process, looked up once per call.
+    caller: Option<(&'a Task, &'a Process)>,
     env: Option<ProcessEnv<'a>>,
 }
 
@@ -112,7 +111,7 @@ impl KernelHost<'_> {
     /// reference counting: the running task outlives the call).
     pub fn with_current<R>(f: impl FnOnce(&mut KernelHost<'_>) -> R) -> R {
         task::with_current(|t| {
-            let caller = t.is_user().then_some(t);
+            let caller = t.user_process().map(|p| (t, p));
             f(&mut KernelHost { caller, env: None })
         })
     }
@@ -125,14 +124,14 @@ impl KernelHost<'_> {
         }
     }
 
-    fn caller(&self) -> Result<&Task, Errno> {
-        self.caller.ok_or(EPERM)
+    fn caller(&self) -> Result<&Process, Errno> {
+        self.caller.map(|(_, p)| p).ok_or(EPERM)
     }
 }
 
 impl RingHost for KernelHost<'_> {
     fn pid(&self) -> u64 {
-        self.caller.map_or(0, |t| t.id)
+        self.caller.map_or(0, |(t, _)| t.id)
     }
 
     fn now_ns(&self) -> u64 {
@@ -140,57 +139,45 @@ impl RingHost for KernelHost<'_> {
     }
 
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
-        let reuse = self.env.as_ref().is_some_and(|e| e.task().id == pid);
+        let reuse = self.env.as_ref().is_some_and(|e| e.pid == pid);
         if !reuse {
-            let task = match self.caller {
-                Some(t) if t.id == pid => TaskRef::Borrowed(t),
-                _ => TaskRef::Owned(task::find_user(pid)?),
+            let process = match self.caller {
+                Some((t, p)) if t.id == pid => ProcessRef::Borrowed(p),
+                _ => ProcessRef::Owned(task::find_user(pid)?.process_arc()?),
             };
-            self.env = Some(ProcessEnv { task });
+            self.env = Some(ProcessEnv { pid, process });
         }
         self.env.as_mut().map(|e| e as &mut dyn IoEnv)
     }
 
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
-        self.caller()?.process().unmap_shared(addr)
+        self.caller()?.unmap_shared(addr)
     }
 
     fn map_ring(&mut self, addr: u64) -> Result<RingMapping, Errno> {
         let pages = ring_layout::SIZE / abi::layout::PAGE_SIZE;
-        let frames = self.caller()?.process().map_shared(addr, pages)?;
+        let frames = self.caller()?.map_shared(addr, pages)?;
         let pages = RingPages::new(frames).ok_or(ENOMEM)?;
         Ok(RingMapping::new(Arc::new(pages)))
     }
 
     fn install_fd(&mut self, kind: BackendKind, id: u64, object: RingObject) -> Result<i32, Errno> {
-        let caller = self.caller()?;
-        let file: FileHandle = Arc::new(File::Ring(Box::new(RingFile {
-            kind,
-            pid: caller.id,
-            id,
-            object,
-        })));
-        let fd = caller
-            .process()
-            .files
-            .lock()
-            .insert(file)
-            .map_err(|e| e.errno())?;
+        let pid = self.pid();
+        let process = self.caller()?;
+        let release = Box::new(RingRelease { kind, pid, id });
+        let file: FileHandle = Arc::new(File::Ring(RingDescriptor::new(kind, object, release)));
+        let fd = process.files.lock().insert(file).map_err(|e| e.errno())?;
         Ok(fd as i32)
     }
 
     fn ring_of_fd(&mut self, kind: BackendKind, fd: i32) -> Result<RingObject, Errno> {
-        let caller = self.caller()?;
+        let process = self.caller()?;
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
-        let files = caller.process().files.lock();
-        let ring = match files.get(fd).map(|f| &**f) {
-            None => return Err(EBADF),
-            Some(File::Ring(ring)) => ring.downcast_ref::<RingFile>(),
-            Some(_) => None,
-        };
-        match ring {
-            Some(ring) if ring.kind == kind => Ok(ring.object.clone()),
-            _ => Err(EOPNOTSUPP),
+        let files = process.files.lock();
+        match files.get(fd).map(|f| &**f) {
+            None => Err(EBADF),
+            Some(File::Ring(ring)) if ring.kind == kind => Ok(ring.object.clone()),
+            Some(_) => Err(EOPNOTSUPP),
         }
     }
 
@@ -233,7 +220,7 @@ impl RingHost for KernelHost<'_> {
     ) -> Result<u64, Errno> {
         // The caller's page tables: its backend joins the thread before the
         // caller's address space goes (see `RingHost::spawn_thread`).
-        let root = self.caller.map_or(0, Task::space_root);
+        let root = self.caller.map_or(0, |(t, _)| t.space_root());
         let key = NEXT_THREAD_KEY.fetch_add(1, Ordering::Relaxed);
         interrupts::without_interrupts(|| THREAD_BODIES.lock().insert(key, body));
         let cpu = cpu.map(|c| c as usize);
@@ -263,27 +250,28 @@ impl RingHost for KernelHost<'_> {
     }
 }
 
-/// A task, borrowed when it is the caller, owned otherwise.
-enum TaskRef<'a> {
-    Borrowed(&'a Task),
-    Owned(Arc<Task>),
+/// A process, borrowed when it is the caller's, held otherwise.
+enum ProcessRef<'a> {
+    Borrowed(&'a Process),
+    Owned(Arc<Process>),
 }
 
 /// The I/O environment of one process: its files and its user memory.
 pub struct ProcessEnv<'a> {
-    task: TaskRef<'a>,
+    pid: u64,
+    process: ProcessRef<'a>,
 }
 
 impl ProcessEnv<'_> {
-    fn task(&self) -> &Task {
-        match &self.task {
-            TaskRef::Borrowed(t) => t,
-            TaskRef::Owned(t) => t,
+    fn process(&self) -> &Process {
+        match &self.process {
+            ProcessRef::Borrowed(p) => p,
+            ProcessRef::Owned(p) => p,
         }
     }
 
     fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
-        let process = self.task().process();
+        let process = self.process();
         match file {
             FileRef::Fd(fd) => {
                 let fd = u64::try_from(fd).map_err(|_| EBADF)?;
@@ -310,8 +298,7 @@ impl IoEnv for ProcessEnv<'_> {
     ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
-        self.task()
-            .process()
+        self.process()
             .with_address_space(|space| file.read_to_user(space, offset, user))
             .map(|n| n as u32)
     }
@@ -325,8 +312,7 @@ impl IoEnv for ProcessEnv<'_> {
     ) -> Result<u32, Errno> {
         let file = self.file(file)?;
         let user = UserSlice::new(buf, u64::from(len))?;
-        self.task()
-            .process()
+        self.process()
             .with_address_space(|space| file.write_from_user(space, offset, user))
             .map(|n| n as u32)
     }
@@ -342,7 +328,6 @@ impl IoEnv for ProcessEnv<'_> {
         }
         let file = crate::fs::open(path, flags)?;
         let fd = self
-            .task()
             .process()
             .files
             .lock()
@@ -353,7 +338,7 @@ impl IoEnv for ProcessEnv<'_> {
 
     fn close(&mut self, fd: i32) -> Result<(), Errno> {
         let fd = u64::try_from(fd).map_err(|_| EBADF)?;
-        let mut files = self.task().process().files.lock();
+        let mut files = self.process().files.lock();
         // As on Linux, a ring cannot close a ring descriptor (it may be its
         // own, whose lock the caller holds).
         if matches!(files.get(fd).map(|f| &**f), Some(File::Ring { .. })) {
@@ -373,22 +358,19 @@ impl IoEnv for ProcessEnv<'_> {
 
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {
         let user = UserSlice::new(addr, dst.len() as u64)?;
-        self.task()
-            .process()
+        self.process()
             .with_address_space(|space| user.read_into(space, dst))
     }
 
     fn write_user(&mut self, addr: u64, src: &[u8]) -> Result<(), Errno> {
         let user = UserSlice::new(addr, src.len() as u64)?;
-        self.task()
-            .process()
+        self.process()
             .with_address_space(|space| user.write_from(space, src))
     }
 
     fn check_user(&self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
         let user = UserSlice::new(addr, len)?;
-        self.task()
-            .process()
+        self.process()
             .with_address_space(|space| user.check(space, write))
     }
 
@@ -399,12 +381,12 @@ impl IoEnv for ProcessEnv<'_> {
             return Err(EBADF);
         }
         let token = NEXT_PIN.fetch_add(1, Ordering::Relaxed);
-        self.task().process().pinned.lock().insert(token, file);
+        self.process().pinned.lock().insert(token, file);
         Ok(token)
     }
 
     fn unpin_file(&mut self, token: u64) {
-        let file = self.task().process().pinned.lock().remove(&token);
+        let file = self.process().pinned.lock().remove(&token);
         drop(file);
     }
 }

@@ -12,7 +12,7 @@ pub use timer::tick;
 use abi::errno::Errno;
 use host::KernelHost;
 use kernel_core::bootparam::BootConfig;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingObject, SystemRing};
+use kernel_core::ring::{BackendKind, RawArgs, RingBackend, SystemRing};
 use spin::Once;
 
 /// Every backend compiled in, in order of preference.
@@ -102,16 +102,15 @@ pub fn teardown(pid: u64) {
     });
 }
 
-/// A ring as its descriptor holds it (inside `fs::File::Ring`): dropped
-/// with the last descriptor, it releases the ring in its backend.
-struct RingFile {
+/// The guard a ring descriptor holds (`fs::RingDescriptor`): dropped with
+/// the last handle, it releases the ring in its backend.
+struct RingRelease {
     kind: BackendKind,
     pid: u64,
     id: u64,
-    object: RingObject,
 }
 
-impl Drop for RingFile {
+impl Drop for RingRelease {
     fn drop(&mut self) {
         if let Some(backend) = backend(self.kind) {
             KernelHost::with_current(|host| backend.release(host, self.pid, self.id));

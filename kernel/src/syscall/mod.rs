@@ -8,7 +8,7 @@
 use crate::arch::syscall::SyscallFrame;
 use crate::fs::FileHandle;
 use crate::lifecycle;
-use crate::process::UserTask;
+use crate::process::{Process, UserTask};
 use crate::rings::{self, RingCall};
 use crate::task;
 use crate::usercopy::{read_value, write_value, UserSlice};
@@ -107,31 +107,41 @@ fn direct_io() -> Result<(), Errno> {
     }
 }
 
-/// The open file `fd` for read, write and fsync (`None`: no such
-/// descriptor), or `ENOSYS` in `RingBased` mode: [`direct_io`] and [`file`]
-/// in one look at the current process.
-fn io_file(fd: u64) -> Result<Option<FileHandle>, Errno> {
-    task::with_current(|t| {
-        let process = t.process();
-        match process.mode {
-            SyscallMode::Direct => Ok(process.files.lock().get(fd).cloned()),
-            SyscallMode::RingBased => Err(ENOSYS),
-        }
-    })
+/// Runs `f` with the current process, looked up once for the whole call.
+fn with_process<R>(f: impl FnOnce(&Process) -> Result<R, Errno>) -> Result<R, Errno> {
+    task::with_current(|t| f(t.process()))
+}
+
+/// The open file `fd` of `process` for read, write and fsync (`None`: no
+/// such descriptor), or `ENOSYS` in `RingBased` mode: [`direct_io`] and
+/// [`file`] in one look at the process.
+fn io_file(process: &Process, fd: u64) -> Result<Option<FileHandle>, Errno> {
+    match process.mode {
+        SyscallMode::Direct => Ok(process.files.lock().get(fd).cloned()),
+        SyscallMode::RingBased => Err(ENOSYS),
+    }
 }
 
 fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
-    let file = io_file(fd)?;
-    let user = UserSlice::new(buf, len)?;
-    let file = file.ok_or(EBADF)?;
-    with_space(|space| file.read_to_user(space, None, user)).map(|n| n as u64)
+    with_process(|process| {
+        let file = io_file(process, fd)?;
+        let user = UserSlice::new(buf, len)?;
+        let file = file.ok_or(EBADF)?;
+        process
+            .with_address_space(|space| file.read_to_user(space, None, user))
+            .map(|n| n as u64)
+    })
 }
 
 fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
-    let file = io_file(fd)?;
-    let user = UserSlice::new(buf, len)?;
-    let file = file.ok_or(EBADF)?;
-    with_space(|space| file.write_from_user(space, None, user)).map(|n| n as u64)
+    with_process(|process| {
+        let file = io_file(process, fd)?;
+        let user = UserSlice::new(buf, len)?;
+        let file = file.ok_or(EBADF)?;
+        process
+            .with_address_space(|space| file.write_from_user(space, None, user))
+            .map(|n| n as u64)
+    })
 }
 
 fn sys_close(fd: u64) -> SysResult {
@@ -158,7 +168,8 @@ fn sys_lseek(fd: u64, offset: i64, whence: u64) -> SysResult {
 }
 
 fn sys_fsync(fd: u64) -> SysResult {
-    io_file(fd)?.ok_or(EBADF)?.fsync().map(|()| 0)
+    let file = with_process(|process| io_file(process, fd))?;
+    file.ok_or(EBADF)?.fsync().map(|()| 0)
 }
 
 fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {

@@ -38,7 +38,6 @@ use crate::arch::cpu::MAX_CPUS;
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, cpu, gdt, paging};
 use abi::errno::Errno;
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -96,7 +95,7 @@ pub struct Task {
 
 /// The user side of a user task: a higher layer's type, which the
 /// scheduler only keeps.
-pub type UserData = Box<dyn Any + Send + Sync>;
+pub type UserData = Arc<dyn Any + Send + Sync>;
 
 /// What a task runs when it starts, once it has finished its first switch.
 #[derive(Clone, Copy)]
@@ -164,6 +163,13 @@ impl Task {
     #[inline]
     pub fn user_data<T: Any>(&self) -> Option<&T> {
         self.user.as_deref()?.downcast_ref()
+    }
+
+    /// The user side of a user task, if it has one of type `T`, as a
+    /// reference of its own (for holders that may outlive a borrow of
+    /// the task).
+    pub fn user_data_arc<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.user.clone()?.downcast().ok()
     }
 
     /// Whether it is a user task (not a kernel thread).
