@@ -42,9 +42,13 @@
 //!   if it fails, or it is freed when a later operation flagged
 //!   [`AsyncOp::drain`] completes (a drained operation starts only after
 //!   everything before it finished). Otherwise it stays with the context.
-//! - Dropping the context closes the ring. Memory of operations still in
-//!   flight then is leaked on purpose, never freed: the context cannot know
-//!   whether the kernel will still run them.
+//! - Dropping the context closes the ring (it owns the ring, and an
+//!   io_uring's descriptor, which [`crate::sys::close`] refuses with
+//!   `EBUSY` while the context lives). A successful close drops the operations still pending
+//!   in the kernel, without completions, and unmaps the ring. Their memory
+//!   is leaked on purpose all the same, never freed: `drop` cannot see
+//!   whether the close succeeded, and after a failed one the kernel may
+//!   still run them. Leaking is sound either way.
 //!
 //! The kernel sees the context's own tokens in `user_data`; the context maps
 //! them back, so [`Completion::user_data`] is the caller's value, and
@@ -367,7 +371,8 @@ impl AsyncOp {
         AsyncOp::new(sqe, Lent::Path { _path: path })
     }
 
-    /// `IORING_OP_CLOSE` of `fd`.
+    /// `IORING_OP_CLOSE` of `fd`. A ring descriptor cannot be closed this
+    /// way (`-EBADF`, as on Linux), so the op is safe for any `fd`.
     pub fn close(fd: i32, user_data: u64) -> AsyncOp {
         AsyncOp::new(base_sqe(op::CLOSE, fd, user_data), Lent::Nothing)
     }
@@ -971,8 +976,9 @@ impl AsyncContext {
 
 impl Drop for AsyncContext {
     fn drop(&mut self) {
-        // The ring is closed when `ring` drops, but the kernel might still
-        // run what was submitted: never free memory it may touch.
+        // The ring is closed when `ring` drops, which ends what was
+        // submitted only if the close succeeds, and `drop` cannot tell:
+        // never free memory the kernel may touch.
         self.in_flight.leak_all();
         if self.in_flight.any_fixed_busy() {
             core::mem::forget(core::mem::take(&mut self.fixed));

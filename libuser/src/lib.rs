@@ -28,6 +28,10 @@
 //!   static region) and `ring_io::Ring::push_sqe` (passing on
 //!   `IoUring::push_sqe`'s contract). Every unsafe block carries a
 //!   `// SAFETY:` comment; everything else is safe code over those.
+//! - A ring descriptor belongs to the [`uring::IoUring`] that set it up,
+//!   as a file descriptor to Rust's `OwnedFd`: closing it unmaps the ring,
+//!   so the safe close functions refuse it with `EBUSY` while that
+//!   `IoUring` lives ([`sys::raw::ring_fd_owned`]).
 //! - On the host (`cargo test -p libuser`) the entry point, panic handler and
 //!   global allocator are left out, so the pure logic can be unit-tested.
 #![cfg_attr(not(test), no_std)]

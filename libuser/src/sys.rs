@@ -15,7 +15,7 @@
 pub mod raw;
 
 use crate::sysring;
-use abi::errno::{Errno, EIO};
+use abi::errno::{Errno, EBUSY, EIO};
 
 pub use raw::{
     clock_ns, exit, fstat, getpid, lseek, poweroff, sleep_ns, spawn, sysinfo, task_info, unlink,
@@ -54,13 +54,24 @@ pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
 }
 
 /// Closes `fd`. A ring descriptor cannot be closed through a ring: use
-/// [`close_ring`] for those.
+/// [`close_ring`] for those. A ring descriptor that a live
+/// [`crate::uring::IoUring`] owns is refused with `EBUSY` and stays open
+/// (closing it would unmap the ring under the `IoUring`): close the
+/// `IoUring` instead.
 pub fn close(fd: u64) -> Result<(), Errno> {
+    if raw::ring_fd_owned(fd) {
+        return Err(EBUSY);
+    }
     sysring::close(fd).unwrap_or_else(|| raw::close(fd))
 }
 
 /// Closes `fd` with the `close` syscall, which in `SyscallMode::RingBased`
 /// closes ring descriptors only (a ring cannot close one, as on Linux).
+/// `EBUSY`, closing nothing, for a ring descriptor that a live
+/// [`crate::uring::IoUring`] owns: only that `IoUring` closes it
+/// ([`crate::uring::IoUring::close`], or dropping it); a descriptor taken
+/// out of it with [`crate::uring::IoUring::into_raw_fd`] is the caller's
+/// to close here.
 pub fn close_ring(fd: u64) -> Result<(), Errno> {
     raw::close(fd)
 }

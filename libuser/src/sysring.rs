@@ -200,7 +200,9 @@ pub fn open(path: &str, flags: u64) -> Option<Result<u64, Errno>> {
 }
 
 /// `close(fd)`. A ring descriptor cannot be closed through a ring
-/// (`EBADF`, as on Linux); [`crate::sys::close_ring`] closes those.
+/// (`EBADF`, as on Linux), so this needs no ownership check (see
+/// [`crate::sys::raw::ring_fd_owned`]); [`crate::sys::close_ring`] closes
+/// ring descriptors.
 pub fn close(fd: u64) -> Option<Result<(), Errno>> {
     fd_only(op::CLOSE, fd)
 }

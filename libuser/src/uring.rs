@@ -26,12 +26,22 @@
 //!
 //! Invariants (what makes the `unsafe` in this module sound):
 //! - An io_uring mapping, once `io_uring_setup` returned it, stays mapped
-//!   at `sq_off.user_addr` for the life of the process, even after the
-//!   ring descriptor is closed (kernel contract). A Ring API context, and
-//!   the system ring, stay mapped until `CONTEXT_CLOSE` (system ring: the
-//!   life of the process), which only the `IoUring` viewing it sends, from
-//!   `close(self)` or `drop`. The views are `'static` references kept
-//!   inside the `IoUring` and never handed out, so none outlives the memory.
+//!   at `sq_off.user_addr` until its descriptor is closed; the close
+//!   unmaps it at once and frees its slot for the next ring (kernel
+//!   contract). The `IoUring` viewing it owns the descriptor: it is entered
+//!   in [`crate::sys::raw`]'s table of owned ring descriptors when
+//!   [`IoUring::setup`] succeeds, and the safe close functions
+//!   ([`crate::sys::close`], [`crate::sys::close_ring`],
+//!   [`crate::sys::raw::close`]) refuse it with `EBUSY`; a ring's `CLOSE`
+//!   op cannot close a ring descriptor at all (`EBADF`, kernel contract as
+//!   on Linux). So from safe code only the owning `IoUring` closes it, from
+//!   `close(self)` or `drop`, ending its views with the same call;
+//!   [`IoUring::into_raw_fd`] ends the views first and then hands the
+//!   descriptor out. A Ring API context stays mapped until `CONTEXT_CLOSE`,
+//!   which only the `IoUring` viewing it sends, the same way; the system
+//!   ring stays mapped for the life of the process. The views are
+//!   `'static` references kept inside the `IoUring` and never handed out,
+//!   so none outlives the memory.
 //! - The kernel may write the header words and CQEs at any time, so they are
 //!   only touched through atomics or volatile copies, never through `&`
 //!   references to plain data.
@@ -297,19 +307,25 @@ fn ring_api_layout(p: &RingSetupParams) -> IoUringParams {
     out
 }
 
-/// One header word of the mapping, for the life of the process.
+/// One header word of the mapping, for as long as the `IoUring` that keeps
+/// it lives (the `'static` never leaves the `IoUring`).
 fn word_at(base: u64, offset: u32) -> &'static AtomicU32 {
     let at = (base + u64::from(offset)) as *mut u32;
     // SAFETY: `validate` checked that the word lies, 4-aligned, inside the
-    // ring mapping, which stays mapped for the life of the process (module
-    // invariant); all access goes through the atomic.
+    // ring mapping, which stays mapped until the `IoUring` this view is
+    // kept in closes it (module invariants); all access goes through the
+    // atomic.
     unsafe { AtomicU32::from_ptr(at) }
 }
 
-/// A mapped ring with io_uring's layout: which calls drive it, its params and views of its
-/// queues. Dropping an io_uring closes its descriptor (the mapping itself
-/// stays until exit); dropping a Ring API context closes it (and unmaps
-/// it); the system ring stays.
+/// A mapped ring with io_uring's layout: which calls drive it, its params
+/// and views of its queues.
+///
+/// An io_uring's `IoUring` owns its descriptor, as `OwnedFd` owns a file
+/// descriptor: the safe close functions refuse it with `EBUSY` while the
+/// `IoUring` lives, and closing or dropping the `IoUring` closes it, which
+/// unmaps the ring. Dropping a Ring API context closes it (and unmaps it);
+/// the system ring stays.
 pub struct IoUring {
     api: Api,
     params: IoUringParams,
@@ -360,14 +376,24 @@ impl IoUring {
     /// `io_uring_setup(entries, &params)` with the caller's params (for
     /// `CQSIZE`'s `cq_entries`, or deliberately bad fields). Returns the
     /// kernel's error, or `ERANGE` if the kernel's answer describes a
-    /// mapping outside [`ring_layout::SIZE`] (the descriptor is then closed).
+    /// mapping outside [`ring_layout::SIZE`] or a descriptor that cannot be
+    /// a new one (at or past `FDS_MAX`, or owned by a live ring); the
+    /// descriptor is then closed.
     pub fn setup_with_params(entries: u32, mut params: IoUringParams) -> Result<IoUring, Errno> {
         // SAFETY: `params` is a local `IoUringParams`.
         let fd = unsafe { setup_raw(entries, &raw mut params as u64)? };
+        if let Err(err) = raw::claim_ring_fd(fd) {
+            // Past `FDS_MAX`, or a number the table holds for a live ring:
+            // not a new descriptor this layer can own. Nothing views it.
+            let _ = raw::close(fd);
+            return Err(err);
+        }
         match IoUring::map(Api::IoUring { fd }, params) {
             Ok(ring) => Ok(ring),
             Err(err) => {
-                let _ = raw::close(fd);
+                // SAFETY: the descriptor was claimed above and no
+                // `IoUring` views its mapping.
+                let _ = unsafe { raw::close_unchecked(fd) };
                 Err(err)
             }
         }
@@ -436,8 +462,9 @@ impl IoUring {
         let (s, c) = (params.sq_off, params.cq_off);
         let array = (base + u64::from(s.array)) as *const AtomicU32;
         // SAFETY: `validate` checked that `sq_entries` 4-aligned words at
-        // `array` lie inside the mapping, which lives as long as the
-        // process; they are only accessed atomically.
+        // `array` lie inside the mapping, which stays mapped as long as
+        // the `IoUring` that keeps this view (module invariants); they are
+        // only accessed atomically.
         let sq_array = unsafe { core::slice::from_raw_parts(array, layout.sq_entries as usize) };
         Ok(IoUring {
             api,
@@ -821,17 +848,35 @@ impl IoUring {
         })
     }
 
-    /// Closes the ring, reporting any error: an io_uring's descriptor (the
-    /// mapping stays), a Ring API context with `CONTEXT_CLOSE` (its poller
-    /// ends, its memory is unmapped, a new `ring_setup` may follow). The
-    /// system ring is not closed.
+    /// Closes the ring, reporting any error: an io_uring's descriptor
+    /// (pending work is dropped, the mapping is unmapped and its slot
+    /// freed, the descriptor number may be reused), a Ring API context
+    /// with `CONTEXT_CLOSE` (its poller ends, its memory is unmapped, a new
+    /// `ring_setup` may follow). The system ring is not closed.
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
-            Api::IoUring { fd } => raw::close(fd),
+            // SAFETY: this `IoUring` owns the descriptor and holds the only
+            // views of its mapping, which end with `self` here.
+            Api::IoUring { fd } => unsafe { raw::close_unchecked(fd) },
             Api::RingApi { .. } => close_context(),
             Api::SystemIoUring | Api::SystemRingApi => Ok(()),
         }
+    }
+
+    /// Gives the ring up without closing it, as `IntoRawFd` does: the
+    /// views end here and an io_uring's descriptor is returned, no longer
+    /// owned, so the caller may close it with [`crate::sys::close_ring`]
+    /// (which unmaps the ring) or keep it until exit. A ring without a
+    /// descriptor (a Ring API context, the system ring) gives `None` and is
+    /// closed as dropping it would.
+    pub fn into_raw_fd(mut self) -> Option<u64> {
+        let Api::IoUring { fd } = self.api else {
+            return None;
+        };
+        self.open = false;
+        raw::release_ring_fd(fd);
+        Some(fd)
     }
 }
 
@@ -839,7 +884,8 @@ impl Drop for IoUring {
     fn drop(&mut self) {
         match (self.open, self.api) {
             (true, Api::IoUring { fd }) => {
-                let _ = raw::close(fd);
+                // SAFETY: as in `close`: the views end with `self`.
+                let _ = unsafe { raw::close_unchecked(fd) };
             }
             (true, Api::RingApi { .. }) => {
                 let _ = close_context();

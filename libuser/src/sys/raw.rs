@@ -13,12 +13,24 @@
 //! memory the caller owns; [`syscall`] and [`syscall0`]..[`syscall6`]
 //! take plain numbers, for tests that hand the kernel bad pointers on
 //! purpose.
+//!
+//! Closing an io_uring descriptor unmaps its ring at once, so a ring
+//! descriptor is owned by the [`crate::uring::IoUring`] that set it up, as
+//! Rust's `OwnedFd` owns a file descriptor: this module keeps the
+//! process's table of owned ring descriptors ([`ring_fd_owned`]), and the
+//! safe [`close`] refuses those with `EBUSY`. Only the owning `IoUring`
+//! closes one, from safe code; [`close_unchecked`] is the `unsafe` way
+//! around it. (A ring's `CLOSE` op cannot close a ring descriptor at all:
+//! `EBADF`, as on Linux.)
 
 use abi::errno::Errno;
+use abi::errno::{EBUSY, ERANGE};
 use abi::syscall as nr;
+use abi::syscall::limits::FDS_MAX;
 use abi::{Arg, FileStat, SysInfo, TaskInfo};
 use alloc::vec::Vec;
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Issues syscall `n` with six arguments and returns `rax` undecoded.
 ///
@@ -26,7 +38,11 @@ use core::arch::asm;
 ///
 /// Every argument the kernel treats as a pointer must name memory it may
 /// read or write as the call describes, or be one the kernel is bound to
-/// refuse; the call may change any memory it is given.
+/// refuse; the call may change any memory it is given. A call that unmaps
+/// memory must not take away memory Rust code still views: a `close` of a
+/// ring descriptor an [`crate::uring::IoUring`] owns ([`ring_fd_owned`]) is
+/// only allowed under [`close_unchecked`]'s contract, and then leaves the
+/// descriptor number marked as owned (use [`close_unchecked`]).
 #[inline(always)]
 pub unsafe fn syscall6(n: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     let ret: i64;
@@ -145,9 +161,71 @@ pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Errno> {
 
 /// `close`: ends `fd` (in `SyscallMode::RingBased` only ring descriptors,
 /// which a ring cannot close, as on Linux).
+///
+/// A ring descriptor that a live [`crate::uring::IoUring`] owns is refused
+/// with `EBUSY` and stays open: closing it would unmap the ring memory the
+/// `IoUring` still views. Close that `IoUring` instead, or take the
+/// descriptor out of it with [`crate::uring::IoUring::into_raw_fd`].
 pub fn close(fd: u64) -> Result<(), Errno> {
-    // SAFETY: no pointer arguments.
+    if ring_fd_owned(fd) {
+        return Err(EBUSY);
+    }
+    // SAFETY: `fd` is not a ring descriptor an `IoUring` owns (checked
+    // above), so no live view of ring memory goes with it.
+    unsafe { close_unchecked(fd) }
+}
+
+/// `close` without the ownership check of [`close`]: closes `fd` even if
+/// an [`crate::uring::IoUring`] owns it, and ends that ownership.
+///
+/// # Safety
+///
+/// If `fd` is a ring descriptor an `IoUring` owns, that `IoUring` must
+/// never be used or dropped again (`core::mem::forget` it): the close
+/// unmaps the ring memory it views, and its `Drop` would close the
+/// descriptor number again, which by then may name another ring.
+pub unsafe fn close_unchecked(fd: u64) -> Result<(), Errno> {
+    release_ring_fd(fd);
+    // SAFETY: no pointer arguments; the caller answers for the views of
+    // the memory the close may unmap.
     Errno::from_ret(unsafe { syscall1(nr::CLOSE, fd) }).map(drop)
+}
+
+/// Ring descriptors owned by live [`crate::uring::IoUring`]s, one bit per
+/// descriptor number below [`FDS_MAX`]. One thread per process, but the
+/// bits are atomics all the same, so nothing here depends on that.
+static RING_FDS: [AtomicU64; FDS_MAX.div_ceil(64)] =
+    [const { AtomicU64::new(0) }; FDS_MAX.div_ceil(64)];
+
+/// The word and bit of `fd` in [`RING_FDS`]; `None` past [`FDS_MAX`].
+fn ring_fd_bit(fd: u64) -> Option<(&'static AtomicU64, u64)> {
+    let fd = usize::try_from(fd).ok().filter(|&fd| fd < FDS_MAX)?;
+    Some((&RING_FDS[fd / 64], 1 << (fd % 64)))
+}
+
+/// Whether a live [`crate::uring::IoUring`] owns ring descriptor `fd`, so
+/// that the safe close functions refuse it (`EBUSY`).
+pub fn ring_fd_owned(fd: u64) -> bool {
+    ring_fd_bit(fd).is_some_and(|(word, bit)| word.load(Ordering::Acquire) & bit != 0)
+}
+
+/// Marks ring descriptor `fd` as owned by a new `IoUring`. Fails, marking
+/// nothing, if `fd` is not below [`FDS_MAX`] or is already owned: the
+/// kernel may not hand out either as a new descriptor.
+pub(crate) fn claim_ring_fd(fd: u64) -> Result<(), Errno> {
+    let (word, bit) = ring_fd_bit(fd).ok_or(ERANGE)?;
+    if word.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+        return Err(ERANGE);
+    }
+    Ok(())
+}
+
+/// Ends the ownership of ring descriptor `fd` (its `IoUring` hands it to
+/// the caller, or it is being closed).
+pub(crate) fn release_ring_fd(fd: u64) {
+    if let Some((word, bit)) = ring_fd_bit(fd) {
+        word.fetch_and(!bit, Ordering::AcqRel);
+    }
 }
 
 /// Moves the offset of `fd` (`whence` from [`abi::seek`]); returns the new one.
@@ -269,4 +347,50 @@ pub fn fstat(fd: u64) -> Result<FileStat, Errno> {
     let mut stat = FileStat::default();
     // SAFETY: the kernel writes one `FileStat` to `stat`, a local.
     Errno::from_ret(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The table is process-wide and tests run on threads: each test uses
+    // descriptor numbers of its own.
+
+    #[test]
+    fn a_claimed_ring_fd_is_owned_until_released() {
+        assert!(!ring_fd_owned(40));
+        assert_eq!(claim_ring_fd(40), Ok(()));
+        assert!(ring_fd_owned(40));
+        assert!(!ring_fd_owned(39) && !ring_fd_owned(41));
+        // The kernel cannot hand out a live descriptor again.
+        assert_eq!(claim_ring_fd(40), Err(ERANGE));
+        release_ring_fd(40);
+        assert!(!ring_fd_owned(40));
+        assert_eq!(claim_ring_fd(40), Ok(()));
+        release_ring_fd(40);
+    }
+
+    #[test]
+    fn only_numbers_below_fds_max_can_be_owned() {
+        let last = FDS_MAX as u64 - 1;
+        assert_eq!(claim_ring_fd(last), Ok(()));
+        assert!(ring_fd_owned(last));
+        release_ring_fd(last);
+        for fd in [FDS_MAX as u64, 1 << 32, u64::MAX] {
+            assert_eq!(claim_ring_fd(fd), Err(ERANGE));
+            assert!(!ring_fd_owned(fd));
+            release_ring_fd(fd);
+        }
+    }
+
+    #[test]
+    fn the_safe_closes_refuse_an_owned_ring_fd() {
+        // EBUSY comes before any syscall, so this runs on the host.
+        assert_eq!(claim_ring_fd(50), Ok(()));
+        assert_eq!(close(50), Err(EBUSY));
+        assert_eq!(crate::sys::close(50), Err(EBUSY));
+        assert_eq!(crate::sys::close_ring(50), Err(EBUSY));
+        assert!(ring_fd_owned(50));
+        release_ring_fd(50);
+    }
 }

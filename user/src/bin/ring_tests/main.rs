@@ -20,9 +20,9 @@
 //! and `util::ring()`, which follow [`util::backend`]: one contract, two
 //! implementations.
 //!
-//! Most cases run in a fresh child process (`ring_tests case N`): a process
-//! gets at most 16 ring slots in its life (slots are not reused), and a case
-//! that breaks a ring must not break the next one. The child prints the
+//! Most cases run in a fresh child process (`ring_tests case N`): a case
+//! that breaks a ring must not break the next one, nor leave rings open
+//! (a process has at most 16 at once). The child prints the
 //! case's detail lines itself and leaves its outcome in [`OUTCOME_FILE`]
 //! for the parent, so the report reads as if the case ran in the parent.
 //!

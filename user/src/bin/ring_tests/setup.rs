@@ -1,7 +1,7 @@
 //! io_uring_setup: sizes, params, the mapping, slots, bad arguments; the
 //! ring descriptor as a descriptor.
 
-use abi::errno::{EBADF, EFAULT, EINVAL, EMFILE, EOPNOTSUPP};
+use abi::errno::{EBADF, EBUSY, EFAULT, EINVAL, EMFILE, EOPNOTSUPP};
 use abi::io_uring::{
     enter_flags, features, header, op, register, ring_layout, setup_flags, IoUringParams, Sqe,
 };
@@ -27,6 +27,7 @@ pub const CASES: &[RingCase] = &[
     ("16 rings open at once: the 17th fails with EMFILE until one is closed", ring_limit, Run::Child),
     ("100 rings set up and closed in a row: each gets slot 0 back, no frames or heap leak", ring_churn, Run::Child),
     ("the ring fd: read/write fail, close works once and unmaps the ring, then enter/register fail with EBADF", ring_fd, Run::Child),
+    ("a live IoUring owns its fd: close is EBUSY and the ring keeps working; after ring.close() the fd is EBADF", owned_fd, Run::Child),
     ("enter/register on a descriptor that is not a ring fail (EBADF/EOPNOTSUPP)", not_a_ring, Run::Child),
     ("enter with unknown flags fails with EINVAL and consumes nothing", enter_bad_flags, Run::Child),
 ];
@@ -356,6 +357,9 @@ fn ring_fd() -> TestResult {
     let end_of_mapping = ring.base() + ring_layout::SIZE - 64;
     raw::task_info_at(pid, end_of_mapping)?;
     let mapped = sys::sysinfo()?;
+    // The `IoUring` owns the descriptor: it gives it up (and its views of
+    // the ring with it) before the descriptor is closed under it.
+    check_eq!(ring.into_raw_fd(), Some(fd));
     sys::close_ring(fd)?;
     let freed = sys::sysinfo()?;
     check_err!(sys::close_ring(fd), EBADF, "second close(ring fd)");
@@ -365,9 +369,13 @@ fn ring_fd() -> TestResult {
         EBADF,
         "enter(GETEVENTS) after close"
     );
-    check_err!(ring.probe(), EBADF, "register(PROBE) after close");
     check_err!(
-        ring.unregister_buffers(),
+        raw::register(fd, register::REGISTER_PROBE, 0, 256),
+        EBADF,
+        "register(PROBE) after close"
+    );
+    check_err!(
+        raw::register(fd, register::UNREGISTER_BUFFERS, 0, 0),
         EBADF,
         "register(UNREGISTER_BUFFERS) after close"
     );
@@ -388,8 +396,62 @@ fn ring_fd() -> TestResult {
     let (_name, file) = scratch_file("rt_ringfd", b"data")?;
     detail!("ring fd {fd}; the next open got fd {}", file.fd());
     check_eq!(file.fd(), fd);
-    drop(file);
-    core::mem::forget(ring); // its fd is already closed
+    Ok(())
+}
+
+fn owned_fd() -> TestResult {
+    let mut ring = IoUring::setup(8, 0)?;
+    let fd = ring.fd();
+    // Closing the descriptor would unmap the ring under `ring`: every safe
+    // close refuses it and leaves it open.
+    check_err!(
+        sys::close_ring(fd),
+        EBUSY,
+        "close_ring(fd of a live IoUring)"
+    );
+    check_err!(sys::close(fd), EBUSY, "close(fd of a live IoUring)");
+    check_err!(
+        sys::raw::close(fd),
+        EBUSY,
+        "raw::close(fd of a live IoUring)"
+    );
+    check!(sys::raw::ring_fd_owned(fd), "fd {fd} not marked as owned");
+    // Still open and mapped: a NOP goes round, its CQE read from the ring.
+    nop_on(&mut ring, 0xb5)?;
+    check_eq!(ring.pop_cqe().map(|c| c.user_data), Some(0xb5));
+    // A ring descriptor no IoUring owns (a raw setup's) closes as ever.
+    let mut p = IoUringParams::default();
+    let unowned = raw::setup_fd(8, &mut p)?;
+    check!(
+        !sys::raw::ring_fd_owned(unowned),
+        "raw setup's fd {unowned} marked as owned"
+    );
+    sys::close_ring(unowned)?;
+    // The IoUring closes its own descriptor, which ends the ownership.
+    ring.close()?;
+    check!(
+        !sys::raw::ring_fd_owned(fd),
+        "fd {fd} still owned after close"
+    );
+    check_err!(sys::close_ring(fd), EBADF, "close_ring after ring.close()");
+    check_err!(uring::enter(fd, 0, 0, 0), EBADF, "enter after ring.close()");
+    // The number goes to the next ring, owned again; `into_raw_fd` hands
+    // it out, and then it is the caller's to close, once.
+    let next = IoUring::setup(8, 0)?;
+    detail!("ring fd {fd}; the next ring got fd {}", next.fd());
+    check_eq!(next.fd(), fd);
+    check_err!(
+        sys::close_ring(fd),
+        EBUSY,
+        "close_ring(fd of the next ring)"
+    );
+    check_eq!(next.into_raw_fd(), Some(fd));
+    sys::close_ring(fd)?;
+    check_err!(
+        sys::close_ring(fd),
+        EBADF,
+        "second close_ring after into_raw_fd"
+    );
     Ok(())
 }
 
