@@ -61,8 +61,8 @@
 //! blocks of this module only push SQEs whose memory the context owns.
 #![allow(unsafe_code)]
 
-use crate::sys::Errno;
 use crate::uring::Ring;
+use abi::errno::Errno;
 use abi::errno::{EBUSY, EINVAL};
 use abi::io_uring::{enter_flags, op, sq_flags, sqe_flags, IoVec, Sqe, Statx, Timespec};
 use alloc::boxed::Box;
@@ -100,7 +100,7 @@ enum Payload {
 impl Completion {
     /// The error, if the operation failed.
     pub fn errno(&self) -> Option<Errno> {
-        (self.result < 0).then(|| Errno(-self.result))
+        Errno::from_res(self.result).err()
     }
 
     /// The buffer of a `read` (truncated to the bytes read when it
@@ -820,7 +820,7 @@ impl AsyncContext {
         if self.ring.sq_space() == 0 {
             self.flush()?;
             if self.ring.sq_space() == 0 {
-                return Err(Errno(EBUSY));
+                return Err(EBUSY);
             }
         }
         let AsyncOp {
@@ -926,7 +926,7 @@ impl AsyncContext {
     /// changed) while an op using one is in flight.
     pub fn unregister_buffers(&mut self) -> Result<Vec<Vec<u8>>, Errno> {
         if self.in_flight.any_fixed_busy() {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
         self.ring.unregister_buffers()?;
         self.in_flight.fixed_busy.clear();
@@ -937,24 +937,21 @@ impl AsyncContext {
     /// an op using it is in flight.
     pub fn fixed_buffer(&self, index: usize) -> Result<&[u8], Errno> {
         if self.in_flight.fixed_busy(index) {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
-        self.fixed
-            .get(index)
-            .map(Vec::as_slice)
-            .ok_or(Errno(EINVAL))
+        self.fixed.get(index).map(Vec::as_slice).ok_or(EINVAL)
     }
 
     /// Registered buffer `index` for writing; errors as
     /// [`AsyncContext::fixed_buffer`].
     pub fn fixed_buffer_mut(&mut self, index: usize) -> Result<&mut [u8], Errno> {
         if self.in_flight.fixed_busy(index) {
-            return Err(Errno(EBUSY));
+            return Err(EBUSY);
         }
         self.fixed
             .get_mut(index)
             .map(Vec::as_mut_slice)
-            .ok_or(Errno(EINVAL))
+            .ok_or(EINVAL)
     }
 
     /// Registers descriptors (`-1` = empty slot) for [`AsyncOp::fixed_file`].
@@ -1209,7 +1206,7 @@ mod tests {
         assert!(c.take_buffer().is_none());
 
         let mut c = finish(slot(Lent::ReadInto(vec![7; 100])), -14, 0);
-        assert_eq!(c.errno(), Some(Errno(14)));
+        assert_eq!(c.errno(), Some(abi::errno::EFAULT));
         assert_eq!(
             c.take_buffer().unwrap().len(),
             100,

@@ -4,6 +4,7 @@
 //! `write` per line (or per full buffer), so a line from one process is not
 //! split by output from another.
 
+use crate::sys;
 use core::fmt::{self, Write};
 
 /// A line-buffered writer to one file descriptor; flushes on drop.
@@ -26,7 +27,7 @@ impl Console {
     /// Writes out whatever is buffered. Errors are dropped: there is nowhere
     /// left to report them.
     pub fn flush(&mut self) {
-        let _ = crate::sys::write_all(self.fd, &self.buf[..self.len]);
+        let _ = sys::write_all(self.fd, &self.buf[..self.len]);
         self.len = 0;
     }
 }

@@ -1,6 +1,7 @@
 //! Files: an owned descriptor type and whole-file helpers.
 
-use crate::sys::{self, Errno};
+use crate::sys;
+use abi::errno::Errno;
 use abi::open_flags::{O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY};
 use abi::FileStat;
 use alloc::vec::Vec;

@@ -5,7 +5,7 @@
 //! `panicked at FILE:LINE: MESSAGE` and exits with 101, a global allocator
 //! over a fixed region in `.bss` ([`heap`]), typed syscall wrappers ([`sys`],
 //! which in `SyscallMode::RingBased` do their I/O through the process's
-//! system ring, [`sysring`]),
+//! system ring, [`sysring`]; the direct calls are [`sys::raw`]),
 //! console printing ([`print!`], [`println!`], [`eprint!`], [`eprintln!`]),
 //! files ([`fs`]), child processes ([`process`]), rings ([`uring`], the
 //! raw ring of either ring system, [`ring_io`], the Ring API's `Ring`
@@ -15,8 +15,12 @@
 //! Invariants:
 //! - Every syscall number, errno value, flag, struct and fixed address comes
 //!   from the `abi` crate; nothing here repeats one.
+//! - Layers call downwards only: [`sys::raw`] (the `syscall` instruction)
+//!   uses no other module; [`uring`] uses only [`sys::raw`]; [`sysring`]
+//!   uses [`uring`] and [`sys::raw`]; [`sys`] is the facade over
+//!   [`sys::raw`] and [`sysring`]; everything else builds on those.
 //! - Unsafe code lives only in [`rt`] (entry point), [`heap`] (allocator),
-//!   [`sys`] (the `syscall` instruction), [`sysring`] (lending call
+//!   [`sys::raw`] (the `syscall` instruction), [`sysring`] (lending call
 //!   buffers to the system ring), [`uring`] (the shared ring
 //!   mapping), [`ring_io`] (passing on `push_sqe`'s contract) and
 //!   [`async_io`] (lending buffers to the kernel), each block
@@ -40,5 +44,5 @@ pub mod sysring;
 pub mod test;
 pub mod uring;
 
+pub use abi::errno::Errno;
 pub use rt::Args;
-pub use sys::Errno;

@@ -1,6 +1,7 @@
 //! Child processes: spawn, wait and describe how they ended.
 
-use crate::sys::{self, Errno};
+use crate::sys;
+use abi::errno::Errno;
 use core::fmt;
 
 /// Starts program `name` with `argv` (`argv[0]` is conventionally `name`);
@@ -11,7 +12,7 @@ pub fn spawn(name: &str, argv: &[&str]) -> Result<u64, Errno> {
 
 /// Waits for child `pid` to end; returns its status (see [`abi::status`]).
 pub fn wait(pid: u64) -> Result<i32, Errno> {
-    let pid = i64::try_from(pid).map_err(|_| Errno(abi::errno::EINVAL))?;
+    let pid = i64::try_from(pid).map_err(|_| abi::errno::EINVAL)?;
     sys::wait(pid).map(|(_, status)| status)
 }
 

@@ -26,8 +26,9 @@
 //! passes that contract on, and is the module's only unsafe code.
 #![allow(unsafe_code)]
 
-use crate::sys::{self, Errno};
+use crate::sys;
 use crate::uring;
+use abi::errno::Errno;
 use abi::io_uring::{Cqe, IoVec, Sqe};
 use abi::ring_api::{enter_flags, setup_flags, RingSetupParams};
 

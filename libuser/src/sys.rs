@@ -1,339 +1,72 @@
-//! Syscalls: the `syscall` instruction itself and one typed wrapper per call.
+//! Syscalls as programs make them: one typed function per call.
 //!
-//! The wrappers take Rust references, so the kernel only ever sees memory the
-//! caller owns; [`raw_syscall`] and [`syscall0`]..[`syscall6`] take plain
-//! numbers, for tests that hand the kernel bad pointers on purpose.
-#![allow(unsafe_code)]
+//! `read`, `write`, `open`, `close` and `fsync` are a facade: in
+//! `SyscallMode::RingBased` they go through the process's system ring
+//! ([`crate::sysring`]), otherwise they are the direct syscalls of
+//! [`raw`]. Every other call is the direct syscall, re-exported from
+//! [`raw`], which also holds the `syscall` instruction itself for tests
+//! that hand the kernel bad pointers on purpose.
+//!
+//! Layering: [`raw`] uses nothing else from libuser; [`crate::sysring`]
+//! and [`crate::uring`] build on [`raw`] only, and this module on both, so
+//! no module here calls back into one that calls it.
 
-use abi::syscall as nr;
-use abi::{Arg, FileStat, SysInfo, TaskInfo};
-use alloc::vec::Vec;
-use core::arch::asm;
-use core::fmt;
+pub mod raw;
+
+use crate::sysring;
+use abi::errno::{Errno, EIO};
+
+pub use raw::{
+    clock_ns, exit, fstat, getpid, lseek, poweroff, sleep_ns, spawn, sysinfo, task_info, unlink,
+    wait, yield_now,
+};
 
 /// First address of the canonical upper half, where the kernel lives: the
 /// sign extension of [`abi::layout::USER_END`]. User pointers at or above it
 /// must be refused.
 pub const KERNEL_HALF: u64 = !(abi::layout::USER_END - 1);
 
-/// An error number returned by the kernel (values in [`abi::errno`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    /// The symbolic name, such as `"ENOENT"`.
-    pub const fn name(self) -> &'static str {
-        abi::errno::name(self.0)
-    }
-}
-
-impl fmt::Display for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            "E?" => write!(f, "errno {}", self.0),
-            name => f.write_str(name),
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Splits a raw syscall result into a value or the `-errno` it encodes.
-pub fn decode(ret: i64) -> Result<u64, Errno> {
-    if (-(abi::errno::MAX_ERRNO as i64)..=-1).contains(&ret) {
-        Err(Errno(-ret as i32))
-    } else {
-        Ok(ret as u64)
-    }
-}
-
-/// Issues syscall `n` with six arguments and returns `rax` undecoded.
-///
-/// # Safety
-///
-/// Every argument the kernel treats as a pointer must name memory it may
-/// read or write as the call describes, or be one the kernel is bound to
-/// refuse; the call may change any memory it is given.
-#[inline(always)]
-pub unsafe fn syscall6(n: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-    let ret: i64;
-    // SAFETY: `syscall` clobbers only rcx and r11 (declared), returns in rax
-    // and may touch memory (not `nomem`), which the caller vouched for; the
-    // kernel does not use the user stack.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") n as i64 => ret,
-            in("rdi") a0,
-            in("rsi") a1,
-            in("rdx") a2,
-            in("r10") a3,
-            in("r8") a4,
-            in("r9") a5,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// [`syscall6`] with no arguments.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall0(n: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, 0, 0, 0, 0, 0, 0) }
-}
-
-/// [`syscall6`] with one argument.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall1(n: u64, a0: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, a0, 0, 0, 0, 0, 0) }
-}
-
-/// [`syscall6`] with two arguments.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall2(n: u64, a0: u64, a1: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, a0, a1, 0, 0, 0, 0) }
-}
-
-/// [`syscall6`] with three arguments.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall3(n: u64, a0: u64, a1: u64, a2: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, a0, a1, a2, 0, 0, 0) }
-}
-
-/// [`syscall6`] with four arguments.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall4(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, a0, a1, a2, a3, 0, 0) }
-}
-
-/// [`syscall6`] with five arguments.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-#[inline(always)]
-pub unsafe fn syscall5(n: u64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
-    // SAFETY: passed on to the caller.
-    unsafe { syscall6(n, a0, a1, a2, a3, a4, 0) }
-}
-
-/// Issues syscall `n` with `args` and decodes the result.
-///
-/// # Safety
-///
-/// As for [`syscall6`].
-pub unsafe fn raw_syscall(n: u64, args: [u64; 6]) -> Result<u64, Errno> {
-    let [a0, a1, a2, a3, a4, a5] = args;
-    // SAFETY: passed on to the caller.
-    decode(unsafe { syscall6(n, a0, a1, a2, a3, a4, a5) })
-}
-
 /// Reads from `fd` into `buf`; returns the byte count, 0 at end of file.
-///
-/// Like [`write`], [`open`], [`close`] and [`fsync`], this goes through the
-/// system ring ([`crate::sysring`]) in `SyscallMode::RingBased`.
 pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
-    if let Some(result) = crate::sysring::read(fd, buf) {
-        return result;
-    }
-    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which
-    // is borrowed mutably for the call.
-    let ret = unsafe { syscall3(nr::READ, fd, buf.as_mut_ptr() as u64, buf.len() as u64) };
-    decode(ret).map(|n| n as usize)
+    sysring::read(fd, buf).unwrap_or_else(|| raw::read(fd, buf))
 }
 
 /// Writes `buf` to `fd`; returns how many bytes were taken.
 pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Errno> {
-    if let Some(result) = crate::sysring::write(fd, buf) {
-        return result;
-    }
-    // SAFETY: the kernel only reads the `buf.len()` bytes of `buf`.
-    let ret = unsafe { syscall3(nr::WRITE, fd, buf.as_ptr() as u64, buf.len() as u64) };
-    decode(ret).map(|n| n as usize)
+    sysring::write(fd, buf).unwrap_or_else(|| raw::write(fd, buf))
 }
 
 /// Writes all of `buf` to `fd`, retrying short writes.
 pub fn write_all(fd: u64, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
         match write(fd, buf)? {
-            0 => return Err(Errno(abi::errno::EIO)),
+            0 => return Err(EIO),
             n => buf = &buf[n..],
         }
     }
     Ok(())
 }
 
+/// Opens `path` with `flags` from [`abi::open_flags`]; returns the new fd.
+pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
+    sysring::open(path, flags).unwrap_or_else(|| raw::open(path, flags))
+}
+
 /// Closes `fd`. A ring descriptor cannot be closed through a ring: use
 /// [`close_ring`] for those.
 pub fn close(fd: u64) -> Result<(), Errno> {
-    if let Some(result) = crate::sysring::close(fd) {
-        return result;
-    }
-    close_ring(fd)
+    sysring::close(fd).unwrap_or_else(|| raw::close(fd))
 }
 
 /// Closes `fd` with the `close` syscall, which in `SyscallMode::RingBased`
 /// closes ring descriptors only (a ring cannot close one, as on Linux).
 pub fn close_ring(fd: u64) -> Result<(), Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::CLOSE, fd) }).map(drop)
-}
-
-/// Moves the offset of `fd` (`whence` from [`abi::seek`]); returns the new one.
-pub fn lseek(fd: u64, offset: i64, whence: u64) -> Result<u64, Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall3(nr::LSEEK, fd, offset as u64, whence) })
-}
-
-/// Gives up the CPU to other runnable tasks.
-pub fn yield_now() -> Result<(), Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::YIELD) }).map(drop)
-}
-
-/// The caller's process id.
-pub fn getpid() -> Result<u64, Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::GETPID) })
-}
-
-/// Ends the process with `code`.
-pub fn exit(code: i32) -> ! {
-    // SAFETY: `exit` takes no pointers and does not return; the `ud2` only
-    // runs if the kernel breaks that promise.
-    unsafe {
-        asm!("syscall", "ud2", in("rax") nr::EXIT, in("rdi") code as i64, options(noreturn, nostack));
-    }
+    raw::close(fd)
 }
 
 /// Flushes `fd` to its backing store.
 pub fn fsync(fd: u64) -> Result<(), Errno> {
-    if let Some(result) = crate::sysring::fsync(fd) {
-        return result;
-    }
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::FSYNC, fd) }).map(drop)
-}
-
-/// Opens `path` with `flags` from [`abi::open_flags`]; returns the new fd.
-pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
-    if let Some(result) = crate::sysring::open(path, flags) {
-        return result;
-    }
-    // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
-    decode(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
-}
-
-/// Removes the name `path`; open descriptors keep the file alive.
-pub fn unlink(path: &str) -> Result<(), Errno> {
-    // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
-    decode(unsafe { syscall2(nr::UNLINK, path.as_ptr() as u64, path.len() as u64) }).map(drop)
-}
-
-/// Starts program `name` as a child with exactly `argv` as its arguments
-/// (so `argv[0]` should be the program name); returns the child's pid.
-pub fn spawn(name: &str, argv: &[&str]) -> Result<u64, Errno> {
-    let args: Vec<Arg> = argv
-        .iter()
-        .map(|arg| Arg {
-            ptr: arg.as_ptr() as u64,
-            len: arg.len() as u64,
-        })
-        .collect();
-    // SAFETY: the kernel only reads `name`, the `args` array and the strings
-    // it points to, all borrowed for the call.
-    let ret = unsafe {
-        syscall4(
-            nr::SPAWN,
-            name.as_ptr() as u64,
-            name.len() as u64,
-            args.as_ptr() as u64,
-            args.len() as u64,
-        )
-    };
-    decode(ret)
-}
-
-/// Waits for child `pid` (any child if `pid == -1`) to end and reaps it;
-/// returns its pid and status (see [`abi::status`]).
-pub fn wait(pid: i64) -> Result<(u64, i32), Errno> {
-    let mut status = 0i32;
-    // SAFETY: the kernel writes one `i32` to `status`, a local.
-    let ret = unsafe { syscall2(nr::WAIT, pid as u64, &raw mut status as u64) };
-    decode(ret).map(|pid| (pid, status))
-}
-
-/// Sleeps for at least `ns` nanoseconds.
-pub fn sleep_ns(ns: u64) -> Result<(), Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall1(nr::SLEEP, ns) }).map(drop)
-}
-
-/// Monotonic nanoseconds since boot.
-pub fn clock_ns() -> Result<u64, Errno> {
-    // SAFETY: no pointer arguments.
-    decode(unsafe { syscall0(nr::CLOCK) })
-}
-
-/// Turns the machine off; `code` 0 reports success to the test harness.
-pub fn poweroff(code: i32) -> ! {
-    // SAFETY: `poweroff` takes no pointers and does not return; the `ud2`
-    // only runs if the kernel breaks that promise.
-    unsafe {
-        asm!("syscall", "ud2", in("rax") nr::POWEROFF, in("rdi") code as i64, options(noreturn, nostack));
-    }
-}
-
-/// System-wide counters.
-pub fn sysinfo() -> Result<SysInfo, Errno> {
-    let mut info = SysInfo::default();
-    // SAFETY: the kernel writes one `SysInfo` to `info`, a local.
-    decode(unsafe { syscall1(nr::SYSINFO, &raw mut info as u64) }).map(|_| info)
-}
-
-/// Run time and state of task `tid` (`ESRCH` if there is none).
-pub fn task_info(tid: u64) -> Result<TaskInfo, Errno> {
-    let mut info = TaskInfo::default();
-    // SAFETY: the kernel writes one `TaskInfo` to `info`, a local.
-    decode(unsafe { syscall2(nr::TASK_INFO, tid, &raw mut info as u64) }).map(|_| info)
-}
-
-/// Size and inode of the file open as `fd`.
-pub fn fstat(fd: u64) -> Result<FileStat, Errno> {
-    let mut stat = FileStat::default();
-    // SAFETY: the kernel writes one `FileStat` to `stat`, a local.
-    decode(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
+    sysring::fsync(fd).unwrap_or_else(|| raw::fsync(fd))
 }
 
 #[cfg(test)]
@@ -341,23 +74,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_splits_errors_from_values() {
-        assert_eq!(decode(0), Ok(0));
-        assert_eq!(decode(42), Ok(42));
-        assert_eq!(decode(-2), Err(Errno(abi::errno::ENOENT)));
-        assert_eq!(decode(-4095), Err(Errno(4095)));
-        // Below the errno range a negative value is data (a high address).
-        assert_eq!(decode(-4096), Ok((-4096i64) as u64));
-    }
-
-    #[test]
     fn kernel_half_starts_at_the_upper_canonical_half() {
         assert_eq!(KERNEL_HALF, 0xffff_8000_0000_0000);
-    }
-
-    #[test]
-    fn errno_displays_its_name() {
-        assert_eq!(alloc::format!("{}", Errno(abi::errno::EFAULT)), "EFAULT");
-        assert_eq!(alloc::format!("{}", Errno(999)), "errno 999");
     }
 }

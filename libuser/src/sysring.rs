@@ -21,8 +21,9 @@
 //! the panic handler, printing while a ring call panicked) gets `EBUSY`.
 #![allow(unsafe_code)]
 
-use crate::sys::Errno;
+use crate::sys::raw;
 use crate::uring::Ring;
+use abi::errno::Errno;
 use abi::errno::{EBADF, EBUSY, EINVAL, EIO, ENAMETOOLONG};
 use abi::io_uring::{enter_flags, op, Sqe, AT_FDCWD};
 use abi::syscall::limits::PATH_MAX;
@@ -62,7 +63,7 @@ pub(crate) fn init(info: Option<&StartInfo>) {
         }
         match Ring::system(&info) {
             Ok(ring) => Some(Mutex::new(System { ring, next: 1 })),
-            Err(_) => crate::sys::exit(127),
+            Err(_) => raw::exit(127),
         }
     });
 }
@@ -97,7 +98,7 @@ pub fn calls() -> u64 {
 pub unsafe fn call(mut sqe: Sqe) -> Option<Result<u32, Errno>> {
     let system = SYSTEM.get()?.as_ref()?;
     let Some(mut system) = system.try_lock() else {
-        return Some(Err(Errno(EBUSY)));
+        return Some(Err(EBUSY));
     };
     let system = &mut *system;
     let tag = system.next;
@@ -109,7 +110,7 @@ pub unsafe fn call(mut sqe: Sqe) -> Option<Result<u32, Errno>> {
     if !unsafe { system.ring.push_sqe(&sqe) } {
         // Only SQEs of earlier calls could fill it, and each call leaves
         // none behind.
-        return Some(Err(Errno(EIO)));
+        return Some(Err(EIO));
     }
     system.ring.publish();
     if let Err(errno) = system.ring.enter(1, 1, enter_flags::GETEVENTS) {
@@ -125,18 +126,18 @@ pub unsafe fn call(mut sqe: Sqe) -> Option<Result<u32, Errno>> {
     for _ in 0..system.ring.cq_entries() {
         match system.ring.pop_cqe() {
             Some(cqe) if cqe.user_data == tag => {
-                return Some(crate::sys::decode(i64::from(cqe.res)).map(|n| n as u32));
+                return Some(Errno::from_res(cqe.res));
             }
             Some(_) => {}
             None => break,
         }
     }
-    Some(Err(Errno(EIO)))
+    Some(Err(EIO))
 }
 
 /// A descriptor as an SQE's `fd`.
 fn sqe_fd(fd: u64) -> Result<i32, Errno> {
-    i32::try_from(fd).map_err(|_| Errno(EBADF))
+    i32::try_from(fd).map_err(|_| EBADF)
 }
 
 /// `read(fd, buf)` at the file position.
@@ -184,10 +185,10 @@ pub unsafe fn rw(opcode: u8, fd: u64, addr: u64, len: u64) -> Option<Result<usiz
 pub fn open(path: &str, flags: u64) -> Option<Result<u64, Errno>> {
     SYSTEM.get()?.as_ref()?;
     if path.len() > PATH_MAX {
-        return Some(Err(Errno(ENAMETOOLONG)));
+        return Some(Err(ENAMETOOLONG));
     }
     let (Ok(op_flags), false) = (u32::try_from(flags), path.as_bytes().contains(&0)) else {
-        return Some(Err(Errno(EINVAL)));
+        return Some(Err(EINVAL));
     };
     let mut buf = [0u8; PATH_MAX + 1];
     buf[..path.len()].copy_from_slice(path.as_bytes());

@@ -16,7 +16,8 @@
 //! A case is a closure returning [`TestResult`]. The `check*` macros return
 //! a failure naming the file and line; `?` on a [`Errno`] result does too.
 
-use crate::sys::{self, Errno};
+use crate::sys;
+use abi::errno::Errno;
 use abi::SysInfo;
 use alloc::format;
 use alloc::string::String;
@@ -196,9 +197,9 @@ macro_rules! check_eq {
     };
 }
 
-/// Fails the case unless `result` is `Err(Errno(e))` with `e` matching the
-/// pattern, such as `EFAULT` or `EFAULT | EINVAL` (constants from
-/// `abi::errno`). An optional format string after the pattern says what was
+/// Fails the case unless `result` is `Err(e)` with the [`Errno`] `e`
+/// matching the pattern, such as `EFAULT` or `EFAULT | EINVAL` (constants
+/// from `abi::errno`). An optional format string after the pattern says what was
 /// called; by default the failure quotes the expression.
 #[macro_export]
 macro_rules! check_err {
@@ -207,7 +208,7 @@ macro_rules! check_err {
     };
     ($result:expr, $errno:pat, $($context:tt)+) => {
         match $result {
-            Err($crate::Errno($errno)) => {}
+            Err($errno) => {}
             other => $crate::fail!(
                 "{}: expected Err({}), got {:?}",
                 format_args!($($context)+),
@@ -282,9 +283,9 @@ mod tests {
 
     #[test]
     fn check_macros_pass_and_fail_with_locations() {
-        let efault = Err(Errno(abi::errno::EFAULT));
+        let efault = Err(abi::errno::EFAULT);
         assert!(checks(5, efault).is_ok());
-        assert!(checks(5, Err(Errno(abi::errno::EINVAL))).is_ok());
+        assert!(checks(5, Err(abi::errno::EINVAL)).is_ok());
         let with_context = || -> TestResult {
             crate::check_err!(Ok::<u64, Errno>(1), abi::errno::EBADF, "fd {}", 7);
             Ok(())
@@ -305,7 +306,7 @@ mod tests {
     #[test]
     fn question_mark_on_errno_fails_at_the_question_mark() {
         fn case() -> TestResult {
-            Err(Errno(abi::errno::ENOENT))?;
+            Err(abi::errno::ENOENT)?;
             Ok(())
         }
         let line = line!() - 3;

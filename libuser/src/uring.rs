@@ -46,7 +46,8 @@
 //! until its completion (or until the process exits).
 #![allow(unsafe_code)]
 
-use crate::sys::{self, Errno};
+use crate::sys::raw;
+use abi::errno::Errno;
 use abi::errno::{EINVAL, ENOSYS, ERANGE};
 use abi::io_uring::{enter_flags, register};
 use abi::io_uring::{
@@ -79,7 +80,7 @@ pub enum Queue {
 /// an address the kernel is bound to refuse (it then returns `EFAULT`).
 pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    sys::decode(unsafe { sys::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
+    Errno::from_ret(unsafe { raw::syscall2(nr::IO_URING_SETUP, u64::from(entries), params) })
 }
 
 /// `io_uring_enter(fd, to_submit, min_complete, flags)` on any descriptor;
@@ -90,7 +91,7 @@ pub unsafe fn setup_raw(entries: u32, params: u64) -> Result<u64, Errno> {
 pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; see above for the ring's contents.
     let ret = unsafe {
-        sys::syscall4(
+        raw::syscall4(
             nr::IO_URING_ENTER,
             fd,
             u64::from(to_submit),
@@ -98,7 +99,7 @@ pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u
             u64::from(flags),
         )
     };
-    sys::decode(ret).map(|n| n as u32)
+    Errno::from_ret(ret).map(|n| n as u32)
 }
 
 /// `io_uring_register(fd, opcode, arg, nr)` with a raw argument.
@@ -111,8 +112,8 @@ pub fn enter(fd: u64, to_submit: u32, min_complete: u32, flags: u32) -> Result<u
 /// addresses [`Ring::push_sqe`]'s contract covers.
 pub unsafe fn register_raw(fd: u64, opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
-    sys::decode(unsafe {
-        sys::syscall4(
+    Errno::from_ret(unsafe {
+        raw::syscall4(
             nr::IO_URING_REGISTER,
             fd,
             u64::from(opcode),
@@ -165,7 +166,7 @@ struct Layout {
 /// 4-aligned with its object inside [`ring_layout::SIZE`]. A kernel that
 /// returns anything else gets `ERANGE`, and nothing is dereferenced.
 fn validate(params: &IoUringParams) -> Result<Layout, Errno> {
-    let bad = Err(Errno(ERANGE));
+    let bad = Err(ERANGE);
     let (sq, cq) = (params.sq_entries, params.cq_entries);
     if !sq.is_power_of_two()
         || !cq.is_power_of_two()
@@ -244,7 +245,7 @@ pub enum Api {
 /// [`RingSetupParams`], or an address the kernel is bound to refuse.
 pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `params`.
-    sys::decode(unsafe { sys::syscall1(nr::RING_SETUP, params) })
+    Errno::from_ret(unsafe { raw::syscall1(nr::RING_SETUP, params) })
 }
 
 /// `ring_enter(flags, min_complete)`: the Ring API doorbell (flags from
@@ -254,8 +255,8 @@ pub unsafe fn ring_setup_raw(params: u64) -> Result<u64, Errno> {
 pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
     // SAFETY: no pointer arguments; the SQEs the kernel consumes were
     // published under `Ring::push_sqe`'s contract.
-    let ret = unsafe { sys::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
-    sys::decode(ret).map(|n| n as u32)
+    let ret = unsafe { raw::syscall2(nr::RING_ENTER, u64::from(flags), u64::from(min_complete)) };
+    Errno::from_ret(ret).map(|n| n as u32)
 }
 
 /// `ring_register(opcode, arg, nr)` on the process's Ring API context.
@@ -266,7 +267,9 @@ pub fn ring_enter(flags: u32, min_complete: u32) -> Result<u32, Errno> {
 /// may only be sent when no [`Ring`] views it (close that `Ring` instead).
 pub unsafe fn ring_register_raw(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
     // SAFETY: the caller vouches for `arg`.
-    sys::decode(unsafe { sys::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr)) })
+    Errno::from_ret(unsafe {
+        raw::syscall3(nr::RING_REGISTER, u64::from(opcode), arg, u64::from(nr))
+    })
 }
 
 /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the process's Ring API
@@ -355,7 +358,7 @@ impl Ring {
         match Ring::map(Api::IoUring { fd }, params) {
             Ok(ring) => Ok(ring),
             Err(err) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
                 Err(err)
             }
         }
@@ -386,10 +389,10 @@ impl Ring {
     /// kernel itself reported (module invariants).
     pub(crate) fn system(info: &abi::StartInfo) -> Result<Ring, Errno> {
         let api = match info.backend {
-            _ if info.mode != abi::syscall::mode::RING_BASED => return Err(Errno(ENOSYS)),
+            _ if info.mode != abi::syscall::mode::RING_BASED => return Err(ENOSYS),
             abi::syscall::backend::IO_URING => Api::SystemIoUring,
             abi::syscall::backend::RING_API => Api::SystemRingApi,
-            _ => return Err(Errno(ENOSYS)),
+            _ => return Err(ENOSYS),
         };
         let mut params = IoUringParams {
             sq_entries: info.sq_entries,
@@ -758,7 +761,7 @@ impl Ring {
             // SAFETY: passed on to the caller.
             Api::RingApi { .. } => unsafe { ring_register_raw(opcode, arg, nr) },
             // The system ring cannot be registered with.
-            Api::SystemIoUring | Api::SystemRingApi => Err(Errno(EINVAL)),
+            Api::SystemIoUring | Api::SystemRingApi => Err(EINVAL),
         }
     }
 
@@ -766,7 +769,7 @@ impl Ring {
     /// memory they name is only accessed by fixed-buffer SQEs, which
     /// [`Ring::push_sqe`]'s contract covers; bad ranges must fail `EFAULT`.
     pub fn register_buffers(&self, iovecs: &[IoVec]) -> Result<(), Errno> {
-        let nr = u32::try_from(iovecs.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        let nr = u32::try_from(iovecs.len()).map_err(|_| abi::errno::EINVAL)?;
         // SAFETY: the kernel reads `nr` iovecs from a borrowed slice.
         unsafe { self.register(register::REGISTER_BUFFERS, iovecs.as_ptr() as u64, nr) }.map(drop)
     }
@@ -779,7 +782,7 @@ impl Ring {
 
     /// `REGISTER_FILES` with descriptor numbers (`-1` = empty slot).
     pub fn register_files(&self, fds: &[i32]) -> Result<(), Errno> {
-        let nr = u32::try_from(fds.len()).map_err(|_| Errno(abi::errno::EINVAL))?;
+        let nr = u32::try_from(fds.len()).map_err(|_| abi::errno::EINVAL)?;
         // SAFETY: the kernel reads `nr` i32s from a borrowed slice.
         unsafe { self.register(register::REGISTER_FILES, fds.as_ptr() as u64, nr) }.map(drop)
     }
@@ -814,7 +817,7 @@ impl Ring {
     pub fn close(mut self) -> Result<(), Errno> {
         self.open = false;
         match self.api {
-            Api::IoUring { fd } => sys::close_ring(fd),
+            Api::IoUring { fd } => raw::close(fd),
             Api::RingApi { .. } => close_context(),
             Api::SystemIoUring | Api::SystemRingApi => Ok(()),
         }
@@ -825,7 +828,7 @@ impl Drop for Ring {
     fn drop(&mut self) {
         match (self.open, self.api) {
             (true, Api::IoUring { fd }) => {
-                let _ = sys::close_ring(fd);
+                let _ = raw::close(fd);
             }
             (true, Api::RingApi { .. }) => {
                 let _ = close_context();
@@ -905,7 +908,7 @@ mod tests {
         for (i, break_it) in cases.iter().enumerate() {
             let mut p = good;
             break_it(&mut p);
-            assert_eq!(validate(&p), Err(Errno(ERANGE)), "case {i}");
+            assert_eq!(validate(&p), Err(ERANGE), "case {i}");
         }
     }
 
@@ -936,7 +939,7 @@ mod tests {
             ring_addr: abi::layout::USER_RING_CONTEXT_BASE,
             ..RingSetupParams::default()
         };
-        assert_eq!(validate(&ring_api_layout(&bad)), Err(Errno(ERANGE)));
+        assert_eq!(validate(&ring_api_layout(&bad)), Err(ERANGE));
     }
 
     #[test]

@@ -219,7 +219,7 @@ impl Tally {
         ];
         match result {
             Ok(_) => self.ok += 1,
-            Err(e) => match tracked.iter().position(|&t| t == e.0) {
+            Err(e) => match tracked.iter().position(|&t| t == e) {
                 Some(i) => self.errors[i] += 1,
                 None => self.other_errors += 1,
             },

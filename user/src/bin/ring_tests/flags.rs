@@ -11,7 +11,7 @@ use libuser::{check, check_eq, detail, sys};
 
 use crate::raw;
 use crate::util::{
-    self, collect, contents, elapsed_ms, expect_err, expect_no_more, fd_of, ms, neg, pattern, reap,
+    self, collect, contents, elapsed_ms, expect_err, expect_no_more, fd_of, ms, pattern, reap,
     reap_ready, results, run_batch, scratch_file, Res,
 };
 use crate::{RingCase, Run};
@@ -79,9 +79,9 @@ fn link_failure() -> TestResult {
     detail!("{:?}", results(&done));
     let get = |ud| done.iter().find(|c| c.user_data == ud).map(|c| c.result);
     check_eq!(get(1), Some(0));
-    check_eq!(get(2), Some(neg(EBADF)));
-    check_eq!(get(3), Some(neg(ECANCELED)));
-    check_eq!(get(4), Some(neg(ECANCELED)));
+    check_eq!(get(2), Some(-EBADF));
+    check_eq!(get(3), Some(-ECANCELED));
+    check_eq!(get(4), Some(-ECANCELED));
     check_eq!(get(5), Some(0));
     check_eq!(contents(&mut file)?, b"original");
     Ok(())
@@ -103,7 +103,7 @@ fn link_short_read() -> TestResult {
     check_eq!(done[0].user_data, 1);
     check_eq!(Res(done[0].result).0, 10);
     check_eq!(done[0].take_buffer().unwrap_or_default(), b"0123456789");
-    check_eq!(Res(done[1].result).0, neg(ECANCELED));
+    check_eq!(Res(done[1].result).0, -ECANCELED);
     check_eq!(contents(&mut file)?, b"0123456789");
     // A read that fills its buffer exactly keeps the chain going.
     let done = run_batch(
@@ -136,7 +136,7 @@ fn hardlink() -> TestResult {
     check_eq!(order, [1, 2, 3]);
     check_eq!(
         (done[0].result, done[1].result, done[2].result),
-        (neg(EBADF), 0, 6)
+        (-EBADF, 0, 6)
     );
     check_eq!(contents(&mut file)?, b"after!");
     Ok(())
@@ -168,7 +168,7 @@ fn drain() -> TestResult {
             rest[1].user_data,
             rest[1].result
         ),
-        (1, neg(ETIME), 3, 0)
+        (1, -ETIME, 3, 0)
     );
     check!(took >= 30, "the drained NOP finished after {took} ms");
     expect_no_more(&mut ctx)?;
@@ -206,7 +206,7 @@ fn skip_success() -> TestResult {
     detail!("{got:?}");
     check_eq!(got.len(), 3);
     check_eq!((got[0].0, got[0].1 .0), (2, 0));
-    check_eq!((got[1].0, got[1].1 .0), (3, neg(EBADF)));
+    check_eq!((got[1].0, got[1].1 .0), (3, -EBADF));
     check_eq!((got[2].0, got[2].1 .0), (5, 0));
 
     // Through the context: the skipped NOP stays in flight until a drain.
@@ -265,7 +265,7 @@ fn fixed_files() -> TestResult {
         vec![AsyncOp::read(2, vec![0; 4], 0, 5).fixed_file()],
         1,
     )?;
-    check_eq!(Res(done[0].result).0, neg(EBADF));
+    check_eq!(Res(done[0].result).0, -EBADF);
     drop(fb);
     Ok(())
 }
@@ -304,7 +304,7 @@ fn bad_flag_bits() -> TestResult {
         )?;
         let get = |ud| done.iter().find(|c| c.user_data == ud).map(|c| c.result);
         check!(
-            get(1) == Some(neg(EINVAL)) && get(2) == Some(neg(EINVAL)) && get(3) == Some(0),
+            get(1) == Some(-EINVAL) && get(2) == Some(-EINVAL) && get(3) == Some(0),
             "flag {bit:#x}: {:?}",
             results(&done)
         );

@@ -14,8 +14,8 @@ use libuser::{check, check_eq, check_err, detail, sys};
 
 use crate::raw::{self, bad_destinations, bad_places};
 use crate::util::{
-    self, collect, contents, expect_err, expect_no_more, fd_of, neg, pattern, run_batch,
-    scratch_file, Res, Scratch,
+    self, collect, contents, expect_err, expect_no_more, fd_of, pattern, run_batch, scratch_file,
+    Res, Scratch,
 };
 use crate::{RingCase, Run};
 
@@ -307,7 +307,7 @@ fn open_close() -> TestResult {
     check_eq!(Res(done[0].result).0, 0);
     check_err!(sys::write(fd as u64, b"x"), EBADF, "write after CLOSE");
     let done = run_batch(&mut ctx, vec![AsyncOp::close(fd, 3)], 1)?;
-    check_eq!(Res(done[0].result).0, neg(EBADF));
+    check_eq!(Res(done[0].result).0, -EBADF);
 
     let mut done = run_batch(
         &mut ctx,
@@ -330,7 +330,7 @@ fn open_close() -> TestResult {
         ],
         2,
     )?;
-    check_eq!(Res(done[0].result).0, neg(EEXIST));
+    check_eq!(Res(done[0].result).0, -EEXIST);
     check_eq!(Res(done[1].result).0, 0);
     Ok(())
 }
@@ -375,9 +375,9 @@ fn missing_files() -> TestResult {
         ],
         3,
     )?;
-    check_eq!(Res(done[0].result).0, neg(ENOENT));
-    check_eq!(Res(done[1].result).0, neg(ENOENT));
-    check_eq!(Res(done[2].result).0, neg(ENOENT));
+    check_eq!(Res(done[0].result).0, -ENOENT);
+    check_eq!(Res(done[1].result).0, -ENOENT);
+    check_eq!(Res(done[2].result).0, -ENOENT);
     Ok(())
 }
 
@@ -502,7 +502,7 @@ fn bad_open() -> TestResult {
         vec![AsyncOp::openat(AT_FDCWD, name.0, O_CREAT | 0x4000_0000, 2)],
         1,
     )?;
-    check_eq!(Res(done[0].result).0, neg(EINVAL));
+    check_eq!(Res(done[0].result).0, -EINVAL);
     check_err!(
         sys::open(name.0, O_RDONLY),
         ENOENT,
@@ -588,7 +588,7 @@ fn fixed_file_bad() -> TestResult {
         vec![AsyncOp::read(0, vec![0; 4], 0, 1).fixed_file()],
         1,
     )?;
-    check_eq!(Res(done[0].result).0, neg(EBADF));
+    check_eq!(Res(done[0].result).0, -EBADF);
     ctx.register_files(&[fd_of(&file), -1])?;
     let mut done = run_batch(
         &mut ctx,

@@ -58,7 +58,7 @@ pub fn ring_register(opcode: u32, arg: u64, nr: u32) -> Result<u64, Errno> {
 /// `task_info(tid, out_addr)`.
 pub fn task_info_at(tid: u64, out_addr: u64) -> Result<u64, Errno> {
     // SAFETY: see the module docs.
-    unsafe { libuser::sys::raw_syscall(abi::syscall::TASK_INFO, [tid, out_addr, 0, 0, 0, 0]) }
+    unsafe { libuser::sys::raw::syscall(abi::syscall::TASK_INFO, [tid, out_addr, 0, 0, 0, 0]) }
 }
 
 /// Pushes `sqe` onto `ring` (not published).

@@ -26,7 +26,7 @@ use libuser::{check, check_eq, check_err, detail, eprintln, fail, fs, process, s
 
 use crate::lifecycle::{compare_within, settle};
 use crate::raw::{self, bad_places, read_only_places};
-use crate::util::{elapsed_ms, ms, neg, Res};
+use crate::util::{elapsed_ms, ms, Res};
 use crate::{case_index, run_in_child, RingCase, Run, PROGRAM};
 
 #[rustfmt::skip]
@@ -142,7 +142,7 @@ fn poller_tid(ring: &Ring) -> Result<u64, libuser::test::Outcome> {
 pub fn seed_setup() -> TestResult {
     detail!("Calling Ring::setup(false)...");
     let mut ring = match Ring::setup(false) {
-        Err(Errno(ENOSYS)) => skip!("the Ring API backend is not compiled into this kernel"),
+        Err(ENOSYS) => skip!("the Ring API backend is not compiled into this kernel"),
         other => other?,
     };
     let p = *ring.params();
@@ -381,7 +381,7 @@ fn doorbell() -> TestResult {
     let cqe = ring.pop_cqe();
     check_eq!(
         cqe.map(|c| (c.user_data, c.res)),
-        Some((7, neg(abi::errno::ETIME)))
+        Some((7, -abi::errno::ETIME))
     );
     Ok(())
 }
@@ -595,7 +595,7 @@ fn sq_wait() -> TestResult {
         .map(|c| (c.user_data, c.res))
         .collect();
     check_eq!(got.len(), 9);
-    check_eq!(got[8], (9, neg(abi::errno::ETIME)));
+    check_eq!(got[8], (9, -abi::errno::ETIME));
     Ok(())
 }
 
@@ -696,7 +696,7 @@ fn poller_exit() -> TestResult {
     let after = settle()?;
     for tid in &tids {
         match sys::task_info(*tid) {
-            Err(Errno(ESRCH)) => {}
+            Err(ESRCH) => {}
             other => fail!("poller {tid} outlived its process: {other:?}"),
         }
     }
@@ -721,7 +721,7 @@ fn context_close() -> TestResult {
     round_trip(&mut ring, 2)?;
     ring.close()?;
     match sys::task_info(tid) {
-        Err(Errno(ESRCH)) => {}
+        Err(ESRCH) => {}
         other => fail!("poller {tid} outlived its context: {other:?}"),
     }
     check_err!(

@@ -11,9 +11,7 @@ use libuser::uring::Ring;
 use libuser::{check, check_eq, detail, fs, process, sys};
 
 use crate::raw;
-use crate::util::{
-    self, collect, elapsed_ms, expect_no_more, find, ms, neg, ns, reap, results, Res,
-};
+use crate::util::{self, collect, elapsed_ms, expect_no_more, find, ms, ns, reap, results, Res};
 use crate::{RingCase, Run, PROGRAM};
 
 #[rustfmt::skip]
@@ -46,12 +44,12 @@ fn relative() -> TestResult {
         Res(done[0].result),
         took / 1000
     );
-    check_eq!(Res(done[0].result).0, neg(ETIME));
+    check_eq!(Res(done[0].result).0, -ETIME);
     check!(took >= 20_000_000, "fired after {took} ns");
     check!(took < 2_000_000_000, "fired after {took} ns");
     // A zero timeout fires too.
     let done = crate::util::run_batch(&mut ctx, vec![AsyncOp::timeout(ns(0), 0, 0, 2)], 1)?;
-    check_eq!(Res(done[0].result).0, neg(ETIME));
+    check_eq!(Res(done[0].result).0, -ETIME);
     Ok(())
 }
 
@@ -70,7 +68,7 @@ fn count() -> TestResult {
     ctx.submit(AsyncOp::timeout(ms(20), 5, 0, 4))?;
     ctx.submit(AsyncOp::nop(5))?;
     let done = collect(&mut ctx, 2)?;
-    check_eq!(Res(find(&done, 4)?.result).0, neg(ETIME));
+    check_eq!(Res(find(&done, 4)?.result).0, -ETIME);
     expect_no_more(&mut ctx)?;
     Ok(())
 }
@@ -82,7 +80,7 @@ fn absolute() -> TestResult {
     let done = collect(&mut ctx, 1)?;
     let now = sys::clock_ns()?;
     detail!("ABS deadline {deadline}: {} at {now}", Res(done[0].result));
-    check_eq!(Res(done[0].result).0, neg(ETIME));
+    check_eq!(Res(done[0].result).0, -ETIME);
     check!(now >= deadline, "fired {} ns early", deadline - now);
     check!(
         now - deadline < 2_000_000_000,
@@ -100,7 +98,7 @@ fn absolute() -> TestResult {
     ))?;
     let done = collect(&mut ctx, 2)?;
     let took = elapsed_ms(start)?;
-    check_eq!((done[0].result, done[1].result), (neg(ETIME), neg(ETIME)));
+    check_eq!((done[0].result, done[1].result), (-ETIME, -ETIME));
     check!(took < 100, "past deadlines fired after {took} ms");
     Ok(())
 }
@@ -113,13 +111,13 @@ fn timeout_remove() -> TestResult {
     ctx.submit(AsyncOp::timeout_remove(1, 2))?;
     let done = collect(&mut ctx, 2)?;
     detail!("{:?} after {} ms", results(&done), elapsed_ms(start)?);
-    check_eq!(Res(find(&done, 1)?.result).0, neg(ECANCELED));
+    check_eq!(Res(find(&done, 1)?.result).0, -ECANCELED);
     check_eq!(Res(find(&done, 2)?.result).0, 0);
     check!(elapsed_ms(start)? < 1000, "removal took too long");
     // Nothing left to remove: the same target, a never-used one, a fired one.
     ctx.submit(AsyncOp::timeout(ns(0), 0, 0, 3))?;
     let fired = collect(&mut ctx, 1)?;
-    check_eq!(Res(fired[0].result).0, neg(ETIME));
+    check_eq!(Res(fired[0].result).0, -ETIME);
     let mut ring_level = Ring::setup(8, 0)?;
     let done = crate::util::run_batch(
         &mut ctx,
@@ -129,7 +127,7 @@ fn timeout_remove() -> TestResult {
         ],
         2,
     )?;
-    check_eq!((done[0].result, done[1].result), (neg(ENOENT), neg(ENOENT)));
+    check_eq!((done[0].result, done[1].result), (-ENOENT, -ENOENT));
     // And with raw user_data: a NOP is not a timeout; a fired timeout is gone.
     let remove = |target| Sqe {
         opcode: op::TIMEOUT_REMOVE,
@@ -150,8 +148,8 @@ fn timeout_remove() -> TestResult {
     ring_level.publish();
     check_eq!(ring_level.enter(3, 3, enter_flags::GETEVENTS)?, 3);
     let cqes = reap(&mut ring_level, 3)?;
-    check_eq!((cqes[1].user_data, cqes[1].res), (107, neg(ENOENT)));
-    check_eq!(cqes[2].res, neg(ENOENT));
+    check_eq!((cqes[1].user_data, cqes[1].res), (107, -ENOENT));
+    check_eq!(cqes[2].res, -ENOENT);
     expect_no_more(&mut ctx)?;
     Ok(())
 }
@@ -165,17 +163,17 @@ fn async_cancel() -> TestResult {
     ctx.submit(AsyncOp::cancel(2, 3))?;
     let done = collect(&mut ctx, 2)?;
     detail!("{:?}", results(&done));
-    check_eq!(Res(find(&done, 2)?.result).0, neg(ECANCELED));
+    check_eq!(Res(find(&done, 2)?.result).0, -ECANCELED);
     check_eq!(Res(find(&done, 3)?.result).0, 0);
     let done = crate::util::run_batch(
         &mut ctx,
         vec![AsyncOp::cancel(2, 4), AsyncOp::cancel(0xbeef, 5)],
         2,
     )?;
-    check_eq!((done[0].result, done[1].result), (neg(ENOENT), neg(ENOENT)));
+    check_eq!((done[0].result, done[1].result), (-ENOENT, -ENOENT));
     ctx.submit(AsyncOp::cancel(1, 6))?;
     let done = collect(&mut ctx, 2)?;
-    check_eq!(Res(find(&done, 1)?.result).0, neg(ECANCELED));
+    check_eq!(Res(find(&done, 1)?.result).0, -ECANCELED);
     check_eq!(Res(find(&done, 6)?.result).0, 0);
     check!(
         elapsed_ms(start)? < 1000,
@@ -201,7 +199,7 @@ fn link_timeout_late() -> TestResult {
     let took = elapsed_ms(start)?;
     detail!("{:?} after {took} ms", results(&done));
     check_eq!(Res(find(&done, 1)?.result).0, 0);
-    check_eq!(Res(find(&done, 2)?.result).0, neg(ECANCELED));
+    check_eq!(Res(find(&done, 2)?.result).0, -ECANCELED);
     check!(took < 500, "took {took} ms");
     Ok(())
 }
@@ -219,8 +217,8 @@ fn link_timeout_fires() -> TestResult {
     )?;
     let took = elapsed_ms(start)?;
     detail!("{:?} after {took} ms", results(&done));
-    check_eq!(Res(find(&done, 1)?.result).0, neg(ECANCELED));
-    check_eq!(Res(find(&done, 2)?.result).0, neg(ETIME));
+    check_eq!(Res(find(&done, 1)?.result).0, -ECANCELED);
+    check_eq!(Res(find(&done, 2)?.result).0, -ETIME);
     check!((20..5000).contains(&took), "took {took} ms");
     Ok(())
 }
@@ -237,9 +235,9 @@ fn link_timeout_alone() -> TestResult {
         3,
     )?;
     detail!("{:?}", results(&done));
-    check_eq!(Res(find(&done, 1)?.result).0, neg(EINVAL));
+    check_eq!(Res(find(&done, 1)?.result).0, -EINVAL);
     check_eq!(Res(find(&done, 2)?.result).0, 0);
-    check_eq!(Res(find(&done, 3)?.result).0, neg(EINVAL));
+    check_eq!(Res(find(&done, 3)?.result).0, -EINVAL);
     Ok(())
 }
 
@@ -268,7 +266,7 @@ fn getevents_sleeps() -> TestResult {
     check!(took >= 20_000_000, "returned after {took} ns");
     check_eq!(ring.cq_ready(), 1);
     let cqe = reap(&mut ring, 1)?[0];
-    check_eq!((cqe.user_data, cqe.res), (1, neg(ETIME)));
+    check_eq!((cqe.user_data, cqe.res), (1, -ETIME));
 
     // min_complete 2: the first timer alone must not end the wait.
     let (t10, t40) = (ms(10), ms(40));
@@ -337,7 +335,7 @@ fn getevents_yields_cpu() -> TestResult {
         first.saturating_sub(start) as i64 / 1000,
         last.saturating_sub(start) as i64 / 1000
     );
-    check_eq!(reap(&mut ring, 1)?[0].res, neg(ETIME));
+    check_eq!(reap(&mut ring, 1)?[0].res, -ETIME);
     check!(
         end - start >= 30_000_000,
         "the wait ended after {} ns",

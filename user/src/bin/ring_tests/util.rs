@@ -1,6 +1,5 @@
 //! Helpers shared by the cases: scratch files, reaping, time.
 
-use abi::errno;
 use abi::io_uring::{enter_flags, Cqe, Timespec};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
 use abi::ring_api::{setup_flags, RingSetupParams};
@@ -155,10 +154,9 @@ pub struct Res(pub i32);
 
 impl fmt::Display for Res {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 < 0 {
-            write!(f, "-{}", Errno(-self.0))
-        } else {
-            write!(f, "{}", self.0)
+        match self.0.checked_neg().and_then(Errno::new) {
+            Some(errno) => write!(f, "-{errno}"),
+            None => write!(f, "{}", self.0),
         }
     }
 }
@@ -167,11 +165,6 @@ impl fmt::Debug for Res {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
-}
-
-/// `-errno` as a CQE result.
-pub const fn neg(errno: i32) -> i32 {
-    -errno
 }
 
 /// Takes exactly `n` completions from `ctx`, sleeping for them as needed.
@@ -253,18 +246,18 @@ pub fn reap_ready(ring: &mut Ring) -> Result<Vec<Cqe>, Errno> {
 }
 
 /// Whether `result` is one of `errnos` (as `-errno`).
-pub fn is_err_in(result: i32, errnos: &[i32]) -> bool {
+pub fn is_err_in(result: i32, errnos: &[Errno]) -> bool {
     errnos.iter().any(|&e| result == -e)
 }
 
 /// Names of errnos for messages: `EFAULT|EINVAL`.
-pub fn names(errnos: &[i32]) -> String {
-    let parts: Vec<&str> = errnos.iter().map(|&e| errno::name(e)).collect();
+pub fn names(errnos: &[Errno]) -> String {
+    let parts: Vec<&str> = errnos.iter().map(|e| e.name()).collect();
     parts.join("|")
 }
 
 /// Fails unless `result` is `-e` for one of `errnos`.
-pub fn expect_err(what: &str, result: i32, errnos: &[i32]) -> TestResult {
+pub fn expect_err(what: &str, result: i32, errnos: &[Errno]) -> TestResult {
     if !is_err_in(result, errnos) {
         return Err(Outcome::Fail(format!(
             "{what}: expected -{}, got {}",

@@ -38,11 +38,11 @@ const DATA: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef012345
 /// Passes if `result` is one of the `allowed` errors; the failure names
 /// `what` and the caller's line.
 #[track_caller]
-fn refused(what: &str, result: Result<u64, Errno>, allowed: &[i32]) -> TestResult {
+fn refused(what: &str, result: Result<u64, Errno>, allowed: &[Errno]) -> TestResult {
     match result {
-        Err(errno) if allowed.contains(&errno.0) => Ok(()),
+        Err(errno) if allowed.contains(&errno) => Ok(()),
         other => {
-            let expected: Vec<&str> = allowed.iter().map(|&e| Errno(e).name()).collect();
+            let expected: Vec<&str> = allowed.iter().map(|e| e.name()).collect();
             let at = Location::caller();
             Err(fail_at(
                 at.file(),
@@ -97,9 +97,9 @@ fn read_bad() -> TestResult {
 
 fn huge_lengths() -> TestResult {
     const HUGE: u64 = 1 << 40;
-    const LEN: &[i32] = &[EFAULT, EINVAL];
-    const PATH: &[i32] = &[EFAULT, EINVAL, ENAMETOOLONG];
-    const ARGS: &[i32] = &[EFAULT, EINVAL, E2BIG];
+    const LEN: &[Errno] = &[EFAULT, EINVAL];
+    const PATH: &[Errno] = &[EFAULT, EINVAL, ENAMETOOLONG];
+    const ARGS: &[Errno] = &[EFAULT, EINVAL, E2BIG];
     let (_name, file) = scratch_file("t_huge", DATA)?;
     let fd = file.fd();
     let mut stack_buf = [0u8; 64];
@@ -119,7 +119,7 @@ fn huge_lengths() -> TestResult {
     let (args, huge_arg) = (args.as_ptr() as u64, huge_arg.as_ptr() as u64);
 
     #[rustfmt::skip]
-    let calls: [(&str, u64, [u64; 6], &[i32]); 10] = [
+    let calls: [(&str, u64, [u64; 6], &[Errno]); 10] = [
         ("console write", nr::WRITE, [STDOUT, stack, HUGE, 0, 0, 0], LEN),
         ("file write from the stack", nr::WRITE, [fd, stack, HUGE, 0, 0, 0], LEN),
         ("file write from the heap", nr::WRITE, [fd, heap, HUGE, 0, 0, 0], LEN),

@@ -201,7 +201,7 @@ fn fd_exhaustion() -> TestResult {
         "{} files open besides stdin/stdout/stderr, then {errno}",
         files.len()
     );
-    check_eq!(errno.0, EMFILE);
+    check_eq!(errno, EMFILE);
     check_eq!(files.len() + 3, FDS_MAX);
 
     let freed = files.pop().map(|file| file.fd());

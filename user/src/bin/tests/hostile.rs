@@ -23,7 +23,7 @@ use libuser::{sysring, Errno};
 pub fn syscall(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
     // SAFETY: see the module docs: the callers in this program only pass
     // pointers the kernel must refuse or buffers they own for the call.
-    unsafe { sys::raw_syscall(nr, args) }
+    unsafe { sys::raw::syscall(nr, args) }
 }
 
 /// The I/O call `nr` (`READ`, `WRITE` or `OPEN`) with hand-made arguments,
@@ -41,21 +41,21 @@ pub fn syscall(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
 ///   than find a stray NUL.
 pub fn io(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
     let direct = syscall(nr, args);
-    if !sysring::active() || direct != Err(Errno(ENOSYS)) {
+    if !sysring::active() || direct != Err(ENOSYS) {
         return direct;
     }
     let [a0, a1, a2, ..] = args;
     let rw = |opcode| {
         // SAFETY: as for `syscall`, see the module docs.
         let result = unsafe { sysring::rw(opcode, a0, a1, a2) };
-        result.map_or(Err(Errno(ENOSYS)), |r| r.map(|n| n as u64))
+        result.map_or(Err(ENOSYS), |r| r.map(|n| n as u64))
     };
     let open = |addr: u64| {
         let sqe = Sqe {
             opcode: op::OPENAT,
             fd: AT_FDCWD,
             addr,
-            op_flags: u32::try_from(a2).map_err(|_| Errno(EINVAL))?,
+            op_flags: u32::try_from(a2).map_err(|_| EINVAL)?,
             ..Sqe::default()
         };
         // SAFETY: as for `syscall`, see the module docs.
@@ -74,7 +74,7 @@ pub fn io(nr: u64, args: [u64; 6]) -> Result<u64, Errno> {
 }
 
 fn ring_call(result: Option<Result<u32, Errno>>) -> Result<u64, Errno> {
-    result.map_or(Err(Errno(ENOSYS)), |r| r.map(u64::from))
+    result.map_or(Err(ENOSYS), |r| r.map(u64::from))
 }
 
 /// A user range that no syscall may read or write.
