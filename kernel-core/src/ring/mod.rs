@@ -32,7 +32,7 @@ pub mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX};
+pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX, RING_MEMORY};
 pub use env::{FileRef, IoEnv};
 pub use host::{RingHost, RingObject, RingViews, ThreadBody};
 pub use mock::{leaked_ring_views, MockEnv};
