@@ -64,6 +64,30 @@ impl Quota {
         }
     }
 
+    /// Charges as much as there is room for, between `min` and `max` bytes
+    /// (`max >= min`), and returns how much; `err` (nothing charged) if not
+    /// even `min` fits.
+    pub fn try_charge_between(&self, min: usize, max: usize, err: Errno) -> Result<usize, Errno> {
+        let limit = self.limit();
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let room = limit.saturating_sub(used);
+            if room < min {
+                return Err(err);
+            }
+            let take = max.max(min).min(room);
+            match self.used.compare_exchange_weak(
+                used,
+                used + take,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(take),
+                Err(now) => used = now,
+            }
+        }
+    }
+
     /// Charges `bytes`, or fails with `ENOMEM`.
     pub fn try_charge(&self, bytes: usize) -> Result<(), Errno> {
         self.try_charge_or(bytes, ENOMEM)
@@ -110,5 +134,17 @@ mod tests {
         assert_eq!(q.try_charge(usize::MAX), Ok(()));
         assert_eq!(q.try_charge(1), Err(ENOMEM), "no overflow");
         assert_eq!(q.limit(), usize::MAX);
+    }
+
+    #[test]
+    fn charges_what_fits_between_bounds() {
+        let q = Quota::new(100);
+        assert_eq!(q.try_charge_between(10, 60, ENOSPC), Ok(60));
+        assert_eq!(q.try_charge_between(10, 60, ENOSPC), Ok(40));
+        assert_eq!(q.try_charge_between(1, 60, ENOSPC), Err(ENOSPC));
+        q.uncharge(30);
+        assert_eq!(q.try_charge_between(31, 40, ENOSPC), Err(ENOSPC));
+        assert_eq!(q.try_charge_between(30, 30, ENOSPC), Ok(30));
+        assert_eq!(q.used(), 100);
     }
 }
