@@ -836,7 +836,7 @@ impl RingEngine {
     /// Reserves (and charges) room to assemble a chain of a ring's worth
     /// of SQEs; kept until teardown.
     fn reserve_staging(&mut self) -> bool {
-        let entries = self.sq_entries as usize;
+        let entries = at_least_a_page::<Staged>(self.sq_entries as usize);
         let cost = entries * size_of::<Staged>();
         if self.charge(cost).is_err() {
             return false;
@@ -1126,8 +1126,8 @@ impl RingEngine {
         self.charge(COST_PENDING)?;
         let n = self.pending.len() + 1;
         let reserved = self.pending.try_reserve(1).is_ok()
-            && self.ready.try_reserve(n).is_ok()
-            && self.due.try_reserve(n).is_ok();
+            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
+            && self.due.try_reserve(at_least_a_page::<(u64, u64)>(n)).is_ok();
         if !reserved {
             self.uncharge(COST_PENDING);
             return Err(ENOMEM);
@@ -1438,6 +1438,14 @@ impl RingEngine {
         due.clear();
         self.due = due;
     }
+}
+
+/// `n`, or more: enough `T`s to fill a page. Scratch room the engine keeps
+/// is reserved in page-sized steps, so that it comes from the heap's page
+/// runs, whose frames go back as soon as it is freed, and not from a slab
+/// size class, which keeps the frames it carves at its high-water mark.
+fn at_least_a_page<T>(n: usize) -> usize {
+    n.max(4096 / size_of::<T>().max(1))
 }
 
 /// Bytes charged for a registered buffer table of `n` slots.
