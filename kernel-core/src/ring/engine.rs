@@ -77,6 +77,23 @@
 //! completed, and the chain after it waits until the drained one has (an
 //! `IO_DRAIN` on a later member only has this second effect: its chain
 //! already started). While any chain waits, later chains queue behind it.
+//! A chain that failed prep completes at once, drain or not (Linux).
+//!
+//! # Where this differs from Linux 6.1
+//! - Bounds Linux leaves to the memory cgroup: [`MAX_PENDING`] waiting SQEs
+//!   per ring (`-EBUSY` past it), [`OVERFLOW_MAX`] overflowed CQEs (enter
+//!   refuses with `EBUSY`), and the [`RING_MEMORY`] quota (`-ENOMEM`). A CQE
+//!   dropped for lack of memory is counted as on Linux, but enter does not
+//!   report `EBADR` for it.
+//! - `IOSQE_ASYNC` is accepted and the SQE issued inline (there are no
+//!   worker threads); `BUFFER_SELECT` is refused with `-EINVAL` (no
+//!   provided buffers).
+//! - `IO_DRAIN` keeps working after a `CQE_SKIP_SUCCESS` (Linux refuses
+//!   the drain with `-EOPNOTSUPP` from then on).
+//! - An `RT` I/O priority is allowed (there is no privilege model) and no
+//!   priority has an effect.
+//! - NOP refuses `op_flags` (as kernels after 6.1 do); a timespec with
+//!   `nsec >= 1e9` is `-EINVAL`.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -1127,7 +1144,10 @@ impl RingEngine {
         let n = self.pending.len() + 1;
         let reserved = self.pending.try_reserve(1).is_ok()
             && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
-            && self.due.try_reserve(at_least_a_page::<(u64, u64)>(n)).is_ok();
+            && self
+                .due
+                .try_reserve(at_least_a_page::<(u64, u64)>(n))
+                .is_ok();
         if !reserved {
             self.uncharge(COST_PENDING);
             return Err(ENOMEM);
