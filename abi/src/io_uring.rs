@@ -76,14 +76,17 @@ pub mod sqe_flags {
     pub const IO_LINK: u8 = 1 << 2;
     /// Like `IO_LINK`, but the chain goes on even if this one fails.
     pub const IO_HARDLINK: u8 = 1 << 3;
-    /// Linux: force async issue. Not supported here (EINVAL).
+    /// Issue from a worker instead of inline (Linux). Accepted; with no
+    /// worker threads yet the SQE is issued inline, which gives the same
+    /// result.
     pub const ASYNC: u8 = 1 << 4;
     /// Linux: provided buffers. Not supported here (EINVAL).
     pub const BUFFER_SELECT: u8 = 1 << 5;
     /// Post no CQE if the operation succeeds.
     pub const CQE_SKIP_SUCCESS: u8 = 1 << 6;
     /// Every flag this kernel accepts.
-    pub const SUPPORTED: u8 = FIXED_FILE | IO_DRAIN | IO_LINK | IO_HARDLINK | CQE_SKIP_SUCCESS;
+    pub const SUPPORTED: u8 =
+        FIXED_FILE | IO_DRAIN | IO_LINK | IO_HARDLINK | ASYNC | CQE_SKIP_SUCCESS;
 }
 
 /// A submission queue entry, 64 bytes, Linux's `struct io_uring_sqe`.
@@ -445,6 +448,29 @@ pub const IOV_MAX: u32 = 1024;
 pub struct Timespec {
     pub sec: i64,
     pub nsec: i64,
+}
+
+/// I/O priorities (`Sqe::ioprio` of the read and write ops), Linux's
+/// `IOPRIO_PRIO_VALUE(class, level)`: the class in the top three bits.
+pub mod ioprio {
+    /// Bits below the class.
+    pub const CLASS_SHIFT: u16 = 13;
+    /// No class: the task's default (level must be 0).
+    pub const CLASS_NONE: u16 = 0;
+    /// Real time.
+    pub const CLASS_RT: u16 = 1;
+    /// Best effort.
+    pub const CLASS_BE: u16 = 2;
+    /// Idle.
+    pub const CLASS_IDLE: u16 = 3;
+    /// Levels of the RT and BE classes (0 is the highest).
+    pub const NR_LEVELS: u16 = 8;
+}
+
+/// FSYNC `op_flags`.
+pub mod fsync_flags {
+    /// Only the data, not the metadata (`fdatasync`).
+    pub const DATASYNC: u32 = 1 << 0;
 }
 
 /// TIMEOUT `op_flags`.

@@ -14,17 +14,26 @@
 //!   data is freed when the last handle drops.
 //! - An [`OpenFile`]'s offset never exceeds `i64::MAX`, so `lseek` can
 //!   always report it.
-//! - Memory for file contents is reserved fallibly: running out is `ENOMEM`,
-//!   never an abort.
+//! - The file system has a size: every byte it holds for its users (file
+//!   contents as allocated, each name, each inode) is charged to its
+//!   [`Quota`] before it is allocated, and a write, truncate or create
+//!   that would pass it fails with `ENOSPC` and changes nothing; at most
+//!   [`MAX_INODES`] files exist at once (`ENOSPC` too). What a file holds
+//!   is returned when the file is freed.
+//! - Memory for names, the name table and file contents is reserved
+//!   fallibly: running out is `ENOMEM`, never an abort. (The inode itself
+//!   is one small `Arc`, which cannot be made fallibly; the size bounds how
+//!   many there are.)
 //! - An [`FdTable`] never holds more than [`FDS_MAX`] descriptors and always
-//!   hands out the lowest free one.
+//!   hands out the lowest free one; growing it is fallible (`ENOMEM`).
 
+use crate::quota::Quota;
 use abi::errno::Errno;
-use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use hashbrown::HashMap;
 
 use abi::open_flags::{O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_KNOWN, O_RDWR, O_TRUNC, O_WRONLY};
 use abi::seek::{SEEK_CUR, SEEK_END, SEEK_SET};
@@ -33,6 +42,12 @@ use abi::{errno, FileStat};
 
 /// The largest a file may grow: 64 MiB.
 pub const MAX_FILE_SIZE: u64 = 64 << 20;
+/// Most files that exist at once (Linux's tmpfs `nr_inodes`); one more is
+/// `ENOSPC`.
+pub const MAX_INODES: usize = 65536;
+/// Bytes of the file system's size an inode takes besides its contents
+/// (the inode, its entry in the name table).
+pub const INODE_COST: usize = 192;
 
 /// Why a file system or descriptor operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,8 +71,10 @@ pub enum FsError {
     Overflow,
     /// The descriptor table is full. `EMFILE`
     TooManyFiles,
-    /// Memory for the file contents could not be reserved. `ENOMEM`
+    /// Memory could not be reserved. `ENOMEM`
     NoMemory,
+    /// The file system is full: its size or its number of files. `ENOSPC`
+    NoSpace,
 }
 
 impl FsError {
@@ -74,6 +91,7 @@ impl FsError {
             FsError::Overflow => errno::EOVERFLOW,
             FsError::TooManyFiles => errno::EMFILE,
             FsError::NoMemory => errno::ENOMEM,
+            FsError::NoSpace => errno::ENOSPC,
         }
     }
 }
@@ -91,6 +109,7 @@ impl fmt::Display for FsError {
             FsError::Overflow => "offset overflow",
             FsError::TooManyFiles => "too many open files",
             FsError::NoMemory => "out of memory",
+            FsError::NoSpace => "no space left on the file system",
         };
         write!(f, "{what} ({})", self.errno())
     }
@@ -120,13 +139,6 @@ pub fn normalize_bytes(path: &[u8]) -> Result<&str, FsError> {
     normalize(path)
 }
 
-/// Reserves room for `new_len` bytes in `data`, failing with `NoMemory`
-/// instead of aborting.
-fn reserve_to(data: &mut Vec<u8>, new_len: usize) -> Result<(), FsError> {
-    let extra = new_len.saturating_sub(data.len());
-    data.try_reserve(extra).map_err(|_| FsError::NoMemory)
-}
-
 /// `len` as a `usize` if it is an allowed file size.
 fn checked_size(len: u64) -> Result<usize, FsError> {
     if len > MAX_FILE_SIZE {
@@ -135,18 +147,42 @@ fn checked_size(len: u64) -> Result<usize, FsError> {
     usize::try_from(len).map_err(|_| FsError::FileTooBig)
 }
 
+/// A file's bytes and what they are charged.
+#[derive(Debug)]
+struct Contents {
+    bytes: Vec<u8>,
+    /// Bytes charged to the file system's quota for `bytes` (its capacity).
+    charged: usize,
+}
+
 /// A file: a number and its bytes.
 #[derive(Debug)]
 pub struct Inode {
     ino: u64,
-    data: spin::Mutex<Vec<u8>>,
+    data: spin::Mutex<Contents>,
+    /// The file system's size, charged for this inode and its contents.
+    space: Arc<Quota>,
+}
+
+impl Drop for Inode {
+    fn drop(&mut self) {
+        let charged = self.data.get_mut().charged;
+        self.space.uncharge(charged + INODE_COST);
+    }
 }
 
 impl Inode {
-    fn new(ino: u64, data: Vec<u8>) -> Self {
+    /// An inode holding `data`, with `INODE_COST` and the data's capacity
+    /// already charged to `space` by the caller.
+    fn new(ino: u64, data: Vec<u8>, space: Arc<Quota>) -> Self {
+        let charged = data.capacity();
         Inode {
             ino,
-            data: spin::Mutex::new(data),
+            data: spin::Mutex::new(Contents {
+                bytes: data,
+                charged,
+            }),
+            space,
         }
     }
 
@@ -157,7 +193,7 @@ impl Inode {
 
     /// The current size in bytes.
     pub fn size(&self) -> u64 {
-        self.data.lock().len() as u64
+        self.data.lock().bytes.len() as u64
     }
 
     /// Size and inode number, as `fstat` reports them.
@@ -175,7 +211,7 @@ impl Inode {
         let Ok(start) = usize::try_from(offset) else {
             return 0;
         };
-        let Some(available) = data.get(start..) else {
+        let Some(available) = data.bytes.get(start..) else {
             return 0;
         };
         let n = available.len().min(buf.len());
@@ -185,19 +221,20 @@ impl Inode {
 
     /// Writes all of `buf` at `offset`, growing the file (a gap past the old
     /// end reads as zeros). Fails with `EFBIG`, writing nothing, if the file
-    /// would pass [`MAX_FILE_SIZE`].
+    /// would pass [`MAX_FILE_SIZE`], `ENOSPC` if the file system would pass
+    /// its size, `ENOMEM` if memory runs out.
     pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
         let mut data = self.data.lock();
-        Self::write_locked(&mut data, offset, buf)
+        self.write_locked(&mut data, offset, buf)
     }
 
     /// Writes all of `buf` at the current end of the file, atomically with
     /// respect to other writers; returns the new size.
     pub fn append(&self, buf: &[u8]) -> Result<u64, FsError> {
         let mut data = self.data.lock();
-        let end = data.len() as u64;
-        Self::write_locked(&mut data, end, buf)?;
-        Ok(data.len() as u64)
+        let end = data.bytes.len() as u64;
+        self.write_locked(&mut data, end, buf)?;
+        Ok(data.bytes.len() as u64)
     }
 
     /// Hands up to `len` bytes from `offset` to `sink` with the file locked
@@ -211,7 +248,7 @@ impl Inode {
     ) -> Result<usize, E> {
         let data = self.data.lock();
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let available = data.get(start..).unwrap_or(&[]);
+        let available = data.bytes.get(start..).unwrap_or(&[]);
         let n = available.len().min(len);
         sink(&available[..n])?;
         Ok(n)
@@ -220,7 +257,8 @@ impl Inode {
     /// Makes room for `len` bytes at `offset` (growing the file, a gap
     /// reading as zeros) and lets `fill` write them in place with the file
     /// locked. `fill` must write the whole slice; it cannot fail, so callers
-    /// check their source first. `EFBIG` past [`MAX_FILE_SIZE`], nothing
+    /// check their source first. `EFBIG` past [`MAX_FILE_SIZE`], `ENOSPC`
+    /// past the file system's size, `ENOMEM` without memory: nothing
     /// changed. With `offset == None` the bytes go at the current end
     /// (append). Returns the offset just past the written bytes.
     pub fn write_with(
@@ -230,21 +268,18 @@ impl Inode {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<u64, FsError> {
         let mut data = self.data.lock();
-        let offset = offset.unwrap_or(data.len() as u64);
+        let offset = offset.unwrap_or(data.bytes.len() as u64);
         if len == 0 {
             return Ok(offset);
         }
         let end = offset.checked_add(len as u64).ok_or(FsError::FileTooBig)?;
         let end = checked_size(end)?;
-        if end > data.len() {
-            reserve_to(&mut data, end)?;
-            data.resize(end, 0);
-        }
-        fill(&mut data[end - len..end]);
+        self.grow(&mut data, end)?;
+        fill(&mut data.bytes[end - len..end]);
         Ok(end as u64)
     }
 
-    fn write_locked(data: &mut Vec<u8>, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
+    fn write_locked(&self, data: &mut Contents, offset: u64, buf: &[u8]) -> Result<usize, FsError> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -253,25 +288,70 @@ impl Inode {
             .ok_or(FsError::FileTooBig)?;
         let end = checked_size(end)?;
         let start = end - buf.len();
-        if end > data.len() {
-            reserve_to(data, end)?;
-            data.resize(end, 0);
-        }
-        data[start..end].copy_from_slice(buf);
+        self.grow(data, end)?;
+        data.bytes[start..end].copy_from_slice(buf);
         Ok(buf.len())
+    }
+
+    /// Makes the contents at least `len` bytes long (zeros after the old
+    /// end), charging what more memory that takes: amortized doubling, or
+    /// when the file system has not that much room left, all the room there
+    /// is (so that a file growing by small writes near a full file system
+    /// does not copy itself at every write). `ENOSPC` or `ENOMEM`, nothing
+    /// changed, if even `len` cannot be had.
+    fn grow(&self, data: &mut Contents, len: usize) -> Result<(), FsError> {
+        if len <= data.bytes.len() {
+            return Ok(());
+        }
+        let capacity = data.bytes.capacity();
+        if len > capacity {
+            let doubled = capacity
+                .saturating_mul(2)
+                .min(MAX_FILE_SIZE as usize)
+                .max(len);
+            let extra = self
+                .space
+                .try_charge_between(
+                    len.saturating_sub(data.charged),
+                    doubled.saturating_sub(data.charged),
+                    errno::ENOSPC,
+                )
+                .map_err(|_| FsError::NoSpace)?;
+            let target = data.charged + extra;
+            if data
+                .bytes
+                .try_reserve_exact(target - data.bytes.len())
+                .is_err()
+            {
+                self.space.uncharge(extra);
+                return Err(FsError::NoMemory);
+            }
+            data.charged = target;
+            // The allocator may have given more than asked: charge that
+            // too if there is room (it is held either way).
+            let given = data.bytes.capacity();
+            if given > data.charged && self.space.try_charge(given - data.charged).is_ok() {
+                data.charged = given;
+            }
+        }
+        // Within the capacity: does not allocate.
+        data.bytes.resize(len, 0);
+        Ok(())
     }
 
     /// Sets the size to `len`: cuts the file, or extends it with zeros.
     pub fn truncate(&self, len: u64) -> Result<(), FsError> {
         let len = checked_size(len)?;
         let mut data = self.data.lock();
-        if len > data.len() {
-            reserve_to(&mut data, len)?;
+        if len > data.bytes.len() {
+            return self.grow(&mut data, len);
         }
-        data.resize(len, 0);
+        data.bytes.truncate(len);
         if len == 0 {
             // An emptied file gives its memory back.
-            data.shrink_to_fit();
+            data.bytes = Vec::new();
+            let charged = core::mem::take(&mut data.charged);
+            self.space.uncharge(charged);
         }
         Ok(())
     }
@@ -279,15 +359,22 @@ impl Inode {
     /// Runs `f` on the whole contents with the file locked (e.g. to check an
     /// executable and copy its segments without a second copy).
     pub fn with_data<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        f(&self.data.lock())
+        f(&self.data.lock().bytes)
     }
+}
+
+/// Bytes of the file system's size a name takes.
+fn name_cost(name: &str) -> usize {
+    name.len()
 }
 
 /// The file system: names bound to inodes.
 #[derive(Debug)]
 pub struct RamFs {
-    files: BTreeMap<String, Arc<Inode>>,
+    files: HashMap<String, Arc<Inode>>,
     next_ino: u64,
+    /// Its size: what every inode, name and byte of contents is charged to.
+    space: Arc<Quota>,
 }
 
 impl Default for RamFs {
@@ -297,25 +384,73 @@ impl Default for RamFs {
 }
 
 impl RamFs {
-    /// An empty file system.
-    pub const fn new() -> Self {
+    /// An empty file system without a size limit.
+    pub fn new() -> Self {
+        Self::with_size(usize::MAX)
+    }
+
+    /// An empty file system of `bytes` bytes: what its files hold (contents
+    /// as allocated, names, [`INODE_COST`] per file) never passes that.
+    pub fn with_size(bytes: usize) -> Self {
         RamFs {
-            files: BTreeMap::new(),
+            files: HashMap::new(),
             next_ino: 1,
+            space: Arc::new(Quota::new(bytes)),
         }
     }
 
-    fn new_inode(&mut self, data: Vec<u8>) -> Arc<Inode> {
+    /// The size in bytes.
+    pub fn size(&self) -> usize {
+        self.space.limit()
+    }
+
+    /// Bytes of the size in use (files unlinked but still open included).
+    pub fn used(&self) -> usize {
+        self.space.used()
+    }
+
+    /// Binds `name` to a new inode holding `data`, replacing any file of
+    /// that name. Charges the name, the inode and `data`'s capacity first:
+    /// `ENOSPC` past the size or [`MAX_INODES`], `ENOMEM` without memory,
+    /// nothing changed.
+    fn bind(&mut self, name: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
+        let replacing = self.files.contains_key(name);
+        if !replacing && self.files.len() >= MAX_INODES {
+            return Err(FsError::NoSpace);
+        }
+        let cost = INODE_COST + data.capacity() + if replacing { 0 } else { name_cost(name) };
+        self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
+        let prepared = (|| {
+            let mut key = String::new();
+            key.try_reserve_exact(name.len())
+                .map_err(|_| FsError::NoMemory)?;
+            key.push_str(name);
+            self.files.try_reserve(1).map_err(|_| FsError::NoMemory)?;
+            Ok(key)
+        })();
+        let key = match prepared {
+            Ok(key) => key,
+            Err(e) => {
+                self.space.uncharge(cost);
+                return Err(e);
+            }
+        };
         let ino = self.next_ino;
         self.next_ino += 1;
-        Arc::new(Inode::new(ino, data))
+        // The inode now owns its charge (returned when it is freed); the
+        // name's stays with the table entry.
+        let inode = Arc::new(Inode::new(ino, data, Arc::clone(&self.space)));
+        // Room was reserved: no allocation. A replaced inode lives on while
+        // it is open.
+        self.files.insert(key, Arc::clone(&inode));
+        Ok(inode)
     }
 
     /// Opens `path` following `abi::open_flags`: `O_CREAT` creates a missing
     /// file, `O_CREAT | O_EXCL` fails with `EEXIST` if it exists, `O_TRUNC`
     /// empties it (as on Linux, whatever the access mode). Unknown flags or
-    /// access mode 3 are `EINVAL`. The access mode itself is enforced by
-    /// [`OpenFile`].
+    /// access mode 3 are `EINVAL`; a new file past the file system's size
+    /// is `ENOSPC`. The access mode itself is enforced by [`OpenFile`].
     pub fn open(&mut self, path: &str, flags: u64) -> Result<Arc<Inode>, FsError> {
         check_flags(flags)?;
         let name = normalize(path)?;
@@ -332,9 +467,7 @@ impl RamFs {
         if flags & O_CREAT == 0 {
             return Err(FsError::NotFound);
         }
-        let inode = self.new_inode(Vec::new());
-        self.files.insert(name.to_string(), Arc::clone(&inode));
-        Ok(inode)
+        self.bind(name, Vec::new())
     }
 
     /// Opens `path` and wraps it in an [`OpenFile`] at offset 0.
@@ -361,15 +494,34 @@ impl RamFs {
     pub fn insert(&mut self, path: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
         let name = normalize(path)?;
         checked_size(data.len() as u64)?;
-        let inode = self.new_inode(data);
-        self.files.insert(name.to_string(), Arc::clone(&inode));
-        Ok(inode)
+        self.bind(name, data)
     }
 
     /// Removes the name `path`; open handles keep the file alive.
     pub fn unlink(&mut self, path: &str) -> Result<(), FsError> {
         let name = normalize(path)?;
-        self.files.remove(name).map(drop).ok_or(FsError::NotFound)
+        let (key, inode) = self.files.remove_entry(name).ok_or(FsError::NotFound)?;
+        self.space.uncharge(name_cost(&key));
+        drop(inode);
+        self.shrink();
+        Ok(())
+    }
+
+    /// Gives the name table's memory back once it is mostly empty (it
+    /// never shrinks by itself): moves the names into a table a quarter
+    /// the size. Fallible: without memory for the new table the old one
+    /// stays.
+    fn shrink(&mut self) {
+        let len = self.files.len();
+        if self.files.capacity() < 64 || len * 8 > self.files.capacity() {
+            return;
+        }
+        let mut smaller = HashMap::new();
+        if smaller.try_reserve(len * 2).is_ok() {
+            // Room reserved: moving the entries does not allocate.
+            smaller.extend(self.files.drain());
+            self.files = smaller;
+        }
     }
 
     /// How many names exist.
@@ -382,7 +534,7 @@ impl RamFs {
         self.files.is_empty()
     }
 
-    /// Every file, in name order (for listing).
+    /// Every file, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Inode>)> {
         self.files
             .iter()
@@ -565,11 +717,13 @@ impl<T> FdTable<T> {
     }
 
     /// Stores `file` at the lowest free descriptor and returns it. `EMFILE`
-    /// (dropping `file`) if all [`FDS_MAX`] are in use.
+    /// (dropping `file`) if all [`FDS_MAX`] are in use, `ENOMEM` if the
+    /// table cannot grow.
     pub fn insert(&mut self, file: T) -> Result<u64, FsError> {
         let index = match self.slots.iter().position(Option::is_none) {
             Some(index) => index,
             None if self.slots.len() < FDS_MAX => {
+                self.slots.try_reserve(1).map_err(|_| FsError::NoMemory)?;
                 self.slots.push(None);
                 self.slots.len() - 1
             }
@@ -581,10 +735,14 @@ impl<T> FdTable<T> {
     }
 
     /// Stores `file` at descriptor `fd` (e.g. the console at 0-2, or for
-    /// `dup2`), returning what was there. `EBADF` if `fd >= FDS_MAX`.
+    /// `dup2`), returning what was there. `EBADF` if `fd >= FDS_MAX`,
+    /// `ENOMEM` if the table cannot grow.
     pub fn insert_at(&mut self, fd: u64, file: T) -> Result<Option<T>, FsError> {
         let index = Self::index(fd).ok_or(FsError::BadFd)?;
         if index >= self.slots.len() {
+            self.slots
+                .try_reserve(index + 1 - self.slots.len())
+                .map_err(|_| FsError::NoMemory)?;
             self.slots.resize_with(index + 1, || None);
         }
         let old = self.slots[index].replace(file);
@@ -696,6 +854,11 @@ mod tests {
     use abi::open_flags::O_RDONLY;
     use alloc::sync::Weak;
     use alloc::vec;
+
+    /// Inode 1 of a file system without a size limit.
+    fn test_inode(data: Vec<u8>) -> Inode {
+        Inode::new(1, data, Arc::new(Quota::new(usize::MAX)))
+    }
 
     #[test]
     fn names_are_normalized() {
@@ -820,7 +983,8 @@ mod tests {
         assert_ne!(init.ino(), init2.ino());
         assert_eq!(fs.lookup("init").unwrap().size(), 3);
         assert_eq!(fs.len(), 2);
-        let names: Vec<&str> = fs.iter().map(|(name, _)| name).collect();
+        let mut names: Vec<&str> = fs.iter().map(|(name, _)| name).collect();
+        names.sort_unstable();
         assert_eq!(names, ["a", "init"]);
         assert_eq!(init2.with_data(|d| d.to_vec()), b"new");
     }
@@ -874,7 +1038,7 @@ mod tests {
 
     #[test]
     fn read_at_and_write_at() {
-        let inode = Inode::new(1, Vec::new());
+        let inode = test_inode(Vec::new());
         let mut buf = [0xaau8; 8];
         assert_eq!(inode.read_at(0, &mut buf), 0);
         assert_eq!(inode.read_at(u64::MAX, &mut buf), 0);
@@ -907,7 +1071,7 @@ mod tests {
 
     #[test]
     fn file_size_limit() {
-        let inode = Inode::new(1, Vec::new());
+        let inode = test_inode(Vec::new());
         assert_eq!(
             inode.write_at(MAX_FILE_SIZE, b"x").unwrap_err(),
             FsError::FileTooBig
@@ -934,7 +1098,7 @@ mod tests {
 
     #[test]
     fn truncate_cuts_and_extends() {
-        let inode = Inode::new(1, b"hello".to_vec());
+        let inode = test_inode(b"hello".to_vec());
         inode.truncate(2).unwrap();
         assert_eq!(inode.with_data(|d| d.to_vec()), b"he");
         inode.truncate(4).unwrap();
@@ -1135,5 +1299,117 @@ mod tests {
         drain.next();
         drop(drain);
         assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn a_full_file_system_is_enospc_and_everything_comes_back() {
+        let size = 64 * 1024;
+        let mut fs = RamFs::with_size(size);
+        assert_eq!(fs.size(), size);
+        assert_eq!(FsError::NoSpace.errno(), errno::ENOSPC);
+        let mut f = fs.open_file("big", O_CREAT | O_RDWR).unwrap();
+        let chunk = [7u8; 1000];
+        let mut written = 0;
+        let err = loop {
+            match f.write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) => break e,
+            }
+            assert!(fs.used() <= size);
+        };
+        assert_eq!(err, FsError::NoSpace);
+        assert!(written > size / 2, "wrote {written}");
+        assert_eq!(
+            f.inode().size() as usize,
+            written,
+            "a refused write writes nothing"
+        );
+        // Smaller writes fill what is left, then fail too.
+        while f.write(b"x").is_ok() {}
+        assert_eq!(f.write(b"x").unwrap_err(), FsError::NoSpace);
+        assert_eq!(
+            f.write_via(None, 1, |d| d[0] = 1).unwrap_err(),
+            FsError::NoSpace
+        );
+        assert_eq!(f.inode().truncate(1 << 20).unwrap_err(), FsError::NoSpace);
+        // Empty files: a name and an inode each, until that runs out too.
+        let mut made = 0;
+        let err = loop {
+            match fs.create(&alloc::format!("e{made}")) {
+                Ok(_) => made += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, FsError::NoSpace);
+        assert!(fs.used() <= size);
+        // Emptying a file gives its bytes back; unlinking the rest returns
+        // everything, an open file's only when its last handle goes.
+        f.inode().truncate(0).unwrap();
+        assert!(fs.used() < INODE_COST * (made + 1) + 64);
+        for i in 0..made {
+            fs.unlink(&alloc::format!("e{i}")).unwrap();
+        }
+        f.lseek(0, SEEK_SET).unwrap();
+        f.write(b"still open").unwrap();
+        fs.unlink("big").unwrap();
+        assert!(fs.used() > 0);
+        drop(f);
+        assert_eq!(fs.used(), 0);
+        // And the space is there again.
+        let mut g = fs.open_file("again", O_CREAT | O_RDWR).unwrap();
+        g.write(&[1; 30_000]).unwrap();
+    }
+
+    #[test]
+    fn insert_and_replace_are_charged() {
+        let mut fs = RamFs::with_size(4096);
+        fs.insert("a", vec![1; 1000]).unwrap();
+        let one = fs.used();
+        assert!(one >= 1000 + INODE_COST);
+        fs.insert("a", vec![2; 1000]).unwrap();
+        assert_eq!(fs.used(), one, "the replaced file is freed");
+        assert_eq!(fs.insert("b", vec![3; 4000]).unwrap_err(), FsError::NoSpace);
+        assert_eq!(fs.lookup("b").unwrap_err(), FsError::NotFound);
+        assert_eq!(fs.used(), one, "a refused insert takes nothing");
+        fs.unlink("a").unwrap();
+        assert_eq!(fs.used(), 0);
+    }
+
+    #[test]
+    fn the_name_table_shrinks_when_emptied() {
+        let mut fs = RamFs::new();
+        for i in 0..5000 {
+            fs.create(&alloc::format!("{i}")).unwrap();
+        }
+        let full = fs.files.capacity();
+        for i in 0..4990 {
+            fs.unlink(&alloc::format!("{i}")).unwrap();
+        }
+        assert!(fs.files.capacity() < full / 16, "{}", fs.files.capacity());
+        for i in 4990..5000 {
+            assert!(fs.lookup(&alloc::format!("{i}")).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_number_of_files_is_bounded() {
+        let mut fs = RamFs::new();
+        for i in 0..MAX_INODES {
+            fs.create(&alloc::format!("{i}")).unwrap();
+        }
+        assert_eq!(fs.create("one more").unwrap_err(), FsError::NoSpace);
+        // Replacing an existing name is not one more.
+        fs.insert("0", vec![1]).unwrap();
+        fs.unlink("0").unwrap();
+        fs.create("one more").unwrap();
+    }
+
+    #[test]
+    fn fd_table_growth_is_fallible() {
+        // The error exists and maps to ENOMEM; growth itself cannot be made
+        // to fail on the host.
+        let mut t: FdTable<u8> = FdTable::new();
+        assert_eq!(t.insert_at(FDS_MAX as u64 - 1, 1).unwrap(), None);
+        assert_eq!(FsError::NoMemory.errno(), errno::ENOMEM);
     }
 }

@@ -13,6 +13,7 @@
 //! - [`cpio`]: reading the initrd archive.
 //! - [`fs`]: the RAM file system, open files and file descriptor tables.
 //! - [`frames`]: the physical frame bitmap allocator.
+//! - [`quota`]: bounded byte counters for memory held on behalf of users.
 //! - [`ring`]: the seam between the kernel and its ring systems.
 //!
 //! Every error is an enum with an `errno()` method giving the `abi::errno`
@@ -28,4 +29,5 @@ pub mod cpio;
 pub mod elf;
 pub mod frames;
 pub mod fs;
+pub mod quota;
 pub mod ring;

@@ -159,10 +159,21 @@ pub fn with<R>(f: impl FnOnce(&mut RamFs) -> R) -> R {
     interrupts::without_interrupts(|| f(FS.lock().as_mut().expect("file system used before init")))
 }
 
+/// The file system's size, as a fraction of usable RAM: what its files may
+/// hold (contents, names, inodes) before writes and creates fail with
+/// `ENOSPC`. A quarter keeps a full file system from starving the kernel
+/// heap and the processes' memory.
+const SIZE_DIVISOR: u64 = 4;
+
 /// Creates the file system and copies every regular file of the initrd
 /// (a cpio newc archive) into it. Returns how many files were loaded.
 pub fn init(initrd: Option<&[u8]>) -> usize {
-    *FS.lock() = Some(RamFs::new());
+    let (_, usable) = crate::mm::frames::counts();
+    let size = usable * abi::layout::PAGE_SIZE / SIZE_DIVISOR;
+    *FS.lock() = Some(RamFs::with_size(
+        usize::try_from(size).unwrap_or(usize::MAX),
+    ));
+    log::info!("file system: {} MiB", size >> 20);
     let Some(archive) = initrd else {
         log::warn!("no initrd module: the file system starts empty");
         return 0;
@@ -171,9 +182,17 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
     for entry in kernel_core::cpio::entries(archive) {
         match entry {
             Ok(entry) if entry.is_file() => {
-                match with(|fs| fs.insert(entry.name, entry.data.to_vec())) {
+                let mut data = Vec::new();
+                let result = match data.try_reserve_exact(entry.data.len()) {
+                    Ok(()) => {
+                        data.extend_from_slice(entry.data);
+                        with(|fs| fs.insert(entry.name, data)).map_err(|e| e.errno())
+                    }
+                    Err(_) => Err(errno::ENOMEM),
+                };
+                match result {
                     Ok(_) => count += 1,
-                    Err(e) => log::warn!("initrd: skipping {:?}: {}", entry.name, e.errno()),
+                    Err(e) => log::warn!("initrd: skipping {:?}: {}", entry.name, e),
                 }
             }
             Ok(_) => {}
@@ -187,10 +206,14 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
     count
 }
 
-/// The whole content of the file `name` (for loading programs).
+/// The whole content of the file `name` (for loading programs); `ENOMEM`
+/// if there is no memory for the copy.
 pub fn read_whole(name: &str) -> Result<Vec<u8>, Errno> {
     let inode = with(|fs| fs.lookup(name)).map_err(|e| e.errno())?;
-    let mut data = alloc::vec![0u8; inode.size() as usize];
+    let size = inode.size() as usize;
+    let mut data = Vec::new();
+    data.try_reserve_exact(size).map_err(|_| errno::ENOMEM)?;
+    data.resize(size, 0);
     let n = inode.read_at(0, &mut data);
     data.truncate(n);
     if data.is_empty() {

@@ -93,6 +93,7 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     };
     // The heap (which parsing needs) lives on the frame allocator.
     let mut modules = mm::frames::init(&boot);
+    mm::heap::init_limits();
     // As with Linux, words after `--` are the first program's arguments.
     let (kernel_args, init_args) = split_cmdline(boot.cmdline());
     let (config, warnings) = kernel_core::bootparam::parse(kernel_args);

@@ -317,7 +317,11 @@ impl RingBackend for IoUring {
             let want = u32::try_from(min_complete)
                 .unwrap_or(u32::MAX)
                 .min(r.engine.cq_entries());
-            let wait = flags & enter_flags::GETEVENTS != 0 && r.engine.cq_ready(&shared) < want;
+            // As Linux: a submission that took fewer SQEs than asked (one
+            // failed prep, or fewer were published) returns at once.
+            let wait = flags & enter_flags::GETEVENTS != 0
+                && submitted == to_submit
+                && r.engine.cq_ready(&shared) < want;
             (submitted, wait.then_some((want, r.wait_key)))
         };
         if let Some((want, key)) = wait {

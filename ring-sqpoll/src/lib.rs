@@ -153,7 +153,22 @@ impl Context {
         let shared = self.shared();
         engine.flush_overflow(&shared);
         let env = host.env(self.pid).ok_or(EPERM)?;
-        let consumed = engine.submit(&shared, env, u32::MAX)?;
+        // The engine ends a batch at an SQE that fails prep (as Linux
+        // does); the doorbell goes on until the SQ is empty or stuck.
+        let mut consumed = engine.submit(&shared, env, u32::MAX)?;
+        loop {
+            let left = engine.sq_pending(&shared);
+            if left == 0 {
+                break;
+            }
+            match engine.submit(&shared, env, u32::MAX) {
+                Ok(n) => consumed += n,
+                Err(_) => break,
+            }
+            if engine.sq_pending(&shared) >= left {
+                break;
+            }
+        }
         if let Some(deadline) = engine.next_deadline() {
             host.arm_timer(deadline);
         }

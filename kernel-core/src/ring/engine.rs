@@ -1,11 +1,11 @@
 //! [`RingEngine`]: the per-ring state machine both ring backends run.
 //!
-//! It consumes SQEs from the shared SQ, issues them through the op table,
-//! and posts CQEs to the shared CQ, with Linux's semantics for links
-//! (`IO_LINK`, `IO_HARDLINK`), `IO_DRAIN`, `CQE_SKIP_SUCCESS`, CQ overflow,
-//! timeouts (TIMEOUT, LINK_TIMEOUT), cancellation and registered buffers
-//! and files. The backend decides when to call it and holds the ring's
-//! lock while it does; the engine never blocks.
+//! It consumes SQEs from the shared SQ, preps and issues them through the
+//! op table, and posts CQEs to the shared CQ, with Linux's semantics for
+//! links (`IO_LINK`, `IO_HARDLINK`), `IO_DRAIN`, `CQE_SKIP_SUCCESS`, CQ
+//! overflow, timeouts (TIMEOUT, LINK_TIMEOUT), cancellation and registered
+//! buffers and files. The backend decides when to call it and holds the
+//! ring's lock while it does; the engine never blocks.
 //!
 //! # Invariants
 //! - The kernel's SQ head and CQ tail live here and are never re-read from
@@ -14,21 +14,43 @@
 //!   them) and CQ head. Whatever those hold, the engine does bounded work:
 //!   one submit consumes at most `sq_entries` SQEs, a nonsense CQ head makes
 //!   the CQ count as full.
-//! - Completions are never dropped: a CQE that does not fit goes to the
+//! - Completions are not dropped: a CQE that does not fit goes to the
 //!   overflow list, and overflowed CQEs reach the CQ in order before any
 //!   newer CQE. `submit` refuses (`EBUSY`) while [`OVERFLOW_MAX`] CQEs wait.
+//!   The one exception is Linux's: if the overflow list cannot grow (the
+//!   ring memory quota or the heap says no), the CQE is dropped and counted
+//!   in the CQ's overflow word and in [`RingStats::lost`].
 //! - Every consumed SQE ends in exactly one of: dropped (bad SQ array
-//!   index), completed (a CQE, or none with `CQE_SKIP_SUCCESS` on
-//!   success), pending (counted by [`RingEngine::pending_ops`], bounded by
-//!   [`MAX_PENDING`]; past it an SQE that would have to wait completes with
-//!   `-EBUSY`), or discarded by `teardown`. [`RingStats`] counts each, so
+//!   index), completed (a CQE, or none when `CQE_SKIP_SUCCESS` or a failed
+//!   chain hides it), pending (counted by [`RingEngine::pending_ops`],
+//!   bounded by [`MAX_PENDING`]; past it an SQE that would have to wait
+//!   completes with `-EBUSY`), or discarded by `teardown`. [`RingStats`]
+//!   counts each, so
 //!   `consumed == dropped + posted + skipped + discarded + pending_ops()`.
-//! - No heap allocation on the path of a synchronous op that completes into
-//!   a CQ with room: the overflow list, the pending and deferred structures
-//!   allocate only when used.
+//! - Memory the engine holds for its user (pending ops, waiting chain
+//!   members, overflowed CQEs, the chain being assembled, registered
+//!   tables) is charged to a [`Quota`] (by default the kernel-wide
+//!   [`RING_MEMORY`]) before it is allocated, and allocated fallibly; when
+//!   either says no, the SQE completes with `-ENOMEM`. Everything charged
+//!   is returned when it is freed, and all of it when the engine drops.
+//! - No heap allocation on the path of a lone synchronous op that completes
+//!   into a CQ with room.
 //! - No recursion: completing a pending op only queues the rest of its
 //!   chain; one loop (`settle`) runs queued chains, count-based timeouts and
 //!   drained SQEs until nothing is left to do.
+//!
+//! # Submission
+//! As Linux's `io_submit_sqes`: every SQE is prepped (the flags, `ioprio`,
+//! `personality` and the op's own checks, [`ops::prep_sqe`]) before it is
+//! issued, and a link chain is assembled whole, every member prepped,
+//! before any member issues. An SQE without links that fails prep
+//! completes with its error and ends the batch: `submit` returns the SQEs
+//! taken so far, the failed one included, and the rest stay in the SQ. A
+//! chain with a member that fails prep completes whole without issuing:
+//! the failed members with their errors, the others with `-ECANCELED`;
+//! if its last member is the one that failed, the batch ends after it. An
+//! out-of-range SQ array entry is dropped (counted in the SQ's dropped
+//! word) and ends the batch without being counted.
 //!
 //! # Chains
 //! A chain is a run of SQEs each but the last carrying `IO_LINK` or
@@ -40,25 +62,54 @@
 //! A LINK_TIMEOUT directly after a pending member arms a timer on it; after
 //! a member that completed at once it completes with `-ECANCELED`.
 //!
+//! # Which CQEs `CQE_SKIP_SUCCESS` hides
+//! As Linux 6.1 (liburing's `test/skip-cqe.c`): a member's own success is
+//! hidden, its failure never is. When a member with the flag fails and its
+//! chain breaks, the members it cancels post nothing either, whatever their
+//! own flags; when a member without it fails, they all post `-ECANCELED`,
+//! whatever their own flags. A chain that fails prep counts as failed by
+//! its first member. A LINK_TIMEOUT's own completion (`-ETIME` when it
+//! fires, `-ECANCELED` when its target completes first) is hidden by its
+//! own flag.
+//!
 //! # Drain
 //! A chain whose first SQE has `IO_DRAIN` waits until every earlier SQE has
 //! completed, and the chain after it waits until the drained one has (an
 //! `IO_DRAIN` on a later member only has this second effect: its chain
 //! already started). While any chain waits, later chains queue behind it.
+//! A chain that failed prep completes at once, drain or not (Linux).
+//!
+//! # Where this differs from Linux 6.1
+//! - Bounds Linux leaves to the memory cgroup: [`MAX_PENDING`] waiting SQEs
+//!   per ring (`-EBUSY` past it), [`OVERFLOW_MAX`] overflowed CQEs (enter
+//!   refuses with `EBUSY`), and the [`RING_MEMORY`] quota (`-ENOMEM`). A CQE
+//!   dropped for lack of memory is counted as on Linux, but enter does not
+//!   report `EBADR` for it.
+//! - `IOSQE_ASYNC` is accepted and the SQE issued inline (there are no
+//!   worker threads); `BUFFER_SELECT` is refused with `-EINVAL` (no
+//!   provided buffers).
+//! - `IO_DRAIN` keeps working after a `CQE_SKIP_SUCCESS` (Linux refuses
+//!   the drain with `-EOPNOTSUPP` from then on).
+//! - An `RT` I/O priority is allowed (there is no privilege model) and no
+//!   priority has an effect.
+//! - NOP refuses `op_flags` (as kernels after 6.1 do); a timespec with
+//!   `nsec >= 1e9` is `-EINVAL`.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::mem::size_of;
 
 use abi::errno::{
-    Errno, EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOPNOTSUPP, EOVERFLOW, ETIME,
+    Errno, EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOVERFLOW, ETIME,
 };
 use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
 };
 
 use super::env::IoEnv;
-use super::ops::{self, Issue, IssueCtx, Lookup, OpCaps};
+use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, PrepCtx, Prepared};
 use super::shared::SharedRing;
+use crate::quota::Quota;
 
 /// Most CQEs the overflow list holds before `submit` refuses with `EBUSY`.
 pub const OVERFLOW_MAX: usize = 4096;
@@ -67,10 +118,26 @@ pub const OVERFLOW_MAX: usize = 4096;
 /// `-EBUSY`.
 pub const MAX_PENDING: usize = 4096;
 
+/// Memory every ring engine charges, unless made with
+/// [`RingEngine::with_quota`]. Unlimited until the kernel sets a limit at
+/// boot, so that all rings together cannot take the kernel heap.
+pub static RING_MEMORY: Quota = Quota::new(usize::MAX);
+
 /// Largest ring the engine runs (the shared layout's limit).
 const MAX_ENTRIES: u32 = ring_layout::MAX_SQ_ENTRIES;
 
 const LINK_FLAGS: u8 = sqe_flags::IO_LINK | sqe_flags::IO_HARDLINK;
+const SKIP: u8 = sqe_flags::CQE_SKIP_SUCCESS;
+
+/// Bytes charged per pending op: the op and the room reserved for it in
+/// `ready` and in the `due` scratch list.
+const COST_PENDING: usize = size_of::<PendingOp>() + size_of::<Ready>() + size_of::<(u64, u64)>();
+/// Bytes charged per SQE waiting behind a pending op or held by drain.
+const COST_MEMBER: usize = size_of::<Deferred>();
+/// Bytes charged per overflowed CQE.
+const COST_CQE: usize = size_of::<Cqe>();
+/// Bytes charged per registered file, for the kernel's reference to it.
+const COST_PINNED_FILE: usize = 128;
 
 /// Counters of one ring, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,23 +146,33 @@ pub struct RingStats {
     pub consumed: u64,
     /// SQ entries dropped for an out-of-range SQ array index.
     pub dropped: u64,
-    /// CQEs posted, into the CQ or the overflow list.
+    /// CQEs posted, into the CQ or the overflow list (or lost).
     pub posted: u64,
-    /// Successful completions not posted (`CQE_SKIP_SUCCESS`).
+    /// Completions not posted: successes with `CQE_SKIP_SUCCESS`, and the
+    /// members of a broken chain that Linux's rules hide.
     pub skipped: u64,
     /// CQEs that went through the overflow list.
     pub overflowed: u64,
+    /// CQEs posted while the overflow list could not grow, and so dropped
+    /// (counted in `posted` too, and in the CQ's overflow word).
+    pub lost: u64,
     /// Pending SQEs `teardown` dropped without a CQE.
     pub discarded: u64,
 }
 
-/// A chain member waiting in the engine.
+/// An SQE taken from the SQ, prepped, on its way to issue.
 #[derive(Clone, Copy, Debug)]
 struct Member {
     sqe: Sqe,
-    /// Its result is already known (a LINK_TIMEOUT that could not be
-    /// armed): post this instead of issuing.
-    preset: Option<i32>,
+    /// What its prep found.
+    prepared: Prepared,
+}
+
+/// A member of the chain being assembled, with its prep's verdict.
+#[derive(Clone, Copy, Debug)]
+struct Staged {
+    member: Member,
+    error: Option<Errno>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -136,30 +213,32 @@ struct Ready {
     members: Vec<Member>,
 }
 
-/// What came before the member about to issue, for LINK_TIMEOUT's check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Prev {
-    /// Nothing: it starts a chain.
-    Head,
-    /// An op that completed (without breaking the chain).
-    Op,
-    /// A LINK_TIMEOUT.
-    LinkTimeout,
-}
-
 /// Where a chain stands, i.e. what happens to its next member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chain {
     /// No chain open: the next SQE starts one.
     Idle,
     /// The next member issues now.
-    Running(Prev),
-    /// The chain broke: the next member completes with `-ECANCELED`.
-    Cancelling,
+    Running,
+    /// The chain broke: the next member completes with `-ECANCELED`, hidden
+    /// if `quiet` (the member that broke it had `CQE_SKIP_SUCCESS`).
+    /// `after_failure`: the next member comes directly after that one (a
+    /// LINK_TIMEOUT there follows its own flag).
+    Cancelling { quiet: bool, after_failure: bool },
     /// A member is pending (id): the next one waits behind it.
     Blocked(u64),
     /// The chain is held back by drain: the next member queues with it.
     Deferred,
+}
+
+impl Chain {
+    /// The chain after `sqe`, which failed with its result posted, broke it.
+    fn broken_by(sqe: &Sqe) -> Chain {
+        Chain::Cancelling {
+            quiet: sqe.flags & SKIP != 0,
+            after_failure: true,
+        }
+    }
 }
 
 /// The state of one ring.
@@ -184,13 +263,24 @@ pub struct RingEngine {
     /// Armed LINK_TIMEOUTs (they live in their target's `PendingOp`).
     link_timers: usize,
     deferred: VecDeque<Deferred>,
+    /// Chains whose pending member completed; room for one per pending op
+    /// is reserved when it is armed, so completing never allocates.
     ready: VecDeque<Ready>,
+    /// Scratch for `expire`, with room for every pending op (reserved when
+    /// it is armed).
+    due: Vec<(u64, u64)>,
     /// Members in `rest` lists, `deferred` and `ready`.
     waiting: usize,
     /// The chain the SQ stream is adding to.
     open: Chain,
     /// The next chain must wait for everything before it.
     drain_next: bool,
+    /// The chain being assembled in this `submit` (room for a ring's worth
+    /// is reserved, and charged, the first time a chain comes).
+    staged: Vec<Staged>,
+    /// A chain whose assembly failed for lack of memory is being consumed:
+    /// its remaining members complete with `-ECANCELED`, hidden if `true`.
+    lost_chain: Option<bool>,
     /// CQEs posted that count for count-based timeouts.
     cq_seq: u64,
     /// Smallest `count_target` of the pending ops (`u64::MAX`: none).
@@ -200,12 +290,29 @@ pub struct RingEngine {
     buffers: Vec<Option<(u64, u64)>>,
     files: Vec<Option<u64>>,
     stats: RingStats,
+    /// Where memory held for the ring's user is charged.
+    quota: &'static Quota,
+    /// Bytes charged to `quota` now.
+    charged: usize,
+}
+
+impl Drop for RingEngine {
+    fn drop(&mut self) {
+        self.quota.uncharge(self.charged);
+    }
 }
 
 /// Whether a completion must be counted for a count-based timeout.
 #[inline(always)]
 fn counts_pending(next_count_target: u64, counts: bool) -> bool {
     counts && next_count_target != u64::MAX
+}
+
+/// Whether `sqe`'s completion counts for count-based timeouts (a TIMEOUT's
+/// own does not, as on Linux).
+#[inline(always)]
+fn counts(sqe: &Sqe) -> bool {
+    sqe.opcode != op::TIMEOUT
 }
 
 /// `n` made a power of two in `1..=MAX_ENTRIES`.
@@ -219,8 +326,14 @@ fn is_link_timer(sqe: &Sqe) -> bool {
 
 impl RingEngine {
     /// An engine for `sq_entries` SQ and `cq_entries` CQ entries: powers of
-    /// two up to 256 (other values are rounded up and clamped).
+    /// two up to 256 (other values are rounded up and clamped), charging
+    /// [`RING_MEMORY`].
     pub fn new(sq_entries: u32, cq_entries: u32) -> Self {
+        Self::with_quota(sq_entries, cq_entries, &RING_MEMORY)
+    }
+
+    /// Like [`RingEngine::new`], charging `quota`.
+    pub fn with_quota(sq_entries: u32, cq_entries: u32, quota: &'static Quota) -> Self {
         let sq_entries = ring_size(sq_entries);
         let cq_entries = ring_size(cq_entries);
         Self {
@@ -237,15 +350,20 @@ impl RingEngine {
             link_timers: 0,
             deferred: VecDeque::new(),
             ready: VecDeque::new(),
+            due: Vec::new(),
             waiting: 0,
             open: Chain::Idle,
             drain_next: false,
+            staged: Vec::new(),
+            lost_chain: None,
             cq_seq: 0,
             next_count_target: u64::MAX,
             count_due: false,
             buffers: Vec::new(),
             files: Vec::new(),
             stats: RingStats::default(),
+            quota,
+            charged: 0,
         }
     }
 
@@ -262,6 +380,11 @@ impl RingEngine {
     /// The ring's counters.
     pub fn stats(&self) -> RingStats {
         self.stats
+    }
+
+    /// Bytes this engine has charged to its quota.
+    pub fn memory(&self) -> usize {
+        self.charged
     }
 
     /// Writes the headers of a new ring: mask and entries, heads and tails
@@ -297,8 +420,11 @@ impl RingEngine {
     }
 
     /// Consumes up to `to_submit` SQEs from the SQ (between the kernel's head
-    /// and the tail as read once) and issues them. Returns how many were
-    /// consumed, dropped ones included. `Err(EBUSY)`, consuming nothing, if
+    /// and the tail as read once), preps and issues them, as Linux's
+    /// `io_submit_sqes` (see "Submission" above): the batch ends early after
+    /// an SQE that fails prep (unless a later member of its chain is what
+    /// ends the chain) and at a dropped SQ entry. Returns the SQEs taken,
+    /// not counting a dropped entry. `Err(EBUSY)`, consuming nothing, if
     /// [`OVERFLOW_MAX`] CQEs wait in the overflow list.
     pub fn submit(
         &mut self,
@@ -321,51 +447,89 @@ impl RingEngine {
         // Whether nothing is open, held back or due; recomputed only after
         // an SQE that may have changed that.
         let mut quiet = self.quiet();
-        for _ in 0..n {
+        let mut read = 0u32;
+        let mut taken = 0u32;
+        // Whether a chain is being assembled (kept here: the lone-SQE path
+        // looks at nothing else).
+        let mut chain_open = false;
+        while read < n {
             let index = shared.sq_array(self.sq_head & self.sq_mask);
             self.sq_head = self.sq_head.wrapping_add(1);
+            read += 1;
             let sqe = if index < self.sq_entries {
                 shared.read_sqe(index)
             } else {
                 None
             };
-            match sqe {
-                Some(sqe) if quiet && sqe.flags == 0 => {
-                    // The common case: a lone SQE with nothing open, held
-                    // back or due; it issues at once, with no chain state.
-                    let outcome = self.execute(env, Prev::Head, &sqe);
-                    match outcome {
-                        Issue::Done(res) | Issue::Short(res) => {
-                            self.post_plain(shared, sqe.user_data, res, sqe.opcode != op::TIMEOUT);
-                            if self.count_due {
-                                self.settle(shared, env);
-                                quiet = self.quiet();
-                            }
-                        }
-                        outcome => {
-                            let member = Member { sqe, preset: None };
-                            self.open = self.apply(shared, member, outcome);
-                            if self.count_due || !self.ready.is_empty() {
-                                self.settle(shared, env);
-                            }
-                            quiet = self.quiet();
-                        }
-                    }
+            let Some(sqe) = sqe else {
+                shared.bump_dropped();
+                self.stats.dropped += 1;
+                break;
+            };
+            taken += 1;
+            if chain_open || sqe.flags & LINK_FLAGS != 0 {
+                if self.assemble(shared, env, sqe) {
+                    break;
                 }
-                Some(sqe) => {
-                    self.consume(shared, env, sqe);
+                chain_open = self.assembling();
+                quiet = self.quiet();
+                continue;
+            }
+            // A lone SQE: prepped, then issued at once (or queued).
+            let prepped = {
+                let ctx = PrepCtx {
+                    env: &*env,
+                    buffers: self.buffers.len(),
+                    head: true,
+                    after_link_timeout: false,
+                };
+                ops::prep_sqe(&ctx, &sqe)
+            };
+            let (def, prepared) = match prepped {
+                Ok(prepped) => prepped,
+                Err(errno) => {
+                    self.fail_lone(shared, &sqe, errno);
+                    break;
+                }
+            };
+            if quiet && sqe.flags == 0 {
+                // The common case: a lone SQE with nothing open, held back
+                // or due; it issues at once, with no chain state.
+                let outcome = {
+                    let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
+                    (def.issue)(&mut ctx, &sqe, prepared)
+                };
+                let res = match outcome {
+                    Issue::Done(result) => cqe_res(result),
+                    Issue::Short(n) => cqe_res(Ok(n)),
+                    outcome => {
+                        let member = Member { sqe, prepared };
+                        self.open = self.apply(shared, member, outcome);
+                        if self.count_due || !self.ready.is_empty() {
+                            self.settle(shared, env);
+                        }
+                        quiet = self.quiet();
+                        continue;
+                    }
+                };
+                self.post_plain(shared, sqe.user_data, res, counts(&sqe));
+                if self.count_due {
+                    self.settle(shared, env);
                     quiet = self.quiet();
                 }
-                None => {
-                    shared.bump_dropped();
-                    self.stats.dropped += 1;
-                }
+            } else {
+                self.consume(shared, env, Member { sqe, prepared });
+                quiet = self.quiet();
             }
         }
-        self.stats.consumed += u64::from(n);
+        // A chain still open at the end of the batch ends here.
+        if self.assembling() {
+            self.end_chain(shared, env);
+        }
+        self.lost_chain = None;
+        self.stats.consumed += u64::from(read);
         // Every SQE of the batch is copied: user space may reuse the slots.
         shared.store_sq_head(self.sq_head);
-        // A chain still open at the end of the batch ends here.
         self.open = Chain::Idle;
         if !self.pending.is_empty() {
             // Timers that are already due (a zero or past timeout) fire now.
@@ -373,7 +537,7 @@ impl RingEngine {
             self.settle(shared, env);
         }
         shared.store_cq_tail(self.cq_tail);
-        Ok(n)
+        Ok(taken)
     }
 
     /// Fires expired timeouts (in deadline order) and runs what waited
@@ -415,6 +579,7 @@ impl RingEngine {
             shared.write_cqe(self.cq_tail & self.cq_mask, &cqe);
             self.cq_tail = self.cq_tail.wrapping_add(1);
         }
+        self.uncharge(n * COST_CQE);
         self.cq_room -= n as u32;
         if n > 0 {
             shared.store_cq_tail(self.cq_tail);
@@ -449,13 +614,17 @@ impl RingEngine {
     }
 
     /// Drops everything pending (no CQEs), the overflow list, registered
-    /// buffers, and unpins registered files. The ring is empty afterwards.
+    /// buffers, and unpins registered files. The ring is empty afterwards
+    /// and its memory returned to the quota.
     pub fn teardown(&mut self, env: &mut dyn IoEnv) {
         self.stats.discarded += self.pending_ops() as u64;
         self.pending = Vec::new();
         self.deferred = VecDeque::new();
         self.ready = VecDeque::new();
+        self.due = Vec::new();
         self.overflow = VecDeque::new();
+        self.staged = Vec::new();
+        self.lost_chain = None;
         self.link_timers = 0;
         self.waiting = 0;
         self.open = Chain::Idle;
@@ -464,6 +633,21 @@ impl RingEngine {
         self.count_due = false;
         self.unpin_files(env);
         self.buffers = Vec::new();
+        self.uncharge(self.charged);
+    }
+
+    /// Charges `bytes` to the quota.
+    fn charge(&mut self, bytes: usize) -> Result<(), Errno> {
+        self.quota.try_charge(bytes)?;
+        self.charged += bytes;
+        Ok(())
+    }
+
+    /// Returns `bytes` to the quota.
+    fn uncharge(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.charged);
+        self.charged -= bytes;
+        self.quota.uncharge(bytes);
     }
 
     // ---- Registration ----
@@ -474,9 +658,10 @@ impl RingEngine {
     /// `Probe` header and `nr` `ProbeOp`s, filled in). Returns 0.
     ///
     /// Errors as on Linux: `EBUSY` if already registered, `EINVAL` for a bad
-    /// count or non-zero arguments to unregister, `EFAULT` for bad memory,
-    /// `EBADF` for a bad fd; unregistering what is not registered is
-    /// `ENXIO`.
+    /// count or non-zero arguments to unregister, `EFAULT` for bad memory
+    /// (and for a buffer with an address but length 0), `EBADF` for a bad
+    /// fd; unregistering what is not registered is `ENXIO`. The tables are
+    /// charged to the ring's quota (`ENOMEM` past it).
     pub fn register(
         &mut self,
         env: &mut dyn IoEnv,
@@ -502,7 +687,9 @@ impl RingEngine {
                     return Err(ENXIO);
                 }
                 if buffers {
+                    let cost = buffers_cost(self.buffers.len());
                     self.buffers = Vec::new();
+                    self.uncharge(cost);
                 } else {
                     self.unpin_files(env);
                 }
@@ -520,31 +707,23 @@ impl RingEngine {
         if nr == 0 || nr > reg::MAX_BUFFERS {
             return Err(EINVAL);
         }
-        let mut table = Vec::new();
-        table.try_reserve_exact(nr as usize).map_err(|_| ENOMEM)?;
-        for i in 0..nr {
-            let mut raw = [0u8; 16];
-            let at = arg.checked_add(u64::from(i) * 16).ok_or(EFAULT)?;
-            env.read_user(at, &mut raw)?;
-            let base = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
-            let len = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
-            if base == 0 {
-                // A sparse slot, as on Linux; a length without a base is bad.
-                if len != 0 {
-                    return Err(EFAULT);
-                }
-                table.push(None);
-                continue;
-            }
-            if len > reg::MAX_BUFFER_LEN {
-                return Err(EFAULT);
-            }
-            base.checked_add(len).ok_or(EOVERFLOW)?;
-            env.check_user(base, len, true)?;
-            table.push(Some((base, len)));
-        }
+        let table = self.with_charge(buffers_cost(nr as usize), |_| read_buffers(env, arg, nr))?;
         self.buffers = table;
         Ok(0)
+    }
+
+    /// Runs `f` with `cost` charged; keeps the charge only if it succeeds.
+    fn with_charge<T>(
+        &mut self,
+        cost: usize,
+        f: impl FnOnce(&mut Self) -> Result<T, Errno>,
+    ) -> Result<T, Errno> {
+        self.charge(cost)?;
+        let result = f(self);
+        if result.is_err() {
+            self.uncharge(cost);
+        }
+        result
     }
 
     fn register_files(&mut self, env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<u64, Errno> {
@@ -554,8 +733,12 @@ impl RingEngine {
         if nr == 0 || nr > reg::MAX_FILES {
             return Err(EINVAL);
         }
+        self.charge(files_cost(nr as usize))?;
         let mut table = Vec::new();
-        table.try_reserve_exact(nr as usize).map_err(|_| ENOMEM)?;
+        if table.try_reserve_exact(nr as usize).is_err() {
+            self.uncharge(files_cost(nr as usize));
+            return Err(ENOMEM);
+        }
         let result = (|| {
             for i in 0..nr {
                 let mut raw = [0u8; 4];
@@ -579,15 +762,18 @@ impl RingEngine {
                 for token in table.into_iter().flatten() {
                     env.unpin_file(token);
                 }
+                self.uncharge(files_cost(nr as usize));
                 Err(errno)
             }
         }
     }
 
     fn unpin_files(&mut self, env: &mut dyn IoEnv) {
+        let cost = files_cost(self.files.len());
         for token in core::mem::take(&mut self.files).into_iter().flatten() {
             env.unpin_file(token);
         }
+        self.uncharge(cost);
     }
 
     // ---- Submission ----
@@ -597,9 +783,130 @@ impl RingEngine {
         self.pending_ops()
     }
 
-    /// Takes one SQE from the SQ into the open chain.
-    fn consume(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, sqe: Sqe) {
-        let member = Member { sqe, preset: None };
+    /// Whether a chain is being assembled (or the rest of one whose
+    /// assembly failed is being consumed).
+    #[inline(always)]
+    fn assembling(&self) -> bool {
+        !self.staged.is_empty() || self.lost_chain.is_some()
+    }
+
+    /// Completes a lone SQE that failed prep with its error (Linux's
+    /// `io_submit_fail_init`); a drain on it still drains what follows.
+    fn fail_lone(&mut self, shared: &SharedRing, sqe: &Sqe, errno: Errno) {
+        self.finish_member(shared, sqe, -errno, true);
+        if sqe.flags & sqe_flags::IO_DRAIN != 0 {
+            self.drain_next = true;
+        }
+    }
+
+    /// Preps `sqe`, a member of the chain being assembled, and adds it;
+    /// the chain is run (or failed) once its last member is in. Returns
+    /// whether the batch must end here: the last member failed prep.
+    fn assemble(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, sqe: Sqe) -> bool {
+        let last = sqe.flags & LINK_FLAGS == 0;
+        if let Some(quiet) = self.lost_chain {
+            self.complete(shared, sqe.user_data, -ECANCELED, counts(&sqe), quiet);
+            if last {
+                self.lost_chain = None;
+            }
+            return false;
+        }
+        if self.staged.capacity() == 0 && !self.reserve_staging() {
+            // No room to assemble the chain: its first member fails with
+            // ENOMEM and the rest is cancelled as it comes.
+            self.finish_member(shared, &sqe, -ENOMEM, true);
+            if !last {
+                self.lost_chain = Some(sqe.flags & SKIP != 0);
+            }
+            return false;
+        }
+        let ctx = PrepCtx {
+            env: &*env,
+            buffers: self.buffers.len(),
+            head: self.staged.is_empty(),
+            after_link_timeout: self
+                .staged
+                .last()
+                .is_some_and(|s| is_link_timer(&s.member.sqe)),
+        };
+        let (prepared, error) = match ops::prep_sqe(&ctx, &sqe) {
+            Ok((_, prepared)) => (prepared, None),
+            Err(errno) => (Prepared::Nothing, Some(errno)),
+        };
+        // Room for a ring's worth was reserved, and a batch is at most that.
+        if self.staged.len() < self.staged.capacity() {
+            self.staged.push(Staged {
+                member: Member { sqe, prepared },
+                error,
+            });
+        } else {
+            self.finish_member(shared, &sqe, -ENOMEM, true);
+            return false;
+        }
+        if last {
+            self.end_chain(shared, env);
+            return error.is_some();
+        }
+        false
+    }
+
+    /// Reserves (and charges) room to assemble a chain of a ring's worth
+    /// of SQEs; kept until teardown.
+    fn reserve_staging(&mut self) -> bool {
+        let entries = at_least_a_page::<Staged>(self.sq_entries as usize);
+        let cost = entries * size_of::<Staged>();
+        if self.charge(cost).is_err() {
+            return false;
+        }
+        if self.staged.try_reserve_exact(entries).is_err() {
+            self.uncharge(cost);
+            return false;
+        }
+        true
+    }
+
+    /// Runs the assembled chain, or completes it without issuing anything
+    /// if a member failed prep.
+    fn end_chain(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) {
+        let mut staged = core::mem::take(&mut self.staged);
+        if staged.iter().any(|s| s.error.is_some()) {
+            self.fail_chain(shared, &staged);
+        } else {
+            for s in staged.iter() {
+                self.consume(shared, env, s.member);
+            }
+        }
+        staged.clear();
+        self.staged = staged;
+        self.lost_chain = None;
+    }
+
+    /// Completes a chain a member of which failed prep, as Linux does: the
+    /// first member with its own error or `-ECANCELED` (always posted), the
+    /// others with theirs or `-ECANCELED`, hidden if the first member has
+    /// `CQE_SKIP_SUCCESS`. A drain on any member drains what follows.
+    fn fail_chain(&mut self, shared: &SharedRing, staged: &[Staged]) {
+        let Some((head, rest)) = staged.split_first() else {
+            return;
+        };
+        let res = |s: &Staged| s.error.map_or(-ECANCELED, |errno| -errno);
+        self.finish_member(shared, &head.member.sqe, res(head), true);
+        let quiet = head.member.sqe.flags & SKIP != 0;
+        for s in rest {
+            let sqe = &s.member.sqe;
+            self.complete(shared, sqe.user_data, res(s), counts(sqe), quiet);
+        }
+        if staged
+            .iter()
+            .any(|s| s.member.sqe.flags & sqe_flags::IO_DRAIN != 0)
+        {
+            self.drain_next = true;
+        }
+    }
+
+    /// Takes one prepped SQE into the open chain.
+    fn consume(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, member: Member) {
+        let sqe = member.sqe;
         let linked = sqe.flags & LINK_FLAGS != 0;
         let drain = sqe.flags & sqe_flags::IO_DRAIN != 0;
         let state = match self.open {
@@ -609,18 +916,10 @@ impl RingEngine {
                 if !self.deferred.is_empty() || (needs_drain && !self.pending.is_empty()) {
                     self.defer(shared, member, true, needs_drain)
                 } else {
-                    self.issue(shared, env, Prev::Head, member)
+                    self.issue(shared, env, member)
                 }
             }
             Chain::Deferred => self.defer(shared, member, false, false),
-            Chain::Blocked(id) => {
-                if self.stored() >= MAX_PENDING {
-                    self.refuse(shared, &member.sqe)
-                } else {
-                    self.attach(shared, env, id, member);
-                    Chain::Blocked(id)
-                }
-            }
             state => self.step(shared, env, state, member),
         };
         if drain {
@@ -641,7 +940,14 @@ impl RingEngine {
         needs_drain: bool,
     ) -> Chain {
         if self.stored() >= MAX_PENDING {
-            return self.refuse(shared, &member.sqe);
+            return self.refuse(shared, &member.sqe, EBUSY);
+        }
+        if self.charge(COST_MEMBER).is_err() {
+            return self.refuse(shared, &member.sqe, ENOMEM);
+        }
+        if self.deferred.try_reserve(1).is_err() {
+            self.uncharge(COST_MEMBER);
+            return self.refuse(shared, &member.sqe, ENOMEM);
         }
         self.deferred.push_back(Deferred {
             member,
@@ -652,11 +958,12 @@ impl RingEngine {
         Chain::Deferred
     }
 
-    /// Completes an SQE that would have to wait with `-EBUSY` (the engine is
-    /// at [`MAX_PENDING`]); the rest of its chain is cancelled.
-    fn refuse(&mut self, shared: &SharedRing, sqe: &Sqe) -> Chain {
-        self.finish_member(shared, sqe, -EBUSY);
-        Chain::Cancelling
+    /// Completes an SQE that would have to wait but cannot (`EBUSY`: the
+    /// engine is at [`MAX_PENDING`]; `ENOMEM`: no memory to hold it); the
+    /// rest of its chain is cancelled.
+    fn refuse(&mut self, shared: &SharedRing, sqe: &Sqe, errno: Errno) -> Chain {
+        self.finish_member(shared, sqe, -errno, true);
+        Chain::broken_by(sqe)
     }
 
     /// Moves `member` on in a chain that stands at `state`.
@@ -668,18 +975,35 @@ impl RingEngine {
         member: Member,
     ) -> Chain {
         match state {
-            Chain::Running(prev) => self.issue(shared, env, prev, member),
-            Chain::Cancelling => {
-                self.finish_member(shared, &member.sqe, -ECANCELED);
-                Chain::Cancelling
+            Chain::Running => self.issue(shared, env, member),
+            Chain::Cancelling {
+                quiet,
+                after_failure,
+            } => {
+                let sqe = &member.sqe;
+                // Linux posts a LINK_TIMEOUT of the failed member as its own
+                // completion; the rest follow the member that broke the chain.
+                let hide = if after_failure && is_link_timer(sqe) {
+                    sqe.flags & SKIP != 0
+                } else {
+                    quiet
+                };
+                self.complete(shared, sqe.user_data, -ECANCELED, counts(sqe), hide);
+                Chain::Cancelling {
+                    quiet,
+                    after_failure: false,
+                }
             }
             Chain::Blocked(id) => {
-                self.attach(shared, env, id, member);
-                state
+                if self.stored() >= MAX_PENDING {
+                    self.refuse(shared, &member.sqe, EBUSY)
+                } else {
+                    self.attach(shared, env, id, member)
+                }
             }
             // Not reached: only the SQ stream is ever idle or deferred, and
             // it handles those itself.
-            Chain::Idle | Chain::Deferred => self.issue(shared, env, Prev::Op, member),
+            Chain::Idle | Chain::Deferred => self.issue(shared, env, member),
         }
     }
 
@@ -708,18 +1032,9 @@ impl RingEngine {
         );
     }
 
-    /// Validates and issues one member; returns where its chain stands.
-    fn issue(
-        &mut self,
-        shared: &SharedRing,
-        env: &mut dyn IoEnv,
-        prev: Prev,
-        member: Member,
-    ) -> Chain {
-        let outcome = match member.preset {
-            Some(res) => Issue::Done(res),
-            None => self.execute(env, prev, &member.sqe),
-        };
+    /// Issues one prepped member; returns where its chain stands.
+    fn issue(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, member: Member) -> Chain {
+        let outcome = self.execute(env, &member);
         self.apply(shared, member, outcome)
     }
 
@@ -728,98 +1043,115 @@ impl RingEngine {
     fn apply(&mut self, shared: &SharedRing, member: Member, outcome: Issue) -> Chain {
         let sqe = member.sqe;
         let linked = sqe.flags & LINK_FLAGS != 0;
-        let (res, failed, next) = match member.preset {
-            Some(res) => (res, res < 0, Prev::Op),
-            None => match outcome {
-                Issue::Done(res) => (res, res < 0, Prev::Op),
-                Issue::Short(res) => (res, true, Prev::Op),
+        let (res, failed) = match outcome {
+            Issue::Done(result) => {
+                let res = cqe_res(result);
+                (res, res < 0)
+            }
+            Issue::Short(n) => (cqe_res(Ok(n)), true),
+            Issue::LinkTimeout { .. } => {
                 // Directly after an op that already completed: nothing to
-                // time, and that does not break the chain.
-                Issue::LinkTimeout { .. } => (-ECANCELED, false, Prev::LinkTimeout),
-                Issue::Cancel {
-                    target,
-                    timeouts_only,
-                } => {
-                    let res = self.cancel(shared, target, timeouts_only);
-                    (res, res < 0, Prev::Op)
+                // time. Linux posts -ECANCELED, hidden by its own
+                // CQE_SKIP_SUCCESS, and the chain goes on.
+                let hide = sqe.flags & SKIP != 0;
+                self.complete(shared, sqe.user_data, -ECANCELED, true, hide);
+                return if linked { Chain::Running } else { Chain::Idle };
+            }
+            Issue::Cancel {
+                target,
+                timeouts_only,
+            } => {
+                let res = self.cancel(shared, target, timeouts_only);
+                (res, res < 0)
+            }
+            Issue::Timeout { deadline_ns, count } => match self.arm(&sqe, deadline_ns, count) {
+                Ok(id) => {
+                    return if linked {
+                        Chain::Blocked(id)
+                    } else {
+                        Chain::Idle
+                    };
                 }
-                Issue::Timeout { deadline_ns, count } => {
-                    if self.stored() < MAX_PENDING {
-                        let id = self.arm(&sqe, deadline_ns, count);
-                        return if linked {
-                            Chain::Blocked(id)
-                        } else {
-                            Chain::Idle
-                        };
-                    }
-                    (-EBUSY, true, Prev::Op)
-                }
+                Err(errno) => (-errno, true),
             },
         };
-        self.finish_member(shared, &sqe, res);
+        self.finish_member(shared, &sqe, res, failed);
         if !linked {
             Chain::Idle
         } else if failed && sqe.flags & sqe_flags::IO_HARDLINK == 0 {
-            Chain::Cancelling
+            Chain::broken_by(&sqe)
         } else {
-            Chain::Running(next)
+            Chain::Running
         }
     }
 
-    /// Checks flags, looks the op up, preps and issues it.
+    /// Issues a prepped member through the op table.
     #[inline(always)]
-    fn execute(&self, env: &mut dyn IoEnv, prev: Prev, sqe: &Sqe) -> Issue {
-        if sqe.flags & !sqe_flags::SUPPORTED != 0 {
-            return Issue::Done(-EINVAL);
-        }
-        let def = match ops::lookup(sqe.opcode) {
-            Lookup::Known(def) => def,
-            Lookup::CompiledOut => return Issue::Done(-EOPNOTSUPP),
-            Lookup::Unknown => return Issue::Done(-EINVAL),
-        };
-        if def.caps.contains(OpCaps::LINK_TIMER) && prev != Prev::Op {
-            return Issue::Done(-EINVAL);
-        }
-        if let Err(errno) = (def.prep)(sqe) {
-            return Issue::Done(-errno);
-        }
+    fn execute(&self, env: &mut dyn IoEnv, member: &Member) -> Issue {
         let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
-        (def.issue)(&mut ctx, sqe)
+        ops::issue_sqe(&mut ctx, &member.sqe, member.prepared)
     }
 
     /// Puts `member` behind pending op `id`; a LINK_TIMEOUT directly after
-    /// it arms a timer on it instead.
-    fn attach(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, id: u64, mut member: Member) {
+    /// it arms a timer on it instead. Returns where the chain stands.
+    fn attach(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        id: u64,
+        member: Member,
+    ) -> Chain {
         let Some(i) = self.pending.iter().position(|p| p.id == id) else {
             // Not reached: a chain is blocked on an op only while it is
             // pending. Fail safe.
-            self.finish_member(shared, &member.sqe, -ECANCELED);
-            return;
+            return self.refuse(shared, &member.sqe, ECANCELED);
         };
         let directly_after =
             self.pending[i].rest.is_empty() && self.pending[i].link_timer.is_none();
-        if directly_after && member.preset.is_none() && is_link_timer(&member.sqe) {
-            match self.execute(env, Prev::Op, &member.sqe) {
-                Issue::LinkTimeout { deadline_ns } => {
-                    self.pending[i].link_timer = Some(LinkTimer {
-                        user_data: member.sqe.user_data,
-                        flags: member.sqe.flags,
-                        deadline: deadline_ns,
-                    });
-                    self.link_timers += 1;
-                    return;
-                }
-                // Its error is posted in order, when the chain gets there.
-                Issue::Done(res) | Issue::Short(res) => member.preset = Some(res),
-                _ => member.preset = Some(-EINVAL),
+        if directly_after && is_link_timer(&member.sqe) {
+            // Anything but a timer (not reached: prep read the timespec)
+            // waits like any member and completes when its turn comes.
+            if let Issue::LinkTimeout { deadline_ns } = self.execute(env, &member) {
+                self.pending[i].link_timer = Some(LinkTimer {
+                    user_data: member.sqe.user_data,
+                    flags: member.sqe.flags,
+                    deadline: deadline_ns,
+                });
+                self.link_timers += 1;
+                return Chain::Blocked(id);
             }
+        }
+        if self.charge(COST_MEMBER).is_err() {
+            return self.refuse(shared, &member.sqe, ENOMEM);
+        }
+        if self.pending[i].rest.try_reserve(1).is_err() {
+            self.uncharge(COST_MEMBER);
+            return self.refuse(shared, &member.sqe, ENOMEM);
         }
         self.pending[i].rest.push(member);
         self.waiting += 1;
+        Chain::Blocked(id)
     }
 
-    /// Makes a TIMEOUT pending; returns its id.
-    fn arm(&mut self, sqe: &Sqe, deadline: Option<u64>, count: u32) -> u64 {
+    /// Makes a TIMEOUT pending; returns its id. `EBUSY` past
+    /// [`MAX_PENDING`], `ENOMEM` if its memory (the op, and room to
+    /// complete it without allocating) cannot be had.
+    fn arm(&mut self, sqe: &Sqe, deadline: Option<u64>, count: u32) -> Result<u64, Errno> {
+        if self.stored() >= MAX_PENDING {
+            return Err(EBUSY);
+        }
+        self.charge(COST_PENDING)?;
+        let n = self.pending.len() + 1;
+        let reserved = self.pending.try_reserve(1).is_ok()
+            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
+            && self
+                .due
+                .try_reserve(at_least_a_page::<(u64, u64)>(n))
+                .is_ok();
+        if !reserved {
+            self.uncharge(COST_PENDING);
+            return Err(ENOMEM);
+        }
         let id = self.next_id;
         self.next_id += 1;
         let count_target = (count > 0).then(|| self.cq_seq + u64::from(count));
@@ -835,7 +1167,7 @@ impl RingEngine {
             link_timer: None,
             rest: Vec::new(),
         });
-        id
+        Ok(id)
     }
 
     /// Cancels the pending op (a TIMEOUT, or unless `timeouts_only` an armed
@@ -853,7 +1185,8 @@ impl RingEngine {
                 .and_then(|p| p.link_timer.take());
             if let Some(timer) = timer {
                 self.link_timers -= 1;
-                self.complete(shared, timer.user_data, timer.flags, -ECANCELED, true);
+                let hide = timer.flags & SKIP != 0;
+                self.complete(shared, timer.user_data, -ECANCELED, true, hide);
                 return 0;
             }
         }
@@ -866,20 +1199,29 @@ impl RingEngine {
     /// with `timer_res`; queues the rest of its chain.
     fn finish_pending(&mut self, shared: &SharedRing, index: usize, res: i32, timer_res: i32) {
         let op = self.pending.remove(index);
-        // TIMEOUT completions do not count for count-based timeouts (Linux).
-        self.complete(shared, op.user_data, op.flags, res, false);
-        let mut prev = Prev::Op;
+        self.uncharge(COST_PENDING);
+        // TIMEOUT completions do not count for count-based timeouts (Linux);
+        // -ETIME and -ECANCELED are failures, shown whatever the flags.
+        let hide = op.flags & SKIP != 0 && res >= 0;
+        self.complete(shared, op.user_data, res, false, hide);
+        let mut after_failure = true;
         if let Some(timer) = op.link_timer {
             self.link_timers -= 1;
-            self.complete(shared, timer.user_data, timer.flags, timer_res, true);
-            prev = Prev::LinkTimeout;
+            let hide = timer.flags & SKIP != 0;
+            self.complete(shared, timer.user_data, timer_res, true, hide);
+            after_failure = false;
         }
         let state = if res < 0 && op.flags & sqe_flags::IO_HARDLINK == 0 {
-            Chain::Cancelling
+            Chain::Cancelling {
+                quiet: op.flags & SKIP != 0,
+                after_failure,
+            }
         } else {
-            Chain::Running(prev)
+            Chain::Running
         };
         if !op.rest.is_empty() || self.open == Chain::Blocked(op.id) {
+            // Room for one entry per pending op was reserved when it was
+            // armed, so this does not allocate.
             self.ready.push_back(Ready {
                 origin: op.id,
                 state,
@@ -888,15 +1230,23 @@ impl RingEngine {
         }
     }
 
-    /// Posts a chain member's result.
-    fn finish_member(&mut self, shared: &SharedRing, sqe: &Sqe, res: i32) {
-        let counts = sqe.opcode != op::TIMEOUT;
-        self.complete(shared, sqe.user_data, sqe.flags, res, counts);
+    /// Posts a chain member's result; a success is hidden by its
+    /// `CQE_SKIP_SUCCESS`, a failure never.
+    fn finish_member(&mut self, shared: &SharedRing, sqe: &Sqe, res: i32, failed: bool) {
+        let hide = sqe.flags & SKIP != 0 && !failed;
+        self.complete(shared, sqe.user_data, res, counts(sqe), hide);
     }
 
-    /// Posts a result unless `CQE_SKIP_SUCCESS` hides it.
-    fn complete(&mut self, shared: &SharedRing, user_data: u64, flags: u8, res: i32, counts: bool) {
-        if flags & sqe_flags::CQE_SKIP_SUCCESS != 0 && res >= 0 {
+    /// Posts a result unless `hide`.
+    fn complete(
+        &mut self,
+        shared: &SharedRing,
+        user_data: u64,
+        res: i32,
+        counts: bool,
+        hide: bool,
+    ) {
+        if hide {
             self.stats.skipped += 1;
             return;
         }
@@ -918,7 +1268,8 @@ impl RingEngine {
     }
 
     /// Puts `cqe` in the CQ, or in the overflow list if the CQ is full or
-    /// older CQEs still wait there.
+    /// older CQEs still wait there (or drops it, counted, if the list cannot
+    /// grow).
     #[inline(always)]
     fn post(&mut self, shared: &SharedRing, cqe: Cqe, counts: bool) {
         self.stats.posted += 1;
@@ -954,9 +1305,24 @@ impl RingEngine {
                 return;
             }
         }
-        self.overflow.push_back(cqe);
-        self.stats.overflowed += 1;
-        shared.set_sq_flags(sq_flags::CQ_OVERFLOW);
+        self.overflow_push(shared, cqe);
+    }
+
+    /// Appends `cqe` to the overflow list; if its memory cannot be had the
+    /// CQE is lost, and counted, as Linux does.
+    #[cold]
+    fn overflow_push(&mut self, shared: &SharedRing, cqe: Cqe) {
+        let room = self.charge(COST_CQE).is_ok();
+        if room && self.overflow.try_reserve(1).is_ok() {
+            self.overflow.push_back(cqe);
+            self.stats.overflowed += 1;
+            shared.set_sq_flags(sq_flags::CQ_OVERFLOW);
+        } else {
+            if room {
+                self.uncharge(COST_CQE);
+            }
+            self.stats.lost += 1;
+        }
         shared.bump_cq_overflow();
     }
 
@@ -998,6 +1364,7 @@ impl RingEngine {
     ) -> Chain {
         for member in members {
             self.waiting -= 1;
+            self.uncharge(COST_MEMBER);
             state = self.step(shared, env, state, member);
         }
         state
@@ -1027,22 +1394,26 @@ impl RingEngine {
         self.count_due = self.cq_seq >= self.next_count_target;
     }
 
-    /// Starts the first held-back chain.
+    /// Starts the first held-back chain (without allocating: its members
+    /// are taken from the queue one by one).
     fn release_deferred(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) {
-        let mut members = Vec::new();
-        if let Some(first) = self.deferred.pop_front() {
-            members.push(first.member);
-        }
-        while let Some(next) = self.deferred.pop_front() {
-            if next.chain_start {
-                self.deferred.push_front(next);
-                break;
-            }
-            members.push(next.member);
-        }
+        let len = 1 + self
+            .deferred
+            .iter()
+            .skip(1)
+            .take_while(|d| !d.chain_start)
+            .count();
         // Is this the chain the SQ stream is still adding to?
-        let open = self.deferred.is_empty() && self.open == Chain::Deferred;
-        let state = self.run(shared, env, Chain::Running(Prev::Head), members);
+        let open = self.deferred.len() == len && self.open == Chain::Deferred;
+        let mut state = Chain::Running;
+        for _ in 0..len {
+            let Some(next) = self.deferred.pop_front() else {
+                break;
+            };
+            self.waiting -= 1;
+            self.uncharge(COST_MEMBER);
+            state = self.step(shared, env, state, next.member);
+        }
         if open {
             self.open = state;
         }
@@ -1050,22 +1421,28 @@ impl RingEngine {
 
     /// Completes the timers due at `now`, earliest deadline first: a TIMEOUT
     /// with `-ETIME`; for a LINK_TIMEOUT, its target with `-ECANCELED` and
-    /// itself with `-ETIME`.
+    /// itself with `-ETIME`. Uses the `due` scratch list, which has room
+    /// for every pending op (reserved when each was armed).
     fn expire(&mut self, shared: &SharedRing, now: u64) {
         let due_at = |p: &PendingOp| {
             let own = p.deadline.filter(|&d| d <= now);
             let link = p.link_timer.map(|t| t.deadline).filter(|&d| d <= now);
             (own, link)
         };
-        let mut due: Vec<(u64, u64)> = Vec::new();
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
         for p in &self.pending {
             let (own, link) = due_at(p);
             if let Some(first) = [own, link].into_iter().flatten().min() {
-                due.push((first, p.id));
+                // Never allocates; anything past the room fires on the next
+                // poll (not reached: there is room for every pending op).
+                if due.len() < due.capacity() {
+                    due.push((first, p.id));
+                }
             }
         }
         due.sort_unstable();
-        for (_, id) in due {
+        for &(_, id) in &due {
             let Some(i) = self.pending.iter().position(|p| p.id == id) else {
                 continue;
             };
@@ -1078,7 +1455,56 @@ impl RingEngine {
                 (None, None) => {}
             }
         }
+        due.clear();
+        self.due = due;
     }
+}
+
+/// `n`, or more: enough `T`s to fill a page. Scratch room the engine keeps
+/// is reserved in page-sized steps, so that it comes from the heap's page
+/// runs, whose frames go back as soon as it is freed, and not from a slab
+/// size class, which keeps the frames it carves at its high-water mark.
+fn at_least_a_page<T>(n: usize) -> usize {
+    n.max(4096 / size_of::<T>().max(1))
+}
+
+/// Bytes charged for a registered buffer table of `n` slots.
+fn buffers_cost(n: usize) -> usize {
+    n * size_of::<Option<(u64, u64)>>()
+}
+
+/// Bytes charged for a registered file table of `n` slots.
+fn files_cost(n: usize) -> usize {
+    n * (size_of::<Option<u64>>() + COST_PINNED_FILE)
+}
+
+/// The table REGISTER_BUFFERS describes.
+fn read_buffers(env: &mut dyn IoEnv, arg: u64, nr: u32) -> Result<Vec<Option<(u64, u64)>>, Errno> {
+    let mut table = Vec::new();
+    table.try_reserve_exact(nr as usize).map_err(|_| ENOMEM)?;
+    for i in 0..nr {
+        let mut raw = [0u8; 16];
+        let at = arg.checked_add(u64::from(i) * 16).ok_or(EFAULT)?;
+        env.read_user(at, &mut raw)?;
+        let base = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+        let len = u64::from_le_bytes(raw[8..].try_into().unwrap_or_default());
+        if base == 0 {
+            // A sparse slot, as on Linux; a length without a base is bad.
+            if len != 0 {
+                return Err(EFAULT);
+            }
+            table.push(None);
+            continue;
+        }
+        // Linux's io_buffer_validate: a buffer needs a length too.
+        if len == 0 || len > reg::MAX_BUFFER_LEN {
+            return Err(EFAULT);
+        }
+        base.checked_add(len).ok_or(EOVERFLOW)?;
+        env.check_user(base, len, true)?;
+        table.push(Some((base, len)));
+    }
+    Ok(table)
 }
 
 /// REGISTER_PROBE: fills the user's zeroed probe (header and up to

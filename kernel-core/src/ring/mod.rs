@@ -32,7 +32,7 @@ pub mod shared;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX};
+pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX, RING_MEMORY};
 pub use env::{FileRef, IoEnv};
 pub use host::{RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
 pub use mock::{mock_ring_mapping, MockEnv};

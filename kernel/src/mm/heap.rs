@@ -6,6 +6,23 @@
 //! are whole runs of contiguous frames straight from the frame allocator and
 //! go back to it when freed. Slab frames stay with their class once carved
 //! (the caches reach a steady size; the leak tests warm them up first).
+//!
+//! # When memory runs out
+//! `alloc` returns null when no frame (or no run of frames) is left. A
+//! fallible allocation (`Vec::try_reserve`, `String::try_reserve_exact`,
+//! `HashMap::try_reserve`) turns that into an error, which a request path
+//! returns as `ENOMEM`. An infallible one (`Box::new`, `Vec::push` past the
+//! capacity, `Arc::new`) calls `alloc::alloc::handle_alloc_error`, which
+//! without an `alloc_error_handler` (unstable) panics: "memory allocation
+//! of N bytes failed", and a kernel panic stops the machine. So:
+//! - every allocation made on behalf of a user request is fallible, or is
+//!   a small bounded one (an `Arc` per open file or inode, which cannot be
+//!   made fallibly on stable Rust) behind a bound that keeps the heap from
+//!   running out;
+//! - what users can make the kernel hold is bounded by quotas set here at
+//!   boot ([`init_limits`]): ring engine memory (`RING_MEMORY`) and the RAM
+//!   file system's size (`crate::fs`), each a fraction of RAM, so the heap
+//!   always has room for the kernel's own infallible allocations.
 
 use crate::arch::{phys_to_virt, virt_to_phys};
 use crate::mm::frames;
@@ -41,6 +58,20 @@ static HEAP: KernelHeap = KernelHeap {
     }),
     used: AtomicU64::new(0),
 };
+
+/// The share of usable RAM that ring engines together may hold for their
+/// users (pending requests, overflowed CQEs, registered tables); past it a
+/// request gets `-ENOMEM`.
+const RING_MEMORY_DIVISOR: u64 = 8;
+
+/// Sets the quotas on what users can make the kernel heap hold, from the
+/// amount of usable RAM. Called once the frame allocator is up.
+pub fn init_limits() {
+    let (_, usable) = frames::counts();
+    let ring = usable * PAGE as u64 / RING_MEMORY_DIVISOR;
+    kernel_core::ring::RING_MEMORY.set_limit(usize::try_from(ring).unwrap_or(usize::MAX));
+    log::info!("heap: ring requests may hold {} MiB", ring >> 20);
+}
 
 /// Bytes currently handed out (rounded to block or page size).
 pub fn used_bytes() -> u64 {

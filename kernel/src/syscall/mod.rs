@@ -206,9 +206,13 @@ fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
     if nargs as usize > ARGS_MAX {
         return Err(E2BIG);
     }
+    // Every allocation here is fallible (ENOMEM) and bounded by ARGS_MAX
+    // and ARG_BYTES_MAX.
     let argv: Vec<Vec<u8>> = with_space(|space| {
         let mut total = 0usize;
-        let mut argv = Vec::with_capacity(nargs.max(1) as usize);
+        let mut argv = Vec::new();
+        argv.try_reserve_exact(nargs.max(1) as usize)
+            .map_err(|_| ENOMEM)?;
         for i in 0..nargs {
             let arg: abi::Arg = read_value(space, args.checked_add(i * 16).ok_or(EFAULT)?)?;
             total = total.saturating_add(arg.len as usize);
@@ -218,11 +222,16 @@ fn sys_spawn(name: u64, name_len: u64, args: u64, nargs: u64) -> SysResult {
             argv.push(UserSlice::new(arg.ptr, arg.len)?.read_vec(space, ARG_BYTES_MAX as u64)?);
         }
         if argv.is_empty() {
-            argv.push(name.clone().into_bytes());
+            let mut arg0 = Vec::new();
+            arg0.try_reserve_exact(name.len()).map_err(|_| ENOMEM)?;
+            arg0.extend_from_slice(name.as_bytes());
+            argv.push(arg0);
         }
         Ok(argv)
     })?;
-    let refs: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+    let mut refs: Vec<&[u8]> = Vec::new();
+    refs.try_reserve_exact(argv.len()).map_err(|_| ENOMEM)?;
+    refs.extend(argv.iter().map(Vec::as_slice));
     let me = task::current();
     let child = lifecycle::spawn(&name, &refs, Some(&me), me.process().mode)?;
     Ok(child.id)

@@ -6,7 +6,7 @@ use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, Sqe};
 
-use super::{Issue, IssueCtx, OpCaps, OpDef};
+use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
 
 pub const ASYNC_CANCEL: OpDef = OpDef {
     opcode: op::ASYNC_CANCEL,
@@ -16,14 +16,14 @@ pub const ASYNC_CANCEL: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), Errno> {
+fn prep(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
     if sqe.off != 0 || sqe.len != 0 || sqe.op_flags != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }
-    Ok(())
+    Ok(Prepared::Nothing)
 }
 
-fn issue(_ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue(_ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     Issue::Cancel {
         target: sqe.addr,
         timeouts_only: false,

@@ -1,11 +1,13 @@
-//! FSYNC: makes a file's data durable. No `fsync_flags` are supported
-//! (`abi` names none; Linux's `IORING_FSYNC_DATASYNC` would belong there).
+//! FSYNC: makes a file's data durable. `op_flags` may hold
+//! `fsync_flags::DATASYNC` (RAM files have no metadata to spare, so it is
+//! the same); `addr`, `buf_index` and `file_index` must be zero (`EINVAL`,
+//! as Linux checks at prep). The file is looked up at issue (`EBADF`).
 
 use abi::errno::Errno;
 use abi::errno::EINVAL;
-use abi::io_uring::{op, Sqe};
+use abi::io_uring::{fsync_flags, op, Sqe};
 
-use super::{Issue, IssueCtx, OpCaps, OpDef};
+use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
 
 pub const FSYNC: OpDef = OpDef {
     opcode: op::FSYNC,
@@ -15,14 +17,18 @@ pub const FSYNC: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), Errno> {
-    if sqe.addr != 0 || sqe.buf_index != 0 || sqe.file_index != 0 || sqe.op_flags != 0 {
+fn prep(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
+    if sqe.addr != 0
+        || sqe.buf_index != 0
+        || sqe.file_index != 0
+        || sqe.op_flags & !fsync_flags::DATASYNC != 0
+    {
         return Err(EINVAL);
     }
-    Ok(())
+    Ok(Prepared::Nothing)
 }
 
-fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     let result = ctx.file(sqe).and_then(|file| ctx.env.fsync(file));
-    Issue::from_result(result.map(|()| 0))
+    Issue::Done(result.map(|()| 0))
 }

@@ -1,30 +1,39 @@
 //! The op table: what each opcode does, as data.
 //!
 //! Every op is an [`OpDef`]: its opcode, a name, capability bits, a `prep`
-//! that validates the copied SQE and an `issue` that does the work through
-//! [`IoEnv`]. Ops live one family per file; [`REGISTRY`] lists them and
-//! [`OPS`] is the table indexed by opcode, built from it at compile time.
-//! Adding an op is one new file (or one more `OpDef` in a family's file)
-//! plus one line in [`REGISTRY`].
+//! that validates the copied SQE when it is submitted and an `issue` that
+//! does the work through [`IoEnv`]. Ops live one family per file;
+//! [`REGISTRY`] lists them and [`OPS`] is the table indexed by opcode, built
+//! from it at compile time. Adding an op is one new file (or one more
+//! `OpDef` in a family's file) plus one line in [`REGISTRY`].
+//!
+//! Prep and issue are apart as on Linux (`io_init_req` and the op's
+//! `->prep`, then `->issue`): the engine preps every SQE of a link chain
+//! before it issues any of them, so a chain with an invalid member fails
+//! as a whole instead of half-running. [`prep_sqe`] does the checks Linux
+//! does for every SQE (flags, opcode, `ioprio`, `personality`) and then the
+//! op's own; what Linux checks only at issue time (the file, the offset,
+//! the bytes of a buffer, `rw_flags`) is checked at issue here too, so a
+//! chain whose member fails at issue has run the members before it.
 //!
 //! Invariants:
 //! - `OPS[n]` is `Some(def)` only with `def.opcode == n`, and each opcode is
 //!   registered once (checked at compile time).
-//! - `prep` only looks at the SQE; `issue` only reaches the machine through
-//!   [`IssueCtx`]. Neither panics on any input; errors are positive errno
-//!   values in `Err`, and `-errno` in [`Issue::Done`].
+//! - `prep` only reads the SQE and, through [`PrepCtx`], user memory (a
+//!   timespec, a path); `issue` only reaches the machine through
+//!   [`IssueCtx`]. Neither panics on any input; errors are [`Errno`]s.
 //! - Ops never block: anything that has to wait (a timer) is returned to the
 //!   engine as an [`Issue`] variant and the engine keeps it pending.
 //! - An opcode `abi` names but the table lacks is "compiled out"
 //!   (`EOPNOTSUPP`); any other opcode is unknown (`EINVAL`). PROBE answers
 //!   from the table.
 
-use abi::io_uring::{op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_OP_SUPPORTED};
+use abi::io_uring::{ioprio, op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_OP_SUPPORTED};
 use abi::syscall::limits::PATH_MAX;
 use abi::{FromBytes, Immutable, IntoBytes};
 
 use super::env::{FileRef, IoEnv};
-use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG};
+use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP};
 
 mod cancel;
 mod fsync;
@@ -51,6 +60,9 @@ bitflags::bitflags! {
         const ASYNC = 1 << 3;
         /// Arms a timer on the SQE before it in a link chain (LINK_TIMEOUT).
         const LINK_TIMER = 1 << 4;
+        /// Takes an I/O priority in `ioprio` (Linux's `io_op_def.ioprio`);
+        /// every other op needs it zero.
+        const IOPRIO = 1 << 5;
     }
 }
 
@@ -60,21 +72,47 @@ pub struct OpDef {
     pub opcode: u8,
     pub name: &'static str,
     pub caps: OpCaps,
-    /// Validate the copied SQE (reserved fields zero, lengths sane, etc.)
-    /// before issue. `Err` holds a positive errno.
-    pub prep: fn(&Sqe) -> Result<(), Errno>,
-    /// Do it. Synchronous ops return [`Issue::Done`].
-    pub issue: fn(&mut IssueCtx<'_>, &Sqe) -> Issue,
+    /// Validates the copied SQE when it is submitted, before anything of
+    /// its chain issues: what Linux's `->prep` checks, no more.
+    pub prep: fn(&PrepCtx<'_>, &Sqe) -> Result<Prepared, Errno>,
+    /// Does it, with what `prep` found. Synchronous ops return
+    /// [`Issue::Done`].
+    pub issue: fn(&mut IssueCtx<'_>, &Sqe, Prepared) -> Issue,
+}
+
+/// What `prep` hands to `issue` besides the SQE.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prepared {
+    /// Nothing: `issue` reads the SQE.
+    #[default]
+    Nothing,
+    /// TIMEOUT, LINK_TIMEOUT: the timespec, read and checked at prep, in
+    /// nanoseconds (relative or absolute as the SQE's flags say).
+    Timeout { ns: u64 },
+}
+
+/// What an op may look at while it is prepped.
+pub struct PrepCtx<'a> {
+    /// The machine, to read user memory.
+    pub env: &'a dyn IoEnv,
+    /// Registered buffers (the table's length).
+    pub buffers: usize,
+    /// The SQE starts a chain or stands alone: no SQE before it in a chain.
+    pub head: bool,
+    /// The SQE before it in its chain is a LINK_TIMEOUT.
+    pub after_link_timeout: bool,
 }
 
 /// What issuing an op produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Issue {
-    /// Finished with this result (`>= 0` success, `-errno` failure).
-    Done(i32),
-    /// Finished, but moved fewer bytes than asked: the result is posted
-    /// as-is and an `IO_LINK` chain breaks, as on failure.
-    Short(i32),
+    /// Finished: a value (at most `i32::MAX`: a byte count, a descriptor,
+    /// 0) or an error. The engine turns it into the CQE's `res` when it
+    /// posts it, the one place an error becomes `-errno`.
+    Done(Result<u32, Errno>),
+    /// Finished, but moved fewer bytes than asked: the count is posted and
+    /// an `IO_LINK` chain breaks, as on failure.
+    Short(u32),
     /// A pending timer (TIMEOUT): complete with `-ETIME` at `deadline_ns`
     /// (never, if `None`), or with 0 once `count` other completions were
     /// posted (`count` 0: a pure timer).
@@ -90,13 +128,12 @@ pub enum Issue {
     Cancel { target: u64, timeouts_only: bool },
 }
 
-impl Issue {
-    /// `Done(res)` or `Done(-errno)`.
-    pub fn from_result(result: Result<i32, Errno>) -> Self {
-        match result {
-            Ok(res) => Issue::Done(res),
-            Err(errno) => Issue::Done(-errno),
-        }
+/// The CQE `res` of a finished op: the value, or `-errno`.
+#[inline(always)]
+pub fn cqe_res(result: Result<u32, Errno>) -> i32 {
+    match result {
+        Ok(value) => i32::try_from(value).unwrap_or(i32::MAX),
+        Err(errno) => -errno,
     }
 }
 
@@ -147,6 +184,68 @@ impl<'a> IssueCtx<'a> {
             return Err(EFAULT);
         }
         Ok(())
+    }
+}
+
+/// Preps one SQE the way Linux's `io_init_req` does, in its order: the
+/// opcode (unknown: `EINVAL`), the flags (`EINVAL` for any this kernel does
+/// not accept), `ioprio` (must be 0 unless the op takes one, then a valid
+/// class and level), `personality` (none can be registered: must be 0),
+/// an op `abi` names but this kernel lacks (`EOPNOTSUPP`), then the op's
+/// own `prep`. Returns the op and what its prep found.
+#[inline(always)]
+pub fn prep_sqe(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<(&'static OpDef, Prepared), Errno> {
+    let def = match lookup(sqe.opcode) {
+        Lookup::Known(def) => Some(def),
+        Lookup::CompiledOut => None,
+        Lookup::Unknown => return Err(EINVAL),
+    };
+    if sqe.flags & !sqe_flags::SUPPORTED != 0 {
+        return Err(EINVAL);
+    }
+    let Some(def) = def else {
+        return Err(EOPNOTSUPP);
+    };
+    if sqe.ioprio != 0 {
+        if !def.caps.contains(OpCaps::IOPRIO) {
+            return Err(EINVAL);
+        }
+        check_ioprio(sqe.ioprio)?;
+    }
+    if sqe.personality != 0 {
+        return Err(EINVAL);
+    }
+    Ok((def, (def.prep)(ctx, sqe)?))
+}
+
+/// Issues a prepped SQE.
+#[inline(always)]
+pub fn issue_sqe(ctx: &mut IssueCtx<'_>, sqe: &Sqe, prepared: Prepared) -> Issue {
+    match lookup(sqe.opcode) {
+        Lookup::Known(def) => (def.issue)(ctx, sqe, prepared),
+        // Not reached: only prepped SQEs are issued.
+        Lookup::CompiledOut => Issue::Done(Err(EOPNOTSUPP)),
+        Lookup::Unknown => Issue::Done(Err(EINVAL)),
+    }
+}
+
+/// Linux's `ioprio_check_cap`: class NONE with level 0, RT or BE with a
+/// level below `ioprio::NR_LEVELS`, IDLE with any; anything else is
+/// `EINVAL`. There is no privilege model here, so RT is allowed as for
+/// root. The priority is accepted and has no effect (no I/O scheduler).
+fn check_ioprio(value: u16) -> Result<(), Errno> {
+    let class = value >> ioprio::CLASS_SHIFT;
+    let level = value & ((1 << ioprio::CLASS_SHIFT) - 1);
+    let ok = match class {
+        ioprio::CLASS_NONE => level == 0,
+        ioprio::CLASS_RT | ioprio::CLASS_BE => level < ioprio::NR_LEVELS,
+        ioprio::CLASS_IDLE => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EINVAL)
     }
 }
 
@@ -271,12 +370,16 @@ fn read_timespec(env: &dyn IoEnv, addr: u64) -> Result<Timespec, Errno> {
     Ok(ts)
 }
 
-/// The deadline a checked timespec names: absolute, or from `now`.
-fn deadline(now: u64, ts: Timespec, absolute: bool) -> u64 {
+/// A checked timespec in nanoseconds (saturating).
+fn timespec_ns(ts: Timespec) -> u64 {
     // sec >= 0 and 0 <= nsec < 1e9 were checked.
-    let ns = (ts.sec as u64)
+    (ts.sec as u64)
         .saturating_mul(1_000_000_000)
-        .saturating_add(ts.nsec as u64);
+        .saturating_add(ts.nsec as u64)
+}
+
+/// The deadline `ns` names: absolute, or from `now`.
+fn deadline(now: u64, ns: u64, absolute: bool) -> u64 {
     if absolute {
         ns
     } else {
@@ -472,12 +575,13 @@ mod tests {
         }
         assert_eq!(read_timespec(&env, 0x10f8), Err(EFAULT));
         let ts = Timespec { sec: 2, nsec: 3 };
-        assert_eq!(deadline(10, ts, false), 2_000_000_013);
-        assert_eq!(deadline(10, ts, true), 2_000_000_003);
+        assert_eq!(deadline(10, timespec_ns(ts), false), 2_000_000_013);
+        assert_eq!(deadline(10, timespec_ns(ts), true), 2_000_000_003);
         let huge = Timespec {
             sec: i64::MAX,
             nsec: 999_999_999,
         };
-        assert_eq!(deadline(10, huge, false), u64::MAX);
+        assert_eq!(timespec_ns(huge), u64::MAX);
+        assert_eq!(deadline(10, timespec_ns(huge), false), u64::MAX);
     }
 }

@@ -1,11 +1,12 @@
 //! NOP: completes at once with 0. The benchmark's baseline, so it does
-//! nothing but check that its per-op flags are clear.
+//! nothing but check that its per-op flags are clear (Linux 6.1 ignores
+//! them; later kernels refuse them with `EINVAL`, as here).
 
 use abi::errno::Errno;
 use abi::errno::EINVAL;
 use abi::io_uring::{op, Sqe};
 
-use super::{Issue, IssueCtx, OpCaps, OpDef};
+use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
 
 pub const NOP: OpDef = OpDef {
     opcode: op::NOP,
@@ -15,13 +16,13 @@ pub const NOP: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), Errno> {
+fn prep(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
     if sqe.op_flags != 0 {
         return Err(EINVAL);
     }
-    Ok(())
+    Ok(Prepared::Nothing)
 }
 
-fn issue(_ctx: &mut IssueCtx<'_>, _sqe: &Sqe) -> Issue {
-    Issue::Done(0)
+fn issue(_ctx: &mut IssueCtx<'_>, _sqe: &Sqe, _prepared: Prepared) -> Issue {
+    Issue::Done(Ok(0))
 }

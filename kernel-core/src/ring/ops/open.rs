@@ -1,17 +1,23 @@
 //! OPENAT and CLOSE: descriptors of the ring owner.
 //!
-//! OPENAT: `fd` is the directory and must be [`AT_FDCWD`] (`EBADF`; the
-//! file system is flat), `addr` a NUL-terminated path, `op_flags` the
-//! `abi::open_flags`; the result is the new descriptor. Installing into the
-//! registered file table (`file_index`) is not supported (`EINVAL`).
+//! OPENAT: `addr` a NUL-terminated path, `op_flags` the `abi::open_flags`;
+//! the result is the new descriptor. As on Linux the path is copied at prep
+//! (`EFAULT`, `ENAMETOOLONG`, `ENOENT` if empty) and `FIXED_FILE` or a
+//! `buf_index` fail there (`EBADF`, `EINVAL`); the directory `fd` must be
+//! [`AT_FDCWD`] (`EBADF` at issue: the file system is flat), and the flags
+//! are checked at issue (`EINVAL`). Installing into the registered file
+//! table (`file_index`) is not supported (`EINVAL`). The path is read again
+//! at issue, checked again, and must be UTF-8 (`EINVAL`).
 //!
 //! CLOSE: closes `fd`; closing a registered-file slot is not supported
 //! (`file_index != 0` is `EINVAL`, `FIXED_FILE` is `EBADF`, as on Linux).
 
-use abi::errno::{Errno, EBADF, EINVAL};
+use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe};
 
-use super::{user_path, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
+use super::{
+    read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, AT_FDCWD, PATH_BUF,
+};
 
 pub const OPENAT: OpDef = OpDef {
     opcode: op::OPENAT,
@@ -29,24 +35,35 @@ pub const CLOSE: OpDef = OpDef {
     issue: issue_close,
 };
 
-fn prep_openat(sqe: &Sqe) -> Result<(), Errno> {
-    if sqe.buf_index != 0 || sqe.file_index != 0 {
+fn prep_openat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
+    if sqe.buf_index != 0 {
         return Err(EINVAL);
     }
-    if sqe.flags & sqe_flags::FIXED_FILE != 0 || sqe.fd != AT_FDCWD {
+    if sqe.flags & sqe_flags::FIXED_FILE != 0 {
         return Err(EBADF);
     }
-    Ok(())
-}
-
-fn issue_openat(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
     let mut buf = [0u8; PATH_BUF];
-    let result =
-        user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.open(path, sqe.op_flags));
-    Issue::from_result(result)
+    if read_path(ctx.env, sqe.addr, &mut buf)? == 0 {
+        return Err(ENOENT);
+    }
+    if sqe.file_index != 0 {
+        return Err(EINVAL);
+    }
+    Ok(Prepared::Nothing)
 }
 
-fn prep_close(sqe: &Sqe) -> Result<(), Errno> {
+fn issue_openat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
+    if sqe.fd != AT_FDCWD {
+        return Issue::Done(Err(EBADF));
+    }
+    let mut buf = [0u8; PATH_BUF];
+    let result = user_path(ctx.env, sqe.addr, &mut buf)
+        .and_then(|path| ctx.env.open(path, sqe.op_flags))
+        .map(|fd| fd as u32);
+    Issue::Done(result)
+}
+
+fn prep_close(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
     if sqe.off != 0
         || sqe.addr != 0
         || sqe.len != 0
@@ -59,9 +76,9 @@ fn prep_close(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.flags & sqe_flags::FIXED_FILE != 0 {
         return Err(EBADF);
     }
-    Ok(())
+    Ok(Prepared::Nothing)
 }
 
-fn issue_close(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
-    Issue::from_result(ctx.env.close(sqe.fd).map(|()| 0))
+fn issue_close(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
+    Issue::Done(ctx.env.close(sqe.fd).map(|()| 0))
 }

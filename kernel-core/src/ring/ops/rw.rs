@@ -6,12 +6,18 @@
 //! The result is the byte count; fewer than `len` is a short transfer
 //! ([`Issue::Short`]), which breaks an `IO_LINK` chain as on Linux. `len` is
 //! clamped to [`MAX_RW_COUNT`] so the count always fits the result.
+//!
+//! What is checked when, as in Linux's `io_prep_rw` and `io_read`: at prep
+//! `ioprio` (by the engine) and, for the `_FIXED` forms, that `buf_index`
+//! names a registered buffer (`EFAULT`); everything else at issue: the
+//! registered file, the range within the registered buffer (`EFAULT`),
+//! `rw_flags` (none are supported: `EOPNOTSUPP`, as Linux says for unknown
+//! ones), the offset (`-1` or a position, else `EINVAL`), then the file.
 
-use abi::errno::{Errno, EINVAL, EOPNOTSUPP};
+use abi::errno::{Errno, EFAULT, EINVAL, EOPNOTSUPP};
 use abi::io_uring::{op, Sqe};
 
-use super::{Issue, IssueCtx, OpCaps, OpDef};
-use crate::ring::env::FileRef;
+use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
 
 /// Most bytes one transfer moves (Linux's `MAX_RW_COUNT`).
 pub const MAX_RW_COUNT: u32 = 0x7fff_f000;
@@ -19,7 +25,9 @@ pub const MAX_RW_COUNT: u32 = 0x7fff_f000;
 pub const READ: OpDef = OpDef {
     opcode: op::READ,
     name: "READ",
-    caps: OpCaps::NEEDS_FILE.union(OpCaps::POLLABLE),
+    caps: OpCaps::NEEDS_FILE
+        .union(OpCaps::POLLABLE)
+        .union(OpCaps::IOPRIO),
     prep,
     issue: issue_read,
 };
@@ -27,7 +35,9 @@ pub const READ: OpDef = OpDef {
 pub const WRITE: OpDef = OpDef {
     opcode: op::WRITE,
     name: "WRITE",
-    caps: OpCaps::NEEDS_FILE.union(OpCaps::POLLABLE),
+    caps: OpCaps::NEEDS_FILE
+        .union(OpCaps::POLLABLE)
+        .union(OpCaps::IOPRIO),
     prep,
     issue: issue_write,
 };
@@ -37,8 +47,9 @@ pub const READ_FIXED: OpDef = OpDef {
     name: "READ_FIXED",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::FIXED_BUFFER),
-    prep,
+        .union(OpCaps::FIXED_BUFFER)
+        .union(OpCaps::IOPRIO),
+    prep: prep_fixed,
     issue: issue_read_fixed,
 };
 
@@ -47,15 +58,31 @@ pub const WRITE_FIXED: OpDef = OpDef {
     name: "WRITE_FIXED",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::FIXED_BUFFER),
-    prep,
+        .union(OpCaps::FIXED_BUFFER)
+        .union(OpCaps::IOPRIO),
+    prep: prep_fixed,
     issue: issue_write_fixed,
 };
 
-/// Shared by every read/write op, vectored ones included: no `rw_flags`
-/// are supported (`EOPNOTSUPP`, as Linux says for unknown ones), and the
-/// offset is `-1` or a non-negative position (`EINVAL`).
-pub(super) fn prep(sqe: &Sqe) -> Result<(), Errno> {
+/// Prep of READ and WRITE, READV and WRITEV: nothing beyond the engine's
+/// checks (Linux reads the fields and checks `ioprio`).
+pub(super) fn prep(_ctx: &PrepCtx<'_>, _sqe: &Sqe) -> Result<Prepared, Errno> {
+    Ok(Prepared::Nothing)
+}
+
+/// Prep of READ_FIXED and WRITE_FIXED: `buf_index` must name a registered
+/// buffer (`EFAULT`).
+fn prep_fixed(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
+    if usize::from(sqe.buf_index) >= ctx.buffers {
+        return Err(EFAULT);
+    }
+    Ok(Prepared::Nothing)
+}
+
+/// The issue-time checks every read/write op shares: no `rw_flags` are
+/// supported (`EOPNOTSUPP`), and the offset is `-1` or a non-negative
+/// position (`EINVAL`).
+pub(super) fn check_rw(sqe: &Sqe) -> Result<(), Errno> {
     if sqe.op_flags != 0 {
         return Err(EOPNOTSUPP);
     }
@@ -77,12 +104,12 @@ pub(super) fn transferred(result: Result<u32, Errno>, wanted: u32) -> Issue {
         Ok(n) => {
             let n = n.min(wanted);
             if n < wanted {
-                Issue::Short(n as i32)
+                Issue::Short(n)
             } else {
-                Issue::Done(n as i32)
+                Issue::Done(Ok(n))
             }
         }
-        Err(errno) => Issue::Done(-errno),
+        Err(errno) => Issue::Done(Err(errno)),
     }
 }
 
@@ -93,39 +120,42 @@ enum Dir {
 }
 
 fn transfer(ctx: &mut IssueCtx<'_>, sqe: &Sqe, dir: Dir, fixed: bool) -> Issue {
-    let len = sqe.len.min(MAX_RW_COUNT);
+    let file = match ctx.file(sqe) {
+        Ok(file) => file,
+        Err(errno) => return Issue::Done(Err(errno)),
+    };
     if fixed {
         if let Err(errno) = ctx.fixed_buffer(sqe.buf_index, sqe.addr, u64::from(sqe.len)) {
-            return Issue::Done(-errno);
+            return Issue::Done(Err(errno));
         }
     }
-    let file: FileRef = match ctx.file(sqe) {
-        Ok(file) => file,
-        Err(errno) => return Issue::Done(-errno),
-    };
+    if let Err(errno) = check_rw(sqe) {
+        return Issue::Done(Err(errno));
+    }
+    let len = sqe.len.min(MAX_RW_COUNT);
     let result = match dir {
         Dir::Read => ctx.env.read(file, offset(sqe), sqe.addr, len),
         Dir::Write => ctx.env.write(file, offset(sqe), sqe.addr, len),
     };
     match transferred(result, len) {
         // Clamped: still short of what was asked.
-        Issue::Done(n) if len < sqe.len => Issue::Short(n),
+        Issue::Done(Ok(n)) if len < sqe.len => Issue::Short(n),
         other => other,
     }
 }
 
-fn issue_read(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_read(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     transfer(ctx, sqe, Dir::Read, false)
 }
 
-fn issue_write(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_write(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     transfer(ctx, sqe, Dir::Write, false)
 }
 
-fn issue_read_fixed(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_read_fixed(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     transfer(ctx, sqe, Dir::Read, true)
 }
 
-fn issue_write_fixed(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_write_fixed(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     transfer(ctx, sqe, Dir::Write, true)
 }

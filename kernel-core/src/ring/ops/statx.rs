@@ -1,14 +1,18 @@
 //! STATX: metadata of the file at a path. `fd` is the directory and must be
-//! [`AT_FDCWD`] (`EBADF`), `addr` the path, `op_flags` the `AT_*` lookup
+//! [`AT_FDCWD`] (`EBADF`, at issue as on Linux), `addr` the path (copied at
+//! prep: `EFAULT`, `ENAMETOOLONG`, `ENOENT` if empty; read again at issue), `op_flags` the `AT_*` lookup
 //! flags (accepted and ignored: there are no links to follow), `len` the
 //! wanted mask (everything in `STATX_BASIC` is always filled), `addr3` the
 //! [`Statx`] to fill. Only the 64-byte `abi` subset of Linux's 256-byte
 //! `struct statx` is written.
 
-use abi::errno::{Errno, EBADF, EINVAL};
+use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe, Statx, STATX_BASIC};
 
-use super::{user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef, AT_FDCWD, PATH_BUF};
+use super::{
+    read_path, user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared,
+    AT_FDCWD, PATH_BUF,
+};
 
 /// `S_IFREG | 0644`: every file is a regular file anyone may read. Belongs
 /// in `abi` with the other mode bits once it has some.
@@ -24,17 +28,24 @@ pub const STATX: OpDef = OpDef {
     issue,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), Errno> {
+fn prep(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
     if sqe.buf_index != 0 || sqe.file_index != 0 {
         return Err(EINVAL);
     }
-    if sqe.flags & sqe_flags::FIXED_FILE != 0 || sqe.fd != AT_FDCWD {
+    if sqe.flags & sqe_flags::FIXED_FILE != 0 {
         return Err(EBADF);
     }
-    Ok(())
+    let mut buf = [0u8; PATH_BUF];
+    if read_path(ctx.env, sqe.addr, &mut buf)? == 0 {
+        return Err(ENOENT);
+    }
+    Ok(Prepared::Nothing)
 }
 
-fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, Errno> {
+fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u32, Errno> {
+    if sqe.fd != AT_FDCWD {
+        return Err(EBADF);
+    }
     let mut buf = [0u8; PATH_BUF];
     let path = user_path(ctx.env, sqe.addr, &mut buf)?;
     let stat = ctx.env.stat(path)?;
@@ -52,8 +63,8 @@ fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<i32, Errno> {
     Ok(0)
 }
 
-fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
-    Issue::from_result(statx(ctx, sqe))
+fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
+    Issue::Done(statx(ctx, sqe))
 }
 
 #[cfg(test)]

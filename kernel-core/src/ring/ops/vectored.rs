@@ -2,25 +2,35 @@
 //! iovec array (`addr`, `len` = number of iovecs, at most `IOV_MAX`), at
 //! `off` or at the file position (`off == -1`).
 //!
-//! The iovec array is read twice, both times from user memory and without a
-//! heap copy: first to validate it whole (readable array, each buffer user
-//! memory, `EINVAL` for a length that is negative as `ssize_t`; the total is
-//! clamped to [`MAX_RW_COUNT`] as on Linux), then to transfer. If user space
-//! changes it in between, the second pass still checks every copy and never
-//! moves more than the first pass counted. A transfer stops at the first
-//! short piece; an error after some bytes moved returns those bytes.
+//! At issue the iovec array is read twice, both times from user memory and
+//! without a heap copy: first to validate it whole (at most `IOV_MAX`
+//! entries, readable array, each buffer user memory, `EINVAL` for a length
+//! that is negative as `ssize_t`; the total is clamped to [`MAX_RW_COUNT`]
+//! as on Linux), then to transfer. If user space changes it in between, the
+//! second pass still checks every copy and never moves more than the first
+//! pass counted. A transfer stops at the first short piece; an error after
+//! some bytes moved returns those bytes.
+//!
+//! A READV or WRITEV that is not the first of its link chain has its iovec
+//! array imported at prep too, as Linux's `prep_async` does for every
+//! linked request: the count (`EINVAL`), the array (`EFAULT`), each length
+//! (`EINVAL`) and each range within the user half (`EFAULT`; whether it is
+//! mapped is seen at issue), so that a bad array fails the whole chain.
 
 use abi::errno::{Errno, EFAULT, EINVAL};
 use abi::io_uring::{op, IoVec, Sqe, IOV_MAX};
+use abi::layout::USER_END;
 
-use super::rw::{offset, prep as prep_rw, MAX_RW_COUNT};
-use super::{read_user_value, Issue, IssueCtx, OpCaps, OpDef};
+use super::rw::{check_rw, offset, MAX_RW_COUNT};
+use super::{read_user_value, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
 use crate::ring::env::IoEnv;
 
 pub const READV: OpDef = OpDef {
     opcode: op::READV,
     name: "READV",
-    caps: OpCaps::NEEDS_FILE.union(OpCaps::POLLABLE),
+    caps: OpCaps::NEEDS_FILE
+        .union(OpCaps::POLLABLE)
+        .union(OpCaps::IOPRIO),
     prep,
     issue: issue_readv,
 };
@@ -28,15 +38,39 @@ pub const READV: OpDef = OpDef {
 pub const WRITEV: OpDef = OpDef {
     opcode: op::WRITEV,
     name: "WRITEV",
-    caps: OpCaps::NEEDS_FILE.union(OpCaps::POLLABLE),
+    caps: OpCaps::NEEDS_FILE
+        .union(OpCaps::POLLABLE)
+        .union(OpCaps::IOPRIO),
     prep,
     issue: issue_writev,
 };
 
-fn prep(sqe: &Sqe) -> Result<(), Errno> {
-    prep_rw(sqe)?;
+fn prep(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
+    if !ctx.head {
+        import(ctx.env, sqe)?;
+    }
+    Ok(Prepared::Nothing)
+}
+
+/// Linux's `__import_iovec` without the copy: checks the count, reads
+/// every iovec, checks each length and that each range lies in the user
+/// half (the pages themselves are checked at issue).
+fn import(env: &dyn IoEnv, sqe: &Sqe) -> Result<(), Errno> {
     if sqe.len > IOV_MAX {
         return Err(EINVAL);
+    }
+    for i in 0..sqe.len {
+        let iov = read_iovec(env, sqe.addr, i)?;
+        if iov.len > i64::MAX as u64 {
+            return Err(EINVAL);
+        }
+        if iov
+            .base
+            .checked_add(iov.len)
+            .is_none_or(|end| end > USER_END)
+        {
+            return Err(EFAULT);
+        }
     }
     Ok(())
 }
@@ -55,6 +89,9 @@ enum Dir {
 
 /// Pass 1: the total the transfer will move, after checking every iovec.
 fn validate(env: &dyn IoEnv, sqe: &Sqe, dir: Dir) -> Result<u64, Errno> {
+    if sqe.len > IOV_MAX {
+        return Err(EINVAL);
+    }
     let mut total = 0u64;
     for i in 0..sqe.len {
         let iov = read_iovec(env, sqe.addr, i)?;
@@ -72,11 +109,11 @@ fn validate(env: &dyn IoEnv, sqe: &Sqe, dir: Dir) -> Result<u64, Errno> {
 fn vectored(ctx: &mut IssueCtx<'_>, sqe: &Sqe, dir: Dir) -> Issue {
     let file = match ctx.file(sqe) {
         Ok(file) => file,
-        Err(errno) => return Issue::Done(-errno),
+        Err(errno) => return Issue::Done(Err(errno)),
     };
-    let total = match validate(ctx.env, sqe, dir) {
+    let total = match validate(ctx.env, sqe, dir).and_then(|total| check_rw(sqe).map(|()| total)) {
         Ok(total) => total,
-        Err(errno) => return Issue::Done(-errno),
+        Err(errno) => return Issue::Done(Err(errno)),
     };
     let mut done = 0u64;
     let mut error = None;
@@ -116,17 +153,17 @@ fn vectored(ctx: &mut IssueCtx<'_>, sqe: &Sqe, dir: Dir) -> Issue {
         }
     }
     match error {
-        Some(errno) if done == 0 => Issue::Done(-errno),
-        // done <= total <= MAX_RW_COUNT fits an i32.
-        _ if done < total => Issue::Short(done as i32),
-        _ => Issue::Done(done as i32),
+        Some(errno) if done == 0 => Issue::Done(Err(errno)),
+        // done <= total <= MAX_RW_COUNT fits a u32.
+        _ if done < total => Issue::Short(done as u32),
+        _ => Issue::Done(Ok(done as u32)),
     }
 }
 
-fn issue_readv(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_readv(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     vectored(ctx, sqe, Dir::Read)
 }
 
-fn issue_writev(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Issue {
+fn issue_writev(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     vectored(ctx, sqe, Dir::Write)
 }

@@ -148,7 +148,16 @@ fn repair(view: &crate::ring::SharedRing<'_>, sq_entries: u32, cq_entries: u32) 
 fn one_run(seed: u64, sq_entries: u32, cq_entries: u32, steps: usize) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let start = rng.next() as u32;
-    let mut h = Harness::starting_at(sq_entries, cq_entries, start, start.wrapping_add(7));
+    // One run in three under a small memory quota, so that every path
+    // that needs memory also meets the lack of it.
+    let limit = if seed.is_multiple_of(3) {
+        1024 + rng.below(32 * 1024) as usize
+    } else {
+        usize::MAX
+    };
+    let quota: &'static Quota = alloc::boxed::Box::leak(alloc::boxed::Box::new(Quota::new(limit)));
+    let engine = RingEngine::with_quota(sq_entries, cq_entries, quota);
+    let mut h = Harness::with_engine(engine, start, start.wrapping_add(7));
     h.env.create_file("a", &[1; 100]).unwrap();
     h.env.create_file("b", b"").unwrap();
     h.put_timespec(TS, 0, 1000);
@@ -223,15 +232,22 @@ fn one_run(seed: u64, sq_entries: u32, cq_entries: u32, steps: usize) {
                     rng.below(u64::from(sq_entries) * 2) as u32
                 };
                 let before = h.engine.stats().consumed;
+                let dropped = h.engine.stats().dropped;
                 if let Ok(n) = h.try_submit(to_submit) {
                     assert!(n <= to_submit && n <= sq_entries);
-                    assert_eq!(h.engine.stats().consumed - before, u64::from(n));
+                    // A dropped entry is consumed, not counted, and ends
+                    // the batch.
+                    let dropped = h.engine.stats().dropped - dropped;
+                    assert!(dropped <= 1);
+                    assert_eq!(h.engine.stats().consumed - before, u64::from(n) + dropped);
                 } else {
                     assert_eq!(h.engine.stats().consumed, before);
                 }
             }
         }
         h.check();
+        assert_eq!(quota.used(), h.engine.memory());
+        assert!(quota.used() <= limit);
         assert!(h.engine.pending_ops() <= MAX_PENDING);
         assert!(h.engine.cq_ready(&view) <= cq_entries);
         assert!(h.engine.sq_pending(&view) <= sq_entries);
@@ -242,6 +258,8 @@ fn one_run(seed: u64, sq_entries: u32, cq_entries: u32, steps: usize) {
     h.engine.teardown(&mut h.env);
     h.check();
     assert_eq!(h.engine.pending_ops(), 0);
+    assert_eq!(h.engine.memory(), 0);
+    assert_eq!(quota.used(), 0, "everything charged is returned");
     assert_eq!(h.env.pinned_files(), 0);
 }
 

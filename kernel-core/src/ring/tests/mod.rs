@@ -12,9 +12,12 @@ use alloc::vec::Vec;
 use abi::io_uring::{op, sqe_flags, Cqe, Sqe};
 
 use super::{MockEnv, OwnedRing, RingEngine};
+use crate::quota::Quota;
 
 mod engine;
 mod fuzz;
+mod limits;
+mod linux;
 mod ops;
 
 /// Base of the mock user memory.
@@ -38,8 +41,21 @@ impl Harness {
     }
 
     fn starting_at(sq_entries: u32, cq_entries: u32, sq_head: u32, cq_tail: u32) -> Self {
+        let engine = RingEngine::new(sq_entries, cq_entries);
+        Self::with_engine(engine, sq_head, cq_tail)
+    }
+
+    /// A harness whose engine charges a quota of its own, of `limit` bytes.
+    fn with_quota(sq_entries: u32, cq_entries: u32, limit: usize) -> (Self, &'static Quota) {
+        let quota: &'static Quota =
+            alloc::boxed::Box::leak(alloc::boxed::Box::new(Quota::new(limit)));
+        let engine = RingEngine::with_quota(sq_entries, cq_entries, quota);
+        (Self::with_engine(engine, 0, 0), quota)
+    }
+
+    fn with_engine(mut engine: RingEngine, sq_head: u32, cq_tail: u32) -> Self {
+        let (sq_entries, cq_entries) = (engine.sq_entries(), engine.cq_entries());
         let ring = Arc::new(OwnedRing::new(sq_entries, cq_entries));
-        let mut engine = RingEngine::new(sq_entries, cq_entries);
         engine.start_at(sq_head, cq_tail);
         engine.init_shared(&ring.view());
         Self {

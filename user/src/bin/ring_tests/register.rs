@@ -17,6 +17,7 @@ use crate::{RingCase, Run};
 pub const CASES: &[RingCase] = &[
     ("REGISTER_BUFFERS: twice is EBUSY, UNREGISTER with none is ENXIO, re-register works", buffers, Run::Child),
     ("REGISTER_BUFFERS refuses bad memory (EFAULT) and bad counts", bad_buffers, Run::Child),
+    ("REGISTER_BUFFERS: a buffer with an address and length 0 is EFAULT (Linux), a sparse slot is fine", zero_length_buffer, Run::Child),
     ("REGISTER_FILES: twice is EBUSY, UNREGISTER with none is ENXIO, bad arguments fail", files, Run::Child),
     ("REGISTER_PROBE lists exactly the implemented opcodes", probe, Run::Child),
     ("io_uring_register with an unknown opcode fails with EINVAL", unknown_register, Run::Child),
@@ -144,6 +145,26 @@ fn bad_buffers() -> TestResult {
         places.len() + 9,
         max.len()
     );
+    Ok(())
+}
+
+fn zero_length_buffer() -> TestResult {
+    let ring = util::ring(8)?;
+    let mut good = vec![0u8; 4096];
+    let empty = IoVec {
+        base: good.as_ptr() as u64,
+        len: 0,
+    };
+    check_err!(
+        ring.register_buffers(&[iovec(&mut good), empty]),
+        EFAULT,
+        "a buffer of length 0"
+    );
+    // Nothing stayed registered; a sparse slot (no address, no length) is
+    // allowed.
+    let sparse = IoVec { base: 0, len: 0 };
+    ring.register_buffers(&[iovec(&mut good), sparse])?;
+    ring.unregister_buffers()?;
     Ok(())
 }
 
