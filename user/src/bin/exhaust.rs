@@ -40,7 +40,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::{AsyncContext, AsyncOp};
 use libuser::test::{settle, TestResult, TestRun, HEAP_SLACK};
-use libuser::uring::Ring;
+use libuser::uring::IoUring;
 use libuser::{check, check_eq, detail, fail, fs, process, sys, Args, Errno};
 
 libuser::entry!(main);
@@ -380,7 +380,7 @@ fn nop_sqe(user_data: u64) -> Sqe {
 }
 
 /// Pushes `n` SQEs made by `make` and submits them.
-fn submit_batch(ring: &mut Ring, n: u32, make: impl Fn(u64) -> Sqe) -> Result<u32, Errno> {
+fn submit_batch(ring: &mut IoUring, n: u32, make: impl Fn(u64) -> Sqe) -> Result<u32, Errno> {
     for i in 0..n {
         if !unsafe_push::push(ring, &make(u64::from(i))) {
             break;
@@ -396,7 +396,7 @@ fn child_rings(id: &str) -> Result<(), Errno> {
     let mut tally = Tally::default();
     let mut rings = Vec::new();
     while rings.len() < MAX_RINGS {
-        match Ring::setup(ENTRIES, 0) {
+        match IoUring::setup(ENTRIES, 0) {
             Ok(ring) => rings.push(ring),
             Err(e) => {
                 // The per-process bound on rings, or memory.
@@ -640,7 +640,7 @@ fn child_fds() -> Result<(), Errno> {
     sys::unlink(name)?;
     let mut rings = Vec::new();
     while rings.len() < MAX_RINGS {
-        match Ring::setup(8, 0) {
+        match IoUring::setup(8, 0) {
             Ok(ring) => rings.push(ring),
             Err(e) => {
                 tally.note(e, &[EMFILE, ENOSPC]);
@@ -670,11 +670,11 @@ mod unsafe_push {
     #![allow(unsafe_code)]
 
     use abi::io_uring::Sqe;
-    use libuser::uring::Ring;
+    use libuser::uring::IoUring;
 
     /// Pushes one of this program's SQEs: NOPs (no address) and TIMEOUTs
     /// whose timespec is a `static`.
-    pub fn push(ring: &mut Ring, sqe: &Sqe) -> bool {
+    pub fn push(ring: &mut IoUring, sqe: &Sqe) -> bool {
         // SAFETY: the only address these SQEs carry is a `static`
         // timespec, valid for the whole life of the process.
         unsafe { ring.push_sqe(sqe) }
