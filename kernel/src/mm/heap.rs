@@ -21,8 +21,10 @@
 //!   running out;
 //! - what users can make the kernel hold is bounded by quotas set here at
 //!   boot ([`init_limits`]): ring engine memory (`RING_MEMORY`) and the RAM
-//!   file system's size (`crate::fs`), each a fraction of RAM, so the heap
-//!   always has room for the kernel's own infallible allocations;
+//!   file system's size (`crate::fs`), each a fraction of RAM, and by
+//!   bounds on tasks (`crate::task::init_limits`) and on each process's
+//!   children (`abi::syscall::limits::CHILDREN_MAX`), so the heap always
+//!   has room for the kernel's own infallible allocations;
 //! - frames for what programs hold outside the heap (address spaces, ring
 //!   pages) leave a reserve that only the heap takes ([`frames`]): once
 //!   processes have taken all the rest, the heap can still grow.
