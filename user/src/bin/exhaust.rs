@@ -20,10 +20,15 @@
 //! - descriptors: `open` until `EMFILE`, ring setup until it fails.
 //! - processes: a wide fan-out (one child spawning until refused: `EAGAIN`
 //!   at `CHILDREN_MAX`), then a chain (each link spawns the next and waits
-//!   for it) until the machine is full (`ENOMEM`, or `EAGAIN` at the
-//!   kernel's bound on tasks). While they all live, the parent's own
+//!   for it) until the machine is full: `ENOMEM` when only the frames kept
+//!   for the kernel heap are left. While they all live, the parent's own
 //!   spawn is refused the same way and its file I/O still works; once
 //!   they are reaped it spawns again.
+//!
+//! `exhaust tasks N` (the first program of a kernel booted with
+//! `tasks_max=N`, configs/exhaust-tasks.toml) runs only the processes
+//! case, where the chain now meets the kernel's bound on live tasks first:
+//! `EAGAIN`.
 //!
 //! The whole run is done [`ROUNDS`] times. The first rounds warm the
 //! kernel's slab caches and tables (as the foundation suite's leak check
@@ -96,6 +101,7 @@ fn main(args: Args) -> i32 {
             args.get_str(2).unwrap_or("0"),
             args.get_str(3).unwrap_or("0"),
         ),
+        Some("tasks") => return tasks_parent(args.get_str(2).unwrap_or("0")),
         _ => return parent(),
     };
     match result {
@@ -132,7 +138,7 @@ fn parent() -> i32 {
         );
         run.case(
             &format!("{tag}processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN or ENOMEM when the machine is full; the parent goes on"),
-            || timed(procs_case),
+            || timed(|| procs_case(ENOMEM, None)),
         );
         run.case(
             &format!("{tag}the parent still does I/O and starts programs"),
@@ -177,8 +183,27 @@ fn parent() -> i32 {
     sys::poweroff(if passed { 0 } else { 1 })
 }
 
+/// `exhaust tasks N`: the processes case on a kernel that allows `N` live
+/// tasks, fewer than memory holds.
+fn tasks_parent(bound: &str) -> i32 {
+    let mut run = TestRun::new("Bound on live tasks (issue 8)");
+    let bound: u64 = bound.parse().unwrap_or(0);
+    for round in 1..=2 {
+        run.case(
+            &format!("round {round}: processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN at tasks_max={bound}"),
+            || timed(|| procs_case(EAGAIN, Some(bound))),
+        );
+        run.case(
+            &format!("round {round}: the parent still does I/O and starts programs"),
+            io_works,
+        );
+    }
+    let passed = run.finish();
+    sys::poweroff(if passed { 0 } else { 1 })
+}
+
 /// Runs `case` and says how long it took.
-fn timed(case: fn() -> TestResult) -> TestResult {
+fn timed(case: impl FnOnce() -> TestResult) -> TestResult {
     let before = settle()?;
     let start = sys::clock_ns()?;
     let result = case();
@@ -330,7 +355,10 @@ fn fds_case() -> TestResult {
     Ok(())
 }
 
-fn procs_case() -> TestResult {
+/// The processes case: the machine filled with processes must refuse more
+/// with `refusal` (`ENOMEM` for memory, `EAGAIN` for the bound on tasks,
+/// which is `tasks_max` if the kernel was given one).
+fn procs_case(refusal: Errno, tasks_max: Option<u64>) -> TestResult {
     let before = sys::sysinfo()?;
     let _ = sys::unlink(GATE_OPEN);
     let gate = process::spawn(PROGRAM, &[PROGRAM, "gate"])?;
@@ -338,7 +366,7 @@ fn procs_case() -> TestResult {
     // Whatever happens while the processes live, they are let go and
     // reaped before the case ends, so later cases find the machine free.
     let mut started = vec![gate];
-    let held = fill_with_processes(&gate_arg, &mut started);
+    let held = fill_with_processes(&gate_arg, &mut started, refusal, tasks_max);
     let released = fs::write_file(GATE_OPEN, b"open");
     let mut statuses = Vec::new();
     for pid in &started {
@@ -363,17 +391,27 @@ fn procs_case() -> TestResult {
 
 /// The processes case while its processes live: starts the fan-out and
 /// the chain (their pids go to `started`), checks their reports, and that
-/// the parent is refused a process but still does I/O.
-fn fill_with_processes(gate: &str, started: &mut Vec<u64>) -> TestResult {
+/// the parent is refused a process with `refusal` but still does I/O.
+fn fill_with_processes(
+    gate: &str,
+    started: &mut Vec<u64>,
+    refusal: Errno,
+    tasks_max: Option<u64>,
+) -> TestResult {
     started.push(process::spawn(PROGRAM, &[PROGRAM, "fan", gate])?);
     let fan = await_report("exhaust.fan")?;
+    let info = sys::sysinfo()?;
+    detail!(
+        "fan-out: {} children, then {:?}; free frames {}",
+        field(&fan, "children"),
+        errno_field(&fan, "errno"),
+        info.free_frames
+    );
     started.push(process::spawn(PROGRAM, &[PROGRAM, "chain", gate, "1"])?);
     let chain = await_report("exhaust.chain")?;
     let busy = sys::sysinfo()?;
     detail!(
-        "fan-out: {} children, then {:?}; chain: {} links, then {:?}",
-        field(&fan, "children"),
-        errno_field(&fan, "errno"),
+        "chain: {} links, then {:?}",
         field(&chain, "depth"),
         errno_field(&chain, "errno")
     );
@@ -390,8 +428,7 @@ fn fill_with_processes(gate: &str, started: &mut Vec<u64>) -> TestResult {
             started.push(pid);
             fail!("the parent could still start a process on a full machine");
         }
-        Err(EAGAIN | ENOMEM) => {}
-        Err(e) => fail!("the parent's spawn on a full machine: {e}"),
+        Err(e) => check_eq!(e, refusal),
     }
     let data = b"still works";
     fs::write_file("exhaust.io", data)?;
@@ -400,12 +437,15 @@ fn fill_with_processes(gate: &str, started: &mut Vec<u64>) -> TestResult {
 
     check_eq!(errno_field(&fan, "errno"), Some(EAGAIN));
     check_eq!(field(&fan, "children") as usize, CHILDREN_MAX);
-    check!(
-        matches!(errno_field(&chain, "errno"), Some(EAGAIN | ENOMEM)),
-        "the chain ended with {:?}",
-        errno_field(&chain, "errno")
-    );
+    check_eq!(errno_field(&chain, "errno"), Some(refusal));
     check!(field(&chain, "depth") > 0, "no link of the chain started");
+    if let Some(bound) = tasks_max {
+        check!(
+            busy.tasks <= bound,
+            "{} tasks live, past tasks_max={bound}",
+            busy.tasks
+        );
+    }
     Ok(())
 }
 
@@ -770,9 +810,10 @@ fn child_fs() -> Result<(), Errno> {
         sys::unlink(name)?;
     }
     let report = format!(
-        "mib={} files={} write_enospc={write_enospc} create_enospc={create_enospc} openat_enospc={openat_enospc} other={} first_other={:?}",
+        "mib={} files={} write_enospc={write_enospc} create_enospc={create_enospc} openat_enospc={openat_enospc} enomem={} other={} first_other={:?}",
         written >> 20,
         names.len(),
+        tally.enomem,
         tally.other,
         tally.first_other
     );
