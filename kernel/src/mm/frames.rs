@@ -136,7 +136,7 @@ pub fn alloc_contiguous_for_heap(count: u64, align: u64) -> Option<u64> {
 }
 
 /// Frames kept for the kernel heap.
-fn reserve() -> u64 {
+pub fn reserve() -> u64 {
     RESERVE.load(Ordering::Relaxed)
 }
 

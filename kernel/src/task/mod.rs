@@ -459,6 +459,11 @@ pub fn current() -> Arc<Task> {
     })
 }
 
+/// The most live tasks allowed ([`init_limits`]).
+pub fn max() -> u64 {
+    TASKS.limit() as u64
+}
+
 /// Number of live tasks, including unreaped zombies.
 pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)

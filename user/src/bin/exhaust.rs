@@ -25,8 +25,8 @@
 //!   spawn is refused the same way and its file I/O still works; once
 //!   they are reaped it spawns again.
 //!
-//! `exhaust tasks N` (the first program of a kernel booted with
-//! `tasks_max=N`, configs/exhaust-tasks.toml) runs only the processes
+//! `exhaust tasks` (the first program of a kernel booted with
+//! `tasks_max=100`, configs/exhaust-tasks.toml) runs only the processes
 //! case, where the chain now meets the kernel's bound on live tasks first:
 //! `EAGAIN`.
 //!
@@ -101,7 +101,7 @@ fn main(args: Args) -> i32 {
             args.get_str(2).unwrap_or("0"),
             args.get_str(3).unwrap_or("0"),
         ),
-        Some("tasks") => return tasks_parent(args.get_str(2).unwrap_or("0")),
+        Some("tasks") => return tasks_parent(),
         _ => return parent(),
     };
     match result {
@@ -138,7 +138,7 @@ fn parent() -> i32 {
         );
         run.case(
             &format!("{tag}processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN or ENOMEM when the machine is full; the parent goes on"),
-            || timed(|| procs_case(ENOMEM, None)),
+            || timed(|| procs_case(ENOMEM)),
         );
         run.case(
             &format!("{tag}the parent still does I/O and starts programs"),
@@ -183,15 +183,15 @@ fn parent() -> i32 {
     sys::poweroff(if passed { 0 } else { 1 })
 }
 
-/// `exhaust tasks N`: the processes case on a kernel that allows `N` live
-/// tasks, fewer than memory holds.
-fn tasks_parent(bound: &str) -> i32 {
+/// `exhaust tasks`: the processes case on a kernel that allows fewer live
+/// tasks than memory holds (booted with `tasks_max`).
+fn tasks_parent() -> i32 {
     let mut run = TestRun::new("Bound on live tasks (issue 8)");
-    let bound: u64 = bound.parse().unwrap_or(0);
+    let bound = sys::sysinfo().map_or(0, |i| i.tasks_max);
     for round in 1..=2 {
         run.case(
             &format!("round {round}: processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN at tasks_max={bound}"),
-            || timed(|| procs_case(EAGAIN, Some(bound))),
+            || timed(|| procs_case(EAGAIN)),
         );
         run.case(
             &format!("round {round}: the parent still does I/O and starts programs"),
@@ -356,9 +356,8 @@ fn fds_case() -> TestResult {
 }
 
 /// The processes case: the machine filled with processes must refuse more
-/// with `refusal` (`ENOMEM` for memory, `EAGAIN` for the bound on tasks,
-/// which is `tasks_max` if the kernel was given one).
-fn procs_case(refusal: Errno, tasks_max: Option<u64>) -> TestResult {
+/// with `refusal` (`ENOMEM` for memory, `EAGAIN` for the bound on tasks).
+fn procs_case(refusal: Errno) -> TestResult {
     let before = sys::sysinfo()?;
     let _ = sys::unlink(GATE_OPEN);
     let gate = process::spawn(PROGRAM, &[PROGRAM, "gate"])?;
@@ -366,7 +365,7 @@ fn procs_case(refusal: Errno, tasks_max: Option<u64>) -> TestResult {
     // Whatever happens while the processes live, they are let go and
     // reaped before the case ends, so later cases find the machine free.
     let mut started = vec![gate];
-    let held = fill_with_processes(&gate_arg, &mut started, refusal, tasks_max);
+    let held = fill_with_processes(&gate_arg, &mut started, refusal);
     let released = fs::write_file(GATE_OPEN, b"open");
     let mut statuses = Vec::new();
     for pid in &started {
@@ -392,12 +391,7 @@ fn procs_case(refusal: Errno, tasks_max: Option<u64>) -> TestResult {
 /// The processes case while its processes live: starts the fan-out and
 /// the chain (their pids go to `started`), checks their reports, and that
 /// the parent is refused a process with `refusal` but still does I/O.
-fn fill_with_processes(
-    gate: &str,
-    started: &mut Vec<u64>,
-    refusal: Errno,
-    tasks_max: Option<u64>,
-) -> TestResult {
+fn fill_with_processes(gate: &str, started: &mut Vec<u64>, refusal: Errno) -> TestResult {
     started.push(process::spawn(PROGRAM, &[PROGRAM, "fan", gate])?);
     let fan = await_report("exhaust.fan")?;
     let info = sys::sysinfo()?;
@@ -416,10 +410,12 @@ fn fill_with_processes(
         errno_field(&chain, "errno")
     );
     detail!(
-        "held: {} tasks, free frames {} of {}, kernel heap {} KiB",
+        "held: {} tasks (at most {}), free frames {} of {} ({} kept for the kernel heap), kernel heap {} KiB",
         busy.tasks,
+        busy.tasks_max,
         busy.free_frames,
         busy.total_frames,
+        busy.reserved_frames,
         busy.heap_used >> 10
     );
     // The parent is refused too, and still does I/O.
@@ -439,11 +435,21 @@ fn fill_with_processes(
     check_eq!(field(&fan, "children") as usize, CHILDREN_MAX);
     check_eq!(errno_field(&chain, "errno"), Some(refusal));
     check!(field(&chain, "depth") > 0, "no link of the chain started");
-    if let Some(bound) = tasks_max {
+    // Refused for memory: the frames kept for the kernel heap are still
+    // free. Refused at the bound: that many tasks live.
+    if refusal == ENOMEM {
         check!(
-            busy.tasks <= bound,
-            "{} tasks live, past tasks_max={bound}",
-            busy.tasks
+            busy.free_frames >= busy.reserved_frames,
+            "{} frames free, fewer than the {} kept for the kernel heap",
+            busy.free_frames,
+            busy.reserved_frames
+        );
+    } else {
+        check!(
+            busy.tasks <= busy.tasks_max,
+            "{} tasks live, past tasks_max={}",
+            busy.tasks,
+            busy.tasks_max
         );
     }
     Ok(())
