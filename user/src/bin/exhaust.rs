@@ -219,11 +219,17 @@ fn timed(case: impl FnOnce() -> TestResult) -> TestResult {
     result
 }
 
-/// Reads the report a child left in `name` and removes it.
+/// Reads the report a child left in `name` and removes it; `EAGAIN` (the
+/// file left alone) while the child is still writing it.
 fn take_report(name: &str) -> Result<String, Errno> {
     let bytes = fs::read_to_vec(name)?;
+    if bytes.last() != Some(&b'\n') {
+        return Err(EAGAIN);
+    }
     let _ = sys::unlink(name);
-    Ok(String::from(core::str::from_utf8(&bytes).unwrap_or("?")))
+    Ok(String::from(
+        core::str::from_utf8(&bytes).unwrap_or("?").trim_end(),
+    ))
 }
 
 /// Waits (up to 30 s) for a child to leave its report in `name`, and
@@ -494,6 +500,12 @@ fn child_nop() -> Result<(), Errno> {
 
 // ---- Children ----
 
+/// Leaves `report` for the parent in `name`, ended by a newline: a parent
+/// reading while the file is being written sees it unfinished.
+fn write_report(name: &str, report: &str) -> Result<(), Errno> {
+    fs::write_file(name, format!("{report}\n").as_bytes())
+}
+
 /// `exhaust gate`: lives until the parent creates [`GATE_OPEN`], or for
 /// [`GATE_MAX_S`] at most (should the parent be unable to create it); the
 /// processes of the processes case live until it has ended.
@@ -543,7 +555,7 @@ fn child_fan(gate: &str) -> Result<(), Errno> {
         }
     };
     let report = format!("children={} errno={refused}", pids.len());
-    let reported = fs::write_file("exhaust.fan", report.as_bytes());
+    let reported = write_report("exhaust.fan", &report);
     let mut failed = 0;
     for pid in pids {
         if process::wait(pid)? != 0 {
@@ -576,7 +588,7 @@ fn child_chain(gate: &str, depth: &str) -> Result<(), Errno> {
         },
         Err(e) => {
             let report = format!("depth={depth} errno={}", e.code());
-            let reported = fs::write_file("exhaust.chain", report.as_bytes());
+            let reported = write_report("exhaust.chain", &report);
             let held = child_hold(gate);
             reported.and(held)
         }
@@ -724,7 +736,7 @@ fn child_rings(id: &str) -> Result<(), Errno> {
         tally.other,
         tally.first_other
     );
-    fs::write_file(&format!("exhaust.r{id}"), report.as_bytes())?;
+    write_report(&format!("exhaust.r{id}"), &report)?;
     while fs::read_to_vec(RELEASE).is_err() {
         sys::sleep_ns(2_000_000)?;
     }
@@ -823,7 +835,7 @@ fn child_fs() -> Result<(), Errno> {
         tally.other,
         tally.first_other
     );
-    fs::write_file("exhaust.fs", report.as_bytes())
+    write_report("exhaust.fs", &report)
 }
 
 /// `exhaust inodes`: empty files until the file system refuses one.
@@ -856,7 +868,7 @@ fn child_inodes() -> Result<(), Errno> {
         "files={made} enospc={enospc} other={} first_other={:?}",
         tally.other, tally.first_other
     );
-    fs::write_file("exhaust.in", report.as_bytes())
+    write_report("exhaust.in", &report)
 }
 
 /// `exhaust fds`: descriptors until EMFILE, then rings until refused.
@@ -911,7 +923,7 @@ fn child_fds() -> Result<(), Errno> {
         tally.other,
         tally.first_other
     );
-    fs::write_file("exhaust.fd", report.as_bytes())
+    write_report("exhaust.fd", &report)
 }
 
 /// The program's one unsafe operation.
