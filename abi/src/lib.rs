@@ -184,8 +184,15 @@ pub struct SysInfo {
     /// syscalls whatever this says; it tells programs (the ring test suite)
     /// which one this boot is about.
     pub ring_backend: u64,
+    /// Free frames that only the kernel heap may take: memory made on a
+    /// program's behalf is refused (`ENOMEM`) once no more are free.
+    pub reserved_frames: u64,
+    /// The most live tasks the kernel allows (the `tasks_max` boot
+    /// parameter, or derived from RAM); `spawn` past it fails with
+    /// `EAGAIN`.
+    pub tasks_max: u64,
 }
-const _: () = assert!(core::mem::size_of::<SysInfo>() == 56);
+const _: () = assert!(core::mem::size_of::<SysInfo>() == 72);
 
 /// One task as [`syscall::TASK_INFO`] reports it.
 #[repr(C)]

@@ -135,6 +135,13 @@ pub mod limits {
     pub const ARG_BYTES_MAX: usize = 4096;
     /// Most open file descriptors per process.
     pub const FDS_MAX: usize = 64;
+    /// Most children a process may have at once, running or ended but not
+    /// yet reaped by `wait`; past it `spawn` fails with `EAGAIN` (as
+    /// Linux's `fork` does at `RLIMIT_NPROC`). Every process holds at
+    /// least its user stack and its image (some 1.5 MiB for the test
+    /// programs), so one parent cannot take more than a bounded share of
+    /// memory by itself.
+    pub const CHILDREN_MAX: usize = 64;
 }
 
 /// `SysInfo::syscall_mode` values.

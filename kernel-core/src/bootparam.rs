@@ -38,6 +38,9 @@ pub struct BootConfig {
     pub ring: Option<BackendKind>,
     /// How processes call the kernel.
     pub syscall: SyscallMode,
+    /// The most live tasks; `None` lets the kernel derive it from RAM
+    /// (which it also keeps this within).
+    pub tasks_max: Option<u32>,
 }
 
 impl Default for BootConfig {
@@ -47,6 +50,7 @@ impl Default for BootConfig {
             log: LevelFilter::Info,
             ring: None,
             syscall: SyscallMode::Direct,
+            tasks_max: None,
         }
     }
 }
@@ -210,6 +214,13 @@ pub static PARAMS: &[ParamSpec] = &[
         apply: apply_syscall,
         current: |cfg| cfg.syscall.name().to_string(),
     },
+    ParamSpec {
+        name: "tasks_max",
+        values: TASKS_MAX_VALUES,
+        help: "the most live tasks (Linux's threads-max); auto derives it from RAM",
+        apply: apply_tasks_max,
+        current: |cfg| tasks_max_name(cfg.tasks_max),
+    },
 ];
 
 /// The parameter called `name`, if there is one.
@@ -350,10 +361,52 @@ fn apply_syscall(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
     Ok(())
 }
 
+const TASKS_MAX_VALUES: &str = "auto|<count>";
+
+fn tasks_max_name(tasks_max: Option<u32>) -> String {
+    tasks_max.map_or_else(|| String::from("auto"), |n| n.to_string())
+}
+
+fn apply_tasks_max(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    // Decimal digits only (no sign), at least 1.
+    let count = if value.bytes().all(|b| b.is_ascii_digit()) {
+        value.parse::<u32>().ok().filter(|&n| n > 0)
+    } else {
+        None
+    };
+    cfg.tasks_max = match (value, count) {
+        ("auto", _) => None,
+        (_, Some(count)) => Some(count),
+        _ => {
+            return Err(Warning::InvalidValue {
+                token: token("tasks_max", value),
+                expected: TASKS_MAX_VALUES,
+                using: tasks_max_name(cfg.tasks_max),
+            })
+        }
+    };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::format;
+
+    #[test]
+    fn tasks_max_takes_a_count_or_auto() {
+        assert_eq!(parse_ok("tasks_max=100").tasks_max, Some(100));
+        assert_eq!(parse_ok("tasks_max=auto").tasks_max, None);
+        assert_eq!(parse_ok("tasks_max=4294967295").tasks_max, Some(u32::MAX));
+        for bad in ["0", "-1", "+5", "1e3", "4294967296", "ten", "AUTO", "٣"] {
+            let (cfg, warnings) = parse(&format!("tasks_max=7 tasks_max={bad}"));
+            assert_eq!(cfg.tasks_max, Some(7), "{bad:?}");
+            assert!(
+                matches!(&warnings[..], [Warning::Duplicate { .. }, Warning::InvalidValue { using, .. }] if using == "7"),
+                "{bad:?}: {warnings:?}"
+            );
+        }
+    }
 
     fn parse_ok(cmdline: &str) -> BootConfig {
         let (cfg, warnings) = parse(cmdline);
@@ -481,7 +534,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -593,12 +646,12 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct"
+            "init=init log=info ring=default syscall=direct tasks_max=auto"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto"
         );
         // What Display prints parses back to the same configuration, except
         // `ring=default`, which is how `None` is shown.
@@ -670,6 +723,7 @@ mod tests {
             "init",
             "ring",
             "syscall",
+            "tasks_max",
             "debug",
             "ring",
             "iouring",

@@ -13,6 +13,7 @@
 //!   handed out.
 //! - Every word before `hint` is full, so searches start there; [`alloc`]
 //!   returns the lowest free frame.
+//! - Every word after `top` is full, so [`alloc_highest`] starts there.
 //! - Misuse (double free, a frame outside the bitmap) is a [`FrameError`],
 //!   never a panic, and changes nothing. Marking memory-map ranges
 //!   ([`FrameBitmap::free_range`], [`FrameBitmap::reserve_range`]) is not
@@ -20,11 +21,46 @@
 //!   simply not managed and is ignored.
 //!
 //! [`alloc`]: FrameBitmap::alloc
+//! [`alloc_highest`]: FrameBitmap::alloc_highest
 
 use abi::errno::Errno;
 use core::fmt;
 
 use abi::errno;
+
+/// Frames kept free for the kernel's own allocations out of `usable`
+/// frames of 4 KiB: Linux's `min_free_kbytes`, `sqrt(16 * RAM in KiB)` KiB
+/// clamped to 128 KiB..=256 MiB (`mm/page_alloc.c`,
+/// `calculate_min_free_kbytes`): 2 MiB for 256 MiB of RAM, 8 MiB for 4 GiB.
+/// Memory made on a program's behalf leaves this many frames free, so that
+/// the kernel heap can still grow once programs have taken all the rest.
+pub const fn reserve_frames(usable: u64) -> u64 {
+    let kib = usable.saturating_mul(4);
+    let min_free_kib = isqrt(kib.saturating_mul(16));
+    let min_free_kib = if min_free_kib < 128 {
+        128
+    } else if min_free_kib > 256 * 1024 {
+        256 * 1024
+    } else {
+        min_free_kib
+    };
+    min_free_kib / 4
+}
+
+/// The integer square root (the largest `r` with `r * r <= n`).
+const fn isqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    // Newton's iteration from above converges down to the root.
+    let mut x = n;
+    let mut y = x / 2 + x % 2;
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
 
 /// How many `u64` words of storage a bitmap of `nframes` frames needs.
 pub const fn words_for(nframes: u64) -> usize {
@@ -78,6 +114,7 @@ pub struct FrameBitmap<'a> {
     nframes: u64,
     free: u64,
     hint: usize,
+    top: usize,
 }
 
 impl fmt::Debug for FrameBitmap<'_> {
@@ -125,6 +162,7 @@ impl<'a> FrameBitmap<'a> {
             nframes,
             free: 0,
             hint: 0,
+            top: 0,
         })
     }
 
@@ -193,6 +231,7 @@ impl<'a> FrameBitmap<'a> {
         }
         if !used && lo < hi {
             self.hint = self.hint.min((lo / 64) as usize);
+            self.top = self.top.max(((hi - 1) / 64) as usize);
         }
         changed
     }
@@ -253,6 +292,26 @@ impl<'a> FrameBitmap<'a> {
             }
         }
         self.hint = self.bits.len();
+        None
+    }
+
+    /// Takes the highest free frame. For frames kept for good (the heap's
+    /// slab pages): taken from the top, they gather there instead of
+    /// splitting the low runs that [`FrameBitmap::alloc_contiguous`] finds.
+    pub fn alloc_highest(&mut self) -> Option<u64> {
+        let top = self.top.min(self.bits.len().checked_sub(1)?);
+        for word in (self.hint..=top).rev() {
+            let bits = self.bits[word];
+            if bits != !0 {
+                let bit = 63 - u64::from((!bits).leading_zeros());
+                self.bits[word] = bits | 1 << bit;
+                self.free -= 1;
+                self.top = word;
+                return Some(self.base_frame + word as u64 * 64 + bit);
+            }
+        }
+        // Every word is full (those before `hint` and after `top` were).
+        self.top = 0;
         None
     }
 
@@ -322,6 +381,60 @@ mod tests {
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
+
+    #[test]
+    fn alloc_highest_takes_from_the_top_and_keeps_the_low_runs() {
+        let mut storage = [0u64; 4];
+        // 200 frames from 1000; the last word's bits past 200 stay used.
+        let mut map = FrameBitmap::new(&mut storage, 1000, 200).unwrap();
+        map.free_range(1000, 200);
+        assert_eq!(map.alloc_highest(), Some(1199));
+        assert_eq!(map.alloc_highest(), Some(1198));
+        assert_eq!(map.alloc(), Some(1000));
+        check(&map);
+        // A frame freed above the top is found again.
+        map.free(1199).unwrap();
+        assert_eq!(map.alloc_highest(), Some(1199));
+        // The low run is whole.
+        assert_eq!(map.alloc_contiguous(190, 1), Some(1001));
+        check(&map);
+        let mut taken = Vec::new();
+        while let Some(frame) = map.alloc_highest() {
+            taken.push(frame);
+        }
+        assert_eq!(taken, (1191..1198).rev().collect::<Vec<_>>());
+        assert_eq!(map.free_count(), 0);
+        assert_eq!(map.alloc_highest(), None);
+        // Freed after running dry: found again from the top and the bottom.
+        map.free(1100).unwrap();
+        map.free(1150).unwrap();
+        assert_eq!(map.alloc_highest(), Some(1150));
+        assert_eq!(map.alloc_highest(), Some(1100));
+        assert_eq!(map.alloc_highest(), None);
+        check(&map);
+    }
+
+    #[test]
+    fn isqrt_is_the_floor_of_the_root() {
+        for n in 0..10_000u64 {
+            let r = isqrt(n);
+            assert!(r * r <= n && (r + 1) * (r + 1) > n, "isqrt({n}) = {r}");
+        }
+        assert_eq!(isqrt(u64::MAX), u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn reserve_follows_linux_min_free_kbytes() {
+        const MIB: u64 = 256; // frames
+                              // sqrt(16 * 262144 KiB) = 2048 KiB for 256 MiB.
+        assert_eq!(reserve_frames(256 * MIB), 2048 / 4);
+        // 4 GiB: 8192 KiB.
+        assert_eq!(reserve_frames(4096 * MIB), 8192 / 4);
+        // Tiny machines keep at least 128 KiB, huge ones at most 256 MiB.
+        assert_eq!(reserve_frames(0), 128 / 4);
+        assert_eq!(reserve_frames(64), 128 / 4);
+        assert_eq!(reserve_frames(u64::MAX), 256 * MIB);
+    }
 
     /// Checks the free count against the bits.
     fn check(map: &FrameBitmap<'_>) {

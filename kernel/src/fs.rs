@@ -206,6 +206,12 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
     count
 }
 
+/// The size in bytes of the file `name`.
+pub fn file_size(name: &str) -> Result<u64, Errno> {
+    let inode = with(|fs| fs.lookup(name)).map_err(|e| e.errno())?;
+    Ok(inode.size())
+}
+
 /// The whole content of the file `name` (for loading programs); `ENOMEM`
 /// if there is no memory for the copy.
 pub fn read_whole(name: &str) -> Result<Vec<u8>, Errno> {

@@ -1,6 +1,22 @@
 //! The life of a user process: creation from an ELF in the file system,
 //! its first entry, exit with full release of what the process held (in
 //! that order: rings, files, address space), and parent/child waiting.
+//!
+//! # Bounds on spawning
+//! A spawn is refused before anything is allocated when the parent has
+//! [`CHILDREN_MAX`] children (running or unreaped) or the kernel its most
+//! live tasks (`task::TaskSlot`): `EAGAIN`, as Linux's `fork`. It is
+//! refused with `ENOMEM` when the process would need frames kept for the
+//! kernel heap (`mm::frames`): asked for the whole spawn up front
+//! ([`spawn_frames`]), and again frame by frame. Every table the new
+//! process enters (its parent's children, the scheduler's) grows
+//! fallibly before the process is made, so the allocations that cannot
+//! fail (`Arc::new` of the process and the task, their names, the console
+//! handle: a few hundred bytes) come after the frames were found free and
+//! are the heap's to serve from the reserve. What remains: on several
+//! CPUs, spawns checked at once may together dip into the reserve by what
+//! their heap objects need, and the image is read whole into the heap
+//! (bounded by the file system's size) before its frames are counted.
 
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
@@ -8,30 +24,60 @@ use crate::arch::paging::{AddressSpace, PageFlags};
 use crate::fs::FileHandle;
 use crate::mm::frames;
 use crate::process::{Process, UserTask};
-use crate::task::{current, forget, schedule, State, Task, WaitQueue};
+use crate::task::{current, forget, schedule, State, Task, TaskSlot, WaitQueue};
 use crate::usercopy;
 use abi::errno;
 use abi::errno::Errno;
 use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
-use alloc::collections::BTreeMap;
+use abi::syscall::limits::CHILDREN_MAX;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use kernel_core::elf::{self, SegmentFlags};
 use kernel_core::fs::FdTable;
 use kernel_core::ring::SyscallMode;
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
+/// Frames a process of `image_pages` pages needs besides them: its user
+/// stack and kernel stack, its page tables (the top one, three levels
+/// down to the image and to the stack, one more table per 2 MiB) and a
+/// few for the heap records of its process and task.
+fn spawn_frames(image_pages: u64) -> u64 {
+    let stack = (USER_STACK_TOP - USER_STACK_BOTTOM) / PAGE_SIZE;
+    let kernel_stack = crate::arch::context::KERNEL_STACK_SIZE as u64 / PAGE_SIZE;
+    let tables = 1 + 2 * 3 + (image_pages + stack) / 512;
+    let records = 2;
+    image_pages + stack + kernel_stack + tables + records
+}
+
 /// Starts the program `name` from the file system with `args` (argv[0]
-/// included) as a child of `parent` (or as init when `None`).
+/// included) as a child of `parent` (or as init when `None`). `EAGAIN` if
+/// `parent` has [`CHILDREN_MAX`] children or the kernel its most tasks,
+/// `ENOMEM` if memory is short (see the module docs).
 pub fn spawn(
     name: &str,
     args: &[&[u8]],
     parent: Option<&Arc<Task>>,
     mode: SyscallMode,
 ) -> Result<Arc<Task>, Errno> {
+    // The bounds, before anything is allocated. Only the parent's own task
+    // adds to its children (here, in its syscall), so the room made here
+    // is still there at the end.
+    if let Some(parent) = parent {
+        let mut children = parent.process().children.lock();
+        if children.len() >= CHILDREN_MAX {
+            return Err(errno::EAGAIN);
+        }
+        children.try_reserve(1).map_err(|_| errno::ENOMEM)?;
+    }
+    let slot = TaskSlot::take()?;
+    // The image is read whole, then loaded: room for both.
+    let file_pages = crate::fs::file_size(name)?.div_ceil(PAGE_SIZE);
+    frames::headroom(file_pages + spawn_frames(0))?;
     let image = crate::fs::read_whole(name)?;
     let exec = elf::parse_exec(&image).map_err(|e| e.errno())?;
+    frames::headroom(spawn_frames(exec.total_pages()))?;
     let mut space = AddressSpace::new()?;
     for segment in &exec.segments {
         load_segment(&mut space, &image, segment)?;
@@ -50,7 +96,7 @@ pub fn spawn(
         root: space.root(),
         address_space: Mutex::new(Some(space)),
         files: Mutex::new(files),
-        pinned: Mutex::new(BTreeMap::new()),
+        pinned: Mutex::new(HashMap::new()),
         parent: Mutex::new(parent.map(Arc::downgrade)),
         children: Mutex::new(Vec::new()),
         child_exited: WaitQueue::new(),
@@ -71,9 +117,18 @@ pub fn spawn(
         ..TrapFrame::default()
     };
     let root = process.page_table_root();
-    let task = Task::new_user(name, Arc::new(process), root, frame, first_entry, exited)?;
+    let task = Task::new_user(
+        slot,
+        name,
+        Arc::new(process),
+        root,
+        frame,
+        first_entry,
+        exited,
+    )?;
 
     if let Some(parent) = parent {
+        // Room was made above: this does not allocate.
         parent.process().children.lock().push(task.clone());
     }
     crate::task::start(task.clone());
@@ -138,7 +193,10 @@ fn build_stack(
     }
     // Strings first, from the top down, then the aligned Arg array.
     let mut top = USER_STACK_TOP;
-    let mut descriptors = Vec::with_capacity(args.len());
+    let mut descriptors = Vec::new();
+    descriptors
+        .try_reserve_exact(args.len())
+        .map_err(|_| errno::ENOMEM)?;
     for arg in args {
         top -= arg.len() as u64;
         usercopy::UserSlice::new(top, arg.len() as u64)?.write_from(space, arg)?;
@@ -216,7 +274,8 @@ pub fn exit_current(status: i32) -> ! {
     let me = current();
     let process = me.process();
     crate::rings::teardown(me.id);
-    let files: Vec<FileHandle> = process.files.lock().drain().map(|(_, f)| f).collect();
+    // Taken out whole (nothing allocated), closed outside the lock.
+    let files = core::mem::take(&mut *process.files.lock());
     drop(files);
     let pinned = core::mem::take(&mut *process.pinned.lock());
     drop(pinned);

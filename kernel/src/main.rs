@@ -109,6 +109,7 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     for warning in &warnings {
         log::warn!("{warning}");
     }
+    task::init_limits(config.tasks_max);
 
     arch::apic::init();
     let cpus = arch::smp::start_aps(&boot, arch::cpu::MAX_CPUS);

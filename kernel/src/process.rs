@@ -10,9 +10,9 @@ use crate::mm::shared::SharedFrames;
 use crate::task::{Task, WaitQueue};
 use abi::errno;
 use abi::errno::Errno;
-use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use kernel_core::fs::FdTable;
 use kernel_core::ring::SyscallMode;
 use spin::Mutex;
@@ -54,8 +54,10 @@ pub struct Process {
     pub(crate) address_space: Mutex<Option<AddressSpace>>,
     pub files: Mutex<FdTable<FileHandle>>,
     /// Files pinned by ring registrations (`REGISTER_FILES`), by token.
-    pub pinned: Mutex<BTreeMap<u64, FileHandle>>,
+    /// Grows fallibly (`ENOMEM`).
+    pub pinned: Mutex<HashMap<u64, FileHandle>>,
     pub(crate) parent: Mutex<Option<Weak<Task>>>,
+    /// Running and unreaped children, at most `CHILDREN_MAX`.
     pub(crate) children: Mutex<Vec<Arc<Task>>>,
     pub(crate) child_exited: WaitQueue,
     pub(crate) exit_status: Mutex<Option<i32>>,

@@ -21,8 +21,18 @@
 //!   running out;
 //! - what users can make the kernel hold is bounded by quotas set here at
 //!   boot ([`init_limits`]): ring engine memory (`RING_MEMORY`) and the RAM
-//!   file system's size (`crate::fs`), each a fraction of RAM, so the heap
-//!   always has room for the kernel's own infallible allocations.
+//!   file system's size (`crate::fs`), each a fraction of RAM, and by
+//!   bounds on tasks (`crate::task::init_limits`) and on each process's
+//!   children (`abi::syscall::limits::CHILDREN_MAX`), so the heap always
+//!   has room for the kernel's own infallible allocations;
+//! - frames for what programs hold outside the heap (address spaces, ring
+//!   pages) leave a reserve that only the heap takes ([`frames`]): once
+//!   processes have taken all the rest, the heap can still grow.
+//!
+//! The heap cannot tell whom an allocation is for, so a fallible request
+//! path (a file's bytes, ring requests) may also take the reserve, within
+//! its quota: quotas and reserve together, not either alone, keep the
+//! kernel's own allocations served.
 
 use crate::arch::{phys_to_virt, virt_to_phys};
 use crate::mm::frames;
@@ -96,7 +106,7 @@ unsafe impl GlobalAlloc for KernelHeap {
             if let Some(class) = class_of(layout) {
                 let mut classes = self.classes.lock();
                 if classes.heads[class].is_null() {
-                    let Some(frame) = frames::alloc() else {
+                    let Some(frame) = frames::alloc_for_heap() else {
                         return core::ptr::null_mut();
                     };
                     let base = phys_to_virt(frame) as usize;
@@ -120,7 +130,7 @@ unsafe impl GlobalAlloc for KernelHeap {
             } else {
                 let pages = pages_of(layout);
                 let align = (layout.align() / PAGE).max(1) as u64;
-                match frames::alloc_contiguous(pages, align) {
+                match frames::alloc_contiguous_for_heap(pages, align) {
                     Some(phys) => {
                         self.used.fetch_add(pages * PAGE as u64, Ordering::Relaxed);
                         phys_to_virt(phys) as *mut u8

@@ -381,7 +381,9 @@ impl IoEnv for ProcessEnv<'_> {
             return Err(EBADF);
         }
         let token = NEXT_PIN.fetch_add(1, Ordering::Relaxed);
-        self.process().pinned.lock().insert(token, file);
+        let mut pinned = self.process().pinned.lock();
+        pinned.try_reserve(1).map_err(|_| ENOMEM)?;
+        pinned.insert(token, file);
         Ok(token)
     }
 

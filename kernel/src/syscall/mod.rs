@@ -260,6 +260,8 @@ fn sys_sysinfo(out: u64) -> SysResult {
         cpus: crate::arch::smp::online() as u64,
         syscall_mode: lifecycle::mode_value(me.process().mode),
         ring_backend: rings::backend_value(rings::active().map(|b| b.kind())),
+        reserved_frames: crate::mm::frames::reserve(),
+        tasks_max: task::max(),
     };
     with_space(|space| write_value(space, out, &info))?;
     Ok(0)

@@ -20,6 +20,15 @@
 //! task's state with a compare-and-swap (`Blocked` -> `Ready`), so a waker
 //! on another CPU and the sleeper re-checking its condition cannot both
 //! queue it. A CPU that goes idle halts; a wake-up sends it an IPI.
+//!
+//! # Bounds
+//! Live tasks are bounded kernel-wide ([`init_limits`], from RAM, as
+//! Linux's `threads-max`): each holds a [`TaskSlot`], taken before
+//! anything of the task is allocated (`EAGAIN` past the bound). Taking a
+//! slot also makes room in the scheduler's tables (task table, run queue,
+//! sleepers) for every live task (`ENOMEM` if they cannot grow), so
+//! starting, waking, queueing and sleeping never allocate: a task already
+//! running never needs memory to be scheduled.
 
 mod stats;
 #[allow(
@@ -33,17 +42,21 @@ pub use stats::{cpus, info, is_live};
 pub use switch::{schedule, with_current};
 pub use wait::WaitQueue;
 
-use crate::arch::context::{KernelStack, Start};
+use crate::arch::context::{KernelStack, Start, KERNEL_STACK_SIZE};
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::idt::TrapFrame;
 use crate::arch::{apic, cpu, gdt, paging};
-use abi::errno::Errno;
-use alloc::collections::{BTreeMap, VecDeque};
+use abi::errno::{Errno, EAGAIN, ENOMEM};
+use abi::layout::PAGE_SIZE;
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
+use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use hashbrown::HashMap;
+use kernel_core::quota::Quota;
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -72,6 +85,8 @@ pub struct Task {
     state: AtomicU8,
     /// Monotonic time (ns) of a timed wake-up, or 0.
     wake_at: AtomicU64,
+    /// It is in `Scheduler::sleepers` (at most once).
+    in_sleepers: AtomicBool,
     /// Its context is live on a CPU (running, or switched away from but not
     /// yet saved): no other CPU may pick it.
     on_cpu: AtomicBool,
@@ -91,6 +106,66 @@ pub struct Task {
     entry: Entry,
     /// A user task's user side (the process), a higher layer's type.
     user: Option<UserData>,
+    /// Its place among the live tasks, given back when it is freed; `None`
+    /// for a CPU's idle task, which is not counted.
+    _slot: Option<TaskSlot>,
+}
+
+/// Live tasks (kernel threads and user tasks; not the CPUs' idle tasks),
+/// one per [`TaskSlot`]; the limit is set by [`init_limits`].
+static TASKS: Quota = Quota::new(0);
+
+/// Kernel stacks may take at most this share of RAM: the bound on tasks is
+/// RAM / (`TASKS_RAM_SHARE` * stack size), Linux's default `threads-max`
+/// (`kernel/fork.c`, `set_max_threads`), 1024 tasks for 256 MiB.
+const TASKS_RAM_SHARE: u64 = 8;
+/// Fewest tasks any machine allows (Linux: `MIN_THREADS`, 20).
+const TASKS_MIN: u64 = 32;
+/// Most tasks any machine allows: the run queue and the sleepers are
+/// searched one by one (at every switch, every tick).
+const TASKS_CAP: u64 = 4096;
+
+/// Sets the bound on live tasks: `tasks_max` (the boot parameter) if
+/// given, else from the usable RAM, RAM / (8 * `KERNEL_STACK_SIZE`); in
+/// both cases within `TASKS_MIN..=TASKS_CAP`. Called at boot, once the
+/// frame allocator is up and before the first task is made.
+pub fn init_limits(tasks_max: Option<u32>) {
+    let (_, usable) = crate::mm::frames::counts();
+    let from_ram = usable * PAGE_SIZE / (TASKS_RAM_SHARE * KERNEL_STACK_SIZE as u64);
+    let wanted = tasks_max.map_or(from_ram, u64::from);
+    let max = wanted.clamp(TASKS_MIN, TASKS_CAP);
+    if tasks_max.is_some() && max != wanted {
+        log::warn!("tasks: {wanted} is outside {TASKS_MIN}..={TASKS_CAP}; using {max}");
+    }
+    TASKS.set_limit(max as usize);
+    // Room for all of them now: the tables never grow later, nor split
+    // the free memory with a table kept for good.
+    interrupts::without_interrupts(|| SCHED.lock().make_room(max as usize))
+        .expect("room for the scheduler's tables at boot");
+    log::info!("tasks: at most {max} live");
+}
+
+/// A place among the live tasks, taken before a task is made: while it
+/// exists, it counts toward the bound, and the scheduler's tables have
+/// room for its task. Released when dropped (with the task it went into).
+pub struct TaskSlot(());
+
+impl TaskSlot {
+    /// Takes a place among the live tasks: `EAGAIN` at the bound (as
+    /// Linux's `fork` past `threads-max`); then grows the scheduler's
+    /// tables to hold every live task: `ENOMEM` if they cannot.
+    pub fn take() -> Result<Self, Errno> {
+        TASKS.try_charge_or(1, EAGAIN)?;
+        let slot = TaskSlot(());
+        interrupts::without_interrupts(|| SCHED.lock().make_room(TASKS.used()))?;
+        Ok(slot)
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        TASKS.uncharge(1);
+    }
 }
 
 /// The user side of a user task: a higher layer's type, which the
@@ -112,14 +187,20 @@ enum Entry {
 
 impl Task {
     /// A task that starts at `start` on a fresh kernel stack, not yet
-    /// queued ([`start`]).
+    /// queued ([`start`]), in `slot`. `ENOMEM` if the stack would take
+    /// frames kept for the heap (see `mm::frames`), or there is no room
+    /// for it.
     fn new(
+        slot: TaskSlot,
         name: String,
         start: Start,
         entry: Entry,
         space_root: u64,
         user: Option<UserData>,
     ) -> Result<Arc<Self>, Errno> {
+        // The stack, the task and its name; the `Arc` cannot be made
+        // fallibly, so this asks for room first (one frame for the rest).
+        crate::mm::frames::headroom(KERNEL_STACK_SIZE as u64 / PAGE_SIZE + 1)?;
         let mut stack = KernelStack::new()?;
         let rsp = stack.prepare(start);
         Ok(Arc::new(Self {
@@ -129,6 +210,7 @@ impl Task {
             saved_rsp: switch::SavedRsp::new(rsp),
             state: AtomicU8::new(State::Ready as u8),
             wake_at: AtomicU64::new(0),
+            in_sleepers: AtomicBool::new(false),
             on_cpu: AtomicBool::new(false),
             affinity: AtomicU64::new(u64::MAX),
             run_ns: AtomicU64::new(0),
@@ -136,14 +218,16 @@ impl Task {
             space_root: AtomicU64::new(space_root),
             entry,
             user,
+            _slot: Some(slot),
         }))
     }
 
     /// A user task for `user` (the process), on the page tables at
-    /// `space_root`, not yet queued ([`start`]). It calls `prepare` when it
-    /// first runs, then enters user mode with `frame`; once it has ended and
-    /// is off its CPU, `ended` is called with it.
+    /// `space_root`, not yet queued ([`start`]), in `slot`. It calls
+    /// `prepare` when it first runs, then enters user mode with `frame`;
+    /// once it has ended and is off its CPU, `ended` is called with it.
     pub fn new_user(
+        slot: TaskSlot,
         name: &str,
         user: UserData,
         space_root: u64,
@@ -156,7 +240,14 @@ impl Task {
             frame,
         };
         let entry = Entry::User { prepare, ended };
-        Self::new(String::from(name), start, entry, space_root, Some(user))
+        Self::new(
+            slot,
+            String::from(name),
+            start,
+            entry,
+            space_root,
+            Some(user),
+        )
     }
 
     /// The user side of a user task, if it has one of type `T`.
@@ -220,6 +311,41 @@ impl Task {
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(0);
 
+/// Hashes task ids for the task table. Ids are distinct counts, so one
+/// multiplication by the golden ratio (Fibonacci hashing) spreads them
+/// over every bit of the hash.
+#[derive(Clone, Copy, Default)]
+struct TidHash;
+
+impl BuildHasher for TidHash {
+    type Hasher = TidHasher;
+    fn build_hasher(&self) -> TidHasher {
+        TidHasher(0)
+    }
+}
+
+struct TidHasher(u64);
+
+impl Hasher for TidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The scheduler's state. Invariant: each table has room for every live
+/// task ([`TaskSlot::take`] grows them before a task is made, and none
+/// shrinks), and holds each task at most once, so no push or insert here
+/// ever allocates.
 struct Scheduler {
     run_queue: VecDeque<Arc<Task>>,
     /// The task running on each CPU.
@@ -230,12 +356,28 @@ struct Scheduler {
     prev: [Option<Arc<Task>>; MAX_CPUS],
     /// Tasks blocked with a deadline, checked every tick.
     sleepers: Vec<Arc<Task>>,
-    /// Every live task (running, ready, blocked, unreaped zombie) by id.
-    all: BTreeMap<Tid, Arc<Task>>,
+    /// Every live task (running, ready, blocked, unreaped zombie) by id,
+    /// except the idle tasks.
+    all: HashMap<Tid, Arc<Task>, TidHash>,
     ticks: u64,
     /// When each CPU switched to the task it runs (ns): that task's
     /// current slice of CPU time starts there.
     slice_start: [u64; MAX_CPUS],
+}
+
+impl Scheduler {
+    /// Grows every table to hold `tasks` tasks.
+    fn make_room(&mut self, tasks: usize) -> Result<(), Errno> {
+        self.all
+            .try_reserve(tasks.saturating_sub(self.all.len()))
+            .map_err(|_| ENOMEM)?;
+        self.run_queue
+            .try_reserve(tasks.saturating_sub(self.run_queue.len()))
+            .map_err(|_| ENOMEM)?;
+        self.sleepers
+            .try_reserve(tasks.saturating_sub(self.sleepers.len()))
+            .map_err(|_| ENOMEM)
+    }
 }
 
 static SCHED: Mutex<Scheduler> = Mutex::new(Scheduler {
@@ -244,7 +386,7 @@ static SCHED: Mutex<Scheduler> = Mutex::new(Scheduler {
     idle: [const { None }; MAX_CPUS],
     prev: [const { None }; MAX_CPUS],
     sleepers: Vec::new(),
-    all: BTreeMap::new(),
+    all: HashMap::with_hasher(TidHash),
     ticks: 0,
     slice_start: [0; MAX_CPUS],
 });
@@ -281,6 +423,7 @@ fn become_idle(cpu_index: usize) {
         saved_rsp: switch::SavedRsp::new(0),
         state: AtomicU8::new(State::Running as u8),
         wake_at: AtomicU64::new(0),
+        in_sleepers: AtomicBool::new(false),
         on_cpu: AtomicBool::new(true),
         affinity: AtomicU64::new(1 << cpu_index),
         run_ns: AtomicU64::new(0),
@@ -288,6 +431,7 @@ fn become_idle(cpu_index: usize) {
         space_root: AtomicU64::new(0),
         entry: Entry::Idle,
         user: None,
+        _slot: None,
     });
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
@@ -315,12 +459,17 @@ pub fn current() -> Arc<Task> {
     })
 }
 
+/// The most live tasks allowed ([`init_limits`]).
+pub fn max() -> u64 {
+    TASKS.limit() as u64
+}
+
 /// Number of live tasks, including unreaped zombies.
 pub fn count() -> u64 {
     interrupts::without_interrupts(|| SCHED.lock().all.len() as u64)
 }
 
-/// Queues a new task to run.
+/// Queues a new task to run. Allocates nothing: its slot made room.
 pub fn start(task: Arc<Task>) {
     interrupts::without_interrupts(|| {
         let mut s = SCHED.lock();
@@ -397,6 +546,7 @@ pub fn spawn_kernel_thread_in(
         return Err(abi::errno::EINVAL);
     }
     let task = Task::new(
+        TaskSlot::take()?,
         String::from(name),
         Start::Call(kernel_thread_main),
         Entry::Thread(f, arg),
@@ -559,7 +709,13 @@ pub fn sleep_ns(ns: u64) {
         let me = current();
         me.wake_at.store(deadline.max(1), Ordering::Relaxed);
         mark_blocked();
-        SCHED.lock().sleepers.push(me);
+        {
+            let mut s = SCHED.lock();
+            // Once at most (a task woken early may still be listed).
+            if !me.in_sleepers.swap(true, Ordering::Relaxed) {
+                s.sleepers.push(me);
+            }
+        }
         if crate::time::now_ns() >= deadline {
             unblock_self();
         } else {
@@ -568,27 +724,36 @@ pub fn sleep_ns(ns: u64) {
     });
 }
 
-/// Timer tick at `now` (ns): wakes sleepers whose time has come. Called
-/// from the timer interrupt with interrupts off, which then preempts the
-/// running task with [`schedule`].
+/// Timer tick at `now` (ns): wakes sleepers whose time has come (as
+/// [`wake`] does, without allocating) and drops those woken otherwise.
+/// Called from the timer interrupt with interrupts off, which then
+/// preempts the running task with [`schedule`].
 pub fn tick(now: u64) {
-    let woken: Vec<Arc<Task>> = {
+    let mut woken = 0;
+    {
         let mut s = SCHED.lock();
         s.ticks += 1;
-        let mut woken = Vec::new();
-        s.sleepers.retain(|t| {
+        let Scheduler {
+            sleepers,
+            run_queue,
+            ..
+        } = &mut *s;
+        sleepers.retain(|t| {
             let at = t.wake_at.load(Ordering::Relaxed);
-            if at != 0 && at <= now {
-                woken.push(t.clone());
-                false
-            } else {
-                at != 0
+            if at != 0 && at > now {
+                return true;
             }
+            t.in_sleepers.store(false, Ordering::Relaxed);
+            if at != 0 && t.change_state(State::Blocked, State::Ready) {
+                t.wake_at.store(0, Ordering::Relaxed);
+                run_queue.push_back(t.clone());
+                woken += 1;
+            }
+            false
         });
-        woken
-    };
-    for task in &woken {
-        wake(task);
+    }
+    for _ in 0..woken {
+        kick_idle_cpu();
     }
 }
 

@@ -2,7 +2,8 @@
 //! and the checks that they only get errors (issue 8).
 //!
 //! Each case runs in child processes (`exhaust rings N`, `exhaust fs`,
-//! `exhaust inodes`, `exhaust fds`) that push one resource to its limit
+//! `exhaust inodes`, `exhaust fds`, `exhaust fan`, `exhaust chain`) that
+//! push one resource to its limit
 //! and report in a file what errors they met; the parent checks the errors
 //! are the designed ones, that it can still do I/O and start programs
 //! while the children hold everything, and that everything comes back when
@@ -17,6 +18,17 @@
 //!   by `open` and by OPENAT on a ring).
 //! - files: empty files until the file system's file limit (`ENOSPC`).
 //! - descriptors: `open` until `EMFILE`, ring setup until it fails.
+//! - processes: a wide fan-out (one child spawning until refused: `EAGAIN`
+//!   at `CHILDREN_MAX`), then a chain (each link spawns the next and waits
+//!   for it) until the machine is full: `ENOMEM` when only the frames kept
+//!   for the kernel heap are left. While they all live, the parent's own
+//!   spawn is refused the same way and its file I/O still works; once
+//!   they are reaped it spawns again.
+//!
+//! `exhaust tasks` (the first program of a kernel booted with
+//! `tasks_max=100`, configs/exhaust-tasks.toml) runs only the processes
+//! case, where the chain now meets the kernel's bound on live tasks first:
+//! `EAGAIN`.
 //!
 //! The whole run is done [`ROUNDS`] times. The first rounds warm the
 //! kernel's slab caches and tables (as the foundation suite's leak check
@@ -29,17 +41,18 @@
 
 extern crate alloc;
 
-use abi::errno::{EBUSY, EFBIG, EMFILE, ENOMEM, ENOSPC};
+use abi::errno::{EAGAIN, EBUSY, EFBIG, EIO, EMFILE, ENOMEM, ENOSPC, ESRCH};
 use abi::io_uring::{enter_flags, op, sq_flags, IoVec, Sqe, Timespec, AT_FDCWD};
 use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
-use abi::syscall::limits::FDS_MAX;
+use abi::syscall::limits::{CHILDREN_MAX, FDS_MAX};
+use abi::syscall::task_state;
 use abi::SysInfo;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::{AsyncContext, AsyncOp};
-use libuser::test::{settle, TestResult, TestRun, HEAP_SLACK};
+use libuser::test::{settle, Outcome, TestResult, TestRun, HEAP_SLACK};
 use libuser::uring::IoUring;
 use libuser::{check, check_eq, detail, fail, fs, process, sys, Args, Errno};
 
@@ -48,6 +61,14 @@ libuser::entry!(main);
 const PROGRAM: &str = "exhaust";
 /// Created by the parent when the ring children may exit.
 const RELEASE: &str = "exhaust.release";
+/// Created by the parent when the gate process of the processes case may
+/// exit, which lets every process of that case go.
+const GATE_OPEN: &str = "exhaust.gate";
+/// Longest the gate process waits for [`GATE_OPEN`], in seconds.
+const GATE_MAX_S: u64 = 40;
+/// Deepest chain a link starts (far past what memory holds): a bound on
+/// the test itself should the kernel never refuse.
+const CHAIN_MAX: u64 = 4096;
 /// Entries of every ring the children set up.
 const ENTRIES: u32 = 256;
 /// What one ring of the children would hold without bounds, roughly:
@@ -73,6 +94,14 @@ fn main(args: Args) -> i32 {
         Some("inodes") => child_inodes(),
         Some("fds") => child_fds(),
         Some("nop") => child_nop(),
+        Some("gate") => child_gate(),
+        Some("hold") => child_hold(args.get_str(2).unwrap_or("0")),
+        Some("fan") => child_fan(args.get_str(2).unwrap_or("0")),
+        Some("chain") => child_chain(
+            args.get_str(2).unwrap_or("0"),
+            args.get_str(3).unwrap_or("0"),
+        ),
+        Some("tasks") => return tasks_parent(),
         _ => return parent(),
     };
     match result {
@@ -106,6 +135,10 @@ fn parent() -> i32 {
         run.case(
             &format!("{tag}descriptors up to FDS_MAX, then EMFILE; ring setup until refused"),
             || timed(fds_case),
+        );
+        run.case(
+            &format!("{tag}processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN or ENOMEM when the machine is full; the parent goes on"),
+            || timed(|| procs_case(ENOMEM)),
         );
         run.case(
             &format!("{tag}the parent still does I/O and starts programs"),
@@ -150,8 +183,27 @@ fn parent() -> i32 {
     sys::poweroff(if passed { 0 } else { 1 })
 }
 
+/// `exhaust tasks`: the processes case on a kernel that allows fewer live
+/// tasks than memory holds (booted with `tasks_max`).
+fn tasks_parent() -> i32 {
+    let mut run = TestRun::new("Bound on live tasks (issue 8)");
+    let bound = sys::sysinfo().map_or(0, |i| i.tasks_max);
+    for round in 1..=2 {
+        run.case(
+            &format!("round {round}: processes until spawn is refused: EAGAIN at CHILDREN_MAX children, EAGAIN at tasks_max={bound}"),
+            || timed(|| procs_case(EAGAIN)),
+        );
+        run.case(
+            &format!("round {round}: the parent still does I/O and starts programs"),
+            io_works,
+        );
+    }
+    let passed = run.finish();
+    sys::poweroff(if passed { 0 } else { 1 })
+}
+
 /// Runs `case` and says how long it took.
-fn timed(case: fn() -> TestResult) -> TestResult {
+fn timed(case: impl FnOnce() -> TestResult) -> TestResult {
     let before = settle()?;
     let start = sys::clock_ns()?;
     let result = case();
@@ -167,11 +219,34 @@ fn timed(case: fn() -> TestResult) -> TestResult {
     result
 }
 
-/// Reads the report a child left in `name` and removes it.
+/// Reads the report a child left in `name` and removes it; `EAGAIN` (the
+/// file left alone) while the child is still writing it.
 fn take_report(name: &str) -> Result<String, Errno> {
     let bytes = fs::read_to_vec(name)?;
+    if bytes.last() != Some(&b'\n') {
+        return Err(EAGAIN);
+    }
     let _ = sys::unlink(name);
-    Ok(String::from(core::str::from_utf8(&bytes).unwrap_or("?")))
+    Ok(String::from(
+        core::str::from_utf8(&bytes).unwrap_or("?").trim_end(),
+    ))
+}
+
+/// Waits (up to 30 s) for a child to leave its report in `name`, and
+/// takes it.
+fn await_report(name: &str) -> Result<String, Outcome> {
+    for _ in 0..30_000 {
+        if let Ok(report) = take_report(name) {
+            return Ok(report);
+        }
+        sys::sleep_ns(1_000_000)?;
+    }
+    fail!("no report in {name}")
+}
+
+/// The errno a report gives as `key=N`, by name (`none` for 0).
+fn errno_field(report: &str, key: &str) -> Option<Errno> {
+    Errno::new(field(report, key) as i32)
 }
 
 /// `key=value` numbers of a report line.
@@ -198,17 +273,7 @@ fn rings_case() -> TestResult {
     // Wait until every child has filled what it could.
     let mut reports = Vec::new();
     for i in 0..children {
-        let name = format!("exhaust.r{i}");
-        let mut waited = 0;
-        loop {
-            if let Ok(report) = take_report(&name) {
-                reports.push(report);
-                break;
-            }
-            waited += 1;
-            check!(waited < 60_000, "child {i} never reported");
-            sys::sleep_ns(1_000_000)?;
-        }
+        reports.push(await_report(&format!("exhaust.r{i}"))?);
     }
     // While they hold everything: other programs go on.
     let busy = sys::sysinfo()?;
@@ -296,6 +361,106 @@ fn fds_case() -> TestResult {
     Ok(())
 }
 
+/// The processes case: the machine filled with processes must refuse more
+/// with `refusal` (`ENOMEM` for memory, `EAGAIN` for the bound on tasks).
+fn procs_case(refusal: Errno) -> TestResult {
+    let before = sys::sysinfo()?;
+    let _ = sys::unlink(GATE_OPEN);
+    let gate = process::spawn(PROGRAM, &[PROGRAM, "gate"])?;
+    let gate_arg = format!("{gate}");
+    // Whatever happens while the processes live, they are let go and
+    // reaped before the case ends, so later cases find the machine free.
+    let mut started = vec![gate];
+    let held = fill_with_processes(&gate_arg, &mut started, refusal);
+    let released = fs::write_file(GATE_OPEN, b"open");
+    let mut statuses = Vec::new();
+    for pid in &started {
+        statuses.push((*pid, process::wait(*pid)));
+    }
+    let _ = sys::unlink(GATE_OPEN);
+    released?;
+    // Every process of the case is reaped: the task count is back.
+    let after = sys::sysinfo()?;
+    held?;
+    for (pid, status) in statuses {
+        let status = status?;
+        check!(
+            status == 0,
+            "process {pid} ended with {}",
+            process::describe(status)
+        );
+    }
+    check_eq!(after.tasks, before.tasks);
+    Ok(())
+}
+
+/// The processes case while its processes live: starts the fan-out and
+/// the chain (their pids go to `started`), checks their reports, and that
+/// the parent is refused a process with `refusal` but still does I/O.
+fn fill_with_processes(gate: &str, started: &mut Vec<u64>, refusal: Errno) -> TestResult {
+    started.push(process::spawn(PROGRAM, &[PROGRAM, "fan", gate])?);
+    let fan = await_report("exhaust.fan")?;
+    let info = sys::sysinfo()?;
+    detail!(
+        "fan-out: {} children, then {:?}; free frames {}",
+        field(&fan, "children"),
+        errno_field(&fan, "errno"),
+        info.free_frames
+    );
+    started.push(process::spawn(PROGRAM, &[PROGRAM, "chain", gate, "1"])?);
+    let chain = await_report("exhaust.chain")?;
+    let busy = sys::sysinfo()?;
+    detail!(
+        "chain: {} links, then {:?}",
+        field(&chain, "depth"),
+        errno_field(&chain, "errno")
+    );
+    detail!(
+        "held: {} tasks (at most {}), free frames {} of {} ({} kept for the kernel heap), kernel heap {} KiB",
+        busy.tasks,
+        busy.tasks_max,
+        busy.free_frames,
+        busy.total_frames,
+        busy.reserved_frames,
+        busy.heap_used >> 10
+    );
+    // The parent is refused too, and still does I/O.
+    match process::spawn(PROGRAM, &[PROGRAM, "hold", gate]) {
+        Ok(pid) => {
+            started.push(pid);
+            fail!("the parent could still start a process on a full machine");
+        }
+        Err(e) => check_eq!(e, refusal),
+    }
+    let data = b"still works";
+    fs::write_file("exhaust.io", data)?;
+    check_eq!(fs::read_to_vec("exhaust.io")?, data);
+    sys::unlink("exhaust.io")?;
+
+    check_eq!(errno_field(&fan, "errno"), Some(EAGAIN));
+    check_eq!(field(&fan, "children") as usize, CHILDREN_MAX);
+    check_eq!(errno_field(&chain, "errno"), Some(refusal));
+    check!(field(&chain, "depth") > 0, "no link of the chain started");
+    // Refused for memory: the frames kept for the kernel heap are still
+    // free. Refused at the bound: that many tasks live.
+    if refusal == ENOMEM {
+        check!(
+            busy.free_frames >= busy.reserved_frames,
+            "{} frames free, fewer than the {} kept for the kernel heap",
+            busy.free_frames,
+            busy.reserved_frames
+        );
+    } else {
+        check!(
+            busy.tasks <= busy.tasks_max,
+            "{} tasks live, past tasks_max={}",
+            busy.tasks,
+            busy.tasks_max
+        );
+    }
+    Ok(())
+}
+
 /// A file written and read back, a program started, a NOP on a ring.
 fn io_works() -> TestResult {
     let data = b"still works";
@@ -334,6 +499,101 @@ fn child_nop() -> Result<(), Errno> {
 }
 
 // ---- Children ----
+
+/// Leaves `report` for the parent in `name`, ended by a newline: a parent
+/// reading while the file is being written sees it unfinished.
+fn write_report(name: &str, report: &str) -> Result<(), Errno> {
+    fs::write_file(name, format!("{report}\n").as_bytes())
+}
+
+/// `exhaust gate`: lives until the parent creates [`GATE_OPEN`], or for
+/// [`GATE_MAX_S`] at most (should the parent be unable to create it); the
+/// processes of the processes case live until it has ended.
+fn child_gate() -> Result<(), Errno> {
+    let end = sys::clock_ns()? + GATE_MAX_S * 1_000_000_000;
+    while fs::read_to_vec(GATE_OPEN).is_err() {
+        if sys::clock_ns()? > end {
+            return Err(abi::errno::ETIMEDOUT);
+        }
+        sys::sleep_ns(5_000_000)?;
+    }
+    Ok(())
+}
+
+/// Whether the gate process `gate` has ended. A cheap question (no file
+/// opened, nothing allocated in the kernel) for many processes to ask.
+fn gate_open(gate: u64) -> Result<bool, Errno> {
+    match sys::task_info(gate) {
+        Ok(info) => Ok(info.state == task_state::ZOMBIE),
+        Err(ESRCH) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// `exhaust hold GATE`: lives until the gate process `GATE` has ended.
+fn child_hold(gate: &str) -> Result<(), Errno> {
+    let gate = gate.parse().map_err(|_| abi::errno::EINVAL)?;
+    while !gate_open(gate)? {
+        sys::sleep_ns(20_000_000)?;
+    }
+    Ok(())
+}
+
+/// `exhaust fan GATE`: spawns holders (`exhaust hold GATE`) until refused,
+/// reports in `exhaust.fan`, then reaps them once the gate has opened.
+/// Fails if a holder did not end well.
+fn child_fan(gate: &str) -> Result<(), Errno> {
+    let mut pids = Vec::new();
+    let refused = loop {
+        match process::spawn(PROGRAM, &[PROGRAM, "hold", gate]) {
+            Ok(pid) => pids.push(pid),
+            Err(e) => break e.code(),
+        }
+        // Far past the bound: a kernel without one, and memory to spare.
+        if pids.len() >= 4 * CHILDREN_MAX {
+            break 0;
+        }
+    };
+    let report = format!("children={} errno={refused}", pids.len());
+    let reported = write_report("exhaust.fan", &report);
+    let mut failed = 0;
+    for pid in pids {
+        if process::wait(pid)? != 0 {
+            failed += 1;
+        }
+    }
+    reported?;
+    if failed > 0 {
+        return Err(EIO);
+    }
+    Ok(())
+}
+
+/// `exhaust chain GATE DEPTH`: link `DEPTH` of a chain of processes. It
+/// spawns the next link and waits for it; the link whose spawn is refused
+/// reports in `exhaust.chain` and lives until the gate opens. Each link
+/// fails if the one after it did.
+fn child_chain(gate: &str, depth: &str) -> Result<(), Errno> {
+    let depth: u64 = depth.parse().map_err(|_| abi::errno::EINVAL)?;
+    let next = format!("{}", depth + 1);
+    let spawned = if depth < CHAIN_MAX {
+        process::spawn(PROGRAM, &[PROGRAM, "chain", gate, &next])
+    } else {
+        Err(abi::errno::E2BIG)
+    };
+    match spawned {
+        Ok(pid) => match process::wait(pid)? {
+            0 => Ok(()),
+            _ => Err(EIO),
+        },
+        Err(e) => {
+            let report = format!("depth={depth} errno={}", e.code());
+            let reported = write_report("exhaust.chain", &report);
+            let held = child_hold(gate);
+            reported.and(held)
+        }
+    }
+}
 
 /// The errors a child meets, as the designed ones and the others.
 #[derive(Default)]
@@ -476,7 +736,7 @@ fn child_rings(id: &str) -> Result<(), Errno> {
         tally.other,
         tally.first_other
     );
-    fs::write_file(&format!("exhaust.r{id}"), report.as_bytes())?;
+    write_report(&format!("exhaust.r{id}"), &report)?;
     while fs::read_to_vec(RELEASE).is_err() {
         sys::sleep_ns(2_000_000)?;
     }
@@ -568,13 +828,14 @@ fn child_fs() -> Result<(), Errno> {
         sys::unlink(name)?;
     }
     let report = format!(
-        "mib={} files={} write_enospc={write_enospc} create_enospc={create_enospc} openat_enospc={openat_enospc} other={} first_other={:?}",
+        "mib={} files={} write_enospc={write_enospc} create_enospc={create_enospc} openat_enospc={openat_enospc} enomem={} other={} first_other={:?}",
         written >> 20,
         names.len(),
+        tally.enomem,
         tally.other,
         tally.first_other
     );
-    fs::write_file("exhaust.fs", report.as_bytes())
+    write_report("exhaust.fs", &report)
 }
 
 /// `exhaust inodes`: empty files until the file system refuses one.
@@ -607,7 +868,7 @@ fn child_inodes() -> Result<(), Errno> {
         "files={made} enospc={enospc} other={} first_other={:?}",
         tally.other, tally.first_other
     );
-    fs::write_file("exhaust.in", report.as_bytes())
+    write_report("exhaust.in", &report)
 }
 
 /// `exhaust fds`: descriptors until EMFILE, then rings until refused.
@@ -662,7 +923,7 @@ fn child_fds() -> Result<(), Errno> {
         tally.other,
         tally.first_other
     );
-    fs::write_file("exhaust.fd", report.as_bytes())
+    write_report("exhaust.fd", &report)
 }
 
 /// The program's one unsafe operation.

@@ -301,8 +301,14 @@ impl Drop for AddressSpace {
     /// drop) its references to shared frames: no mapping of them is left
     /// by then, and this CPU no longer runs on these tables.
     fn drop(&mut self) {
-        // Never free the tables of the address space the CPU is using.
-        activate_root(kernel_pml4());
+        // Never free the tables of the address space the CPU is using (an
+        // exiting process's own). Any other stays loaded: a spawn that
+        // fails drops the child's half-built space in the parent's
+        // syscall, which returns to the parent's user half.
+        let (current, _) = x86_64::registers::control::Cr3::read_raw();
+        if current.start_address().as_u64() == self.pml4 {
+            activate_root(kernel_pml4());
+        }
         let root = table(self.pml4);
         for &entry in &root[..KERNEL_HALF] {
             if entry & PageFlags::PRESENT.bits() != 0 {
