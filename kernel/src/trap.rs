@@ -4,10 +4,10 @@
 //! a message naming the fault and the address; in kernel mode it is a bug
 //! and panics with the registers.
 
-use crate::arch::apic;
 use crate::arch::idt::{
     exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
 };
+use crate::arch::{apic, irq};
 use crate::task;
 
 const PAGE_FAULT: u64 = 14;
@@ -33,6 +33,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
             task::reschedule_ipi();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if irq::is_device(v) => {
+            if !irq::dispatch(v as u8) {
+                log::warn!("interrupt on vector {v} with no handler");
+            }
+            apic::eoi();
+        }
         v if v < 32 => exception(frame),
         v => log::warn!("unexpected interrupt vector {v}"),
     }
