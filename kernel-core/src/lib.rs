@@ -24,6 +24,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod block;
 pub mod bootparam;
 pub mod cpio;
 pub mod elf;
