@@ -29,8 +29,12 @@
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
-//! fs          the RAM file system and open files (console, RAM, rings as
-//!             opaque objects)                  -> usercopy logger arch
+//! fs          the RAM file system and open files (console, RAM, disks,
+//!             rings as opaque objects)         -> block usercopy logger arch
+//! block       disks, their requests in flight, I/O from pinned user
+//!             memory; results go to a ring's mailbox (with a wake
+//!             function the ring layer gives) or a sleeping thread
+//!                                              -> task usercopy mm arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
 //! usercopy, logger, time                       -> arch
@@ -54,6 +58,7 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod block;
 mod fs;
 mod lifecycle;
 mod logger;
@@ -125,6 +130,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
+    // The disks (none until the drivers land in this image).
+    block::init(alloc::vec::Vec::new());
 
     task::init();
     let mode = match config.syscall {
