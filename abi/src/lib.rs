@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod debug_exit;
+pub mod disk_test;
 pub mod errno;
 pub mod io_uring;
 pub mod ring_api;
