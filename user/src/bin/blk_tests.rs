@@ -41,7 +41,8 @@ fn main(args: Args) -> i32 {
         .filter_map(|w| w.strip_prefix("dev=").map(String::from))
         .collect();
     if words.iter().any(|w| w == "child-inflight") {
-        return child_inflight(devs.first().map_or("/dev/vda", |d| d.as_str()));
+        let crash = words.iter().any(|w| w == "crash");
+        return child_inflight(devs.first().map_or("/dev/vda", |d| d.as_str()), crash);
     }
     if devs.is_empty() {
         for name in ["/dev/nvme0n1", "/dev/vda", "/dev/vdb", "/dev/vdc"] {
@@ -82,7 +83,11 @@ fn main(args: Args) -> i32 {
         run.case(&format!("{d}: read/write/lseek syscalls"), || direct(d));
         run.case(
             &format!("{d}: a child exits with 64 writes in flight"),
-            || killed_child(d),
+            || killed_child(d, false),
+        );
+        run.case(
+            &format!("{d}: a child is killed by a fault with 64 writes in flight"),
+            || killed_child(d, true),
         );
         let name = format!("{d}: the final region, 64 in flight, for the host to check");
         run.case(&name, || final_region(d));
@@ -391,7 +396,16 @@ fn direct(dev: &str) -> TestResult {
     Ok(())
 }
 
-fn child_inflight(dev: &str) -> i32 {
+/// Reads address 0: the kernel kills the process with a page fault.
+#[allow(unsafe_code)] // the point: a process killed with I/O in flight
+fn crash() -> ! {
+    // SAFETY: none is needed for what follows: the read faults and the
+    // process ends there.
+    let byte = unsafe { core::ptr::read_volatile(core::ptr::null::<u8>()) };
+    sys::exit(i32::from(byte))
+}
+
+fn child_inflight(dev: &str, crash_after: bool) -> i32 {
     let Ok(fd) = sys::open(dev, O_RDWR) else {
         return 2;
     };
@@ -408,17 +422,28 @@ fn child_inflight(dev: &str) -> i32 {
     if ring.flush().is_err() {
         return 5;
     }
-    // Exit at once: the kernel must keep the buffers until the device is
+    // End at once: the kernel must keep the buffers until the device is
     // done with them, and lose none of the writes.
+    if crash_after {
+        crash();
+    }
     sys::exit(0)
 }
 
-fn killed_child(dev: &str) -> TestResult {
+fn killed_child(dev: &str, crash: bool) -> TestResult {
     let before = libuser::test::settle()?;
     let arg = format!("dev={dev}");
-    let pid = libuser::process::spawn("blk_tests", &["blk_tests", "child-inflight", &arg])?;
+    let how = if crash { "crash" } else { "exit" };
+    let argv = ["blk_tests", "child-inflight", arg.as_str(), how];
+    let pid = libuser::process::spawn("blk_tests", &argv)?;
     let status = libuser::process::wait(pid)?;
-    eq(status, 0, "the child's exit status")?;
+    // A page fault (vector 14) ends a process with KILLED_BASE + 14.
+    let want = if crash {
+        abi::status::KILLED_BASE + 14
+    } else {
+        0
+    };
+    eq(status, want, "the child's exit status")?;
     let (fd, _) = open(dev)?;
     let mut buf = vec![0u8; (KILLED.1 - KILLED.0) as usize];
     eq(
