@@ -15,6 +15,7 @@
 //! no copy.
 
 pub mod mock;
+pub mod nvme;
 
 use abi::errno::{Errno, EINVAL};
 use alloc::sync::Arc;
