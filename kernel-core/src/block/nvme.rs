@@ -13,7 +13,7 @@
 //! Specification: NVM Express Base Specification 1.4 (QEMU 7.2 emulates
 //! 1.4); section numbers below refer to it.
 
-use super::{BlockOp, Segment, PAGE_SIZE};
+use super::{BlockOp, BlockRequest, Segment, PAGE_SIZE};
 use abi::errno::{Errno, EAGAIN, EINVAL, EIO, ENXIO, ETIMEDOUT};
 use alloc::vec::Vec;
 
@@ -463,6 +463,18 @@ pub const PRP_LIST_MAX: usize = (PAGE_SIZE / 8) as usize;
 /// Errors: `EINVAL` for an empty list, a list breaking the rules, or one
 /// longer than `list` allows.
 pub fn build_prps(segments: &[Segment], list: &mut [u64], list_phys: u64) -> Result<Prps, Errno> {
+    build_prps_with(segments, list.len(), list_phys, |i, phys| list[i] = phys)
+}
+
+/// [`build_prps`] writing list entry `i` with `write(i, phys)` (straight
+/// into DMA memory) into a list of room for `capacity` entries. Nothing is
+/// written unless the whole list is valid.
+pub fn build_prps_with(
+    segments: &[Segment],
+    capacity: usize,
+    list_phys: u64,
+    mut write: impl FnMut(usize, u64),
+) -> Result<Prps, Errno> {
     let (first, rest) = segments.split_first().ok_or(EINVAL)?;
     let last = segments.len() - 1;
     for (i, s) in segments.iter().enumerate() {
@@ -488,15 +500,15 @@ pub fn build_prps(segments: &[Segment], list: &mut [u64], list_phys: u64) -> Res
         }),
         _ => {
             let list_bytes = (rest.len() as u64) * 8;
-            if rest.len() > list.len()
+            if rest.len() > capacity
                 || rest.len() > PRP_LIST_MAX
                 || !list_phys.is_multiple_of(8)
                 || list_phys % PAGE_SIZE + list_bytes > PAGE_SIZE
             {
                 return Err(EINVAL);
             }
-            for (entry, s) in list.iter_mut().zip(rest) {
-                *entry = s.phys;
+            for (i, s) in rest.iter().enumerate() {
+                write(i, s.phys);
             }
             Ok(Prps {
                 prp1: first.phys,
@@ -513,9 +525,11 @@ pub trait QueueMemory {
     fn write_sqe(&mut self, slot: u16, entry: &[u32; 16]);
     /// Reads dword `dword` (0..4) of completion entry `slot`.
     fn read_cqe_dword(&self, slot: u16, dword: usize) -> u32;
-    /// Writes the PRP list of command `cid` and returns its physical
-    /// address; `None` if the command has no room for `entries`.
-    fn write_prp_list(&mut self, cid: u16, entries: &[u64]) -> Option<u64>;
+    /// Where command `cid`'s PRP list area is: physical address and room
+    /// in entries (0 if the queue has none).
+    fn prp_list(&self, cid: u16) -> (u64, usize);
+    /// Writes entry `index` of command `cid`'s PRP list.
+    fn write_prp_entry(&mut self, cid: u16, index: usize, value: u64);
     /// Rings the submission queue tail doorbell.
     fn ring_sq_tail(&mut self, tail: u16);
     /// Rings the completion queue head doorbell.
@@ -676,6 +690,31 @@ impl QueuePair {
         self.sq_tail = (self.sq_tail + 1) % self.entries;
         memory.ring_sq_tail(self.sq_tail);
         Ok(cid)
+    }
+
+    /// Starts a block request on namespace `nsid` with `block_size`-byte
+    /// blocks: READ/WRITE with PRPs (the list, if needed, in the command's
+    /// own area) or FLUSH. The request should have passed
+    /// `check_request`; whatever it breaks is `EINVAL` here, with nothing
+    /// started. `EAGAIN` when the queue is full.
+    pub fn submit_io<M: QueueMemory>(
+        &mut self,
+        memory: &mut M,
+        nsid: u32,
+        block_size: u32,
+        request: &BlockRequest<'_>,
+    ) -> Result<u16, Errno> {
+        self.submit(memory, request.tag, |memory, cid| {
+            if request.op == BlockOp::Flush {
+                return Ok(Command::flush(nsid));
+            }
+            let blocks = block_count(request.bytes(), block_size)?;
+            let (list_phys, capacity) = memory.prp_list(cid);
+            let prps = build_prps_with(request.segments, capacity, list_phys, |i, phys| {
+                memory.write_prp_entry(cid, i, phys)
+            })?;
+            Ok(Command::rw(request.op, nsid, request.sector, blocks, prps))
+        })
     }
 
     /// Takes up to `out.len()` finished commands: first those failed by

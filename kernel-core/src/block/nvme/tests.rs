@@ -168,16 +168,17 @@ impl QueueMemory for MockController {
         self.cq[usize::from(slot)][dword]
     }
 
-    fn write_prp_list(&mut self, cid: u16, entries: &[u64]) -> Option<u64> {
-        if entries.len() as u64 * 8 > PRP_SLOT {
-            return None;
-        }
-        let phys = PRP_AREA + u64::from(cid) * PRP_SLOT;
-        for (i, e) in entries.iter().enumerate() {
-            let at = phys as usize + i * 8;
-            self.mem[at..at + 8].copy_from_slice(&e.to_le_bytes());
-        }
-        Some(phys)
+    fn prp_list(&self, cid: u16) -> (u64, usize) {
+        (
+            PRP_AREA + u64::from(cid) * PRP_SLOT,
+            (PRP_SLOT / 8) as usize,
+        )
+    }
+
+    fn write_prp_entry(&mut self, cid: u16, index: usize, value: u64) {
+        assert!(index < (PRP_SLOT / 8) as usize, "PRP entry past the area");
+        let at = (PRP_AREA + u64::from(cid) * PRP_SLOT) as usize + index * 8;
+        self.mem[at..at + 8].copy_from_slice(&value.to_le_bytes());
     }
 
     fn ring_sq_tail(&mut self, tail: u16) {
@@ -193,32 +194,26 @@ impl QueueMemory for MockController {
     }
 }
 
-/// Submits a request the way the driver does: PRPs into the command's
-/// list area when needed.
+/// Submits a request the way the driver does.
 fn submit_rw(
     q: &mut QueuePair,
     c: &mut MockController,
     op: BlockOp,
-    slba: u64,
+    sector: u64,
     segments: &[Segment],
     tag: u64,
 ) -> Result<u16, Errno> {
-    let bytes: u64 = segments.iter().map(|s| u64::from(s.len)).sum();
-    q.submit(c, tag, |m, cid| {
-        let blocks = block_count(bytes, 512)?;
-        let mut list = [0u64; 64];
-        let list_phys = PRP_AREA + u64::from(cid) * PRP_SLOT;
-        let prps = build_prps(segments, &mut list, list_phys)?;
-        if segments.len() > 2 {
-            m.write_prp_list(cid, &list[..segments.len() - 1])
-                .ok_or(EINVAL)?;
-        }
-        Ok(Command::rw(op, 1, slba, blocks, prps))
-    })
+    let request = BlockRequest {
+        op,
+        sector,
+        segments,
+        tag,
+    };
+    q.submit_io(c, 1, 512, &request)
 }
 
 fn submit_nop(q: &mut QueuePair, c: &mut MockController, tag: u64) -> Result<u16, Errno> {
-    q.submit(c, tag, |_, _| Ok(Command::flush(1)))
+    submit_rw(q, c, BlockOp::Flush, 0, &[], tag)
 }
 
 fn reap_all(q: &mut QueuePair, c: &mut MockController) -> Vec<Reaped> {
@@ -623,9 +618,10 @@ fn a_controller_that_never_stops_posting_is_bounded() {
                 1 << 16 // sq id 1
             }
         }
-        fn write_prp_list(&mut self, _: u16, _: &[u64]) -> Option<u64> {
-            None
+        fn prp_list(&self, _: u16) -> (u64, usize) {
+            (0, 0)
         }
+        fn write_prp_entry(&mut self, _: u16, _: usize, _: u64) {}
         fn ring_sq_tail(&mut self, _: u16) {}
         fn ring_cq_head(&mut self, _: u16) {
             self.heads += 1;
@@ -691,6 +687,12 @@ fn a_failing_build_starts_nothing() {
     );
     assert_eq!(q.in_flight(), 0);
     assert_eq!(c.sq_rings, 0);
+    // Not a whole block; more blocks than NLB holds.
+    let odd = [seg(0x1000, 0x100)];
+    assert_eq!(
+        submit_rw(&mut q, &mut c, BlockOp::Write, 0, &odd, 3),
+        Err(EINVAL)
+    );
     // A list too long for the command's area (64 entries here).
     let long: Vec<Segment> = (0..66).map(|i| seg(0x1_0000 + i * 0x1000, 4096)).collect();
     assert_eq!(
