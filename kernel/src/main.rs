@@ -116,6 +116,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     // The APs needed the boot identity map to leave real mode; nothing does now.
     arch::paging::remove_identity_map();
     log::info!("cpus: {cpus} online");
+    // Before the first process: PCI maps its windows in the shared kernel half.
+    arch::pci::init(&boot);
     rings::init(&config);
 
     // The first module is the initrd: its files are copied, then its
