@@ -41,6 +41,9 @@ pub struct BootConfig {
     /// The most live tasks; `None` lets the kernel derive it from RAM
     /// (which it also keeps this within).
     pub tasks_max: Option<u32>,
+    /// A block device to run the block self-test on at boot, after which
+    /// the machine powers off (`blktest=nvme0n1`); `None` for a normal boot.
+    pub blktest: Option<String>,
 }
 
 impl Default for BootConfig {
@@ -51,6 +54,7 @@ impl Default for BootConfig {
             ring: None,
             syscall: SyscallMode::Direct,
             tasks_max: None,
+            blktest: None,
         }
     }
 }
@@ -221,6 +225,13 @@ pub static PARAMS: &[ParamSpec] = &[
         apply: apply_tasks_max,
         current: |cfg| tasks_max_name(cfg.tasks_max),
     },
+    ParamSpec {
+        name: "blktest",
+        values: BLKTEST_VALUES,
+        help: "run the block self-test on this disk instead of init, then power off",
+        apply: apply_blktest,
+        current: |cfg| cfg.blktest.clone().unwrap_or_else(|| String::from("none")),
+    },
 ];
 
 /// The parameter called `name`, if there is one.
@@ -388,10 +399,51 @@ fn apply_tasks_max(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
     Ok(())
 }
 
+const BLKTEST_VALUES: &str = "none|<disk name>";
+/// Longest disk name `blktest` takes.
+pub const DISK_NAME_MAX: usize = 32;
+
+fn apply_blktest(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    // Disk names are lower-case letters and digits (`nvme0n1`, `vda`).
+    let valid = value.len() <= DISK_NAME_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !valid {
+        return Err(Warning::InvalidValue {
+            token: token("blktest", value),
+            expected: BLKTEST_VALUES,
+            using: cfg.blktest.clone().unwrap_or_else(|| String::from("none")),
+        });
+    }
+    cfg.blktest = (value != "none").then(|| value.to_string());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::format;
+
+    #[test]
+    fn blktest_takes_a_disk_name() {
+        assert_eq!(
+            parse_ok("blktest=nvme0n1").blktest.as_deref(),
+            Some("nvme0n1")
+        );
+        assert_eq!(parse_ok("blktest=vda").blktest.as_deref(), Some("vda"));
+        assert_eq!(parse_ok("blktest=none").blktest, None);
+        let (cfg, _) = parse("blktest=vda blktest=none");
+        assert_eq!(cfg.blktest, None);
+        for bad in ["NVME", "nvme0n1/", "../x", "a-b", &"a".repeat(33)] {
+            let (cfg, warnings) = parse(&format!("blktest={bad}"));
+            assert_eq!(cfg.blktest, None, "{bad:?}");
+            assert!(
+                matches!(&warnings[..], [Warning::InvalidValue { using, .. }] if using == "none"),
+                "{bad:?}: {warnings:?}"
+            );
+        }
+    }
 
     #[test]
     fn tasks_max_takes_a_count_or_auto() {
@@ -534,7 +586,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -646,12 +698,12 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct tasks_max=auto"
+            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring tasks_max=auto"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none"
         );
         // What Display prints parses back to the same configuration, except
         // `ring=default`, which is how `None` is shown.

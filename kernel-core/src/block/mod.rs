@@ -16,6 +16,7 @@
 
 pub mod mock;
 pub mod nvme;
+pub mod selftest;
 
 use abi::errno::{Errno, EINVAL};
 use alloc::sync::Arc;
