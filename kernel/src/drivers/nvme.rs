@@ -35,8 +35,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel_core::block::nvme::{
-    self, reg, Anomalies, Cap, Command, ControllerInfo, Csts, NamespaceInfo, QueueMemory, QueuePair,
-    QueuePlan, Reaped, Registers,
+    self, reg, Anomalies, Cap, Command, ControllerInfo, Csts, NamespaceInfo, QueueMemory,
+    QueuePair, QueuePlan, Reaped, Registers,
 };
 use kernel_core::block::{
     check_request, BlockDevice, BlockRequest, Completion, Geometry, InterruptHook, QueueMode,
@@ -100,7 +100,13 @@ struct QueueHw {
 }
 
 impl QueueHw {
-    fn new(qid: u16, entries: u16, stride: usize, regs: &Mmio, prp_slot: usize) -> Result<Self, Errno> {
+    fn new(
+        qid: u16,
+        entries: u16,
+        stride: usize,
+        regs: &Mmio,
+        prp_slot: usize,
+    ) -> Result<Self, Errno> {
         let n = usize::from(entries);
         let prp = if prp_slot > 0 {
             Some(DmaBuffer::alloc(prp_slot * n)?)
@@ -166,7 +172,13 @@ struct Queue {
 }
 
 impl Queue {
-    fn new(qid: u16, entries: u16, stride: usize, regs: &Mmio, prp_slot: usize) -> Result<Self, Errno> {
+    fn new(
+        qid: u16,
+        entries: u16,
+        stride: usize,
+        regs: &Mmio,
+        prp_slot: usize,
+    ) -> Result<Self, Errno> {
         Ok(Self {
             pair: QueuePair::new(qid, entries)?,
             hw: QueueHw::new(qid, entries, stride, regs, prp_slot)?,
@@ -276,7 +288,11 @@ impl Nvme {
             Some(status) if !status.is_success() => {
                 log::warn!("{}: request {:#x} failed: {status}", self.name, reaped.tag);
             }
-            None => log::debug!("{}: request {:#x} failed: controller dead", self.name, reaped.tag),
+            None => log::debug!(
+                "{}: request {:#x} failed: controller dead",
+                self.name,
+                reaped.tag
+            ),
             _ => {}
         }
         Completion {
@@ -493,28 +509,51 @@ fn bring_up(
     let page = parts.page.insert(DmaBuffer::alloc(PAGE_SIZE as usize)?);
     let admin_queue = parts.admin.as_mut().ok_or(EINVAL)?;
     let mut bytes = [0u8; 4096];
-    let mut identify = |name: &str, queue: &mut Queue, cns: u32, nsid: u32, bytes: &mut [u8; 4096]| {
+    let identify = |name: &str, queue: &mut Queue, cns: u32, nsid: u32, bytes: &mut [u8; 4096]| {
         page.zero(0, 4096)?;
         admin(name, regs, queue, Command::identify(cns, nsid, page.phys()))?;
         page.read_bytes(0, bytes)
     };
 
-    identify(&pci_name, admin_queue, nvme::admin::CNS_CONTROLLER, 0, &mut bytes)?;
+    identify(
+        &pci_name,
+        admin_queue,
+        nvme::admin::CNS_CONTROLLER,
+        0,
+        &mut bytes,
+    )?;
     let info = ControllerInfo::parse(&bytes)?;
     // The first active namespace (1 on QEMU); the list needs NVMe 1.1, so
     // fall back to 1 when the controller refuses it.
-    let nsid = match identify(&pci_name, admin_queue, nvme::admin::CNS_ACTIVE_NAMESPACES, 0, &mut bytes) {
+    let nsid = match identify(
+        &pci_name,
+        admin_queue,
+        nvme::admin::CNS_ACTIVE_NAMESPACES,
+        0,
+        &mut bytes,
+    ) {
         Ok(()) => *nvme::parse_namespace_list(&bytes).first().ok_or(ENXIO)?,
         Err(_) => 1,
     };
-    identify(&pci_name, admin_queue, nvme::admin::CNS_NAMESPACE, nsid, &mut bytes)?;
+    identify(
+        &pci_name,
+        admin_queue,
+        nvme::admin::CNS_NAMESPACE,
+        nsid,
+        &mut bytes,
+    )?;
     let namespace = NamespaceInfo::parse(&bytes)?;
     let name = format!("nvme{index}n{nsid}");
 
     // Queues: one per CPU and a polled one, as far as the controller goes.
     let cpus = smp::online().max(1);
     let wanted = QueuePlan::wanted(cpus);
-    let result = admin(&name, regs, admin_queue, Command::set_queue_count(wanted, wanted))?;
+    let result = admin(
+        &name,
+        regs,
+        admin_queue,
+        Command::set_queue_count(wanted, wanted),
+    )?;
     let granted = nvme::granted_queues(result, wanted);
     let msix = parts.msix.insert(function.msix().ok_or_else(|| {
         log::warn!("{name}: no MSI-X");
@@ -564,7 +603,12 @@ fn bring_up(
             Command::create_io_cq(qid, entries, cq, interrupts, vector),
         )
         .and_then(|_| {
-            admin(&name, regs, admin_queue, Command::create_io_sq(qid, entries, sq, qid))
+            admin(
+                &name,
+                regs,
+                admin_queue,
+                Command::create_io_sq(qid, entries, sq, qid),
+            )
         });
         if let Err(e) = created {
             parts.orphans.push(queue);
