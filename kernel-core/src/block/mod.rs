@@ -15,6 +15,8 @@
 //! no copy.
 
 pub mod mock;
+pub mod virtio_blk;
+pub mod virtq;
 
 use abi::errno::{Errno, EINVAL};
 use alloc::sync::Arc;
