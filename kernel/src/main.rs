@@ -33,6 +33,8 @@
 //!             opaque objects)                  -> usercopy logger arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
+//! blktest     disk-driver self test (blktest=) -> drivers task mm arch
+//! drivers     device drivers (virtio-blk)     -> mm arch
 //! usercopy, logger, time                       -> arch
 //! arch + mm   the machine and memory: one layer; arch's page tables take
 //!             frames from mm, mm reaches memory through arch's direct map
@@ -54,6 +56,8 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod blktest;
+mod drivers;
 mod fs;
 mod lifecycle;
 mod logger;
@@ -129,6 +133,11 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     }
 
     task::init();
+    if let Some(disk) = &config.blktest {
+        // The self test replaces the first program and powers off.
+        blktest::start(disk);
+        task::idle_loop()
+    }
     let mode = match config.syscall {
         kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
             log::error!("syscall=ring: no ring backend is compiled in; using direct syscalls");

@@ -16,7 +16,8 @@
 
 pub mod mock;
 pub mod nvme;
-pub mod selftest;
+pub mod virtio_blk;
+pub mod virtq;
 
 use abi::errno::{Errno, EINVAL};
 use alloc::sync::Arc;

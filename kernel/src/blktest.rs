@@ -1,0 +1,222 @@
+//! The block-driver self test (`blktest=DISK`): proves a disk driver before
+//! any block layer or file system sits on it.
+//!
+//! A kernel thread writes `abi::blktest` patterns to the disk at
+//! [`abi::blktest::OFFSET`] with every request in flight at once, spread
+//! over the device's queues (single- and multi-segment requests, one whose
+//! first segment starts mid-page), waits for their completions by
+//! interrupt (or by polling, for polled queues), reads everything back the
+//! same way into a second buffer and compares, checks that a request past
+//! the end is refused, flushes, logs `blktest DISK ok` and powers the
+//! machine off with success. Any failure logs why and powers off with
+//! failure. The build runner then checks the image file from the host.
+
+use crate::drivers;
+use crate::mm::dma::DmaBuffer;
+use crate::task::{self, WaitQueue};
+use abi::blktest;
+use abi::errno::{Errno, EINVAL};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use kernel_core::block::{BlockDevice, BlockOp, BlockRequest, Completion, QueueMode, Segment};
+use spin::Once;
+
+static DISK: Once<String> = Once::new();
+static WAKE: WaitQueue = WaitQueue::new();
+static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts the test thread for the disk called `name`.
+pub fn start(name: &str) {
+    DISK.call_once(|| String::from(name));
+    if let Err(e) = task::spawn_kernel_thread("blktest", run, 0) {
+        log::error!("blktest: cannot start: {e}");
+        crate::arch::cpu::exit_machine(false);
+    }
+}
+
+fn run(_: u64) {
+    let name = DISK.get().map(String::as_str).unwrap_or("");
+    let ok = match test(name) {
+        Ok(()) => {
+            log::info!("blktest {name} ok");
+            true
+        }
+        Err(why) => {
+            log::error!("blktest {name} FAILED: {why}");
+            false
+        }
+    };
+    crate::arch::cpu::exit_machine(ok);
+}
+
+/// The requests: (disk byte offset relative to the test area, segments as
+/// (buffer offset, length)).
+const REQUESTS: [(u64, &[(usize, u32)]); 10] = [
+    (0, &[(0, 4096)]),
+    (4096, &[(4096, 4096)]),
+    (2 * 4096, &[(2 * 4096, 4096)]),
+    (3 * 4096, &[(3 * 4096, 4096)]),
+    (4 * 4096, &[(4 * 4096, 4096)]),
+    (5 * 4096, &[(5 * 4096, 4096)]),
+    (6 * 4096, &[(6 * 4096, 4096)]),
+    (7 * 4096, &[(7 * 4096, 4096)]),
+    (8 * 4096, &[(8 * 4096, 4096), (9 * 4096, 4096)]),
+    // First segment from mid-page to its end, the second from a page start.
+    (10 * 4096, &[(10 * 4096 + 2048, 2048), (11 * 4096, 2048)]),
+];
+/// Pages of each buffer.
+const BUFFER_PAGES: usize = 12;
+
+fn test(name: &str) -> Result<(), String> {
+    let disks = drivers::probe_all();
+    let Some(disk) = disks.iter().find(|d| d.name() == name) else {
+        let names: Vec<&str> = disks.iter().map(|d| d.name()).collect();
+        return Err(alloc::format!("no disk {name} (found {names:?})"));
+    };
+    let g = disk.geometry();
+    log::info!(
+        "blktest {name}: {} blocks of {} bytes, {} queue(s) of depth {}, {} segments, max transfer {}",
+        g.blocks,
+        g.block_size,
+        g.queues,
+        g.queue_depth,
+        g.max_segments,
+        g.max_transfer
+    );
+    if g.bytes() < blktest::OFFSET + blktest::LEN {
+        return Err(alloc::format!("disk too small ({} bytes)", g.bytes()));
+    }
+    disk.set_interrupt_hook(Arc::new(|_queue| {
+        INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        WAKE.wake_all();
+    }));
+    let bytes = BUFFER_PAGES * 4096;
+    let out = DmaBuffer::alloc(bytes).map_err(|e| alloc::format!("DMA buffer: {e}"))?;
+    let back = DmaBuffer::alloc(bytes).map_err(|e| alloc::format!("DMA buffer: {e}"))?;
+    // Fill the write buffer with the pattern of where each byte goes.
+    for (disk_off, segments) in REQUESTS {
+        let mut pos = blktest::OFFSET + disk_off;
+        for &(at, len) in segments {
+            let data: Vec<u8> = (0..u64::from(len)).map(|i| blktest::byte(pos + i)).collect();
+            out.write_bytes(at, &data).map_err(|e| alloc::format!("fill: {e}"))?;
+            pos += u64::from(len);
+        }
+    }
+    run_all(disk.as_ref(), BlockOp::Write, &out)?;
+    run_all(disk.as_ref(), BlockOp::Read, &back)?;
+    for (disk_off, segments) in REQUESTS {
+        let mut pos = blktest::OFFSET + disk_off;
+        for &(at, len) in segments {
+            let mut got = alloc::vec![0u8; len as usize];
+            back.read_bytes(at, &mut got)
+                .map_err(|e| alloc::format!("read back: {e}"))?;
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != blktest::byte(pos + i as u64)) {
+                return Err(alloc::format!(
+                    "byte {:#x} of the disk reads {:#04x}, wrote {:#04x}",
+                    pos + i as u64,
+                    got[i],
+                    blktest::byte(pos + i as u64)
+                ));
+            }
+            pos += u64::from(len);
+        }
+    }
+    // A request past the end is refused before it reaches the device.
+    let past = BlockRequest {
+        op: BlockOp::Read,
+        sector: g.blocks,
+        segments: &[Segment {
+            phys: back.phys(),
+            len: g.block_size,
+        }],
+        tag: 999,
+    };
+    if disk.submit(0, &past) != Err(EINVAL) {
+        return Err("a read past the end was not refused with EINVAL".into());
+    }
+    if g.volatile_cache {
+        run_requests(disk.as_ref(), &[(BlockOp::Flush, 0, Vec::new())])?;
+    }
+    let interrupts = INTERRUPTS.load(Ordering::Relaxed);
+    log::info!("blktest {name}: {interrupts} completion interrupts");
+    if disk.queue_mode(0) == QueueMode::Interrupt && interrupts == 0 {
+        return Err("interrupt-driven queues never interrupted".into());
+    }
+    Ok(())
+}
+
+/// Runs every request of [`REQUESTS`] as `op` on `buffer`, all in flight.
+fn run_all(disk: &dyn BlockDevice, op: BlockOp, buffer: &DmaBuffer) -> Result<(), String> {
+    let block = u64::from(disk.geometry().block_size);
+    let requests: Vec<(BlockOp, u64, Vec<Segment>)> = REQUESTS
+        .iter()
+        .map(|&(disk_off, segments)| {
+            let sector = (blktest::OFFSET + disk_off) / block;
+            let segments = segments
+                .iter()
+                .map(|&(at, len)| Segment {
+                    phys: buffer.phys() + at as u64,
+                    len,
+                })
+                .collect();
+            (op, sector, segments)
+        })
+        .collect();
+    run_requests(disk, &requests)
+}
+
+/// Submits every request (request `i` on queue `i % queues`, tag `i`),
+/// then waits until each has completed exactly once, successfully.
+fn run_requests(
+    disk: &dyn BlockDevice,
+    requests: &[(BlockOp, u64, Vec<Segment>)],
+) -> Result<(), String> {
+    let queues = disk.geometry().queues.max(1);
+    let mut finished: Vec<Option<Result<(), Errno>>> = alloc::vec![None; requests.len()];
+    for (i, (op, sector, segments)) in requests.iter().enumerate() {
+        let request = BlockRequest {
+            op: *op,
+            sector: *sector,
+            segments,
+            tag: i as u64,
+        };
+        let queue = (i % usize::from(queues)) as u16;
+        disk.submit(queue, &request)
+            .map_err(|e| alloc::format!("submit {op:?} #{i} on queue {queue}: {e}"))?;
+    }
+    let mut bad_tag = None;
+    let mut poll_all = |finished: &mut Vec<Option<Result<(), Errno>>>| {
+        for q in 0..queues {
+            disk.poll(q, &mut |c: Completion| match finished.get_mut(c.tag as usize) {
+                Some(slot @ None) => *slot = Some(c.result),
+                _ => bad_tag = Some(c.tag),
+            });
+        }
+        finished.iter().all(Option::is_some)
+    };
+    let interrupt = disk.queue_mode(0) == QueueMode::Interrupt;
+    // Polled queues: yield between polls. Interrupt queues: sleep until
+    // the hook wakes us (the check runs again after registering, so a
+    // completion between poll and sleep is not lost).
+    loop {
+        if interrupt {
+            WAKE.wait_until(|| poll_all(&mut finished).then_some(()));
+            break;
+        }
+        if poll_all(&mut finished) {
+            break;
+        }
+        task::yield_now();
+    }
+    if let Some(tag) = bad_tag {
+        return Err(alloc::format!("completion with unknown or repeated tag {tag}"));
+    }
+    for (i, result) in finished.iter().enumerate() {
+        if let Some(Err(e)) = result {
+            return Err(alloc::format!("request #{i} failed: {e}"));
+        }
+    }
+    Ok(())
+}
