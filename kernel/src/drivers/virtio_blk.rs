@@ -139,7 +139,8 @@ pub struct VirtioBlk {
 pub fn probe() -> Vec<Arc<dyn BlockDevice>> {
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
     let candidates = pci::functions().iter().filter(|f| {
-        f.vendor_id == VENDOR && (f.device_id == DEVICE_MODERN || f.device_id == DEVICE_TRANSITIONAL)
+        f.vendor_id == VENDOR
+            && (f.device_id == DEVICE_MODERN || f.device_id == DEVICE_TRANSITIONAL)
     });
     for (index, function) in candidates.enumerate() {
         let name = logic::name(index);
@@ -254,7 +255,9 @@ impl VirtioBlk {
         })?;
 
         // Interrupt vectors: entry 0 for configuration, 1 + q for queue q.
-        let vectors = msix.as_ref().and_then(|msix| allocate_vectors(msix, wanted));
+        let vectors = msix
+            .as_ref()
+            .and_then(|msix| allocate_vectors(msix, wanted));
         let mode = if vectors.is_some() {
             QueueMode::Interrupt
         } else {
@@ -286,9 +289,21 @@ impl VirtioBlk {
                 QueueMode::Polled => virtq::AVAIL_F_NO_INTERRUPT,
             };
             let queue = SplitQueue::new(size, &ring, flags).ok_or_else(|| fail(EINVAL))?;
-            write_addr(&common, common::QUEUE_DESC, ring.phys() + layout.desc as u64);
-            write_addr(&common, common::QUEUE_DRIVER, ring.phys() + layout.avail as u64);
-            write_addr(&common, common::QUEUE_DEVICE, ring.phys() + layout.used as u64);
+            write_addr(
+                &common,
+                common::QUEUE_DESC,
+                ring.phys() + layout.desc as u64,
+            );
+            write_addr(
+                &common,
+                common::QUEUE_DRIVER,
+                ring.phys() + layout.avail as u64,
+            );
+            write_addr(
+                &common,
+                common::QUEUE_DEVICE,
+                ring.phys() + layout.used as u64,
+            );
             if mode == QueueMode::Interrupt {
                 common.write16(common::QUEUE_MSIX_VECTOR, q + 1);
                 if common.read16(common::QUEUE_MSIX_VECTOR) == logic::NO_VECTOR {
@@ -550,7 +565,10 @@ impl BlockDevice for VirtioBlk {
             total += n;
             if let Some(e) = broken {
                 self.dead.store(true, Ordering::Release);
-                log::error!("{}: device broke the used ring ({e:?}); marking it dead", self.name);
+                log::error!(
+                    "{}: device broke the used ring ({e:?}); marking it dead",
+                    self.name
+                );
                 continue;
             }
             if n < batch.len() {
