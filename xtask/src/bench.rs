@@ -679,6 +679,9 @@ fn boot(
         memory: config.memory.clone(),
         media: media.clone(),
         emulation,
+        // The benchmark attaches no disks (yet).
+        machine_type: config.machine,
+        disks: Vec::new(),
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -1509,6 +1512,8 @@ BENCH DONE
                 cmdline: bench_cmdline(&config.cmdline, &merge_args(false, &[]).unwrap()),
             },
             emulation: Emulation::Tcg,
+            machine_type: config.machine,
+            disks: Vec::new(),
         };
         let args: Vec<String> = machine
             .command()

@@ -199,7 +199,12 @@ mod tests {
             assert_eq!(geometry(f, &c, 256, 1).unwrap().block_size, 512);
         }
         assert_eq!(
-            geometry(f | feature::SIZE_MAX, &Config { size_max: 512, ..c }, 256, 1),
+            geometry(
+                f | feature::SIZE_MAX,
+                &Config { size_max: 512, ..c },
+                256,
+                1
+            ),
             Err(ConfigError::SegmentTooSmall(512))
         );
         assert_eq!(geometry(f, &c, 2, 1), Err(ConfigError::QueueTooSmall(2)));

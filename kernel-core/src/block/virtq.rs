@@ -494,7 +494,11 @@ mod tests {
             let avail = dev.take_avail(&mem);
             assert_eq!(avail.len(), 3);
             // Complete in reverse, or middle first, depending on the round.
-            let order: &[usize] = if round % 2 == 0 { &[2, 1, 0] } else { &[1, 2, 0] };
+            let order: &[usize] = if round % 2 == 0 {
+                &[2, 1, 0]
+            } else {
+                &[1, 2, 0]
+            };
             for &i in order {
                 dev.complete(&mem, u32::from(avail[i].0), 0);
             }
@@ -513,7 +517,9 @@ mod tests {
     #[test]
     fn hostile_used_elements_are_refused() {
         let (mem, mut q, mut dev) = setup(8);
-        let head = q.push(&mem, &[buf(1, 1, false), buf(2, 1, true)], 5).unwrap();
+        let head = q
+            .push(&mem, &[buf(1, 1, false), buf(2, 1, true)], 5)
+            .unwrap();
         dev.take_avail(&mem);
         // An id past the queue.
         dev.complete(&mem, 9999, 0);

@@ -139,7 +139,8 @@ pub struct VirtioBlk {
 pub fn probe() -> Vec<Arc<dyn BlockDevice>> {
     let mut devices: Vec<Arc<dyn BlockDevice>> = Vec::new();
     let candidates = pci::functions().iter().filter(|f| {
-        f.vendor_id == VENDOR && (f.device_id == DEVICE_MODERN || f.device_id == DEVICE_TRANSITIONAL)
+        f.vendor_id == VENDOR
+            && (f.device_id == DEVICE_MODERN || f.device_id == DEVICE_TRANSITIONAL)
     });
     for (index, function) in candidates.enumerate() {
         let name = logic::name(index);
@@ -173,12 +174,13 @@ fn virtio_cap(function: &PciFunction, cfg_type: u8) -> Option<(usize, u32, u32, 
 /// The window a virtio capability describes.
 fn map_cap(function: &PciFunction, cfg_type: u8, min_len: usize) -> Result<(Mmio, u16), Errno> {
     let (bar, offset, len, at) = virtio_cap(function, cfg_type).ok_or(EINVAL)?;
-    let len = len as usize;
-    if len < min_len {
+    if (len as usize) < min_len {
         return Err(EINVAL);
     }
-    let window = function.map_bar(bar)?;
-    Ok((window.slice(offset as usize, len)?, at))
+    Ok((
+        function.map_bar_range(bar, u64::from(offset), u64::from(len))?,
+        at,
+    ))
 }
 
 impl VirtioBlk {
@@ -190,18 +192,13 @@ impl VirtioBlk {
         let (device_cfg, _) = map_cap(function, CAP_DEVICE, 8)?;
 
         // Reset, then ACKNOWLEDGE and DRIVER (virtio 1.0 section 3.1.1).
-        common.write8(common::DEVICE_STATUS, 0);
-        let mut spins = 0;
-        while common.read8(common::DEVICE_STATUS) != 0 {
-            spins += 1;
-            if spins > 1_000_000 {
-                return Err(EIO);
-            }
-            core::hint::spin_loop();
-        }
+        reset(&common)?;
         let mut device_status = status::ACKNOWLEDGE | status::DRIVER;
         common.write8(common::DEVICE_STATUS, device_status);
+        // On failure the device is reset before the queues' memory goes
+        // (it may have been told their addresses), then marked FAILED.
         let fail = |e: Errno| {
+            let _ = reset(&common);
             common.write8(common::DEVICE_STATUS, status::FAILED);
             e
         };
@@ -254,7 +251,9 @@ impl VirtioBlk {
         })?;
 
         // Interrupt vectors: entry 0 for configuration, 1 + q for queue q.
-        let vectors = msix.as_ref().and_then(|msix| allocate_vectors(msix, wanted));
+        let vectors = msix
+            .as_ref()
+            .and_then(|msix| allocate_vectors(msix, wanted));
         let mode = if vectors.is_some() {
             QueueMode::Interrupt
         } else {
@@ -286,9 +285,21 @@ impl VirtioBlk {
                 QueueMode::Polled => virtq::AVAIL_F_NO_INTERRUPT,
             };
             let queue = SplitQueue::new(size, &ring, flags).ok_or_else(|| fail(EINVAL))?;
-            write_addr(&common, common::QUEUE_DESC, ring.phys() + layout.desc as u64);
-            write_addr(&common, common::QUEUE_DRIVER, ring.phys() + layout.avail as u64);
-            write_addr(&common, common::QUEUE_DEVICE, ring.phys() + layout.used as u64);
+            write_addr(
+                &common,
+                common::QUEUE_DESC,
+                ring.phys() + layout.desc as u64,
+            );
+            write_addr(
+                &common,
+                common::QUEUE_DRIVER,
+                ring.phys() + layout.avail as u64,
+            );
+            write_addr(
+                &common,
+                common::QUEUE_DEVICE,
+                ring.phys() + layout.used as u64,
+            );
             if mode == QueueMode::Interrupt {
                 common.write16(common::QUEUE_MSIX_VECTOR, q + 1);
                 if common.read16(common::QUEUE_MSIX_VECTOR) == logic::NO_VECTOR {
@@ -550,7 +561,10 @@ impl BlockDevice for VirtioBlk {
             total += n;
             if let Some(e) = broken {
                 self.dead.store(true, Ordering::Release);
-                log::error!("{}: device broke the used ring ({e:?}); marking it dead", self.name);
+                log::error!(
+                    "{}: device broke the used ring ({e:?}); marking it dead",
+                    self.name
+                );
                 continue;
             }
             if n < batch.len() {
@@ -611,6 +625,18 @@ fn read_config(common: &Mmio, cfg: &Mmio) -> logic::Config {
             return config;
         }
     }
+}
+
+/// Resets the device and waits (boundedly) until it says it is reset.
+fn reset(common: &Mmio) -> Result<(), Errno> {
+    common.write8(common::DEVICE_STATUS, 0);
+    for _ in 0..1_000_000 {
+        if common.read8(common::DEVICE_STATUS) == 0 {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(EIO)
 }
 
 /// Writes a 64-bit queue address as two 32-bit halves (the transport

@@ -332,6 +332,9 @@ const MMIO_BASE: u64 = 0xFFFF_8000_0000_0000 | ((MMIO_SLOT as u64) << 39);
 /// Bytes of address space for MMIO windows (one PML4 slot).
 const MMIO_SPACE: u64 = 1 << 39;
 const HUGE_PAGE: u64 = 2 << 20;
+/// Largest window one [`map_mmio`] maps: a device reporting a larger BAR
+/// cannot make the kernel spend its frames on page tables for it.
+const MMIO_WINDOW_MAX: u64 = 1 << 30;
 
 /// The MMIO windows mapped so far: `(phys, len, virt)` each, never unmapped,
 /// and the next free address.
@@ -368,11 +371,12 @@ pub fn init_mmio() -> Result<(), Errno> {
 /// are permanent: a range inside one mapped before returns the same
 /// window. Ranges with 2 MiB aligned ends get 2 MiB pages.
 ///
-/// Errors: `EINVAL` for an empty or wrapping range, `ENXIO` before
+/// Errors: `EINVAL` for an empty or wrapping range or one over 1 GiB,
+/// `ENXIO` before
 /// [`init_mmio`], `ENOMEM` when page tables or address space run out.
 pub fn map_mmio(phys: u64, len: u64) -> Result<u64, Errno> {
     let end = phys.checked_add(len).ok_or(errno::EINVAL)?;
-    if len == 0 || end > 1 << 52 {
+    if len == 0 || len > MMIO_WINDOW_MAX || end > 1 << 52 {
         return Err(errno::EINVAL);
     }
     x86_64::instructions::interrupts::without_interrupts(|| {

@@ -243,6 +243,21 @@ impl PciFunction {
         Mmio::map(bar.phys, bar.size)
     }
 
+    /// Maps `len` bytes at `offset` inside memory BAR `n` uncached (a
+    /// register block a capability points to). `EINVAL` if the range is
+    /// empty or not inside the BAR, `ENXIO` as for [`PciFunction::map_bar`].
+    pub fn map_bar_range(&self, n: usize, offset: u64, len: u64) -> Result<Mmio, Errno> {
+        let bar = self.bar(n).ok_or(ENXIO)?;
+        if !bar.mmio || bar.phys == 0 {
+            return Err(ENXIO);
+        }
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > bar.size {
+            return Err(EINVAL);
+        }
+        Mmio::map(bar.phys + offset, len)
+    }
+
     /// Turns on memory-space decoding and bus mastering (DMA) and turns off
     /// INTx (drivers use MSI-X or MSI).
     pub fn enable_bus_master(&self) {
