@@ -34,7 +34,7 @@
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
 //! blktest     disk-driver self test (blktest=) -> drivers task mm arch
-//! drivers     device drivers (virtio-blk)     -> mm arch
+//! drivers     device drivers (virtio-blk, NVMe) -> mm arch
 //! usercopy, logger, time                       -> arch
 //! arch + mm   the machine and memory: one layer; arch's page tables take
 //!             frames from mm, mm reaches memory through arch's direct map
