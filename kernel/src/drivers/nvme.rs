@@ -18,7 +18,10 @@
 //! A controller reporting fatal status (CSTS.CFS) or reading as all ones
 //! (gone) is declared dead: every request in flight completes with `EIO`
 //! and `submit` refuses new ones. The check runs when a poll finds nothing
-//! while requests are in flight (at most once a millisecond).
+//! while requests are in flight (at most once a millisecond), so a dead
+//! controller that no longer interrupts is noticed only if something polls
+//! its interrupt queues: the block layer should poll a queue whose oldest
+//! request has waited long (say a second).
 //!
 //! Not done: per-command timeouts and aborts (a controller that silently
 //! stops completing leaves its requests in flight until something polls
@@ -237,15 +240,15 @@ impl Nvme {
     }
 
     /// Declares the controller dead if CSTS says so (fatal status, or all
-    /// ones: the device is gone), at most once per `HEALTH_INTERVAL_NS`
-    /// unless `force`. Returns whether it is dead.
-    fn check_health(&self, force: bool) -> bool {
+    /// ones: the device is gone), looking at most once per
+    /// `HEALTH_INTERVAL_NS`. Returns whether it is dead.
+    fn check_health(&self) -> bool {
         if self.dead.load(Ordering::Acquire) {
             return true;
         }
         let now = apic::monotonic_ns();
         let last = self.last_health_ns.load(Ordering::Relaxed);
-        if !force && now.saturating_sub(last) < HEALTH_INTERVAL_NS {
+        if now.saturating_sub(last) < HEALTH_INTERVAL_NS {
             return false;
         }
         self.last_health_ns.store(now, Ordering::Relaxed);
@@ -324,11 +327,14 @@ impl BlockDevice for Nvme {
     fn submit(&self, queue: u16, request: &BlockRequest<'_>) -> Result<(), Errno> {
         let io = self.queues.get(usize::from(queue)).ok_or(EINVAL)?;
         check_request(&self.geometry, request)?;
-        if self.dead.load(Ordering::Acquire) {
-            return Err(EIO);
-        }
         without_interrupts(|| {
             let mut q = io.queue.lock();
+            // Checked under the queue lock: `die` sets the flag before it
+            // fails each queue's commands under the same lock, so a request
+            // is either refused here or failed there, never left behind.
+            if self.dead.load(Ordering::Acquire) {
+                return Err(EIO);
+            }
             let Queue { pair, hw, .. } = &mut *q;
             pair.submit_io(hw, self.nsid, self.geometry.block_size, request)
         })
@@ -368,7 +374,7 @@ impl BlockDevice for Nvme {
             // report what `die` failed.)
             if n == 0 && in_flight > 0 && !checked && total < limit {
                 checked = true;
-                if self.check_health(false) {
+                if self.check_health() {
                     continue;
                 }
             }
@@ -389,6 +395,8 @@ pub fn probe() -> Vec<Arc<dyn BlockDevice>> {
         match probe_one(function, index) {
             Ok(device) => {
                 found.push(device);
+                // Controllers are numbered in PCI order, counting only
+                // those that came up.
                 index += 1;
             }
             Err(e) => log::warn!("nvme {}: not used: {e:?}", function.name()),
@@ -675,7 +683,9 @@ fn bring_up(
     for (q, &vector) in vectors.iter().enumerate() {
         let target = Arc::clone(&device);
         let q = q as u16;
-        irq::register(vector, Arc::new(move || target.interrupt(q)));
+        if !irq::register(vector, Arc::new(move || target.interrupt(q))) {
+            log::error!("{}: vector {vector} not registered", device.name);
+        }
     }
     Ok(device)
 }
