@@ -597,9 +597,12 @@ fn allocate_vectors(msix: &Msix, queues: u16) -> Option<Vec<u8>> {
 }
 
 /// Reads the virtio-blk configuration, retrying until the generation
-/// counter says it was not changed meanwhile.
+/// counter says it was not changed meanwhile (a bounded number of times: a
+/// device that changes it forever gets its last reading).
 fn read_config(common: &Mmio, cfg: &Mmio) -> logic::Config {
+    let mut tries = 0;
     loop {
+        tries += 1;
         let before = common.read8(common::CONFIG_GENERATION);
         let capacity = u64::from(cfg.read32(config::CAPACITY))
             | (u64::from(cfg.read32(config::CAPACITY + 4)) << 32);
@@ -621,7 +624,7 @@ fn read_config(common: &Mmio, cfg: &Mmio) -> logic::Config {
                 1
             },
         };
-        if common.read8(common::CONFIG_GENERATION) == before {
+        if common.read8(common::CONFIG_GENERATION) == before || tries >= 100 {
             return config;
         }
     }
