@@ -225,6 +225,12 @@ impl Machine {
             }
             Media::Bios { iso } => {
                 cmd.arg("-cdrom").arg(iso);
+                if !self.disks.is_empty() {
+                    // SeaBIOS tries hard disks (virtio and NVMe ones too)
+                    // before the CD, and would boot a disk image that has a
+                    // boot signature (any FAT file system) instead of GRUB.
+                    cmd.args(["-boot", "order=d"]);
+                }
             }
             Media::Uefi { iso, firmware } => {
                 match firmware {
@@ -490,7 +496,7 @@ mod tests {
             args(&machine).join(" "),
             "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -serial stdio -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
-             -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0"
+             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0"
         );
     }
 

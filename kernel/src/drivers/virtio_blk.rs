@@ -131,6 +131,8 @@ pub struct VirtioBlk {
     dead: AtomicBool,
     /// The MSI-X table, when the queues interrupt.
     msix: Option<Msix>,
+    /// The CPU vectors of MSI-X entries 0 (configuration), 1 + q (queue q).
+    vectors: Option<Vectors>,
 }
 
 /// Sets up every virtio-blk function, naming them `vda`, `vdb`, ... in PCI
@@ -336,9 +338,10 @@ impl VirtioBlk {
             hook: RwLock::new(None),
             dead: AtomicBool::new(false),
             msix,
+            vectors,
         });
-        if let (Some(msix), Some(vectors)) = (&device.msix, &vectors) {
-            device.install_handlers(msix, vectors);
+        if let (Some(msix), Some(vectors)) = (&device.msix, &device.vectors) {
+            device.install_handlers(msix, &vectors.0);
         }
         common.write8(common::DEVICE_STATUS, device_status | status::DRIVER_OK);
         log::info!(
@@ -576,30 +579,38 @@ impl BlockDevice for VirtioBlk {
 
 /// Allocates one CPU vector per MSI-X entry (configuration + `queues`);
 /// `None` if the table or the vectors run short.
-fn allocate_vectors(msix: &Msix, queues: u16) -> Option<Vec<u8>> {
+fn allocate_vectors(msix: &Msix, queues: u16) -> Option<Vectors> {
     let count = usize::from(queues) + 1;
     if usize::from(msix.table_size()) < count {
         return None;
     }
-    let mut vectors = Vec::new();
+    let mut vectors = Vectors(Vec::new());
     for _ in 0..count {
-        match irq::allocate(1) {
-            Some(v) => vectors.push(v),
-            None => {
-                for v in vectors {
-                    irq::release(v);
-                }
-                return None;
-            }
-        }
+        // On `None` the ones taken so far go back as `vectors` drops.
+        vectors.0.push(irq::allocate(1)?);
     }
     Some(vectors)
 }
 
+/// Allocated CPU vectors, released (with their handlers) when dropped: on
+/// a failed set-up, or with the device.
+struct Vectors(Vec<u8>);
+
+impl Drop for Vectors {
+    fn drop(&mut self) {
+        for &vector in &self.0 {
+            irq::release(vector);
+        }
+    }
+}
+
 /// Reads the virtio-blk configuration, retrying until the generation
-/// counter says it was not changed meanwhile.
+/// counter says it was not changed meanwhile (a bounded number of times: a
+/// device that changes it forever gets its last reading).
 fn read_config(common: &Mmio, cfg: &Mmio) -> logic::Config {
+    let mut tries = 0;
     loop {
+        tries += 1;
         let before = common.read8(common::CONFIG_GENERATION);
         let capacity = u64::from(cfg.read32(config::CAPACITY))
             | (u64::from(cfg.read32(config::CAPACITY + 4)) << 32);
@@ -621,7 +632,7 @@ fn read_config(common: &Mmio, cfg: &Mmio) -> logic::Config {
                 1
             },
         };
-        if common.read8(common::CONFIG_GENERATION) == before {
+        if common.read8(common::CONFIG_GENERATION) == before || tries >= 100 {
             return config;
         }
     }
