@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod blktest;
 pub mod debug_exit;
 pub mod disk_test;
 pub mod errno;

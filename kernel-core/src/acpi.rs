@@ -162,6 +162,32 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
     })
 }
 
+/// Parses a checked MCFG table ("MCFG"): the ECAM windows of PCI Express
+/// config space, one per segment group and bus range. Entries whose bus
+/// range is inverted or whose base is zero or not 1 MiB aligned are
+/// skipped; a trailing partial entry is ignored.
+pub fn parse_mcfg(table: &[u8]) -> Vec<crate::pci::EcamWindow> {
+    // The header, then 8 reserved bytes, then 16-byte entries.
+    const ENTRIES_AT: usize = HEADER_LEN + 8;
+    const ENTRY_LEN: usize = 16;
+    let body = table.get(ENTRIES_AT..).unwrap_or(&[]);
+    body.chunks_exact(ENTRY_LEN)
+        .filter_map(|entry| {
+            let base = u64_at(entry, 0)?;
+            let segment = u16::from_le_bytes([entry[8], entry[9]]);
+            let (start_bus, end_bus) = (entry[10], entry[11]);
+            (base != 0 && base % (1 << 20) == 0 && start_bus <= end_bus).then_some(
+                crate::pci::EcamWindow {
+                    base,
+                    segment,
+                    start_bus,
+                    end_bus,
+                },
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +266,32 @@ mod tests {
     }
 
     #[test]
+    fn mcfg_lists_ecam_windows() {
+        let mut body = vec![0u8; 8];
+        let entry = |base: u64, segment: u16, start: u8, end: u8| {
+            let mut e = Vec::new();
+            e.extend_from_slice(&base.to_le_bytes());
+            e.extend_from_slice(&segment.to_le_bytes());
+            e.extend_from_slice(&[start, end, 0, 0, 0, 0]);
+            e
+        };
+        body.extend(entry(0xB000_0000, 0, 0, 255));
+        body.extend(entry(0x40_0000_0000, 1, 0x10, 0x1F));
+        body.extend(entry(0xC000_0000, 2, 9, 3)); // inverted: skipped
+        body.extend(entry(0xC000_1000, 3, 0, 0)); // unaligned: skipped
+        body.extend_from_slice(&[1, 2, 3]); // a partial entry
+        let t = table(b"MCFG", &body);
+        let windows = parse_mcfg(check_table(&t, b"MCFG").unwrap());
+        assert_eq!(windows.len(), 2);
+        assert_eq!(windows[0].base, 0xB000_0000);
+        assert_eq!((windows[0].start_bus, windows[0].end_bus), (0, 255));
+        assert_eq!(windows[1].segment, 1);
+        assert_eq!(windows[1].base, 0x40_0000_0000);
+        assert!(parse_mcfg(&t[..40]).is_empty());
+        assert!(parse_mcfg(&[]).is_empty());
+    }
+
+    #[test]
     fn malformed_tables_never_panic() {
         let t = table(b"APIC", &[0u8; 8]);
         assert!(check_table(&t, b"APIC").is_ok());
@@ -267,6 +319,7 @@ mod tests {
             let _ = find_rsdp(&bytes);
             let _ = check_table(&bytes, b"APIC");
             let _ = parse_madt(&bytes);
+            let _ = parse_mcfg(&bytes);
             let _ = root_entries(&bytes, RootTable::Xsdt(0));
         }
         let rsdt = table(b"RSDT", &[1, 0, 0, 0, 2, 0, 0, 0, 9]);

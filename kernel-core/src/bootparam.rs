@@ -41,6 +41,9 @@ pub struct BootConfig {
     /// The most live tasks; `None` lets the kernel derive it from RAM
     /// (which it also keeps this within).
     pub tasks_max: Option<u32>,
+    /// A disk to run the kernel's block-driver self test on instead of
+    /// starting the first program (`blktest=vda`); `None` runs no test.
+    pub blktest: Option<String>,
 }
 
 impl Default for BootConfig {
@@ -51,6 +54,7 @@ impl Default for BootConfig {
             ring: None,
             syscall: SyscallMode::Direct,
             tasks_max: None,
+            blktest: None,
         }
     }
 }
@@ -221,6 +225,13 @@ pub static PARAMS: &[ParamSpec] = &[
         apply: apply_tasks_max,
         current: |cfg| tasks_max_name(cfg.tasks_max),
     },
+    ParamSpec {
+        name: "blktest",
+        values: BLKTEST_VALUES,
+        help: "self test of a disk driver (write, read back, flush) instead of the first program",
+        apply: apply_blktest,
+        current: |cfg| cfg.blktest.clone().unwrap_or_else(|| "none".to_string()),
+    },
 ];
 
 /// The parameter called `name`, if there is one.
@@ -388,10 +399,41 @@ fn apply_tasks_max(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
     Ok(())
 }
 
+const BLKTEST_VALUES: &str = "<disk name>|none";
+
+fn apply_blktest(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    // A device name: 1 to 16 lowercase letters and digits.
+    let valid = value.len() <= 16
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !valid {
+        return Err(Warning::InvalidValue {
+            token: token("blktest", value),
+            expected: BLKTEST_VALUES,
+            using: cfg.blktest.clone().unwrap_or_else(|| "none".to_string()),
+        });
+    }
+    cfg.blktest = (value != "none").then(|| value.to_string());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use alloc::format;
+
+    #[test]
+    fn blktest_takes_a_disk_name() {
+        assert_eq!(parse_ok("blktest=vda").blktest.as_deref(), Some("vda"));
+        assert_eq!(parse_ok("blktest=none").blktest, None);
+        assert_eq!(parse_ok("").blktest, None);
+        for bad in ["blktest=VDA", "blktest=../x", "blktest=aaaaaaaaaaaaaaaaa"] {
+            let (cfg, warnings) = parse(bad);
+            assert_eq!(cfg.blktest, None);
+            assert!(matches!(warnings[..], [Warning::InvalidValue { .. }]));
+        }
+    }
 
     #[test]
     fn tasks_max_takes_a_count_or_auto() {
@@ -534,7 +576,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -646,12 +688,12 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct tasks_max=auto"
+            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring tasks_max=auto"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none"
         );
         // What Display prints parses back to the same configuration, except
         // `ring=default`, which is how `None` is shown.

@@ -13,6 +13,7 @@
 //! - [`cpio`]: reading the initrd archive.
 //! - [`fs`]: the RAM file system, open files and file descriptor tables.
 //! - [`frames`]: the physical frame bitmap allocator.
+//! - [`pci`]: PCI config-space logic (capabilities, BARs, MSI/MSI-X).
 //! - [`quota`]: bounded byte counters for memory held on behalf of users.
 //! - [`ring`]: the seam between the kernel and its ring systems.
 //!
@@ -30,5 +31,6 @@ pub mod cpio;
 pub mod elf;
 pub mod frames;
 pub mod fs;
+pub mod pci;
 pub mod quota;
 pub mod ring;

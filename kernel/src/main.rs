@@ -37,6 +37,8 @@
 //!                                              -> task usercopy mm arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
+//! blktest     disk-driver self test (blktest=) -> drivers task mm arch
+//! drivers     device drivers (virtio-blk, NVMe) -> mm arch
 //! usercopy, logger, time                       -> arch
 //! arch + mm   the machine and memory: one layer; arch's page tables take
 //!             frames from mm, mm reaches memory through arch's direct map
@@ -58,7 +60,9 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod blktest;
 mod block;
+mod drivers;
 mod fs;
 mod lifecycle;
 mod logger;
@@ -121,6 +125,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     // The APs needed the boot identity map to leave real mode; nothing does now.
     arch::paging::remove_identity_map();
     log::info!("cpus: {cpus} online");
+    // Before the first process: PCI maps its windows in the shared kernel half.
+    arch::pci::init(&boot);
     rings::init(&config);
 
     // The first module is the initrd: its files are copied, then its
@@ -130,10 +136,15 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
-    // The disks (none until the drivers land in this image).
-    block::init(alloc::vec::Vec::new());
+    // The disks the drivers find, behind the block layer.
+    block::init(drivers::probe_all());
 
     task::init();
+    if let Some(disk) = &config.blktest {
+        // The self test replaces the first program and powers off.
+        blktest::start(disk);
+        task::idle_loop()
+    }
     let mode = match config.syscall {
         kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
             log::error!("syscall=ring: no ring backend is compiled in; using direct syscalls");

@@ -695,6 +695,9 @@ fn boot(
         memory: config.memory.clone(),
         media: media.clone(),
         emulation,
+        // The benchmark attaches no disks (yet).
+        machine_type: config.machine,
+        disks: Vec::new(),
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -1534,6 +1537,8 @@ BENCH DONE
                 cmdline: bench_cmdline(&config.cmdline, &merge_args(false, &[]).unwrap()),
             },
             emulation: Emulation::Tcg,
+            machine_type: config.machine,
+            disks: Vec::new(),
         };
         let args: Vec<String> = machine
             .command()

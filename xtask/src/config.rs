@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 use std::{fmt, io};
 
+use crate::disks::{DiskSpec, MachineType};
 use crate::error::{bail, Error, Result};
 
 /// How QEMU loads the kernel.
@@ -63,10 +64,16 @@ pub struct Config {
     pub test: bool,
     /// How long a test boot may run before QEMU is killed.
     pub timeout: Duration,
+    /// The QEMU machine: `pc` (default, the Linux anchor's) or `q35`.
+    pub machine: MachineType,
+    /// Disks to attach, in order (`virtio:64M`, `nvme:256M`: fresh sparse
+    /// images per boot; or `KIND:PATH`).
+    pub disks: Vec<DiskSpec>,
 }
 
 /// The keys a configuration file may contain, for error messages.
-const KNOWN_KEYS: &str = "description, cmdline, features, cpus, memory, boot, test, timeout";
+const KNOWN_KEYS: &str =
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -114,6 +121,8 @@ impl Config {
             boot: Boot::Pvh,
             test: false,
             timeout: Duration::from_secs(120),
+            machine: MachineType::Pc,
+            disks: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -172,6 +181,19 @@ impl Config {
                 0 => return Err("`timeout` must be at least 1 second".into()),
                 seconds => self.timeout = Duration::from_secs(seconds),
             },
+            "machine" => {
+                let machine = value.into_string(key)?;
+                self.machine = MachineType::from_name(&machine).ok_or_else(|| {
+                    format!("`machine` must be \"pc\" or \"q35\", not \"{machine}\"")
+                })?;
+            }
+            "disks" => {
+                self.disks = value
+                    .into_array(key)?
+                    .iter()
+                    .map(|spec| DiskSpec::parse(spec))
+                    .collect::<Result<_, _>>()?;
+            }
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
         Ok(())
@@ -465,6 +487,8 @@ memory = "1G"
 boot = "uefi"
 test = true
 timeout = 300
+machine = "q35"
+disks = ["virtio:64M", "nvme:/tmp/n.img"]
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.description, "all keys");
@@ -478,6 +502,23 @@ timeout = 300
         assert_eq!(config.boot, Boot::Uefi);
         assert!(config.test);
         assert_eq!(config.timeout, Duration::from_secs(300));
+        assert_eq!(config.machine, MachineType::Q35);
+        assert_eq!(
+            config.disks,
+            [
+                DiskSpec::parse("virtio:64M").unwrap(),
+                DiskSpec::parse("nvme:/tmp/n.img").unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn machine_and_disks_are_checked() {
+        assert!(parse_err("description = \"d\"\nmachine = \"isapc\"\n").contains("`machine`"));
+        assert!(parse_err("description = \"d\"\ndisks = [\"scsi:1M\"]\n").contains("scsi"));
+        let config = parse("description = \"d\"\n").unwrap();
+        assert_eq!(config.machine, MachineType::Pc);
+        assert!(config.disks.is_empty());
     }
 
     #[test]

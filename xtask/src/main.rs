@@ -15,6 +15,7 @@
 mod bench;
 mod cmdline;
 mod config;
+mod disks;
 mod error;
 mod image;
 mod initrd;
@@ -56,6 +57,11 @@ commands:
       --uefi              boot the GRUB ISO under OVMF
       --pvh               boot the kernel directly (qemu -kernel)
       --add PATH          also put PATH into the initrd (repeatable)
+      --disk KIND:WHAT    attach a disk after the configuration's (repeatable,
+                          in order): KIND virtio or nvme, WHAT an image path
+                          or a size such as 64M for a fresh sparse image
+                          under target/disks/
+      --machine pc|q35    the QEMU machine (default: the configuration's)
   test [--qemu-only] [NAME...]
                           unit tests, fmt, clippy, then boot every
                           configuration with `test = true` (or the NAMEs);
@@ -118,6 +124,8 @@ struct RunOptions {
     smp: Option<u32>,
     boot: Option<Boot>,
     add: Vec<PathBuf>,
+    disks: Vec<disks::DiskSpec>,
+    machine: Option<disks::MachineType>,
 }
 
 fn main() -> ExitCode {
@@ -178,11 +186,20 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
     let cmdline = run_cmdline(&config.cmdline, &options);
     let build = image::build(workspace, &config, &options.add)?;
     let media = image::boot_media(workspace, &config, boot, &cmdline, &build)?;
+    let mut specs = config.disks.clone();
+    specs.extend(options.disks.iter().cloned());
+    let disks = disks::prepare(
+        &specs,
+        &workspace.target_dir().join("disks"),
+        &format!("{}-run", config.name),
+    )?;
     let machine = Machine {
         cpus: options.smp.unwrap_or(config.cpus),
         memory: config.memory.clone(),
         media,
         emulation: Emulation::Tcg,
+        machine_type: options.machine.unwrap_or(config.machine),
+        disks,
     };
     Ok(match machine.run_attached()? {
         Verdict::Pass => {
@@ -243,6 +260,8 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                 smp: None,
                 boot: None,
                 add: Vec::new(),
+                disks: Vec::new(),
+                machine: None,
             };
             while let Some(flag) = args.next_flag()? {
                 match flag.as_str() {
@@ -264,6 +283,16 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                         .push(args.value(&flag)?),
                     "--smp" => options.smp = Some(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
+                    "--disk" => options
+                        .disks
+                        .push(disks::DiskSpec::parse(&args.value(&flag)?)?),
+                    "--machine" => {
+                        let name = args.value(&flag)?;
+                        options.machine =
+                            Some(disks::MachineType::from_name(&name).ok_or_else(|| {
+                                format!("--machine takes pc or q35, not `{name}`")
+                            })?);
+                    }
                     "--uefi" | "--pvh" => {
                         args.no_value(&flag)?;
                         let boot = if flag == "--uefi" {
@@ -452,6 +481,11 @@ mod tests {
             "--args",
             "mode=ring x",
             "--args=y",
+            "--disk",
+            "nvme:8M",
+            "--machine",
+            "q35",
+            "--disk=virtio:/tmp/v.img",
         ]);
         assert_eq!(
             parsed,
@@ -462,6 +496,11 @@ mod tests {
                 smp: Some(4),
                 boot: Some(Boot::Uefi),
                 add: vec!["a.txt".into(), "/tmp/b".into()],
+                disks: vec![
+                    disks::DiskSpec::parse("nvme:8M").unwrap(),
+                    disks::DiskSpec::parse("virtio:/tmp/v.img").unwrap()
+                ],
+                machine: Some(disks::MachineType::Q35),
             }))
         );
     }

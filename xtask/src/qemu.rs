@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use abi::debug_exit;
 
+use crate::disks::{self, Disk, MachineType};
 use crate::error::{Error, Result};
 use crate::process::describe;
 
@@ -186,12 +187,17 @@ pub struct Machine {
     pub memory: String,
     pub media: Media,
     pub emulation: Emulation,
+    /// `pc` (no flag) or `q35`.
+    pub machine_type: MachineType,
+    /// Disks attached in this order (see `disks`).
+    pub disks: Vec<Disk>,
 }
 
 impl Machine {
     /// The QEMU command line, with the serial port on QEMU's stdio.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(self.machine_type.qemu_args());
         cmd.args(["-accel", self.emulation.accel(), "-cpu", "max"])
             .arg("-smp")
             .arg(self.cpus.to_string())
@@ -219,6 +225,12 @@ impl Machine {
             }
             Media::Bios { iso } => {
                 cmd.arg("-cdrom").arg(iso);
+                if !self.disks.is_empty() {
+                    // SeaBIOS tries hard disks (virtio and NVMe ones too)
+                    // before the CD, and would boot a disk image that has a
+                    // boot signature (any FAT file system) instead of GRUB.
+                    cmd.args(["-boot", "order=d"]);
+                }
             }
             Media::Uefi { iso, firmware } => {
                 match firmware {
@@ -235,6 +247,7 @@ impl Machine {
                 cmd.arg("-cdrom").arg(iso);
             }
         }
+        cmd.args(disks::qemu_args(&self.disks));
         cmd.args(self.emulation.extra_flags());
         cmd
     }
@@ -453,12 +466,37 @@ mod tests {
                 cmdline: "init=tests log=info".into(),
             },
             emulation: Emulation::Tcg,
+            machine_type: MachineType::Pc,
+            disks: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
             "-accel tcg -cpu max -smp 2 -m 1G -serial stdio -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel k.elf -initrd i.cpio -append init=tests log=info"
+        );
+    }
+
+    #[test]
+    fn q35_and_disks() {
+        let machine = Machine {
+            cpus: 1,
+            memory: "512M".into(),
+            media: Media::Bios {
+                iso: "k.iso".into(),
+            },
+            emulation: Emulation::Tcg,
+            machine_type: MachineType::Q35,
+            disks: vec![Disk {
+                kind: disks::DiskKind::Virtio,
+                path: "v.img".into(),
+            }],
+        };
+        assert_eq!(
+            args(&machine).join(" "),
+            "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -serial stdio -display none \
+             -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
+             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0"
         );
     }
 
@@ -471,6 +509,8 @@ mod tests {
                 iso: "k.iso".into(),
             },
             emulation: Emulation::Icount,
+            machine_type: MachineType::Pc,
+            disks: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
@@ -506,6 +546,8 @@ mod tests {
                 },
             },
             emulation: Emulation::Tcg,
+            machine_type: MachineType::Pc,
+            disks: Vec::new(),
         };
         let args = args(&machine);
         let tail = &args[args.len() - 6..];

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::disks;
 use crate::error::{bail, Result};
 use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
@@ -160,11 +161,19 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
             err.to_string().lines().next().unwrap_or_default()
         )
     })?;
+    let disks = disks::prepare(
+        &config.disks,
+        &workspace.target_dir().join("disks"),
+        &config.name,
+    )
+    .map_err(|err| format!("disks: {err}"))?;
     let machine = Machine {
         cpus: config.cpus,
         memory: config.memory.clone(),
         media,
         emulation: Emulation::Tcg,
+        machine_type: config.machine,
+        disks,
     };
 
     let log_path = workspace.log_path(&config.name);
@@ -183,10 +192,12 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         fs::read(&log_path).map_err(|err| format!("cannot read {}: {err}", log_path.display()))?;
     let log = String::from_utf8_lossy(&log).replace('\r', "");
 
-    judge(&outcome, &log, config.timeout).map_err(|reason| {
-        print_tail(&config.name, &log);
-        format!("{reason} (log: {})", log_path.display())
-    })?;
+    judge(&outcome, &log, config.timeout)
+        .and_then(|()| disks::check_after_boot(&config.cmdline, &machine.disks, &log))
+        .map_err(|reason| {
+            print_tail(&config.name, &log);
+            format!("{reason} (log: {})", log_path.display())
+        })?;
     Ok(elapsed)
 }
 

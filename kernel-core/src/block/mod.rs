@@ -15,6 +15,9 @@
 //! no copy.
 
 pub mod mock;
+pub mod nvme;
+pub mod virtio_blk;
+pub mod virtq;
 
 use abi::errno::{Errno, EINVAL};
 use alloc::sync::Arc;

@@ -2,9 +2,11 @@
 //! per process whose lower half is its own and whose upper half is shared.
 //!
 //! The kernel half is PML4 entries 256..512: the direct map of physical
-//! memory (entry 256) and the kernel image (entry 511), both set up at boot
-//! and never changed afterwards, so copying those entries into a new PML4
-//! shares the whole kernel half for good.
+//! memory (entry 256), the MMIO windows (entry 257, see [`map_mmio`]) and
+//! the kernel image (entry 511). The PML4 entries are set up at boot
+//! (entry 257 by [`init_mmio`], before the first process) and never changed
+//! afterwards, so copying them into a new PML4 shares the whole kernel half
+//! for good, including MMIO windows mapped later below entry 257.
 
 use super::phys_to_virt;
 use crate::mm::frames;
@@ -23,6 +25,10 @@ bitflags! {
         const PRESENT = 1;
         const WRITABLE = 1 << 1;
         const USER = 1 << 2;
+        /// Write-through (PWT); with `NO_CACHE`, the page is uncached.
+        const WRITE_THROUGH = 1 << 3;
+        /// Cache disable (PCD).
+        const NO_CACHE = 1 << 4;
         const HUGE = 1 << 7;
         /// Software bit (ignored by the MMU): the leaf's frame is not the
         /// address space's but [`SharedFrames`] it holds a reference to.
@@ -327,4 +333,123 @@ impl Drop for AddressSpace {
         }
         frames::free(self.pml4);
     }
+}
+
+/// PML4 slot of the MMIO windows.
+const MMIO_SLOT: usize = 257;
+/// Where the MMIO windows start: the first address of [`MMIO_SLOT`].
+const MMIO_BASE: u64 = 0xFFFF_8000_0000_0000 | ((MMIO_SLOT as u64) << 39);
+/// Bytes of address space for MMIO windows (one PML4 slot).
+const MMIO_SPACE: u64 = 1 << 39;
+const HUGE_PAGE: u64 = 2 << 20;
+/// Largest window one [`map_mmio`] maps: a device reporting a larger BAR
+/// cannot make the kernel spend its frames on page tables for it.
+const MMIO_WINDOW_MAX: u64 = 1 << 30;
+
+/// The MMIO windows mapped so far: `(phys, len, virt)` each, never unmapped,
+/// and the next free address.
+struct MmioSpace {
+    next: u64,
+    windows: Vec<(u64, u64, u64)>,
+}
+
+static MMIO: spin::Mutex<MmioSpace> = spin::Mutex::new(MmioSpace {
+    next: MMIO_BASE,
+    windows: Vec::new(),
+});
+
+/// Creates the page-directory-pointer table of the MMIO windows' PML4 slot.
+/// Must run before the first process's address space is made (it copies
+/// the kernel half's PML4 entries once); [`map_mmio`] refuses to work
+/// before. Idempotent.
+pub fn init_mmio() -> Result<(), Errno> {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _guard = MMIO.lock();
+        let entry = &mut table(kernel_pml4())[MMIO_SLOT];
+        if *entry & PageFlags::PRESENT.bits() == 0 {
+            let pdpt = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
+            *entry = pdpt | (PageFlags::PRESENT | PageFlags::WRITABLE).bits();
+        }
+        Ok(())
+    })
+}
+
+/// Maps the device memory `phys..phys + len` into the kernel half,
+/// uncached (PCD | PWT), read/write, no execute, and returns the virtual
+/// address of `phys`. Works for any physical address the CPU can reach
+/// (BARs above 4 GiB too, which the direct map does not cover). Mappings
+/// are permanent: a range inside one mapped before returns the same
+/// window. Ranges with 2 MiB aligned ends get 2 MiB pages.
+///
+/// Errors: `EINVAL` for an empty or wrapping range or one over 1 GiB,
+/// `ENXIO` before
+/// [`init_mmio`], `ENOMEM` when page tables or address space run out.
+pub fn map_mmio(phys: u64, len: u64) -> Result<u64, Errno> {
+    let end = phys.checked_add(len).ok_or(errno::EINVAL)?;
+    if len == 0 || len > MMIO_WINDOW_MAX || end > 1 << 52 {
+        return Err(errno::EINVAL);
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut space = MMIO.lock();
+        if table(kernel_pml4())[MMIO_SLOT] & PageFlags::PRESENT.bits() == 0 {
+            return Err(errno::ENXIO);
+        }
+        if let Some(&(base, _, virt)) = space
+            .windows
+            .iter()
+            .find(|&&(base, size, _)| base <= phys && end <= base + size)
+        {
+            return Ok(virt + (phys - base));
+        }
+        space.windows.try_reserve(1).map_err(|_| errno::ENOMEM)?;
+        let huge = phys.is_multiple_of(HUGE_PAGE) && len.is_multiple_of(HUGE_PAGE);
+        let first = phys & !(PAGE_SIZE - 1);
+        let size = end.div_ceil(PAGE_SIZE) * PAGE_SIZE - first;
+        // Each window starts on a 2 MiB boundary so that huge pages fit.
+        let virt = space.next.next_multiple_of(HUGE_PAGE);
+        let virt_end = virt
+            .checked_add(size)
+            .filter(|&e| e <= MMIO_BASE + MMIO_SPACE)
+            .ok_or(errno::ENOMEM)?;
+        let flags = PageFlags::PRESENT
+            | PageFlags::WRITABLE
+            | PageFlags::NO_CACHE
+            | PageFlags::WRITE_THROUGH
+            | PageFlags::NO_EXECUTE;
+        let step = if huge { HUGE_PAGE } else { PAGE_SIZE };
+        let mut offset = 0;
+        while offset < size {
+            map_kernel_page(virt + offset, first + offset, flags, huge)?;
+            offset += step;
+        }
+        // Pages mapped before a failure stay mapped but unused (the
+        // address space is not reused): harmless, and no stale entries
+        // exist in any TLB since these addresses were never mapped before.
+        space.next = virt_end;
+        space.windows.push((first, size, virt));
+        Ok(virt + (phys - first))
+    })
+}
+
+/// Maps one kernel-half page (4 KiB, or 2 MiB when `huge`) at a fresh
+/// address `va` inside the MMIO slot, allocating page tables as needed.
+fn map_kernel_page(va: u64, phys: u64, flags: PageFlags, huge: bool) -> Result<(), Errno> {
+    let mut table_phys = kernel_pml4();
+    let last = if huge { 1 } else { 0 };
+    for level in (last + 1..=3).rev() {
+        let entry = &mut table(table_phys)[index(va, level)];
+        if *entry & PageFlags::PRESENT.bits() == 0 {
+            let next = frames::alloc_zeroed().ok_or(errno::ENOMEM)?;
+            *entry = next | (PageFlags::PRESENT | PageFlags::WRITABLE).bits();
+        }
+        table_phys = *entry & ADDR_MASK;
+    }
+    let leaf = &mut table(table_phys)[index(va, last)];
+    let huge_bit = if huge {
+        PageFlags::HUGE
+    } else {
+        PageFlags::empty()
+    };
+    *leaf = phys | (flags | huge_bit).bits();
+    Ok(())
 }

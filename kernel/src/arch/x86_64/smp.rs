@@ -137,15 +137,7 @@ fn in_trampoline(symbol: *const u8) -> *mut u64 {
 /// The local APIC ids of the usable CPUs the firmware lists (the boot CPU
 /// among them), or just the boot CPU if ACPI cannot be read.
 fn cpus(boot: &BootInfo) -> Vec<u8> {
-    let root = boot.acpi_root.or_else(|| {
-        // Not handed over: look in the BIOS area, where the firmware keeps it.
-        // SAFETY: 0xE0000..0x100000 is in the direct map and read-only here.
-        let bios =
-            unsafe { core::slice::from_raw_parts(phys_to_virt(0xE_0000) as *const u8, 0x2_0000) };
-        let at = acpi::find_rsdp(bios)?;
-        acpi::parse_rsdp(&bios[at..]).ok()
-    });
-    let Some(root) = root else {
+    let Some(root) = acpi_root(boot) else {
         log::warn!("smp: no ACPI tables; running on the boot CPU only");
         return Vec::new();
     };
@@ -173,8 +165,21 @@ fn cpus(boot: &BootInfo) -> Vec<u8> {
     Vec::new()
 }
 
+/// Where the ACPI root table is: from the boot information, or found in
+/// the BIOS area.
+pub(super) fn acpi_root(boot: &BootInfo) -> Option<acpi::RootTable> {
+    boot.acpi_root.or_else(|| {
+        // Not handed over: look in the BIOS area, where the firmware keeps it.
+        // SAFETY: 0xE0000..0x100000 is in the direct map and read-only here.
+        let bios =
+            unsafe { core::slice::from_raw_parts(phys_to_virt(0xE_0000) as *const u8, 0x2_0000) };
+        let at = acpi::find_rsdp(bios)?;
+        acpi::parse_rsdp(&bios[at..]).ok()
+    })
+}
+
 /// A checked ACPI table at physical `addr`, if it has `signature`.
-fn read_table(addr: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
+pub(super) fn read_table(addr: u64, signature: &[u8; 4]) -> Option<&'static [u8]> {
     const MAX_TABLE: usize = 64 * 1024;
     if addr == 0 || addr + MAX_TABLE as u64 > super::DIRECT_MAP_SIZE {
         return None;

@@ -1,0 +1,386 @@
+//! Disks and the machine type of a boot: what `--disk KIND:WHAT`, a
+//! configuration's `disks = [...]` and `machine = "..."` turn into on
+//! QEMU's command line, the fresh images test boots get, and the host-side
+//! check of the kernel's `blktest=DISK` self test.
+//!
+//! A disk is `virtio:WHAT` or `nvme:WHAT`. `WHAT` is a size (`64M`: digits
+//! with a `K`, `M` or `G` suffix), for which the runner creates a fresh
+//! sparse image under `target/disks/`, or else the path of an existing
+//! image (write `./64M` for a file called that). The QEMU flags are the
+//! Linux anchor's (`/work/shared/anchors/linux-qemu/run.sh`), in the order
+//! given, so PCI slots, and with them the kernel's names (`vda`, `vdb`,
+//! ... and `nvme0n1`, ...), follow that order:
+//! `-drive file=F,if=none,id=vdN,format=raw -device virtio-blk-pci,drive=vdN`
+//! and `-drive file=F,if=none,id=nvN,format=raw -device nvme,serial=nvmeN,drive=nvN`.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The QEMU machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MachineType {
+    /// QEMU's default `pc` (i440fx): PCI config space through ports only,
+    /// as the Linux anchor boots.
+    #[default]
+    Pc,
+    /// `q35`: PCI Express with ECAM announced by ACPI's MCFG.
+    Q35,
+}
+
+impl MachineType {
+    pub fn from_name(name: &str) -> Option<MachineType> {
+        match name {
+            "pc" => Some(MachineType::Pc),
+            "q35" => Some(MachineType::Q35),
+            _ => None,
+        }
+    }
+
+    /// The flags that select it: none for `pc`, QEMU's default, so that
+    /// command lines stay the anchor's.
+    pub fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            MachineType::Pc => &[],
+            MachineType::Q35 => &["-machine", "q35"],
+        }
+    }
+}
+
+/// What kind of disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskKind {
+    Virtio,
+    Nvme,
+}
+
+impl DiskKind {
+    fn name(self) -> &'static str {
+        match self {
+            DiskKind::Virtio => "virtio",
+            DiskKind::Nvme => "nvme",
+        }
+    }
+}
+
+/// Where a disk's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSource {
+    /// A fresh sparse image of this many bytes.
+    Fresh(u64),
+    /// An existing image.
+    Path(PathBuf),
+}
+
+/// A disk as written in a configuration or on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub kind: DiskKind,
+    pub source: DiskSource,
+}
+
+impl DiskSpec {
+    /// Parses `virtio:WHAT` or `nvme:WHAT`.
+    pub fn parse(spec: &str) -> Result<DiskSpec, String> {
+        let Some((kind, what)) = spec.split_once(':') else {
+            return Err(format!(
+                "disk `{spec}`: write virtio:SIZE_OR_PATH or nvme:SIZE_OR_PATH"
+            ));
+        };
+        let kind = match kind {
+            "virtio" => DiskKind::Virtio,
+            "nvme" => DiskKind::Nvme,
+            _ => return Err(format!("disk `{spec}`: kind must be `virtio` or `nvme`")),
+        };
+        if what.is_empty() {
+            return Err(format!("disk `{spec}`: give a size (64M) or an image path"));
+        }
+        let source = match parse_size(what) {
+            Some(0) => return Err(format!("disk `{spec}`: size must not be zero")),
+            Some(bytes) => DiskSource::Fresh(bytes),
+            None => DiskSource::Path(PathBuf::from(what)),
+        };
+        Ok(DiskSpec { kind, source })
+    }
+}
+
+/// `64M` -> bytes; `None` if `text` is not digits with a K/M/G suffix.
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' => (&text[..text.len() - 1], 10),
+        b'M' => (&text[..text.len() - 1], 20),
+        b'G' => (&text[..text.len() - 1], 30),
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A disk ready to attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub kind: DiskKind,
+    pub path: PathBuf,
+}
+
+/// Makes the images of `specs`: fresh ones (emptied if they exist) as
+/// `dir/PREFIX-N-KIND.img`, existing ones checked to exist.
+pub fn prepare(specs: &[DiskSpec], dir: &Path, prefix: &str) -> Result<Vec<Disk>> {
+    let mut disks = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let path = match &spec.source {
+            DiskSource::Path(path) => {
+                if !path.is_file() {
+                    return Err(Error::new(format!(
+                        "disk image {} does not exist",
+                        path.display()
+                    )));
+                }
+                path.clone()
+            }
+            DiskSource::Fresh(bytes) => {
+                fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
+                let path = dir.join(format!("{prefix}-{i}-{}.img", spec.kind.name()));
+                let file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(|err| Error::io("create", &path, err))?;
+                // Sparse: no block is written until the guest writes it.
+                file.set_len(*bytes)
+                    .map_err(|err| Error::io("size", &path, err))?;
+                path
+            }
+        };
+        disks.push(Disk {
+            kind: spec.kind,
+            path,
+        });
+    }
+    Ok(disks)
+}
+
+/// The QEMU flags for `disks`, in order.
+pub fn qemu_args(disks: &[Disk]) -> Vec<String> {
+    let mut args = Vec::new();
+    let (mut virtio, mut nvme) = (0, 0);
+    for disk in disks {
+        // QEMU option values escape a comma by doubling it.
+        let file = disk.path.display().to_string().replace(',', ",,");
+        let (id, device) = match disk.kind {
+            DiskKind::Virtio => {
+                virtio += 1;
+                let id = format!("vd{}", virtio - 1);
+                let device = format!("virtio-blk-pci,drive={id}");
+                (id, device)
+            }
+            DiskKind::Nvme => {
+                nvme += 1;
+                let id = format!("nv{}", nvme - 1);
+                let device = format!("nvme,serial=nvme{},drive={id}", nvme - 1);
+                (id, device)
+            }
+        };
+        args.push("-drive".to_string());
+        args.push(format!("file={file},if=none,id={id},format=raw"));
+        args.push("-device".to_string());
+        args.push(device);
+    }
+    args
+}
+
+/// The kernel's name of each disk: `vda`, `vdb`, ... and `nvme0n1`,
+/// `nvme1n1`, ... in order of kind.
+pub fn kernel_names(disks: &[Disk]) -> Vec<String> {
+    let (mut virtio, mut nvme) = (0usize, 0usize);
+    disks
+        .iter()
+        .map(|disk| match disk.kind {
+            DiskKind::Virtio => {
+                virtio += 1;
+                virtio_name(virtio - 1)
+            }
+            DiskKind::Nvme => {
+                nvme += 1;
+                format!("nvme{}n1", nvme - 1)
+            }
+        })
+        .collect()
+}
+
+/// `vda`..`vdz`, `vdaa`, ... (as the kernel's driver names them).
+fn virtio_name(index: usize) -> String {
+    let mut letters = Vec::new();
+    let mut n = index;
+    loop {
+        letters.push(b'a' + (n % 26) as u8);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    letters.reverse();
+    format!("vd{}", String::from_utf8_lossy(&letters))
+}
+
+/// The disk a `blktest=NAME` parameter in `cmdline` names, if any.
+fn blktest_disk(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .take_while(|word| *word != "--")
+        .filter_map(|word| word.strip_prefix("blktest="))
+        .last()
+        .filter(|name| *name != "none")
+}
+
+/// After a boot that passed: if the command line ran `blktest=NAME`, the
+/// log must say `blktest NAME ok` and NAME's image must hold the pattern
+/// (`abi::blktest`).
+pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), String> {
+    let Some(name) = blktest_disk(cmdline) else {
+        return Ok(());
+    };
+    let ok_line = format!("blktest {name} ok");
+    if !log.lines().any(|line| line.trim_end().ends_with(&ok_line)) {
+        return Err(format!("no `{ok_line}` line in the log"));
+    }
+    let names = kernel_names(disks);
+    let Some(index) = names.iter().position(|n| n == name) else {
+        return Err(format!("blktest={name}: no such disk attached ({names:?})"));
+    };
+    check_pattern(&disks[index].path)
+}
+
+/// Checks that the image holds the self test's pattern.
+pub fn check_pattern(path: &Path) -> Result<(), String> {
+    let mut file =
+        fs::File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+    let mut bytes = vec![0u8; abi::blktest::LEN as usize];
+    file.seek(SeekFrom::Start(abi::blktest::OFFSET))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    for (i, &got) in bytes.iter().enumerate() {
+        let pos = abi::blktest::OFFSET + i as u64;
+        let want = abi::blktest::byte(pos);
+        if got != want {
+            return Err(format!(
+                "{}: byte {pos:#x} is {got:#04x}, the self test wrote {want:#04x}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(
+            DiskSpec::parse("virtio:64M"),
+            Ok(DiskSpec {
+                kind: DiskKind::Virtio,
+                source: DiskSource::Fresh(64 << 20)
+            })
+        );
+        assert_eq!(
+            DiskSpec::parse("nvme:/tmp/a,b.img").unwrap().source,
+            DiskSource::Path("/tmp/a,b.img".into())
+        );
+        assert_eq!(
+            DiskSpec::parse("nvme:./64M").unwrap().source,
+            DiskSource::Path("./64M".into())
+        );
+        assert_eq!(
+            DiskSpec::parse("virtio:1G").unwrap().source,
+            DiskSource::Fresh(1 << 30)
+        );
+        for bad in ["virtio", "scsi:64M", "virtio:", "nvme:0M"] {
+            assert!(DiskSpec::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn anchor_flags_in_order() {
+        let disks = [
+            Disk {
+                kind: DiskKind::Nvme,
+                path: "n.img".into(),
+            },
+            Disk {
+                kind: DiskKind::Virtio,
+                path: "v,1.img".into(),
+            },
+            Disk {
+                kind: DiskKind::Virtio,
+                path: "w.img".into(),
+            },
+        ];
+        assert_eq!(
+            qemu_args(&disks).join(" "),
+            "-drive file=n.img,if=none,id=nv0,format=raw -device nvme,serial=nvme0,drive=nv0 \
+             -drive file=v,,1.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0 \
+             -drive file=w.img,if=none,id=vd1,format=raw -device virtio-blk-pci,drive=vd1"
+        );
+        assert_eq!(kernel_names(&disks), ["nvme0n1", "vda", "vdb"]);
+        assert_eq!(virtio_name(26), "vdaa");
+    }
+
+    #[test]
+    fn machine_types() {
+        assert_eq!(MachineType::from_name("q35"), Some(MachineType::Q35));
+        assert_eq!(MachineType::from_name("i440fx"), None);
+        assert!(MachineType::Pc.qemu_args().is_empty());
+        assert_eq!(MachineType::Q35.qemu_args(), ["-machine", "q35"]);
+    }
+
+    #[test]
+    fn blktest_parameter() {
+        assert_eq!(blktest_disk("log=info blktest=vda"), Some("vda"));
+        assert_eq!(blktest_disk("blktest=vda blktest=vdb"), Some("vdb"));
+        assert_eq!(blktest_disk("blktest=none"), None);
+        assert_eq!(blktest_disk("init=x -- blktest=vda"), None);
+        assert!(check_after_boot("init=x", &[], "").is_ok());
+    }
+
+    #[test]
+    fn fresh_images_and_the_pattern_check() {
+        let dir = std::env::temp_dir().join(format!("xtask-disks-{}", std::process::id()));
+        let specs = [DiskSpec::parse("virtio:2M").unwrap()];
+        let disks = prepare(&specs, &dir, "t").unwrap();
+        assert_eq!(fs::metadata(&disks[0].path).unwrap().len(), 2 << 20);
+        let log = "[INFO ] blktest vda ok\n";
+        // A fresh image does not hold the pattern.
+        assert!(check_after_boot("blktest=vda", &disks, log).is_err());
+        let mut image = fs::read(&disks[0].path).unwrap();
+        let start = abi::blktest::OFFSET as usize;
+        for (i, b) in image[start..start + abi::blktest::LEN as usize]
+            .iter_mut()
+            .enumerate()
+        {
+            *b = abi::blktest::byte((start + i) as u64);
+        }
+        fs::write(&disks[0].path, &image).unwrap();
+        assert_eq!(check_after_boot("blktest=vda", &disks, log), Ok(()));
+        // The log line is needed too, and the disk must exist.
+        assert!(check_after_boot("blktest=vda", &disks, "").is_err());
+        assert!(check_after_boot("blktest=vdb", &disks, "blktest vdb ok").is_err());
+        // One wrong byte is caught.
+        image[start + 5000] ^= 1;
+        fs::write(&disks[0].path, &image).unwrap();
+        assert!(check_after_boot("blktest=vda", &disks, log).is_err());
+        // Preparing again empties the image.
+        let disks = prepare(&specs, &dir, "t").unwrap();
+        assert!(fs::read(&disks[0].path).unwrap().iter().all(|&b| b == 0));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
