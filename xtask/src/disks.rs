@@ -242,6 +242,11 @@ fn blktest_disk(cmdline: &str) -> Option<&str> {
 /// log must say `blktest NAME ok` and NAME's image must hold the pattern
 /// (`abi::blktest`).
 pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), String> {
+    if runs_blk_tests(cmdline) {
+        for disk in disks {
+            check_disk_test(&disk.path)?;
+        }
+    }
     let Some(name) = blktest_disk(cmdline) else {
         return Ok(());
     };
@@ -254,6 +259,41 @@ pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), 
         return Err(format!("blktest={name}: no such disk attached ({names:?})"));
     };
     check_pattern(&disks[index].path)
+}
+
+/// Whether the first program is the disk suite, `blk_tests`, which leaves
+/// its `abi::disk_test` regions on every disk.
+fn runs_blk_tests(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .take_while(|word| *word != "--")
+        .any(|word| word == "init=blk_tests")
+}
+
+/// Checks the regions `blk_tests` leaves on a disk (`abi::disk_test`): the
+/// final region, written in shuffled order with 64 requests in flight, and
+/// the region a child wrote before it exited (or was killed) with its
+/// writes still in flight.
+pub fn check_disk_test(path: &Path) -> Result<(), String> {
+    use abi::disk_test::{FINAL, KILLED, SEED_FINAL, SEED_KILLED};
+    let mut file =
+        fs::File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+    for (name, (start, end), seed) in [
+        ("final", FINAL, SEED_FINAL),
+        ("killed child's", KILLED, SEED_KILLED),
+    ] {
+        let mut bytes = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        if let Some(at) = abi::disk_test::mismatch(seed, start, &bytes) {
+            return Err(format!(
+                "{}: byte {at:#x} of the {name} region is not what blk_tests wrote",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the image holds the self test's pattern.
@@ -279,6 +319,33 @@ pub fn check_pattern(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn disk_test_regions_are_checked() {
+        use abi::disk_test::{FINAL, KILLED, SEED_FINAL, SEED_KILLED};
+        let dir = std::env::temp_dir().join(format!("xtask-disk-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.img");
+        let mut image = vec![0u8; KILLED.1 as usize];
+        abi::disk_test::fill(
+            SEED_FINAL,
+            FINAL.0,
+            &mut image[FINAL.0 as usize..FINAL.1 as usize],
+        );
+        abi::disk_test::fill(SEED_KILLED, KILLED.0, &mut image[KILLED.0 as usize..]);
+        fs::write(&path, &image).unwrap();
+        assert_eq!(check_disk_test(&path), Ok(()));
+        image[KILLED.0 as usize + 4097] ^= 0x40;
+        fs::write(&path, &image).unwrap();
+        assert!(check_disk_test(&path)
+            .unwrap_err()
+            .contains("killed child's"));
+        fs::write(&path, vec![0u8; KILLED.1 as usize]).unwrap();
+        assert!(check_disk_test(&path).unwrap_err().contains("final"));
+        assert!(runs_blk_tests("init=blk_tests log=info -- dev=/dev/vda"));
+        assert!(!runs_blk_tests("init=sh -- init=blk_tests"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
     use super::*;
 
     #[test]
