@@ -8,8 +8,9 @@ pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
-#[allow(dead_code, reason = "the drivers that allocate vectors land next")]
+pub mod ioapic;
 pub mod irq;
+pub mod keyboard;
 pub mod paging;
 pub mod serial;
 pub mod smp;
