@@ -95,6 +95,10 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     let Some(boot) = arch::bootinfo::read(magic, u64::from(info)) else {
         panic!("unknown boot protocol (magic {magic:#x}); boot through multiboot2 or PVH");
     };
+    // The screen first, so that what follows shows there too.
+    let screen = boot.framebuffer.map(|(address, geometry)| {
+        arch::framebuffer::init(address, geometry).map(|size| (size, geometry))
+    });
     // The heap (which parsing needs) lives on the frame allocator.
     let mut modules = mm::frames::init(&boot);
     mm::heap::init_limits();
@@ -107,6 +111,19 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         boot.protocol,
         boot.cmdline()
     );
+    match screen {
+        Some(Ok(((cols, rows), g))) => log::info!(
+            "screen: {}x{} at {} bits per pixel, {cols}x{rows} characters",
+            g.width,
+            g.height,
+            g.bits_per_pixel
+        ),
+        Some(Err(why)) => log::warn!("screen: the boot loader's framebuffer is not used: {why}"),
+        None => log::info!("screen: none from the boot loader; the console is the serial port"),
+    }
+    if !logger::has_serial() {
+        log::warn!("serial: no UART at COM1; the console is the screen alone");
+    }
     for warning in boot.warnings.iter().flatten() {
         log::warn!("boot information: {warning}");
     }
