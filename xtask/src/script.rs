@@ -17,7 +17,10 @@
 //!   code (`kernel_core::console::text`) and looks for those pixels at
 //!   every character cell. A match is written to the log as
 //!   `[xtask] on screen: TEXT`, so that a boot without a serial port can
-//!   still show its test summary to the judge.
+//!   still show its test summary to the judge;
+//! - `screen-in COLOUR TEXT`: the same in another colour of the console's
+//!   palette (`red`, `yellow`, `grey`, `bright-red`, ...: the ANSI names,
+//!   as the kernel colours its log levels).
 //!
 //! Every wait ends at the configuration's timeout.
 
@@ -41,7 +44,24 @@ pub enum Step {
     Expect(String),
     Send(Vec<u8>),
     Keys(Vec<String>),
-    Screen(String),
+    /// Text and the colour it is drawn in.
+    Screen(String, Rgb),
+}
+
+/// The console palette's names, in ANSI order (`bright-` for 8-15).
+const COLOUR_NAMES: [&str; 8] = [
+    "black", "red", "green", "yellow", "blue", "magenta", "cyan", "white",
+];
+
+/// The palette colour `name` (`grey` is bright black).
+fn colour(name: &str) -> Option<Rgb> {
+    let (bright, base) = match name.strip_prefix("bright-") {
+        Some(base) => (8, base),
+        None if name == "grey" => (8, "black"),
+        None => (0, name),
+    };
+    let index = COLOUR_NAMES.iter().position(|&n| n == base)?;
+    Some(kernel_core::console::text::PALETTE[bright + index])
 }
 
 /// Parses a script; errors name the line.
@@ -55,11 +75,19 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
         let (word, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
         let error = |message: String| format!("line {}: {message}", index + 1);
         let step = match word {
-            "expect" | "screen" if rest.is_empty() => {
+            "expect" | "screen" | "screen-in" if rest.is_empty() => {
                 return Err(error(format!("`{word}` needs a text")))
             }
             "expect" => Step::Expect(rest.to_string()),
-            "screen" => Step::Screen(rest.to_string()),
+            "screen" => Step::Screen(rest.to_string(), DEFAULT_FG),
+            "screen-in" => {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                let fg = colour(name).ok_or_else(|| error(format!("unknown colour `{name}`")))?;
+                if text.is_empty() {
+                    return Err(error("`screen-in` needs a colour and a text".into()));
+                }
+                Step::Screen(text.to_string(), fg)
+            }
             "send" => Step::Send(decode_carets(rest).map_err(error)?),
             "keys" => {
                 let keys: Vec<String> = rest.split_whitespace().map(String::from).collect();
@@ -70,7 +98,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             }
             other => {
                 return Err(error(format!(
-                    "unknown step `{other}` (expect, send, keys, screen)"
+                    "unknown step `{other}` (expect, send, keys, screen, screen-in)"
                 )))
             }
         };
@@ -285,7 +313,7 @@ pub fn run(
     let _ = fs::remove_file(&socket);
     let needs_monitor = steps
         .iter()
-        .any(|s| matches!(s, Step::Keys(_) | Step::Screen(_)));
+        .any(|s| matches!(s, Step::Keys(_) | Step::Screen(..)));
     let extras = Extras {
         no_serial: !config.serial,
         monitor: needs_monitor.then(|| socket.clone()),
@@ -425,7 +453,7 @@ impl Session<'_> {
                 }
                 Ok(())
             }
-            Step::Screen(text) => loop {
+            Step::Screen(text, fg) => loop {
                 let _ = fs::remove_file(&self.dump);
                 let deadline = self.deadline;
                 let dump = self.dump.display().to_string();
@@ -433,7 +461,7 @@ impl Session<'_> {
                     .command(&format!("screendump {dump}"), deadline)?;
                 if let Ok(bytes) = fs::read(&self.dump) {
                     let image = parse_ppm(&bytes)?;
-                    if let Some((x, y)) = find_text(&image, text, DEFAULT_FG) {
+                    if let Some((x, y)) = find_text(&image, text, *fg) {
                         self.note(&format!("on screen at ({x}, {y}): {text}"));
                         return Ok(());
                     }
@@ -462,9 +490,19 @@ mod tests {
                 Step::Expect("READY line".into()),
                 Step::Send(b"hello\r".to_vec()),
                 Step::Keys(vec!["h".into(), "i".into(), "ret".into()]),
-                Step::Screen("echo: hi".into()),
+                Step::Screen("echo: hi".into(), DEFAULT_FG),
             ]
         );
+        assert_eq!(
+            parse("screen-in bright-yellow [WARN ] x").unwrap(),
+            [Step::Screen("[WARN ] x".into(), Rgb(255, 255, 85))]
+        );
+        assert_eq!(
+            parse("screen-in grey a").unwrap(),
+            [Step::Screen("a".into(), Rgb(85, 85, 85))]
+        );
+        assert!(parse("screen-in mauve x").is_err());
+        assert!(parse("screen-in red").is_err());
         assert!(parse("frob x")
             .unwrap_err()
             .starts_with("line 1: unknown step"));
@@ -472,6 +510,17 @@ mod tests {
         assert!(parse("keys").is_err());
         assert!(parse("send a^").is_err());
         assert!(parse("send ^1").is_err());
+    }
+
+    #[test]
+    fn shipped_scripts_parse() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for config in Config::load_all(&configs).unwrap() {
+            if let Some(name) = &config.script {
+                let steps = load(&configs, name).unwrap();
+                assert!(!steps.is_empty(), "{name} has no steps");
+            }
+        }
     }
 
     #[test]
