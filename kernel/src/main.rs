@@ -30,8 +30,12 @@
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
-//! fs          the RAM file system and open files (console, RAM, rings as
-//!             opaque objects)                  -> console usercopy logger arch
+//! fs          the RAM file system and open files (console, RAM, disks,
+//!             rings as opaque objects)         -> block console usercopy logger arch
+//! block       disks, their requests in flight, I/O from pinned user
+//!             memory; results go to a ring's mailbox (with a wake
+//!             function the ring layer gives) or a sleeping thread
+//!                                              -> task usercopy mm arch
 //! console     console input: devices' interrupts, the line discipline,
 //!             readers of fd 0, Ctrl-C          -> task logger arch
 //! task        scheduler, wait queues; a user task's process is opaque data
@@ -57,6 +61,7 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod block;
 mod console;
 mod fs;
 mod lifecycle;
@@ -154,6 +159,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
+    // The disks (none until the drivers land in this image).
+    block::init(alloc::vec::Vec::new());
 
     task::init();
     console::init();
