@@ -18,9 +18,10 @@
 //!   ring engine's part; it is not done here.)
 //!
 //! Ctrl-C in cooked mode kills the foreground process, if one is named
-//! ([`set_foreground`]), with `abi::status::INTERRUPTED`: the request is
-//! recorded on its task and carried out when it next returns to user
-//! mode; a wait on the console or a sleep ends at once for it.
+//! ([`set_foreground`]) and alive, with `abi::status::INTERRUPTED`: the
+//! request is recorded on its task and carried out when it next returns
+//! to user mode; a wait on the console or a sleep ends at once for it.
+//! Otherwise the current or next [`read`] returns `EINTR`.
 
 use crate::arch::serial::{SerialPort, COM1_IRQ};
 use crate::arch::{apic, ioapic, irq, keyboard};
@@ -40,8 +41,9 @@ pub type InputWaker = Box<dyn FnOnce() + Send>;
 static LDISC: Mutex<LineDiscipline> = Mutex::new(LineDiscipline::new());
 static READERS: WaitQueue = WaitQueue::new();
 static WAKERS: Mutex<Vec<InputWaker>> = Mutex::new(Vec::new());
-/// Ctrl-C presses since boot: a wait that sees it change ends with EINTR.
-static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// Ctrl-C was pressed with no foreground process and no read has
+/// returned `EINTR` for it yet: the current or next read does.
+static INTERRUPT_PENDING: AtomicBool = AtomicBool::new(false);
 /// The process Ctrl-C kills (`abi::console::NO_FOREGROUND`: none).
 static FOREGROUND: AtomicU64 = AtomicU64::new(abi::console::NO_FOREGROUND);
 /// Input devices are polled from the timer tick (no routed interrupts).
@@ -131,14 +133,16 @@ fn input(byte: u8) {
             .input(byte, &mut |echo| crate::logger::write_bytes(echo))
     });
     if effect.interrupt {
-        INTERRUPTS.fetch_add(1, Ordering::AcqRel);
         let pid = FOREGROUND.load(Ordering::Acquire);
-        if pid != abi::console::NO_FOREGROUND {
-            if let Some(target) = task::find_user(pid) {
+        match task::find_user(pid) {
+            Some(target) if pid != abi::console::NO_FOREGROUND => {
                 task::request_kill(&target, abi::status::INTERRUPTED);
             }
+            _ => {
+                INTERRUPT_PENDING.store(true, Ordering::Release);
+                READERS.wake_all();
+            }
         }
-        READERS.wake_all();
     }
     if effect.readable {
         READERS.wake_all();
@@ -151,12 +155,13 @@ fn input(byte: u8) {
 
 /// Reads console input into `buf`, sleeping until there is some: a line
 /// (or its first `buf.len()` bytes) in cooked mode, the bytes there are in
-/// raw mode; 0 at end of file (Ctrl-D on an empty line). `EINTR` if Ctrl-C
-/// is pressed or the task is asked to end while it waits.
+/// raw mode; 0 at end of file (Ctrl-D on an empty line). `EINTR` if the
+/// task is asked to end while it waits, or for a Ctrl-C that killed no
+/// foreground process, pressed while it waits or since the last read (so
+/// that a shell between two reads still sees it).
 pub fn read(buf: &mut [u8]) -> Result<usize, Errno> {
-    let interrupts_seen = INTERRUPTS.load(Ordering::Acquire);
     READERS.wait_until(|| {
-        if task::pending_kill().is_some() || INTERRUPTS.load(Ordering::Acquire) != interrupts_seen {
+        if task::pending_kill().is_some() || INTERRUPT_PENDING.swap(false, Ordering::AcqRel) {
             return Some(Err(EINTR));
         }
         try_read(buf).map(Ok)
