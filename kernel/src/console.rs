@@ -199,8 +199,14 @@ pub fn on_input(waker: InputWaker) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Switches the line discipline to `mode`; returns the previous mode.
-pub fn set_mode(mode: Mode) -> Mode {
+/// The process that last switched the console to raw mode (0: none).
+static RAW_OWNER: AtomicU64 = AtomicU64::new(0);
+
+/// Switches the line discipline to `mode` for process `pid`; returns the
+/// previous mode. If `pid` goes raw and ends without switching back, the
+/// console goes back to cooked ([`process_ended`]).
+pub fn set_mode(pid: Tid, mode: Mode) -> Mode {
+    RAW_OWNER.store(if mode == Mode::Raw { pid } else { 0 }, Ordering::Release);
     let (old, readable) = interrupts::without_interrupts(|| {
         let mut ldisc = LDISC.lock();
         let old = ldisc.set_mode(mode);
@@ -215,4 +221,22 @@ pub fn set_mode(mode: Mode) -> Mode {
 /// Names the process Ctrl-C kills (`abi::console::NO_FOREGROUND`: none).
 pub fn set_foreground(pid: Tid) {
     FOREGROUND.store(pid, Ordering::Release);
+}
+
+/// Process `pid` has ended: the console forgets it as the foreground and
+/// leaves the raw mode it set, so that a program killed in raw mode does
+/// not leave its shell a raw console.
+pub fn process_ended(pid: Tid) {
+    let _ = FOREGROUND.compare_exchange(
+        pid,
+        abi::console::NO_FOREGROUND,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    if RAW_OWNER
+        .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        set_mode(0, Mode::Cooked);
+    }
 }

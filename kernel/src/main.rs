@@ -24,7 +24,7 @@
 //!                                              -> lifecycle rings console task time arch
 //! lifecycle   process life cycle: spawn, first entry, exit (rings, then files,
 //!             then the address space), wait, shutdown
-//!                                              -> rings process fs task mm usercopy arch
+//!                                              -> rings process fs console task mm usercopy arch
 //! rings       ring backends' host: files, user memory and threads of a process;
 //!             a ring descriptor releases its ring when dropped
 //!                                              -> process fs task usercopy time arch

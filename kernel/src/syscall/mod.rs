@@ -167,7 +167,8 @@ fn read_console(process: &Process, user: UserSlice) -> SysResult {
 
 fn sys_console_mode(mode: u64) -> SysResult {
     let mode = kernel_core::console::ldisc::Mode::from_value(mode).ok_or(EINVAL)?;
-    Ok(crate::console::set_mode(mode).value())
+    let pid = task::with_current(|t| t.id);
+    Ok(crate::console::set_mode(pid, mode).value())
 }
 
 /// Only the caller itself or one of its children may be named: a process

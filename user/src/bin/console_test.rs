@@ -7,7 +7,8 @@
 //! foreground child and interrupts a waiting read.
 //!
 //! `console_test sleeper` and `console_test spinner` are the children that
-//! Ctrl-C kills: one sleeps in the kernel, one spins in user mode.
+//! Ctrl-C kills: one sleeps in the kernel, one spins in user mode;
+//! `console_test raw-exit` ends in raw mode.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -29,6 +30,13 @@ fn main(args: Args) -> i32 {
             core::hint::spin_loop();
         },
         Some("echo") => return echo(),
+        Some("raw-exit") => {
+            // Goes raw and ends without switching back.
+            return match sys::console_mode(MODE_RAW) {
+                Ok(_) => 0,
+                Err(_) => 1,
+            };
+        }
         _ => {}
     }
     let mut run = TestRun::new("Console Input Tests");
@@ -52,6 +60,13 @@ fn main(args: Args) -> i32 {
         println!("READY eintr");
         let mut buf = [0u8; 64];
         check_err!(sys::read(0, &mut buf), EINTR);
+        Ok(())
+    });
+    run.case("a program that ends in raw mode leaves the console cooked", || {
+        let pid = sys::spawn("console_test", &["console_test", "raw-exit"])?;
+        let (_, status) = sys::wait(pid as i64)?;
+        check_eq!(status, 0);
+        check_eq!(sys::console_mode(MODE_COOKED)?, MODE_COOKED);
         Ok(())
     });
     run.case("only the caller or its child can be foreground", || {
