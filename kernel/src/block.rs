@@ -340,12 +340,19 @@ pub fn find(name: &str) -> Option<Arc<Disk>> {
 }
 
 /// Polls every polled queue of every disk once (IOPOLL); returns whether
-/// anything finished.
+/// anything finished. A disk without a polled queue had IOPOLL requests
+/// put on its interrupting queues, so those are polled instead (a request
+/// is reported once, by whichever of the poll and the interrupt takes it).
 pub fn poll_all() -> bool {
     let mut any = false;
     for disk in disks() {
-        if let Some(q) = disk.polled_queue {
-            any |= disk.reap(q) > 0;
+        match disk.polled_queue {
+            Some(q) => any |= disk.reap(q) > 0,
+            None => {
+                for &q in &disk.irq_queues {
+                    any |= disk.reap(q) > 0;
+                }
+            }
         }
     }
     any
