@@ -176,6 +176,10 @@ pub fn try_read(buf: &mut [u8]) -> Option<usize> {
 
 /// Runs `waker` once, from the input interrupt, when input is next
 /// readable, or at once if it is now. `ENOMEM` if it cannot be kept.
+/// The waker runs with interrupts off, in an interrupt handler or in the
+/// caller: it must not sleep, and should only queue work (complete a
+/// pending ring op, wake a thread) that then calls [`try_read`], which
+/// may find nothing if another reader was faster.
 #[allow(
     dead_code,
     reason = "for the ring READ on fd 0 as a pending op, which the ring engine wires next"

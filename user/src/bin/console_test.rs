@@ -62,13 +62,16 @@ fn main(args: Args) -> i32 {
         check_err!(sys::read(0, &mut buf), EINTR);
         Ok(())
     });
-    run.case("a program that ends in raw mode leaves the console cooked", || {
-        let pid = sys::spawn("console_test", &["console_test", "raw-exit"])?;
-        let (_, status) = sys::wait(pid as i64)?;
-        check_eq!(status, 0);
-        check_eq!(sys::console_mode(MODE_COOKED)?, MODE_COOKED);
-        Ok(())
-    });
+    run.case(
+        "a program that ends in raw mode leaves the console cooked",
+        || {
+            let pid = sys::spawn("console_test", &["console_test", "raw-exit"])?;
+            let (_, status) = sys::wait(pid as i64)?;
+            check_eq!(status, 0);
+            check_eq!(sys::console_mode(MODE_COOKED)?, MODE_COOKED);
+            Ok(())
+        },
+    );
     run.case("only the caller or its child can be foreground", || {
         check_err!(sys::console_set_foreground(1_000_000), ESRCH);
         sys::console_set_foreground(sys::getpid()?)?;
