@@ -20,7 +20,9 @@
 //!   still show its test summary to the judge;
 //! - `screen-in COLOUR TEXT`: the same in another colour of the console's
 //!   palette (`red`, `yellow`, `grey`, `bright-red`, ...: the ANSI names,
-//!   as the kernel colours its log levels).
+//!   as the kernel colours its log levels);
+//! - `screen-gone TEXT`: wait until the screen no longer shows TEXT in the
+//!   default colour (it scrolled away).
 //!
 //! Every wait ends at the configuration's timeout.
 
@@ -46,6 +48,8 @@ pub enum Step {
     Keys(Vec<String>),
     /// Text and the colour it is drawn in.
     Screen(String, Rgb),
+    /// Text that must leave the screen.
+    ScreenGone(String),
 }
 
 /// The console palette's names, in ANSI order (`bright-` for 8-15).
@@ -75,11 +79,12 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
         let (word, rest) = trimmed.split_once(' ').unwrap_or((trimmed, ""));
         let error = |message: String| format!("line {}: {message}", index + 1);
         let step = match word {
-            "expect" | "screen" | "screen-in" if rest.is_empty() => {
+            "expect" | "screen" | "screen-in" | "screen-gone" if rest.is_empty() => {
                 return Err(error(format!("`{word}` needs a text")))
             }
             "expect" => Step::Expect(rest.to_string()),
             "screen" => Step::Screen(rest.to_string(), DEFAULT_FG),
+            "screen-gone" => Step::ScreenGone(rest.to_string()),
             "screen-in" => {
                 let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
                 let fg = colour(name).ok_or_else(|| error(format!("unknown colour `{name}`")))?;
@@ -98,7 +103,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>, String> {
             }
             other => {
                 return Err(error(format!(
-                    "unknown step `{other}` (expect, send, keys, screen, screen-in)"
+                    "unknown step `{other}` (expect, send, keys, screen, screen-in, screen-gone)"
                 )))
             }
         };
@@ -313,7 +318,7 @@ pub fn run(
     let _ = fs::remove_file(&socket);
     let needs_monitor = steps
         .iter()
-        .any(|s| matches!(s, Step::Keys(_) | Step::Screen(..)));
+        .any(|s| matches!(s, Step::Keys(_) | Step::Screen(..) | Step::ScreenGone(_)));
     let extras = Extras {
         no_serial: !config.serial,
         monitor: needs_monitor.then(|| socket.clone()),
@@ -417,6 +422,17 @@ impl Session<'_> {
         Ok(self.monitor.as_mut().expect("just connected"))
     }
 
+    /// Takes a screendump through the monitor and reads it.
+    fn screendump(&mut self) -> Result<Image, String> {
+        let _ = fs::remove_file(&self.dump);
+        let deadline = self.deadline;
+        let dump = self.dump.display().to_string();
+        self.monitor()?
+            .command(&format!("screendump {dump}"), deadline)?;
+        let bytes = fs::read(&self.dump).map_err(|e| format!("cannot read {dump}: {e}"))?;
+        parse_ppm(&bytes)
+    }
+
     fn play(&mut self, step: &Step, stdin: Option<&mut ChildStdin>) -> Result<(), String> {
         match step {
             Step::Expect(text) => loop {
@@ -454,19 +470,23 @@ impl Session<'_> {
                 Ok(())
             }
             Step::Screen(text, fg) => loop {
-                let _ = fs::remove_file(&self.dump);
-                let deadline = self.deadline;
-                let dump = self.dump.display().to_string();
-                self.monitor()?
-                    .command(&format!("screendump {dump}"), deadline)?;
-                if let Ok(bytes) = fs::read(&self.dump) {
-                    let image = parse_ppm(&bytes)?;
-                    if let Some((x, y)) = find_text(&image, text, *fg) {
-                        self.note(&format!("on screen at ({x}, {y}): {text}"));
-                        return Ok(());
-                    }
+                if let Some((x, y)) = find_text(&self.screendump()?, text, *fg) {
+                    self.note(&format!("on screen at ({x}, {y}): {text}"));
+                    return Ok(());
                 }
+                let dump = self.dump.display().to_string();
                 self.still_running(&format!("`{text}` on the screen (last screendump: {dump})"))?;
+                thread::sleep(Duration::from_millis(300));
+            },
+            Step::ScreenGone(text) => loop {
+                if find_text(&self.screendump()?, text, DEFAULT_FG).is_none() {
+                    self.note(&format!("gone from the screen: {text}"));
+                    return Ok(());
+                }
+                let dump = self.dump.display().to_string();
+                self.still_running(&format!(
+                    "`{text}` to leave the screen (last screendump: {dump})"
+                ))?;
                 thread::sleep(Duration::from_millis(300));
             },
         }
@@ -500,6 +520,10 @@ mod tests {
         assert_eq!(
             parse("screen-in grey a").unwrap(),
             [Step::Screen("a".into(), Rgb(85, 85, 85))]
+        );
+        assert_eq!(
+            parse("screen-gone READY").unwrap(),
+            [Step::ScreenGone("READY".into())]
         );
         assert!(parse("screen-in mauve x").is_err());
         assert!(parse("screen-in red").is_err());

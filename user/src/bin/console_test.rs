@@ -123,7 +123,8 @@ fn ctrl_c_kills(child: &str) -> TestResult {
 /// `console_test echo`: prints `READY echo`, then each line read as
 /// `echo: LINE` until end of file (a screen test types into it), then a
 /// summary; it powers the machine off after one more line, so that the
-/// summary can be checked on the screen first.
+/// summary can be checked on the screen first. The line `scroll` prints
+/// 60 more lines, to make the screen scroll.
 fn echo() -> i32 {
     println!("READY echo");
     let mut buf = [0u8; 256];
@@ -133,7 +134,14 @@ fn echo() -> i32 {
             Ok(0) => break,
             Ok(n) => {
                 let line = core::str::from_utf8(&buf[..n]).unwrap_or("?");
-                println!("echo: {}", line.trim_end_matches('\n'));
+                let line = line.trim_end_matches('\n');
+                println!("echo: {line}");
+                if line == "scroll" {
+                    // More lines than the screen has rows: it must scroll.
+                    for i in 0..60 {
+                        println!("scroll {i}");
+                    }
+                }
                 lines += 1;
             }
             Err(e) => {
