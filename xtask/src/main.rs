@@ -21,6 +21,7 @@ mod image;
 mod initrd;
 mod process;
 mod qemu;
+mod script;
 mod setup;
 mod test;
 mod workspace;
