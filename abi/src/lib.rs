@@ -228,3 +228,35 @@ pub struct FileStat {
     pub ino: u64,
 }
 const _: () = assert!(core::mem::size_of::<FileStat>() == 16);
+
+/// The head of one record [`syscall::LIST_FILES`] writes: the file's name
+/// (`name_len` bytes, not NUL-terminated) follows it, and the next record
+/// starts `reclen` bytes after this one's start (a multiple of 8, so every
+/// head is aligned).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes from this record's start to the next one's.
+    pub reclen: u32,
+    /// Bytes of the name after the head.
+    pub name_len: u32,
+}
+const _: () = assert!(core::mem::size_of::<DirEntry>() == 24);
+
+impl DirEntry {
+    /// The `reclen` of a record whose name is `name_len` bytes: the head
+    /// and the name, rounded up to 8.
+    pub const fn record_len(name_len: usize) -> usize {
+        (core::mem::size_of::<DirEntry>() + name_len + 7) & !7
+    }
+}
+
+/// The longest record [`syscall::LIST_FILES`] writes (a name of
+/// `PATH_MAX` bytes): a buffer this big always takes the next one.
+pub const DIRENT_MAX: usize = DirEntry::record_len(syscall::limits::PATH_MAX);
