@@ -150,6 +150,50 @@ pub mod status {
     /// A `SyscallMode::RingBased` process the kernel could not give a
     /// system ring (out of memory): it ended before running.
     pub const NO_SYSTEM_RING: i32 = KILLED_BASE + 0x100;
+    /// The name of CPU exception `vector` ("page fault"), as the kernel
+    /// logs it and a shell reports a killed child; "interrupt" past 31.
+    pub const fn exception_name(vector: u8) -> &'static str {
+        const NAMES: [&str; 32] = [
+            "divide error",
+            "debug",
+            "NMI",
+            "breakpoint",
+            "overflow",
+            "bound range exceeded",
+            "invalid opcode",
+            "device not available",
+            "double fault",
+            "coprocessor segment overrun",
+            "invalid TSS",
+            "segment not present",
+            "stack-segment fault",
+            "general protection fault",
+            "page fault",
+            "reserved (15)",
+            "x87 floating-point error",
+            "alignment check",
+            "machine check",
+            "SIMD floating-point error",
+            "virtualization exception",
+            "control protection",
+            "reserved (22)",
+            "reserved (23)",
+            "reserved (24)",
+            "reserved (25)",
+            "reserved (26)",
+            "reserved (27)",
+            "hypervisor injection",
+            "VMM communication",
+            "security exception",
+            "reserved (31)",
+        ];
+        if (vector as usize) < NAMES.len() {
+            NAMES[vector as usize]
+        } else {
+            "interrupt"
+        }
+    }
+
     /// Whether `status` says the process was killed by CPU exception.
     pub const fn killed_by(status: i32) -> Option<u8> {
         if status >= KILLED_BASE && status < KILLED_BASE + 256 {

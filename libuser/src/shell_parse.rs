@@ -181,7 +181,9 @@ fn tokenize(line: &str, last_status: i32) -> Result<Vec<Token>, ParseError> {
             }
         }
     }
-    end_word!();
+    if in_word {
+        tokens.push(Token::Word(word));
+    }
     Ok(tokens)
 }
 
