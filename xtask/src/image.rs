@@ -21,8 +21,10 @@ use crate::workspace::{Workspace, BARE_METAL_TARGET};
 /// so that panics can walk the stack.
 pub const KERNEL_RUSTFLAGS: &str =
     "-C code-model=kernel -C relocation-model=static -C force-frame-pointers=yes";
-/// User programs are static executables at a fixed address (user/linker.ld).
-pub const USER_RUSTFLAGS: &str = "-C relocation-model=static";
+/// User programs are static executables at a fixed address (user/linker.ld),
+/// with frame pointers so that the kernel can log a killed program's
+/// backtrace.
+pub const USER_RUSTFLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes";
 
 /// The files a build produced.
 #[derive(Debug, Clone)]
