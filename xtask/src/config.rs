@@ -63,10 +63,15 @@ pub struct Config {
     pub test: bool,
     /// How long a test boot may run before QEMU is killed.
     pub timeout: Duration,
+    /// `session = "NAME"`: the test boot is driven over the serial port by
+    /// the script `configs/NAME.session` (see `session.rs`), which judges
+    /// it instead of the test-summary line.
+    pub session: Option<String>,
 }
 
 /// The keys a configuration file may contain, for error messages.
-const KNOWN_KEYS: &str = "description, cmdline, features, cpus, memory, boot, test, timeout";
+const KNOWN_KEYS: &str =
+    "description, cmdline, features, cpus, memory, boot, test, timeout, session";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -114,6 +119,7 @@ impl Config {
             boot: Boot::Pvh,
             test: false,
             timeout: Duration::from_secs(120),
+            session: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -172,6 +178,15 @@ impl Config {
                 0 => return Err("`timeout` must be at least 1 second".into()),
                 seconds => self.timeout = Duration::from_secs(seconds),
             },
+            "session" => {
+                let session = value.into_string(key)?;
+                if !is_valid_name(&session) {
+                    return Err(format!(
+                        "`session` must name a script in configs/, not \"{session}\""
+                    ));
+                }
+                self.session = Some(session);
+            }
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
         Ok(())

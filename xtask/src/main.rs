@@ -20,7 +20,9 @@ mod image;
 mod initrd;
 mod process;
 mod qemu;
+mod session;
 mod setup;
+mod symbolize;
 mod test;
 mod workspace;
 

@@ -20,6 +20,8 @@ use crate::error::{bail, Result};
 use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
 use crate::qemu::{Emulation, Machine, Outcome, Verdict};
+use crate::session;
+use crate::symbolize::Symbolizer;
 use crate::workspace::{Workspace, BARE_METAL_TARGET};
 
 /// Lines of the serial log shown when a boot fails.
@@ -152,8 +154,9 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
     eprintln!("==> {}: {}", config.name, config.description);
     let prepared = image::build(workspace, config, &[]).and_then(|build| {
         image::boot_media(workspace, config, config.boot, &config.cmdline, &build)
+            .map(|media| (media, build))
     });
-    let media = prepared.map_err(|err| {
+    let (media, build) = prepared.map_err(|err| {
         eprintln!("{err}");
         format!(
             "build failed: {}",
@@ -175,13 +178,36 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         log_path.display()
     );
     let start = Instant::now();
+    let symbolizer = Symbolizer::new(&build.kernel, &build.programs, workspace.root());
+    if let Some(name) = &config.session {
+        let path = workspace.configs_dir().join(format!("{name}.session"));
+        let text = fs::read_to_string(&path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        let script =
+            session::parse_script(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        session::run(
+            &machine,
+            &script,
+            &log_path,
+            Some(symbolizer),
+            config.timeout,
+        )
+        .map_err(|reason| format!("session {name}: {reason} (log: {})", log_path.display()))?;
+        return Ok(start.elapsed());
+    }
     let outcome = machine
         .run_logged(&log_path, config.timeout)
         .map_err(|err| err.to_string())?;
     let elapsed = start.elapsed();
     let log =
         fs::read(&log_path).map_err(|err| format!("cannot read {}: {err}", log_path.display()))?;
-    let log = String::from_utf8_lossy(&log).replace('\r', "");
+    let mut log = String::from_utf8_lossy(&log).replace('\r', "");
+    if log.contains("BACKTRACE ") {
+        // Name the frames of any backtrace in the kept log.
+        let mut symbolizer = symbolizer;
+        log = symbolizer.annotate(&log);
+        let _ = fs::write(&log_path, &log);
+    }
 
     judge(&outcome, &log, config.timeout).map_err(|reason| {
         print_tail(&config.name, &log);
