@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+pub mod console;
 pub mod debug_exit;
 pub mod errno;
 pub mod io_uring;
@@ -194,6 +195,11 @@ pub mod status {
         }
     }
 
+    /// Killed by Ctrl-C on the console as its foreground process (see
+    /// `syscall::CONSOLE_SET_FOREGROUND`): `KILLED_BASE + 2`, as a shell
+    /// reports SIGINT (2). Vector 2 is the NMI, which never kills a
+    /// process, so the value is not ambiguous.
+    pub const INTERRUPTED: i32 = KILLED_BASE + 2;
     /// Whether `status` says the process was killed by CPU exception.
     pub const fn killed_by(status: i32) -> Option<u8> {
         if status >= KILLED_BASE && status < KILLED_BASE + 256 {

@@ -35,7 +35,8 @@ static LOGGER: SerialLogger = SerialLogger;
 /// Brings up COM1 and installs the logger at `Info` until the boot
 /// parameters say otherwise.
 pub fn init() {
-    *CONSOLE.lock() = Some(SerialPort::init());
+    // No UART at COM1: the console is the screen alone (or nothing).
+    *CONSOLE.lock() = SerialPort::init();
     // A second call can only fail because a logger is set already: ignore.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);

@@ -17,11 +17,12 @@
 //!
 //! ```text
 //! main        composition: arch's entry points -> boot, AP idle, syscall, trap
-//! syscall     the syscall dispatcher          -> lifecycle rings process fs task mm usercopy time arch
+//! syscall     the syscall dispatcher          -> lifecycle rings process fs console task mm
+//!                                                 usercopy time arch
 //! trap        interrupts and exceptions; the timer tick runs the scheduler's
 //!             sleepers, then the ring timer, then preempts
 //!             (a user fault logs the program's backtrace through usercopy)
-//!                                              -> lifecycle rings process task usercopy time arch
+//!                                              -> lifecycle rings console process task usercopy time arch
 //! lifecycle   process life cycle: spawn, first entry, exit (rings, then files,
 //!             then the address space), wait, shutdown
 //!                                              -> rings process fs task mm usercopy arch
@@ -31,7 +32,9 @@
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
 //! fs          the RAM file system and open files (console, RAM, rings as
-//!             opaque objects)                  -> usercopy logger arch
+//!             opaque objects)                  -> console usercopy logger arch
+//! console     console input: devices' interrupts, the line discipline,
+//!             readers of fd 0, Ctrl-C          -> task logger arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
 //! usercopy, logger, time                       -> arch
@@ -55,6 +58,7 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod console;
 mod fs;
 mod lifecycle;
 mod logger;
@@ -114,6 +118,14 @@ fn kernel_main(magic: u32, info: u32) -> ! {
 
     arch::apic::init();
     let cpus = arch::smp::start_aps(&boot, arch::cpu::MAX_CPUS);
+    match arch::smp::madt(&boot) {
+        Ok(madt) => {
+            if arch::ioapic::init(madt) == 0 {
+                log::warn!("acpi: the MADT lists no I/O APIC; legacy devices are polled");
+            }
+        }
+        Err(why) => log::warn!("acpi: {why}; no I/O APIC, legacy devices are polled"),
+    }
     // The APs needed the boot identity map to leave real mode; nothing does now.
     arch::paging::remove_identity_map();
     log::info!("cpus: {cpus} online");
@@ -128,6 +140,7 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     }
 
     task::init();
+    console::init();
     let mode = match config.syscall {
         kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
             log::error!("syscall=ring: no ring backend is compiled in; using direct syscalls");

@@ -4,10 +4,10 @@
 //! a message naming the fault and the address; in kernel mode it is a bug
 //! and panics with the registers.
 
-use crate::arch::apic;
 use crate::arch::idt::{
     exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
 };
+use crate::arch::{apic, irq};
 use crate::process::UserTask;
 use crate::task::{self, Task};
 use crate::usercopy::read_value;
@@ -28,6 +28,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
             let now = crate::time::now_ns();
             task::tick(now);
             crate::rings::tick(now);
+            crate::console::poll();
             task::schedule();
         }
         v if v == u64::from(RESCHEDULE_VECTOR) => {
@@ -35,8 +36,21 @@ pub fn dispatch(frame: &mut TrapFrame) {
             task::reschedule_ipi();
         }
         v if v == u64::from(SPURIOUS_VECTOR) => {}
+        v if irq::is_device(v) => {
+            if !irq::dispatch(v as u8) {
+                log::warn!("interrupt on vector {v} with no handler");
+            }
+            apic::eoi();
+        }
         v if v < 32 => exception(frame),
         v => log::warn!("unexpected interrupt vector {v}"),
+    }
+    // A process asked to end (Ctrl-C on the console) ends on its way back
+    // to user mode; a spinning one is met here by the timer tick.
+    if frame.is_from_user() {
+        if let Some(status) = task::pending_kill() {
+            crate::lifecycle::exit_current(status);
+        }
     }
 }
 

@@ -44,6 +44,11 @@ impl UserSlice {
         Ok(Self { addr, len })
     }
 
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
     /// The range without its first `n` bytes.
     pub fn skip(&self, n: u64) -> Self {
         let n = n.min(self.len);

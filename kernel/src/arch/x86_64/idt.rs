@@ -12,6 +12,12 @@ pub const TIMER_VECTOR: u8 = 32;
 pub const RESCHEDULE_VECTOR: u8 = 0xF0;
 /// Vector of APIC spurious interrupts.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
+/// First vector handed out to devices (see [`super::irq`]).
+pub const DEVICE_VECTOR_FIRST: u8 = 33;
+/// Last vector handed out to devices; above it are the IPIs.
+pub const DEVICE_VECTOR_LAST: u8 = 0xEF;
+/// Bytes between two device stubs in [`device_stubs`].
+const DEVICE_STUB_SIZE: u64 = 16;
 
 /// Registers saved on entry, in the order the common stub pushes them,
 /// followed by what the CPU pushed.
@@ -214,6 +220,27 @@ impl GateDescriptor {
     }
 }
 
+/// One stub per device vector, [`DEVICE_STUB_SIZE`] bytes apart: push a
+/// zero error code and the vector, then the common path. `push imm32`
+/// sign-extends, which is harmless for vectors below 0x80000000.
+#[unsafe(naked)]
+unsafe extern "C" fn device_stubs() {
+    naked_asm!(
+        ".set vec, {first}",
+        ".rept {count}",
+        ".balign 16",
+        "push 0",
+        ".byte 0x68", // push imm32, fixed size whatever the vector
+        ".long vec",
+        "jmp {common}",
+        ".set vec, vec + 1",
+        ".endr",
+        first = const DEVICE_VECTOR_FIRST,
+        count = const DEVICE_VECTOR_LAST - DEVICE_VECTOR_FIRST + 1,
+        common = sym trap_common,
+    );
+}
+
 struct Idt(UnsafeCell<[GateDescriptor; 256]>);
 // SAFETY: written only by `init` on the boot CPU before interrupts are on.
 unsafe impl Sync for Idt {}
@@ -234,6 +261,14 @@ pub fn init() {
             };
             idt[usize::from(vector)] =
                 GateDescriptor::interrupt_gate(stub as *const () as u64, ist);
+        }
+        let base = device_stubs as *const () as u64;
+        // The stubs are laid out from a 16-byte boundary; a function that
+        // does not start on one would shift them all.
+        assert_eq!(base % DEVICE_STUB_SIZE, 0, "device stubs misaligned");
+        for vector in DEVICE_VECTOR_FIRST..=DEVICE_VECTOR_LAST {
+            let stub = base + u64::from(vector - DEVICE_VECTOR_FIRST) * DEVICE_STUB_SIZE;
+            idt[usize::from(vector)] = GateDescriptor::interrupt_gate(stub, 0);
         }
     }
     load();

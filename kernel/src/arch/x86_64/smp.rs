@@ -137,6 +137,23 @@ fn in_trampoline(symbol: *const u8) -> *mut u64 {
 /// The local APIC ids of the usable CPUs the firmware lists (the boot CPU
 /// among them), or just the boot CPU if ACPI cannot be read.
 fn cpus(boot: &BootInfo) -> Vec<u8> {
+    match madt(boot) {
+        Ok(madt) => madt
+            .cpus
+            .iter()
+            .filter(|c| c.usable)
+            .map(|c| c.apic_id)
+            .collect(),
+        Err(why) => {
+            log::warn!("smp: {why}; running on the boot CPU only");
+            Vec::new()
+        }
+    }
+}
+
+/// The ACPI MADT (CPUs, I/O APICs, interrupt source overrides), or why
+/// there is none.
+pub fn madt(boot: &BootInfo) -> Result<acpi::Madt, &'static str> {
     let root = boot.acpi_root.or_else(|| {
         // Not handed over: look in the BIOS area, where the firmware keeps it.
         // SAFETY: 0xE0000..0x100000 is in the direct map and read-only here.
@@ -145,32 +162,17 @@ fn cpus(boot: &BootInfo) -> Vec<u8> {
         let at = acpi::find_rsdp(bios)?;
         acpi::parse_rsdp(&bios[at..]).ok()
     });
-    let Some(root) = root else {
-        log::warn!("smp: no ACPI tables; running on the boot CPU only");
-        return Vec::new();
-    };
+    let root = root.ok_or("no ACPI tables")?;
     let (addr, signature) = match root {
         acpi::RootTable::Rsdt(a) => (a, b"RSDT"),
         acpi::RootTable::Xsdt(a) => (a, b"XSDT"),
     };
-    let Some(table) = read_table(addr, signature) else {
-        log::warn!("smp: ACPI root table unreadable; running on the boot CPU only");
-        return Vec::new();
-    };
-    for entry in acpi::root_entries(table, root) {
-        if let Some(madt) = read_table(entry, b"APIC") {
-            if let Ok(madt) = acpi::parse_madt(madt) {
-                return madt
-                    .cpus
-                    .iter()
-                    .filter(|c| c.usable)
-                    .map(|c| c.apic_id)
-                    .collect();
-            }
-        }
-    }
-    log::warn!("smp: no MADT; running on the boot CPU only");
-    Vec::new()
+    let table = read_table(addr, signature).ok_or("ACPI root table unreadable")?;
+    acpi::root_entries(table, root)
+        .into_iter()
+        .filter_map(|entry| read_table(entry, b"APIC"))
+        .find_map(|madt| acpi::parse_madt(madt).ok())
+        .ok_or("no MADT")
 }
 
 /// A checked ACPI table at physical `addr`, if it has `signature`.

@@ -141,7 +141,7 @@ impl Shell {
         }
         term::set_foreground(pid);
         let status = process::wait(pid);
-        term::set_foreground(0);
+        term::set_foreground(abi::console::NO_FOREGROUND);
         match status {
             Ok(status) => report(name, status),
             Err(e) => {
@@ -176,6 +176,10 @@ impl Shell {
 
 /// Prints how a child ended if it was killed; returns its `$?`.
 pub fn report(name: &str, status: i32) -> i32 {
+    if status == abi::status::INTERRUPTED {
+        eprintln!("sh: {name}: interrupted");
+        return STATUS_INTERRUPTED;
+    }
     match abi::status::killed_by(status) {
         Some(vector) => {
             eprintln!(
@@ -190,6 +194,9 @@ pub fn report(name: &str, status: i32) -> i32 {
 
 /// `exit code N` or `killed: page fault`.
 pub fn describe(status: i32) -> alloc::string::String {
+    if status == abi::status::INTERRUPTED {
+        return alloc::string::String::from("interrupted");
+    }
     match abi::status::killed_by(status) {
         Some(vector) => alloc::format!("killed: {}", abi::status::exception_name(vector)),
         None => alloc::format!("exit code {status}"),

@@ -108,13 +108,19 @@ impl Terminal {
 }
 
 /// Switches fd 0 to raw bytes (`true`) or back to cooked lines.
-fn set_raw(_on: bool) -> Result<(), Errno> {
-    // TODO(console merge): `console_mode` (1010) is not in this branch's
-    // abi yet; until it is, the console is always cooked.
-    Err(abi::errno::ENOSYS)
+fn set_raw(on: bool) -> Result<(), Errno> {
+    let mode = if on {
+        abi::console::MODE_RAW
+    } else {
+        abi::console::MODE_COOKED
+    };
+    sys::console_mode(mode).map(drop)
 }
 
-/// Names the process Ctrl-C stops (0: none).
-pub fn set_foreground(_pid: u64) {
-    // TODO(console merge): `console_set_foreground` (1011).
+/// Names the process Ctrl-C stops ([`abi::console::NO_FOREGROUND`]:
+/// none). A refusal only means Ctrl-C will not reach it; it is reported.
+pub fn set_foreground(pid: u64) {
+    if let Err(e) = sys::console_set_foreground(pid) {
+        libuser::eprintln!("sh: cannot hand the console to {pid}: {e}");
+    }
 }
