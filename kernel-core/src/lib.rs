@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod acpi;
+pub mod block;
 pub mod bootparam;
 pub mod console;
 pub mod cpio;

@@ -31,8 +31,12 @@
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
-//! fs          the RAM file system and open files (console, RAM, rings as
-//!             opaque objects)                  -> console usercopy logger arch
+//! fs          the RAM file system and open files (console, RAM, disks,
+//!             rings as opaque objects)         -> block console usercopy logger arch
+//! block       disks, their requests in flight, I/O from pinned user
+//!             memory; results go to a ring's mailbox (with a wake
+//!             function the ring layer gives) or a sleeping thread
+//!                                              -> task usercopy mm arch
 //! console     console input: devices' interrupts, the line discipline,
 //!             readers of fd 0, Ctrl-C          -> task logger arch
 //! task        scheduler, wait queues; a user task's process is opaque data
@@ -58,6 +62,7 @@ extern crate alloc;
     reason = "the machine: registers, descriptor tables, entry code"
 )]
 mod arch;
+mod block;
 mod console;
 mod fs;
 mod lifecycle;
@@ -96,6 +101,10 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     let Some(boot) = arch::bootinfo::read(magic, u64::from(info)) else {
         panic!("unknown boot protocol (magic {magic:#x}); boot through multiboot2 or PVH");
     };
+    // The screen first, so that what follows shows there too.
+    let screen = boot.framebuffer.map(|(address, geometry)| {
+        arch::framebuffer::init(address, geometry).map(|size| (size, geometry))
+    });
     // The heap (which parsing needs) lives on the frame allocator.
     let mut modules = mm::frames::init(&boot);
     mm::heap::init_limits();
@@ -108,6 +117,19 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         boot.protocol,
         boot.cmdline()
     );
+    match screen {
+        Some(Ok(((cols, rows), g))) => log::info!(
+            "screen: {}x{} at {} bits per pixel, {cols}x{rows} characters",
+            g.width,
+            g.height,
+            g.bits_per_pixel
+        ),
+        Some(Err(why)) => log::warn!("screen: the boot loader's framebuffer is not used: {why}"),
+        None => log::info!("screen: none from the boot loader; the console is the serial port"),
+    }
+    if !logger::has_serial() {
+        log::warn!("serial: no UART at COM1; the console is the screen alone");
+    }
     for warning in boot.warnings.iter().flatten() {
         log::warn!("boot information: {warning}");
     }
@@ -138,6 +160,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
+    // The disks (none until the drivers land in this image).
+    block::init(alloc::vec::Vec::new());
 
     task::init();
     console::init();

@@ -63,6 +63,15 @@ pub struct Config {
     pub test: bool,
     /// How long a test boot may run before QEMU is killed.
     pub timeout: Duration,
+    /// A script (`configs/scripts/<name>.script`, see [`crate::script`])
+    /// that a test boot plays against the machine: waits for output, types
+    /// on the serial port or the keyboard, checks the screen.
+    pub script: Option<String>,
+    /// Whether the machine has a serial port (COM1). Without one, only the
+    /// screen shows what happens, so a script must check it there.
+    pub serial: bool,
+    /// More QEMU arguments (`["-machine", "acpi=off"]`).
+    pub qemu_args: Vec<String>,
     /// `session = "NAME"`: the test boot is driven over the serial port by
     /// the script `configs/NAME.session` (see `session.rs`), which judges
     /// it instead of the test-summary line.
@@ -71,7 +80,7 @@ pub struct Config {
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, session";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, script, serial, qemu_args, session";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -119,6 +128,9 @@ impl Config {
             boot: Boot::Pvh,
             test: false,
             timeout: Duration::from_secs(120),
+            script: None,
+            serial: true,
+            qemu_args: Vec::new(),
             session: None,
         };
         let mut seen: Vec<String> = Vec::new();
@@ -178,6 +190,17 @@ impl Config {
                 0 => return Err("`timeout` must be at least 1 second".into()),
                 seconds => self.timeout = Duration::from_secs(seconds),
             },
+            "script" => {
+                let script = value.into_string(key)?;
+                if !is_valid_name(&script) {
+                    return Err(format!(
+                        "`script` must name a file in configs/scripts, not `{script}`"
+                    ));
+                }
+                self.script = Some(script);
+            }
+            "serial" => self.serial = value.into_boolean(key)?,
+            "qemu_args" => self.qemu_args = value.into_array(key)?,
             "session" => {
                 let session = value.into_string(key)?;
                 if !is_valid_name(&session) {
@@ -466,6 +489,9 @@ mod tests {
         assert_eq!(config.boot, Boot::Pvh);
         assert!(!config.test);
         assert_eq!(config.timeout, Duration::from_secs(120));
+        assert_eq!(config.script, None);
+        assert!(config.serial);
+        assert!(config.qemu_args.is_empty());
     }
 
     #[test]
@@ -480,6 +506,9 @@ memory = "1G"
 boot = "uefi"
 test = true
 timeout = 300
+script = "console-serial"
+serial = false
+qemu_args = ["-machine", "acpi=off"]
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.description, "all keys");
@@ -493,6 +522,9 @@ timeout = 300
         assert_eq!(config.boot, Boot::Uefi);
         assert!(config.test);
         assert_eq!(config.timeout, Duration::from_secs(300));
+        assert_eq!(config.script.as_deref(), Some("console-serial"));
+        assert!(!config.serial);
+        assert_eq!(config.qemu_args, ["-machine", "acpi=off"]);
     }
 
     #[test]
@@ -554,6 +586,8 @@ timeout = 300
             ("memory = \"512MB\"", "`memory` must be a size"),
             ("boot = \"efi\"", "\"pvh\", \"bios\" or \"uefi\""),
             ("timeout = 0", "at least 1 second"),
+            ("script = \"../x\"", "must name a file"),
+            ("serial = \"no\"", "`serial` must be true or false"),
         ];
         for (line, expected) in cases {
             let err = parse_err(&format!("description = \"d\"\n{line}\n"));

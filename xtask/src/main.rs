@@ -20,6 +20,7 @@ mod image;
 mod initrd;
 mod process;
 mod qemu;
+mod script;
 mod session;
 mod setup;
 mod symbolize;

@@ -188,16 +188,33 @@ pub struct Machine {
     pub emulation: Emulation,
 }
 
+/// What a scripted boot adds to a [`Machine`]'s command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// No serial port at all (`-serial none`) instead of COM1 on stdio.
+    pub no_serial: bool,
+    /// The human monitor on this Unix socket (QEMU listens, does not wait).
+    pub monitor: Option<PathBuf>,
+    /// Appended as they are.
+    pub args: Vec<String>,
+}
+
 impl Machine {
     /// The QEMU command line, with the serial port on QEMU's stdio.
     pub fn command(&self) -> Command {
+        self.command_with(&Extras::default())
+    }
+
+    /// The QEMU command line with `extras`.
+    pub fn command_with(&self, extras: &Extras) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
+        let serial = if extras.no_serial { "none" } else { "stdio" };
         cmd.args(["-accel", self.emulation.accel(), "-cpu", "max"])
             .arg("-smp")
             .arg(self.cpus.to_string())
             .arg("-m")
             .arg(&self.memory)
-            .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
+            .args(["-serial", serial, "-display", "none", "-no-reboot"])
             .arg("-device")
             .arg(format!(
                 "isa-debug-exit,iobase={:#x},iosize={:#04x}",
@@ -236,6 +253,11 @@ impl Machine {
             }
         }
         cmd.args(self.emulation.extra_flags());
+        if let Some(socket) = &extras.monitor {
+            cmd.arg("-monitor")
+                .arg(format!("unix:{},server=on,wait=off", socket.display()));
+        }
+        cmd.args(&extras.args);
         cmd
     }
 
@@ -323,7 +345,7 @@ impl Machine {
 }
 
 /// Waits for `child`; kills it once `timeout` has passed.
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Outcome> {
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Outcome> {
     let deadline = Instant::now() + timeout;
     let wait_error = |err| Error::new(format!("cannot wait for QEMU: {err}"));
     loop {
@@ -477,6 +499,34 @@ mod tests {
             "-accel tcg,thread=single -cpu max -smp 1 -m 512M -serial stdio -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
              -icount shift=0,sleep=off -seed 1 -rtc base=2026-12-03T00:00:00,clock=vm"
+        );
+    }
+
+    #[test]
+    fn extras_replace_the_serial_port_and_add_a_monitor() {
+        let machine = Machine {
+            cpus: 1,
+            memory: "512M".into(),
+            media: Media::Bios {
+                iso: "k.iso".into(),
+            },
+            emulation: Emulation::Tcg,
+        };
+        let extras = Extras {
+            no_serial: true,
+            monitor: Some("/tmp/m.sock".into()),
+            args: vec!["-machine".into(), "acpi=off".into()],
+        };
+        let args: Vec<String> = machine
+            .command_with(&extras)
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(line.contains("-serial none -display none"), "{line}");
+        assert!(
+            line.ends_with("-monitor unix:/tmp/m.sock,server=on,wait=off -machine acpi=off"),
+            "{line}"
         );
     }
 

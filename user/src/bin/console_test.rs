@@ -103,7 +103,9 @@ fn ctrl_c_kills(child: &str) -> TestResult {
 }
 
 /// `console_test echo`: prints `READY echo`, then each line read as
-/// `echo: LINE` until end of file (a screen test types into it).
+/// `echo: LINE` until end of file (a screen test types into it), then a
+/// summary; it powers the machine off after one more line, so that the
+/// summary can be checked on the screen first.
 fn echo() -> i32 {
     println!("READY echo");
     let mut buf = [0u8; 256];
@@ -123,5 +125,6 @@ fn echo() -> i32 {
         }
     }
     println!("echo: {lines} passed, 0 failed");
+    let _ = sys::read(0, &mut buf);
     sys::poweroff(0)
 }

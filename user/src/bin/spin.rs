@@ -11,6 +11,7 @@ libuser::entry!(main);
 
 fn main(args: Args) -> i32 {
     if args.get_str(1) == Some("forever") {
+        libuser::println!("spin: spinning until stopped (Ctrl-C)");
         loop {
             core::hint::spin_loop();
         }

@@ -15,6 +15,7 @@
 extern crate alloc;
 
 use abi::io_uring::Timespec;
+use abi::open_flags::{O_CREAT, O_RDWR, O_TRUNC};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -58,7 +59,7 @@ fn demo(ring_api: bool) -> Result<bool, Errno> {
         println!("uringdemo: setting up an io_uring with 256 entries");
         AsyncContext::new()?
     };
-    let file = fs::File::create(FILE)?;
+    let file = fs::File::open(FILE, O_RDWR | O_CREAT | O_TRUNC)?;
     let fd = file.fd() as i32;
     let start = sys::clock_ns()?;
     let mut ok = true;
@@ -85,8 +86,8 @@ fn demo(ring_api: bool) -> Result<bool, Errno> {
     ring.submit(AsyncOp::fsync(fd, FSYNC_TAG))?;
     ring.submit(AsyncOp::nop(NOP_TAG))?;
     let queued = ring.queued();
-    let submitted = ring.flush()?;
-    println!("uringdemo: queued {queued} operations, one enter call submitted {submitted}");
+    ring.flush()?;
+    println!("uringdemo: queued {queued} operations, submitted them with one enter call");
     for _ in 0..queued {
         let c = ring.wait_completion()?;
         let ms = (sys::clock_ns()? - start) / 1_000_000;
@@ -118,7 +119,7 @@ fn demo(ring_api: bool) -> Result<bool, Errno> {
         ok &= report(&c, ms, |_| {
             alloc::format!("read #{i} at offset {}", offsets[i])
         });
-        if let Some(data) = c.take_buffer() {
+        if let Some(data) = c.take_buffer().filter(|_| c.result >= 0) {
             text[i] = String::from_utf8_lossy(&data).into_owned();
             println!("           read {:?}", text[i]);
         }

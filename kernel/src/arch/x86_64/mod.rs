@@ -7,6 +7,7 @@ mod boot;
 pub mod bootinfo;
 pub mod context;
 pub mod cpu;
+pub mod framebuffer;
 pub mod gdt;
 pub mod idt;
 pub mod ioapic;

@@ -27,7 +27,7 @@ pub struct Terminal {
     editor: LineEditor,
     /// Whether the console accepted raw mode.
     raw: bool,
-    /// Bytes read in cooked mode after the end of the last line.
+    /// Bytes read after the end of the last line (typed ahead).
     pending: Vec<u8>,
 }
 
@@ -58,26 +58,40 @@ impl Terminal {
         input
     }
 
+    /// Feeds the editor, first with what was typed ahead of the last line,
+    /// then with what fd 0 gives; bytes after this line are kept for the
+    /// next one.
     fn read_edited(&mut self) -> Result<Input, Errno> {
         let mut echo = Vec::new();
         let mut buf = [0u8; 64];
         loop {
-            let n = sys::read(abi::fd::STDIN, &mut buf)?;
-            if n == 0 {
-                return Ok(Input::Eof);
+            if self.pending.is_empty() {
+                let n = sys::read(abi::fd::STDIN, &mut buf)?;
+                if n == 0 {
+                    return Ok(Input::Eof);
+                }
+                self.pending.extend_from_slice(&buf[..n]);
             }
-            for &byte in &buf[..n] {
+            let mut used = 0;
+            let mut done = None;
+            for &byte in &self.pending {
+                used += 1;
                 let event = self.editor.feed(byte, &mut echo);
-                if !echo.is_empty() {
-                    sys::write_all(abi::fd::STDOUT, &echo)?;
-                    echo.clear();
-                }
                 match event {
-                    Event::Pending => {}
-                    Event::Line(line) => return Ok(Input::Line(line)),
-                    Event::Eof => return Ok(Input::Eof),
-                    Event::Interrupt => return Ok(Input::Interrupted),
+                    Event::Pending => continue,
+                    Event::Line(line) => done = Some(Input::Line(line)),
+                    Event::Eof => done = Some(Input::Eof),
+                    Event::Interrupt => done = Some(Input::Interrupted),
                 }
+                break;
+            }
+            self.pending.drain(..used);
+            if !echo.is_empty() {
+                sys::write_all(abi::fd::STDOUT, &echo)?;
+                echo.clear();
+            }
+            if let Some(input) = done {
+                return Ok(input);
             }
         }
     }
