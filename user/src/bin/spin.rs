@@ -11,6 +11,10 @@ libuser::entry!(main);
 
 fn main(args: Args) -> i32 {
     if args.get_str(1) == Some("forever") {
+        // A shell names its child the console's foreground only after
+        // `spawn` returned, which on one CPU can be after the child's first
+        // time slice: wait a moment before saying Ctrl-C will stop us.
+        let _ = libuser::sys::sleep_ns(100_000_000);
         libuser::println!("spin: spinning until stopped (Ctrl-C)");
         loop {
             core::hint::spin_loop();
