@@ -8,6 +8,8 @@
 //! # a comment
 //! expect $             wait until the output (after the last match) holds "$ "
 //! send echo hi > f     type the line and Enter (`\r`)
+//! type ^[[A^M          type without Enter; caret notation: `^[` Escape,
+//!                      `^M` Enter, `^?` DEL, `^^` a caret (also in send)
 //! ctrl c               type Ctrl-C (0x03); any letter a-z works
 //! timeout 30           later `expect`s wait up to 30 s (default 20)
 //! end pass             QEMU must then exit with this verdict: pass or fail
@@ -68,9 +70,12 @@ pub fn parse_script(text: &str) -> Result<Script, String> {
         }
         let (word, rest) = line.split_once(' ').unwrap_or((line.trim_end(), ""));
         let step = match word {
-            "send" => {
-                let mut bytes = rest.as_bytes().to_vec();
-                bytes.push(b'\r');
+            "send" | "type" => {
+                let mut bytes =
+                    unescape(rest).map_err(|err| format!("line {line_no}: {err}"))?;
+                if word == "send" {
+                    bytes.push(b'\r');
+                }
                 Step::Send(bytes)
             }
             "expect" if !rest.is_empty() => Step::Expect(rest.to_string()),
@@ -109,6 +114,27 @@ pub fn parse_script(text: &str) -> Result<Script, String> {
         return Err("the script must finish with `end pass` or `end fail`".into());
     }
     Ok(Script { steps })
+}
+
+/// `text` with caret notation decoded: `^A`..`^Z`, `^[` (Escape), `^?`
+/// (DEL), `^^` (a caret).
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'^' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'^') => out.push(b'^'),
+            Some(b'?') => out.push(0x7f),
+            Some(c @ b'@'..=b'_') => out.push(c - b'@'),
+            Some(c @ b'a'..=b'z') => out.push(c - b'a' + 1),
+            _ => return Err(format!("bad caret escape in {text:?}")),
+        }
+    }
+    Ok(out)
 }
 
 /// What the guest printed so far, shared with the reader threads.
@@ -298,7 +324,7 @@ mod tests {
     #[test]
     fn scripts_parse() {
         let script = parse_script(
-            "# shell\nexpect $ \n  send echo hi > f\nctrl c\ntimeout 5\n\nsend\nend pass\n",
+            "# shell\nexpect $ \n  send echo hi > f\nctrl c\ntimeout 5\n\nsend\ntype ^[[A^^x^?\nend pass\n",
         )
         .unwrap();
         let steps: Vec<Step> = script.steps.into_iter().map(|(_, s)| s).collect();
@@ -310,6 +336,7 @@ mod tests {
                 Step::Send(vec![3]),
                 Step::Timeout(Duration::from_secs(5)),
                 Step::Send(b"\r".to_vec()),
+                Step::Send(b"\x1b[A^x\x7f".to_vec()),
                 Step::End { pass: true },
             ]
         );
@@ -325,6 +352,7 @@ mod tests {
             ("end maybe", "line 1: `end`"),
             ("end pass\nsend x\n", "line 2: nothing may follow"),
             ("expect\nend pass", "line 1: unknown step"),
+            ("type ^1\nend pass", "line 1: bad caret"),
         ] {
             let err = parse_script(text).unwrap_err();
             assert!(err.contains(wanted), "{text:?}: {err}");
