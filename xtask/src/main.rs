@@ -34,7 +34,7 @@ use bench::BenchOptions;
 use cmdline::Cmdline;
 use config::{Boot, Config};
 use error::Result;
-use qemu::{Emulation, Machine, Verdict};
+use qemu::{Emulation, Extras, Machine, Verdict};
 use test::TestOptions;
 use workspace::Workspace;
 
@@ -59,6 +59,10 @@ commands:
       --uefi              boot the GRUB ISO under OVMF
       --pvh               boot the kernel directly (qemu -kernel)
       --add PATH          also put PATH into the initrd (repeatable)
+      --gdb               QEMU waits for gdb on localhost:1234 (-s -S); the
+                          exact gdb command, with the kernel's and the first
+                          program's symbols, is printed first
+                          (serial is mon:stdio: Ctrl-A X quits QEMU)
   test [--qemu-only] [NAME...]
                           unit tests, fmt, clippy, then boot every
                           configuration with `test = true` (or the NAMEs);
@@ -121,6 +125,8 @@ struct RunOptions {
     smp: Option<u32>,
     boot: Option<Boot>,
     add: Vec<PathBuf>,
+    /// `--gdb`: QEMU waits for a debugger.
+    gdb: bool,
 }
 
 fn main() -> ExitCode {
@@ -187,7 +193,14 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
         media,
         emulation: Emulation::Tcg,
     };
-    Ok(match machine.run_attached()? {
+    let mut extras = Extras::default();
+    if options.gdb {
+        // QEMU's gdb stub on tcp::1234 (-s), CPUs stopped until the
+        // debugger continues (-S).
+        extras.args.extend(["-s".to_string(), "-S".to_string()]);
+        eprintln!("{}", gdb_hint(&build, &cmdline));
+    }
+    Ok(match machine.run_attached(&extras)? {
         Verdict::Pass => {
             eprintln!("==> guest reported success");
             0
@@ -201,6 +214,24 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
             2
         }
     })
+}
+
+/// What `run --gdb` prints: the command that attaches gdb with the
+/// kernel's symbols and the first program's (user programs are linked at
+/// a fixed address, so `add-symbol-file` needs no offset).
+fn gdb_hint(build: &image::Build, cmdline: &str) -> String {
+    let init = cmdline
+        .split_whitespace()
+        .take_while(|word| *word != "--")
+        .find_map(|word| word.strip_prefix("init="))
+        .unwrap_or("init");
+    format!(
+        "==> QEMU waits for a debugger on localhost:1234. In another terminal:\n\n    \
+         rust-gdb {kernel} -ex 'target remote :1234' -ex 'add-symbol-file {program}'\n\n    \
+         (plain `gdb` works too; then e.g. `break kernel::kernel_main`, `continue`)",
+        kernel = build.kernel.display(),
+        program = build.programs.join(init).display(),
+    )
 }
 
 /// The kernel command line of `cargo xtask run`: the configuration's, with
@@ -246,6 +277,7 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                 smp: None,
                 boot: None,
                 add: Vec::new(),
+                gdb: false,
             };
             while let Some(flag) = args.next_flag()? {
                 match flag.as_str() {
@@ -267,6 +299,10 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                         .push(args.value(&flag)?),
                     "--smp" => options.smp = Some(parse_smp(&args.value(&flag)?)?),
                     "--add" => options.add.push(PathBuf::from(args.value(&flag)?)),
+                    "--gdb" => {
+                        args.no_value(&flag)?;
+                        options.gdb = true;
+                    }
                     "--uefi" | "--pvh" => {
                         args.no_value(&flag)?;
                         let boot = if flag == "--uefi" {
@@ -465,8 +501,31 @@ mod tests {
                 smp: Some(4),
                 boot: Some(Boot::Uefi),
                 add: vec!["a.txt".into(), "/tmp/b".into()],
+                gdb: false,
             }))
         );
+        let Ok(Subcommand::Run(options)) = parse(&["run", "--gdb", "--pvh"]) else {
+            panic!("--gdb is a run option");
+        };
+        assert!(options.gdb);
+        assert!(parse(&["run", "--gdb=1"]).is_err());
+    }
+
+    #[test]
+    fn gdb_hint_names_the_kernel_and_the_first_program() {
+        let build = image::Build {
+            kernel: "/t/kernel".into(),
+            initrd: "/t/initrd".into(),
+            programs: "/t/user".into(),
+        };
+        let hint = gdb_hint(&build, "init=sh log=info -- init=x");
+        assert!(
+            hint.contains(
+                "rust-gdb /t/kernel -ex 'target remote :1234' -ex 'add-symbol-file /t/user/sh'"
+            ),
+            "{hint}"
+        );
+        assert!(gdb_hint(&build, "log=info").contains("/t/user/init'"));
     }
 
     /// The kernel command line `cargo xtask run ARGS` boots with, for a
