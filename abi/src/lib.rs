@@ -153,6 +153,50 @@ pub mod status {
     /// A `SyscallMode::RingBased` process the kernel could not give a
     /// system ring (out of memory): it ended before running.
     pub const NO_SYSTEM_RING: i32 = KILLED_BASE + 0x100;
+    /// The name of CPU exception `vector` ("page fault"), as the kernel
+    /// logs it and a shell reports a killed child; "interrupt" past 31.
+    pub const fn exception_name(vector: u8) -> &'static str {
+        const NAMES: [&str; 32] = [
+            "divide error",
+            "debug",
+            "NMI",
+            "breakpoint",
+            "overflow",
+            "bound range exceeded",
+            "invalid opcode",
+            "device not available",
+            "double fault",
+            "coprocessor segment overrun",
+            "invalid TSS",
+            "segment not present",
+            "stack-segment fault",
+            "general protection fault",
+            "page fault",
+            "reserved (15)",
+            "x87 floating-point error",
+            "alignment check",
+            "machine check",
+            "SIMD floating-point error",
+            "virtualization exception",
+            "control protection",
+            "reserved (22)",
+            "reserved (23)",
+            "reserved (24)",
+            "reserved (25)",
+            "reserved (26)",
+            "reserved (27)",
+            "hypervisor injection",
+            "VMM communication",
+            "security exception",
+            "reserved (31)",
+        ];
+        if (vector as usize) < NAMES.len() {
+            NAMES[vector as usize]
+        } else {
+            "interrupt"
+        }
+    }
+
     /// Killed by Ctrl-C on the console as its foreground process (see
     /// `syscall::CONSOLE_SET_FOREGROUND`): `KILLED_BASE + 2`, as a shell
     /// reports SIGINT (2). Vector 2 is the NMI, which never kills a
@@ -236,3 +280,35 @@ pub struct FileStat {
     pub ino: u64,
 }
 const _: () = assert!(core::mem::size_of::<FileStat>() == 16);
+
+/// The head of one record [`syscall::LIST_FILES`] writes: the file's name
+/// (`name_len` bytes, not NUL-terminated) follows it, and the next record
+/// starts `reclen` bytes after this one's start (a multiple of 8, so every
+/// head is aligned).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes from this record's start to the next one's.
+    pub reclen: u32,
+    /// Bytes of the name after the head.
+    pub name_len: u32,
+}
+const _: () = assert!(core::mem::size_of::<DirEntry>() == 24);
+
+impl DirEntry {
+    /// The `reclen` of a record whose name is `name_len` bytes: the head
+    /// and the name, rounded up to 8.
+    pub const fn record_len(name_len: usize) -> usize {
+        (core::mem::size_of::<DirEntry>() + name_len + 7) & !7
+    }
+}
+
+/// The longest record [`syscall::LIST_FILES`] writes (a name of
+/// `PATH_MAX` bytes): a buffer this big always takes the next one.
+pub const DIRENT_MAX: usize = DirEntry::record_len(syscall::limits::PATH_MAX);

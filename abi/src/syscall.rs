@@ -59,6 +59,30 @@ pub const FSTAT: u64 = 1008;
 /// live task (`ESRCH` if there is none with that id).
 pub const TASK_INFO: u64 = 1009;
 
+/// `list_files(after, after_len, buf, buf_len) -> bytes`: lists the file
+/// system the way `getdents` lists a directory. Fills `buf` with
+/// [`crate::DirEntry`] records, in byte order of their names, of the files
+/// whose names sort strictly after the `after_len` bytes at `after` (an
+/// empty `after` starts at the first file), as many whole records as fit,
+/// and returns how many bytes it wrote; 0 means there are no more. To list
+/// everything, call again with the last name returned as `after`.
+/// `EINVAL` if `buf_len` cannot hold the next record (a buffer of
+/// [`crate::DIRENT_MAX`] bytes always can).
+pub const LIST_FILES: u64 = 1020;
+
+/// `task_list(out: *mut u64, max) -> count`: writes the ids of up to `max`
+/// live tasks (kernel threads and processes, unreaped zombies included) to
+/// `out`, in ascending order, and returns how many live tasks there are
+/// (which may be more than `max`; `max == 0` only counts them). Each id
+/// can then be asked with [`TASK_INFO`]. At most
+/// [`limits::TASK_LIST_MAX`] ids are written per call.
+pub const TASK_LIST: u64 = 1021;
+
+/// `rename(old, old_len, new, new_len) -> 0`: gives the file `old` the name
+/// `new`, replacing any file called `new` (as POSIX `rename`: open handles
+/// of either file stay valid). `ENOENT` if `old` does not exist.
+pub const RENAME: u64 = 1022;
+
 /// `console_mode(mode) -> previous mode`: [`crate::console::MODE_COOKED`]
 /// or [`crate::console::MODE_RAW`] for the console's input (`EINVAL` for
 /// anything else). The mode belongs to the console, not to the caller.
@@ -130,6 +154,9 @@ sysnums! {
     SysInfo = SYSINFO,
     Fstat = FSTAT,
     TaskInfo = TASK_INFO,
+    ListFiles = LIST_FILES,
+    TaskList = TASK_LIST,
+    Rename = RENAME,
     ConsoleMode = CONSOLE_MODE,
     ConsoleSetForeground = CONSOLE_SET_FOREGROUND,
     RingEnter = RING_ENTER,
@@ -154,6 +181,8 @@ pub mod limits {
     /// programs), so one parent cannot take more than a bounded share of
     /// memory by itself.
     pub const CHILDREN_MAX: usize = 64;
+    /// Most task ids one `task_list` call writes.
+    pub const TASK_LIST_MAX: usize = 4096;
 }
 
 /// `SysInfo::syscall_mode` values.

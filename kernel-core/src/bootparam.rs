@@ -44,6 +44,10 @@ pub struct BootConfig {
     /// A disk to run the kernel's block-driver self test on instead of
     /// starting the first program (`blktest=vda`); `None` runs no test.
     pub blktest: Option<String>,
+    /// `debug_panic=boot`: panic on purpose once the first program is
+    /// started, so a test boot can check that a kernel panic prints a
+    /// symbolized backtrace. Only the command line reaches it.
+    pub debug_panic: bool,
 }
 
 impl Default for BootConfig {
@@ -55,6 +59,7 @@ impl Default for BootConfig {
             syscall: SyscallMode::Direct,
             tasks_max: None,
             blktest: None,
+            debug_panic: false,
         }
     }
 }
@@ -232,7 +237,29 @@ pub static PARAMS: &[ParamSpec] = &[
         apply: apply_blktest,
         current: |cfg| cfg.blktest.clone().unwrap_or_else(|| "none".to_string()),
     },
+    ParamSpec {
+        name: "debug_panic",
+        values: "off|boot",
+        help: "boot: panic on purpose after starting the first program (backtrace test)",
+        apply: apply_debug_panic,
+        current: |cfg| String::from(if cfg.debug_panic { "boot" } else { "off" }),
+    },
 ];
+
+fn apply_debug_panic(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    match value {
+        "off" => cfg.debug_panic = false,
+        "boot" => cfg.debug_panic = true,
+        _ => {
+            return Err(Warning::InvalidValue {
+                token: token("debug_panic", value),
+                expected: "off|boot",
+                using: String::from(if cfg.debug_panic { "boot" } else { "off" }),
+            })
+        }
+    }
+    Ok(())
+}
 
 /// The parameter called `name`, if there is one.
 pub fn find_param(name: &str) -> Option<&'static ParamSpec> {
@@ -576,7 +603,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest debug_panic); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -688,13 +715,17 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none"
+            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none debug_panic=off"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none debug_panic=off"
         );
+        assert!(parse_ok("debug_panic=boot").debug_panic);
+        let (cfg, warnings) = parse("debug_panic=yes");
+        assert!(!cfg.debug_panic);
+        assert!(matches!(warnings[..], [Warning::InvalidValue { .. }]));
         // What Display prints parses back to the same configuration, except
         // `ring=default`, which is how `None` is shown.
         let (back, _) = parse(&format!("{cfg}"));

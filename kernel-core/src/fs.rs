@@ -38,7 +38,7 @@ use hashbrown::HashMap;
 use abi::open_flags::{O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_KNOWN, O_RDWR, O_TRUNC, O_WRONLY};
 use abi::seek::{SEEK_CUR, SEEK_END, SEEK_SET};
 use abi::syscall::limits::{FDS_MAX, PATH_MAX};
-use abi::{errno, FileStat};
+use abi::{errno, DirEntry, FileStat, IntoBytes};
 
 /// The largest a file may grow: 64 MiB.
 pub const MAX_FILE_SIZE: u64 = 64 << 20;
@@ -534,6 +534,113 @@ impl RamFs {
         self.files.is_empty()
     }
 
+    /// Gives the file `old` the name `new`, replacing any file called
+    /// `new` (POSIX `rename`: handles open on either stay valid, a
+    /// replaced file lives on while open). Renaming a file to its own name
+    /// does nothing. Charges the new name first: `ENOSPC` past the size,
+    /// `ENOMEM` without memory for it, nothing changed.
+    pub fn rename(&mut self, old: &str, new: &str) -> Result<(), FsError> {
+        let old = normalize(old)?;
+        let new = normalize(new)?;
+        if !self.files.contains_key(old) {
+            return Err(FsError::NotFound);
+        }
+        if old == new {
+            return Ok(());
+        }
+        if self.files.contains_key(new) {
+            // The name `new` keeps its table entry (and its charge); only
+            // the inode behind it changes. No allocation.
+            let (old_key, inode) = self.files.remove_entry(old).ok_or(FsError::NotFound)?;
+            self.space.uncharge(name_cost(&old_key));
+            if let Some(slot) = self.files.get_mut(new) {
+                *slot = inode;
+            }
+            self.shrink();
+            return Ok(());
+        }
+        // The table entry changes its name only: charge what the new name
+        // adds, return what it saves once the entry moved.
+        let cost = name_cost(new).saturating_sub(name_cost(old));
+        self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
+        let prepared = (|| {
+            let mut key = String::new();
+            key.try_reserve_exact(new.len())
+                .map_err(|_| FsError::NoMemory)?;
+            key.push_str(new);
+            self.files.try_reserve(1).map_err(|_| FsError::NoMemory)?;
+            Ok(key)
+        })();
+        let key = match prepared {
+            Ok(key) => key,
+            Err(e) => {
+                self.space.uncharge(cost);
+                return Err(e);
+            }
+        };
+        let (old_key, inode) = self.files.remove_entry(old).ok_or(FsError::NotFound)?;
+        self.space
+            .uncharge(name_cost(&old_key).saturating_sub(name_cost(&key)));
+        // Room was reserved: no allocation.
+        self.files.insert(key, inode);
+        Ok(())
+    }
+
+    /// Writes [`abi::DirEntry`] records (head, name, padding to 8) into
+    /// `buf` for the files whose names sort (bytewise) strictly after
+    /// `after`, in that order, as many whole records as fit; returns the
+    /// bytes written, 0 when no file comes after `after`. `InvalidArgument`
+    /// if the first record due does not fit. The names are sorted into a
+    /// scratch list reserved fallibly (`ENOMEM`); only as many as `buf`
+    /// could hold are sorted, so one call costs O(files).
+    pub fn list_after(&self, after: &[u8], buf: &mut [u8]) -> Result<usize, FsError> {
+        let mut names: Vec<(&str, &Arc<Inode>)> = Vec::new();
+        let later = self
+            .files
+            .iter()
+            .filter(|(name, _)| name.as_bytes() > after);
+        names
+            .try_reserve_exact(later.clone().count())
+            .map_err(|_| FsError::NoMemory)?;
+        names.extend(later.map(|(name, inode)| (name.as_str(), inode)));
+        // No record is shorter than a head plus one byte of name.
+        let most = (buf.len() / DirEntry::record_len(1)).min(names.len());
+        if most == 0 {
+            return if names.is_empty() {
+                Ok(0)
+            } else {
+                Err(FsError::InvalidArgument)
+            };
+        }
+        if most < names.len() {
+            names.select_nth_unstable_by(most - 1, |a, b| a.0.cmp(b.0));
+            names.truncate(most);
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut written = 0;
+        for (name, inode) in names {
+            let reclen = DirEntry::record_len(name.len());
+            let Some(record) = buf.get_mut(written..written + reclen) else {
+                break;
+            };
+            let head = DirEntry {
+                ino: inode.ino(),
+                size: inode.size(),
+                reclen: reclen as u32,
+                name_len: name.len() as u32,
+            };
+            let (head_bytes, rest) = record.split_at_mut(core::mem::size_of::<DirEntry>());
+            head_bytes.copy_from_slice(head.as_bytes());
+            rest[..name.len()].copy_from_slice(name.as_bytes());
+            rest[name.len()..].fill(0);
+            written += reclen;
+        }
+        if written == 0 {
+            return Err(FsError::InvalidArgument);
+        }
+        Ok(written)
+    }
+
     /// Every file, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Inode>)> {
         self.files
@@ -1004,6 +1111,119 @@ mod tests {
         let big = vec![0u8; MAX_FILE_SIZE as usize + 1];
         assert_eq!(fs.insert("big", big).unwrap_err(), FsError::FileTooBig);
         assert!(fs.is_empty());
+    }
+
+    /// Decodes `list_after` output into (name, ino, size).
+    fn decode_entries(mut buf: &[u8]) -> Vec<(String, u64, u64)> {
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let (head, _) = <DirEntry as abi::FromBytes>::read_from_prefix(buf).unwrap();
+            let head: DirEntry = head;
+            assert_eq!(head.reclen as usize % 8, 0);
+            let name = &buf[24..24 + head.name_len as usize];
+            out.push((
+                String::from_utf8(name.to_vec()).unwrap(),
+                head.ino,
+                head.size,
+            ));
+            buf = &buf[head.reclen as usize..];
+        }
+        out
+    }
+
+    /// Every name, listed through `list_after` with a buffer of `size`.
+    fn list_all(fs: &RamFs, size: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut buf = vec![0u8; size];
+        loop {
+            let after = names
+                .last()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
+            let n = fs.list_after(&after, &mut buf).unwrap();
+            if n == 0 {
+                return names;
+            }
+            names.extend(decode_entries(&buf[..n]).into_iter().map(|e| e.0));
+        }
+    }
+
+    #[test]
+    fn listing_is_sorted_resumable_and_complete() {
+        let mut fs = RamFs::new();
+        assert_eq!(fs.list_after(b"", &mut [0u8; 64]), Ok(0));
+        fs.insert("b", b"bb".to_vec()).unwrap();
+        fs.insert("a", b"a".to_vec()).unwrap();
+        fs.insert("a-very-long-name-that-takes-room", Vec::new())
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = fs.list_after(b"", &mut buf).unwrap();
+        let entries = decode_entries(&buf[..n]);
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, ["a", "a-very-long-name-that-takes-room", "b"]);
+        assert_eq!(entries[0].2, 1);
+        assert_eq!(entries[2].2, 2);
+        assert_eq!(entries[0].1, fs.lookup("a").unwrap().ino());
+        // After a name: only the later ones.
+        let n = fs.list_after(b"a-very", &mut buf).unwrap();
+        let names: Vec<String> = decode_entries(&buf[..n]).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["a-very-long-name-that-takes-room", "b"]);
+        assert_eq!(fs.list_after(b"b", &mut buf), Ok(0));
+        // A buffer too small for the next record is refused, not truncated.
+        assert_eq!(
+            fs.list_after(b"a", &mut [0u8; 40]),
+            Err(FsError::InvalidArgument)
+        );
+        assert_eq!(fs.list_after(b"", &mut []), Err(FsError::InvalidArgument));
+        // Many files, small buffers: every name once, in order.
+        let mut fs = RamFs::new();
+        let mut expected: Vec<String> = (0..300).map(|i| format!("f{}", i * 7919 % 1000)).collect();
+        for name in &expected {
+            fs.insert(name, Vec::new()).unwrap();
+        }
+        expected.sort();
+        expected.dedup();
+        for size in [32, 100, abi::DIRENT_MAX, 4096] {
+            assert_eq!(list_all(&fs, size), expected, "buffer of {size}");
+        }
+    }
+
+    #[test]
+    fn rename_moves_replaces_and_charges_names() {
+        let mut fs = RamFs::with_size(10_000);
+        fs.insert("old", b"data".to_vec()).unwrap();
+        let ino = fs.lookup("old").unwrap().ino();
+        let used = fs.used();
+        fs.rename("old", "/newer").unwrap();
+        assert_eq!(fs.lookup("old").unwrap_err(), FsError::NotFound);
+        let inode = fs.lookup("newer").unwrap();
+        assert_eq!(inode.ino(), ino);
+        assert_eq!(fs.used(), used + 2, "the longer name is charged");
+        drop(inode);
+        // Onto an existing name: that file is replaced, but stays open.
+        fs.insert("other", b"x".to_vec()).unwrap();
+        let mut replaced = fs.open_file("other", O_RDONLY).unwrap();
+        fs.rename("newer", "other").unwrap();
+        assert_eq!(fs.len(), 1);
+        assert_eq!(fs.lookup("other").unwrap().ino(), ino);
+        let mut byte = [0u8; 1];
+        assert_eq!(replaced.read(&mut byte), Ok(1));
+        assert_eq!(&byte, b"x");
+        // To itself: nothing changes; a missing source is ENOENT.
+        fs.rename("other", "other").unwrap();
+        assert_eq!(fs.lookup("other").unwrap().ino(), ino);
+        assert_eq!(fs.rename("nope", "x"), Err(FsError::NotFound));
+        assert_eq!(fs.rename("other", ""), Err(FsError::NotFound));
+        // A name that does not fit in the size is ENOSPC, nothing moved.
+        let mut probe = RamFs::new();
+        probe.insert("a", b"12345678".to_vec()).unwrap();
+        let mut fs = RamFs::with_size(probe.used());
+        fs.insert("a", b"12345678".to_vec()).unwrap();
+        assert_eq!(fs.rename("a", "bb"), Err(FsError::NoSpace));
+        assert!(fs.lookup("a").is_ok());
+        fs.rename("a", "b").unwrap();
+        assert!(fs.lookup("b").is_ok());
+        drop(replaced);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!                                                 usercopy time arch
 //! trap        interrupts and exceptions; the timer tick runs the scheduler's
 //!             sleepers, then the ring timer, then preempts
-//!                                              -> lifecycle rings console task time arch
+//!             (a user fault logs the program's backtrace through usercopy)
+//!                                              -> lifecycle rings console process task usercopy time arch
 //! lifecycle   process life cycle: spawn, first entry, exit (rings, then files,
 //!             then the address space), wait, shutdown
 //!                                              -> rings process fs console task mm usercopy arch
@@ -187,7 +188,12 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![init_name.as_bytes()];
     argv.extend(init_args.split_ascii_whitespace().map(str::as_bytes));
     match lifecycle::spawn(init_name, &argv, None, mode) {
-        Ok(task) => log::info!("init: started {init_name:?} as pid {}", task.id),
+        Ok(task) => {
+            log::info!("init: started {init_name:?} as pid {}", task.id);
+            if config.debug_panic {
+                debug_panic::trigger();
+            }
+        }
         Err(errno) => {
             log::error!("init: cannot start {init_name:?}: {}", errno);
             arch::cpu::exit_machine(false);
@@ -227,6 +233,30 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
             )),
             None => logger::emergency_print(format_args!("\nKERNEL PANIC: {}\n", info.message())),
         }
+        // One line per frame, in the form `cargo xtask` symbolizes
+        // (`BACKTRACE kernel #N ADDRESS`).
+        arch::backtrace::walk(|depth, ret| {
+            logger::emergency_print(format_args!("BACKTRACE kernel #{depth} {ret:#x}\n"))
+        });
     }
     arch::cpu::exit_machine(false)
+}
+
+/// The `debug_panic=boot` test: a panic a few calls deep, so the backtrace
+/// it prints has frames to name. Each function stays a frame of its own.
+mod debug_panic {
+    #[inline(never)]
+    pub fn trigger() {
+        outer(core::hint::black_box(3));
+    }
+
+    #[inline(never)]
+    fn outer(depth: u32) {
+        inner(core::hint::black_box(depth));
+    }
+
+    #[inline(never)]
+    fn inner(depth: u32) {
+        panic!("debug_panic=boot: a deliberate kernel panic ({depth} frames down)");
+    }
 }

@@ -8,7 +8,9 @@ use crate::arch::idt::{
     exception_name, TrapFrame, RESCHEDULE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR,
 };
 use crate::arch::{apic, irq};
-use crate::task;
+use crate::process::UserTask;
+use crate::task::{self, Task};
+use crate::usercopy::read_value;
 
 const PAGE_FAULT: u64 = 14;
 
@@ -80,6 +82,7 @@ fn exception(frame: &mut TrapFrame) {
                 frame.error_code
             );
         }
+        user_backtrace(&me, frame);
         drop(me);
         crate::lifecycle::exit_current(abi::status::KILLED_BASE + frame.vector as i32);
     }
@@ -92,4 +95,39 @@ fn exception(frame: &mut TrapFrame) {
         "{name} in kernel mode at rip {:#x} (error {:#x}, cr2 {cr2:#x})\n{frame:#x?}",
         frame.rip, frame.error_code
     );
+}
+
+/// Most frames of a killed program's backtrace.
+const USER_BACKTRACE_FRAMES: usize = 16;
+
+/// Logs the frames of the user program that faulted, by its frame
+/// pointers (user programs are built with `-C force-frame-pointers=yes`),
+/// one line each in the form `cargo xtask` symbolizes:
+/// `BACKTRACE user NAME #N ADDRESS`. User memory is hostile: every read
+/// goes through `usercopy` (a bad pointer ends the walk), a frame must lie
+/// above the previous one, and at most [`USER_BACKTRACE_FRAMES`] are read.
+fn user_backtrace(me: &Task, frame: &TrapFrame) {
+    let Some(process) = me.user_process() else {
+        return;
+    };
+    log::warn!("BACKTRACE user {} #0 {:#x}", me.name, frame.rip);
+    let mut rbp = frame.rbp;
+    for depth in 1..USER_BACKTRACE_FRAMES {
+        if rbp == 0 || !rbp.is_multiple_of(8) {
+            return;
+        }
+        let Ok([next, ret]) =
+            process.with_address_space(|space| read_value::<[u64; 2]>(space, rbp))
+        else {
+            return;
+        };
+        if ret == 0 || ret >= abi::layout::USER_END {
+            return;
+        }
+        log::warn!("BACKTRACE user {} #{depth} {ret:#x}", me.name);
+        if next <= rbp {
+            return;
+        }
+        rbp = next;
+    }
 }

@@ -24,6 +24,11 @@ impl Console {
         }
     }
 
+    /// The descriptor it writes to.
+    pub fn fd(&self) -> u64 {
+        self.fd
+    }
+
     /// Writes out whatever is buffered. Errors are dropped: there is nowhere
     /// left to report them.
     pub fn flush(&mut self) {

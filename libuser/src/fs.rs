@@ -3,7 +3,7 @@
 use crate::sys;
 use abi::errno::Errno;
 use abi::open_flags::{O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY};
-use abi::FileStat;
+use abi::{DirEntry, FileStat, FromBytes};
 use alloc::vec::Vec;
 
 /// An open file descriptor, closed when dropped.
@@ -100,4 +100,104 @@ pub fn write_file(path: &str, data: &[u8]) -> Result<(), Errno> {
     let mut file = File::create(path)?;
     file.write_all(data)?;
     file.close()
+}
+
+/// One file as [`list`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedFile {
+    pub name: alloc::string::String,
+    pub ino: u64,
+    pub size: u64,
+}
+
+/// The records of a `list_files` buffer, decoded: `(head, name bytes)`.
+/// A record that does not fit what is left of the buffer ends the
+/// iteration (the kernel writes only whole ones).
+pub struct DirEntries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> DirEntries<'a> {
+    /// The records in `buf` (the bytes `list_files` reported writing).
+    pub fn new(buf: &'a [u8]) -> Self {
+        DirEntries { rest: buf }
+    }
+}
+
+impl<'a> Iterator for DirEntries<'a> {
+    type Item = (DirEntry, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (head, _) = DirEntry::read_from_prefix(self.rest).ok()?;
+        let reclen = head.reclen as usize;
+        let name_end = core::mem::size_of::<DirEntry>().checked_add(head.name_len as usize)?;
+        if reclen < name_end || reclen > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let name = &self.rest[core::mem::size_of::<DirEntry>()..name_end];
+        self.rest = &self.rest[reclen..];
+        Some((head, name))
+    }
+}
+
+/// Every file of the file system, sorted by name.
+pub fn list() -> Result<Vec<ListedFile>, Errno> {
+    let mut files: Vec<ListedFile> = Vec::new();
+    let mut buf = alloc::vec![0u8; 4096];
+    loop {
+        let after = files.last().map(|f| f.name.as_bytes()).unwrap_or_default();
+        let n = sys::list_files(after, &mut buf)?;
+        if n == 0 {
+            return Ok(files);
+        }
+        let before = files.len();
+        for (head, name) in DirEntries::new(&buf[..n]) {
+            files.push(ListedFile {
+                name: alloc::string::String::from_utf8_lossy(name).into_owned(),
+                ino: head.ino,
+                size: head.size,
+            });
+        }
+        if files.len() == before {
+            // Nothing decodable: stop rather than ask for the same again.
+            return Err(abi::errno::EIO);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::IntoBytes;
+
+    fn record(name: &str, ino: u64) -> Vec<u8> {
+        let reclen = DirEntry::record_len(name.len());
+        let head = DirEntry {
+            ino,
+            size: ino * 10,
+            reclen: reclen as u32,
+            name_len: name.len() as u32,
+        };
+        let mut out = head.as_bytes().to_vec();
+        out.extend_from_slice(name.as_bytes());
+        out.resize(reclen, 0);
+        out
+    }
+
+    #[test]
+    fn dir_entries_decode_records_and_stop_at_a_broken_one() {
+        let mut buf = record("a", 1);
+        buf.extend(record("longer-name", 2));
+        let got: Vec<(u64, &[u8])> = DirEntries::new(&buf).map(|(h, n)| (h.ino, n)).collect();
+        assert_eq!(got, [(1, &b"a"[..]), (2, &b"longer-name"[..])]);
+        // Truncated: the whole record is missing, so it is not reported.
+        let cut = &buf[..buf.len() - 1];
+        assert_eq!(DirEntries::new(cut).count(), 1);
+        // A reclen that would not hold its name.
+        let mut bad = record("abc", 3);
+        bad[16] = 8;
+        assert_eq!(DirEntries::new(&bad).count(), 0);
+        assert_eq!(DirEntries::new(&[]).count(), 0);
+    }
 }

@@ -10,7 +10,9 @@
 //! files ([`fs`]), child processes ([`process`]), rings
 //! ([`uring::IoUring`], the raw ring of either ring system, [`ring_io`],
 //! the Ring API's `Ring` with SQPOLL, and [`async_io`], the seed's
-//! `AsyncContext`) and a small test harness ([`test`]).
+//! `AsyncContext`), a small test harness ([`test`]), and the shell's pure
+//! logic: command-line parsing ([`shell_parse`]) and line editing with
+//! history ([`line_edit`]).
 //!
 //! Invariants:
 //! - Every syscall number, errno value, flag, struct and fixed address comes
@@ -44,10 +46,12 @@ pub mod async_io;
 pub mod console;
 pub mod fs;
 pub mod heap;
+pub mod line_edit;
 pub mod process;
 pub mod ring_io;
 #[allow(unsafe_code)] // the entry point: naked `_start`, and argv and StartInfo from the kernel
 pub mod rt;
+pub mod shell_parse;
 pub mod sys;
 #[allow(unsafe_code)] // lends each call's buffers to the system ring
 pub mod sysring;

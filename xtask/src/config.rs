@@ -78,11 +78,15 @@ pub struct Config {
     pub serial: bool,
     /// More QEMU arguments (`["-machine", "acpi=off"]`).
     pub qemu_args: Vec<String>,
+    /// `session = "NAME"`: the test boot is driven over the serial port by
+    /// the script `configs/NAME.session` (see `session.rs`), which judges
+    /// it instead of the test-summary line.
+    pub session: Option<String>,
 }
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args, session";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -135,6 +139,7 @@ impl Config {
             script: None,
             serial: true,
             qemu_args: Vec::new(),
+            session: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -217,6 +222,15 @@ impl Config {
             }
             "serial" => self.serial = value.into_boolean(key)?,
             "qemu_args" => self.qemu_args = value.into_array(key)?,
+            "session" => {
+                let session = value.into_string(key)?;
+                if !is_valid_name(&session) {
+                    return Err(format!(
+                        "`session` must name a script in configs/, not \"{session}\""
+                    ));
+                }
+                self.session = Some(session);
+            }
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
         Ok(())

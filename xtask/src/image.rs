@@ -21,21 +21,26 @@ use crate::workspace::{Workspace, BARE_METAL_TARGET};
 /// so that panics can walk the stack.
 pub const KERNEL_RUSTFLAGS: &str =
     "-C code-model=kernel -C relocation-model=static -C force-frame-pointers=yes";
-/// User programs are static executables at a fixed address (user/linker.ld).
-pub const USER_RUSTFLAGS: &str = "-C relocation-model=static";
+/// User programs are static executables at a fixed address (user/linker.ld),
+/// with frame pointers so that the kernel can log a killed program's
+/// backtrace.
+pub const USER_RUSTFLAGS: &str = "-C relocation-model=static -C force-frame-pointers=yes";
 
 /// The files a build produced.
 #[derive(Debug, Clone)]
 pub struct Build {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// Where the user programs' ELF files are (named as in the initrd),
+    /// for symbolizing their backtraces.
+    pub programs: PathBuf,
 }
 
 /// Builds the kernel with the configuration's features, the user programs,
 /// and the initrd holding the user programs plus `extra_files`.
 pub fn build(workspace: &Workspace, config: &Config, extra_files: &[PathBuf]) -> Result<Build> {
     let kernel = build_kernel(workspace, config.features.as_deref())?;
-    let programs = build_user_programs(workspace)?;
+    let (programs, programs_dir) = build_user_programs(workspace)?;
 
     let mut entries: Vec<Entry> = programs
         .into_iter()
@@ -52,7 +57,11 @@ pub fn build(workspace: &Workspace, config: &Config, extra_files: &[PathBuf]) ->
     initrd::write_initrd(&initrd, &entries)?;
     let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
     eprintln!("==> initrd {} ({})", initrd.display(), names.join(", "));
-    Ok(Build { kernel, initrd })
+    Ok(Build {
+        kernel,
+        initrd,
+        programs: programs_dir,
+    })
 }
 
 fn build_kernel(workspace: &Workspace, features: Option<&[String]>) -> Result<PathBuf> {
@@ -69,8 +78,9 @@ fn build_kernel(workspace: &Workspace, features: Option<&[String]>) -> Result<Pa
     Ok(out_dir.join("kernel"))
 }
 
-/// Builds every program in `user/src/bin` and returns (name, ELF path) pairs.
-fn build_user_programs(workspace: &Workspace) -> Result<Vec<(String, PathBuf)>> {
+/// Builds every program in `user/src/bin` and returns (name, ELF path)
+/// pairs and the directory they are in.
+fn build_user_programs(workspace: &Workspace) -> Result<(Vec<(String, PathBuf)>, PathBuf)> {
     let bin_dir = workspace.root().join("user/src/bin");
     let names = program_names(&bin_dir)?;
     if names.is_empty() {
@@ -79,13 +89,21 @@ fn build_user_programs(workspace: &Workspace) -> Result<Vec<(String, PathBuf)>> 
     let (mut cmd, out_dir) = release_build(workspace, "user", USER_RUSTFLAGS);
     eprintln!("==> building the user programs");
     process::run(&mut cmd)?;
-    Ok(names
-        .into_iter()
-        .map(|name| {
-            let path = out_dir.join(&name);
-            (name, path)
-        })
-        .collect())
+    // The initrd gets copies without debug information; the ELFs in
+    // `out_dir` keep it for the symbolizer and gdb.
+    let stripped_dir = workspace.target_dir().join("user-stripped");
+    fs::create_dir_all(&stripped_dir).map_err(|err| Error::io("create", &stripped_dir, err))?;
+    let mut programs = Vec::new();
+    for name in names {
+        let full = out_dir.join(&name);
+        let stripped = stripped_dir.join(&name);
+        let data = fs::read(&full).map_err(|err| Error::io("read", &full, err))?;
+        let data = strip_debug(&data)
+            .map_err(|err| Error::new(format!("cannot strip {}: {err}", full.display())))?;
+        fs::write(&stripped, data).map_err(|err| Error::io("write", &stripped, err))?;
+        programs.push((name, stripped));
+    }
+    Ok((programs, out_dir))
 }
 
 /// `cargo build --release -p <package>` for the bare-metal target, in the
@@ -299,5 +317,44 @@ mod tests {
         assert_eq!(program_names(&dir).unwrap(), ["init", "multi", "tests"]);
         fs::remove_dir_all(&dir).unwrap();
         assert!(program_names(&dir).unwrap().is_empty());
+    }
+}
+
+/// `elf` without its `.debug*` sections (what `objcopy --strip-debug`
+/// does); segments, symbols and everything else are kept.
+pub fn strip_debug(elf: &[u8]) -> std::result::Result<Vec<u8>, object::build::Error> {
+    let mut builder = object::build::elf::Builder::read(elf)?;
+    for section in builder.sections.iter_mut() {
+        if section.name.starts_with(b".debug") {
+            section.delete = true;
+        }
+    }
+    let mut out = Vec::new();
+    builder.write(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod strip_tests {
+    use object::{Object, ObjectSection};
+
+    /// This test binary is an ELF with debug information: stripped, it
+    /// keeps its segments and loses every `.debug*` section.
+    #[test]
+    fn strip_debug_drops_only_debug_sections() {
+        let exe = std::env::current_exe().unwrap();
+        let data = std::fs::read(exe).unwrap();
+        let before = object::File::parse(&*data).unwrap();
+        assert!(before
+            .sections()
+            .any(|s| s.name().unwrap_or("").starts_with(".debug")));
+        let stripped = super::strip_debug(&data).unwrap();
+        assert!(stripped.len() < data.len());
+        let after = object::File::parse(&*stripped).unwrap();
+        assert!(!after
+            .sections()
+            .any(|s| s.name().unwrap_or("").starts_with(".debug")));
+        assert_eq!(after.segments().count(), before.segments().count());
+        assert!(after.section_by_name(".text").is_some());
     }
 }

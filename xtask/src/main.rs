@@ -22,7 +22,9 @@ mod initrd;
 mod process;
 mod qemu;
 mod script;
+mod session;
 mod setup;
+mod symbolize;
 mod test;
 mod workspace;
 
@@ -33,7 +35,7 @@ use bench::BenchOptions;
 use cmdline::Cmdline;
 use config::{Boot, Config};
 use error::Result;
-use qemu::{Emulation, Machine, Verdict};
+use qemu::{Emulation, Extras, Machine, Verdict};
 use test::TestOptions;
 use workspace::Workspace;
 
@@ -63,6 +65,10 @@ commands:
                           or a size such as 64M for a fresh sparse image
                           under target/disks/
       --machine pc|q35    the QEMU machine (default: the configuration's)
+      --gdb               QEMU waits for gdb on localhost:1234 (-s -S); the
+                          exact gdb command, with the kernel's and the first
+                          program's symbols, is printed first
+                          (serial is mon:stdio: Ctrl-A X quits QEMU)
   test [--qemu-only] [NAME...]
                           unit tests, fmt, clippy, then boot every
                           configuration with `test = true` (or the NAMEs);
@@ -127,6 +133,8 @@ struct RunOptions {
     add: Vec<PathBuf>,
     disks: Vec<disks::DiskSpec>,
     machine: Option<disks::MachineType>,
+    /// `--gdb`: QEMU waits for a debugger.
+    gdb: bool,
 }
 
 fn main() -> ExitCode {
@@ -202,7 +210,14 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
         machine_type: options.machine.unwrap_or(config.machine),
         disks,
     };
-    Ok(match machine.run_attached()? {
+    let mut extras = Extras::default();
+    if options.gdb {
+        // QEMU's gdb stub on tcp::1234 (-s), CPUs stopped until the
+        // debugger continues (-S).
+        extras.args.extend(["-s".to_string(), "-S".to_string()]);
+        eprintln!("{}", gdb_hint(&build, &cmdline));
+    }
+    Ok(match machine.run_attached(&extras)? {
         Verdict::Pass => {
             eprintln!("==> guest reported success");
             0
@@ -216,6 +231,24 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
             2
         }
     })
+}
+
+/// What `run --gdb` prints: the command that attaches gdb with the
+/// kernel's symbols and the first program's (user programs are linked at
+/// a fixed address, so `add-symbol-file` needs no offset).
+fn gdb_hint(build: &image::Build, cmdline: &str) -> String {
+    let init = cmdline
+        .split_whitespace()
+        .take_while(|word| *word != "--")
+        .find_map(|word| word.strip_prefix("init="))
+        .unwrap_or("init");
+    format!(
+        "==> QEMU waits for a debugger on localhost:1234. In another terminal:\n\n    \
+         rust-gdb {kernel} -ex 'target remote :1234' -ex 'add-symbol-file {program}'\n\n    \
+         (plain `gdb` works too; then e.g. `break kernel::kernel_main`, `continue`)",
+        kernel = build.kernel.display(),
+        program = build.programs.join(init).display(),
+    )
 }
 
 /// The kernel command line of `cargo xtask run`: the configuration's, with
@@ -263,6 +296,7 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                 add: Vec::new(),
                 disks: Vec::new(),
                 machine: None,
+                gdb: false,
             };
             while let Some(flag) = args.next_flag()? {
                 match flag.as_str() {
@@ -293,6 +327,10 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                             Some(disks::MachineType::from_name(&name).ok_or_else(|| {
                                 format!("--machine takes pc or q35, not `{name}`")
                             })?);
+                    }
+                    "--gdb" => {
+                        args.no_value(&flag)?;
+                        options.gdb = true;
                     }
                     "--uefi" | "--pvh" => {
                         args.no_value(&flag)?;
@@ -502,8 +540,31 @@ mod tests {
                     disks::DiskSpec::parse("virtio:/tmp/v.img").unwrap()
                 ],
                 machine: Some(disks::MachineType::Q35),
+                gdb: false,
             }))
         );
+        let Ok(Subcommand::Run(options)) = parse(&["run", "--gdb", "--pvh"]) else {
+            panic!("--gdb is a run option");
+        };
+        assert!(options.gdb);
+        assert!(parse(&["run", "--gdb=1"]).is_err());
+    }
+
+    #[test]
+    fn gdb_hint_names_the_kernel_and_the_first_program() {
+        let build = image::Build {
+            kernel: "/t/kernel".into(),
+            initrd: "/t/initrd".into(),
+            programs: "/t/user".into(),
+        };
+        let hint = gdb_hint(&build, "init=sh log=info -- init=x");
+        assert!(
+            hint.contains(
+                "rust-gdb /t/kernel -ex 'target remote :1234' -ex 'add-symbol-file /t/user/sh'"
+            ),
+            "{hint}"
+        );
+        assert!(gdb_hint(&build, "log=info").contains("/t/user/init'"));
     }
 
     /// The kernel command line `cargo xtask run ARGS` boots with, for a

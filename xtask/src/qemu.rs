@@ -212,9 +212,20 @@ impl Machine {
 
     /// The QEMU command line with `extras`.
     pub fn command_with(&self, extras: &Extras) -> Command {
+        self.command_for(extras, false)
+    }
+
+    /// The QEMU command line with `extras`; `interactive` multiplexes COM1
+    /// with QEMU's monitor on stdio (`mon:stdio`), for a person at the
+    /// terminal: Ctrl-C goes to the guest, Ctrl-A X quits QEMU.
+    fn command_for(&self, extras: &Extras, interactive: bool) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(self.machine_type.qemu_args());
-        let serial = if extras.no_serial { "none" } else { "stdio" };
+        let serial = match (extras.no_serial, interactive) {
+            (true, _) => "none",
+            (false, true) => "mon:stdio",
+            (false, false) => "stdio",
+        };
         cmd.args(["-accel", self.emulation.accel(), "-cpu", "max"])
             .arg("-smp")
             .arg(self.cpus.to_string())
@@ -275,8 +286,8 @@ impl Machine {
     }
 
     /// Boots with the serial port on this terminal and waits for the guest.
-    pub fn run_attached(&self) -> Result<Verdict> {
-        let mut cmd = self.command();
+    pub fn run_attached(&self, extras: &Extras) -> Result<Verdict> {
+        let mut cmd = self.command_for(extras, true);
         eprintln!("==> {}", describe(&cmd));
         let status = cmd
             .status()

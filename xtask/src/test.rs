@@ -22,6 +22,8 @@ use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
 use crate::qemu::{Emulation, Machine, Outcome, Verdict};
 use crate::script;
+use crate::session;
+use crate::symbolize::Symbolizer;
 use crate::workspace::{Workspace, BARE_METAL_TARGET};
 
 /// Lines of the serial log shown when a boot fails.
@@ -154,8 +156,9 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
     eprintln!("==> {}: {}", config.name, config.description);
     let prepared = image::build(workspace, config, &[]).and_then(|build| {
         image::boot_media(workspace, config, config.boot, &config.cmdline, &build)
+            .map(|media| (media, build))
     });
-    let media = prepared.map_err(|err| {
+    let (media, build) = prepared.map_err(|err| {
         eprintln!("{err}");
         format!(
             "build failed: {}",
@@ -185,6 +188,23 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         log_path.display()
     );
     let start = Instant::now();
+    let symbolizer = Symbolizer::new(&build.kernel, &build.programs, workspace.root());
+    if let Some(name) = &config.session {
+        let path = workspace.configs_dir().join(format!("{name}.session"));
+        let text = fs::read_to_string(&path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        let script =
+            session::parse_script(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        session::run(
+            &machine,
+            &script,
+            &log_path,
+            Some(symbolizer),
+            config.timeout,
+        )
+        .map_err(|reason| format!("session {name}: {reason} (log: {})", log_path.display()))?;
+        return Ok(start.elapsed());
+    }
     let outcome = if config.script.is_some() || !config.serial || !config.qemu_args.is_empty() {
         let steps = match &config.script {
             Some(name) => script::load(&workspace.configs_dir(), name)?,
@@ -204,7 +224,13 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
     let elapsed = start.elapsed();
     let log =
         fs::read(&log_path).map_err(|err| format!("cannot read {}: {err}", log_path.display()))?;
-    let log = String::from_utf8_lossy(&log).replace('\r', "");
+    let mut log = String::from_utf8_lossy(&log).replace('\r', "");
+    if log.contains("BACKTRACE ") {
+        // Name the frames of any backtrace in the kept log.
+        let mut symbolizer = symbolizer;
+        log = symbolizer.annotate(&log);
+        let _ = fs::write(&log_path, &log);
+    }
 
     judge(&outcome, &log, config.timeout)
         .and_then(|()| disks::check_after_boot(&config.cmdline, &machine.disks, &log))

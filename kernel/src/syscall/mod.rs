@@ -73,6 +73,9 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
         Sysnum::SysInfo => sys_sysinfo(a[0]),
         Sysnum::Fstat => sys_fstat(a[0], a[1]),
         Sysnum::TaskInfo => sys_task_info(a[0], a[1]),
+        Sysnum::ListFiles => sys_list_files(a[0], a[1], a[2], a[3]),
+        Sysnum::TaskList => sys_task_list(a[0], a[1]),
+        Sysnum::Rename => sys_rename(a[0], a[1], a[2], a[3]),
         Sysnum::ConsoleMode => sys_console_mode(a[0]),
         Sysnum::ConsoleSetForeground => sys_console_set_foreground(a[0]),
         Sysnum::IoUringSetup => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
@@ -346,5 +349,52 @@ fn sys_task_info(tid: u64, out: u64) -> SysResult {
     with_space(|space| UserSlice::new(out, size_of::<abi::TaskInfo>() as u64)?.check(space, true))?;
     let info = task::info(tid)?;
     with_space(|space| write_value(space, out, &info))?;
+    Ok(0)
+}
+
+/// Most bytes of records one `list_files` call produces: a bigger buffer
+/// is filled only this far (a short count, as `getdents` may return).
+const LIST_CHUNK: u64 = 16 * 1024;
+
+fn sys_list_files(after: u64, after_len: u64, buf: u64, len: u64) -> SysResult {
+    if after_len as usize > PATH_MAX {
+        return Err(ENAMETOOLONG);
+    }
+    let user = UserSlice::new(buf, len)?;
+    let after = with_space(|space| {
+        user.check(space, true)?;
+        UserSlice::new(after, after_len)?.read_vec(space, PATH_MAX as u64)
+    })?;
+    let mut records = Vec::new();
+    let size = len.min(LIST_CHUNK) as usize;
+    records.try_reserve_exact(size).map_err(|_| ENOMEM)?;
+    records.resize(size, 0);
+    let n = crate::fs::with(|fs| fs.list_after(&after, &mut records)).map_err(|e| e.errno())?;
+    with_space(|space| user.prefix(n as u64).write_from(space, &records[..n]))?;
+    Ok(n as u64)
+}
+
+fn sys_task_list(out: u64, max: u64) -> SysResult {
+    let max = max.min(abi::syscall::limits::TASK_LIST_MAX as u64);
+    let user = UserSlice::new(out, max.checked_mul(8).ok_or(EFAULT)?)?;
+    // Check the destination first, so the answer is never half-written.
+    with_space(|space| user.check(space, true))?;
+    let (ids, total) = task::ids(max as usize)?;
+    let bytes: Vec<u8> = {
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(ids.len() * 8).map_err(|_| ENOMEM)?;
+        for id in &ids {
+            bytes.extend_from_slice(&id.to_ne_bytes());
+        }
+        bytes
+    };
+    with_space(|space| user.prefix(bytes.len() as u64).write_from(space, &bytes))?;
+    Ok(total as u64)
+}
+
+fn sys_rename(old: u64, old_len: u64, new: u64, new_len: u64) -> SysResult {
+    let old = user_path(old, old_len)?;
+    let new = user_path(new, new_len)?;
+    crate::fs::with(|fs| fs.rename(&old, &new)).map_err(|e| e.errno())?;
     Ok(0)
 }

@@ -38,7 +38,7 @@ mod stats;
 mod switch;
 mod wait;
 
-pub use stats::{cpus, info, is_live};
+pub use stats::{cpus, ids, info, is_live};
 pub use switch::{schedule, with_current};
 pub use wait::WaitQueue;
 

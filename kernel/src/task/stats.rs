@@ -67,3 +67,22 @@ pub fn info(tid: Tid) -> Result<abi::TaskInfo, Errno> {
         })
     })
 }
+
+/// The ids of live tasks (unreaped zombies included), ascending, at most
+/// `max` of them, and how many live tasks there are. The list is reserved
+/// fallibly before the scheduler's lock is taken (`ENOMEM`), big enough
+/// for every task the bound allows, so nothing allocates under the lock.
+pub fn ids(max: usize) -> Result<(alloc::vec::Vec<Tid>, usize), Errno> {
+    let room = usize::try_from(super::max()).unwrap_or(usize::MAX);
+    let mut ids = alloc::vec::Vec::new();
+    ids.try_reserve_exact(room)
+        .map_err(|_| abi::errno::ENOMEM)?;
+    let total = interrupts::without_interrupts(|| {
+        let s = SCHED.lock();
+        ids.extend(s.all.keys().copied().take(room));
+        s.all.len()
+    });
+    ids.sort_unstable();
+    ids.truncate(max);
+    Ok((ids, total))
+}

@@ -349,6 +349,48 @@ pub fn fstat(fd: u64) -> Result<FileStat, Errno> {
     Errno::from_ret(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
 }
 
+/// `list_files`: fills `buf` with [`abi::DirEntry`] records of the files
+/// named after `after` (bytewise), in order; returns the bytes written, 0
+/// when there are no more. Decode with [`crate::fs::DirEntries`].
+pub fn list_files(after: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads the `after.len()` bytes of `after` and
+    // writes at most `buf.len()` bytes to `buf`, both borrowed for the call.
+    let ret = unsafe {
+        syscall4(
+            nr::LIST_FILES,
+            after.as_ptr() as u64,
+            after.len() as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+        )
+    };
+    Errno::from_ret(ret).map(|n| n as usize)
+}
+
+/// `task_list`: writes the ids of live tasks, ascending, into `out` (as
+/// many as fit); returns how many live tasks there are.
+pub fn task_list(out: &mut [u64]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most `out.len()` ids to `out`.
+    let ret = unsafe { syscall2(nr::TASK_LIST, out.as_mut_ptr() as u64, out.len() as u64) };
+    Errno::from_ret(ret).map(|n| n as usize)
+}
+
+/// `rename`: gives the file `old` the name `new`, replacing any file
+/// called `new`.
+pub fn rename(old: &str, new: &str) -> Result<(), Errno> {
+    // SAFETY: the kernel only reads the two strings.
+    let ret = unsafe {
+        syscall4(
+            nr::RENAME,
+            old.as_ptr() as u64,
+            old.len() as u64,
+            new.as_ptr() as u64,
+            new.len() as u64,
+        )
+    };
+    Errno::from_ret(ret).map(drop)
+}
+
 /// Sets the console's input mode ([`abi::console::MODE_COOKED`] or
 /// [`abi::console::MODE_RAW`]); returns the previous one.
 pub fn console_mode(mode: u64) -> Result<u64, Errno> {

@@ -285,41 +285,8 @@ pub fn load() {
     unsafe { core::arch::asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack)) };
 }
 
-/// Human name of an exception vector.
+/// Human name of an exception vector (`abi::status::exception_name`,
+/// which user space shares to describe a killed child).
 pub fn exception_name(vector: u64) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "divide error",
-        "debug",
-        "NMI",
-        "breakpoint",
-        "overflow",
-        "bound range exceeded",
-        "invalid opcode",
-        "device not available",
-        "double fault",
-        "coprocessor segment overrun",
-        "invalid TSS",
-        "segment not present",
-        "stack-segment fault",
-        "general protection fault",
-        "page fault",
-        "reserved (15)",
-        "x87 floating-point error",
-        "alignment check",
-        "machine check",
-        "SIMD floating-point error",
-        "virtualization exception",
-        "control protection",
-        "reserved (22)",
-        "reserved (23)",
-        "reserved (24)",
-        "reserved (25)",
-        "reserved (26)",
-        "reserved (27)",
-        "hypervisor injection",
-        "VMM communication",
-        "security exception",
-        "reserved (31)",
-    ];
-    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+    u8::try_from(vector).map_or("interrupt", abi::status::exception_name)
 }

@@ -2,6 +2,7 @@
 //! and the rest of the kernel uses only what is re-exported here.
 
 pub mod apic;
+pub mod backtrace;
 mod boot;
 pub mod bootinfo;
 pub mod context;
