@@ -682,6 +682,7 @@ fn boot(
         // The benchmark attaches no disks (yet).
         machine_type: config.machine,
         disks: Vec::new(),
+        extra_args: config.qemu_args.clone(),
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -1514,6 +1515,7 @@ BENCH DONE
             emulation: Emulation::Tcg,
             machine_type: config.machine,
             disks: Vec::new(),
+            extra_args: Vec::new(),
         };
         let args: Vec<String> = machine
             .command()

@@ -69,11 +69,14 @@ pub struct Config {
     /// Disks to attach, in order (`virtio:64M`, `nvme:256M`: fresh sparse
     /// images per boot; or `KIND:PATH`).
     pub disks: Vec<DiskSpec>,
+    /// Further QEMU arguments, one word each, added last (devices a test
+    /// needs besides disks, `-global` properties).
+    pub qemu_args: Vec<String>,
 }
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, qemu_args";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -123,6 +126,7 @@ impl Config {
             timeout: Duration::from_secs(120),
             machine: MachineType::Pc,
             disks: Vec::new(),
+            qemu_args: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -194,6 +198,7 @@ impl Config {
                     .map(|spec| DiskSpec::parse(spec))
                     .collect::<Result<_, _>>()?;
             }
+            "qemu_args" => self.qemu_args = value.into_array(key)?,
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
         Ok(())
@@ -489,6 +494,7 @@ test = true
 timeout = 300
 machine = "q35"
 disks = ["virtio:64M", "nvme:/tmp/n.img"]
+qemu_args = ["-global", "virtio-blk-pci.vectors=0"]
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.description, "all keys");
@@ -503,6 +509,7 @@ disks = ["virtio:64M", "nvme:/tmp/n.img"]
         assert!(config.test);
         assert_eq!(config.timeout, Duration::from_secs(300));
         assert_eq!(config.machine, MachineType::Q35);
+        assert_eq!(config.qemu_args, ["-global", "virtio-blk-pci.vectors=0"]);
         assert_eq!(
             config.disks,
             [

@@ -200,6 +200,7 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
         emulation: Emulation::Tcg,
         machine_type: options.machine.unwrap_or(config.machine),
         disks,
+        extra_args: config.qemu_args.clone(),
     };
     Ok(match machine.run_attached()? {
         Verdict::Pass => {

@@ -191,6 +191,8 @@ pub struct Machine {
     pub machine_type: MachineType,
     /// Disks attached in this order (see `disks`).
     pub disks: Vec<Disk>,
+    /// Further QEMU arguments, last (a configuration's `qemu_args`).
+    pub extra_args: Vec<String>,
 }
 
 impl Machine {
@@ -249,6 +251,7 @@ impl Machine {
         }
         cmd.args(disks::qemu_args(&self.disks));
         cmd.args(self.emulation.extra_flags());
+        cmd.args(&self.extra_args);
         cmd
     }
 
@@ -468,6 +471,7 @@ mod tests {
             emulation: Emulation::Tcg,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
+            extra_args: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
@@ -491,12 +495,14 @@ mod tests {
                 kind: disks::DiskKind::Virtio,
                 path: "v.img".into(),
             }],
+            extra_args: vec!["-global".into(), "virtio-blk-pci.vectors=0".into()],
         };
         assert_eq!(
             args(&machine).join(" "),
             "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -serial stdio -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
-             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0"
+             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0 \
+             -global virtio-blk-pci.vectors=0"
         );
     }
 
@@ -511,6 +517,7 @@ mod tests {
             emulation: Emulation::Icount,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
+            extra_args: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
@@ -548,6 +555,7 @@ mod tests {
             emulation: Emulation::Tcg,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
+            extra_args: Vec::new(),
         };
         let args = args(&machine);
         let tail = &args[args.len() - 6..];

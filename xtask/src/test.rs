@@ -174,6 +174,7 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         emulation: Emulation::Tcg,
         machine_type: config.machine,
         disks,
+        extra_args: config.qemu_args.clone(),
     };
 
     let log_path = workspace.log_path(&config.name);
