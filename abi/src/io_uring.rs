@@ -247,6 +247,9 @@ pub const REGISTERED_RINGS_MAX: u32 = 16;
 
 /// `io_uring_setup` flags (`IoUringParams::flags`).
 pub mod setup_flags {
+    /// Reap completions by polling the device (no interrupts), from
+    /// `io_uring_enter` with GETEVENTS.
+    pub const IOPOLL: u32 = 1 << 0;
     pub const SQPOLL: u32 = 1 << 1;
     pub const SQ_AFF: u32 = 1 << 2;
     pub const CQSIZE: u32 = 1 << 3;

@@ -21,6 +21,7 @@
 
 pub mod blktest;
 pub mod debug_exit;
+pub mod disk_test;
 pub mod errno;
 pub mod io_uring;
 pub mod ring_api;

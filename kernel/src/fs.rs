@@ -2,6 +2,7 @@
 //! objects behind a process's file descriptors.
 
 use crate::arch::paging::AddressSpace;
+use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
 use crate::usercopy::UserSlice;
 use abi::errno;
 use abi::errno::Errno;
@@ -28,6 +29,76 @@ pub enum File {
     Ram(Mutex<OpenFile>),
     /// A ring of a ring backend (an io_uring descriptor).
     Ring(RingDescriptor),
+    /// A disk (`/dev/nvme0n1`, `/dev/vda`): raw block I/O, as Linux's with
+    /// `O_DIRECT`.
+    Block(BlockFile),
+}
+
+/// An open disk: the disk and the file position.
+pub struct BlockFile {
+    pub disk: Arc<Disk>,
+    pos: Mutex<u64>,
+}
+
+/// What [`BlockFile::begin`] did.
+pub enum Begun {
+    /// Nothing to move (at or past the end): this many bytes, 0.
+    Done(u32),
+    /// Started: wait on it, outside any lock.
+    Wait(Arc<SyncWait>),
+}
+
+impl BlockFile {
+    /// The byte offset for a transfer of `len` bytes at `offset` (`None`:
+    /// the file position, which moves past it), and how many bytes it
+    /// moves (clamped at the end of the disk; `EINVAL` unless whole
+    /// blocks).
+    pub fn claim(&self, dir: Dir, offset: Option<u64>, len: u64) -> Result<(u64, u64), Errno> {
+        match offset {
+            Some(at) => Ok((at, self.disk.clamp(dir, at, len)?)),
+            None => interrupts::without_interrupts(|| {
+                let mut pos = self.pos.lock();
+                let at = *pos;
+                let n = self.disk.clamp(dir, at, len)?;
+                *pos = at + n;
+                Ok((at, n))
+            }),
+        }
+    }
+
+    /// Starts a transfer for a syscall (under the address-space lock,
+    /// which it does not sleep under); the caller waits on the result.
+    pub fn begin(
+        &self,
+        space: &AddressSpace,
+        dir: Dir,
+        offset: Option<u64>,
+        buf: u64,
+        len: u64,
+        guard: InFlightGuard,
+    ) -> Result<Begun, Errno> {
+        let (at, n) = self.claim(dir, offset, len)?;
+        if n == 0 {
+            return Ok(Begun::Done(0));
+        }
+        let wait = Arc::new(SyncWait::default());
+        let done = block::Done {
+            target: block::Target::Sync(wait.clone()),
+            polled: false,
+            guard: Some(guard),
+        };
+        self.disk.start(space, dir, at, &[(buf, n)], done)?;
+        Ok(Begun::Wait(wait))
+    }
+}
+
+/// Opens the disk `/dev/NAME`, if there is one by that name.
+fn open_device(name: &str) -> Option<FileHandle> {
+    let disk = block::find(name.strip_prefix("/dev/").or(name.strip_prefix("dev/"))?)?;
+    Some(Arc::new(File::Block(BlockFile {
+        disk,
+        pos: Mutex::new(0),
+    })))
 }
 
 /// What a ring descriptor holds: which backend's ring and the backend's
@@ -68,6 +139,13 @@ impl File {
         match self {
             File::Console => Ok(0),
             File::Ring { .. } => Err(errno::EINVAL),
+            // Only the transfer that moves nothing gets here (at the end of
+            // the disk); the others start with `BlockFile::begin` or through
+            // a ring, because they wait for the device.
+            File::Block(b) => match b.claim(Dir::Read, offset, user.len())? {
+                (_, 0) => Ok(0),
+                _ => Err(errno::EIO),
+            },
             File::Ram(file) => {
                 // One walk over the whole claimed buffer: the part a read
                 // can fill is translated, the rest only checked.
@@ -110,6 +188,10 @@ impl File {
                 Ok(done as usize)
             }
             File::Ring { .. } => Err(errno::EINVAL),
+            File::Block(b) => match b.claim(Dir::Write, offset, user.len())? {
+                (_, 0) => Ok(0),
+                _ => Err(errno::EIO),
+            },
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock()
                     .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
@@ -121,6 +203,17 @@ impl File {
     pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, Errno> {
         match self {
             File::Console | File::Ring { .. } => Err(errno::ESPIPE),
+            File::Block(b) => {
+                let base = match whence {
+                    abi::seek::SEEK_SET => 0,
+                    abi::seek::SEEK_CUR => interrupts::without_interrupts(|| *b.pos.lock()),
+                    abi::seek::SEEK_END => b.disk.size(),
+                    _ => return Err(errno::EINVAL),
+                };
+                let new = base.checked_add_signed(offset).ok_or(errno::EINVAL)?;
+                interrupts::without_interrupts(|| *b.pos.lock() = new);
+                Ok(new)
+            }
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock().lseek(offset, whence).map_err(|e| e.errno())
             }),
@@ -130,6 +223,10 @@ impl File {
     pub fn fsync(&self) -> Result<(), Errno> {
         match self {
             File::Console | File::Ring { .. } => Err(errno::EINVAL),
+            // Only a disk without a volatile cache gets here (the others
+            // flush with `BlockFile` or through a ring): nothing to do.
+            File::Block(b) if !b.disk.geometry().volatile_cache => Ok(()),
+            File::Block(_) => Err(errno::EIO),
             // RAM files have no backing store: once written they are as
             // durable as they will ever be.
             File::Ram(_) => Ok(()),
@@ -139,6 +236,10 @@ impl File {
     pub fn stat(&self) -> abi::FileStat {
         match self {
             File::Console | File::Ring { .. } => abi::FileStat { size: 0, ino: 0 },
+            File::Block(b) => abi::FileStat {
+                size: b.disk.size(),
+                ino: 0,
+            },
             File::Ram(file) => interrupts::without_interrupts(|| file.lock().inode().stat()),
         }
     }
@@ -150,6 +251,9 @@ pub const IO_CHUNK: u64 = 1 << 20;
 
 /// Opens `name` with `flags` (abi::open_flags).
 pub fn open(name: &str, flags: u64) -> Result<FileHandle, Errno> {
+    if let Some(device) = open_device(name) {
+        return Ok(device);
+    }
     let file = with(|fs| fs.open_file(name, flags)).map_err(|e| e.errno())?;
     Ok(Arc::new(File::Ram(Mutex::new(file))))
 }

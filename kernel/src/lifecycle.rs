@@ -21,6 +21,7 @@
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::idt::TrapFrame;
 use crate::arch::paging::{AddressSpace, PageFlags};
+use crate::block::InFlight;
 use crate::fs::FileHandle;
 use crate::mm::frames;
 use crate::process::{Process, UserTask};
@@ -32,6 +33,7 @@ use abi::layout::{PAGE_SIZE, USER_STACK_BOTTOM, USER_STACK_TOP};
 use abi::syscall::limits::CHILDREN_MAX;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
 use hashbrown::HashMap;
 use kernel_core::elf::{self, SegmentFlags};
 use kernel_core::fs::FdTable;
@@ -104,6 +106,8 @@ pub fn spawn(
         mode,
         start_info,
         is_init: parent.is_none(),
+        io: Arc::new(InFlight::default()),
+        uses_devices: AtomicBool::new(false),
     };
     let frame = TrapFrame {
         rip: exec.entry,
@@ -279,8 +283,26 @@ pub fn exit_current(status: i32) -> ! {
     drop(files);
     let pinned = core::mem::take(&mut *process.pinned.lock());
     drop(pinned);
+    // A device may still write the process's frames: they go only once
+    // its I/O in flight is done (with rings and files gone, none starts).
+    let idle = process.io.count() == 0 || {
+        interrupts::enable();
+        let idle = process.io.wait_idle(crate::block::EXIT_IO_TIMEOUT_NS);
+        interrupts::disable();
+        idle
+    };
     let space = process.address_space.lock().take();
-    drop(space);
+    if idle {
+        drop(space);
+    } else {
+        log::error!(
+            "process {}: {} device I/O still in flight after {} s; its memory is leaked, not freed under the device",
+            me.id,
+            process.io.count(),
+            crate::block::EXIT_IO_TIMEOUT_NS / 1_000_000_000
+        );
+        core::mem::forget(space);
+    }
     *process.exit_status.lock() = Some(status);
 
     // Children: zombies are dropped now, live ones become orphans that
@@ -313,7 +335,9 @@ fn exited(task: Arc<Task>) {
         .as_ref()
         .and_then(Weak::upgrade);
     match parent {
-        Some(parent) => parent.process().child_exited.wake_all(),
+        Some(parent) => {
+            parent.process().child_exited.wake_all();
+        }
         None => forget(task.id),
     }
 }

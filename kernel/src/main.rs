@@ -29,8 +29,12 @@
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
-//! fs          the RAM file system and open files (console, RAM, rings as
-//!             opaque objects)                  -> usercopy logger arch
+//! fs          the RAM file system and open files (console, RAM, disks,
+//!             rings as opaque objects)         -> block usercopy logger arch
+//! block       disks, their requests in flight, I/O from pinned user
+//!             memory; results go to a ring's mailbox (with a wake
+//!             function the ring layer gives) or a sleeping thread
+//!                                              -> task usercopy mm arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
 //! blktest     disk-driver self test (blktest=) -> drivers task mm arch
@@ -57,6 +61,7 @@ extern crate alloc;
 )]
 mod arch;
 mod blktest;
+mod block;
 mod drivers;
 mod fs;
 mod lifecycle;
@@ -131,6 +136,8 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
+    // The disks: every driver's devices, probed once.
+    block::init(drivers::probe_all());
 
     task::init();
     if let Some(disk) = &config.blktest {

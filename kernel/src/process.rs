@@ -5,6 +5,7 @@
 //! layer, which uses processes as defined here.
 
 use crate::arch::paging::AddressSpace;
+use crate::block::InFlight;
 use crate::fs::FileHandle;
 use crate::mm::shared::SharedFrames;
 use crate::task::{Task, WaitQueue};
@@ -68,6 +69,11 @@ pub struct Process {
     pub(crate) start_info: u64,
     /// The first process: its end is the machine's end.
     pub(crate) is_init: bool,
+    /// Its device I/O in flight: the address space outlives it.
+    pub io: Arc<InFlight>,
+    /// It opened a disk at some point (so ring ops must ask whether their
+    /// file's I/O completes later).
+    pub uses_devices: core::sync::atomic::AtomicBool,
 }
 
 impl Process {

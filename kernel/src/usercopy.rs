@@ -21,9 +21,11 @@
 
 use crate::arch::paging::{copy_volatile, AddressSpace, PageFlags};
 use crate::arch::phys_to_virt;
+use crate::mm::shared::SharedFrames;
 use abi::errno::{Errno, EFAULT, EINVAL, ENOMEM};
 use abi::layout::{PAGE_SIZE, USER_END};
 use abi::{FromBytes, Immutable, IntoBytes};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 
@@ -42,6 +44,11 @@ impl UserSlice {
             return Err(EFAULT);
         }
         Ok(Self { addr, len })
+    }
+
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// The range without its first `n` bytes.
@@ -106,6 +113,43 @@ impl UserSlice {
             len: self.len,
             frames,
             _space: PhantomData,
+        })
+    }
+
+    /// Translates every page of the range (each mapped for user access,
+    /// and writable when `write`, else `EFAULT`) and keeps the frames for
+    /// device I/O that outlives this call: see [`PinnedPages`]. `ENOMEM`
+    /// if the list of frames finds no memory.
+    pub fn pin(&self, space: &AddressSpace, write: bool) -> Result<PinnedPages, Errno> {
+        let mut frames = Vec::new();
+        let mut shared: Vec<Arc<SharedFrames>> = Vec::new();
+        let pages = self.len.div_ceil(PAGE_SIZE) + 1;
+        frames
+            .try_reserve_exact(usize::try_from(pages).map_err(|_| ENOMEM)?)
+            .map_err(|_| ENOMEM)?;
+        let mut page = self.addr & !(PAGE_SIZE - 1);
+        self.walk(space, write, |frame| {
+            frames.push(frame);
+            // Not reached without the SHARED bit: private frames are the
+            // address space's own.
+            if space
+                .translate(page)
+                .is_some_and(|(_, flags)| flags.contains(PageFlags::SHARED))
+            {
+                let held = space.shared_frames_at(page).ok_or(EFAULT)?;
+                if !shared.iter().any(|f| Arc::ptr_eq(f, &held)) {
+                    shared.try_reserve(1).map_err(|_| ENOMEM)?;
+                    shared.push(held);
+                }
+            }
+            page += PAGE_SIZE;
+            Ok(())
+        })?;
+        Ok(PinnedPages {
+            addr: self.addr,
+            len: self.len,
+            frames,
+            _shared: shared,
         })
     }
 
@@ -248,6 +292,94 @@ impl UserPages<'_> {
             // user access (checked by the walk) in the direct map;
             // `at + n <= src.len()`; kernel and user memory do not overlap.
             unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
+        });
+    }
+}
+
+/// A user range translated for device I/O, owning its frame list so that
+/// it can outlive the call that made it (the I/O finishes later, in an
+/// interrupt).
+///
+/// Frames of shared mappings (ring memory) are held here by reference, so
+/// they stay allocated until this is dropped. The process's own frames are
+/// freed only with its address space, and the caller keeps that from
+/// happening while the I/O is in flight: a process's exit waits until its
+/// I/O in flight is done (`block::InFlight`) before it drops the address
+/// space. (Nothing else unmaps private pages today; an `munmap` must wait
+/// for the same count.)
+pub struct PinnedPages {
+    addr: u64,
+    len: u64,
+    frames: Vec<u64>,
+    _shared: Vec<Arc<SharedFrames>>,
+}
+
+impl PinnedPages {
+    /// Bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The user address of the first byte.
+    pub fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// Calls `f(physical address, offset into the range, length)` for each
+    /// piece of `[offset, offset + len)` that lies in one page. Panics if
+    /// that is not inside the range (a kernel bug).
+    pub fn pieces(&self, offset: u64, len: u64, mut f: impl FnMut(u64, u64, u64)) {
+        let end = offset.checked_add(len);
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "pinned range of {} bytes has no [{offset}, +{len})",
+            self.len
+        );
+        let first_page = self.addr / PAGE_SIZE;
+        let mut at = self.addr + offset;
+        let mut done = 0;
+        while done < len {
+            let in_page = at % PAGE_SIZE;
+            let take = (PAGE_SIZE - in_page).min(len - done);
+            let frame = self.frames[(at / PAGE_SIZE - first_page) as usize];
+            f(frame + in_page, done, take);
+            done += take;
+            at += take;
+        }
+    }
+
+    /// Copies the user bytes at `offset` into `dst`.
+    pub fn read_at(&self, offset: u64, dst: &mut [u8]) {
+        let base = dst.as_mut_ptr();
+        self.pieces(offset, dst.len() as u64, |phys, at, n| {
+            // SAFETY: the frame is one of the range's, kept allocated as
+            // the type's doc says, and the direct map covers it; the piece
+            // lies in it and `at + n <= dst.len()`. The copy is volatile:
+            // the program may write its buffer meanwhile.
+            unsafe {
+                copy_volatile(
+                    base.add(at as usize),
+                    phys_to_virt(phys) as *const u8,
+                    n as usize,
+                )
+            }
+        });
+    }
+
+    /// Copies `src` into the user bytes at `offset`.
+    pub fn write_at(&self, offset: u64, src: &[u8]) {
+        let base = src.as_ptr();
+        self.pieces(offset, src.len() as u64, |phys, at, n| {
+            // SAFETY: as in `read_at`; the frames were checked writable
+            // when a write was asked for (`pin(.., true)`), which is the
+            // only way a caller gets to write back into them.
+            unsafe {
+                copy_volatile(
+                    phys_to_virt(phys) as *mut u8,
+                    base.add(at as usize),
+                    n as usize,
+                )
+            }
         });
     }
 }

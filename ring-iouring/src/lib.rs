@@ -159,12 +159,15 @@ impl IoUring {
         slot: Option<u32>,
         sq_entries: u32,
         cq_entries: u32,
+        iopoll: bool,
     ) -> Result<(u64, Arc<Mutex<Ring>>), Errno> {
         let base = slot.map_or(USER_SYSTEM_RING_BASE, slot_base);
         let mapping = host.map_ring(base)?;
-        let engine = RingEngine::new(sq_entries, cq_entries);
+        let mut engine = RingEngine::new(sq_entries, cq_entries);
         engine.init_shared(&mapping.shared());
+        engine.set_iopoll(iopoll);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        engine.mailbox().set_wait_key(WAIT_KEY_TAG | id);
         let ring = Arc::new(Mutex::new(Ring {
             pid: host.pid(),
             slot,
@@ -234,8 +237,8 @@ impl RingBackend for IoUring {
             env.check_user(params_ptr, PARAMS_SIZE as u64, true)?;
             env.read_user(params_ptr, params.as_mut_bytes())?;
         }
-        if params.flags & !(setup_flags::CQSIZE | setup_flags::CLAMP) != 0 || params.resv != [0; 3]
-        {
+        let accepted = setup_flags::CQSIZE | setup_flags::CLAMP | setup_flags::IOPOLL;
+        if params.flags & !accepted != 0 || params.resv != [0; 3] {
             return Err(EINVAL);
         }
         let sq_entries = ring_size(entries, ring_layout::MAX_SQ_ENTRIES);
@@ -253,7 +256,8 @@ impl RingBackend for IoUring {
         };
 
         let slot = self.take_slot(host, pid)?;
-        let (id, ring) = match self.create(host, Some(slot), sq_entries, cq_entries) {
+        let iopoll = params.flags & setup_flags::IOPOLL != 0;
+        let (id, ring) = match self.create(host, Some(slot), sq_entries, cq_entries, iopoll) {
             Ok(made) => made,
             Err(e) => {
                 // Nothing was mapped.
@@ -305,6 +309,10 @@ impl RingBackend for IoUring {
             let r = &mut *guard;
             let shared = r.mapping.shared();
             r.engine.flush_overflow(&shared);
+            if r.engine.mailbox().has_posts() {
+                let env = host.env(pid).ok_or(EPERM)?;
+                r.engine.reap_io(&shared, env);
+            }
             let submitted = if to_submit > 0 {
                 let env = host.env(pid).ok_or(EPERM)?;
                 r.engine.submit(&shared, env, to_submit)?
@@ -325,13 +333,7 @@ impl RingBackend for IoUring {
             (submitted, wait.then_some((want, r.wait_key)))
         };
         if let Some((want, key)) = wait {
-            host.wait(key, &mut || {
-                let mut guard = ring.lock();
-                let r = &mut *guard;
-                let shared = r.mapping.shared();
-                r.engine.flush_overflow(&shared);
-                r.engine.cq_ready(&shared) >= want
-            });
+            wait_cqes(host, &ring, pid, want, key);
         }
         Ok(u64::from(submitted))
     }
@@ -358,7 +360,7 @@ impl RingBackend for IoUring {
         }
         let sq_entries = SYSTEM_RING_ENTRIES;
         let cq_entries = 2 * sq_entries;
-        let (_, ring) = self.create(host, None, sq_entries, cq_entries)?;
+        let (_, ring) = self.create(host, None, sq_entries, cq_entries, false)?;
         self.with_table(|t| t.system.insert(pid, ring));
         Ok(SystemRing {
             addr: USER_SYSTEM_RING_BASE,
@@ -404,6 +406,19 @@ impl RingBackend for IoUring {
         for ring in rings {
             let mut guard = ring.lock();
             let r = &mut *guard;
+            if r.engine.mailbox().has_posts() {
+                // Finished I/O nobody waited for: post it now, so that a
+                // program watching its CQ without entering sees it.
+                let key = r.wait_key;
+                let shared = r.mapping.shared();
+                let posted = match host.env(r.pid) {
+                    Some(env) => r.engine.reap_io(&shared, env),
+                    None => false,
+                };
+                if posted {
+                    host.wake(key);
+                }
+            }
             let Some(deadline) = r.engine.next_deadline() else {
                 continue;
             };
@@ -423,6 +438,56 @@ impl RingBackend for IoUring {
                 host.wake(key);
             }
         }
+    }
+}
+
+/// GETEVENTS: waits until `want` CQEs are in the CQ, moving overflowed ones
+/// in and reaping finished I/O as it goes. An IOPOLL ring polls the devices
+/// instead of sleeping, and stops once nothing is in flight.
+fn wait_cqes(host: &mut dyn RingHost, ring: &Arc<Mutex<Ring>>, pid: u64, want: u32, key: u64) {
+    let (mailbox, iopoll) = {
+        let r = ring.lock();
+        (r.engine.mailbox().clone(), r.engine.iopoll())
+    };
+    loop {
+        if iopoll {
+            host.poll_io();
+        }
+        let (ready, idle) = {
+            let mut guard = ring.lock();
+            let r = &mut *guard;
+            let shared = r.mapping.shared();
+            r.engine.flush_overflow(&shared);
+            if mailbox.has_posts() {
+                if let Some(env) = host.env(pid) {
+                    r.engine.reap_io(&shared, env);
+                }
+            }
+            (
+                r.engine.cq_ready(&shared) >= want,
+                r.engine.pending_ops() == 0,
+            )
+        };
+        if ready || (iopoll && idle) {
+            return;
+        }
+        if iopoll {
+            // Let anything else that wants this CPU run between polls.
+            if host.cpu_wanted() {
+                host.yield_now();
+            }
+            continue;
+        }
+        host.wait(key, &mut || {
+            if mailbox.has_posts() {
+                return true;
+            }
+            let mut guard = ring.lock();
+            let r = &mut *guard;
+            let shared = r.mapping.shared();
+            r.engine.flush_overflow(&shared);
+            r.engine.cq_ready(&shared) >= want
+        });
     }
 }
 

@@ -153,6 +153,7 @@ impl Context {
         let shared = self.shared();
         engine.flush_overflow(&shared);
         let env = host.env(self.pid).ok_or(EPERM)?;
+        engine.reap_io(&shared, env);
         // The engine ends a batch at an SQE that fails prep (as Linux
         // does); the doorbell goes on until the SQ is empty or stuck.
         let mut consumed = engine.submit(&shared, env, u32::MAX)?;
@@ -226,13 +227,34 @@ impl Context {
     /// GETEVENTS: sleeps until `want` CQEs are in the CQ (overflowed ones
     /// are moved in as room appears).
     fn wait_completions(&self, host: &mut dyn RingHost, want: u32) {
-        let want = want.min(self.engine.lock().cq_entries());
-        self.wait(host, &mut || {
-            let mut engine = self.engine.lock();
-            let shared = self.shared();
-            engine.flush_overflow(&shared);
-            engine.cq_ready(&shared) >= want
-        });
+        let (want, mailbox) = {
+            let engine = self.engine.lock();
+            (want.min(engine.cq_entries()), engine.mailbox().clone())
+        };
+        loop {
+            {
+                let mut engine = self.engine.lock();
+                let shared = self.shared();
+                engine.flush_overflow(&shared);
+                if mailbox.has_posts() {
+                    if let Some(env) = host.env(self.pid) {
+                        engine.reap_io(&shared, env);
+                    }
+                }
+                if engine.cq_ready(&shared) >= want {
+                    return;
+                }
+            }
+            self.wait(host, &mut || {
+                if mailbox.has_posts() {
+                    return true;
+                }
+                let mut engine = self.engine.lock();
+                let shared = self.shared();
+                engine.flush_overflow(&shared);
+                engine.cq_ready(&shared) >= want
+            });
+        }
     }
 }
 
@@ -300,14 +322,21 @@ impl SqPoll {
     ) -> Arc<Context> {
         let engine = RingEngine::new(sq_entries, cq_entries);
         engine.init_shared(&mapping.shared());
-        Arc::new(Context {
+        let ctx = Arc::new(Context {
             pid,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             mapping,
             engine: Mutex::new(engine),
             waiters: AtomicU32::new(0),
             poller,
-        })
+        });
+        // Finished I/O wakes `ring_enter`'s waiters; with none, the
+        // kernel's ring thread (or the poller) posts it.
+        ctx.engine
+            .lock()
+            .mailbox()
+            .set_wait_key(ctx.key(QUEUE_WAITERS));
+        ctx
     }
 
     /// `ring_register(CONTEXT_CLOSE, 0, 0)`: ends the caller's context and
@@ -493,6 +522,16 @@ impl RingBackend for SqPoll {
         let now = host.now_ns();
         for ctx in self.all_contexts() {
             let mut engine = ctx.engine.lock();
+            if engine.mailbox().has_posts() {
+                // Finished I/O nobody waited for: post it now.
+                let posted = match host.env(ctx.pid) {
+                    Some(env) => engine.reap_io(&ctx.shared(), env),
+                    None => false,
+                };
+                if posted {
+                    ctx.wake_waiters(host);
+                }
+            }
             let Some(deadline) = engine.next_deadline() else {
                 continue;
             };

@@ -175,6 +175,8 @@ fn pass(
         };
         let tail = track_quiet.then(|| shared.sq_header(header::TAIL));
         let before = engine.stats().posted;
+        // Finished I/O first: its chains may issue more.
+        engine.reap_io(shared, env);
         outcome = match engine.submit(shared, env, u32::MAX) {
             Ok(0) => Pass::Idle,
             Ok(_) => Pass::Worked,

@@ -35,11 +35,11 @@ use crate::workspace::Workspace;
 /// The configuration `bench` boots when none is named.
 pub const DEFAULT_CONFIG: &str = "bench";
 /// The bench program's arguments without `--quick`.
-const DEFAULT_ARGS: [&str; 3] = ["ops=200000", "rwops=20000", "reps=3"];
+const DEFAULT_ARGS: [&str; 4] = ["ops=200000", "rwops=20000", "blkops=20000", "reps=3"];
 /// The bench program's arguments with `--quick`: a plumbing check.
-const QUICK_ARGS: [&str; 3] = ["ops=20000", "rwops=2000", "reps=1"];
+const QUICK_ARGS: [&str; 4] = ["ops=20000", "rwops=2000", "blkops=1000", "reps=1"];
 /// Arguments that are op or repetition counts; both benchmarks take them.
-const COUNT_KEYS: [&str; 3] = ["ops", "rwops", "reps"];
+const COUNT_KEYS: [&str; 4] = ["ops", "rwops", "blkops", "reps"];
 /// The anchor's per-rep time cap (`maxsec=`), as `run.sh` sets it for a
 /// full run and for `QUICK=1`.
 const ANCHOR_MAXSEC: u32 = 5;
@@ -473,9 +473,12 @@ fn anchor_env(
     let mut env: Vec<(String, OsString)> = vec![
         ("SMPS".into(), smps.join(" ").into()),
         ("ACCEL".into(), "tcg".into()),
-        // Our machine has no disks; without them the anchor's VM is ours
-        // (and it skips its storage cases, which have no counterpart).
-        ("DISKS".into(), "0".into()),
+        // The anchor's disks only when storage cases run: without them its
+        // VM is the one of the CPU-only figures recorded so far.
+        (
+            "DISKS".into(),
+            if wants_storage(cases) { "1" } else { "0" }.into(),
+        ),
         ("OUT".into(), out.into()),
         ("ANCHOR_SCRATCH".into(), scratch.into()),
     ];
@@ -489,9 +492,10 @@ fn anchor_env(
     };
     let value = |key| arg_value(args, key).unwrap_or("1");
     let mut bench_args = format!(
-        "ops={} rwops={} reps={} maxsec={maxsec}",
+        "ops={} rwops={} blkops={} reps={} maxsec={maxsec}",
         value("ops"),
         value("rwops"),
+        value("blkops"),
         value("reps")
     );
     if let Some(cases) = cases {
@@ -506,6 +510,18 @@ fn anchor_env(
         env.push(("QEMU_EXTRA".into(), ICOUNT_FLAGS.join(" ").into()));
     }
     env
+}
+
+/// Whether a `cases=` list (`None`: all) includes a storage case.
+fn wants_storage(cases: Option<&str>) -> bool {
+    cases.is_none_or(|cases| {
+        cases.split(',').any(|c| {
+            c.starts_with("nvme")
+                || c.starts_with("vblk")
+                || "nvme".starts_with(c)
+                || "vblk".starts_with(c)
+        })
+    })
 }
 
 /// Variables of this process that must not reach the anchor: what Cargo
@@ -679,9 +695,13 @@ fn boot(
         memory: config.memory.clone(),
         media: media.clone(),
         emulation,
-        // The benchmark attaches no disks (yet).
         machine_type: config.machine,
-        disks: Vec::new(),
+        // The configuration's disks, fresh for every boot.
+        disks: crate::disks::prepare(
+            &config.disks,
+            &workspace.target_dir().join("disks"),
+            &format!("{}-bench-smp{smp}", config.name),
+        )?,
         extra_args: config.qemu_args.clone(),
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
@@ -1152,15 +1172,21 @@ BENCH DONE\r
     fn arguments_and_command_line() {
         assert_eq!(
             merge_args(false, &[]).unwrap(),
-            ["ops=200000", "rwops=20000", "reps=3"]
+            ["ops=200000", "rwops=20000", "blkops=20000", "reps=3"]
         );
         assert_eq!(
             merge_args(true, &[]).unwrap(),
-            ["ops=20000", "rwops=2000", "reps=1"]
+            ["ops=20000", "rwops=2000", "blkops=1000", "reps=1"]
         );
         assert_eq!(
             merge_args(false, &strings(&["reps=5 cases=nop", "ops=7", "ops=8"])).unwrap(),
-            ["ops=8", "rwops=20000", "reps=5", "cases=nop"]
+            [
+                "ops=8",
+                "rwops=20000",
+                "blkops=20000",
+                "reps=5",
+                "cases=nop"
+            ]
         );
         for bad in ["ops=0", "reps=", "rwops=1e3", "ops=-1"] {
             assert!(merge_args(false, &strings(&[bad])).is_err(), "{bad}");
@@ -1194,7 +1220,8 @@ BENCH DONE\r
         let env = anchor_env(&options(false, &[]), &[1, 2], &args, None, out, scratch);
         assert_eq!(get(&env, "SMPS").as_deref(), Some("1 2"));
         assert_eq!(get(&env, "ACCEL").as_deref(), Some("tcg"));
-        assert_eq!(get(&env, "DISKS").as_deref(), Some("0"));
+        // All cases: the storage ones too, so the anchor attaches its disks.
+        assert_eq!(get(&env, "DISKS").as_deref(), Some("1"));
         assert_eq!(get(&env, "OUT").as_deref(), Some("/w/target/bench/linux"));
         assert_eq!(
             get(&env, "ANCHOR_SCRATCH").as_deref(),
@@ -1202,7 +1229,7 @@ BENCH DONE\r
         );
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
-            Some("ops=200000 rwops=20000 reps=3 maxsec=5")
+            Some("ops=200000 rwops=20000 blkops=20000 reps=3 maxsec=5")
         );
         assert_eq!(get(&env, "QUICK"), None);
         assert_eq!(get(&env, "QEMU_EXTRA"), None);
@@ -1212,7 +1239,7 @@ BENCH DONE\r
         assert_eq!(get(&env, "QUICK"), None);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
-            Some("ops=20000 rwops=2000 reps=1 maxsec=1")
+            Some("ops=20000 rwops=2000 blkops=1000 reps=1 maxsec=1")
         );
 
         // --quick with counts of its own: the same counts for both.
@@ -1221,7 +1248,7 @@ BENCH DONE\r
         let env = anchor_env(&quick, &[1], &args, None, out, scratch);
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
-            Some("ops=500 rwops=2000 reps=1 maxsec=1")
+            Some("ops=500 rwops=2000 blkops=1000 reps=1 maxsec=1")
         );
 
         // --quick with cases: our quick counts and the anchor's names.
@@ -1230,9 +1257,11 @@ BENCH DONE\r
         let cases = anchor_cases(&args).unwrap();
         assert_eq!(cases.as_deref(), Some("nop_b,uring_read4k_b32"));
         let env = anchor_env(&quick, &[1], &args, cases.as_deref(), out, scratch);
+        // No storage case among them: the anchor's VM without disks.
+        assert_eq!(get(&env, "DISKS").as_deref(), Some("0"));
         assert_eq!(
             get(&env, "BENCH_ARGS").as_deref(),
-            Some("ops=20000 rwops=2000 reps=1 maxsec=1 cases=nop_b,uring_read4k_b32")
+            Some("ops=20000 rwops=2000 blkops=1000 reps=1 maxsec=1 cases=nop_b,uring_read4k_b32")
         );
 
         // --icount: the clock flags only; run.sh picks its accelerator.
@@ -1526,7 +1555,7 @@ BENCH DONE
             args.join(" "),
             "-accel tcg -cpu max -smp 1 -m 512M -serial stdio -display none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel k -initrd i \
-             -append init=bench log=warn -- ops=200000 rwops=20000 reps=3"
+             -append init=bench log=warn -- ops=200000 rwops=20000 blkops=20000 reps=3"
         );
     }
 }

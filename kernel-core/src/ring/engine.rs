@@ -96,6 +96,7 @@
 //!   `nsec >= 1e9` is `-EINVAL`.
 
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::size_of;
 
@@ -106,8 +107,9 @@ use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
 };
 
-use super::env::IoEnv;
-use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, PrepCtx, Prepared};
+use super::env::{IoEnv, IoTarget};
+use super::mailbox::{IoMailbox, IoResult};
+use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, OpDef, PrepCtx, Prepared};
 use super::shared::SharedRing;
 use crate::quota::Quota;
 
@@ -182,7 +184,8 @@ struct LinkTimer {
     deadline: u64,
 }
 
-/// A TIMEOUT waiting for its deadline or count, with what waits behind it.
+/// An op waiting: a TIMEOUT for its deadline or count, or started I/O for
+/// its result, with what waits behind it.
 #[derive(Debug)]
 struct PendingOp {
     id: u64,
@@ -190,6 +193,9 @@ struct PendingOp {
     flags: u8,
     deadline: Option<u64>,
     count_target: Option<u64>,
+    /// Started I/O (its token is `id`): the bytes asked for. It cannot be
+    /// cancelled; only its result completes it.
+    io_wanted: Option<u32>,
     link_timer: Option<LinkTimer>,
     /// The rest of its chain.
     rest: Vec<Member>,
@@ -290,6 +296,14 @@ pub struct RingEngine {
     buffers: Vec<Option<(u64, u64)>>,
     files: Vec<Option<u64>>,
     stats: RingStats,
+    /// Where the machine reports the I/O this ring's ops started.
+    mailbox: Arc<IoMailbox>,
+    /// Scratch for `reap_io`, with room for every I/O in flight.
+    reaped: Vec<(u64, IoResult)>,
+    /// Pending ops that are started I/O.
+    io_pending: usize,
+    /// Reap by polling (`IORING_SETUP_IOPOLL`).
+    iopoll: bool,
     /// Where memory held for the ring's user is charged.
     quota: &'static Quota,
     /// Bytes charged to `quota` now.
@@ -362,9 +376,68 @@ impl RingEngine {
             buffers: Vec::new(),
             files: Vec::new(),
             stats: RingStats::default(),
+            mailbox: Arc::new(IoMailbox::new()),
+            reaped: Vec::new(),
+            io_pending: 0,
+            iopoll: false,
             quota,
             charged: 0,
         }
+    }
+
+    /// The mailbox where the machine posts this ring's finished I/O.
+    pub fn mailbox(&self) -> &Arc<IoMailbox> {
+        &self.mailbox
+    }
+
+    /// Makes the ring reap its I/O by polling (`IORING_SETUP_IOPOLL`): I/O
+    /// it starts asks for queues that do not interrupt.
+    pub fn set_iopoll(&mut self, on: bool) {
+        self.iopoll = on;
+    }
+
+    /// Whether the ring reaps by polling.
+    pub fn iopoll(&self) -> bool {
+        self.iopoll
+    }
+
+    /// Started I/O not finished yet.
+    pub fn io_in_flight(&self) -> usize {
+        self.io_pending
+    }
+
+    /// Posts the results of finished I/O from the mailbox (completing each
+    /// op, continuing its chain, releasing drains) and publishes the CQ
+    /// tail. Returns whether any CQE was posted.
+    pub fn reap_io(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) -> bool {
+        if !self.mailbox.has_posts() {
+            return false;
+        }
+        let before = self.stats.posted;
+        let mut reaped = core::mem::take(&mut self.reaped);
+        self.mailbox.take(&mut reaped);
+        for (token, result) in reaped.drain(..) {
+            let Some(i) = self
+                .pending
+                .iter()
+                .position(|p| p.id == token && p.io_wanted.is_some())
+            else {
+                // Not ours (the ring was torn down and rebuilt): nothing to do.
+                continue;
+            };
+            let wanted = self.pending[i].io_wanted.unwrap_or(0);
+            self.io_pending -= 1;
+            let (res, failed) = match result {
+                Ok(n) if n < wanted => (cqe_res(Ok(n)), true),
+                Ok(n) => (cqe_res(Ok(n.min(wanted))), false),
+                Err(errno) => (-errno, true),
+            };
+            self.finish_pending_as(shared, i, res, failed, -ECANCELED);
+        }
+        self.reaped = reaped;
+        self.settle(shared, env);
+        shared.store_cq_tail(self.cq_tail);
+        self.stats.posted != before
     }
 
     /// SQ entries.
@@ -495,10 +568,7 @@ impl RingEngine {
             if quiet && sqe.flags == 0 {
                 // The common case: a lone SQE with nothing open, held back
                 // or due; it issues at once, with no chain state.
-                let outcome = {
-                    let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
-                    (def.issue)(&mut ctx, &sqe, prepared)
-                };
+                let outcome = self.run_op(env, def, &sqe, prepared);
                 let res = match outcome {
                     Issue::Done(result) => cqe_res(result),
                     Issue::Short(n) => cqe_res(Ok(n)),
@@ -619,6 +689,9 @@ impl RingEngine {
     pub fn teardown(&mut self, env: &mut dyn IoEnv) {
         self.stats.discarded += self.pending_ops() as u64;
         self.pending = Vec::new();
+        // Started I/O still posts to the mailbox, which outlives this;
+        // nothing here waits for it.
+        self.io_pending = 0;
         self.deferred = VecDeque::new();
         self.ready = VecDeque::new();
         self.due = Vec::new();
@@ -1034,8 +1107,87 @@ impl RingEngine {
 
     /// Issues one prepped member; returns where its chain stands.
     fn issue(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, member: Member) -> Chain {
-        let outcome = self.execute(env, &member);
+        let outcome = match ops::lookup(member.sqe.opcode) {
+            Lookup::Known(def) => self.run_op(env, def, &member.sqe, member.prepared),
+            _ => self.execute(env, &member),
+        };
         self.apply(shared, member, outcome)
+    }
+
+    /// Issues one op. An op that may start I/O first gets room to stay
+    /// pending (so that once its I/O is started, keeping it cannot fail),
+    /// given back if it did not start any.
+    #[inline(always)]
+    fn run_op(
+        &mut self,
+        env: &mut dyn IoEnv,
+        def: &'static OpDef,
+        sqe: &Sqe,
+        prepared: Prepared,
+    ) -> Issue {
+        if !def.caps.contains(OpCaps::DEVICE_IO) {
+            let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
+            return (def.issue)(&mut ctx, sqe, prepared);
+        }
+        let room = self.reserve_io();
+        let outcome = {
+            let target = IoTarget {
+                mailbox: &self.mailbox,
+                token: self.next_id,
+                polled: self.iopoll,
+                room,
+            };
+            let mut ctx = IssueCtx::new(env, &self.files, &self.buffers).with_io(target);
+            (def.issue)(&mut ctx, sqe, prepared)
+        };
+        if room.is_ok() && !matches!(outcome, Issue::Pending { .. }) {
+            self.uncharge(COST_PENDING);
+        }
+        outcome
+    }
+
+    /// Room for one more pending I/O: under [`MAX_PENDING`] (`EBUSY`), its
+    /// memory charged and reserved (`ENOMEM`), and a mailbox slot for its
+    /// result. On `Ok` the charge is held for the caller.
+    fn reserve_io(&mut self) -> Result<(), Errno> {
+        if self.stored() >= MAX_PENDING {
+            return Err(EBUSY);
+        }
+        self.charge(COST_PENDING)?;
+        let n = self.pending.len() + 1;
+        let reserved = self.pending.try_reserve(1).is_ok()
+            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
+            && self
+                .due
+                .try_reserve(at_least_a_page::<(u64, u64)>(n))
+                .is_ok()
+            && self.mailbox.reserve(self.io_pending + 1).is_ok()
+            && self.reaped.try_reserve(self.io_pending + 1).is_ok();
+        if !reserved {
+            self.uncharge(COST_PENDING);
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Makes started I/O pending (its room was reserved and charged by
+    /// `reserve_io`); returns its id, which is its token.
+    fn arm_io(&mut self, sqe: &Sqe, wanted: u32) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.io_pending += 1;
+        // Room was reserved: this push does not allocate.
+        self.pending.push(PendingOp {
+            id,
+            user_data: sqe.user_data,
+            flags: sqe.flags,
+            deadline: None,
+            count_target: None,
+            io_wanted: Some(wanted),
+            link_timer: None,
+            rest: Vec::new(),
+        });
+        id
     }
 
     /// Acts on the outcome of issuing `member`; returns where its chain
@@ -1063,6 +1215,14 @@ impl RingEngine {
             } => {
                 let res = self.cancel(shared, target, timeouts_only);
                 (res, res < 0)
+            }
+            Issue::Pending { wanted } => {
+                let id = self.arm_io(&sqe, wanted);
+                return if linked {
+                    Chain::Blocked(id)
+                } else {
+                    Chain::Idle
+                };
             }
             Issue::Timeout { deadline_ns, count } => match self.arm(&sqe, deadline_ns, count) {
                 Ok(id) => {
@@ -1164,6 +1324,7 @@ impl RingEngine {
             flags: sqe.flags,
             deadline,
             count_target,
+            io_wanted: None,
             link_timer: None,
             rest: Vec::new(),
         });
@@ -1173,7 +1334,14 @@ impl RingEngine {
     /// Cancels the pending op (a TIMEOUT, or unless `timeouts_only` an armed
     /// LINK_TIMEOUT) with `user_data == target`: 0, or `-ENOENT`.
     fn cancel(&mut self, shared: &SharedRing, target: u64, timeouts_only: bool) -> i32 {
-        if let Some(i) = self.pending.iter().position(|p| p.user_data == target) {
+        // Started I/O cannot be called back from the device: as on Linux
+        // for block I/O in flight, it is not found (`-ENOENT`) and
+        // completes with the device's result.
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.user_data == target && p.io_wanted.is_none())
+        {
             self.finish_pending(shared, i, -ECANCELED, -ECANCELED);
             return 0;
         }
@@ -1198,12 +1366,25 @@ impl RingEngine {
     /// Completes pending op `index` with `res`, and its link timer (if any)
     /// with `timer_res`; queues the rest of its chain.
     fn finish_pending(&mut self, shared: &SharedRing, index: usize, res: i32, timer_res: i32) {
+        self.finish_pending_as(shared, index, res, res < 0, timer_res);
+    }
+
+    /// [`Self::finish_pending`] with the failure decided by the caller (a
+    /// short transfer fails a chain with a non-negative result).
+    fn finish_pending_as(
+        &mut self,
+        shared: &SharedRing,
+        index: usize,
+        res: i32,
+        failed: bool,
+        timer_res: i32,
+    ) {
         let op = self.pending.remove(index);
         self.uncharge(COST_PENDING);
-        // TIMEOUT completions do not count for count-based timeouts (Linux);
-        // -ETIME and -ECANCELED are failures, shown whatever the flags.
-        let hide = op.flags & SKIP != 0 && res >= 0;
-        self.complete(shared, op.user_data, res, false, hide);
+        // TIMEOUT completions do not count for count-based timeouts (Linux),
+        // I/O completions do; failures are shown whatever the flags.
+        let hide = op.flags & SKIP != 0 && !failed;
+        self.complete(shared, op.user_data, res, op.io_wanted.is_some(), hide);
         let mut after_failure = true;
         if let Some(timer) = op.link_timer {
             self.link_timers -= 1;
@@ -1211,7 +1392,7 @@ impl RingEngine {
             self.complete(shared, timer.user_data, timer_res, true, hide);
             after_failure = false;
         }
-        let state = if res < 0 && op.flags & sqe_flags::IO_HARDLINK == 0 {
+        let state = if failed && op.flags & sqe_flags::IO_HARDLINK == 0 {
             Chain::Cancelling {
                 quiet: op.flags & SKIP != 0,
                 after_failure,
@@ -1446,6 +1627,18 @@ impl RingEngine {
             let Some(i) = self.pending.iter().position(|p| p.id == id) else {
                 continue;
             };
+            if self.pending[i].io_wanted.is_some() {
+                // A link timer on started I/O: the I/O cannot be called
+                // back, so (as Linux's link timeout whose cancel finds
+                // nothing) the timer completes with -ENOENT and the I/O
+                // later with its own result.
+                if let Some(timer) = self.pending[i].link_timer.take() {
+                    self.link_timers -= 1;
+                    let hide = timer.flags & SKIP != 0;
+                    self.complete(shared, timer.user_data, -ENOENT, true, hide);
+                }
+                continue;
+            }
             match due_at(&self.pending[i]) {
                 (Some(own), Some(link)) if link < own => {
                     self.finish_pending(shared, i, -ECANCELED, -ETIME)

@@ -14,6 +14,9 @@
 
 use abi::errno::Errno;
 use abi::FileStat;
+use alloc::sync::Arc;
+
+use super::mailbox::IoMailbox;
 
 /// A file an op works on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +25,57 @@ pub enum FileRef {
     Fd(i32),
     /// A registered file: the token [`IoEnv::pin_file`] returned.
     Pinned(u64),
+}
+
+/// I/O an op asks the machine to start (see [`IoEnv::start`]). Offsets are
+/// `None` for the file position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsyncIo {
+    /// Into user memory `buf`.
+    Read {
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    },
+    /// From user memory `buf`.
+    Write {
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    },
+    /// READV: `count` iovecs at user address `iov`, `total` bytes in all
+    /// (the op checked them; the host copies them again before use).
+    Readv {
+        offset: Option<u64>,
+        iov: u64,
+        count: u32,
+        total: u32,
+    },
+    /// WRITEV, as `Readv`.
+    Writev {
+        offset: Option<u64>,
+        iov: u64,
+        count: u32,
+        total: u32,
+    },
+    /// FSYNC: make the file's writes durable.
+    Fsync { datasync: bool },
+}
+
+/// Where the host reports an I/O it started.
+#[derive(Clone, Copy)]
+pub struct IoTarget<'a> {
+    /// The ring's mailbox: the host posts `(token, result)` there once.
+    pub mailbox: &'a Arc<IoMailbox>,
+    /// The name of this I/O.
+    pub token: u64,
+    /// The ring reaps by polling (`IORING_SETUP_IOPOLL`): use a queue that
+    /// does not interrupt, if the device has one.
+    pub polled: bool,
+    /// Whether the engine could make room to keep this I/O pending; if
+    /// not, an asynchronous file must fail the op with this error (a
+    /// synchronous one goes on as usual).
+    pub room: Result<(), Errno>,
 }
 
 /// The machine, as the ring engine sees it.
@@ -70,4 +124,15 @@ pub trait IoEnv {
     fn pin_file(&mut self, fd: i32) -> Result<u64, Errno>;
     /// Drops the reference `pin_file` took.
     fn unpin_file(&mut self, token: u64);
+    /// Starts `io` on `file` if that file's I/O completes later (a block
+    /// device): returns `Ok(true)`, and posts the result to
+    /// `target.mailbox` under `target.token` exactly once when it is done
+    /// (whatever happens to the ring meanwhile; user memory under the I/O
+    /// stays valid until then). `Ok(false)` for a file whose I/O is
+    /// synchronous: the op then uses `read`/`write`/`fsync`. An error
+    /// means nothing started.
+    fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
+        let _ = (file, io, target);
+        Ok(false)
+    }
 }

@@ -161,4 +161,10 @@ pub trait RingHost {
     /// no-op wrapper in a syscall, which already runs so). Kernel threads
     /// take ring locks only in here; `f` must not sleep.
     fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost));
+    /// Polls the devices' polled queues once (for `IORING_SETUP_IOPOLL`
+    /// rings): finished I/O is posted to its rings' mailboxes. Returns
+    /// whether anything finished.
+    fn poll_io(&mut self) -> bool {
+        false
+    }
 }

@@ -18,7 +18,8 @@ use abi::errno::{Errno, EBADF, EFAULT};
 use abi::open_flags::O_RDWR;
 use abi::FileStat;
 
-use super::env::{FileRef, IoEnv};
+use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
+use super::mailbox::IoMailbox;
 use super::{OwnedRing, RingMapping, RingMemory, SharedRing};
 use crate::fs::{FdTable, OpenFile, RamFs};
 
@@ -71,6 +72,20 @@ pub struct MockEnv {
     now: u64,
     /// How many `fsync` calls succeeded.
     pub fsyncs: u32,
+    /// Descriptors whose I/O completes later (a mock block device): `start`
+    /// records it in `started` instead of doing it.
+    async_fds: Vec<i32>,
+    /// I/O started on those: the op, and where to post its result.
+    pub started: Vec<StartedIo>,
+}
+
+/// I/O a [`MockEnv`] started on an asynchronous descriptor.
+#[derive(Debug, Clone)]
+pub struct StartedIo {
+    pub io: AsyncIo,
+    pub token: u64,
+    pub polled: bool,
+    pub mailbox: Arc<IoMailbox>,
 }
 
 impl MockEnv {
@@ -86,7 +101,29 @@ impl MockEnv {
             mem: vec![0; mem_len],
             now: 0,
             fsyncs: 0,
+            async_fds: Vec::new(),
+            started: Vec::new(),
         }
+    }
+
+    /// Makes descriptor `fd`'s I/O asynchronous: ops on it start and stay
+    /// pending until the test calls [`MockEnv::finish_io`].
+    pub fn make_async(&mut self, fd: i32) {
+        self.async_fds.push(fd);
+    }
+
+    /// Posts `result` for the started I/O `token` (and forgets it); false
+    /// if no such I/O was started.
+    pub fn finish_io(&mut self, token: u64, result: Result<u32, Errno>) -> bool {
+        let Some(i) = self.started.iter().position(|s| s.token == token) else {
+            return false;
+        };
+        let io = self.started.remove(i);
+        assert!(
+            io.mailbox.post(token, result),
+            "a started I/O had no mailbox room"
+        );
+        true
     }
 
     /// Sets the clock.
@@ -255,6 +292,23 @@ impl IoEnv for MockEnv {
         self.next_token += 1;
         self.pinned.insert(token, file);
         Ok(token)
+    }
+
+    fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
+        let FileRef::Fd(fd) = file else {
+            return Ok(false);
+        };
+        if !self.async_fds.contains(&fd) {
+            return Ok(false);
+        }
+        target.room?;
+        self.started.push(StartedIo {
+            io,
+            token: target.token,
+            polled: target.polled,
+            mailbox: target.mailbox.clone(),
+        });
+        Ok(true)
     }
 
     fn unpin_file(&mut self, token: u64) {

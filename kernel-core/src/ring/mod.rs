@@ -26,6 +26,7 @@ use abi::errno::Errno;
 pub mod engine;
 pub mod env;
 pub mod host;
+pub mod mailbox;
 pub mod mock;
 pub mod ops;
 pub mod shared;
@@ -33,8 +34,9 @@ pub mod shared;
 mod tests;
 
 pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX, RING_MEMORY};
-pub use env::{FileRef, IoEnv};
+pub use env::{AsyncIo, FileRef, IoEnv, IoTarget};
 pub use host::{RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
+pub use mailbox::{IoMailbox, IoResult};
 pub use mock::{mock_ring_mapping, MockEnv};
 pub use shared::{OwnedRing, SharedRing};
 

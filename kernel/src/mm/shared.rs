@@ -67,6 +67,44 @@ impl SharedFrames {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Copies `src` into the frames at byte `offset`. Panics if that is
+    /// outside them (a kernel bug).
+    pub fn write_bytes(&self, offset: usize, src: &[u8]) {
+        let end = offset.checked_add(src.len());
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "shared frames overrun"
+        );
+        // SAFETY: the range lies inside the frames, which `self` keeps
+        // allocated, in the direct map; a device or user space may touch
+        // them too, so the copy is volatile.
+        unsafe {
+            crate::arch::paging::copy_volatile(
+                (self.virt + offset) as *mut u8,
+                src.as_ptr(),
+                src.len(),
+            )
+        }
+    }
+
+    /// Copies the frames' bytes at `offset` into `dst`. Panics if that is
+    /// outside them (a kernel bug).
+    pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) {
+        let end = offset.checked_add(dst.len());
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "shared frames overrun"
+        );
+        // SAFETY: as in `write_bytes`.
+        unsafe {
+            crate::arch::paging::copy_volatile(
+                dst.as_mut_ptr(),
+                (self.virt + offset) as *const u8,
+                dst.len(),
+            )
+        }
+    }
 }
 
 impl Drop for SharedFrames {

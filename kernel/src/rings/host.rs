@@ -21,8 +21,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::shared::{CQE_WORDS, HEADER_WORDS, SQE_WORDS};
 use kernel_core::ring::{
-    BackendKind, FileRef, IoEnv, RingHost, RingMapping, RingMemory, RingObject, SharedRing,
-    ThreadBody,
+    AsyncIo, BackendKind, FileRef, IoEnv, IoTarget, RingHost, RingMapping, RingMemory, RingObject,
+    SharedRing, ThreadBody,
 };
 use spin::Mutex;
 use x86_64::instructions::interrupts;
@@ -97,6 +97,17 @@ fn queue(key: u64) -> Arc<WaitQueue> {
             .or_default()
             .clone()
     })
+}
+
+/// Wakes every sleeper on `key`; returns how many there were.
+pub fn wake_key(key: u64) -> usize {
+    let queue = interrupts::without_interrupts(|| {
+        WAIT_QUEUES
+            .lock()
+            .as_ref()
+            .and_then(|m| m.get(&key).cloned())
+    });
+    queue.map_or(0, |queue| queue.wake_all())
 }
 
 /// `RingHost` for one call into a backend.
@@ -186,15 +197,7 @@ impl RingHost for KernelHost<'_> {
     }
 
     fn wake(&mut self, key: u64) {
-        let queue = interrupts::without_interrupts(|| {
-            WAIT_QUEUES
-                .lock()
-                .as_ref()
-                .and_then(|m| m.get(&key).cloned())
-        });
-        if let Some(queue) = queue {
-            queue.wake_all();
-        }
+        wake_key(key);
     }
 
     fn forget_wait(&mut self, key: u64) {
@@ -248,6 +251,10 @@ impl RingHost for KernelHost<'_> {
     fn atomically(&mut self, f: &mut dyn FnMut(&mut dyn RingHost)) {
         interrupts::without_interrupts(|| f(self));
     }
+
+    fn poll_io(&mut self) -> bool {
+        crate::block::poll_all()
+    }
 }
 
 /// A process, borrowed when it is the caller's, held otherwise.
@@ -284,9 +291,113 @@ impl ProcessEnv<'_> {
 
 static NEXT_PIN: AtomicU64 = AtomicU64::new(1);
 
+/// Most iovecs a vectored op on a disk takes (Linux's `UIO_MAXIOV`).
+const IOV_MAX: u32 = 1024;
+
+impl ProcessEnv<'_> {
+    /// [`IoEnv::start`] for a disk.
+    fn start_block(
+        &mut self,
+        file: &crate::fs::BlockFile,
+        io: AsyncIo,
+        target: IoTarget<'_>,
+    ) -> Result<bool, Errno> {
+        use crate::block::{Dir, Target};
+        let ring_target = || Target::Ring {
+            mailbox: target.mailbox.clone(),
+            token: target.token,
+            wake: super::io_posted,
+        };
+        let process = self.process();
+        let (dir, offset, iov) = match io {
+            AsyncIo::Fsync { .. } => {
+                target.room?;
+                let guard = process.io.guard();
+                return file
+                    .disk
+                    .start_flush(ring_target(), target.polled, Some(guard));
+            }
+            AsyncIo::Read { offset, buf, len } => (Dir::Read, offset, Iovecs::One(buf, len.into())),
+            AsyncIo::Write { offset, buf, len } => {
+                (Dir::Write, offset, Iovecs::One(buf, len.into()))
+            }
+            AsyncIo::Readv {
+                offset, iov, count, ..
+            } => (Dir::Read, offset, Iovecs::User(iov, count)),
+            AsyncIo::Writev {
+                offset, iov, count, ..
+            } => (Dir::Write, offset, Iovecs::User(iov, count)),
+        };
+        let mut list = alloc::vec::Vec::new();
+        match iov {
+            Iovecs::One(buf, len) => {
+                list.try_reserve(1).map_err(|_| ENOMEM)?;
+                list.push((buf, len));
+            }
+            Iovecs::User(addr, count) => {
+                if count > IOV_MAX {
+                    return Err(EINVAL);
+                }
+                list.try_reserve_exact(count as usize).map_err(|_| ENOMEM)?;
+                for i in 0..u64::from(count) {
+                    let at = addr
+                        .checked_add(i * size_of::<abi::io_uring::IoVec>() as u64)
+                        .ok_or(EFAULT)?;
+                    let v: abi::io_uring::IoVec = process
+                        .with_address_space(|space| crate::usercopy::read_value(space, at))?;
+                    list.push((v.base, v.len));
+                }
+            }
+        }
+        let total = list
+            .iter()
+            .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
+            .ok_or(EINVAL)?;
+        let (at, n) = file.claim(dir, offset, total)?;
+        if n == 0 {
+            // At the end of the disk: the op reads 0 synchronously.
+            return Ok(false);
+        }
+        target.room?;
+        // Clamped at the end of the disk: trim the buffers to `n`.
+        let mut left = n;
+        for entry in list.iter_mut() {
+            entry.1 = entry.1.min(left);
+            left -= entry.1;
+        }
+        let guard = process.io.guard();
+        let done = crate::block::Done {
+            target: ring_target(),
+            polled: target.polled,
+            guard: Some(guard),
+        };
+        process.with_address_space(|space| file.disk.start(space, dir, at, &list, done))?;
+        Ok(true)
+    }
+}
+
+/// The buffers of an asynchronous transfer.
+enum Iovecs {
+    One(u64, u64),
+    /// `count` iovecs at this user address.
+    User(u64, u32),
+}
+
 impl IoEnv for ProcessEnv<'_> {
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
+    }
+
+    fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
+        // Until a process opens a disk, none of its files completes later.
+        if !self.process().uses_devices.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let handle = self.file(file)?;
+        match &*handle {
+            File::Block(b) => self.start_block(b, io, target),
+            _ => Ok(false),
+        }
     }
 
     fn read(
@@ -327,6 +438,9 @@ impl IoEnv for ProcessEnv<'_> {
             return Err(EINVAL);
         }
         let file = crate::fs::open(path, flags)?;
+        if matches!(*file, File::Block(_)) {
+            self.process().uses_devices.store(true, Ordering::Relaxed);
+        }
         let fd = self
             .process()
             .files

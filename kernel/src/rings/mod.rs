@@ -92,6 +92,15 @@ pub fn backend_value(kind: Option<BackendKind>) -> u64 {
     }
 }
 
+/// Called (in interrupt context too) after a device posted a result to a
+/// ring's mailbox whose waiters sleep on `key`: wakes them, or, if nobody
+/// waits, the ring thread, which posts the CQE.
+pub fn io_posted(key: u64) {
+    if host::wake_key(key) == 0 {
+        timer::kick();
+    }
+}
+
 /// Releases every ring the process `pid` holds, in every backend. Called
 /// when the process ends, before its address space goes.
 pub fn teardown(pid: u64) {

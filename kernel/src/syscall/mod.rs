@@ -6,7 +6,8 @@
 //! `-errno` in exactly one place, at the end of [`dispatch`].
 
 use crate::arch::syscall::SyscallFrame;
-use crate::fs::FileHandle;
+use crate::block::Dir;
+use crate::fs::{Begun, BlockFile, File, FileHandle};
 use crate::lifecycle;
 use crate::process::{Process, UserTask};
 use crate::rings::{self, RingCall};
@@ -18,6 +19,7 @@ use abi::syscall::Sysnum;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::size_of;
+use core::sync::atomic::Ordering;
 use kernel_core::ring::{BackendKind, RawArgs, SyscallMode};
 
 type SysResult = Result<u64, Errno>;
@@ -127,6 +129,9 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
         let file = io_file(process, fd)?;
         let user = UserSlice::new(buf, len)?;
         let file = file.ok_or(EBADF)?;
+        if let File::Block(disk) = &*file {
+            return block_transfer(process, disk, Dir::Read, buf, len);
+        }
         process
             .with_address_space(|space| file.read_to_user(space, None, user))
             .map(|n| n as u64)
@@ -138,10 +143,25 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
         let file = io_file(process, fd)?;
         let user = UserSlice::new(buf, len)?;
         let file = file.ok_or(EBADF)?;
+        if let File::Block(disk) = &*file {
+            return block_transfer(process, disk, Dir::Write, buf, len);
+        }
         process
             .with_address_space(|space| file.write_from_user(space, None, user))
             .map(|n| n as u64)
     })
+}
+
+/// read/write on a disk: starts the transfer under the address-space lock,
+/// then sleeps (with interrupts on) until the device is done.
+fn block_transfer(process: &Process, disk: &BlockFile, dir: Dir, buf: u64, len: u64) -> SysResult {
+    let len = len.min(crate::fs::IO_CHUNK);
+    let begun = process
+        .with_address_space(|space| disk.begin(space, dir, None, buf, len, process.io.guard()))?;
+    match begun {
+        Begun::Done(n) => Ok(u64::from(n)),
+        Begun::Wait(wait) => Ok(u64::from(wait.wait()?)),
+    }
 }
 
 fn sys_close(fd: u64) -> SysResult {
@@ -168,8 +188,12 @@ fn sys_lseek(fd: u64, offset: i64, whence: u64) -> SysResult {
 }
 
 fn sys_fsync(fd: u64) -> SysResult {
-    let file = with_process(|process| io_file(process, fd))?;
-    file.ok_or(EBADF)?.fsync().map(|()| 0)
+    let (file, guard) = with_process(|process| Ok((io_file(process, fd)?, process.io.guard())))?;
+    let file = file.ok_or(EBADF)?;
+    if let File::Block(disk) = &*file {
+        return disk.disk.flush_sync(Some(guard)).map(|()| 0);
+    }
+    file.fsync().map(|()| 0)
 }
 
 fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
@@ -180,6 +204,9 @@ fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
     let name = user_path(path, len)?;
     let file = crate::fs::open(&name, flags)?;
     let me = task::current();
+    if matches!(*file, File::Block(_)) {
+        me.process().uses_devices.store(true, Ordering::Relaxed);
+    }
     let fd = me
         .process()
         .files

@@ -64,10 +64,12 @@ impl WaitQueue {
         true
     }
 
-    /// Wakes every waiter; each re-checks its condition.
-    pub fn wake_all(&self) {
+    /// Wakes every waiter; each re-checks its condition. Returns how many
+    /// there were.
+    pub fn wake_all(&self) -> usize {
         interrupts::without_interrupts(|| {
             let mut waiters = core::mem::take(&mut *self.waiters.lock());
+            let woken = waiters.len();
             for task in &waiters {
                 wake(task);
             }
@@ -78,6 +80,7 @@ impl WaitQueue {
             if list.is_empty() {
                 core::mem::swap(&mut *list, &mut waiters);
             }
-        });
+            woken
+        })
     }
 }

@@ -8,11 +8,12 @@ use abi::errno::EINVAL;
 use abi::io_uring::{fsync_flags, op, Sqe};
 
 use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
+use crate::ring::env::AsyncIo;
 
 pub const FSYNC: OpDef = OpDef {
     opcode: op::FSYNC,
     name: "FSYNC",
-    caps: OpCaps::NEEDS_FILE,
+    caps: OpCaps::NEEDS_FILE.union(OpCaps::DEVICE_IO),
     prep,
     issue,
 };
@@ -29,6 +30,16 @@ fn prep(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    let result = ctx.file(sqe).and_then(|file| ctx.env.fsync(file));
+    let datasync = sqe.op_flags & fsync_flags::DATASYNC != 0;
+    let file = match ctx.file(sqe) {
+        Ok(file) => file,
+        Err(errno) => return Issue::Done(Err(errno)),
+    };
+    match ctx.start(file, AsyncIo::Fsync { datasync }) {
+        Ok(true) => return Issue::Pending { wanted: 0 },
+        Ok(false) => {}
+        Err(errno) => return Issue::Done(Err(errno)),
+    }
+    let result = ctx.env.fsync(file);
     Issue::Done(result.map(|()| 0))
 }

@@ -32,7 +32,7 @@ use abi::io_uring::{ioprio, op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_
 use abi::syscall::limits::PATH_MAX;
 use abi::{FromBytes, Immutable, IntoBytes};
 
-use super::env::{FileRef, IoEnv};
+use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
 use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP};
 
 mod cancel;
@@ -63,6 +63,9 @@ bitflags::bitflags! {
         /// Takes an I/O priority in `ioprio` (Linux's `io_op_def.ioprio`);
         /// every other op needs it zero.
         const IOPRIO = 1 << 5;
+        /// May start I/O that completes later ([`IssueCtx::start`]): the
+        /// engine makes room for a pending op before issuing it.
+        const DEVICE_IO = 1 << 6;
     }
 }
 
@@ -122,6 +125,10 @@ pub enum Issue {
     },
     /// LINK_TIMEOUT: a timer for the op before it in the chain.
     LinkTimeout { deadline_ns: u64 },
+    /// I/O started through [`IssueCtx::start`] and completing later: the
+    /// engine keeps the op pending until the host posts its result to the
+    /// ring's mailbox; fewer than `wanted` bytes is a short transfer.
+    Pending { wanted: u32 },
     /// Cancel the pending op whose `user_data` is `target` (only TIMEOUTs if
     /// `timeouts_only`); the engine completes it with `-ECANCELED` and this
     /// op with 0, or this op with `-ENOENT`.
@@ -143,6 +150,8 @@ pub struct IssueCtx<'a> {
     pub env: &'a mut dyn IoEnv,
     files: &'a [Option<u64>],
     buffers: &'a [Option<(u64, u64)>],
+    /// Where I/O started by this op reports (only for `DEVICE_IO` ops).
+    io: Option<IoTarget<'a>>,
 }
 
 impl<'a> IssueCtx<'a> {
@@ -157,6 +166,24 @@ impl<'a> IssueCtx<'a> {
             env,
             files,
             buffers,
+            io: None,
+        }
+    }
+
+    /// The same, for an op that may start I/O reporting to `io`.
+    pub fn with_io(mut self, io: IoTarget<'a>) -> Self {
+        self.io = Some(io);
+        self
+    }
+
+    /// Starts `io` on `file` if the file's I/O completes later: `Ok(true)`
+    /// and the op returns [`Issue::Pending`]; `Ok(false)` for a file whose
+    /// I/O is synchronous. Only ops with [`OpCaps::DEVICE_IO`] may start
+    /// I/O; for any other this is `Ok(false)`.
+    pub fn start(&mut self, file: FileRef, io: AsyncIo) -> Result<bool, Errno> {
+        match self.io {
+            Some(target) => self.env.start(file, io, target),
+            None => Ok(false),
         }
     }
 

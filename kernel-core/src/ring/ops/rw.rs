@@ -18,6 +18,7 @@ use abi::errno::{Errno, EFAULT, EINVAL, EOPNOTSUPP};
 use abi::io_uring::{op, Sqe};
 
 use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
+use crate::ring::env::AsyncIo;
 
 /// Most bytes one transfer moves (Linux's `MAX_RW_COUNT`).
 pub const MAX_RW_COUNT: u32 = 0x7fff_f000;
@@ -27,7 +28,8 @@ pub const READ: OpDef = OpDef {
     name: "READ",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep,
     issue: issue_read,
 };
@@ -37,7 +39,8 @@ pub const WRITE: OpDef = OpDef {
     name: "WRITE",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep,
     issue: issue_write,
 };
@@ -48,7 +51,8 @@ pub const READ_FIXED: OpDef = OpDef {
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
         .union(OpCaps::FIXED_BUFFER)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep: prep_fixed,
     issue: issue_read_fixed,
 };
@@ -59,7 +63,8 @@ pub const WRITE_FIXED: OpDef = OpDef {
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
         .union(OpCaps::FIXED_BUFFER)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep: prep_fixed,
     issue: issue_write_fixed,
 };
@@ -133,9 +138,28 @@ fn transfer(ctx: &mut IssueCtx<'_>, sqe: &Sqe, dir: Dir, fixed: bool) -> Issue {
         return Issue::Done(Err(errno));
     }
     let len = sqe.len.min(MAX_RW_COUNT);
+    let (at, buf) = (offset(sqe), sqe.addr);
+    let io = match dir {
+        Dir::Read => AsyncIo::Read {
+            offset: at,
+            buf,
+            len,
+        },
+        Dir::Write => AsyncIo::Write {
+            offset: at,
+            buf,
+            len,
+        },
+    };
+    match ctx.start(file, io) {
+        // A clamped request is short of what was asked whatever happens.
+        Ok(true) => return Issue::Pending { wanted: sqe.len },
+        Ok(false) => {}
+        Err(errno) => return Issue::Done(Err(errno)),
+    }
     let result = match dir {
-        Dir::Read => ctx.env.read(file, offset(sqe), sqe.addr, len),
-        Dir::Write => ctx.env.write(file, offset(sqe), sqe.addr, len),
+        Dir::Read => ctx.env.read(file, at, buf, len),
+        Dir::Write => ctx.env.write(file, at, buf, len),
     };
     match transferred(result, len) {
         // Clamped: still short of what was asked.

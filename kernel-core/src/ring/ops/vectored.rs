@@ -23,14 +23,15 @@ use abi::layout::USER_END;
 
 use super::rw::{check_rw, offset, MAX_RW_COUNT};
 use super::{read_user_value, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
-use crate::ring::env::IoEnv;
+use crate::ring::env::{AsyncIo, IoEnv};
 
 pub const READV: OpDef = OpDef {
     opcode: op::READV,
     name: "READV",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep,
     issue: issue_readv,
 };
@@ -40,7 +41,8 @@ pub const WRITEV: OpDef = OpDef {
     name: "WRITEV",
     caps: OpCaps::NEEDS_FILE
         .union(OpCaps::POLLABLE)
-        .union(OpCaps::IOPRIO),
+        .union(OpCaps::IOPRIO)
+        .union(OpCaps::DEVICE_IO),
     prep,
     issue: issue_writev,
 };
@@ -115,6 +117,27 @@ fn vectored(ctx: &mut IssueCtx<'_>, sqe: &Sqe, dir: Dir) -> Issue {
         Ok(total) => total,
         Err(errno) => return Issue::Done(Err(errno)),
     };
+    // At most MAX_RW_COUNT, so it fits a u32.
+    let (start_at, iov, count, total32) = (offset(sqe), sqe.addr, sqe.len, total as u32);
+    let io = match dir {
+        Dir::Read => AsyncIo::Readv {
+            offset: start_at,
+            iov,
+            count,
+            total: total32,
+        },
+        Dir::Write => AsyncIo::Writev {
+            offset: start_at,
+            iov,
+            count,
+            total: total32,
+        },
+    };
+    match ctx.start(file, io) {
+        Ok(true) => return Issue::Pending { wanted: total32 },
+        Ok(false) => {}
+        Err(errno) => return Issue::Done(Err(errno)),
+    }
     let mut done = 0u64;
     let mut error = None;
     for i in 0..sqe.len {

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use abi::io_uring::{op, sqe_flags, Cqe, Sqe};
 
-use super::{MockEnv, OwnedRing, RingEngine};
+use super::{AsyncIo, MockEnv, OwnedRing, RingEngine};
 use crate::quota::Quota;
 
 mod engine;
@@ -19,6 +19,7 @@ mod fuzz;
 mod limits;
 mod linux;
 mod ops;
+mod pending_io;
 
 /// Base of the mock user memory.
 const MEM: u64 = 0x10_0000;

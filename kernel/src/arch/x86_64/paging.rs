@@ -218,6 +218,16 @@ impl AddressSpace {
         }
     }
 
+    /// The shared frames mapped over the user address `va` (a mapping
+    /// [`AddressSpace::map_shared`] made), to hold while a device works on
+    /// them.
+    pub fn shared_frames_at(&self, va: u64) -> Option<Arc<SharedFrames>> {
+        self.shared
+            .iter()
+            .find(|(at, frames)| va >= *at && va - at < frames.pages() * PAGE_SIZE)
+            .map(|(_, frames)| frames.clone())
+    }
+
     /// The frame and flags of the user page containing `va`, if mapped.
     pub fn translate(&self, va: u64) -> Option<(u64, PageFlags)> {
         let leaf = table(self.leaf_table(va)?)[index(va, 0)];
