@@ -249,7 +249,7 @@ fn blk_tests_disks(cmdline: &str, names: &[String]) -> Vec<String> {
     let init = params
         .split_whitespace()
         .filter_map(|word| word.strip_prefix("init="))
-        .last();
+        .next_back();
     if init != Some("blk_tests") {
         return Vec::new();
     }
