@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod blktest;
+pub mod console;
 pub mod debug_exit;
 pub mod disk_test;
 pub mod errno;
@@ -152,6 +153,11 @@ pub mod status {
     /// A `SyscallMode::RingBased` process the kernel could not give a
     /// system ring (out of memory): it ended before running.
     pub const NO_SYSTEM_RING: i32 = KILLED_BASE + 0x100;
+    /// Killed by Ctrl-C on the console as its foreground process (see
+    /// `syscall::CONSOLE_SET_FOREGROUND`): `KILLED_BASE + 2`, as a shell
+    /// reports SIGINT (2). Vector 2 is the NMI, which never kills a
+    /// process, so the value is not ambiguous.
+    pub const INTERRUPTED: i32 = KILLED_BASE + 2;
     /// Whether `status` says the process was killed by CPU exception.
     pub const fn killed_by(status: i32) -> Option<u8> {
         if status >= KILLED_BASE && status < KILLED_BASE + 256 {

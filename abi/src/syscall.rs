@@ -59,6 +59,16 @@ pub const FSTAT: u64 = 1008;
 /// live task (`ESRCH` if there is none with that id).
 pub const TASK_INFO: u64 = 1009;
 
+/// `console_mode(mode) -> previous mode`: [`crate::console::MODE_COOKED`]
+/// or [`crate::console::MODE_RAW`] for the console's input (`EINVAL` for
+/// anything else). The mode belongs to the console, not to the caller.
+pub const CONSOLE_MODE: u64 = 1010;
+/// `console_set_foreground(pid) -> 0`: names the process that Ctrl-C
+/// interrupts (cooked mode): it is killed with
+/// [`crate::status::INTERRUPTED`]. `pid` must be the caller or one of its
+/// children (`ESRCH` otherwise), or [`crate::console::NO_FOREGROUND`].
+pub const CONSOLE_SET_FOREGROUND: u64 = 1011;
+
 /// `ring_enter(flags, min_complete) -> consumed`: the Ring API doorbell
 /// (see [`crate::ring_api`]).
 pub const RING_ENTER: u64 = 2000;
@@ -120,6 +130,8 @@ sysnums! {
     SysInfo = SYSINFO,
     Fstat = FSTAT,
     TaskInfo = TASK_INFO,
+    ConsoleMode = CONSOLE_MODE,
+    ConsoleSetForeground = CONSOLE_SET_FOREGROUND,
     RingEnter = RING_ENTER,
     RingRegister = RING_REGISTER,
     RingSetup = RING_SETUP,

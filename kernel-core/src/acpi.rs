@@ -121,17 +121,83 @@ pub struct LocalApic {
     pub usable: bool,
 }
 
+/// An I/O APIC the MADT lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApic {
+    pub id: u8,
+    /// Physical address of its register window.
+    pub address: u64,
+    /// The first global system interrupt (GSI) its inputs carry.
+    pub gsi_base: u32,
+}
+
+/// An interrupt source override: ISA IRQ `source` arrives on `gsi`, with
+/// the MPS INTI `flags` (polarity in bits 0-1, trigger mode in bits 2-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceOverride {
+    pub source: u8,
+    pub gsi: u32,
+    pub flags: u16,
+}
+
+/// How an ISA IRQ reaches the I/O APICs, after the overrides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsaRoute {
+    pub gsi: u32,
+    /// Active low (ISA's default is active high).
+    pub active_low: bool,
+    /// Level triggered (ISA's default is edge).
+    pub level: bool,
+}
+
 /// What the MADT says about interrupt controllers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Madt {
     pub local_apic_address: u64,
     pub cpus: Vec<LocalApic>,
+    pub io_apics: Vec<IoApic>,
+    pub overrides: Vec<SourceOverride>,
+}
+
+impl Madt {
+    /// Where ISA IRQ `irq` arrives: its override if the MADT has one, else
+    /// the GSI of the same number, edge triggered and active high.
+    pub fn isa_route(&self, irq: u8) -> IsaRoute {
+        match self.overrides.iter().find(|o| o.source == irq) {
+            Some(o) => IsaRoute {
+                gsi: o.gsi,
+                // 0b00 conforms to the bus (ISA: high, edge), 0b01 high,
+                // 0b11 low; the same for the trigger mode (0b01 edge,
+                // 0b11 level).
+                active_low: o.flags & 0b11 == 0b11,
+                level: (o.flags >> 2) & 0b11 == 0b11,
+            },
+            None => IsaRoute {
+                gsi: u32::from(irq),
+                active_low: false,
+                level: false,
+            },
+        }
+    }
+
+    /// The I/O APIC whose inputs include `gsi`, and the input's index.
+    pub fn io_apic_for(&self, gsi: u32) -> Option<(IoApic, u32)> {
+        // The I/O APIC with the highest base at or below `gsi`; how many
+        // inputs it has is in its own registers, checked by the driver.
+        self.io_apics
+            .iter()
+            .filter(|a| a.gsi_base <= gsi)
+            .max_by_key(|a| a.gsi_base)
+            .map(|a| (*a, gsi - a.gsi_base))
+    }
 }
 
 /// Parses a checked MADT ("APIC") table.
 pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
     let mut local_apic_address = u64::from(u32_at(table, HEADER_LEN).ok_or(AcpiError::Truncated)?);
     let mut cpus = Vec::new();
+    let mut io_apics = Vec::new();
+    let mut overrides = Vec::new();
     let mut at = HEADER_LEN + 8;
     while at + 2 <= table.len() {
         let kind = table[at];
@@ -150,6 +216,18 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
                     usable: flags & 0b11 != 0,
                 });
             }
+            // I/O APIC.
+            1 if len >= 12 => io_apics.push(IoApic {
+                id: entry[2],
+                address: u64::from(u32_at(entry, 4).unwrap_or(0)),
+                gsi_base: u32_at(entry, 8).unwrap_or(0),
+            }),
+            // Interrupt source override (bus 0 is ISA, the only one defined).
+            2 if len >= 10 => overrides.push(SourceOverride {
+                source: entry[3],
+                gsi: u32_at(entry, 4).unwrap_or(0),
+                flags: u16::from_le_bytes([entry[8], entry[9]]),
+            }),
             // Local APIC address override.
             5 if len >= 12 => local_apic_address = u64_at(entry, 4).unwrap_or(local_apic_address),
             _ => {}
@@ -159,6 +237,8 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
     Ok(Madt {
         local_apic_address,
         cpus,
+        io_apics,
+        overrides,
     })
 }
 
@@ -251,11 +331,39 @@ mod tests {
             body.extend_from_slice(&[0, 8, id, id]);
             body.extend_from_slice(&flags.to_le_bytes());
         }
-        body.extend_from_slice(&[1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // an I/O APIC
+        // An I/O APIC (id 4 at 0xFEC00000, GSIs from 0), then QEMU's
+        // overrides: IRQ 0 -> GSI 2, IRQ 9 -> GSI 9 level, active high.
+        body.extend_from_slice(&[1, 12, 4, 0, 0, 0, 0xC0, 0xFE, 0, 0, 0, 0]);
+        body.extend_from_slice(&[2, 10, 0, 0, 2, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[2, 10, 0, 9, 9, 0, 0, 0, 0x0D, 0]);
+        body.extend_from_slice(&[2, 10, 0, 4, 20, 0, 0, 0, 0x0F, 0]);
         let t = table(b"APIC", &body);
         let t = check_table(&t, b"APIC").unwrap();
         let madt = parse_madt(t).unwrap();
         assert_eq!(madt.local_apic_address, 0xFEE0_0000);
+        assert_eq!(
+            madt.io_apics,
+            [IoApic {
+                id: 4,
+                address: 0xFEC0_0000,
+                gsi_base: 0
+            }]
+        );
+        let route = |gsi, active_low, level| IsaRoute {
+            gsi,
+            active_low,
+            level,
+        };
+        assert_eq!(madt.isa_route(1), route(1, false, false));
+        assert_eq!(madt.isa_route(0), route(2, false, false));
+        assert_eq!(madt.isa_route(9), route(9, false, true));
+        assert_eq!(madt.isa_route(4), route(20, true, true));
+        assert_eq!(madt.io_apic_for(20).map(|(_, pin)| pin), Some(20));
+        let none = Madt {
+            io_apics: Vec::new(),
+            ..madt.clone()
+        };
+        assert_eq!(none.io_apic_for(1), None);
         let usable: Vec<u8> = madt
             .cpus
             .iter()

@@ -10,6 +10,7 @@
 //! Modules:
 //! - [`bootparam`]: the kernel command line, parsed into a typed configuration.
 //! - [`elf`]: checking a static x86_64 executable and planning how to load it.
+//! - [`console`]: the line discipline and the framebuffer text console.
 //! - [`cpio`]: reading the initrd archive.
 //! - [`fs`]: the RAM file system, open files and file descriptor tables.
 //! - [`frames`]: the physical frame bitmap allocator.
@@ -27,6 +28,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod block;
 pub mod bootparam;
+pub mod console;
 pub mod cpio;
 pub mod elf;
 pub mod frames;

@@ -27,6 +27,9 @@ use spin::Once;
 static DISK: Once<String> = Once::new();
 static WAKE: WaitQueue = WaitQueue::new();
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
+/// Hook calls per queue (the first 64 queues), to check that every
+/// interrupt-driven queue interrupted (NVMe aims each at its own CPU).
+static QUEUE_INTERRUPTS: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 
 /// Starts the test thread for the disk called `name`.
 pub fn start(name: &str) {
@@ -56,16 +59,25 @@ fn run(_: u64) {
 
 /// The requests: (disk byte offset relative to the test area, segments as
 /// (buffer offset, length)).
-const REQUESTS: [(u64, &[(usize, u32)]); 10] = [
+const REQUESTS: [(u64, &[(usize, u32)]); 8] = [
     (0, &[(0, 4096)]),
     (4096, &[(4096, 4096)]),
     (2 * 4096, &[(2 * 4096, 4096)]),
     (3 * 4096, &[(3 * 4096, 4096)]),
     (4 * 4096, &[(4 * 4096, 4096)]),
     (5 * 4096, &[(5 * 4096, 4096)]),
-    (6 * 4096, &[(6 * 4096, 4096)]),
-    (7 * 4096, &[(7 * 4096, 4096)]),
-    (8 * 4096, &[(8 * 4096, 4096), (9 * 4096, 4096)]),
+    // Five segments from mid-page: an NVMe PRP *list* (PRP2 pointing at
+    // the entries for pages 2..5), not just PRP1 and PRP2.
+    (
+        6 * 4096,
+        &[
+            (6 * 4096 + 2048, 2048),
+            (7 * 4096, 4096),
+            (8 * 4096, 4096),
+            (9 * 4096, 4096),
+            (10 * 4096, 2048),
+        ],
+    ),
     // First segment from mid-page to its end, the second from a page start.
     (10 * 4096, &[(10 * 4096 + 2048, 2048), (11 * 4096, 2048)]),
 ];
@@ -91,8 +103,11 @@ fn test(name: &str) -> Result<(), String> {
     if g.bytes() < blktest::OFFSET + blktest::LEN {
         return Err(alloc::format!("disk too small ({} bytes)", g.bytes()));
     }
-    disk.set_interrupt_hook(Arc::new(|_queue| {
+    disk.set_interrupt_hook(Arc::new(|queue| {
         INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = QUEUE_INTERRUPTS.get(usize::from(queue)) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         WAKE.wake_all();
     }));
     let bytes = BUFFER_PAGES * 4096;
@@ -150,6 +165,14 @@ fn test(name: &str) -> Result<(), String> {
     log::info!("blktest {name}: {interrupts} completion interrupts");
     if disk.queue_mode(0) == QueueMode::Interrupt && interrupts == 0 {
         return Err("interrupt-driven queues never interrupted".into());
+    }
+    // Every interrupt-driven queue that got a request (request i went to
+    // queue i % queues) interrupted at least once.
+    for queue in 0..g.queues.min(REQUESTS.len() as u16).min(64) {
+        let count = QUEUE_INTERRUPTS[usize::from(queue)].load(Ordering::Relaxed);
+        if disk.queue_mode(queue) == QueueMode::Interrupt && count == 0 {
+            return Err(alloc::format!("queue {queue} never interrupted"));
+        }
     }
     Ok(())
 }
@@ -257,7 +280,9 @@ fn wait_all(disk: &dyn BlockDevice, count: usize) -> Result<(), String> {
         }
         finished.iter().all(Option::is_some)
     };
-    let interrupt = disk.queue_mode(0) == QueueMode::Interrupt;
+    // Sleep only if every queue interrupts: a polled queue (NVMe's last)
+    // wakes nobody, so with one the thread polls all and yields instead.
+    let interrupt = (0..queues).all(|q| disk.queue_mode(q) == QueueMode::Interrupt);
     // Polled queues: yield between polls. Interrupt queues: sleep until
     // the hook wakes us (the check runs again after registering, so a
     // completion between poll and sleep is not lost).

@@ -23,7 +23,9 @@ pub type FileHandle = Arc<File>;
 
 /// An open file.
 pub enum File {
-    /// The serial console (fds 0-2 at process start).
+    /// The console (fds 0-2 at process start): reads take keyboard and
+    /// serial input through the line discipline, writes go to the serial
+    /// port and the screen.
     Console,
     /// An open RAM file.
     Ram(Mutex<OpenFile>),
@@ -137,7 +139,17 @@ impl File {
         user: UserSlice,
     ) -> Result<usize, Errno> {
         match self {
-            File::Console => Ok(0),
+            File::Console => {
+                // Never blocks here: what is typed now, or EAGAIN. (The
+                // `read` syscall sleeps in `console::read` instead; a ring
+                // READ would wait with `console::on_input`.)
+                user.check(space, true)?;
+                let mut buf = [0u8; 256];
+                let len = (user.len() as usize).min(buf.len());
+                let n = crate::console::try_read(&mut buf[..len]).ok_or(errno::EAGAIN)?;
+                user.prefix(n as u64).write_from(space, &buf[..n])?;
+                Ok(n)
+            }
             File::Ring { .. } => Err(errno::EINVAL),
             // Only the transfer that moves nothing gets here (at the end of
             // the disk); the others start with `BlockFile::begin` or through

@@ -303,6 +303,7 @@ pub fn exit_current(status: i32) -> ! {
         );
         core::mem::forget(space);
     }
+    crate::console::process_ended(me.id);
     *process.exit_status.lock() = Some(status);
 
     // Children: zombies are dropped now, live ones become orphans that

@@ -17,28 +17,31 @@
 //!
 //! ```text
 //! main        composition: arch's entry points -> boot, AP idle, syscall, trap
-//! syscall     the syscall dispatcher          -> lifecycle rings process fs task mm usercopy time arch
+//! syscall     the syscall dispatcher          -> lifecycle rings process fs console task mm
+//!                                                 usercopy time arch
 //! trap        interrupts and exceptions; the timer tick runs the scheduler's
 //!             sleepers, then the ring timer, then preempts
-//!                                              -> lifecycle rings task time arch
+//!                                              -> lifecycle rings console task time arch
 //! lifecycle   process life cycle: spawn, first entry, exit (rings, then files,
 //!             then the address space), wait, shutdown
-//!                                              -> rings process fs task mm usercopy arch
+//!                                              -> rings process fs console task mm usercopy arch
 //! rings       ring backends' host: files, user memory and threads of a process;
 //!             a ring descriptor releases its ring when dropped
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
 //! fs          the RAM file system and open files (console, RAM, disks,
-//!             rings as opaque objects)         -> block usercopy logger arch
+//!             rings as opaque objects)         -> block console usercopy logger arch
 //! block       disks, their requests in flight, I/O from pinned user
 //!             memory; results go to a ring's mailbox (with a wake
 //!             function the ring layer gives) or a sleeping thread
 //!                                              -> task usercopy mm arch
+//! console     console input: devices' interrupts, the line discipline,
+//!             readers of fd 0, Ctrl-C          -> task logger arch
 //! task        scheduler, wait queues; a user task's process is opaque data
 //!                                              -> time arch
 //! blktest     disk-driver self test (blktest=) -> drivers task mm arch
-//! drivers     device drivers (virtio-blk)     -> mm arch
+//! drivers     device drivers (virtio-blk, NVMe) -> mm arch
 //! usercopy, logger, time                       -> arch
 //! arch + mm   the machine and memory: one layer; arch's page tables take
 //!             frames from mm, mm reaches memory through arch's direct map
@@ -62,6 +65,7 @@ extern crate alloc;
 mod arch;
 mod blktest;
 mod block;
+mod console;
 mod drivers;
 mod fs;
 mod lifecycle;
@@ -100,6 +104,10 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     let Some(boot) = arch::bootinfo::read(magic, u64::from(info)) else {
         panic!("unknown boot protocol (magic {magic:#x}); boot through multiboot2 or PVH");
     };
+    // The screen first, so that what follows shows there too.
+    let screen = boot.framebuffer.map(|(address, geometry)| {
+        arch::framebuffer::init(address, geometry).map(|size| (size, geometry))
+    });
     // The heap (which parsing needs) lives on the frame allocator.
     let mut modules = mm::frames::init(&boot);
     mm::heap::init_limits();
@@ -112,6 +120,19 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         boot.protocol,
         boot.cmdline()
     );
+    match screen {
+        Some(Ok(((cols, rows), g))) => log::info!(
+            "screen: {}x{} at {} bits per pixel, {cols}x{rows} characters",
+            g.width,
+            g.height,
+            g.bits_per_pixel
+        ),
+        Some(Err(why)) => log::warn!("screen: the boot loader's framebuffer is not used: {why}"),
+        None => log::info!("screen: none from the boot loader; the console is the serial port"),
+    }
+    if !logger::has_serial() {
+        log::warn!("serial: no UART at COM1; the console is the screen alone");
+    }
     for warning in boot.warnings.iter().flatten() {
         log::warn!("boot information: {warning}");
     }
@@ -122,6 +143,14 @@ fn kernel_main(magic: u32, info: u32) -> ! {
 
     arch::apic::init();
     let cpus = arch::smp::start_aps(&boot, arch::cpu::MAX_CPUS);
+    match arch::smp::madt(&boot) {
+        Ok(madt) => {
+            if arch::ioapic::init(madt) == 0 {
+                log::warn!("acpi: the MADT lists no I/O APIC; legacy devices are polled");
+            }
+        }
+        Err(why) => log::warn!("acpi: {why}; no I/O APIC, legacy devices are polled"),
+    }
     // The APs needed the boot identity map to leave real mode; nothing does now.
     arch::paging::remove_identity_map();
     log::info!("cpus: {cpus} online");
@@ -136,7 +165,7 @@ fn kernel_main(magic: u32, info: u32) -> ! {
     if let Some(initrd) = initrd {
         mm::frames::release_module(initrd);
     }
-    // The disks: every driver's devices, probed once.
+    // The disks the drivers find, behind the block layer.
     block::init(drivers::probe_all());
 
     task::init();
@@ -145,6 +174,7 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         blktest::start(disk);
         task::idle_loop()
     }
+    console::init();
     let mode = match config.syscall {
         kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
             log::error!("syscall=ring: no ring backend is compiled in; using direct syscalls");

@@ -26,6 +26,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
             let now = crate::time::now_ns();
             task::tick(now);
             crate::rings::tick(now);
+            crate::console::poll();
             task::schedule();
         }
         v if v == u64::from(RESCHEDULE_VECTOR) => {
@@ -41,6 +42,13 @@ pub fn dispatch(frame: &mut TrapFrame) {
         }
         v if v < 32 => exception(frame),
         v => log::warn!("unexpected interrupt vector {v}"),
+    }
+    // A process asked to end (Ctrl-C on the console) ends on its way back
+    // to user mode; a spinning one is met here by the timer tick.
+    if frame.is_from_user() {
+        if let Some(status) = task::pending_kill() {
+            crate::lifecycle::exit_current(status);
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use crate::sysring;
 use abi::errno::{Errno, EBUSY, EIO};
 
 pub use raw::{
-    clock_ns, exit, fstat, getpid, lseek, poweroff, sleep_ns, spawn, sysinfo, task_info, unlink,
-    wait, yield_now,
+    clock_ns, console_mode, console_set_foreground, exit, fstat, getpid, lseek, poweroff, sleep_ns,
+    spawn, sysinfo, task_info, unlink, wait, yield_now,
 };
 
 /// First address of the canonical upper half, where the kernel lives: the

@@ -702,7 +702,6 @@ fn boot(
             &workspace.target_dir().join("disks"),
             &format!("{}-bench-smp{smp}", config.name),
         )?,
-        extra_args: config.qemu_args.clone(),
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(
@@ -1544,7 +1543,6 @@ BENCH DONE
             emulation: Emulation::Tcg,
             machine_type: config.machine,
             disks: Vec::new(),
-            extra_args: Vec::new(),
         };
         let args: Vec<String> = machine
             .command()

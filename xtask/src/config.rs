@@ -69,14 +69,20 @@ pub struct Config {
     /// Disks to attach, in order (`virtio:64M`, `nvme:256M`: fresh sparse
     /// images per boot; or `KIND:PATH`).
     pub disks: Vec<DiskSpec>,
-    /// Further QEMU arguments, one word each, added last (devices a test
-    /// needs besides disks, `-global` properties).
+    /// A script (`configs/scripts/<name>.script`, see [`crate::script`])
+    /// that a test boot plays against the machine: waits for output, types
+    /// on the serial port or the keyboard, checks the screen.
+    pub script: Option<String>,
+    /// Whether the machine has a serial port (COM1). Without one, only the
+    /// screen shows what happens, so a script must check it there.
+    pub serial: bool,
+    /// More QEMU arguments (`["-machine", "acpi=off"]`).
     pub qemu_args: Vec<String>,
 }
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, qemu_args";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -126,6 +132,8 @@ impl Config {
             timeout: Duration::from_secs(120),
             machine: MachineType::Pc,
             disks: Vec::new(),
+            script: None,
+            serial: true,
             qemu_args: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -198,6 +206,16 @@ impl Config {
                     .map(|spec| DiskSpec::parse(spec))
                     .collect::<Result<_, _>>()?;
             }
+            "script" => {
+                let script = value.into_string(key)?;
+                if !is_valid_name(&script) {
+                    return Err(format!(
+                        "`script` must name a file in configs/scripts, not `{script}`"
+                    ));
+                }
+                self.script = Some(script);
+            }
+            "serial" => self.serial = value.into_boolean(key)?,
             "qemu_args" => self.qemu_args = value.into_array(key)?,
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
@@ -478,6 +496,9 @@ mod tests {
         assert_eq!(config.boot, Boot::Pvh);
         assert!(!config.test);
         assert_eq!(config.timeout, Duration::from_secs(120));
+        assert_eq!(config.script, None);
+        assert!(config.serial);
+        assert!(config.qemu_args.is_empty());
     }
 
     #[test]
@@ -494,7 +515,9 @@ test = true
 timeout = 300
 machine = "q35"
 disks = ["virtio:64M", "nvme:/tmp/n.img"]
-qemu_args = ["-global", "virtio-blk-pci.vectors=0"]
+script = "console-serial"
+serial = false
+qemu_args = ["-machine", "acpi=off"]
 "#;
         let config = parse(text).unwrap();
         assert_eq!(config.description, "all keys");
@@ -509,7 +532,6 @@ qemu_args = ["-global", "virtio-blk-pci.vectors=0"]
         assert!(config.test);
         assert_eq!(config.timeout, Duration::from_secs(300));
         assert_eq!(config.machine, MachineType::Q35);
-        assert_eq!(config.qemu_args, ["-global", "virtio-blk-pci.vectors=0"]);
         assert_eq!(
             config.disks,
             [
@@ -517,6 +539,9 @@ qemu_args = ["-global", "virtio-blk-pci.vectors=0"]
                 DiskSpec::parse("nvme:/tmp/n.img").unwrap()
             ]
         );
+        assert_eq!(config.script.as_deref(), Some("console-serial"));
+        assert!(!config.serial);
+        assert_eq!(config.qemu_args, ["-machine", "acpi=off"]);
     }
 
     #[test]
@@ -587,6 +612,8 @@ qemu_args = ["-global", "virtio-blk-pci.vectors=0"]
             ("memory = \"512MB\"", "`memory` must be a size"),
             ("boot = \"efi\"", "\"pvh\", \"bios\" or \"uefi\""),
             ("timeout = 0", "at least 1 second"),
+            ("script = \"../x\"", "must name a file"),
+            ("serial = \"no\"", "`serial` must be true or false"),
         ];
         for (line, expected) in cases {
             let err = parse_err(&format!("description = \"d\"\n{line}\n"));

@@ -238,67 +238,14 @@ fn blktest_disk(cmdline: &str) -> Option<&str> {
         .filter(|name| *name != "none")
 }
 
-/// The disks a boot running the `blk_tests` program (`init=blk_tests`)
-/// tests: those its `dev=/dev/NAME` arguments name, else the ones it
-/// looks for itself that are attached.
-fn blk_tests_disks(cmdline: &str, names: &[String]) -> Vec<String> {
-    let (params, args) = match cmdline.split_once(" -- ") {
-        Some((params, args)) => (params, args),
-        None => (cmdline.strip_suffix(" --").unwrap_or(cmdline), ""),
-    };
-    let init = params
-        .split_whitespace()
-        .filter_map(|word| word.strip_prefix("init="))
-        .next_back();
-    if init != Some("blk_tests") {
-        return Vec::new();
-    }
-    let named: Vec<String> = args
-        .split_whitespace()
-        .filter_map(|word| word.strip_prefix("dev=/dev/"))
-        .map(String::from)
-        .collect();
-    if !named.is_empty() {
-        return named;
-    }
-    ["nvme0n1", "vda", "vdb", "vdc"]
-        .iter()
-        .filter(|name| names.iter().any(|n| n == *name))
-        .map(|name| name.to_string())
-        .collect()
-}
-
-/// Checks that the image holds `abi::disk_test`'s pattern with `seed` in
-/// `[start, end)`.
-fn check_region(path: &Path, (start, end): (u64, u64), seed: u64) -> Result<(), String> {
-    let mut file =
-        fs::File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
-    let mut bytes = vec![0u8; (end - start) as usize];
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.read_exact(&mut bytes))
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    match abi::disk_test::mismatch(seed, start, &bytes) {
-        None => Ok(()),
-        Some(at) => Err(format!(
-            "{}: byte {at:#x} is not what blk_tests wrote",
-            path.display()
-        )),
-    }
-}
-
 /// After a boot that passed: if the command line ran `blktest=NAME`, the
 /// log must say `blktest NAME ok` and NAME's image must hold the pattern
-/// (`abi::blktest`); if it ran `init=blk_tests`, the `FINAL` and `KILLED`
-/// regions of every disk it tested must hold `abi::disk_test`'s patterns.
+/// (`abi::blktest`).
 pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), String> {
-    let names = kernel_names(disks);
-    for name in blk_tests_disks(cmdline, &names) {
-        let Some(index) = names.iter().position(|n| *n == name) else {
-            return Err(format!("blk_tests: no disk {name} attached ({names:?})"));
-        };
-        let path = &disks[index].path;
-        check_region(path, abi::disk_test::FINAL, abi::disk_test::SEED_FINAL)?;
-        check_region(path, abi::disk_test::KILLED, abi::disk_test::SEED_KILLED)?;
+    if runs_blk_tests(cmdline) {
+        for disk in disks {
+            check_disk_test(&disk.path)?;
+        }
     }
     let Some(name) = blktest_disk(cmdline) else {
         return Ok(());
@@ -307,10 +254,46 @@ pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), 
     if !log.lines().any(|line| line.trim_end().ends_with(&ok_line)) {
         return Err(format!("no `{ok_line}` line in the log"));
     }
+    let names = kernel_names(disks);
     let Some(index) = names.iter().position(|n| n == name) else {
         return Err(format!("blktest={name}: no such disk attached ({names:?})"));
     };
     check_pattern(&disks[index].path)
+}
+
+/// Whether the first program is the disk suite, `blk_tests`, which leaves
+/// its `abi::disk_test` regions on every disk.
+fn runs_blk_tests(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .take_while(|word| *word != "--")
+        .any(|word| word == "init=blk_tests")
+}
+
+/// Checks the regions `blk_tests` leaves on a disk (`abi::disk_test`): the
+/// final region, written in shuffled order with 64 requests in flight, and
+/// the region a child wrote before it exited (or was killed) with its
+/// writes still in flight.
+pub fn check_disk_test(path: &Path) -> Result<(), String> {
+    use abi::disk_test::{FINAL, KILLED, SEED_FINAL, SEED_KILLED};
+    let mut file =
+        fs::File::open(path).map_err(|err| format!("cannot open {}: {err}", path.display()))?;
+    for (name, (start, end), seed) in [
+        ("final", FINAL, SEED_FINAL),
+        ("killed child's", KILLED, SEED_KILLED),
+    ] {
+        let mut bytes = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        if let Some(at) = abi::disk_test::mismatch(seed, start, &bytes) {
+            return Err(format!(
+                "{}: byte {at:#x} of the {name} region is not what blk_tests wrote",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the image holds the self test's pattern.
@@ -336,6 +319,33 @@ pub fn check_pattern(path: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn disk_test_regions_are_checked() {
+        use abi::disk_test::{FINAL, KILLED, SEED_FINAL, SEED_KILLED};
+        let dir = std::env::temp_dir().join(format!("xtask-disk-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.img");
+        let mut image = vec![0u8; KILLED.1 as usize];
+        abi::disk_test::fill(
+            SEED_FINAL,
+            FINAL.0,
+            &mut image[FINAL.0 as usize..FINAL.1 as usize],
+        );
+        abi::disk_test::fill(SEED_KILLED, KILLED.0, &mut image[KILLED.0 as usize..]);
+        fs::write(&path, &image).unwrap();
+        assert_eq!(check_disk_test(&path), Ok(()));
+        image[KILLED.0 as usize + 4097] ^= 0x40;
+        fs::write(&path, &image).unwrap();
+        assert!(check_disk_test(&path)
+            .unwrap_err()
+            .contains("killed child's"));
+        fs::write(&path, vec![0u8; KILLED.1 as usize]).unwrap();
+        assert!(check_disk_test(&path).unwrap_err().contains("final"));
+        assert!(runs_blk_tests("init=blk_tests log=info -- dev=/dev/vda"));
+        assert!(!runs_blk_tests("init=sh -- init=blk_tests"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
     use super::*;
 
     #[test]
@@ -407,50 +417,6 @@ mod tests {
         assert_eq!(blktest_disk("blktest=none"), None);
         assert_eq!(blktest_disk("init=x -- blktest=vda"), None);
         assert!(check_after_boot("init=x", &[], "").is_ok());
-    }
-
-    #[test]
-    fn blk_tests_disks_from_the_command_line() {
-        let names: Vec<String> = ["nvme0n1", "vda", "vdb", "nvme1n1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            blk_tests_disks("init=blk_tests log=info", &names),
-            ["nvme0n1", "vda", "vdb"]
-        );
-        assert_eq!(
-            blk_tests_disks("init=blk_tests -- dev=/dev/nvme1n1 x", &names),
-            ["nvme1n1"]
-        );
-        assert!(blk_tests_disks("init=tests -- dev=/dev/vda", &names).is_empty());
-        assert!(blk_tests_disks("init=x -- init=blk_tests", &names).is_empty());
-    }
-
-    #[test]
-    fn blk_tests_regions_are_checked() {
-        use abi::disk_test::{fill, FINAL, KILLED, MIN_DISK, SEED_FINAL, SEED_KILLED};
-        let dir = std::env::temp_dir().join(format!("xtask-blk-{}", std::process::id()));
-        let specs = [DiskSpec::parse("virtio:64M").unwrap()];
-        let disks = prepare(&specs, &dir, "t").unwrap();
-        assert_eq!(MIN_DISK, 64 << 20);
-        assert!(check_after_boot("init=blk_tests", &disks, "").is_err());
-        let mut image = fs::read(&disks[0].path).unwrap();
-        fill(
-            SEED_FINAL,
-            FINAL.0,
-            &mut image[FINAL.0 as usize..FINAL.1 as usize],
-        );
-        assert!(check_after_boot("init=blk_tests", &disks, "").is_err());
-        fill(
-            SEED_KILLED,
-            KILLED.0,
-            &mut image[KILLED.0 as usize..KILLED.1 as usize],
-        );
-        fs::write(&disks[0].path, &image).unwrap();
-        assert_eq!(check_after_boot("init=blk_tests", &disks, ""), Ok(()));
-        assert!(check_after_boot("init=blk_tests -- dev=/dev/vdb", &disks, "").is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

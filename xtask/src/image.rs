@@ -188,7 +188,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
     })
 }
 
-/// The GRUB menu: boot the kernel at once with `cmdline`.
+/// The GRUB menu: boot the kernel at once with `cmdline`, in a linear
+/// 1024x768 graphics mode (32 bits per pixel if there is one) that stays
+/// set for the kernel's screen console: `all_video` brings the VBE (BIOS)
+/// and GOP (UEFI) drivers, `gfxpayload=keep` hands the mode over.
 fn grub_config(cmdline: &str) -> String {
     let mut kernel_line = String::from("    multiboot2 /boot/kernel.elf");
     for word in cmdline.split_whitespace() {
@@ -198,6 +201,9 @@ fn grub_config(cmdline: &str) -> String {
     format!(
         "set timeout=0\n\
          set default=0\n\
+         insmod all_video\n\
+         set gfxmode=1024x768x32,1024x768,auto\n\
+         set gfxpayload=keep\n\
          menuentry \"kernel\" {{\n\
          {kernel_line}\n    \
          module2 /boot/initrd.cpio initrd\n    \
@@ -261,6 +267,9 @@ mod tests {
             grub_config("init=tests  log=info"),
             "set timeout=0\n\
              set default=0\n\
+             insmod all_video\n\
+             set gfxmode=1024x768x32,1024x768,auto\n\
+             set gfxpayload=keep\n\
              menuentry \"kernel\" {\n    \
              multiboot2 /boot/kernel.elf init=tests log=info\n    \
              module2 /boot/initrd.cpio initrd\n    \

@@ -21,6 +21,7 @@ mod image;
 mod initrd;
 mod process;
 mod qemu;
+mod script;
 mod setup;
 mod test;
 mod workspace;
@@ -200,7 +201,6 @@ fn run(workspace: &Workspace, options: RunOptions) -> Result<u8> {
         emulation: Emulation::Tcg,
         machine_type: options.machine.unwrap_or(config.machine),
         disks,
-        extra_args: config.qemu_args.clone(),
     };
     Ok(match machine.run_attached()? {
         Verdict::Pass => {

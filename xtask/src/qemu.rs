@@ -191,21 +191,36 @@ pub struct Machine {
     pub machine_type: MachineType,
     /// Disks attached in this order (see `disks`).
     pub disks: Vec<Disk>,
-    /// Further QEMU arguments, last (a configuration's `qemu_args`).
-    pub extra_args: Vec<String>,
+}
+
+/// What a scripted boot adds to a [`Machine`]'s command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// No serial port at all (`-serial none`) instead of COM1 on stdio.
+    pub no_serial: bool,
+    /// The human monitor on this Unix socket (QEMU listens, does not wait).
+    pub monitor: Option<PathBuf>,
+    /// Appended as they are.
+    pub args: Vec<String>,
 }
 
 impl Machine {
     /// The QEMU command line, with the serial port on QEMU's stdio.
     pub fn command(&self) -> Command {
+        self.command_with(&Extras::default())
+    }
+
+    /// The QEMU command line with `extras`.
+    pub fn command_with(&self, extras: &Extras) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(self.machine_type.qemu_args());
+        let serial = if extras.no_serial { "none" } else { "stdio" };
         cmd.args(["-accel", self.emulation.accel(), "-cpu", "max"])
             .arg("-smp")
             .arg(self.cpus.to_string())
             .arg("-m")
             .arg(&self.memory)
-            .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
+            .args(["-serial", serial, "-display", "none", "-no-reboot"])
             .arg("-device")
             .arg(format!(
                 "isa-debug-exit,iobase={:#x},iosize={:#04x}",
@@ -251,7 +266,11 @@ impl Machine {
         }
         cmd.args(disks::qemu_args(&self.disks));
         cmd.args(self.emulation.extra_flags());
-        cmd.args(&self.extra_args);
+        if let Some(socket) = &extras.monitor {
+            cmd.arg("-monitor")
+                .arg(format!("unix:{},server=on,wait=off", socket.display()));
+        }
+        cmd.args(&extras.args);
         cmd
     }
 
@@ -339,7 +358,7 @@ impl Machine {
 }
 
 /// Waits for `child`; kills it once `timeout` has passed.
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Outcome> {
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<Outcome> {
     let deadline = Instant::now() + timeout;
     let wait_error = |err| Error::new(format!("cannot wait for QEMU: {err}"));
     loop {
@@ -471,7 +490,6 @@ mod tests {
             emulation: Emulation::Tcg,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
-            extra_args: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
@@ -495,14 +513,12 @@ mod tests {
                 kind: disks::DiskKind::Virtio,
                 path: "v.img".into(),
             }],
-            extra_args: vec!["-global".into(), "virtio-blk-pci.vectors=0".into()],
         };
         assert_eq!(
             args(&machine).join(" "),
             "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -serial stdio -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
-             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0 \
-             -global virtio-blk-pci.vectors=0"
+             -boot order=d -drive file=v.img,if=none,id=vd0,format=raw -device virtio-blk-pci,drive=vd0"
         );
     }
 
@@ -517,13 +533,42 @@ mod tests {
             emulation: Emulation::Icount,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
-            extra_args: Vec::new(),
         };
         assert_eq!(
             args(&machine).join(" "),
             "-accel tcg,thread=single -cpu max -smp 1 -m 512M -serial stdio -display none \
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom k.iso \
              -icount shift=0,sleep=off -seed 1 -rtc base=2026-12-03T00:00:00,clock=vm"
+        );
+    }
+
+    #[test]
+    fn extras_replace_the_serial_port_and_add_a_monitor() {
+        let machine = Machine {
+            cpus: 1,
+            memory: "512M".into(),
+            media: Media::Bios {
+                iso: "k.iso".into(),
+            },
+            emulation: Emulation::Tcg,
+            machine_type: MachineType::Pc,
+            disks: Vec::new(),
+        };
+        let extras = Extras {
+            no_serial: true,
+            monitor: Some("/tmp/m.sock".into()),
+            args: vec!["-machine".into(), "acpi=off".into()],
+        };
+        let args: Vec<String> = machine
+            .command_with(&extras)
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let line = args.join(" ");
+        assert!(line.contains("-serial none -display none"), "{line}");
+        assert!(
+            line.ends_with("-monitor unix:/tmp/m.sock,server=on,wait=off -machine acpi=off"),
+            "{line}"
         );
     }
 
@@ -555,7 +600,6 @@ mod tests {
             emulation: Emulation::Tcg,
             machine_type: MachineType::Pc,
             disks: Vec::new(),
-            extra_args: Vec::new(),
         };
         let args = args(&machine);
         let tail = &args[args.len() - 6..];

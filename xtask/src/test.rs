@@ -21,6 +21,7 @@ use crate::error::{bail, Result};
 use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
 use crate::qemu::{Emulation, Machine, Outcome, Verdict};
+use crate::script;
 use crate::workspace::{Workspace, BARE_METAL_TARGET};
 
 /// Lines of the serial log shown when a boot fails.
@@ -174,7 +175,6 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         emulation: Emulation::Tcg,
         machine_type: config.machine,
         disks,
-        extra_args: config.qemu_args.clone(),
     };
 
     let log_path = workspace.log_path(&config.name);
@@ -185,9 +185,22 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         log_path.display()
     );
     let start = Instant::now();
-    let outcome = machine
-        .run_logged(&log_path, config.timeout)
-        .map_err(|err| err.to_string())?;
+    let outcome = if config.script.is_some() || !config.serial || !config.qemu_args.is_empty() {
+        let steps = match &config.script {
+            Some(name) => script::load(&workspace.configs_dir(), name)?,
+            None => Vec::new(),
+        };
+        let scratch = workspace.target_dir().join("script");
+        script::run(&machine, config, &steps, &log_path, &scratch).map_err(|reason| {
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            print_tail(&config.name, &log);
+            format!("script failed: {reason} (log: {})", log_path.display())
+        })?
+    } else {
+        machine
+            .run_logged(&log_path, config.timeout)
+            .map_err(|err| err.to_string())?
+    };
     let elapsed = start.elapsed();
     let log =
         fs::read(&log_path).map_err(|err| format!("cannot read {}: {err}", log_path.display()))?;

@@ -15,6 +15,7 @@
 //! no copy.
 
 pub mod mock;
+pub mod nvme;
 pub mod virtio_blk;
 pub mod virtq;
 

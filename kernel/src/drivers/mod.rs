@@ -1,6 +1,7 @@
 //! Device drivers. Each probes the PCI functions it knows and returns the
 //! devices it set up; [`probe_all`] runs them all once, in a fixed order.
 
+pub mod nvme;
 pub mod virtio_blk;
 
 use alloc::sync::Arc;
@@ -17,6 +18,7 @@ pub fn probe_all() -> Vec<Arc<dyn BlockDevice>> {
         .call_once(|| {
             let mut disks = Vec::new();
             disks.extend(virtio_blk::probe());
+            disks.extend(nvme::probe());
             disks
         })
         .clone()

@@ -30,6 +30,11 @@ pub fn dispatch(frame: &mut SyscallFrame) {
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
     let result = handle(frame.rax, args);
+    // Asked to end while in the kernel (Ctrl-C on the console): the call's
+    // result is never seen.
+    if let Some(status) = task::pending_kill() {
+        lifecycle::exit_current(status);
+    }
     frame.rax = match result {
         Ok(value) => value,
         Err(errno) => errno.to_ret() as u64,
@@ -68,6 +73,8 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
         Sysnum::SysInfo => sys_sysinfo(a[0]),
         Sysnum::Fstat => sys_fstat(a[0], a[1]),
         Sysnum::TaskInfo => sys_task_info(a[0], a[1]),
+        Sysnum::ConsoleMode => sys_console_mode(a[0]),
+        Sysnum::ConsoleSetForeground => sys_console_set_foreground(a[0]),
         Sysnum::IoUringSetup => rings::call(BackendKind::IoUring, RingCall::Setup, RawArgs(a)),
         Sysnum::IoUringEnter => rings::call(BackendKind::IoUring, RingCall::Enter, RawArgs(a)),
         Sysnum::IoUringRegister => {
@@ -129,6 +136,9 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
         let file = io_file(process, fd)?;
         let user = UserSlice::new(buf, len)?;
         let file = file.ok_or(EBADF)?;
+        if matches!(*file, File::Console) {
+            return read_console(process, user);
+        }
         if let File::Block(disk) = &*file {
             return block_transfer(process, disk, Dir::Read, buf, len);
         }
@@ -136,6 +146,43 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
             .with_address_space(|space| file.read_to_user(space, None, user))
             .map(|n| n as u64)
     })
+}
+
+/// Most bytes one read of the console returns (a cooked line is at most
+/// `ldisc::LINE_MAX`).
+const CONSOLE_READ_MAX: usize = 1024;
+
+/// A blocking read of the console. It sleeps without holding the address
+/// space (which its ring threads may need meanwhile): the destination is
+/// checked first, the input taken while sleeping, then copied out.
+fn read_console(process: &Process, user: UserSlice) -> SysResult {
+    let len = (user.len() as usize).min(CONSOLE_READ_MAX);
+    let user = user.prefix(len as u64);
+    process.with_address_space(|space| user.check(space, true))?;
+    let mut buf = [0u8; CONSOLE_READ_MAX];
+    let n = crate::console::read(&mut buf[..len])?;
+    process.with_address_space(|space| user.prefix(n as u64).write_from(space, &buf[..n]))?;
+    Ok(n as u64)
+}
+
+fn sys_console_mode(mode: u64) -> SysResult {
+    let mode = kernel_core::console::ldisc::Mode::from_value(mode).ok_or(EINVAL)?;
+    let pid = task::with_current(|t| t.id);
+    Ok(crate::console::set_mode(pid, mode).value())
+}
+
+/// Only the caller itself or one of its children may be named: a process
+/// cannot have Ctrl-C kill a stranger.
+fn sys_console_set_foreground(pid: u64) -> SysResult {
+    if pid != abi::console::NO_FOREGROUND {
+        let me = task::current();
+        let mine = me.id == pid || me.process().children.lock().iter().any(|c| c.id == pid);
+        if !mine {
+            return Err(ESRCH);
+        }
+    }
+    crate::console::set_foreground(pid);
+    Ok(0)
 }
 
 fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {

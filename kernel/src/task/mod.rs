@@ -54,7 +54,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
 use core::hash::{BuildHasher, Hasher};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use hashbrown::HashMap;
 use kernel_core::quota::Quota;
 use spin::Mutex;
@@ -102,6 +102,10 @@ pub struct Task {
     /// sets it keeps that address space alive until the task has ended and
     /// is off its CPU.
     space_root: AtomicU64,
+    /// An exit status someone asked it to end with (0: none): a user task
+    /// is ended by the layer above at its next return to user mode
+    /// ([`pending_kill`]); interruptible waits give up early.
+    kill: AtomicI32,
     /// What it runs when it starts.
     entry: Entry,
     /// A user task's user side (the process), a higher layer's type.
@@ -216,6 +220,7 @@ impl Task {
             run_ns: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             space_root: AtomicU64::new(space_root),
+            kill: AtomicI32::new(0),
             entry,
             user,
             _slot: Some(slot),
@@ -429,6 +434,7 @@ fn become_idle(cpu_index: usize) {
         run_ns: AtomicU64::new(0),
         switches: AtomicU64::new(0),
         space_root: AtomicU64::new(0),
+        kill: AtomicI32::new(0),
         entry: Entry::Idle,
         user: None,
         _slot: None,
@@ -699,11 +705,30 @@ pub fn wake(task: &Arc<Task>) {
     }
 }
 
-/// Sleeps the current task for at least `ns` nanoseconds.
+/// Asks `task` to end with exit `status` (not 0): it is woken if it
+/// sleeps, and the layer that returns it to user mode ends it there
+/// (see [`pending_kill`]). Safe in interrupt handlers.
+pub fn request_kill(task: &Arc<Task>, status: i32) {
+    if status != 0 {
+        task.kill.store(status, Ordering::Release);
+        wake(task);
+    }
+}
+
+/// The exit status the current task was asked to end with, if any.
+pub fn pending_kill() -> Option<i32> {
+    match with_current(|t| t.kill.load(Ordering::Acquire)) {
+        0 => None,
+        status => Some(status),
+    }
+}
+
+/// Sleeps the current task for at least `ns` nanoseconds, or until it is
+/// asked to end ([`request_kill`]).
 pub fn sleep_ns(ns: u64) {
     let deadline = crate::time::now_ns().saturating_add(ns);
     interrupts::without_interrupts(|| loop {
-        if crate::time::now_ns() >= deadline {
+        if crate::time::now_ns() >= deadline || pending_kill().is_some() {
             break;
         }
         let me = current();

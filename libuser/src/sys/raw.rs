@@ -349,6 +349,20 @@ pub fn fstat(fd: u64) -> Result<FileStat, Errno> {
     Errno::from_ret(unsafe { syscall2(nr::FSTAT, fd, &raw mut stat as u64) }).map(|_| stat)
 }
 
+/// Sets the console's input mode ([`abi::console::MODE_COOKED`] or
+/// [`abi::console::MODE_RAW`]); returns the previous one.
+pub fn console_mode(mode: u64) -> Result<u64, Errno> {
+    // SAFETY: no pointer arguments.
+    Errno::from_ret(unsafe { syscall1(nr::CONSOLE_MODE, mode) })
+}
+
+/// Names the process Ctrl-C kills: the caller or one of its children, or
+/// [`abi::console::NO_FOREGROUND`].
+pub fn console_set_foreground(pid: u64) -> Result<(), Errno> {
+    // SAFETY: no pointer arguments.
+    Errno::from_ret(unsafe { syscall1(nr::CONSOLE_SET_FOREGROUND, pid) }).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

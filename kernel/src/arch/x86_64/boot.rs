@@ -28,6 +28,15 @@ mb2_header_start:
     .long 0                         /* architecture: i386 protected mode */
     .long mb2_header_end - mb2_header_start
     .long -(0xe85250d6 + 0 + (mb2_header_end - mb2_header_start))
+    /* framebuffer tag (optional): a linear 1024x768, 32 bits per pixel,
+       for the screen console; grub.cfg's gfxpayload=keep agrees */
+    .balign 8
+    .short 5
+    .short 1
+    .long 20
+    .long 1024
+    .long 768
+    .long 32
     /* end tag */
     .balign 8
     .short 0

@@ -5,6 +5,7 @@
 //! (`qemu -kernel`). Both are reduced to one [`BootInfo`].
 
 use super::{phys_to_virt, DIRECT_MAP_SIZE, MULTIBOOT2_MAGIC, PVH_MAGIC};
+use kernel_core::console::text::{Channel, Geometry};
 
 const MAX_REGIONS: usize = 128;
 const MAX_MODULES: usize = 8;
@@ -30,6 +31,9 @@ pub struct BootInfo {
     pub info: PhysRange,
     /// The ACPI root table, if the boot loader handed over the RSDP.
     pub acpi_root: Option<kernel_core::acpi::RootTable>,
+    /// A linear RGB framebuffer the boot loader set up (multiboot2 only:
+    /// PVH has none): its physical address and layout.
+    pub framebuffer: Option<(u64, Geometry)>,
     /// Problems met while reading the information (reported once logging works).
     pub warnings: [Option<&'static str>; 4],
 }
@@ -46,6 +50,7 @@ impl BootInfo {
             modules_len: 0,
             info: PhysRange { start: 0, end: 0 },
             acpi_root: None,
+            framebuffer: None,
             warnings: [None; 4],
         }
     }
@@ -173,6 +178,31 @@ fn read_multiboot2(info_phys: u64) -> BootInfo {
         info.acpi_root = Some(kernel_core::acpi::RootTable::Xsdt(tag.xsdt_address() as u64));
     } else if let Some(tag) = mbi.rsdp_v1_tag() {
         info.acpi_root = Some(kernel_core::acpi::RootTable::Rsdt(tag.rsdt_address() as u64));
+    }
+    match mbi.framebuffer_tag() {
+        Some(Ok(tag)) => match tag.buffer_type() {
+            Ok(multiboot2::FramebufferType::RGB { red, green, blue }) => {
+                let channel = |f: multiboot2::FramebufferField| Channel {
+                    shift: f.position,
+                    bits: f.size,
+                };
+                info.framebuffer = Some((
+                    tag.address(),
+                    Geometry {
+                        width: tag.width() as usize,
+                        height: tag.height() as usize,
+                        pitch: tag.pitch() as usize,
+                        bits_per_pixel: tag.bpp(),
+                        red: channel(red),
+                        green: channel(green),
+                        blue: channel(blue),
+                    },
+                ));
+            }
+            _ => info.warn("the boot loader's framebuffer is not RGB (text or indexed): not used"),
+        },
+        Some(Err(_)) => info.warn("the boot loader's framebuffer has an unknown type: not used"),
+        None => {}
     }
     for module in mbi.module_tags() {
         info.add_module(

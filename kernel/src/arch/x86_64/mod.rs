@@ -6,10 +6,12 @@ mod boot;
 pub mod bootinfo;
 pub mod context;
 pub mod cpu;
+pub mod framebuffer;
 pub mod gdt;
 pub mod idt;
-#[allow(dead_code, reason = "the drivers that allocate vectors land next")]
+pub mod ioapic;
 pub mod irq;
+pub mod keyboard;
 pub mod paging;
 #[allow(
     dead_code,

@@ -137,32 +137,34 @@ fn in_trampoline(symbol: *const u8) -> *mut u64 {
 /// The local APIC ids of the usable CPUs the firmware lists (the boot CPU
 /// among them), or just the boot CPU if ACPI cannot be read.
 fn cpus(boot: &BootInfo) -> Vec<u8> {
-    let Some(root) = acpi_root(boot) else {
-        log::warn!("smp: no ACPI tables; running on the boot CPU only");
-        return Vec::new();
-    };
+    match madt(boot) {
+        Ok(madt) => madt
+            .cpus
+            .iter()
+            .filter(|c| c.usable)
+            .map(|c| c.apic_id)
+            .collect(),
+        Err(why) => {
+            log::warn!("smp: {why}; running on the boot CPU only");
+            Vec::new()
+        }
+    }
+}
+
+/// The ACPI MADT (CPUs, I/O APICs, interrupt source overrides), or why
+/// there is none.
+pub fn madt(boot: &BootInfo) -> Result<acpi::Madt, &'static str> {
+    let root = acpi_root(boot).ok_or("no ACPI tables")?;
     let (addr, signature) = match root {
         acpi::RootTable::Rsdt(a) => (a, b"RSDT"),
         acpi::RootTable::Xsdt(a) => (a, b"XSDT"),
     };
-    let Some(table) = read_table(addr, signature) else {
-        log::warn!("smp: ACPI root table unreadable; running on the boot CPU only");
-        return Vec::new();
-    };
-    for entry in acpi::root_entries(table, root) {
-        if let Some(madt) = read_table(entry, b"APIC") {
-            if let Ok(madt) = acpi::parse_madt(madt) {
-                return madt
-                    .cpus
-                    .iter()
-                    .filter(|c| c.usable)
-                    .map(|c| c.apic_id)
-                    .collect();
-            }
-        }
-    }
-    log::warn!("smp: no MADT; running on the boot CPU only");
-    Vec::new()
+    let table = read_table(addr, signature).ok_or("ACPI root table unreadable")?;
+    acpi::root_entries(table, root)
+        .into_iter()
+        .filter_map(|entry| read_table(entry, b"APIC"))
+        .find_map(|madt| acpi::parse_madt(madt).ok())
+        .ok_or("no MADT")
 }
 
 /// Where the ACPI root table is: from the boot information, or found in
