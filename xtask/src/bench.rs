@@ -695,9 +695,13 @@ fn boot(
         memory: config.memory.clone(),
         media: media.clone(),
         emulation,
-        // The benchmark attaches no disks (yet).
         machine_type: config.machine,
-        disks: Vec::new(),
+        // The configuration's disks, fresh for every boot.
+        disks: crate::disks::prepare(
+            &config.disks,
+            &workspace.target_dir().join("disks"),
+            &format!("{}-bench-smp{smp}", config.name),
+        )?,
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
     eprintln!(

@@ -345,10 +345,11 @@ impl VirtioBlk {
         }
         common.write8(common::DEVICE_STATUS, device_status | status::DRIVER_OK);
         log::info!(
-            "{}: virtio-blk at {}: {} blocks of {} bytes ({} MiB), {} queue(s) of {} ({:?}), \
-             {} segments, flush {}",
+            "{}: virtio-blk at {} (registers at {:#x}): {} blocks of {} bytes ({} MiB), \
+             {} queue(s) of {} ({:?}), {} segments, flush {}",
             device.name,
             device.pci,
+            device.common.phys(),
             geometry.blocks,
             geometry.block_size,
             geometry.bytes() >> 20,

@@ -630,6 +630,12 @@ fn enumerate() -> Vec<PciFunction> {
                             f.subclass,
                             f.prog_if
                         );
+                        log::debug!(
+                            "pci {}: capabilities {:x?}, BARs {:x?}",
+                            f.name(),
+                            f.capabilities(),
+                            f.bars
+                        );
                         found.push(f);
                     }
                 }
