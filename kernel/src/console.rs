@@ -40,7 +40,8 @@ pub type InputWaker = Box<dyn FnOnce() + Send>;
 
 static LDISC: Mutex<LineDiscipline> = Mutex::new(LineDiscipline::new());
 static READERS: WaitQueue = WaitQueue::new();
-static WAKERS: Mutex<Vec<InputWaker>> = Mutex::new(Vec::new());
+/// Wakers waiting for input, each with the process it reads for.
+static WAKERS: Mutex<Vec<(Tid, InputWaker)>> = Mutex::new(Vec::new());
 /// Ctrl-C was pressed with no foreground process and no read has
 /// returned `EINTR` for it yet: the current or next read does.
 static INTERRUPT_PENDING: AtomicBool = AtomicBool::new(false);
@@ -147,7 +148,7 @@ fn input(byte: u8) {
     if effect.readable {
         READERS.wake_all();
         let wakers = interrupts::without_interrupts(|| core::mem::take(&mut *WAKERS.lock()));
-        for waker in wakers {
+        for (_, waker) in wakers {
             waker();
         }
     }
@@ -174,17 +175,22 @@ pub fn try_read(buf: &mut [u8]) -> Option<usize> {
     interrupts::without_interrupts(|| LDISC.lock().read(buf))
 }
 
+/// Whether a read would find something now (a line in cooked mode, a byte
+/// in raw mode, or end of file).
+pub fn readable() -> bool {
+    interrupts::without_interrupts(|| LDISC.lock().readable())
+}
+
 /// Runs `waker` once, from the input interrupt, when input is next
 /// readable, or at once if it is now. `ENOMEM` if it cannot be kept.
 /// The waker runs with interrupts off, in an interrupt handler or in the
 /// caller: it must not sleep, and should only queue work (complete a
 /// pending ring op, wake a thread) that then calls [`try_read`], which
 /// may find nothing if another reader was faster.
-#[allow(
-    dead_code,
-    reason = "for the ring READ on fd 0 as a pending op, which the ring engine wires next"
-)]
-pub fn on_input(waker: InputWaker) -> Result<(), Errno> {
+///
+/// `pid` is the process the read is for: when it ends, its wakers are
+/// dropped unrun ([`process_ended`]), so nothing writes its memory after.
+pub fn on_input(pid: Tid, waker: InputWaker) -> Result<(), Errno> {
     let now = interrupts::without_interrupts(|| -> Result<Option<InputWaker>, Errno> {
         // Checked under the wakers' lock, after which the interrupt
         // handler (which takes the line discipline first, then this
@@ -194,7 +200,7 @@ pub fn on_input(waker: InputWaker) -> Result<(), Errno> {
             return Ok(Some(waker));
         }
         wakers.try_reserve(1).map_err(|_| ENOMEM)?;
-        wakers.push(waker);
+        wakers.push((pid, waker));
         Ok(None)
     })?;
     if let Some(waker) = now {
@@ -231,6 +237,17 @@ pub fn set_foreground(pid: Tid) {
 /// leaves the raw mode it set, so that a program killed in raw mode does
 /// not leave its shell a raw console.
 pub fn process_ended(pid: Tid) {
+    // Its pending ring reads go unrun (dropping them releases what they
+    // pinned); run outside the lock.
+    let dropped: Vec<(Tid, InputWaker)> = interrupts::without_interrupts(|| {
+        let mut wakers = WAKERS.lock();
+        let (mine, rest) = core::mem::take(&mut *wakers)
+            .into_iter()
+            .partition(|(owner, _)| *owner == pid);
+        *wakers = rest;
+        mine
+    });
+    drop(dropped);
     let _ = FOREGROUND.compare_exchange(
         pid,
         abi::console::NO_FOREGROUND,

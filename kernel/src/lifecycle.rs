@@ -283,6 +283,9 @@ pub fn exit_current(status: i32) -> ! {
     drop(files);
     let pinned = core::mem::take(&mut *process.pinned.lock());
     drop(pinned);
+    // The console forgets it (foreground, raw mode) and drops its pending
+    // ring reads of fd 0, which hold its pages.
+    crate::console::process_ended(me.id);
     // A device may still write the process's frames: they go only once
     // its I/O in flight is done (with rings and files gone, none starts).
     let idle = process.io.count() == 0 || {
@@ -303,7 +306,6 @@ pub fn exit_current(status: i32) -> ! {
         );
         core::mem::forget(space);
     }
-    crate::console::process_ended(me.id);
     *process.exit_status.lock() = Some(status);
 
     // Children: zombies are dropped now, live ones become orphans that

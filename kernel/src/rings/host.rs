@@ -376,6 +376,80 @@ impl ProcessEnv<'_> {
     }
 }
 
+/// A ring READ of the console that waits for input: completed from the
+/// input interrupt, not by a blocked enter.
+struct ConsoleRead {
+    pid: u64,
+    user: crate::usercopy::PinnedPages,
+    /// What is read, before it goes to the pinned user buffer.
+    bytes: alloc::vec::Vec<u8>,
+    mailbox: Arc<kernel_core::ring::IoMailbox>,
+    token: u64,
+    _guard: crate::block::InFlightGuard,
+}
+
+impl ConsoleRead {
+    /// Waits (without a thread) for input, then completes.
+    fn arm(self: Box<Self>) {
+        let mailbox = self.mailbox.clone();
+        let token = self.token;
+        let pid = self.pid;
+        if let Err(e) = crate::console::on_input(pid, Box::new(move || self.fire())) {
+            // The waker was dropped with it: complete with the error.
+            mailbox.post(token, Err(e));
+            super::io_posted(mailbox.wait_key());
+        }
+    }
+
+    /// Input arrived (interrupt context): read it, or wait again if another
+    /// reader was faster.
+    fn fire(mut self: Box<Self>) {
+        match crate::console::try_read(&mut self.bytes) {
+            Some(n) => {
+                self.user.write_at(0, &self.bytes[..n]);
+                self.mailbox.post(self.token, Ok(n as u32));
+                super::io_posted(self.mailbox.wait_key());
+            }
+            None => self.arm(),
+        }
+    }
+}
+
+/// Most bytes one ring READ of the console takes.
+const CONSOLE_READ_MAX: u32 = 4096;
+
+impl ProcessEnv<'_> {
+    /// [`IoEnv::start`] for the console: a READ with nothing typed yet
+    /// stays pending until the input interrupt completes it. With input
+    /// there, or for other ops, the op runs synchronously.
+    fn start_console(&mut self, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
+        let AsyncIo::Read { buf, len, .. } = io else {
+            return Ok(false);
+        };
+        if len == 0 || crate::console::readable() {
+            return Ok(false);
+        }
+        target.room?;
+        let len = len.min(CONSOLE_READ_MAX);
+        let process = self.process();
+        let user = process
+            .with_address_space(|space| UserSlice::new(buf, u64::from(len))?.pin(space, true))?;
+        let mut bytes = alloc::vec::Vec::new();
+        bytes.try_reserve_exact(len as usize).map_err(|_| ENOMEM)?;
+        bytes.resize(len as usize, 0);
+        let read = Box::new(ConsoleRead {
+            pid: self.pid,
+            user,
+            bytes,
+            mailbox: target.mailbox.clone(),
+            token: target.token,
+            _guard: process.io.guard(),
+        });
+        read.arm();
+        Ok(true)
+    }
+}
+
 /// The buffers of an asynchronous transfer.
 enum Iovecs {
     One(u64, u64),
@@ -389,13 +463,15 @@ impl IoEnv for ProcessEnv<'_> {
     }
 
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
-        // Until a process opens a disk, none of its files completes later.
-        if !self.process().uses_devices.load(Ordering::Relaxed) {
+        // Until a process opens a disk, only its descriptor 0 (the
+        // console) may complete later.
+        if !self.process().uses_devices.load(Ordering::Relaxed) && file != FileRef::Fd(0) {
             return Ok(false);
         }
         let handle = self.file(file)?;
         match &*handle {
             File::Block(b) => self.start_block(b, io, target),
+            File::Console => self.start_console(io, target),
             _ => Ok(false),
         }
     }
