@@ -51,8 +51,17 @@ const PANIC_MARKER: &str = "KERNEL PANIC";
 
 /// Our case names and the anchor's counterparts. `nop_bN` (any batch size
 /// N) has the same name on both sides and is not listed.
-const CASE_NAMES: [(&str, &str); 7] = [
+const CASE_NAMES: [(&str, &str); 14] = [
     ("syscall_getpid", "syscall_getppid"),
+    // The storage cases have the anchor's names; the IOPOLL one compares
+    // with Linux's interrupt-driven qd1 read (the anchor has no polled case).
+    ("nvme_randread4k_qd1", "nvme_randread4k_qd1"),
+    ("nvme_randread4k_qd32", "nvme_randread4k_qd32"),
+    ("nvme_randwrite4k_qd32", "nvme_randwrite4k_qd32"),
+    ("nvme_iopoll_randread4k_qd1", "nvme_randread4k_qd1"),
+    ("vblk_randread4k_qd1", "vblk_randread4k_qd1"),
+    ("vblk_randread4k_qd32", "vblk_randread4k_qd32"),
+    ("vblk_randwrite4k_qd32", "vblk_randwrite4k_qd32"),
     ("read4k_b32", "uring_read4k_b32"),
     ("write4k_b32", "uring_write4k_b32"),
     ("pread4k", "pread4k"),
@@ -1309,7 +1318,12 @@ BENCH DONE\r
         );
         assert_eq!(
             cases(&["cases=n,nop,,ringapi"]).unwrap().as_deref(),
-            Some("nop_b")
+            Some("nop_b,nvme_randread4k_qd1,nvme_randread4k_qd32,nvme_randwrite4k_qd32")
+        );
+        // The IOPOLL case compares with Linux's interrupt-driven qd1 read.
+        assert_eq!(
+            cases(&["cases=nvme_iopoll"]).unwrap().as_deref(),
+            Some("nvme_randread4k_qd1")
         );
         // The last cases= is the one the bench program reads.
         assert_eq!(

@@ -11,6 +11,8 @@ use x86_64::instructions::interrupts;
 /// The earliest deadline (ns) any ring asked for; `u64::MAX` when none.
 static EARLIEST: AtomicU64 = AtomicU64::new(u64::MAX);
 static DUE: AtomicBool = AtomicBool::new(false);
+/// Finished I/O waits in a mailbox that nobody sleeps on.
+static IO_DUE: AtomicBool = AtomicBool::new(false);
 static THREAD: WaitQueue = WaitQueue::new();
 
 /// Asks for a timer pass at or after `deadline`.
@@ -18,14 +20,22 @@ pub fn arm(deadline: u64) {
     EARLIEST.fetch_min(deadline, Ordering::AcqRel);
 }
 
-/// Asks for a pass of the ring thread now (finished I/O nobody waits for).
+/// Asks for a pass of the ring thread at the next tick: finished I/O
+/// that nobody sleeps for. A program that enters again soon reaps it
+/// itself first (every enter does); the pass is for one that only
+/// watches its CQ, as Linux's task work runs at the task's next return
+/// to user mode. Deferred to the tick so that a burst of completions
+/// costs one pass, not a thread switch each.
 pub fn kick() {
-    DUE.store(true, Ordering::Release);
-    THREAD.wake_all();
+    IO_DUE.store(true, Ordering::Release);
 }
 
 /// Called on every timer tick with interrupts off.
 pub fn tick(now: u64) {
+    if IO_DUE.swap(false, Ordering::AcqRel) {
+        DUE.store(true, Ordering::Release);
+        THREAD.wake_all();
+    }
     if now >= EARLIEST.load(Ordering::Acquire) {
         EARLIEST.store(u64::MAX, Ordering::Release);
         DUE.store(true, Ordering::Release);
