@@ -44,6 +44,10 @@ pub struct BootConfig {
     /// A disk to run the kernel's block-driver self test on instead of
     /// starting the first program (`blktest=vda`); `None` runs no test.
     pub blktest: Option<String>,
+    /// A disk to measure the device model's own cost on instead of
+    /// starting the first program (`blkfloor=nvme0n1`): 4 KiB reads timed
+    /// with the driver alone, polled, no block layer, no ring.
+    pub blkfloor: Option<String>,
     /// `debug_panic=boot`: panic on purpose once the first program is
     /// started, so a test boot can check that a kernel panic prints a
     /// symbolized backtrace. Only the command line reaches it.
@@ -59,6 +63,7 @@ impl Default for BootConfig {
             syscall: SyscallMode::Direct,
             tasks_max: None,
             blktest: None,
+            blkfloor: None,
             debug_panic: false,
         }
     }
@@ -236,6 +241,13 @@ pub static PARAMS: &[ParamSpec] = &[
         help: "self test of a disk driver (write, read back, flush) instead of the first program",
         apply: apply_blktest,
         current: |cfg| cfg.blktest.clone().unwrap_or_else(|| "none".to_string()),
+    },
+    ParamSpec {
+        name: "blkfloor",
+        values: BLKTEST_VALUES,
+        help: "time polled 4 KiB reads through a disk driver alone (the device's floor) instead of the first program",
+        apply: apply_blkfloor,
+        current: |cfg| cfg.blkfloor.clone().unwrap_or_else(|| "none".to_string()),
     },
     ParamSpec {
         name: "debug_panic",
@@ -429,20 +441,31 @@ fn apply_tasks_max(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
 const BLKTEST_VALUES: &str = "<disk name>|none";
 
 fn apply_blktest(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
-    // A device name: 1 to 16 lowercase letters and digits.
-    let valid = value.len() <= 16
+    cfg.blktest = disk_name("blktest", value, &cfg.blktest)?;
+    Ok(())
+}
+
+fn apply_blkfloor(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    cfg.blkfloor = disk_name("blkfloor", value, &cfg.blkfloor)?;
+    Ok(())
+}
+
+/// A disk name for parameter `key`: 1 to 16 lowercase letters and digits,
+/// or `none`.
+fn disk_name(key: &str, value: &str, current: &Option<String>) -> Result<Option<String>, Warning> {
+    let valid = !value.is_empty()
+        && value.len() <= 16
         && value
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if !valid {
         return Err(Warning::InvalidValue {
-            token: token("blktest", value),
+            token: token(key, value),
             expected: BLKTEST_VALUES,
-            using: cfg.blktest.clone().unwrap_or_else(|| "none".to_string()),
+            using: current.clone().unwrap_or_else(|| "none".to_string()),
         });
     }
-    cfg.blktest = (value != "none").then(|| value.to_string());
-    Ok(())
+    Ok((value != "none").then(|| value.to_string()))
 }
 
 #[cfg(test)]
@@ -603,7 +626,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest debug_panic); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest blkfloor debug_panic); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -715,12 +738,12 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none debug_panic=off"
+            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none blkfloor=none debug_panic=off"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none debug_panic=off"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none blkfloor=none debug_panic=off"
         );
         assert!(parse_ok("debug_panic=boot").debug_panic);
         let (cfg, warnings) = parse("debug_panic=yes");

@@ -175,6 +175,11 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         blktest::start(disk);
         task::idle_loop()
     }
+    if let Some(disk) = &config.blkfloor {
+        // So does the floor measurement.
+        blktest::start_floor(disk);
+        task::idle_loop()
+    }
     console::init();
     let mode = match config.syscall {
         kernel_core::ring::SyscallMode::RingBased if rings::active().is_none() => {
