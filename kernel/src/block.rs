@@ -358,6 +358,18 @@ pub fn poll_all() -> bool {
     any
 }
 
+/// Polls every queue of every disk once, interrupting ones too; returns
+/// whether anything finished.
+pub fn poll_every_queue() -> bool {
+    let mut any = false;
+    for disk in disks() {
+        for q in 0..disk.queues.len() as u16 {
+            any |= disk.reap(q) > 0;
+        }
+    }
+    any
+}
+
 /// Where an I/O's result goes and how it is reaped.
 pub struct Done {
     pub target: Target,

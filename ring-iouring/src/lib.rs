@@ -478,6 +478,10 @@ fn wait_cqes(host: &mut dyn RingHost, ring: &Arc<Mutex<Ring>>, pid: u64, want: u
             }
             continue;
         }
+        let in_flight = ring.lock().engine.io_in_flight() > 0;
+        if in_flight && kernel_core::ring::spin_for_io(host, &mailbox) {
+            continue;
+        }
         host.wait(key, &mut || {
             if mailbox.has_posts() {
                 return true;

@@ -245,6 +245,10 @@ impl Context {
                     return;
                 }
             }
+            let in_flight = self.engine.lock().io_in_flight() > 0;
+            if in_flight && kernel_core::ring::spin_for_io(host, &mailbox) {
+                continue;
+            }
             self.wait(host, &mut || {
                 if mailbox.has_posts() {
                     return true;

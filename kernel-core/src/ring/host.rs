@@ -167,4 +167,10 @@ pub trait RingHost {
     fn poll_io(&mut self) -> bool {
         false
     }
+    /// Polls every device queue once, interrupting ones too (a waiter about
+    /// to sleep for device I/O looks first: under emulation a halted CPU
+    /// wakes slowly). Returns whether anything finished.
+    fn poll_io_all(&mut self) -> bool {
+        false
+    }
 }

@@ -152,3 +152,28 @@ pub trait RingBackend: Sync {
     /// this after a deadline asked for with `RingHost::arm_timer`).
     fn poll_timers(&self, host: &mut dyn RingHost);
 }
+
+/// How long a CQ waiter with device I/O in flight polls the devices before
+/// it sleeps (guest nanoseconds).
+pub const SPIN_NS: u64 = 50_000;
+
+/// Before a GETEVENTS waiter sleeps for device I/O it has in flight: polls
+/// every device queue for up to [`SPIN_NS`], as long as no other task wants
+/// the CPU. A halted CPU wakes slowly (under emulation, tens of
+/// microseconds), and a 4 KiB read takes about as long as this, so the
+/// spin usually turns an interrupt, a halt and a wake-up into one poll.
+/// Returns whether a result reached `mailbox` (the caller reaps it and
+/// checks again); `false` when the time ran out or the CPU is wanted.
+pub fn spin_for_io(host: &mut dyn RingHost, mailbox: &IoMailbox) -> bool {
+    let until = host.now_ns().saturating_add(SPIN_NS);
+    loop {
+        host.poll_io_all();
+        if mailbox.has_posts() {
+            return true;
+        }
+        if host.now_ns() >= until || host.cpu_wanted() {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}

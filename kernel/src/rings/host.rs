@@ -255,6 +255,10 @@ impl RingHost for KernelHost<'_> {
     fn poll_io(&mut self) -> bool {
         crate::block::poll_all()
     }
+
+    fn poll_io_all(&mut self) -> bool {
+        crate::block::poll_every_queue()
+    }
 }
 
 /// A process, borrowed when it is the caller's, held otherwise.
