@@ -107,7 +107,7 @@ use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
 };
 
-use super::env::{IoEnv, IoTarget};
+use super::env::{FileRef, IoEnv, IoTarget};
 use super::mailbox::{IoMailbox, IoResult};
 use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, OpDef, PrepCtx, Prepared};
 use super::shared::SharedRing;
@@ -1125,7 +1125,7 @@ impl RingEngine {
         sqe: &Sqe,
         prepared: Prepared,
     ) -> Issue {
-        if !def.caps.contains(OpCaps::DEVICE_IO) {
+        if !def.caps.contains(OpCaps::DEVICE_IO) || !env.may_start(self.file_ref(sqe)) {
             let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
             return (def.issue)(&mut ctx, sqe, prepared);
         }
@@ -1144,6 +1144,19 @@ impl RingEngine {
             self.uncharge(COST_PENDING);
         }
         outcome
+    }
+
+    /// The file `sqe` names, for [`IoEnv::may_start`] (an index that names
+    /// no registered file is left to the op to refuse).
+    #[inline(always)]
+    fn file_ref(&self, sqe: &Sqe) -> FileRef {
+        if sqe.flags & sqe_flags::FIXED_FILE == 0 {
+            return FileRef::Fd(sqe.fd);
+        }
+        match usize::try_from(sqe.fd).ok().and_then(|i| self.files.get(i)) {
+            Some(Some(token)) => FileRef::Pinned(*token),
+            _ => FileRef::Fd(-1),
+        }
     }
 
     /// Room for one more pending I/O: under [`MAX_PENDING`] (`EBUSY`), its

@@ -131,6 +131,17 @@ pub trait IoEnv {
     /// stays valid until then). `Ok(false)` for a file whose I/O is
     /// synchronous: the op then uses `read`/`write`/`fsync`. An error
     /// means nothing started.
+    /// Whether `file`'s I/O may complete later, so that an op on it must
+    /// make room to stay pending before it issues: a cheap, conservative
+    /// look (`true` may still start nothing; `false` must mean [`start`]
+    /// would say `Ok(false)`).
+    ///
+    /// [`start`]: IoEnv::start
+    fn may_start(&self, file: FileRef) -> bool {
+        let _ = file;
+        false
+    }
+
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
         let _ = (file, io, target);
         Ok(false)

@@ -294,6 +294,10 @@ impl IoEnv for MockEnv {
         Ok(token)
     }
 
+    fn may_start(&self, file: FileRef) -> bool {
+        matches!(file, FileRef::Fd(fd) if self.async_fds.contains(&fd))
+    }
+
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
         let FileRef::Fd(fd) = file else {
             return Ok(false);

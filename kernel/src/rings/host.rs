@@ -466,6 +466,12 @@ impl IoEnv for ProcessEnv<'_> {
         crate::time::now_ns()
     }
 
+    fn may_start(&self, file: FileRef) -> bool {
+        // Descriptor 0 (the console) and, once the process opened a disk,
+        // any file (registered ones too).
+        file == FileRef::Fd(0) || self.process().uses_devices.load(Ordering::Relaxed)
+    }
+
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
         // Until a process opens a disk, only its descriptor 0 (the
         // console) may complete later.
