@@ -82,11 +82,16 @@ pub struct Config {
     /// the script `configs/NAME.session` (see `session.rs`), which judges
     /// it instead of the test-summary line.
     pub session: Option<String>,
+    /// `icount_gate = "NAME"`: the test boot runs under QEMU's deterministic
+    /// mode and its `BENCH` figures (instructions per op) must stay within
+    /// 10% of `configs/NAME.baseline` (see `gate.rs`), which judges it
+    /// instead of the test-summary line.
+    pub icount_gate: Option<String>,
 }
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args, session";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args, session, icount_gate";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -140,6 +145,7 @@ impl Config {
             serial: true,
             qemu_args: Vec::new(),
             session: None,
+            icount_gate: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -230,6 +236,15 @@ impl Config {
                     ));
                 }
                 self.session = Some(session);
+            }
+            "icount_gate" => {
+                let gate = value.into_string(key)?;
+                if !is_valid_name(&gate) {
+                    return Err(format!(
+                        "`icount_gate` must name a baseline in configs/, not \"{gate}\""
+                    ));
+                }
+                self.icount_gate = Some(gate);
             }
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }

@@ -17,6 +17,7 @@ mod cmdline;
 mod config;
 mod disks;
 mod error;
+mod gate;
 mod image;
 mod initrd;
 mod process;

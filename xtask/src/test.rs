@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::disks;
 use crate::error::{bail, Result};
+use crate::gate;
 use crate::image::{self, USER_RUSTFLAGS};
 use crate::process;
 use crate::qemu::{Emulation, Machine, Outcome, Verdict};
@@ -175,7 +176,11 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         cpus: config.cpus,
         memory: config.memory.clone(),
         media,
-        emulation: Emulation::Tcg,
+        emulation: if config.icount_gate.is_some() {
+            Emulation::Icount
+        } else {
+            Emulation::Tcg
+        },
         machine_type: config.machine,
         disks,
     };
@@ -232,6 +237,22 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
         let _ = fs::write(&log_path, &log);
     }
 
+    if let Some(name) = &config.icount_gate {
+        let path = workspace.configs_dir().join(format!("{name}.baseline"));
+        let text = fs::read_to_string(&path)
+            .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+        let baseline =
+            gate::parse_baseline(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+        if !matches!(outcome, Outcome::Exited(Verdict::Pass)) {
+            return Err(format!("the bench boot did not end well: {outcome:?}"));
+        }
+        let lines = gate::check(&baseline, &log)
+            .map_err(|reason| format!("{reason} (log: {})", log_path.display()))?;
+        for line in lines {
+            eprintln!("    {line}");
+        }
+        return Ok(elapsed);
+    }
     judge(&outcome, &log, config.timeout)
         .and_then(|()| disks::check_after_boot(&config.cmdline, &machine.disks, &log))
         .map_err(|reason| {
