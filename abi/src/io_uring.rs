@@ -44,10 +44,15 @@ pub mod op {
     pub const STATX: u8 = 21;
     pub const READ: u8 = 22;
     pub const WRITE: u8 = 23;
+    pub const RENAMEAT: u8 = 35;
+    pub const UNLINKAT: u8 = 36;
+    pub const MKDIRAT: u8 = 37;
+    /// Linux 6.9's number.
+    pub const FTRUNCATE: u8 = 55;
     /// One past the highest opcode this ABI names (probe table size).
-    pub const LAST: u8 = 24;
+    pub const LAST: u8 = 56;
     /// Every opcode this ABI names.
-    pub const ALL: [u8; 15] = [
+    pub const ALL: [u8; 19] = [
         NOP,
         READV,
         WRITEV,
@@ -63,8 +68,16 @@ pub mod op {
         STATX,
         READ,
         WRITE,
+        RENAMEAT,
+        UNLINKAT,
+        MKDIRAT,
+        FTRUNCATE,
     ];
 }
+
+/// UNLINKAT's `op_flags` (Linux's `AT_REMOVEDIR`): remove a directory,
+/// as `rmdir`.
+pub const AT_REMOVEDIR: u32 = 0x200;
 
 /// `IOSQE_*` flags in [`Sqe::flags`].
 pub mod sqe_flags {

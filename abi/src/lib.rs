@@ -124,8 +124,10 @@ pub mod open_flags {
     pub const O_EXCL: u64 = 0o200;
     pub const O_TRUNC: u64 = 0o1000;
     pub const O_APPEND: u64 = 0o2000;
+    /// Fail with `ENOTDIR` unless the path names a directory.
+    pub const O_DIRECTORY: u64 = 0o200000;
     /// Every flag the kernel understands; anything else is `EINVAL`.
-    pub const O_KNOWN: u64 = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND;
+    pub const O_KNOWN: u64 = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECTORY;
 }
 
 /// `whence` values for `lseek` (Linux values).
@@ -308,6 +310,55 @@ impl DirEntry {
         (core::mem::size_of::<DirEntry>() + name_len + 7) & !7
     }
 }
+
+/// What kind of file a [`Dirent`] or [`Stat`] describes (the `d_type`
+/// values of Linux's `getdents64`).
+pub mod file_kind {
+    /// A regular file (`DT_REG`).
+    pub const REGULAR: u8 = 8;
+    /// A directory (`DT_DIR`).
+    pub const DIRECTORY: u8 = 4;
+}
+
+/// The head of one record [`syscall::GETDENTS`] writes: the name
+/// (`name_len` bytes, not NUL-terminated) follows it, and the next record
+/// starts `reclen` bytes after this one's start (a multiple of 8). The
+/// same size as [`DirEntry`], so [`DirEntry::record_len`] applies.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Dirent {
+    /// Inode number (within its file system).
+    pub ino: u64,
+    /// Size in bytes (0 for a directory).
+    pub size: u64,
+    /// Bytes from this record's start to the next one's.
+    pub reclen: u16,
+    /// Bytes of the name after the head.
+    pub name_len: u16,
+    /// [`file_kind`].
+    pub kind: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<Dirent>() == 24);
+
+/// What [`syscall::STAT`] writes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct Stat {
+    pub ino: u64,
+    /// Size in bytes (0 for a directory).
+    pub size: u64,
+    /// [`file_kind`].
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// Names the file has (1; a directory's 2 + its subdirectories).
+    pub nlink: u32,
+}
+const _: () = assert!(core::mem::size_of::<Stat>() == 24);
 
 /// The longest record [`syscall::LIST_FILES`] writes (a name of
 /// `PATH_MAX` bytes): a buffer this big always takes the next one.

@@ -27,8 +27,22 @@ pub const YIELD: u64 = 24;
 pub const GETPID: u64 = 39;
 /// `exit(code: i32) -> !`
 pub const EXIT: u64 = 60;
+/// `pread64(fd, buf, len, offset) -> bytes read`: reads at `offset`
+/// without moving the file position (`ESPIPE` on the console or a ring).
+pub const PREAD64: u64 = 17;
+/// `pwrite64(fd, buf, len, offset) -> bytes written`: writes at `offset`
+/// without moving the file position; `O_APPEND` is ignored, as POSIX
+/// wants (Linux instead appends).
+pub const PWRITE64: u64 = 18;
 /// `fsync(fd) -> 0`
 pub const FSYNC: u64 = 74;
+/// `fdatasync(fd) -> 0`: as `fsync`, but metadata not needed to read the
+/// data back (times) may stay unwritten.
+pub const FDATASYNC: u64 = 75;
+/// `ftruncate(fd, length: i64) -> 0`: sets a regular file's size (`EINVAL`
+/// for a negative length, a descriptor not open for writing, or anything
+/// but a regular file).
+pub const FTRUNCATE: u64 = 77;
 
 /// `open(path, path_len, flags) -> fd` (flags: [`crate::open_flags`])
 pub const OPEN: u64 = 1000;
@@ -82,6 +96,27 @@ pub const TASK_LIST: u64 = 1021;
 /// `new`, replacing any file called `new` (as POSIX `rename`: open handles
 /// of either file stay valid). `ENOENT` if `old` does not exist.
 pub const RENAME: u64 = 1022;
+
+/// `mkdir(path, path_len, mode) -> 0`: creates a directory (`mode` is
+/// accepted and ignored: there are no permissions). `EEXIST` if the name
+/// exists, `ENOENT`/`ENOTDIR` if a directory on the way is missing or a
+/// file. Path rules: `docs/vfs.md`.
+pub const MKDIR: u64 = 1030;
+/// `rmdir(path, path_len) -> 0`: removes an empty directory (`ENOTEMPTY`
+/// otherwise, `ENOTDIR` for a file, `EBUSY` for a mount point or `/`,
+/// `EINVAL` for a last component `.`).
+pub const RMDIR: u64 = 1031;
+/// `getdents(fd, buf, buf_len) -> bytes`: reads the directory open at `fd`
+/// (opened with `open`, read-only) from its position, as Linux's
+/// `getdents64`: fills `buf` with [`crate::Dirent`] records, as many whole
+/// ones as fit, and moves the position past them; 0 at the end. `EINVAL`
+/// if `buf_len` cannot hold the next record ([`crate::DIRENT_MAX`] bytes
+/// always can), `ENOTDIR` if `fd` is not a directory. `.` and `..` are
+/// not listed. `lseek(fd, 0, SEEK_SET)` starts over.
+pub const GETDENTS: u64 = 1032;
+/// `stat(path, path_len, out: *mut Stat) -> 0`: metadata of the file or
+/// directory at `path`.
+pub const STAT: u64 = 1033;
 
 /// `console_mode(mode) -> previous mode`: [`crate::console::MODE_COOKED`]
 /// or [`crate::console::MODE_RAW`] for the console's input (`EINVAL` for
@@ -144,6 +179,14 @@ sysnums! {
     GetPid = GETPID,
     Exit = EXIT,
     Fsync = FSYNC,
+    Pread64 = PREAD64,
+    Pwrite64 = PWRITE64,
+    Fdatasync = FDATASYNC,
+    Ftruncate = FTRUNCATE,
+    Mkdir = MKDIR,
+    Rmdir = RMDIR,
+    Getdents = GETDENTS,
+    Stat = STAT,
     Open = OPEN,
     Unlink = UNLINK,
     Spawn = SPAWN,
@@ -166,8 +209,12 @@ sysnums! {
 
 /// Limits the kernel enforces on syscall arguments.
 pub mod limits {
-    /// Longest path or program name.
+    /// Longest path or program name, in bytes (Linux allows 4096; paths
+    /// are copied onto kernel stacks here, so they stay short).
     pub const PATH_MAX: usize = 255;
+    /// Longest component of a path (a file or directory name), as Linux's
+    /// `NAME_MAX`.
+    pub const NAME_MAX: usize = 255;
     /// Most arguments `spawn` accepts.
     pub const ARGS_MAX: usize = 32;
     /// Total bytes of all arguments `spawn` accepts.

@@ -35,6 +35,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use hashbrown::HashMap;
 
+use crate::vfs::{self, path::Component, path::Last, Attr, DirEnt, FileSystem, Ino, Kind};
+
 use abi::open_flags::{O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_KNOWN, O_RDWR, O_TRUNC, O_WRONLY};
 use abi::seek::{SEEK_CUR, SEEK_END, SEEK_SET};
 use abi::syscall::limits::{FDS_MAX, PATH_MAX};
@@ -75,6 +77,12 @@ pub enum FsError {
     NoMemory,
     /// The file system is full: its size or its number of files. `ENOSPC`
     NoSpace,
+    /// A directory where a file is wanted. `EISDIR`
+    IsDir,
+    /// A file where a directory is wanted. `ENOTDIR`
+    NotDir,
+    /// The directory is not empty. `ENOTEMPTY`
+    NotEmpty,
 }
 
 impl FsError {
@@ -92,9 +100,33 @@ impl FsError {
             FsError::TooManyFiles => errno::EMFILE,
             FsError::NoMemory => errno::ENOMEM,
             FsError::NoSpace => errno::ENOSPC,
+            FsError::IsDir => errno::EISDIR,
+            FsError::NotDir => errno::ENOTDIR,
+            FsError::NotEmpty => errno::ENOTEMPTY,
+        }
+    }
+
+    /// The error for an errno the path rules give (`ENOENT`,
+    /// `ENAMETOOLONG`, `EINVAL`); anything else is `InvalidArgument`.
+    fn from_errno(e: Errno) -> Self {
+        match e {
+            errno::ENOENT => FsError::NotFound,
+            errno::ENAMETOOLONG => FsError::NameTooLong,
+            errno::ENOTDIR => FsError::NotDir,
+            errno::EINVAL => FsError::InvalidName,
+            _ => FsError::InvalidArgument,
+        }
+    }
+
+    /// `Exists` for the kind that is in the way of a new file.
+    fn from_kind(kind: Kind) -> Self {
+        match kind {
+            Kind::File => FsError::Exists,
+            Kind::Dir => FsError::IsDir,
         }
     }
 }
+
 
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,6 +142,9 @@ impl fmt::Display for FsError {
             FsError::TooManyFiles => "too many open files",
             FsError::NoMemory => "out of memory",
             FsError::NoSpace => "no space left on the file system",
+            FsError::IsDir => "is a directory",
+            FsError::NotDir => "not a directory",
+            FsError::NotEmpty => "directory not empty",
         };
         write!(f, "{what} ({})", self.errno())
     }
@@ -368,11 +403,162 @@ fn name_cost(name: &str) -> usize {
     name.len()
 }
 
-/// The file system: names bound to inodes.
+/// The root directory's inode number.
+pub const ROOT_INO: u64 = 1;
+
+/// A name in a directory: the inode and the name's place in the listing
+/// order (the directory's cursor for it).
+#[derive(Debug)]
+struct Slot {
+    ino: u64,
+    seq: u64,
+}
+
+/// A directory: its parent and its names.
+#[derive(Debug)]
+struct DirNode {
+    parent: u64,
+    entries: HashMap<String, Slot>,
+    /// The next `Slot::seq`: names are listed in the order they were made.
+    next_seq: u64,
+    /// Subdirectories (for `nlink`).
+    subdirs: u32,
+}
+
+impl DirNode {
+    fn new(parent: u64) -> Self {
+        DirNode {
+            parent,
+            entries: HashMap::new(),
+            next_seq: 0,
+            subdirs: 0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Node {
+    File(Arc<Inode>),
+    Dir(DirNode),
+}
+
+/// The directory tree: every live file and directory by inode number.
+#[derive(Debug)]
+struct Tree {
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+}
+
+impl Tree {
+    fn node(&self, ino: u64) -> Result<&Node, FsError> {
+        self.nodes.get(&ino).ok_or(FsError::NotFound)
+    }
+
+    fn dir(&self, ino: u64) -> Result<&DirNode, FsError> {
+        match self.node(ino)? {
+            Node::Dir(d) => Ok(d),
+            Node::File(_) => Err(FsError::NotDir),
+        }
+    }
+
+    fn dir_mut(&mut self, ino: u64) -> Result<&mut DirNode, FsError> {
+        match self.nodes.get_mut(&ino).ok_or(FsError::NotFound)? {
+            Node::Dir(d) => Ok(d),
+            Node::File(_) => Err(FsError::NotDir),
+        }
+    }
+
+    fn kind(&self, ino: u64) -> Result<Kind, FsError> {
+        Ok(match self.node(ino)? {
+            Node::File(_) => Kind::File,
+            Node::Dir(_) => Kind::Dir,
+        })
+    }
+
+    fn lookup(&self, dir: u64, name: &str) -> Result<(u64, Kind), FsError> {
+        let slot = self.dir(dir)?.entries.get(name).ok_or(FsError::NotFound)?;
+        Ok((slot.ino, self.kind(slot.ino)?))
+    }
+
+    /// The inode `path` names (rules: [`crate::vfs::path`], no mounts).
+    fn walk(&self, path: &str) -> Result<u64, FsError> {
+        vfs::path::check(path).map_err(FsError::from_errno)?;
+        let mut ino = ROOT_INO;
+        for component in vfs::path::components(path) {
+            ino = match component.map_err(FsError::from_errno)? {
+                Component::Parent => self.dir(ino)?.parent,
+                Component::Name(name) => self.lookup(ino, name)?.0,
+            };
+        }
+        if vfs::path::wants_dir(path) {
+            self.dir(ino)?;
+        }
+        Ok(ino)
+    }
+
+    /// The directory of `path`'s last component, and that component
+    /// (`NotFound` if the path has none: `/`, `.`, `..`).
+    fn walk_parent<'p>(&self, path: &'p str) -> Result<(u64, &'p str), FsError> {
+        match vfs::path::split_last(path).map_err(FsError::from_errno)? {
+            Last::Special => Err(FsError::NotFound),
+            Last::Name { dir, name } => {
+                let dir = if dir.is_empty() { ROOT_INO } else { self.walk(dir)? };
+                self.dir(dir)?;
+                Ok((dir, name))
+            }
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or below it.
+    fn is_within(&self, mut ino: u64, ancestor: u64) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            match self.dir(ino) {
+                Ok(d) if ino != ROOT_INO => ino = d.parent,
+                _ => return false,
+            }
+        }
+    }
+}
+
+/// Gives a table's memory back once it is mostly empty (tables never
+/// shrink by themselves): moves the entries into one a quarter the size.
+/// Fallible: without memory for the new table the old one stays.
+fn shrink<K: Eq + core::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    let len = map.len();
+    if map.capacity() < 64 || len * 8 > map.capacity() {
+        return;
+    }
+    let mut smaller = HashMap::new();
+    if smaller.try_reserve(len * 2).is_ok() {
+        // Room reserved: moving the entries does not allocate.
+        smaller.extend(map.drain());
+        *map = smaller;
+    }
+}
+
+/// A copy of `name` in memory reserved fallibly.
+fn try_string(name: &str) -> Result<String, FsError> {
+    let mut key = String::new();
+    key.try_reserve_exact(name.len())
+        .map_err(|_| FsError::NoMemory)?;
+    key.push_str(name);
+    Ok(key)
+}
+
+/// The RAM file system: a tree of directories and files, locked inside
+/// (every method takes `&self`), so that it can be shared as a
+/// [`FileSystem`] by the mount table and open files.
+///
+/// Besides the [`FileSystem`] operations on inode numbers it keeps the
+/// path-based calls (`open`, `lookup`, `insert`, `unlink`, `rename`) that
+/// the kernel's program loader, the initrd and the ring tests use; those
+/// resolve paths inside this file system only (no mounts).
 #[derive(Debug)]
 pub struct RamFs {
-    files: HashMap<String, Arc<Inode>>,
-    next_ino: u64,
+    tree: spin::Mutex<Tree>,
     /// Its size: what every inode, name and byte of contents is charged to.
     space: Arc<Quota>,
 }
@@ -390,11 +576,16 @@ impl RamFs {
     }
 
     /// An empty file system of `bytes` bytes: what its files hold (contents
-    /// as allocated, names, [`INODE_COST`] per file) never passes that.
+    /// as allocated, names, [`INODE_COST`] per file or directory) never
+    /// passes that. The root directory costs nothing.
     pub fn with_size(bytes: usize) -> Self {
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT_INO, Node::Dir(DirNode::new(ROOT_INO)));
         RamFs {
-            files: HashMap::new(),
-            next_ino: 1,
+            tree: spin::Mutex::new(Tree {
+                nodes,
+                next_ino: ROOT_INO + 1,
+            }),
             space: Arc::new(Quota::new(bytes)),
         }
     }
@@ -409,24 +600,47 @@ impl RamFs {
         self.space.used()
     }
 
-    /// Binds `name` to a new inode holding `data`, replacing any file of
-    /// that name. Charges the name, the inode and `data`'s capacity first:
-    /// `ENOSPC` past the size or [`MAX_INODES`], `ENOMEM` without memory,
-    /// nothing changed.
-    fn bind(&mut self, name: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
-        let replacing = self.files.contains_key(name);
-        if !replacing && self.files.len() >= MAX_INODES {
+    /// Makes `name` in `dir`: a file holding `data`, or an empty directory
+    /// (`data` empty). With `replace`, an existing file of that name is
+    /// replaced by the new one (it lives on while open); otherwise an
+    /// existing name is `Exists`. Charges the name (unless replacing), the
+    /// inode and `data`'s capacity first: `ENOSPC` past the size or
+    /// [`MAX_INODES`], `ENOMEM` without memory, nothing changed.
+    fn make(
+        &self,
+        tree: &mut Tree,
+        dir: u64,
+        name: &str,
+        kind: Kind,
+        data: Vec<u8>,
+        replace: bool,
+    ) -> Result<u64, FsError> {
+        let existing = match tree.dir(dir)?.entries.get(name) {
+            Some(slot) if replace && matches!(tree.node(slot.ino)?, Node::File(_)) => {
+                Some(slot.ino)
+            }
+            Some(slot) if replace => return Err(FsError::from_kind(tree.kind(slot.ino)?)),
+            Some(_) => return Err(FsError::Exists),
+            None => None,
+        };
+        // The root is not counted.
+        if existing.is_none() && tree.nodes.len() > MAX_INODES {
             return Err(FsError::NoSpace);
         }
-        let cost = INODE_COST + data.capacity() + if replacing { 0 } else { name_cost(name) };
+        let cost =
+            INODE_COST + data.capacity() + if existing.is_some() { 0 } else { name_cost(name) };
         self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
         let prepared = (|| {
-            let mut key = String::new();
-            key.try_reserve_exact(name.len())
+            tree.nodes.try_reserve(1).map_err(|_| FsError::NoMemory)?;
+            if existing.is_some() {
+                return Ok(None);
+            }
+            let key = try_string(name)?;
+            tree.dir_mut(dir)?
+                .entries
+                .try_reserve(1)
                 .map_err(|_| FsError::NoMemory)?;
-            key.push_str(name);
-            self.files.try_reserve(1).map_err(|_| FsError::NoMemory)?;
-            Ok(key)
+            Ok(Some(key))
         })();
         let key = match prepared {
             Ok(key) => key,
@@ -435,174 +649,318 @@ impl RamFs {
                 return Err(e);
             }
         };
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        // The inode now owns its charge (returned when it is freed); the
-        // name's stays with the table entry.
-        let inode = Arc::new(Inode::new(ino, data, Arc::clone(&self.space)));
-        // Room was reserved: no allocation. A replaced inode lives on while
-        // it is open.
-        self.files.insert(key, Arc::clone(&inode));
-        Ok(inode)
+        let ino = tree.next_ino;
+        tree.next_ino += 1;
+        // A file's inode now owns its charge (returned when it is freed); a
+        // directory's is returned by `rmdir`; the name's stays with the
+        // entry. Room was reserved: no allocation below.
+        let node = match kind {
+            Kind::File => Node::File(Arc::new(Inode::new(ino, data, Arc::clone(&self.space)))),
+            Kind::Dir => Node::Dir(DirNode::new(dir)),
+        };
+        tree.nodes.insert(ino, node);
+        let parent = tree.dir_mut(dir)?;
+        match (existing, key) {
+            (Some(old), _) => {
+                if let Some(slot) = parent.entries.get_mut(name) {
+                    slot.ino = ino;
+                }
+                // A replaced file lives on while it is open.
+                tree.nodes.remove(&old);
+            }
+            (None, Some(key)) => {
+                let seq = parent.next_seq;
+                parent.next_seq += 1;
+                if kind == Kind::Dir {
+                    parent.subdirs += 1;
+                }
+                parent.entries.insert(key, Slot { ino, seq });
+            }
+            (None, None) => {}
+        }
+        Ok(ino)
+    }
+
+    fn file(tree: &Tree, ino: u64) -> Result<Arc<Inode>, FsError> {
+        match tree.node(ino)? {
+            Node::File(inode) => Ok(Arc::clone(inode)),
+            Node::Dir(_) => Err(FsError::IsDir),
+        }
+    }
+
+    fn remove(&self, dir: u64, name: &str, kind: Kind) -> Result<(), FsError> {
+        let mut tree = self.tree.lock();
+        let (ino, found) = tree.lookup(dir, name)?;
+        match (kind, found) {
+            (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
+            (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+            (Kind::Dir, Kind::Dir) if !tree.dir(ino)?.entries.is_empty() => {
+                return Err(FsError::NotEmpty)
+            }
+            _ => {}
+        }
+        let parent = tree.dir_mut(dir)?;
+        if let Some((key, _)) = parent.entries.remove_entry(name) {
+            self.space.uncharge(name_cost(&key));
+        }
+        if found == Kind::Dir {
+            parent.subdirs -= 1;
+            self.space.uncharge(INODE_COST);
+        }
+        shrink(&mut parent.entries);
+        // A file's inode lives on while it is open.
+        tree.nodes.remove(&ino);
+        shrink(&mut tree.nodes);
+        Ok(())
+    }
+
+    fn rename_at(&self, olddir: u64, oldname: &str, newdir: u64, newname: &str) -> Result<(), FsError> {
+        let mut tree = self.tree.lock();
+        let (src, kind) = tree.lookup(olddir, oldname)?;
+        tree.dir(newdir)?;
+        if olddir == newdir && oldname == newname {
+            return Ok(());
+        }
+        if kind == Kind::Dir && tree.is_within(newdir, src) {
+            return Err(FsError::InvalidArgument);
+        }
+        let target = match tree.lookup(newdir, newname) {
+            Ok(found) => Some(found),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some((dst, dst_kind)) = target {
+            match (kind, dst_kind) {
+                (Kind::File, Kind::Dir) => return Err(FsError::IsDir),
+                (Kind::Dir, Kind::File) => return Err(FsError::NotDir),
+                (Kind::Dir, Kind::Dir) if !tree.dir(dst)?.entries.is_empty() => {
+                    return Err(FsError::NotEmpty)
+                }
+                _ => {}
+            }
+            // The name `newname` keeps its entry (and its charge); only
+            // the inode behind it changes. No allocation.
+            let parent = tree.dir_mut(newdir)?;
+            if let Some(slot) = parent.entries.get_mut(newname) {
+                slot.ino = src;
+            }
+            if dst_kind == Kind::Dir {
+                parent.subdirs -= 1;
+                self.space.uncharge(INODE_COST);
+            }
+            tree.nodes.remove(&dst);
+        } else {
+            // The entry changes its name only: charge what the new name
+            // adds, return what it saves once the entry moved.
+            let cost = name_cost(newname).saturating_sub(name_cost(oldname));
+            self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
+            let prepared = (|| {
+                let key = try_string(newname)?;
+                tree.dir_mut(newdir)?
+                    .entries
+                    .try_reserve(1)
+                    .map_err(|_| FsError::NoMemory)?;
+                Ok(key)
+            })();
+            let key = match prepared {
+                Ok(key) => key,
+                Err(e) => {
+                    self.space.uncharge(cost);
+                    return Err(e);
+                }
+            };
+            self.space
+                .uncharge(name_cost(oldname).saturating_sub(name_cost(newname)));
+            let parent = tree.dir_mut(newdir)?;
+            let seq = parent.next_seq;
+            parent.next_seq += 1;
+            if kind == Kind::Dir {
+                parent.subdirs += 1;
+            }
+            // Room was reserved: no allocation.
+            parent.entries.insert(key, Slot { ino: src, seq });
+            let old = tree.dir_mut(olddir)?;
+            if kind == Kind::Dir {
+                old.subdirs -= 1;
+            }
+            old.entries.remove(oldname);
+            shrink(&mut old.entries);
+            if kind == Kind::Dir {
+                if let Ok(moved) = tree.dir_mut(src) {
+                    moved.parent = newdir;
+                }
+            }
+            return Ok(());
+        }
+        // Replacing: the source's entry goes.
+        let old = tree.dir_mut(olddir)?;
+        if kind == Kind::Dir {
+            old.subdirs -= 1;
+        }
+        if let Some((key, _)) = old.entries.remove_entry(oldname) {
+            self.space.uncharge(name_cost(&key));
+        }
+        shrink(&mut old.entries);
+        if kind == Kind::Dir {
+            if let Ok(moved) = tree.dir_mut(src) {
+                moved.parent = newdir;
+            }
+            if let Ok(parent) = tree.dir_mut(newdir) {
+                parent.subdirs += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Opens `path` following `abi::open_flags`: `O_CREAT` creates a missing
     /// file, `O_CREAT | O_EXCL` fails with `EEXIST` if it exists, `O_TRUNC`
     /// empties it (as on Linux, whatever the access mode). Unknown flags or
     /// access mode 3 are `EINVAL`; a new file past the file system's size
-    /// is `ENOSPC`. The access mode itself is enforced by [`OpenFile`].
-    pub fn open(&mut self, path: &str, flags: u64) -> Result<Arc<Inode>, FsError> {
+    /// is `ENOSPC`; a directory is `EISDIR`. The access mode itself is
+    /// enforced by [`OpenFile`].
+    pub fn open(&self, path: &str, flags: u64) -> Result<Arc<Inode>, FsError> {
         check_flags(flags)?;
-        let name = normalize(path)?;
-        if let Some(inode) = self.files.get(name) {
-            if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
-                return Err(FsError::Exists);
+        let mut tree = self.tree.lock();
+        match tree.walk(path) {
+            Ok(ino) => {
+                if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
+                    return Err(FsError::Exists);
+                }
+                let inode = Self::file(&tree, ino)?;
+                if flags & O_TRUNC != 0 {
+                    inode.truncate(0)?;
+                }
+                Ok(inode)
             }
-            let inode = Arc::clone(inode);
-            if flags & O_TRUNC != 0 {
-                inode.truncate(0)?;
+            Err(FsError::NotFound) if flags & O_CREAT != 0 => {
+                let (dir, name) = tree.walk_parent(path)?;
+                let ino = self.make(&mut tree, dir, name, Kind::File, Vec::new(), false)?;
+                Self::file(&tree, ino)
             }
-            return Ok(inode);
+            Err(e) => Err(e),
         }
-        if flags & O_CREAT == 0 {
-            return Err(FsError::NotFound);
-        }
-        self.bind(name, Vec::new())
     }
 
     /// Opens `path` and wraps it in an [`OpenFile`] at offset 0.
-    pub fn open_file(&mut self, path: &str, flags: u64) -> Result<OpenFile, FsError> {
+    pub fn open_file(&self, path: &str, flags: u64) -> Result<OpenFile, FsError> {
         let inode = self.open(path, flags)?;
         OpenFile::new(inode, flags)
     }
 
     /// Creates a new empty file; `EEXIST` if the name is taken. The same as
     /// `open(path, O_CREAT | O_EXCL)`.
-    pub fn create(&mut self, path: &str) -> Result<Arc<Inode>, FsError> {
+    pub fn create(&self, path: &str) -> Result<Arc<Inode>, FsError> {
         self.open(path, O_CREAT | O_EXCL)
     }
 
-    /// The file called `path`.
+    /// The file called `path` (`IsDir` for a directory).
     pub fn lookup(&self, path: &str) -> Result<Arc<Inode>, FsError> {
-        let name = normalize(path)?;
-        self.files.get(name).cloned().ok_or(FsError::NotFound)
+        let tree = self.tree.lock();
+        let ino = tree.walk(path)?;
+        Self::file(&tree, ino)
+    }
+
+    /// Metadata of the file or directory `path`.
+    pub fn stat_path(&self, path: &str) -> Result<Attr, Errno> {
+        let ino = self.tree.lock().walk(path)?;
+        FileSystem::stat(self, ino)
+    }
+
+    /// Makes the directory `path`; `Exists` if the name is taken.
+    pub fn mkdir(&self, path: &str) -> Result<u64, FsError> {
+        let mut tree = self.tree.lock();
+        let (dir, name) = tree.walk_parent(path)?;
+        self.make(&mut tree, dir, name, Kind::Dir, Vec::new(), false)
     }
 
     /// Binds `path` to a new file holding `data` (for filling the file
-    /// system from the initrd). An existing file of that name is unlinked
-    /// first, so the last of several entries wins.
-    pub fn insert(&mut self, path: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
+    /// system from the initrd), making missing directories on the way. An
+    /// existing file of that name is replaced, so the last of several
+    /// entries wins.
+    pub fn insert(&self, path: &str, data: Vec<u8>) -> Result<Arc<Inode>, FsError> {
         let name = normalize(path)?;
         checked_size(data.len() as u64)?;
-        self.bind(name, data)
-    }
-
-    /// Removes the name `path`; open handles keep the file alive.
-    pub fn unlink(&mut self, path: &str) -> Result<(), FsError> {
-        let name = normalize(path)?;
-        let (key, inode) = self.files.remove_entry(name).ok_or(FsError::NotFound)?;
-        self.space.uncharge(name_cost(&key));
-        drop(inode);
-        self.shrink();
-        Ok(())
-    }
-
-    /// Gives the name table's memory back once it is mostly empty (it
-    /// never shrinks by itself): moves the names into a table a quarter
-    /// the size. Fallible: without memory for the new table the old one
-    /// stays.
-    fn shrink(&mut self) {
-        let len = self.files.len();
-        if self.files.capacity() < 64 || len * 8 > self.files.capacity() {
-            return;
-        }
-        let mut smaller = HashMap::new();
-        if smaller.try_reserve(len * 2).is_ok() {
-            // Room reserved: moving the entries does not allocate.
-            smaller.extend(self.files.drain());
-            self.files = smaller;
-        }
-    }
-
-    /// How many names exist.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Whether no names exist.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// Gives the file `old` the name `new`, replacing any file called
-    /// `new` (POSIX `rename`: handles open on either stay valid, a
-    /// replaced file lives on while open). Renaming a file to its own name
-    /// does nothing. Charges the new name first: `ENOSPC` past the size,
-    /// `ENOMEM` without memory for it, nothing changed.
-    pub fn rename(&mut self, old: &str, new: &str) -> Result<(), FsError> {
-        let old = normalize(old)?;
-        let new = normalize(new)?;
-        if !self.files.contains_key(old) {
-            return Err(FsError::NotFound);
-        }
-        if old == new {
-            return Ok(());
-        }
-        if self.files.contains_key(new) {
-            // The name `new` keeps its table entry (and its charge); only
-            // the inode behind it changes. No allocation.
-            let (old_key, inode) = self.files.remove_entry(old).ok_or(FsError::NotFound)?;
-            self.space.uncharge(name_cost(&old_key));
-            if let Some(slot) = self.files.get_mut(new) {
-                *slot = inode;
-            }
-            self.shrink();
-            return Ok(());
-        }
-        // The table entry changes its name only: charge what the new name
-        // adds, return what it saves once the entry moved.
-        let cost = name_cost(new).saturating_sub(name_cost(old));
-        self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
-        let prepared = (|| {
-            let mut key = String::new();
-            key.try_reserve_exact(new.len())
-                .map_err(|_| FsError::NoMemory)?;
-            key.push_str(new);
-            self.files.try_reserve(1).map_err(|_| FsError::NoMemory)?;
-            Ok(key)
-        })();
-        let key = match prepared {
-            Ok(key) => key,
-            Err(e) => {
-                self.space.uncharge(cost);
-                return Err(e);
+        let mut tree = self.tree.lock();
+        let (dir, name) = match vfs::path::split_last(name).map_err(FsError::from_errno)? {
+            Last::Special => return Err(FsError::NotFound),
+            Last::Name { dir, name } => {
+                let mut at = ROOT_INO;
+                for component in vfs::path::components(dir) {
+                    at = match component.map_err(FsError::from_errno)? {
+                        Component::Parent => tree.dir(at)?.parent,
+                        Component::Name(part) => match tree.lookup(at, part) {
+                            Ok((ino, _)) => ino,
+                            Err(FsError::NotFound) => {
+                                self.make(&mut tree, at, part, Kind::Dir, Vec::new(), false)?
+                            }
+                            Err(e) => return Err(e),
+                        },
+                    };
+                }
+                (at, name)
             }
         };
-        let (old_key, inode) = self.files.remove_entry(old).ok_or(FsError::NotFound)?;
-        self.space
-            .uncharge(name_cost(&old_key).saturating_sub(name_cost(&key)));
-        // Room was reserved: no allocation.
-        self.files.insert(key, inode);
-        Ok(())
+        let ino = self.make(&mut tree, dir, name, Kind::File, data, true)?;
+        Self::file(&tree, ino)
+    }
+
+    /// Removes the file `path` (`IsDir` for a directory); open handles
+    /// keep the file alive.
+    pub fn unlink(&self, path: &str) -> Result<(), FsError> {
+        let (dir, name) = self.tree.lock().walk_parent(path)?;
+        self.remove(dir, name, Kind::File)
+    }
+
+    /// Removes the empty directory `path`.
+    pub fn rmdir(&self, path: &str) -> Result<(), FsError> {
+        let (dir, name) = self.tree.lock().walk_parent(path)?;
+        self.remove(dir, name, Kind::Dir)
+    }
+
+    /// How many files and directories exist (the root not counted).
+    pub fn len(&self) -> usize {
+        self.tree.lock().nodes.len() - 1
+    }
+
+    /// Whether only the empty root exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gives the file or directory `old` the name `new`, replacing any
+    /// file called `new` (POSIX `rename`: handles open on either stay
+    /// valid, a replaced file lives on while open). See
+    /// [`FileSystem::rename`] for directories. Charges the new name first:
+    /// `ENOSPC` past the size, `ENOMEM` without memory for it, nothing
+    /// changed.
+    pub fn rename(&self, old: &str, new: &str) -> Result<(), FsError> {
+        let ((odir, oname), (ndir, nname)) = {
+            let tree = self.tree.lock();
+            (tree.walk_parent(old)?, tree.walk_parent(new)?)
+        };
+        self.rename_at(odir, oname, ndir, nname)
     }
 
     /// Writes [`abi::DirEntry`] records (head, name, padding to 8) into
-    /// `buf` for the files whose names sort (bytewise) strictly after
+    /// `buf` for the names in `/` that sort (bytewise) strictly after
     /// `after`, in that order, as many whole records as fit; returns the
-    /// bytes written, 0 when no file comes after `after`. `InvalidArgument`
+    /// bytes written, 0 when no name comes after `after`. `InvalidArgument`
     /// if the first record due does not fit. The names are sorted into a
     /// scratch list reserved fallibly (`ENOMEM`); only as many as `buf`
-    /// could hold are sorted, so one call costs O(files).
+    /// could hold are sorted, so one call costs O(files). (The
+    /// `list_files` call; directories show with size 0.)
     pub fn list_after(&self, after: &[u8], buf: &mut [u8]) -> Result<usize, FsError> {
-        let mut names: Vec<(&str, &Arc<Inode>)> = Vec::new();
-        let later = self
-            .files
+        let tree = self.tree.lock();
+        let root = tree.dir(ROOT_INO)?;
+        let mut names: Vec<(&str, u64)> = Vec::new();
+        let later = root
+            .entries
             .iter()
             .filter(|(name, _)| name.as_bytes() > after);
         names
             .try_reserve_exact(later.clone().count())
             .map_err(|_| FsError::NoMemory)?;
-        names.extend(later.map(|(name, inode)| (name.as_str(), inode)));
+        names.extend(later.map(|(name, slot)| (name.as_str(), slot.ino)));
         // No record is shorter than a head plus one byte of name.
         let most = (buf.len() / DirEntry::record_len(1)).min(names.len());
         if most == 0 {
@@ -618,14 +976,18 @@ impl RamFs {
         }
         names.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut written = 0;
-        for (name, inode) in names {
+        for (name, ino) in names {
             let reclen = DirEntry::record_len(name.len());
             let Some(record) = buf.get_mut(written..written + reclen) else {
                 break;
             };
+            let size = match tree.node(ino) {
+                Ok(Node::File(inode)) => inode.size(),
+                _ => 0,
+            };
             let head = DirEntry {
-                ino: inode.ino(),
-                size: inode.size(),
+                ino,
+                size,
                 reclen: reclen as u32,
                 name_len: name.len() as u32,
             };
@@ -641,11 +1003,142 @@ impl RamFs {
         Ok(written)
     }
 
-    /// Every file, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Inode>)> {
-        self.files
-            .iter()
-            .map(|(name, inode)| (name.as_str(), inode))
+    /// The names in `/`, with their inode numbers, in no particular order
+    /// (a snapshot: the tree is locked only while it is taken).
+    pub fn root_names(&self) -> Vec<(String, u64)> {
+        let tree = self.tree.lock();
+        tree.dir(ROOT_INO)
+            .map(|d| {
+                d.entries
+                    .iter()
+                    .map(|(name, slot)| (name.clone(), slot.ino))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl FileSystem for RamFs {
+    fn name(&self) -> &'static str {
+        "ramfs"
+    }
+
+    fn root(&self) -> Ino {
+        ROOT_INO
+    }
+
+    fn might_sleep(&self) -> bool {
+        false
+    }
+
+    fn lookup(&self, dir: Ino, name: &str) -> Result<(Ino, Kind), Errno> {
+        Ok(self.tree.lock().lookup(dir, name)?)
+    }
+
+    fn parent(&self, dir: Ino) -> Result<Ino, Errno> {
+        Ok(self.tree.lock().dir(dir)?.parent)
+    }
+
+    fn stat(&self, ino: Ino) -> Result<Attr, Errno> {
+        let tree = self.tree.lock();
+        Ok(match tree.node(ino)? {
+            Node::File(inode) => Attr {
+                ino,
+                kind: Kind::File,
+                size: inode.size(),
+                nlink: 1,
+            },
+            Node::Dir(d) => Attr {
+                ino,
+                kind: Kind::Dir,
+                size: 0,
+                nlink: 2 + d.subdirs,
+            },
+        })
+    }
+
+    fn create(&self, dir: Ino, name: &str, kind: Kind) -> Result<Ino, Errno> {
+        vfs::path::check_name(name)?;
+        let mut tree = self.tree.lock();
+        Ok(self.make(&mut tree, dir, name, kind, Vec::new(), false)?)
+    }
+
+    fn unlink(&self, dir: Ino, name: &str) -> Result<(), Errno> {
+        Ok(self.remove(dir, name, Kind::File)?)
+    }
+
+    fn rmdir(&self, dir: Ino, name: &str) -> Result<(), Errno> {
+        Ok(self.remove(dir, name, Kind::Dir)?)
+    }
+
+    fn rename(&self, olddir: Ino, oldname: &str, newdir: Ino, newname: &str) -> Result<(), Errno> {
+        vfs::path::check_name(newname)?;
+        Ok(self.rename_at(olddir, oldname, newdir, newname)?)
+    }
+
+    /// Lists in the order names were made (a rename makes a name anew);
+    /// the cursor is that order's number. One call sorts the directory's
+    /// remaining names (a scratch list reserved fallibly, `ENOMEM`): O(n
+    /// log n) per call, fine for the RAM file system's sizes. `sink` runs
+    /// with the tree locked and must not call back into this file system.
+    fn readdir(
+        &self,
+        dir: Ino,
+        cursor: u64,
+        sink: &mut dyn FnMut(&DirEnt<'_>) -> bool,
+    ) -> Result<(), Errno> {
+        let tree = self.tree.lock();
+        let d = tree.dir(dir)?;
+        let later = d.entries.iter().filter(|(_, slot)| slot.seq >= cursor);
+        let mut names: Vec<(&str, &Slot)> = Vec::new();
+        names
+            .try_reserve_exact(later.clone().count())
+            .map_err(|_| errno::ENOMEM)?;
+        names.extend(later.map(|(name, slot)| (name.as_str(), slot)));
+        names.sort_unstable_by_key(|(_, slot)| slot.seq);
+        for (name, slot) in names {
+            let (kind, size) = match tree.node(slot.ino)? {
+                Node::File(inode) => (Kind::File, inode.size()),
+                Node::Dir(_) => (Kind::Dir, 0),
+            };
+            let entry = DirEnt {
+                name,
+                ino: slot.ino,
+                kind,
+                size,
+                next: slot.seq + 1,
+            };
+            if !sink(&entry) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let inode = Self::file(&self.tree.lock(), ino)?;
+        Ok(inode.read_at(offset, buf))
+    }
+
+    fn write_at(&self, ino: Ino, offset: u64, buf: &[u8]) -> Result<usize, Errno> {
+        let inode = Self::file(&self.tree.lock(), ino)?;
+        Ok(inode.write_at(offset, buf)?)
+    }
+
+    fn truncate(&self, ino: Ino, len: u64) -> Result<(), Errno> {
+        let inode = Self::file(&self.tree.lock(), ino)?;
+        Ok(inode.truncate(len)?)
+    }
+
+    /// RAM files have no backing store: once written they are as durable
+    /// as they will ever be.
+    fn fsync(&self, ino: Ino, _datasync: bool) -> Result<(), Errno> {
+        self.tree.lock().node(ino)?;
+        Ok(())
+    }
+
+    fn ram_file(&self, ino: Ino) -> Option<Arc<Inode>> {
+        Self::file(&self.tree.lock(), ino).ok()
     }
 }
 
@@ -924,7 +1417,7 @@ impl From<FsError> for Errno {
 mod tests {
     #[test]
     fn zero_copy_read_and_write_via() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut f = fs.open_file("z", O_CREAT | O_RDWR).unwrap();
         assert_eq!(f.write_via(None, 5, |d| d.copy_from_slice(b"hello")), Ok(5));
         assert_eq!(f.offset(), 5);
@@ -1018,7 +1511,7 @@ mod tests {
 
     #[test]
     fn open_flags() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         assert_eq!(fs.open("a", O_RDONLY).unwrap_err(), FsError::NotFound);
         let a = fs.open("a", O_CREAT | O_RDWR).unwrap();
         assert_eq!(fs.len(), 1);
@@ -1049,7 +1542,7 @@ mod tests {
 
     #[test]
     fn bad_flags_and_names() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         assert_eq!(
             fs.open("a", O_ACCMODE | O_CREAT).unwrap_err(),
             FsError::InvalidArgument
@@ -1059,7 +1552,7 @@ mod tests {
             FsError::InvalidArgument
         );
         assert_eq!(fs.open("", O_CREAT).unwrap_err(), FsError::NotFound);
-        assert_eq!(fs.open("/", O_CREAT).unwrap_err(), FsError::NotFound);
+        assert_eq!(fs.open("/", O_CREAT).unwrap_err(), FsError::IsDir);
         assert_eq!(
             fs.open(&"n".repeat(PATH_MAX + 1), O_CREAT).unwrap_err(),
             FsError::NameTooLong
@@ -1076,7 +1569,7 @@ mod tests {
 
     #[test]
     fn create_lookup_insert() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let a = fs.create("/a").unwrap();
         assert_eq!(fs.create("a").unwrap_err(), FsError::Exists);
         assert!(Arc::ptr_eq(&a, &fs.lookup("a").unwrap()));
@@ -1090,7 +1583,7 @@ mod tests {
         assert_ne!(init.ino(), init2.ino());
         assert_eq!(fs.lookup("init").unwrap().size(), 3);
         assert_eq!(fs.len(), 2);
-        let mut names: Vec<&str> = fs.iter().map(|(name, _)| name).collect();
+        let mut names: Vec<String> = fs.root_names().into_iter().map(|(name, _)| name).collect();
         names.sort_unstable();
         assert_eq!(names, ["a", "init"]);
         assert_eq!(init2.with_data(|d| d.to_vec()), b"new");
@@ -1098,7 +1591,7 @@ mod tests {
 
     #[test]
     fn inode_numbers_are_not_reused() {
-        let mut fs = RamFs::default();
+        let fs = RamFs::default();
         let first = fs.create("a").unwrap().ino();
         fs.unlink("a").unwrap();
         let second = fs.create("a").unwrap().ino();
@@ -1107,7 +1600,7 @@ mod tests {
 
     #[test]
     fn insert_rejects_oversized_data() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let big = vec![0u8; MAX_FILE_SIZE as usize + 1];
         assert_eq!(fs.insert("big", big).unwrap_err(), FsError::FileTooBig);
         assert!(fs.is_empty());
@@ -1150,7 +1643,7 @@ mod tests {
 
     #[test]
     fn listing_is_sorted_resumable_and_complete() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         assert_eq!(fs.list_after(b"", &mut [0u8; 64]), Ok(0));
         fs.insert("b", b"bb".to_vec()).unwrap();
         fs.insert("a", b"a".to_vec()).unwrap();
@@ -1176,7 +1669,7 @@ mod tests {
         );
         assert_eq!(fs.list_after(b"", &mut []), Err(FsError::InvalidArgument));
         // Many files, small buffers: every name once, in order.
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut expected: Vec<String> = (0..300).map(|i| format!("f{}", i * 7919 % 1000)).collect();
         for name in &expected {
             fs.insert(name, Vec::new()).unwrap();
@@ -1190,7 +1683,7 @@ mod tests {
 
     #[test]
     fn rename_moves_replaces_and_charges_names() {
-        let mut fs = RamFs::with_size(10_000);
+        let fs = RamFs::with_size(10_000);
         fs.insert("old", b"data".to_vec()).unwrap();
         let ino = fs.lookup("old").unwrap().ino();
         let used = fs.used();
@@ -1215,9 +1708,9 @@ mod tests {
         assert_eq!(fs.rename("nope", "x"), Err(FsError::NotFound));
         assert_eq!(fs.rename("other", ""), Err(FsError::NotFound));
         // A name that does not fit in the size is ENOSPC, nothing moved.
-        let mut probe = RamFs::new();
+        let probe = RamFs::new();
         probe.insert("a", b"12345678".to_vec()).unwrap();
-        let mut fs = RamFs::with_size(probe.used());
+        let fs = RamFs::with_size(probe.used());
         fs.insert("a", b"12345678".to_vec()).unwrap();
         assert_eq!(fs.rename("a", "bb"), Err(FsError::NoSpace));
         assert!(fs.lookup("a").is_ok());
@@ -1228,7 +1721,7 @@ mod tests {
 
     #[test]
     fn unlinked_file_stays_usable_until_last_handle() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut file = fs.open_file("tmp", O_CREAT | O_RDWR).unwrap();
         file.write(b"data").unwrap();
         let weak: Weak<Inode> = Arc::downgrade(file.inode());
@@ -1328,7 +1821,7 @@ mod tests {
 
     #[test]
     fn open_file_read_write_and_modes() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut w = fs.open_file("f", O_CREAT | O_WRONLY).unwrap();
         assert_eq!(w.write(b"hello").unwrap(), 5);
         assert_eq!(w.offset(), 5);
@@ -1358,7 +1851,7 @@ mod tests {
 
     #[test]
     fn append_writes_at_the_end() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut a = fs.open_file("log", O_CREAT | O_WRONLY | O_APPEND).unwrap();
         let mut b = fs.open_file("log", O_WRONLY | O_APPEND).unwrap();
         a.write(b"one ").unwrap();
@@ -1378,7 +1871,7 @@ mod tests {
 
     #[test]
     fn lseek() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let mut f = fs.open_file("f", O_CREAT | O_RDWR).unwrap();
         f.write(b"0123456789").unwrap();
         assert_eq!(f.lseek(3, SEEK_SET).unwrap(), 3);
@@ -1503,7 +1996,7 @@ mod tests {
 
     #[test]
     fn fd_table_drops_open_files() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         let inode = fs.create("f").unwrap();
         let weak = Arc::downgrade(&inode);
         let mut t = FdTable::new();
@@ -1524,7 +2017,7 @@ mod tests {
     #[test]
     fn a_full_file_system_is_enospc_and_everything_comes_back() {
         let size = 64 * 1024;
-        let mut fs = RamFs::with_size(size);
+        let fs = RamFs::with_size(size);
         assert_eq!(fs.size(), size);
         assert_eq!(FsError::NoSpace.errno(), errno::ENOSPC);
         let mut f = fs.open_file("big", O_CREAT | O_RDWR).unwrap();
@@ -1582,7 +2075,7 @@ mod tests {
 
     #[test]
     fn insert_and_replace_are_charged() {
-        let mut fs = RamFs::with_size(4096);
+        let fs = RamFs::with_size(4096);
         fs.insert("a", vec![1; 1000]).unwrap();
         let one = fs.used();
         assert!(one >= 1000 + INODE_COST);
@@ -1597,15 +2090,16 @@ mod tests {
 
     #[test]
     fn the_name_table_shrinks_when_emptied() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         for i in 0..5000 {
             fs.create(&alloc::format!("{i}")).unwrap();
         }
-        let full = fs.files.capacity();
+        let capacity = |fs: &RamFs| fs.tree.lock().dir(ROOT_INO).unwrap().entries.capacity();
+        let full = capacity(&fs);
         for i in 0..4990 {
             fs.unlink(&alloc::format!("{i}")).unwrap();
         }
-        assert!(fs.files.capacity() < full / 16, "{}", fs.files.capacity());
+        assert!(capacity(&fs) < full / 16, "{}", capacity(&fs));
         for i in 4990..5000 {
             assert!(fs.lookup(&alloc::format!("{i}")).is_ok());
         }
@@ -1613,7 +2107,7 @@ mod tests {
 
     #[test]
     fn the_number_of_files_is_bounded() {
-        let mut fs = RamFs::new();
+        let fs = RamFs::new();
         for i in 0..MAX_INODES {
             fs.create(&alloc::format!("{i}")).unwrap();
         }

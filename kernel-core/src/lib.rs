@@ -36,3 +36,4 @@ pub mod fs;
 pub mod pci;
 pub mod quota;
 pub mod ring;
+pub mod vfs;

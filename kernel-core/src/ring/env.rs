@@ -13,7 +13,6 @@
 //! - Nothing here blocks for long: the engine runs with the ring lock held.
 
 use abi::errno::Errno;
-use abi::FileStat;
 use alloc::sync::Arc;
 
 use super::mailbox::IoMailbox;
@@ -108,8 +107,18 @@ pub trait IoEnv {
     fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno>;
     /// Closes descriptor `fd`.
     fn close(&mut self, fd: i32) -> Result<(), Errno>;
-    /// Size and inode number of the file at `path`.
-    fn stat(&mut self, path: &str) -> Result<FileStat, Errno>;
+    /// Metadata of the file or directory at `path`.
+    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno>;
+    /// Creates the directory `path` (MKDIRAT).
+    fn mkdir(&mut self, path: &str) -> Result<(), Errno>;
+    /// Removes the file `path`, or with `dir` the empty directory
+    /// (UNLINKAT).
+    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno>;
+    /// Renames `old` to `new` (RENAMEAT).
+    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno>;
+    /// Sets the size of the regular file `file`, open for writing
+    /// (FTRUNCATE; `EINVAL` otherwise, as Linux).
+    fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno>;
     /// Copies `dst.len()` bytes of user memory at `addr` into `dst`; `EFAULT`
     /// if any of it is not readable.
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno>;

@@ -15,8 +15,8 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use abi::errno::{Errno, EBADF, EFAULT};
-use abi::open_flags::O_RDWR;
-use abi::FileStat;
+use abi::errno::EINVAL;
+use abi::open_flags::{O_ACCMODE, O_RDWR};
 
 use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
 use super::mailbox::IoMailbox;
@@ -263,11 +263,34 @@ impl IoEnv for MockEnv {
         self.fds.remove(fd).map(drop).map_err(|e| e.errno())
     }
 
-    fn stat(&mut self, path: &str) -> Result<FileStat, Errno> {
-        self.fs
-            .lookup(path)
-            .map(|inode| inode.stat())
-            .map_err(|e| e.errno())
+    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno> {
+        Ok(self.fs.stat_path(path)?.to_abi())
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
+        self.fs.mkdir(path)?;
+        Ok(())
+    }
+
+    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+        if dir {
+            Ok(self.fs.rmdir(path)?)
+        } else {
+            Ok(self.fs.unlink(path)?)
+        }
+    }
+
+    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
+        Ok(self.fs.rename(old, new)?)
+    }
+
+    fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno> {
+        let file = self.file(file)?;
+        let file = file.lock();
+        if file.flags() & O_ACCMODE == abi::open_flags::O_RDONLY {
+            return Err(EINVAL);
+        }
+        Ok(file.inode().truncate(len)?)
     }
 
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {

@@ -36,7 +36,9 @@ use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
 use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP};
 
 mod cancel;
+mod dirs;
 mod fsync;
+mod ftruncate;
 mod nop;
 mod open;
 mod rw;
@@ -293,6 +295,10 @@ pub const REGISTRY: &[&OpDef] = &[
     &statx::STATX,
     &rw::READ,
     &rw::WRITE,
+    &dirs::RENAMEAT,
+    &dirs::UNLINKAT,
+    &dirs::MKDIRAT,
+    &ftruncate::FTRUNCATE,
 ];
 
 /// Number of opcodes `abi` knows (`op::LAST`).

@@ -14,9 +14,11 @@ use super::{
     AT_FDCWD, PATH_BUF,
 };
 
-/// `S_IFREG | 0644`: every file is a regular file anyone may read. Belongs
-/// in `abi` with the other mode bits once it has some.
+/// `S_IFREG | 0644`: a regular file anyone may read. Belongs in `abi` with
+/// the other mode bits once it has some.
 const MODE_REGULAR_0644: u16 = 0o100_644;
+/// `S_IFDIR | 0755`: a directory.
+const MODE_DIR_0755: u16 = 0o040_755;
 /// Block size reported.
 const BLKSIZE: u32 = 4096;
 
@@ -52,8 +54,12 @@ fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u32, Errno> {
     let st = Statx {
         mask: STATX_BASIC,
         blksize: BLKSIZE,
-        nlink: 1,
-        mode: MODE_REGULAR_0644,
+        nlink: stat.nlink,
+        mode: if stat.kind == abi::file_kind::DIRECTORY {
+            MODE_DIR_0755
+        } else {
+            MODE_REGULAR_0644
+        },
         ino: stat.ino,
         size: stat.size,
         blocks: stat.size.div_ceil(512),

@@ -14,6 +14,7 @@ use abi::io_uring::{op, sqe_flags, Cqe, Sqe};
 use super::{AsyncIo, MockEnv, OwnedRing, RingEngine};
 use crate::quota::Quota;
 
+mod dirs;
 mod engine;
 mod fuzz;
 mod limits;

@@ -1,0 +1,42 @@
+//! FTRUNCATE (Linux 6.9): sets the size of the file at `fd` to `off`.
+//! `addr`, `len`, `op_flags`, `buf_index`, `file_index` and `addr3` must be
+//! zero (`EINVAL` at prep, as Linux). At issue: `EBADF` without a file,
+//! `EINVAL` for a negative length, a file not open for writing, or
+//! anything but a regular file.
+
+use abi::errno::{Errno, EINVAL};
+use abi::io_uring::{op, Sqe};
+
+use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
+
+pub const FTRUNCATE: OpDef = OpDef {
+    opcode: op::FTRUNCATE,
+    name: "FTRUNCATE",
+    caps: OpCaps::NEEDS_FILE,
+    prep,
+    issue,
+};
+
+fn prep(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
+    if sqe.addr != 0
+        || sqe.len != 0
+        || sqe.op_flags != 0
+        || sqe.buf_index != 0
+        || sqe.file_index != 0
+        || sqe.addr3 != 0
+    {
+        return Err(EINVAL);
+    }
+    Ok(Prepared::Nothing)
+}
+
+fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
+    let result = (|| {
+        let file = ctx.file(sqe)?;
+        if (sqe.off as i64) < 0 {
+            return Err(EINVAL);
+        }
+        ctx.env.ftruncate(file, sqe.off)
+    })();
+    Issue::Done(result.map(|()| 0))
+}
