@@ -127,7 +127,6 @@ impl FsError {
     }
 }
 
-
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self {
@@ -502,7 +501,11 @@ impl Tree {
         match vfs::path::split_last(path).map_err(FsError::from_errno)? {
             Last::Special => Err(FsError::NotFound),
             Last::Name { dir, name } => {
-                let dir = if dir.is_empty() { ROOT_INO } else { self.walk(dir)? };
+                let dir = if dir.is_empty() {
+                    ROOT_INO
+                } else {
+                    self.walk(dir)?
+                };
                 self.dir(dir)?;
                 Ok((dir, name))
             }
@@ -627,8 +630,13 @@ impl RamFs {
         if existing.is_none() && tree.nodes.len() > MAX_INODES {
             return Err(FsError::NoSpace);
         }
-        let cost =
-            INODE_COST + data.capacity() + if existing.is_some() { 0 } else { name_cost(name) };
+        let cost = INODE_COST
+            + data.capacity()
+            + if existing.is_some() {
+                0
+            } else {
+                name_cost(name)
+            };
         self.space.try_charge(cost).map_err(|_| FsError::NoSpace)?;
         let prepared = (|| {
             tree.nodes.try_reserve(1).map_err(|_| FsError::NoMemory)?;
@@ -714,7 +722,13 @@ impl RamFs {
         Ok(())
     }
 
-    fn rename_at(&self, olddir: u64, oldname: &str, newdir: u64, newname: &str) -> Result<(), FsError> {
+    fn rename_at(
+        &self,
+        olddir: u64,
+        oldname: &str,
+        newdir: u64,
+        newname: &str,
+    ) -> Result<(), FsError> {
         let mut tree = self.tree.lock();
         let (src, kind) = tree.lookup(olddir, oldname)?;
         tree.dir(newdir)?;

@@ -1,5 +1,10 @@
-//! The RAM file system instance, filled from the initrd at boot, and the
-//! objects behind a process's file descriptors.
+//! The file systems (the mount table with the RAM file system at `/`,
+//! filled from the initrd at boot) and the objects behind a process's file
+//! descriptors.
+//!
+//! `/dev/NAME` names a disk (`/dev/nvme0n1`, `/dev/vda`): [`open`] checks
+//! for it before it resolves a path, so `/dev` is no directory of the
+//! VFS (a devfs comes when there are more devices than disks).
 
 use crate::arch::paging::AddressSpace;
 use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
@@ -11,10 +16,16 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
 use kernel_core::ring::{BackendKind, RingObject};
+use kernel_core::vfs::{self, FileSystem, Ino, Kind, Vfs};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
-static FS: Mutex<Option<RamFs>> = Mutex::new(None);
+/// The mount table. Held (interrupts off) only while a path is resolved
+/// and a RAM file system operation runs; a file system that may sleep
+/// must be called with it released (docs/vfs.md).
+static VFS: Mutex<Option<Vfs>> = Mutex::new(None);
+/// The RAM file system (also mounted at `/`), for the program loader.
+static RAM: Mutex<Option<Arc<RamFs>>> = Mutex::new(None);
 
 /// What a file descriptor (or a ring's registered file) refers to. Shared:
 /// a registered file and its descriptor are the same open file, position
@@ -34,6 +45,16 @@ pub enum File {
     /// A disk (`/dev/nvme0n1`, `/dev/vda`): raw block I/O, as Linux's with
     /// `O_DIRECT`.
     Block(BlockFile),
+    /// An open directory, read with `getdents`.
+    Dir(DirFile),
+}
+
+/// An open directory: its file system, its inode and the `getdents`
+/// cursor.
+pub struct DirFile {
+    fs: Arc<dyn FileSystem>,
+    ino: Ino,
+    cursor: Mutex<u64>,
 }
 
 /// An open disk: the disk and the file position.
@@ -151,6 +172,7 @@ impl File {
                 Ok(n)
             }
             File::Ring { .. } => Err(errno::EINVAL),
+            File::Dir(_) => Err(errno::EISDIR),
             // Only the transfer that moves nothing gets here (at the end of
             // the disk); the others start with `BlockFile::begin` or through
             // a ring, because they wait for the device.
@@ -200,6 +222,7 @@ impl File {
                 Ok(done as usize)
             }
             File::Ring { .. } => Err(errno::EINVAL),
+            File::Dir(_) => Err(errno::EISDIR),
             File::Block(b) => match b.claim(Dir::Write, offset, user.len())? {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
@@ -215,6 +238,12 @@ impl File {
     pub fn lseek(&self, offset: i64, whence: u64) -> Result<u64, Errno> {
         match self {
             File::Console | File::Ring { .. } => Err(errno::ESPIPE),
+            // Only back to the start: cursors are the file system's.
+            File::Dir(d) if offset == 0 && whence == abi::seek::SEEK_SET => {
+                interrupts::without_interrupts(|| *d.cursor.lock() = 0);
+                Ok(0)
+            }
+            File::Dir(_) => Err(errno::EINVAL),
             File::Block(b) => {
                 let base = match whence {
                     abi::seek::SEEK_SET => 0,
@@ -234,6 +263,9 @@ impl File {
 
     pub fn fsync(&self) -> Result<(), Errno> {
         match self {
+            // Only the RAM file system exists yet, which never sleeps; a
+            // disk file system's fsync will run with interrupts on.
+            File::Dir(d) => interrupts::without_interrupts(|| d.fs.fsync(d.ino, false)),
             File::Console | File::Ring { .. } => Err(errno::EINVAL),
             // Only a disk without a volatile cache gets here (the others
             // flush with `BlockFile` or through a ring): nothing to do.
@@ -253,7 +285,41 @@ impl File {
                 ino: 0,
             },
             File::Ram(file) => interrupts::without_interrupts(|| file.lock().inode().stat()),
+            File::Dir(d) => abi::FileStat {
+                size: 0,
+                ino: d.ino,
+            },
         }
+    }
+
+    /// Sets a regular file's size: `EINVAL` unless it is one, open for
+    /// writing (as Linux's `ftruncate`).
+    pub fn truncate(&self, len: u64) -> Result<(), Errno> {
+        match self {
+            File::Ram(file) => interrupts::without_interrupts(|| {
+                let file = file.lock();
+                if file.flags() & abi::open_flags::O_ACCMODE == abi::open_flags::O_RDONLY {
+                    return Err(errno::EINVAL);
+                }
+                file.inode().truncate(len).map_err(|e| e.errno())
+            }),
+            _ => Err(errno::EINVAL),
+        }
+    }
+
+    /// Fills `buf` with `abi::Dirent` records from the directory's cursor
+    /// on and moves the cursor past them (`ENOTDIR` for anything but a
+    /// directory); returns the bytes written.
+    pub fn read_dir(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let File::Dir(d) = self else {
+            return Err(errno::ENOTDIR);
+        };
+        interrupts::without_interrupts(|| {
+            let mut cursor = d.cursor.lock();
+            let (n, next) = vfs::read_dir(&*d.fs, d.ino, *cursor, buf)?;
+            *cursor = next;
+            Ok(n)
+        })
     }
 }
 
@@ -261,18 +327,71 @@ impl File {
 /// POSIX allows. The whole claimed buffer is still checked first.
 pub const IO_CHUNK: u64 = 1 << 20;
 
-/// Opens `name` with `flags` (abi::open_flags).
+/// Opens `name` with `flags` (abi::open_flags): a disk for `/dev/NAME`,
+/// else the file or directory at that path (rules: `docs/vfs.md`).
 pub fn open(name: &str, flags: u64) -> Result<FileHandle, Errno> {
     if let Some(device) = open_device(name) {
         return Ok(device);
     }
-    let file = with(|fs| fs.open_file(name, flags)).map_err(|e| e.errno())?;
-    Ok(Arc::new(File::Ram(Mutex::new(file))))
+    let opened = with(|vfs| vfs.open(vfs.root(), name, flags))?;
+    let file = match opened.attr.kind {
+        Kind::Dir => File::Dir(DirFile {
+            fs: opened.fs,
+            ino: opened.loc.ino,
+            cursor: Mutex::new(0),
+        }),
+        Kind::File => {
+            // Only the RAM file system exists yet; a disk file system's
+            // files get an open-file type of their own with it.
+            let inode = opened
+                .fs
+                .ram_file(opened.loc.ino)
+                .ok_or(errno::EOPNOTSUPP)?;
+            File::Ram(Mutex::new(OpenFile::new(inode, flags)?))
+        }
+    };
+    Ok(Arc::new(file))
 }
 
-/// Runs `f` on the file system.
-pub fn with<R>(f: impl FnOnce(&mut RamFs) -> R) -> R {
-    interrupts::without_interrupts(|| f(FS.lock().as_mut().expect("file system used before init")))
+/// Runs `f` on the mount table.
+fn with<R>(f: impl FnOnce(&Vfs) -> R) -> R {
+    interrupts::without_interrupts(|| f(VFS.lock().as_ref().expect("file system used before init")))
+}
+
+/// The RAM file system.
+fn ram() -> Arc<RamFs> {
+    interrupts::without_interrupts(|| RAM.lock().clone().expect("file system used before init"))
+}
+
+/// Creates the directory `path`.
+pub fn mkdir(path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.mkdir(vfs.root(), path)).map(drop)
+}
+
+/// Removes the empty directory `path`.
+pub fn rmdir(path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.rmdir(vfs.root(), path))
+}
+
+/// Removes the file `path`.
+pub fn unlink(path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.unlink(vfs.root(), path))
+}
+
+/// Renames `old` to `new`.
+pub fn rename(old: &str, new: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.rename(vfs.root(), old, new))
+}
+
+/// Metadata of the file or directory at `path`.
+pub fn stat(path: &str) -> Result<abi::Stat, Errno> {
+    with(|vfs| vfs.stat_path(vfs.root(), path)).map(|attr| attr.to_abi())
+}
+
+/// `list_files`: the names in `/` after `after` (see `RamFs::list_after`).
+pub fn list_after(after: &[u8], buf: &mut [u8]) -> Result<usize, Errno> {
+    let ram = ram();
+    interrupts::without_interrupts(|| ram.list_after(after, buf)).map_err(|e| e.errno())
 }
 
 /// The file system's size, as a fraction of usable RAM: what its files may
@@ -286,9 +405,13 @@ const SIZE_DIVISOR: u64 = 4;
 pub fn init(initrd: Option<&[u8]>) -> usize {
     let (_, usable) = crate::mm::frames::counts();
     let size = usable * abi::layout::PAGE_SIZE / SIZE_DIVISOR;
-    *FS.lock() = Some(RamFs::with_size(
+    let ram = Arc::new(RamFs::with_size(
         usize::try_from(size).unwrap_or(usize::MAX),
     ));
+    interrupts::without_interrupts(|| {
+        *RAM.lock() = Some(ram.clone());
+        *VFS.lock() = Some(Vfs::new(ram.clone()));
+    });
     log::info!("file system: {} MiB", size >> 20);
     let Some(archive) = initrd else {
         log::warn!("no initrd module: the file system starts empty");
@@ -302,7 +425,8 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
                 let result = match data.try_reserve_exact(entry.data.len()) {
                     Ok(()) => {
                         data.extend_from_slice(entry.data);
-                        with(|fs| fs.insert(entry.name, data)).map_err(|e| e.errno())
+                        interrupts::without_interrupts(|| ram.insert(entry.name, data))
+                            .map_err(|e| e.errno())
                     }
                     Err(_) => Err(errno::ENOMEM),
                 };
@@ -324,14 +448,16 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
 
 /// The size in bytes of the file `name`.
 pub fn file_size(name: &str) -> Result<u64, Errno> {
-    let inode = with(|fs| fs.lookup(name)).map_err(|e| e.errno())?;
+    let ram = ram();
+    let inode = interrupts::without_interrupts(|| ram.lookup(name)).map_err(|e| e.errno())?;
     Ok(inode.size())
 }
 
-/// The whole content of the file `name` (for loading programs); `ENOMEM`
-/// if there is no memory for the copy.
+/// The whole content of the file `name` in the RAM file system (for
+/// loading programs); `ENOMEM` if there is no memory for the copy.
 pub fn read_whole(name: &str) -> Result<Vec<u8>, Errno> {
-    let inode = with(|fs| fs.lookup(name)).map_err(|e| e.errno())?;
+    let ram = ram();
+    let inode = interrupts::without_interrupts(|| ram.lookup(name)).map_err(|e| e.errno())?;
     let size = inode.size() as usize;
     let mut data = Vec::new();
     data.try_reserve_exact(size).map_err(|_| errno::ENOMEM)?;

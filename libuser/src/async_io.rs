@@ -155,6 +155,11 @@ enum Lent {
     Path {
         _path: Vec<u8>,
     },
+    /// Two of them (RENAMEAT).
+    Paths {
+        _old: Vec<u8>,
+        _new: Vec<u8>,
+    },
     Statx {
         _path: Vec<u8>,
         out: Box<Statx>,
@@ -369,6 +374,59 @@ impl AsyncOp {
         sqe.addr = path.as_ptr() as u64;
         sqe.op_flags = flags as u32;
         AsyncOp::new(sqe, Lent::Path { _path: path })
+    }
+
+    /// `IORING_OP_MKDIRAT`: creates the directory `path` relative to
+    /// `dirfd` (normally [`AT_FDCWD`]).
+    pub fn mkdirat(dirfd: i32, path: &str, mode: u32, user_data: u64) -> AsyncOp {
+        let path = c_path(path);
+        let mut sqe = base_sqe(op::MKDIRAT, dirfd, user_data);
+        sqe.addr = path.as_ptr() as u64;
+        sqe.len = mode;
+        AsyncOp::new(sqe, Lent::Path { _path: path })
+    }
+
+    /// `IORING_OP_UNLINKAT`: removes the file `path`, or with
+    /// [`abi::io_uring::AT_REMOVEDIR`] in `flags` the empty directory.
+    pub fn unlinkat(dirfd: i32, path: &str, flags: u32, user_data: u64) -> AsyncOp {
+        let path = c_path(path);
+        let mut sqe = base_sqe(op::UNLINKAT, dirfd, user_data);
+        sqe.addr = path.as_ptr() as u64;
+        sqe.op_flags = flags;
+        AsyncOp::new(sqe, Lent::Path { _path: path })
+    }
+
+    /// `IORING_OP_RENAMEAT`: renames `old` (relative to `olddirfd`) to
+    /// `new` (relative to `newdirfd`); `flags` are `renameat2`'s.
+    pub fn renameat(
+        olddirfd: i32,
+        old: &str,
+        newdirfd: i32,
+        new: &str,
+        flags: u32,
+        user_data: u64,
+    ) -> AsyncOp {
+        let old = c_path(old);
+        let new = c_path(new);
+        let mut sqe = base_sqe(op::RENAMEAT, olddirfd, user_data);
+        sqe.addr = old.as_ptr() as u64;
+        sqe.off = new.as_ptr() as u64;
+        sqe.len = newdirfd as u32;
+        sqe.op_flags = flags;
+        AsyncOp::new(
+            sqe,
+            Lent::Paths {
+                _old: old,
+                _new: new,
+            },
+        )
+    }
+
+    /// `IORING_OP_FTRUNCATE`: sets the size of the file at `fd` to `len`.
+    pub fn ftruncate(fd: i32, len: u64, user_data: u64) -> AsyncOp {
+        let mut sqe = base_sqe(op::FTRUNCATE, fd, user_data);
+        sqe.off = len;
+        AsyncOp::new(sqe, Lent::Nothing)
     }
 
     /// `IORING_OP_CLOSE` of `fd`. A ring descriptor cannot be closed this
@@ -722,7 +780,11 @@ fn finish(slot: Slot, result: i32, flags: u32) -> Completion {
         Lent::WriteFrom(buf) => Payload::Buffer(buf),
         Lent::Vectored { bufs, .. } => Payload::Buffers(bufs),
         Lent::Statx { out, .. } => Payload::Statx(out),
-        Lent::Nothing | Lent::Path { .. } | Lent::Timespec { .. } | Lent::Fixed(_) => Payload::None,
+        Lent::Nothing
+        | Lent::Path { .. }
+        | Lent::Paths { .. }
+        | Lent::Timespec { .. }
+        | Lent::Fixed(_) => Payload::None,
     };
     Completion {
         user_data: slot.user_data,

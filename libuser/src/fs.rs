@@ -68,6 +68,26 @@ impl File {
         sys::fsync(self.fd)
     }
 
+    /// Reads at `offset` without moving the position.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        sys::pread(self.fd, buf, offset)
+    }
+
+    /// Writes at `offset` without moving the position.
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+        sys::pwrite(self.fd, buf, offset)
+    }
+
+    /// Sets the size.
+    pub fn set_len(&self, len: u64) -> Result<(), Errno> {
+        sys::ftruncate(self.fd, len)
+    }
+
+    /// Flushes the data (not all metadata) to the backing store.
+    pub fn sync_data(&self) -> Result<(), Errno> {
+        sys::fdatasync(self.fd)
+    }
+
     /// Size and inode number.
     pub fn stat(&self) -> Result<FileStat, Errno> {
         sys::fstat(self.fd)
@@ -100,6 +120,69 @@ pub fn write_file(path: &str, data: &[u8]) -> Result<(), Errno> {
     let mut file = File::create(path)?;
     file.write_all(data)?;
     file.close()
+}
+
+/// One entry of a directory, as [`read_dir`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirListing {
+    pub name: alloc::string::String,
+    pub ino: u64,
+    pub size: u64,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+}
+
+/// The records of a `getdents` buffer, decoded: `(head, name bytes)`; a
+/// record that does not fit what is left ends the iteration.
+pub struct Dirents<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Dirents<'a> {
+    /// The records in `buf` (the bytes `getdents` reported writing).
+    pub fn new(buf: &'a [u8]) -> Self {
+        Dirents { rest: buf }
+    }
+}
+
+impl<'a> Iterator for Dirents<'a> {
+    type Item = (abi::Dirent, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let head_len = core::mem::size_of::<abi::Dirent>();
+        let (head, _) = abi::Dirent::read_from_prefix(self.rest).ok()?;
+        let reclen = head.reclen as usize;
+        let name_end = head_len + head.name_len as usize;
+        if reclen < name_end || reclen > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let name = &self.rest[head_len..name_end];
+        self.rest = &self.rest[reclen..];
+        Some((head, name))
+    }
+}
+
+/// Every entry of the directory `path`, in the order the file system
+/// lists them (`.` and `..` are not listed).
+pub fn read_dir(path: &str) -> Result<Vec<DirListing>, Errno> {
+    let dir = File::open(path, O_RDONLY | abi::open_flags::O_DIRECTORY)?;
+    let mut out = Vec::new();
+    let mut buf = alloc::vec![0u8; 4096];
+    loop {
+        let n = sys::getdents(dir.fd(), &mut buf)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        for (head, name) in Dirents::new(&buf[..n]) {
+            out.push(DirListing {
+                name: alloc::string::String::from_utf8_lossy(name).into_owned(),
+                ino: head.ino,
+                size: head.size,
+                is_dir: head.kind == abi::file_kind::DIRECTORY,
+            });
+        }
+    }
 }
 
 /// One file as [`list`] reports it.

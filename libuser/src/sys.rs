@@ -18,8 +18,9 @@ use crate::sysring;
 use abi::errno::{Errno, EBUSY, EIO};
 
 pub use raw::{
-    clock_ns, console_mode, console_set_foreground, exit, fstat, getpid, list_files, lseek,
-    poweroff, rename, sleep_ns, spawn, sysinfo, task_info, task_list, unlink, wait, yield_now,
+    clock_ns, console_mode, console_set_foreground, exit, fdatasync, fstat, ftruncate, getdents,
+    getpid, list_files, lseek, mkdir, poweroff, pread, pwrite, rename, rmdir, sleep_ns, spawn,
+    stat, sysinfo, task_info, task_list, unlink, wait, yield_now,
 };
 
 /// First address of the canonical upper half, where the kernel lives: the

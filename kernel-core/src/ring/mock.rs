@@ -14,8 +14,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use abi::errno::{Errno, EBADF, EFAULT};
 use abi::errno::EINVAL;
+use abi::errno::{Errno, EBADF, EFAULT};
 use abi::open_flags::{O_ACCMODE, O_RDWR};
 
 use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};

@@ -175,3 +175,182 @@ pub trait FileSystem: Send + Sync {
 
 /// The longest name a file system must accept.
 pub const NAME_LIMIT: usize = NAME_MAX;
+
+/// Fills `buf` with [`abi::Dirent`] records (head, name, zeros to a
+/// multiple of 8) for the entries of `dir` from `cursor` on, as many whole
+/// records as fit; returns the bytes written and the cursor to continue
+/// from. `(0, cursor)` at the end; `EINVAL` if the next record does not
+/// fit in `buf` (the `getdents` call).
+pub fn read_dir(
+    fs: &dyn FileSystem,
+    dir: Ino,
+    cursor: u64,
+    buf: &mut [u8],
+) -> Result<(usize, u64), Errno> {
+    use abi::IntoBytes;
+    let mut written = 0;
+    let mut next = cursor;
+    let mut too_small = false;
+    fs.readdir(dir, cursor, &mut |entry| {
+        let reclen = abi::DirEntry::record_len(entry.name.len());
+        let Some(record) = buf.get_mut(written..written + reclen) else {
+            too_small = written == 0;
+            return false;
+        };
+        let head = abi::Dirent {
+            ino: entry.ino,
+            size: entry.size,
+            reclen: reclen as u16,
+            name_len: entry.name.len() as u16,
+            kind: entry.kind.abi(),
+            _pad: [0; 3],
+        };
+        let (head_bytes, rest) = record.split_at_mut(core::mem::size_of::<abi::Dirent>());
+        head_bytes.copy_from_slice(head.as_bytes());
+        rest[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
+        rest[entry.name.len()..].fill(0);
+        written += reclen;
+        next = entry.next;
+        true
+    })?;
+    if too_small {
+        return Err(abi::errno::EINVAL);
+    }
+    Ok((written, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::RamFs;
+    use abi::{Dirent, FromBytes};
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    /// Every entry of `dir`, read `chunk` bytes at a time.
+    fn list(fs: &RamFs, dir: Ino, chunk: usize) -> Vec<(String, Kind)> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        let mut buf = alloc::vec![0u8; chunk];
+        loop {
+            let (n, next) = read_dir(fs, dir, cursor, &mut buf).unwrap();
+            if n == 0 {
+                return out;
+            }
+            cursor = next;
+            let mut at = 0;
+            while at < n {
+                let (head, _) = Dirent::read_from_prefix(&buf[at..]).unwrap();
+                let name = &buf[at + 24..at + 24 + head.name_len as usize];
+                let kind = if head.kind == abi::file_kind::DIRECTORY {
+                    Kind::Dir
+                } else {
+                    Kind::File
+                };
+                out.push((String::from(core::str::from_utf8(name).unwrap()), kind));
+                at += head.reclen as usize;
+            }
+        }
+    }
+
+    #[test]
+    fn readdir_is_resumable_and_complete() {
+        let fs = RamFs::new();
+        let d = fs.mkdir("/d").unwrap();
+        for i in 0..40 {
+            fs.create(&alloc::format!("/d/f{i}")).unwrap();
+        }
+        fs.mkdir("/d/sub").unwrap();
+        // Small buffers: one record at a time; large: all at once.
+        for chunk in [abi::DIRENT_MAX, 64, 4096] {
+            let names = list(&fs, d, chunk);
+            assert_eq!(names.len(), 41, "chunk {chunk}");
+            assert_eq!(names[0].0, "f0", "listed in the order made");
+            assert_eq!(names[40], (String::from("sub"), Kind::Dir));
+        }
+        // Too small for the next record: EINVAL; empty directory: 0.
+        let mut tiny = [0u8; 16];
+        assert_eq!(read_dir(&fs, d, 0, &mut tiny), Err(abi::errno::EINVAL));
+        let sub = fs.stat_path("/d/sub").unwrap().ino;
+        assert_eq!(read_dir(&fs, sub, 0, &mut [0u8; 512]), Ok((0, 0)));
+        // Entries removed between calls are not seen, none twice.
+        let mut buf = [0u8; 64];
+        let (_, cursor) = read_dir(&fs, d, 0, &mut buf).unwrap();
+        fs.unlink("/d/f1").unwrap();
+        fs.unlink("/d/f0").unwrap();
+        let (n, _) = read_dir(&fs, d, cursor, &mut buf).unwrap();
+        let (head, _) = Dirent::read_from_prefix(&buf[..n]).unwrap();
+        assert_eq!(&buf[24..24 + head.name_len as usize], b"f2");
+        // A file is not a directory.
+        let f = fs.stat_path("/d/f5").unwrap().ino;
+        assert_eq!(read_dir(&fs, f, 0, &mut buf), Err(abi::errno::ENOTDIR));
+    }
+
+    #[test]
+    fn tree_operations() {
+        use abi::errno::*;
+        let fs = RamFs::new();
+        let a = fs.mkdir("/a").unwrap();
+        let b = fs.mkdir("/a/b").unwrap();
+        fs.insert("/a/b/f", b"data".to_vec()).unwrap();
+        // Rename across directories keeps the inode and its contents.
+        let ino = fs.lookup("/a/b/f").unwrap().ino();
+        fs.rename("/a/b/f", "/g").unwrap();
+        assert_eq!(fs.lookup("/g").unwrap().ino(), ino);
+        assert!(fs.lookup("/a/b/f").is_err());
+        // Directories: rmdir non-empty, unlink a directory, into its own child.
+        fs.insert("/a/b/h", Vec::new()).unwrap();
+        assert_eq!(FileSystem::rmdir(&fs, a, "b"), Err(ENOTEMPTY));
+        assert_eq!(FileSystem::unlink(&fs, a, "b"), Err(EISDIR));
+        assert_eq!(FileSystem::rmdir(&fs, b, "h"), Err(ENOTDIR));
+        assert_eq!(FileSystem::rename(&fs, ROOT, "a", b, "x"), Err(EINVAL));
+        assert_eq!(FileSystem::rename(&fs, ROOT, "a", a, "x"), Err(EINVAL));
+        // A directory moves with its contents; `..` follows it.
+        fs.mkdir("/c").unwrap();
+        fs.rename("/a/b", "/c/b2").unwrap();
+        assert!(fs.lookup("/c/b2/h").is_ok());
+        assert_eq!(fs.parent(b), Ok(fs.stat_path("/c").unwrap().ino));
+        assert_eq!(fs.stat_path("/a").unwrap().nlink, 2);
+        assert_eq!(fs.stat_path("/c").unwrap().nlink, 3);
+        // Replacing: file over file, empty dir over empty dir; not across kinds.
+        fs.mkdir("/e").unwrap();
+        assert_eq!(fs.rename("/g", "/e").err(), Some(crate::fs::FsError::IsDir));
+        assert_eq!(
+            fs.rename("/e", "/g").err(),
+            Some(crate::fs::FsError::NotDir)
+        );
+        assert_eq!(
+            fs.rename("/e", "/c").err(),
+            Some(crate::fs::FsError::NotEmpty)
+        );
+        fs.rename("/e", "/a").unwrap();
+        assert_eq!(fs.stat_path("/a").unwrap().kind, Kind::Dir);
+        fs.rename("/c/b2/h", "/g").unwrap();
+        assert_eq!(fs.lookup("/g").unwrap().size(), 0);
+        // Names are checked: too long, `.`/`..`, slashes.
+        assert_eq!(
+            FileSystem::create(&fs, ROOT, &"n".repeat(NAME_MAX + 1), Kind::File),
+            Err(ENAMETOOLONG)
+        );
+        assert_eq!(FileSystem::create(&fs, ROOT, "..", Kind::Dir), Err(EINVAL));
+        assert_eq!(FileSystem::rename(&fs, ROOT, "g", ROOT, "x/y"), Err(EINVAL));
+        // Everything comes back.
+        for path in ["/g", "/c/b2/h"].iter().filter(|p| fs.lookup(p).is_ok()) {
+            fs.unlink(path).unwrap();
+        }
+        fs.rmdir("/c/b2").unwrap();
+        fs.rmdir("/c").unwrap();
+        fs.rmdir("/a").unwrap();
+        assert!(fs.is_empty());
+        let sized = RamFs::with_size(1 << 20);
+        sized.mkdir("/x").unwrap();
+        sized.insert("/x/y/z", alloc::vec![1; 100]).unwrap();
+        sized.rename("/x/y", "/longer-name").unwrap();
+        sized.unlink("/longer-name/z").unwrap();
+        sized.rmdir("/longer-name").unwrap();
+        sized.rmdir("/x").unwrap();
+        assert_eq!(sized.used(), 0);
+    }
+
+    const ROOT: Ino = crate::fs::ROOT_INO;
+}

@@ -10,9 +10,7 @@
 
 use super::path::{self, Component, Last};
 use super::{Attr, FileSystem, Ino, Kind};
-use abi::errno::{
-    Errno, EBUSY, EEXIST, EINVAL, EISDIR, ENOMEM, ENOTDIR, ENOTEMPTY, EXDEV,
-};
+use abi::errno::{Errno, EBUSY, EEXIST, EINVAL, EISDIR, ENOMEM, ENOTDIR, ENOTEMPTY, EXDEV};
 use abi::open_flags::{O_ACCMODE, O_CREAT, O_DIRECTORY, O_EXCL, O_KNOWN, O_RDONLY, O_TRUNC};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -51,13 +49,13 @@ pub struct Opened {
 impl Vfs {
     /// A table with `root` mounted at `/`.
     pub fn new(root: Arc<dyn FileSystem>) -> Self {
-        let mut mounts = Vec::new();
-        mounts.push(Mount {
-            fs: root,
-            on: None,
-            path: String::from("/"),
-        });
-        Vfs { mounts }
+        Vfs {
+            mounts: alloc::vec![Mount {
+                fs: root,
+                on: None,
+                path: String::from("/"),
+            }],
+        }
     }
 
     /// The root directory.
@@ -124,7 +122,10 @@ impl Vfs {
             let mount = &self.mounts[loc.mount];
             if loc.ino != mount.fs.root() {
                 let ino = mount.fs.parent(loc.ino)?;
-                return Ok(Loc { mount: loc.mount, ino });
+                return Ok(Loc {
+                    mount: loc.mount,
+                    ino,
+                });
             }
             match mount.on {
                 // `..` of `/` is `/`.
@@ -145,7 +146,11 @@ impl Vfs {
     /// of a path ending in `/`, is not a directory.
     pub fn resolve(&self, cwd: Loc, path: &str) -> Result<Loc, Errno> {
         path::check(path)?;
-        let mut loc = if path::is_absolute(path) { self.root() } else { cwd };
+        let mut loc = if path::is_absolute(path) {
+            self.root()
+        } else {
+            cwd
+        };
         let mut kind = Kind::Dir;
         for component in path::components(path) {
             if kind != Kind::Dir {
@@ -155,7 +160,10 @@ impl Vfs {
                 Component::Parent => loc = self.parent(loc)?,
                 Component::Name(name) => {
                     let (ino, k) = self.fs(loc).lookup(loc.ino, name)?;
-                    loc = self.enter(Loc { mount: loc.mount, ino });
+                    loc = self.enter(Loc {
+                        mount: loc.mount,
+                        ino,
+                    });
                     kind = if loc.ino == ino { k } else { Kind::Dir };
                 }
             }
@@ -171,7 +179,11 @@ impl Vfs {
         match path::split_last(path)? {
             Last::Special => Ok(None),
             Last::Name { dir, name } => {
-                let dir = if dir.is_empty() { cwd } else { self.resolve(cwd, dir)? };
+                let dir = if dir.is_empty() {
+                    cwd
+                } else {
+                    self.resolve(cwd, dir)?
+                };
                 if self.stat(dir)?.kind != Kind::Dir {
                     return Err(ENOTDIR);
                 }
@@ -204,7 +216,10 @@ impl Vfs {
                     return Err(EISDIR);
                 }
                 let ino = self.fs(dir).create(dir.ino, name, Kind::File)?;
-                Loc { mount: dir.mount, ino }
+                Loc {
+                    mount: dir.mount,
+                    ino,
+                }
             }
             Err(e) => return Err(e),
         };
@@ -240,13 +255,19 @@ impl Vfs {
             return Err(EEXIST);
         };
         let ino = self.fs(dir).create(dir.ino, name, Kind::Dir)?;
-        Ok(Loc { mount: dir.mount, ino })
+        Ok(Loc {
+            mount: dir.mount,
+            ino,
+        })
     }
 
     /// The inode `name` in `dir` after mounts, refusing mount boundaries.
     fn unmounted(&self, dir: Loc, name: &str) -> Result<(), Errno> {
         let (ino, _) = self.fs(dir).lookup(dir.ino, name)?;
-        if self.is_mount_boundary(Loc { mount: dir.mount, ino }) {
+        if self.is_mount_boundary(Loc {
+            mount: dir.mount,
+            ino,
+        }) {
             return Err(EBUSY);
         }
         Ok(())
@@ -347,7 +368,10 @@ mod tests {
         assert_eq!(vfs.resolve(r, "a\0"), Err(EINVAL));
         let long = "x".repeat(NAME_MAX_PLUS);
         assert_eq!(vfs.resolve(r, &long), Err(ENAMETOOLONG));
-        assert_eq!(vfs.open(r, &long, O_CREAT | O_RDWR).err(), Some(ENAMETOOLONG));
+        assert_eq!(
+            vfs.open(r, &long, O_CREAT | O_RDWR).err(),
+            Some(ENAMETOOLONG)
+        );
         assert_eq!(vfs.mkdir(r, &long).err(), Some(ENAMETOOLONG));
         let slashes = "/".repeat(4096);
         assert_eq!(vfs.resolve(r, &slashes), Err(ENAMETOOLONG));
@@ -367,16 +391,28 @@ mod tests {
         assert_eq!(vfs.mkdir(r, "d/.").err(), Some(EEXIST));
         assert_eq!(vfs.mkdir(r, "/").err(), Some(EEXIST));
         assert_eq!(vfs.open(r, "d", O_RDONLY).unwrap().attr.kind, Kind::Dir);
-        assert_eq!(vfs.open(r, "d", O_RDONLY | O_DIRECTORY).unwrap().attr.kind, Kind::Dir);
+        assert_eq!(
+            vfs.open(r, "d", O_RDONLY | O_DIRECTORY).unwrap().attr.kind,
+            Kind::Dir
+        );
         assert_eq!(vfs.open(r, "d", O_RDWR).err(), Some(EISDIR));
         assert_eq!(vfs.open(r, "d", O_CREAT | O_RDONLY).err(), Some(EISDIR));
         assert_eq!(vfs.open(r, "d", O_CREAT | O_EXCL).err(), Some(EEXIST));
-        assert_eq!(vfs.open(r, "d/new/", O_CREAT | O_WRONLY).err(), Some(EISDIR));
+        assert_eq!(
+            vfs.open(r, "d/new/", O_CREAT | O_WRONLY).err(),
+            Some(EISDIR)
+        );
         assert_eq!(vfs.open(r, "d/x/y", O_CREAT | O_WRONLY).err(), Some(ENOENT));
         let f = vfs.open(r, "d/f", O_CREAT | O_WRONLY).unwrap();
         f.fs.write_at(f.loc.ino, 0, b"hello").unwrap();
-        assert_eq!(vfs.open(r, "d/f", O_RDONLY | O_DIRECTORY).err(), Some(ENOTDIR));
-        assert_eq!(vfs.open(r, "d/f/g", O_CREAT | O_WRONLY).err(), Some(ENOTDIR));
+        assert_eq!(
+            vfs.open(r, "d/f", O_RDONLY | O_DIRECTORY).err(),
+            Some(ENOTDIR)
+        );
+        assert_eq!(
+            vfs.open(r, "d/f/g", O_CREAT | O_WRONLY).err(),
+            Some(ENOTDIR)
+        );
         assert_eq!(vfs.open(r, "d/f", O_WRONLY | O_TRUNC).unwrap().attr.size, 5);
         assert_eq!(vfs.stat_path(r, "/d/f").unwrap().size, 0);
         assert_eq!(vfs.open(r, "d/f", 3).err(), Some(EINVAL));
@@ -402,12 +438,24 @@ mod tests {
         vfs.open(r, "/disk/sub/f", O_CREAT | O_WRONLY).unwrap();
         // The file is on the disk, not in the RAM file system.
         assert!(disk.lookup("sub/f").is_ok());
-        assert_eq!(root.lookup("disk/sub/f").err(), Some(crate::fs::FsError::NotFound));
+        assert_eq!(
+            root.lookup("disk/sub/f").err(),
+            Some(crate::fs::FsError::NotFound)
+        );
         let d = vfs.resolve(r, "/disk").unwrap();
-        assert_eq!(d, Loc { mount: 1, ino: disk.root() });
+        assert_eq!(
+            d,
+            Loc {
+                mount: 1,
+                ino: disk.root()
+            }
+        );
         assert_eq!(vfs.resolve(d, "..").unwrap(), r);
         assert_eq!(vfs.resolve(r, "/disk/sub/../..").unwrap(), r);
-        assert_eq!(vfs.resolve(r, "/disk/sub/../../disk/sub/f").unwrap().mount, 1);
+        assert_eq!(
+            vfs.resolve(r, "/disk/sub/../../disk/sub/f").unwrap().mount,
+            1
+        );
         assert_eq!(vfs.stat_path(r, "/disk").unwrap().kind, Kind::Dir);
         // Mount points cannot go away or move; renames do not cross.
         assert_eq!(vfs.rmdir(r, "/disk").err(), Some(EBUSY));
@@ -422,9 +470,15 @@ mod tests {
         // Mounting needs a directory that is not `/`.
         let mut vfs = vfs;
         vfs.open(r, "/file", O_CREAT | O_WRONLY).unwrap();
-        assert_eq!(vfs.mount("/file", Arc::new(RamFs::new())).err(), Some(ENOTDIR));
+        assert_eq!(
+            vfs.mount("/file", Arc::new(RamFs::new())).err(),
+            Some(ENOTDIR)
+        );
         assert_eq!(vfs.mount("/", Arc::new(RamFs::new())).err(), Some(EBUSY));
-        assert_eq!(vfs.mount("/nowhere", Arc::new(RamFs::new())).err(), Some(ENOENT));
+        assert_eq!(
+            vfs.mount("/nowhere", Arc::new(RamFs::new())).err(),
+            Some(ENOENT)
+        );
         // A second disk at /disk1.
         vfs.mkdir(r, "/disk1").unwrap();
         let i = vfs.mount("/disk1", Arc::new(RamFs::new())).unwrap();

@@ -128,7 +128,10 @@ mod tests {
     fn components_skip_empty_and_dot() {
         use Component::*;
         assert_eq!(steps("/").unwrap(), []);
-        assert_eq!(steps("//a///b/./c/").unwrap(), [Name("a"), Name("b"), Name("c")]);
+        assert_eq!(
+            steps("//a///b/./c/").unwrap(),
+            [Name("a"), Name("b"), Name("c")]
+        );
         assert_eq!(steps("a/../..").unwrap(), [Name("a"), Parent, Parent]);
         assert_eq!(steps("...").unwrap(), [Name("...")]);
         assert_eq!(steps(".hidden").unwrap(), [Name(".hidden")]);
@@ -161,7 +164,13 @@ mod tests {
     #[test]
     fn split_last_finds_the_name() {
         assert_eq!(split_last("a"), Ok(Last::Name { dir: "", name: "a" }));
-        assert_eq!(split_last("/a"), Ok(Last::Name { dir: "/", name: "a" }));
+        assert_eq!(
+            split_last("/a"),
+            Ok(Last::Name {
+                dir: "/",
+                name: "a"
+            })
+        );
         assert_eq!(
             split_last("/x//y/a//"),
             Ok(Last::Name {

@@ -551,9 +551,28 @@ impl IoEnv for ProcessEnv<'_> {
         Ok(())
     }
 
-    fn stat(&mut self, path: &str) -> Result<abi::FileStat, Errno> {
-        let inode = crate::fs::with(|fs| fs.lookup(path)).map_err(|e| e.errno())?;
-        Ok(inode.stat())
+    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno> {
+        crate::fs::stat(path)
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
+        crate::fs::mkdir(path)
+    }
+
+    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+        if dir {
+            crate::fs::rmdir(path)
+        } else {
+            crate::fs::unlink(path)
+        }
+    }
+
+    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
+        crate::fs::rename(old, new)
+    }
+
+    fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno> {
+        self.file(file)?.truncate(len)
     }
 
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {

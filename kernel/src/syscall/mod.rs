@@ -59,7 +59,14 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
         }
         Sysnum::GetPid => Ok(task::with_current(|t| t.id)),
         Sysnum::Exit => lifecycle::exit_current(a[0] as i32),
-        Sysnum::Fsync => sys_fsync(a[0]),
+        Sysnum::Fsync | Sysnum::Fdatasync => sys_fsync(a[0]),
+        Sysnum::Pread64 => sys_pread(a[0], a[1], a[2], a[3] as i64),
+        Sysnum::Pwrite64 => sys_pwrite(a[0], a[1], a[2], a[3] as i64),
+        Sysnum::Ftruncate => sys_ftruncate(a[0], a[1] as i64),
+        Sysnum::Mkdir => sys_mkdir(a[0], a[1]),
+        Sysnum::Rmdir => sys_rmdir(a[0], a[1]),
+        Sysnum::Getdents => sys_getdents(a[0], a[1], a[2]),
+        Sysnum::Stat => sys_stat(a[0], a[1], a[2]),
         Sysnum::Open => sys_open(a[0], a[1], a[2]),
         Sysnum::Unlink => sys_unlink(a[0], a[1]),
         Sysnum::Spawn => sys_spawn(a[0], a[1], a[2], a[3]),
@@ -202,12 +209,94 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
     })
 }
 
+/// pread64/pwrite64: a transfer at `offset`, the file position untouched.
+fn positioned(fd: u64, buf: u64, len: u64, offset: i64, dir: Dir) -> SysResult {
+    let offset = u64::try_from(offset).map_err(|_| EINVAL)?;
+    with_process(|process| {
+        let file = io_file(process, fd)?.ok_or(EBADF)?;
+        let user = UserSlice::new(buf, len)?;
+        match &*file {
+            File::Console | File::Ring(_) => return Err(ESPIPE),
+            File::Block(disk) => {
+                return block_transfer_at(process, disk, dir, Some(offset), buf, len)
+            }
+            _ => {}
+        }
+        process
+            .with_address_space(|space| match dir {
+                Dir::Read => file.read_to_user(space, Some(offset), user),
+                Dir::Write => file.write_from_user(space, Some(offset), user),
+            })
+            .map(|n| n as u64)
+    })
+}
+
+fn sys_pread(fd: u64, buf: u64, len: u64, offset: i64) -> SysResult {
+    positioned(fd, buf, len, offset, Dir::Read)
+}
+
+fn sys_pwrite(fd: u64, buf: u64, len: u64, offset: i64) -> SysResult {
+    positioned(fd, buf, len, offset, Dir::Write)
+}
+
+fn sys_ftruncate(fd: u64, len: i64) -> SysResult {
+    let len = u64::try_from(len).map_err(|_| EINVAL)?;
+    file(fd)?.truncate(len)?;
+    Ok(0)
+}
+
+fn sys_mkdir(path: u64, len: u64) -> SysResult {
+    let path = user_path(path, len)?;
+    crate::fs::mkdir(&path)?;
+    Ok(0)
+}
+
+fn sys_rmdir(path: u64, len: u64) -> SysResult {
+    let path = user_path(path, len)?;
+    crate::fs::rmdir(&path)?;
+    Ok(0)
+}
+
+fn sys_stat(path: u64, len: u64, out: u64) -> SysResult {
+    let path = user_path(path, len)?;
+    // Check the destination first, so the answer is never half-written.
+    with_space(|space| UserSlice::new(out, size_of::<abi::Stat>() as u64)?.check(space, true))?;
+    let stat = crate::fs::stat(&path)?;
+    with_space(|space| write_value(space, out, &stat))?;
+    Ok(0)
+}
+
+fn sys_getdents(fd: u64, buf: u64, len: u64) -> SysResult {
+    let file = file(fd)?;
+    let user = UserSlice::new(buf, len)?;
+    with_space(|space| user.check(space, true))?;
+    let mut records = Vec::new();
+    let size = len.min(LIST_CHUNK) as usize;
+    records.try_reserve_exact(size).map_err(|_| ENOMEM)?;
+    records.resize(size, 0);
+    let n = file.read_dir(&mut records)?;
+    with_space(|space| user.prefix(n as u64).write_from(space, &records[..n]))?;
+    Ok(n as u64)
+}
+
 /// read/write on a disk: starts the transfer under the address-space lock,
 /// then sleeps (with interrupts on) until the device is done.
 fn block_transfer(process: &Process, disk: &BlockFile, dir: Dir, buf: u64, len: u64) -> SysResult {
+    block_transfer_at(process, disk, dir, None, buf, len)
+}
+
+/// [`block_transfer`] at `offset` (`None`: the file position).
+fn block_transfer_at(
+    process: &Process,
+    disk: &BlockFile,
+    dir: Dir,
+    offset: Option<u64>,
+    buf: u64,
+    len: u64,
+) -> SysResult {
     let len = len.min(crate::fs::IO_CHUNK);
     let begun = process
-        .with_address_space(|space| disk.begin(space, dir, None, buf, len, process.io.guard()))?;
+        .with_address_space(|space| disk.begin(space, dir, offset, buf, len, process.io.guard()))?;
     match begun {
         Begun::Done(n) => Ok(u64::from(n)),
         Begun::Wait(wait) => Ok(u64::from(wait.wait()?)),
@@ -268,7 +357,7 @@ fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
 
 fn sys_unlink(path: u64, len: u64) -> SysResult {
     let name = user_path(path, len)?;
-    crate::fs::with(|fs| fs.unlink(&name)).map_err(|e| e.errno())?;
+    crate::fs::unlink(&name)?;
     Ok(0)
 }
 
@@ -369,7 +458,7 @@ fn sys_list_files(after: u64, after_len: u64, buf: u64, len: u64) -> SysResult {
     let size = len.min(LIST_CHUNK) as usize;
     records.try_reserve_exact(size).map_err(|_| ENOMEM)?;
     records.resize(size, 0);
-    let n = crate::fs::with(|fs| fs.list_after(&after, &mut records)).map_err(|e| e.errno())?;
+    let n = crate::fs::list_after(&after, &mut records)?;
     with_space(|space| user.prefix(n as u64).write_from(space, &records[..n]))?;
     Ok(n as u64)
 }
@@ -395,6 +484,6 @@ fn sys_task_list(out: u64, max: u64) -> SysResult {
 fn sys_rename(old: u64, old_len: u64, new: u64, new_len: u64) -> SysResult {
     let old = user_path(old, old_len)?;
     let new = user_path(new, new_len)?;
-    crate::fs::with(|fs| fs.rename(&old, &new)).map_err(|e| e.errno())?;
+    crate::fs::rename(&old, &new)?;
     Ok(0)
 }

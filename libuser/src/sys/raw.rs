@@ -267,6 +267,87 @@ pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
     Errno::from_ret(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
 }
 
+/// `pread64`: reads into `buf` at `offset`, the file position untouched.
+pub fn pread(fd: u64, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    Errno::from_ret(unsafe {
+        syscall4(
+            nr::PREAD64,
+            fd,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            offset,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// `pwrite64`: writes `buf` at `offset`, the file position untouched.
+pub fn pwrite(fd: u64, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+    // SAFETY: the kernel only reads the `buf.len()` bytes of `buf`.
+    Errno::from_ret(unsafe {
+        syscall4(
+            nr::PWRITE64,
+            fd,
+            buf.as_ptr() as u64,
+            buf.len() as u64,
+            offset,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// `fdatasync`: as [`fsync`], metadata aside.
+pub fn fdatasync(fd: u64) -> Result<(), Errno> {
+    // SAFETY: no pointer arguments.
+    Errno::from_ret(unsafe { syscall1(nr::FDATASYNC, fd) }).map(drop)
+}
+
+/// `ftruncate`: sets the size of the file open at `fd` (for writing).
+pub fn ftruncate(fd: u64, len: u64) -> Result<(), Errno> {
+    // SAFETY: no pointer arguments.
+    Errno::from_ret(unsafe { syscall2(nr::FTRUNCATE, fd, len) }).map(drop)
+}
+
+/// `mkdir`: creates the directory `path`.
+pub fn mkdir(path: &str) -> Result<(), Errno> {
+    // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
+    Errno::from_ret(unsafe { syscall3(nr::MKDIR, path.as_ptr() as u64, path.len() as u64, 0o755) })
+        .map(drop)
+}
+
+/// `rmdir`: removes the empty directory `path`.
+pub fn rmdir(path: &str) -> Result<(), Errno> {
+    // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
+    Errno::from_ret(unsafe { syscall2(nr::RMDIR, path.as_ptr() as u64, path.len() as u64) })
+        .map(drop)
+}
+
+/// `getdents`: [`abi::Dirent`] records of the directory open at `fd`, from
+/// its position on; returns the bytes written, 0 at the end.
+pub fn getdents(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    Errno::from_ret(unsafe {
+        syscall3(nr::GETDENTS, fd, buf.as_mut_ptr() as u64, buf.len() as u64)
+    })
+    .map(|n| n as usize)
+}
+
+/// `stat`: metadata of the file or directory at `path`.
+pub fn stat(path: &str) -> Result<abi::Stat, Errno> {
+    let mut out = abi::Stat::default();
+    // SAFETY: the kernel writes one `abi::Stat` into `out`.
+    Errno::from_ret(unsafe {
+        syscall3(
+            nr::STAT,
+            path.as_ptr() as u64,
+            path.len() as u64,
+            &mut out as *mut abi::Stat as u64,
+        )
+    })?;
+    Ok(out)
+}
+
 /// Removes the name `path`; open descriptors keep the file alive.
 pub fn unlink(path: &str) -> Result<(), Errno> {
     // SAFETY: the kernel only reads the `path.len()` bytes of `path`.

@@ -20,7 +20,11 @@ pub struct Builtin {
 
 const BUILTINS: &[Builtin] = &[
     b("help", "help                 this list", help),
-    b("ls", "ls [FILE...]         list files with their sizes", ls),
+    b(
+        "ls",
+        "ls [PATH...]         list directories (default /) and files with sizes",
+        ls,
+    ),
     b("cat", "cat FILE...          print files", cat),
     b(
         "echo",
@@ -30,10 +34,11 @@ const BUILTINS: &[Builtin] = &[
     b("cp", "cp FROM TO           copy a file", cp),
     b("mv", "mv FROM TO           rename a file", mv),
     b("rm", "rm FILE...           remove files", rm),
+    b("mkdir", "mkdir DIR...         make directories", mkdir),
     b(
-        "mkdir",
-        "mkdir DIR            (the RAM file system has no directories yet)",
-        mkdir,
+        "rmdir",
+        "rmdir DIR...         remove empty directories",
+        rmdir,
     ),
     b("stat", "stat FILE...         size and inode of files", stat),
     b(
@@ -119,29 +124,36 @@ fn help(_: &mut Shell, _: &[String], out: &mut Console) -> i32 {
 }
 
 fn ls(_: &mut Shell, args: &[String], out: &mut Console) -> i32 {
-    if args.len() > 1 {
-        let mut status = 0;
-        for name in &args[1..] {
-            match File::open(name, O_RDONLY).and_then(|f| f.stat()) {
-                Ok(st) => {
-                    let _ = writeln!(out, "{:>9}  {name}", st.size);
-                }
-                Err(e) => status = fail(&alloc::format!("ls: {name}"), e),
+    let default = [String::from("/")];
+    let paths = if args.len() > 1 {
+        &args[1..]
+    } else {
+        &default[..]
+    };
+    let mut status = 0;
+    for path in paths {
+        let listed = sys::stat(path).and_then(|st| {
+            if st.kind != abi::file_kind::DIRECTORY {
+                let _ = writeln!(out, "{:>9}  {path}", st.size);
+                return Ok(());
             }
-        }
-        return status;
-    }
-    match fs::list() {
-        Ok(files) => {
-            let total: u64 = files.iter().map(|f| f.size).sum();
-            for file in &files {
-                let _ = writeln!(out, "{:>9}  {}", file.size, file.name);
+            let entries = fs::read_dir(path)?;
+            if paths.len() > 1 {
+                let _ = writeln!(out, "{path}:");
             }
-            let _ = writeln!(out, "{} files, {} bytes", files.len(), total);
-            0
+            let total: u64 = entries.iter().map(|f| f.size).sum();
+            for entry in &entries {
+                let slash = if entry.is_dir { "/" } else { "" };
+                let _ = writeln!(out, "{:>9}  {}{slash}", entry.size, entry.name);
+            }
+            let _ = writeln!(out, "{} files, {} bytes", entries.len(), total);
+            Ok(())
+        });
+        if let Err(e) = listed {
+            status = fail(&alloc::format!("ls: {path}"), e);
         }
-        Err(e) => fail("ls", e),
     }
+    status
 }
 
 fn cat(_: &mut Shell, args: &[String], out: &mut Console) -> i32 {
@@ -232,9 +244,26 @@ fn rm(_: &mut Shell, args: &[String], _: &mut Console) -> i32 {
 }
 
 fn mkdir(_: &mut Shell, args: &[String], _: &mut Console) -> i32 {
-    let name = args.get(1).map_or("", String::as_str);
-    eprintln!("mkdir: {name}: EOPNOTSUPP (the RAM file system is flat: no directories yet)");
-    1
+    each_path("mkdir", args, sys::mkdir)
+}
+
+fn rmdir(_: &mut Shell, args: &[String], _: &mut Console) -> i32 {
+    each_path("rmdir", args, sys::rmdir)
+}
+
+/// Runs `f` on every path argument; the status is 1 if any failed.
+fn each_path(name: &str, args: &[String], f: fn(&str) -> Result<(), abi::errno::Errno>) -> i32 {
+    if args.len() < 2 {
+        eprintln!("usage: {name} DIR...");
+        return 2;
+    }
+    let mut status = 0;
+    for path in &args[1..] {
+        if let Err(e) = f(path) {
+            status = fail(&alloc::format!("{name}: {path}"), e);
+        }
+    }
+    status
 }
 
 fn stat(_: &mut Shell, args: &[String], out: &mut Console) -> i32 {
@@ -244,7 +273,10 @@ fn stat(_: &mut Shell, args: &[String], out: &mut Console) -> i32 {
     }
     let mut status = 0;
     for name in &args[1..] {
-        match File::open(name, O_RDONLY).and_then(|f| f.stat()) {
+        match sys::stat(name) {
+            Ok(st) if st.kind == abi::file_kind::DIRECTORY => {
+                let _ = writeln!(out, "{name}: directory, inode {}", st.ino);
+            }
             Ok(st) => {
                 let _ = writeln!(
                     out,

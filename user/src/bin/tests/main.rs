@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod bad_pointers;
 mod basic;
+mod dirs;
 mod files;
 mod hostile;
 mod leaks;
@@ -33,6 +34,7 @@ fn main(args: Args) -> i32 {
     run.cases(mode::CASES);
     run.cases(basic::CASES);
     run.cases(files::CASES);
+    run.cases(dirs::CASES);
     run.cases(processes::CASES);
     run.cases(bad_pointers::CASES);
     run.cases(leaks::CASES);
