@@ -18,9 +18,9 @@ use crate::sysring;
 use abi::errno::{Errno, EBUSY, EIO};
 
 pub use raw::{
-    clock_ns, console_mode, console_set_foreground, exit, fdatasync, fstat, ftruncate, getdents,
-    getpid, list_files, lseek, mkdir, poweroff, pread, pwrite, rename, rmdir, sleep_ns, spawn,
-    stat, sysinfo, task_info, task_list, unlink, wait, yield_now,
+    clock_ns, console_mode, console_set_foreground, exit, fstat, ftruncate, getdents, getpid,
+    list_files, lseek, mkdir, poweroff, pread, pwrite, rename, rmdir, sleep_ns, spawn, stat,
+    sysinfo, task_info, task_list, unlink, wait, yield_now,
 };
 
 /// First address of the canonical upper half, where the kernel lives: the
@@ -75,6 +75,13 @@ pub fn close(fd: u64) -> Result<(), Errno> {
 /// to close here.
 pub fn close_ring(fd: u64) -> Result<(), Errno> {
     raw::close(fd)
+}
+
+/// Flushes `fd`'s data to its backing store (metadata not needed to read
+/// it back may stay behind). Through the system ring this is a full FSYNC,
+/// which does at least as much.
+pub fn fdatasync(fd: u64) -> Result<(), Errno> {
+    sysring::fsync(fd).unwrap_or_else(|| raw::fdatasync(fd))
 }
 
 /// Flushes `fd` to its backing store.
