@@ -2,7 +2,7 @@
 //!
 //! Where a call means what Linux's call of the same number means, it has
 //! Linux's x86_64 number (read, write, close, lseek, sched_yield, getpid,
-//! exit, fsync, unlink). Calls whose arguments differ from Linux's (paths are
+//! exit, fsync, unlink, pread64, pwrite64, fdatasync, ftruncate). Calls whose arguments differ from Linux's (paths are
 //! passed as pointer + length, never NUL-terminated) or that Linux lacks have
 //! numbers of their own at 1000 and above. Numbers 12-14 and 2000-2002 belong
 //! to the two ring systems.
@@ -31,8 +31,8 @@ pub const EXIT: u64 = 60;
 /// without moving the file position (`ESPIPE` on the console or a ring).
 pub const PREAD64: u64 = 17;
 /// `pwrite64(fd, buf, len, offset) -> bytes written`: writes at `offset`
-/// without moving the file position; `O_APPEND` is ignored, as POSIX
-/// wants (Linux instead appends).
+/// without moving the file position (with `O_APPEND` the data goes at the
+/// end, as on Linux).
 pub const PWRITE64: u64 = 18;
 /// `fsync(fd) -> 0`
 pub const FSYNC: u64 = 74;

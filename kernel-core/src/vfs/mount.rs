@@ -99,6 +99,17 @@ impl Vfs {
         Ok(self.mounts.len() - 1)
     }
 
+    /// Mounts `fs` at `at` (an absolute path in the root file system),
+    /// making the directory first if it does not exist (how disks are
+    /// mounted at `/disk`, `/disk1`, ...).
+    pub fn mount_new_dir(&mut self, at: &str, fs: Arc<dyn FileSystem>) -> Result<usize, Errno> {
+        match self.mkdir(self.root(), at) {
+            Ok(_) | Err(EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        self.mount(at, fs)
+    }
+
     /// The mounted root `loc` leads to, if a file system is mounted on it
     /// (the latest, if several are stacked), else `loc`.
     fn enter(&self, mut loc: Loc) -> Loc {
@@ -325,6 +336,30 @@ impl Vfs {
     }
 }
 
+/// Where disks that hold a supported file system are mounted, given their
+/// names in the order they were found: the disk `root` names (the `root=`
+/// boot parameter) at `/disk`, the others in order at `/disk1`, `/disk2`,
+/// ...; without `root` (or if it names none of them), the first found at
+/// `/disk`. Returns `(index into found, mount point)` pairs.
+pub fn disk_mount_points(found: &[&str], root: Option<&str>) -> Vec<(usize, String)> {
+    let first = root
+        .and_then(|name| found.iter().position(|d| *d == name))
+        .unwrap_or(0);
+    let order = core::iter::once(first).chain((0..found.len()).filter(|&i| i != first));
+    order
+        .take(found.len())
+        .enumerate()
+        .map(|(n, i)| {
+            let path = if n == 0 {
+                String::from("/disk")
+            } else {
+                alloc::format!("/disk{n}")
+            };
+            (i, path)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +463,45 @@ mod tests {
         vfs.unlink(r, "d/f").unwrap();
         vfs.rmdir(r, "d/").unwrap();
         assert_eq!(vfs.resolve(r, "d").err(), Some(ENOENT));
+    }
+
+    #[test]
+    fn disks_are_mounted_at_disk_disk1() {
+        assert!(disk_mount_points(&[], None).is_empty());
+        assert!(disk_mount_points(&[], Some("vda")).is_empty());
+        let found = ["nvme0n1", "vda", "vdb"];
+        let plan = |root| disk_mount_points(&found, root);
+        assert_eq!(
+            plan(None),
+            [
+                (0, "/disk".into()),
+                (1, "/disk1".into()),
+                (2, "/disk2".into())
+            ]
+        );
+        assert_eq!(
+            plan(Some("vda")),
+            [
+                (1, String::from("/disk")),
+                (0, "/disk1".into()),
+                (2, "/disk2".into())
+            ]
+        );
+        assert_eq!(
+            plan(Some("sdz")),
+            plan(None),
+            "an unknown root= changes nothing"
+        );
+        // And they can be mounted there.
+        let mut vfs = Vfs::new(Arc::new(RamFs::new()));
+        for (_, at) in plan(Some("vdb")) {
+            vfs.mount_new_dir(&at, Arc::new(RamFs::new())).unwrap();
+        }
+        assert_eq!(vfs.resolve(vfs.root(), "/disk2").unwrap().mount, 3);
+        assert_eq!(
+            vfs.mount_new_dir("/no/such", Arc::new(RamFs::new())).err(),
+            Some(ENOENT)
+        );
     }
 
     #[test]
