@@ -2,9 +2,10 @@
 //!
 //! Where a call means what Linux's call of the same number means, it has
 //! Linux's x86_64 number (read, write, close, lseek, sched_yield, getpid,
-//! exit, fsync, unlink, pread64, pwrite64, fdatasync, ftruncate). Calls whose arguments differ from Linux's (paths are
-//! passed as pointer + length, never NUL-terminated) or that Linux lacks have
-//! numbers of their own at 1000 and above. Numbers 12-14 and 2000-2002 belong
+//! exit, fsync, unlink, pread64, pwrite64, fdatasync, ftruncate). Calls
+//! whose arguments differ from Linux's (paths are passed as pointer +
+//! length, never NUL-terminated) or that Linux lacks have numbers of their
+//! own at 1000 and above (the file-system calls at 1030-1049). Numbers 12-14 and 2000-2002 belong
 //! to the two ring systems.
 
 /// `read(fd, buf, len) -> bytes read`
