@@ -31,6 +31,7 @@ pub const CASES: &[Case] = &[
     ("spawn with bad name, args array or Arg pointers fails with EFAULT", spawn_bad),
     ("wait with a bad status pointer fails with EFAULT, child not reaped", wait_bad),
     ("sysinfo/fstat with bad out pointers fail with EFAULT", out_pointers_bad),
+    ("mkdir/rmdir/stat/getdents/pread/pwrite with bad pointers fail with EFAULT", vfs_bad),
 ];
 
 const DATA: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -282,4 +283,74 @@ fn out_pointers_bad() -> TestResult {
     );
     check_eq!(file.stat()?.size, DATA.len() as u64);
     Ok(())
+}
+
+fn vfs_bad() -> TestResult {
+    let dir = "/t_vfsbad";
+    let _cleanup = DirScratch(dir);
+    sys::mkdir(dir)?;
+    let stat_out = |ptr| {
+        hostile::syscall(
+            nr::STAT,
+            [dir.as_ptr() as u64, dir.len() as u64, ptr, 0, 0, 0],
+        )
+    };
+    for Bad { what, ptr, len } in bad_buffers() {
+        for call in [nr::MKDIR, nr::RMDIR, nr::STAT] {
+            let result = hostile::syscall(call, [ptr, len, 0x1000, 0, 0, 0]);
+            refused(&alloc::format!("{call}: {what}"), result, &[EFAULT])?;
+        }
+    }
+    for Bad { what, ptr, .. } in bad_objects(size_of::<abi::Stat>() as u64, true) {
+        refused(
+            &alloc::format!("stat out: {what}"),
+            stat_out(ptr),
+            &[EFAULT],
+        )?;
+    }
+    // A name running off the stack makes nothing.
+    let mkdir = |addr| hostile::syscall(nr::MKDIR, [addr, 16, 0, 0, 0, 0]);
+    refused(
+        "mkdir of a name running off the stack",
+        at_stack_top(b"t_halfdir", mkdir),
+        &[EFAULT],
+    )?;
+    check_err!(sys::stat("t_halfdir"), ENOENT);
+    // getdents into bad buffers moves nothing: the listing is still whole.
+    let listing = File::open(dir, O_RDONLY)?;
+    fs::write_file("/t_vfsbad/f", DATA)?;
+    for Bad { what, ptr, len } in bad_buffers().into_iter().chain(read_only()) {
+        let result = hostile::syscall(nr::GETDENTS, [listing.fd(), ptr, len, 0, 0, 0]);
+        refused(&alloc::format!("getdents: {what}"), result, &[EFAULT])?;
+    }
+    let mut buf = [0u8; 256];
+    check!(
+        sys::getdents(listing.fd(), &mut buf)? > 0,
+        "the cursor moved on a fault"
+    );
+    if libuser::sysring::active() {
+        return Ok(());
+    }
+    let file = File::open("/t_vfsbad/f", O_RDWR)?;
+    for Bad { what, ptr, len } in bad_buffers() {
+        let result = hostile::syscall(nr::PWRITE64, [file.fd(), ptr, len, 0, 0, 0]);
+        refused(&alloc::format!("pwrite: {what}"), result, &[EFAULT])?;
+    }
+    for Bad { what, ptr, len } in bad_buffers().into_iter().chain(read_only()) {
+        let result = hostile::syscall(nr::PREAD64, [file.fd(), ptr, len, 0, 0, 0]);
+        refused(&alloc::format!("pread: {what}"), result, &[EFAULT])?;
+    }
+    check_eq!(fs::read_to_vec("/t_vfsbad/f")?, DATA);
+    Ok(())
+}
+
+/// A directory (with at most the file `f` in it) removed when the case
+/// ends.
+struct DirScratch(&'static str);
+
+impl Drop for DirScratch {
+    fn drop(&mut self) {
+        let _ = sys::unlink(&alloc::format!("{}/f", self.0));
+        let _ = sys::rmdir(self.0);
+    }
 }
