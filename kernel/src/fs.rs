@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
 use kernel_core::ring::{BackendKind, RingObject};
-use kernel_core::vfs::{self, FileSystem, Ino, Kind, Vfs};
+use kernel_core::vfs::{self, FileSystem, Ino, Kind, Loc, Vfs};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -54,7 +54,20 @@ pub enum File {
 pub struct DirFile {
     fs: Arc<dyn FileSystem>,
     ino: Ino,
+    /// Where it is in the mount table, for paths relative to it.
+    loc: Loc,
     cursor: Mutex<u64>,
+}
+
+impl File {
+    /// The directory this file is, as a starting point for relative paths
+    /// (`ENOTDIR` for anything else).
+    pub fn dir_loc(&self) -> Result<Loc, Errno> {
+        match self {
+            File::Dir(d) => Ok(d.loc),
+            _ => Err(errno::ENOTDIR),
+        }
+    }
 }
 
 /// An open disk: the disk and the file position.
@@ -330,14 +343,22 @@ pub const IO_CHUNK: u64 = 1 << 20;
 /// Opens `name` with `flags` (abi::open_flags): a disk for `/dev/NAME`,
 /// else the file or directory at that path (rules: `docs/vfs.md`).
 pub fn open(name: &str, flags: u64) -> Result<FileHandle, Errno> {
-    if let Some(device) = open_device(name) {
-        return Ok(device);
+    open_at(None, name, flags)
+}
+
+/// [`open`] with relative paths starting at `at` (`None`: `/`).
+pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Errno> {
+    if at.is_none() || name.starts_with('/') {
+        if let Some(device) = open_device(name) {
+            return Ok(device);
+        }
     }
-    let opened = with(|vfs| vfs.open(vfs.root(), name, flags))?;
+    let opened = with(|vfs| vfs.open(at.unwrap_or(vfs.root()), name, flags))?;
     let file = match opened.attr.kind {
         Kind::Dir => File::Dir(DirFile {
             fs: opened.fs,
             ino: opened.loc.ino,
+            loc: opened.loc,
             cursor: Mutex::new(0),
         }),
         Kind::File => {
@@ -363,29 +384,35 @@ fn ram() -> Arc<RamFs> {
     interrupts::without_interrupts(|| RAM.lock().clone().expect("file system used before init"))
 }
 
+/// The calls below take `at`, where relative paths start (`None`: `/`,
+/// there being no working directory yet).
+///
 /// Creates the directory `path`.
-pub fn mkdir(path: &str) -> Result<(), Errno> {
-    with(|vfs| vfs.mkdir(vfs.root(), path)).map(drop)
+pub fn mkdir(at: Option<Loc>, path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.mkdir(at.unwrap_or(vfs.root()), path)).map(drop)
 }
 
 /// Removes the empty directory `path`.
-pub fn rmdir(path: &str) -> Result<(), Errno> {
-    with(|vfs| vfs.rmdir(vfs.root(), path))
+pub fn rmdir(at: Option<Loc>, path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.rmdir(at.unwrap_or(vfs.root()), path))
 }
 
 /// Removes the file `path`.
-pub fn unlink(path: &str) -> Result<(), Errno> {
-    with(|vfs| vfs.unlink(vfs.root(), path))
+pub fn unlink(at: Option<Loc>, path: &str) -> Result<(), Errno> {
+    with(|vfs| vfs.unlink(at.unwrap_or(vfs.root()), path))
 }
 
-/// Renames `old` to `new`.
-pub fn rename(old: &str, new: &str) -> Result<(), Errno> {
-    with(|vfs| vfs.rename(vfs.root(), old, new))
+/// Renames `old` (relative to `old_at`) to `new` (relative to `new_at`).
+pub fn rename(old_at: Option<Loc>, old: &str, new_at: Option<Loc>, new: &str) -> Result<(), Errno> {
+    with(|vfs| {
+        let root = vfs.root();
+        vfs.rename2(old_at.unwrap_or(root), old, new_at.unwrap_or(root), new)
+    })
 }
 
 /// Metadata of the file or directory at `path`.
-pub fn stat(path: &str) -> Result<abi::Stat, Errno> {
-    with(|vfs| vfs.stat_path(vfs.root(), path)).map(|attr| attr.to_abi())
+pub fn stat(at: Option<Loc>, path: &str) -> Result<abi::Stat, Errno> {
+    with(|vfs| vfs.stat_path(at.unwrap_or(vfs.root()), path)).map(|attr| attr.to_abi())
 }
 
 /// `list_files`: the names in `/` after `after` (see `RamFs::list_after`).

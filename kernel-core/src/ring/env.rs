@@ -102,20 +102,23 @@ pub trait IoEnv {
     ) -> Result<u32, Errno>;
     /// Makes `file`'s data durable.
     fn fsync(&mut self, file: FileRef) -> Result<(), Errno>;
-    /// Opens `path` with `abi::open_flags` `flags`; returns the new
-    /// descriptor.
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno>;
+    /// Opens `path` (relative paths from the directory open at `dirfd`, or
+    /// from `/` for `AT_FDCWD`) with `abi::open_flags` `flags`; returns the
+    /// new descriptor. A `dirfd` that is not open is `EBADF`, one that is
+    /// not a directory `ENOTDIR` (for relative paths; an absolute path
+    /// ignores `dirfd`, as on Linux). The same for every `dirfd` below.
+    fn open(&mut self, dirfd: i32, path: &str, flags: u32) -> Result<i32, Errno>;
     /// Closes descriptor `fd`.
     fn close(&mut self, fd: i32) -> Result<(), Errno>;
     /// Metadata of the file or directory at `path`.
-    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno>;
+    fn stat(&mut self, dirfd: i32, path: &str) -> Result<abi::Stat, Errno>;
     /// Creates the directory `path` (MKDIRAT).
-    fn mkdir(&mut self, path: &str) -> Result<(), Errno>;
+    fn mkdir(&mut self, dirfd: i32, path: &str) -> Result<(), Errno>;
     /// Removes the file `path`, or with `dir` the empty directory
     /// (UNLINKAT).
-    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno>;
-    /// Renames `old` to `new` (RENAMEAT).
-    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno>;
+    fn unlink(&mut self, dirfd: i32, path: &str, dir: bool) -> Result<(), Errno>;
+    /// Renames `old` to `new` (RENAMEAT), each relative to its `dirfd`.
+    fn rename(&mut self, olddirfd: i32, old: &str, newdirfd: i32, new: &str) -> Result<(), Errno>;
     /// Sets the size of the regular file `file`, open for writing
     /// (FTRUNCATE; `EINVAL` otherwise, as Linux).
     fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno>;

@@ -156,7 +156,7 @@ impl MockEnv {
     /// returns the descriptor.
     pub fn create_file(&mut self, path: &str, data: &[u8]) -> Result<i32, Errno> {
         self.fs.insert(path, data.to_vec()).map_err(|e| e.errno())?;
-        self.open(path, O_RDWR as u32)
+        self.open(abi::io_uring::AT_FDCWD, path, O_RDWR as u32)
     }
 
     /// The contents of `path`, if it exists.
@@ -188,6 +188,17 @@ impl MockEnv {
             return Err(EFAULT);
         }
         Ok(start as usize..end as usize)
+    }
+
+    /// Where a relative `path` starts: `AT_FDCWD` is `/`; the mock's
+    /// descriptors are all files, so any other open one is `ENOTDIR` and a
+    /// closed one `EBADF`. Absolute paths ignore `dirfd`, as on Linux.
+    fn check_dirfd(&self, dirfd: i32, path: &str) -> Result<(), Errno> {
+        if dirfd == abi::io_uring::AT_FDCWD || path.starts_with('/') {
+            return Ok(());
+        }
+        self.file(FileRef::Fd(dirfd))?;
+        Err(abi::errno::ENOTDIR)
     }
 
     fn file(&self, file: FileRef) -> Result<SharedFile, Errno> {
@@ -246,7 +257,8 @@ impl IoEnv for MockEnv {
         Ok(())
     }
 
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno> {
+    fn open(&mut self, dirfd: i32, path: &str, flags: u32) -> Result<i32, Errno> {
+        self.check_dirfd(dirfd, path)?;
         let file = self
             .fs
             .open_file(path, u64::from(flags))
@@ -263,16 +275,19 @@ impl IoEnv for MockEnv {
         self.fds.remove(fd).map(drop).map_err(|e| e.errno())
     }
 
-    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno> {
+    fn stat(&mut self, dirfd: i32, path: &str) -> Result<abi::Stat, Errno> {
+        self.check_dirfd(dirfd, path)?;
         Ok(self.fs.stat_path(path)?.to_abi())
     }
 
-    fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
+    fn mkdir(&mut self, dirfd: i32, path: &str) -> Result<(), Errno> {
+        self.check_dirfd(dirfd, path)?;
         self.fs.mkdir(path)?;
         Ok(())
     }
 
-    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+    fn unlink(&mut self, dirfd: i32, path: &str, dir: bool) -> Result<(), Errno> {
+        self.check_dirfd(dirfd, path)?;
         if dir {
             Ok(self.fs.rmdir(path)?)
         } else {
@@ -280,7 +295,9 @@ impl IoEnv for MockEnv {
         }
     }
 
-    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
+    fn rename(&mut self, olddirfd: i32, old: &str, newdirfd: i32, new: &str) -> Result<(), Errno> {
+        self.check_dirfd(olddirfd, old)?;
+        self.check_dirfd(newdirfd, new)?;
         Ok(self.fs.rename(old, new)?)
     }
 
@@ -346,6 +363,7 @@ impl IoEnv for MockEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use abi::io_uring::AT_FDCWD;
     use abi::open_flags::{O_CREAT, O_RDONLY, O_WRONLY};
 
     #[test]
@@ -412,13 +430,18 @@ mod tests {
     #[test]
     fn open_modes_stat_and_fsync() {
         let mut env = MockEnv::new(0x1000, 64);
-        assert_eq!(env.open("nope", O_RDONLY as u32), Err(abi::errno::ENOENT));
-        let w = env.open("new", (O_CREAT | O_WRONLY) as u32).unwrap();
+        assert_eq!(
+            env.open(AT_FDCWD, "nope", O_RDONLY as u32),
+            Err(abi::errno::ENOENT)
+        );
+        let w = env
+            .open(AT_FDCWD, "new", (O_CREAT | O_WRONLY) as u32)
+            .unwrap();
         env.write_user(0x1000, b"abc").unwrap();
         assert_eq!(env.write(FileRef::Fd(w), None, 0x1000, 3), Ok(3));
         assert_eq!(env.read(FileRef::Fd(w), Some(0), 0x1000, 3), Err(EBADF));
         assert_eq!(env.file_data("new").unwrap(), b"abc");
-        let st = env.stat("/new").unwrap();
+        let st = env.stat(AT_FDCWD, "/new").unwrap();
         assert_eq!(st.size, 3);
         assert_eq!(env.fsync(FileRef::Fd(w)), Ok(()));
         assert_eq!(env.fsync(FileRef::Fd(99)), Err(EBADF));

@@ -319,9 +319,16 @@ impl Vfs {
     /// [`FileSystem::rename`]). `EXDEV` across file systems, `EBUSY` for a
     /// mount point, `EINVAL` if either ends in `.` or `..`.
     pub fn rename(&self, cwd: Loc, old: &str, new: &str) -> Result<(), Errno> {
-        let (Some((odir, oname)), Some((ndir, nname))) =
-            (self.resolve_last(cwd, old)?, self.resolve_last(cwd, new)?)
-        else {
+        self.rename2(cwd, old, cwd, new)
+    }
+
+    /// [`Vfs::rename`] with each path relative to its own directory
+    /// (`renameat`).
+    pub fn rename2(&self, old_at: Loc, old: &str, new_at: Loc, new: &str) -> Result<(), Errno> {
+        let (Some((odir, oname)), Some((ndir, nname))) = (
+            self.resolve_last(old_at, old)?,
+            self.resolve_last(new_at, new)?,
+        ) else {
             return Err(EINVAL);
         };
         if odir.mount != ndir.mount {

@@ -281,6 +281,16 @@ impl ProcessEnv<'_> {
         }
     }
 
+    /// Where a relative `path` of an `*at` op starts: `None` (`/`) for
+    /// `AT_FDCWD` or an absolute path, else the directory open at `dirfd`
+    /// (`EBADF` if none, `ENOTDIR` if a file).
+    fn dir_at(&self, dirfd: i32, path: &str) -> Result<Option<kernel_core::vfs::Loc>, Errno> {
+        if dirfd == abi::io_uring::AT_FDCWD || path.starts_with('/') {
+            return Ok(None);
+        }
+        self.file(FileRef::Fd(dirfd))?.dir_loc().map(Some)
+    }
+
     fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
         let process = self.process();
         match file {
@@ -518,12 +528,13 @@ impl IoEnv for ProcessEnv<'_> {
         self.file(file)?.fsync()
     }
 
-    fn open(&mut self, path: &str, flags: u32) -> Result<i32, Errno> {
+    fn open(&mut self, dirfd: i32, path: &str, flags: u32) -> Result<i32, Errno> {
         let flags = u64::from(flags);
         if flags & !abi::open_flags::O_KNOWN != 0 {
             return Err(EINVAL);
         }
-        let file = crate::fs::open(path, flags)?;
+        let at = self.dir_at(dirfd, path)?;
+        let file = crate::fs::open_at(at, path, flags)?;
         if matches!(*file, File::Block(_)) {
             self.process().uses_devices.store(true, Ordering::Relaxed);
         }
@@ -551,24 +562,27 @@ impl IoEnv for ProcessEnv<'_> {
         Ok(())
     }
 
-    fn stat(&mut self, path: &str) -> Result<abi::Stat, Errno> {
-        crate::fs::stat(path)
+    fn stat(&mut self, dirfd: i32, path: &str) -> Result<abi::Stat, Errno> {
+        crate::fs::stat(self.dir_at(dirfd, path)?, path)
     }
 
-    fn mkdir(&mut self, path: &str) -> Result<(), Errno> {
-        crate::fs::mkdir(path)
+    fn mkdir(&mut self, dirfd: i32, path: &str) -> Result<(), Errno> {
+        crate::fs::mkdir(self.dir_at(dirfd, path)?, path)
     }
 
-    fn unlink(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+    fn unlink(&mut self, dirfd: i32, path: &str, dir: bool) -> Result<(), Errno> {
+        let at = self.dir_at(dirfd, path)?;
         if dir {
-            crate::fs::rmdir(path)
+            crate::fs::rmdir(at, path)
         } else {
-            crate::fs::unlink(path)
+            crate::fs::unlink(at, path)
         }
     }
 
-    fn rename(&mut self, old: &str, new: &str) -> Result<(), Errno> {
-        crate::fs::rename(old, new)
+    fn rename(&mut self, olddirfd: i32, old: &str, newdirfd: i32, new: &str) -> Result<(), Errno> {
+        let old_at = self.dir_at(olddirfd, old)?;
+        let new_at = self.dir_at(newdirfd, new)?;
+        crate::fs::rename(old_at, old, new_at, new)
     }
 
     fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno> {

@@ -247,13 +247,13 @@ fn sys_ftruncate(fd: u64, len: i64) -> SysResult {
 
 fn sys_mkdir(path: u64, len: u64) -> SysResult {
     let path = user_path(path, len)?;
-    crate::fs::mkdir(&path)?;
+    crate::fs::mkdir(None, &path)?;
     Ok(0)
 }
 
 fn sys_rmdir(path: u64, len: u64) -> SysResult {
     let path = user_path(path, len)?;
-    crate::fs::rmdir(&path)?;
+    crate::fs::rmdir(None, &path)?;
     Ok(0)
 }
 
@@ -261,7 +261,7 @@ fn sys_stat(path: u64, len: u64, out: u64) -> SysResult {
     let path = user_path(path, len)?;
     // Check the destination first, so the answer is never half-written.
     with_space(|space| UserSlice::new(out, size_of::<abi::Stat>() as u64)?.check(space, true))?;
-    let stat = crate::fs::stat(&path)?;
+    let stat = crate::fs::stat(None, &path)?;
     with_space(|space| write_value(space, out, &stat))?;
     Ok(0)
 }
@@ -357,7 +357,7 @@ fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
 
 fn sys_unlink(path: u64, len: u64) -> SysResult {
     let name = user_path(path, len)?;
-    crate::fs::unlink(&name)?;
+    crate::fs::unlink(None, &name)?;
     Ok(0)
 }
 
@@ -484,6 +484,6 @@ fn sys_task_list(out: u64, max: u64) -> SysResult {
 fn sys_rename(old: u64, old_len: u64, new: u64, new_len: u64) -> SysResult {
     let old = user_path(old, old_len)?;
     let new = user_path(new, new_len)?;
-    crate::fs::rename(&old, &new)?;
+    crate::fs::rename(None, &old, None, &new)?;
     Ok(0)
 }

@@ -4,9 +4,10 @@
 //! Paths are NUL-terminated at `addr` (RENAMEAT's new path at `off`, Linux's
 //! `addr2`), copied at prep (`EFAULT`, `ENAMETOOLONG`, `ENOENT` if empty)
 //! and read again at issue (`EINVAL` unless UTF-8). Directory descriptors
-//! (`fd`, RENAMEAT's new one in `len`) must be [`AT_FDCWD`] (`EBADF` at
-//! issue): relative paths start at `/`, as there is no working directory
-//! yet. `FIXED_FILE` is `EBADF` at prep, as on Linux.
+//! (`fd`, RENAMEAT's new one in `len`) say where a relative path starts:
+//! [`AT_FDCWD`] is `/` (there is no working directory yet), anything else
+//! must be an open directory (`EBADF`, `ENOTDIR` at issue). `FIXED_FILE` is
+//! `EBADF` at prep, as on Linux.
 //!
 //! - MKDIRAT: `len` is the mode (accepted and ignored: no permissions);
 //!   `off`, `op_flags`, `buf_index`, `file_index` must be zero.
@@ -22,9 +23,9 @@
 use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe, AT_REMOVEDIR};
 
-use super::{
-    read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, AT_FDCWD, PATH_BUF,
-};
+#[cfg(doc)]
+use super::AT_FDCWD;
+use super::{read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, PATH_BUF};
 use crate::ring::env::IoEnv;
 
 pub const MKDIRAT: OpDef = OpDef {
@@ -77,11 +78,9 @@ fn prep_mkdirat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn issue_mkdirat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    if sqe.fd != AT_FDCWD {
-        return Issue::Done(Err(EBADF));
-    }
     let mut buf = [0u8; PATH_BUF];
-    let result = user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.mkdir(path));
+    let result =
+        user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.mkdir(sqe.fd, path));
     Issue::Done(result.map(|()| 0))
 }
 
@@ -100,12 +99,10 @@ fn prep_unlinkat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn issue_unlinkat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    if sqe.fd != AT_FDCWD {
-        return Issue::Done(Err(EBADF));
-    }
     let dir = sqe.op_flags & AT_REMOVEDIR != 0;
     let mut buf = [0u8; PATH_BUF];
-    let result = user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.unlink(path, dir));
+    let result =
+        user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.unlink(sqe.fd, path, dir));
     Issue::Done(result.map(|()| 0))
 }
 
@@ -120,14 +117,11 @@ fn prep_renameat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn issue_renameat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    if sqe.fd != AT_FDCWD || sqe.len as i32 != AT_FDCWD {
-        return Issue::Done(Err(EBADF));
-    }
     let mut old = [0u8; PATH_BUF];
     let mut new = [0u8; PATH_BUF];
     let result = user_path(ctx.env, sqe.addr, &mut old).and_then(|old| {
         let new = user_path(ctx.env, sqe.off, &mut new)?;
-        ctx.env.rename(old, new)
+        ctx.env.rename(sqe.fd, old, sqe.len as i32, new)
     });
     Issue::Done(result.map(|()| 0))
 }

@@ -3,9 +3,10 @@
 //! OPENAT: `addr` a NUL-terminated path, `op_flags` the `abi::open_flags`;
 //! the result is the new descriptor. As on Linux the path is copied at prep
 //! (`EFAULT`, `ENAMETOOLONG`, `ENOENT` if empty) and `FIXED_FILE` or a
-//! `buf_index` fail there (`EBADF`, `EINVAL`); the directory `fd` must be
-//! [`AT_FDCWD`] (`EBADF` at issue: the file system is flat), and the flags
-//! are checked at issue (`EINVAL`). Installing into the registered file
+//! `buf_index` fail there (`EBADF`, `EINVAL`); `fd` is the directory a
+//! relative path starts from ([`AT_FDCWD`]: `/`, there being no working
+//! directory; else an open directory, `EBADF`/`ENOTDIR` at issue), and the
+//! flags are checked at issue (`EINVAL`). Paths: `docs/vfs.md`. Installing into the registered file
 //! table (`file_index`) is not supported (`EINVAL`). The path is read again
 //! at issue, checked again, and must be UTF-8 (`EINVAL`).
 //!
@@ -15,9 +16,7 @@
 use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe};
 
-use super::{
-    read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, AT_FDCWD, PATH_BUF,
-};
+use super::{read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, PATH_BUF};
 
 pub const OPENAT: OpDef = OpDef {
     opcode: op::OPENAT,
@@ -53,12 +52,9 @@ fn prep_openat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn issue_openat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    if sqe.fd != AT_FDCWD {
-        return Issue::Done(Err(EBADF));
-    }
     let mut buf = [0u8; PATH_BUF];
     let result = user_path(ctx.env, sqe.addr, &mut buf)
-        .and_then(|path| ctx.env.open(path, sqe.op_flags))
+        .and_then(|path| ctx.env.open(sqe.fd, path, sqe.op_flags))
         .map(|fd| fd as u32);
     Issue::Done(result)
 }

@@ -1,5 +1,6 @@
-//! STATX: metadata of the file at a path. `fd` is the directory and must be
-//! [`AT_FDCWD`] (`EBADF`, at issue as on Linux), `addr` the path (copied at
+//! STATX: metadata of the file at a path. `fd` is the directory a relative
+//! path starts from ([`AT_FDCWD`]: `/`; else an open directory, `EBADF` or
+//! `ENOTDIR` at issue as on Linux), `addr` the path (copied at
 //! prep: `EFAULT`, `ENAMETOOLONG`, `ENOENT` if empty; read again at issue), `op_flags` the `AT_*` lookup
 //! flags (accepted and ignored: there are no links to follow), `len` the
 //! wanted mask (everything in `STATX_BASIC` is always filled), `addr3` the
@@ -9,9 +10,11 @@
 use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe, Statx, STATX_BASIC};
 
+#[cfg(doc)]
+use super::AT_FDCWD;
 use super::{
     read_path, user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared,
-    AT_FDCWD, PATH_BUF,
+    PATH_BUF,
 };
 
 /// `S_IFREG | 0644`: a regular file anyone may read. Belongs in `abi` with
@@ -45,12 +48,9 @@ fn prep(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 }
 
 fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u32, Errno> {
-    if sqe.fd != AT_FDCWD {
-        return Err(EBADF);
-    }
     let mut buf = [0u8; PATH_BUF];
     let path = user_path(ctx.env, sqe.addr, &mut buf)?;
-    let stat = ctx.env.stat(path)?;
+    let stat = ctx.env.stat(sqe.fd, path)?;
     let st = Statx {
         mask: STATX_BASIC,
         blksize: BLKSIZE,

@@ -143,15 +143,26 @@ fn ftruncate_sets_the_size() {
 #[test]
 fn prep_failures() {
     let mut h = Harness::new(4, 8);
-    // Directory descriptors other than AT_FDCWD.
-    let mut sqe = path_sqe(op::MKDIRAT, b"/x", &mut h);
+    // Directory descriptors: a closed one is EBADF, a file ENOTDIR, for
+    // relative paths only (an absolute path ignores it, as on Linux).
+    let mut sqe = path_sqe(op::MKDIRAT, b"x", &mut h);
     sqe.fd = 3;
     assert_eq!(h.res(sqe), -EBADF);
     let mut sqe = path_sqe(op::RENAMEAT, b"/x", &mut h);
-    put(&mut h, PATH2, b"/y");
+    put(&mut h, PATH2, b"y");
     sqe.off = PATH2;
     sqe.len = 3;
     assert_eq!(h.res(sqe), -EBADF);
+    let file = h.env.create_file("/file", b"").unwrap();
+    let mut sqe = path_sqe(op::UNLINKAT, b"x", &mut h);
+    sqe.fd = file;
+    assert_eq!(h.res(sqe), -ENOTDIR);
+    let mut sqe = path_sqe(op::MKDIRAT, b"/abs", &mut h);
+    sqe.fd = 77;
+    assert_eq!(h.res(sqe), 0, "an absolute path ignores the descriptor");
+    h.env.fs.rmdir("/abs").unwrap();
+    h.env.close(file).unwrap();
+    h.env.fs.unlink("/file").unwrap();
     // Fields Linux wants zero, unknown flags, FIXED_FILE, bad paths.
     let mut sqe = path_sqe(op::MKDIRAT, b"/x", &mut h);
     sqe.off = 1;

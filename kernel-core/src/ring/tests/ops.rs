@@ -72,7 +72,7 @@ fn read_failures() {
     let mut flagged = read(fd, BUF, 4, 0);
     flagged.op_flags = 1;
     assert_eq!(h.res(flagged), -EOPNOTSUPP);
-    let w = h.env.open("f", O_WRONLY as u32).unwrap();
+    let w = h.env.open(AT_FDCWD, "f", O_WRONLY as u32).unwrap();
     assert_eq!(h.res(read(w, BUF, 4, 0)), -EBADF);
 }
 
@@ -85,7 +85,7 @@ fn write_and_its_failures() {
     assert_eq!(h.res(write(fd, BUF + 5, 6, u64::MAX)), 6);
     assert_eq!(h.res(write(fd, BUF, 1, 0)), 1);
     assert_eq!(h.env.file_data("f").unwrap(), b"hello world");
-    let r = h.env.open("f", O_RDONLY as u32).unwrap();
+    let r = h.env.open(AT_FDCWD, "f", O_RDONLY as u32).unwrap();
     assert_eq!(h.res(write(r, BUF, 1, 0)), -EBADF);
     assert_eq!(h.res(write(fd, 0x10, 1, 0)), -EFAULT);
     assert_eq!(h.res(write(77, BUF, 1, 0)), -EBADF);

@@ -227,6 +227,40 @@ fn ring_ops() -> TestResult {
     check!(fd >= 0, "OPENAT in a directory: {fd}");
     check_eq!(run(&mut ring, AsyncOp::ftruncate(fd, 1000, 5))?, 0);
     check_eq!(sys::stat("/t_ring/d/f")?.size, 1000);
+    // Relative to a directory descriptor; a file there is ENOTDIR.
+    let dir = File::open("/t_ring/d", O_RDONLY)?;
+    let dirfd = dir.fd() as i32;
+    check_eq!(
+        run(&mut ring, AsyncOp::mkdirat(dirfd, "sub", 0o755, 20))?,
+        0
+    );
+    check_eq!(sys::stat("/t_ring/d/sub")?.kind, abi::file_kind::DIRECTORY);
+    check_eq!(
+        run(
+            &mut ring,
+            AsyncOp::renameat(dirfd, "sub", AT_FDCWD, "t_ring/sub2", 0, 21)
+        )?,
+        0
+    );
+    check_eq!(
+        run(&mut ring, AsyncOp::mkdirat(fd, "x", 0o755, 22))?,
+        neg(ENOTDIR)
+    );
+    check_eq!(
+        run(&mut ring, AsyncOp::mkdirat(999, "x", 0o755, 23))?,
+        neg(EBADF)
+    );
+    let inner = run(&mut ring, AsyncOp::openat(dirfd, "../sub2", O_RDONLY, 24))?;
+    check!(inner >= 0, "OPENAT relative to a directory: {inner}");
+    check_eq!(run(&mut ring, AsyncOp::close(inner, 25))?, 0);
+    check_eq!(
+        run(
+            &mut ring,
+            AsyncOp::unlinkat(dirfd, "../sub2", AT_REMOVEDIR, 26)
+        )?,
+        0
+    );
+    drop(dir);
     ring.submit(AsyncOp::statx(AT_FDCWD, "/t_ring/d", 0, STATX_BASIC, 6))?;
     ring.submit_and_wait(1)?;
     let done = ring.wait_completion()?;
