@@ -1,14 +1,23 @@
 //! A RAM file system and per-process file descriptor tables, as plain data
-//! structures; the kernel wraps a [`RamFs`] in its lock.
+//! structures. [`RamFs`] locks inside and implements
+//! [`crate::vfs::FileSystem`]; the kernel mounts it at `/`.
 //!
-//! The namespace is flat: a file name is 1..=[`PATH_MAX`] bytes of UTF-8
-//! without NUL, after leading `/`s are stripped, so `/a`, `//a` and `a` are
-//! the same file. Any other `/` is an ordinary character of the name.
+//! The namespace is a tree of directories (the root is [`ROOT_INO`]).
+//! Paths follow [`crate::vfs::path`]: `/a`, `//a` and `a` are the same
+//! file, `.` and `..` work, a name is at most 255 bytes and a path at most
+//! [`PATH_MAX`]. [`normalize`] is the older rule for a single name (still
+//! used to check `init=`).
 //!
 //! Invariants:
 //! - A file's contents never exceed [`MAX_FILE_SIZE`] bytes; a write or
 //!   truncate that would pass it fails with `EFBIG` and changes nothing.
 //! - Inode numbers are never reused within one [`RamFs`].
+//! - Every file and directory but the root has exactly one name, in one
+//!   directory; a directory's parent link always names the directory that
+//!   holds its name, and no directory is below itself (`rename` refuses
+//!   to move one there: `EINVAL`).
+//! - A directory is removed only when empty (`ENOTEMPTY`), a file only by
+//!   `unlink`, a directory only by `rmdir` (`EISDIR`, `ENOTDIR`).
 //! - A file lives as long as an `Arc<Inode>` to it: [`RamFs::unlink`] only
 //!   removes the name, so open files stay readable and writable and the
 //!   data is freed when the last handle drops.
@@ -18,7 +27,8 @@
 //!   contents as allocated, each name, each inode) is charged to its
 //!   [`Quota`] before it is allocated, and a write, truncate or create
 //!   that would pass it fails with `ENOSPC` and changes nothing; at most
-//!   [`MAX_INODES`] files exist at once (`ENOSPC` too). What a file holds
+//!   [`MAX_INODES`] files and directories exist at once (`ENOSPC` too; a
+//!   directory costs [`INODE_COST`] and its name). What a file holds
 //!   is returned when the file is freed.
 //! - Memory for names, the name table and file contents is reserved
 //!   fallibly: running out is `ENOMEM`, never an abort. (The inode itself
