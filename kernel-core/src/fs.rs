@@ -1112,7 +1112,12 @@ impl FileSystem for RamFs {
         sink: &mut dyn FnMut(&DirEnt<'_>) -> bool,
     ) -> Result<(), Errno> {
         let tree = self.tree.lock();
-        let d = tree.dir(dir)?;
+        let d = match tree.dir(dir) {
+            Ok(d) => d,
+            // A directory removed while open lists nothing, as on Linux.
+            Err(FsError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let later = d.entries.iter().filter(|(_, slot)| slot.seq >= cursor);
         let mut names: Vec<(&str, &Slot)> = Vec::new();
         names

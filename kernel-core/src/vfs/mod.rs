@@ -284,6 +284,9 @@ mod tests {
         // A file is not a directory.
         let f = fs.stat_path("/d/f5").unwrap().ino;
         assert_eq!(read_dir(&fs, f, 0, &mut buf), Err(abi::errno::ENOTDIR));
+        // A directory removed while open lists nothing.
+        fs.rmdir("/d/sub").unwrap();
+        assert_eq!(read_dir(&fs, sub, 0, &mut buf), Ok((0, 0)));
     }
 
     #[test]

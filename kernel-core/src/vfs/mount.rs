@@ -473,6 +473,28 @@ mod tests {
     }
 
     #[test]
+    fn relative_to_other_directories() {
+        let (vfs, _, disk) = two_mounts();
+        let r = vfs.root();
+        let a = vfs.mkdir(r, "/a").unwrap();
+        let d = vfs.resolve(r, "/disk").unwrap();
+        vfs.open(a, "f", O_CREAT | O_WRONLY).unwrap();
+        assert!(vfs.resolve(r, "/a/f").is_ok());
+        // Each path from its own directory; `..` out of a mount.
+        vfs.mkdir(d, "sub").unwrap();
+        vfs.rename2(a, "f", a, "../a/g").unwrap();
+        assert_eq!(vfs.rename2(a, "g", d, "sub/g").err(), Some(EXDEV));
+        vfs.rename2(d, "sub", d, "../disk/sub2").unwrap();
+        assert!(disk.stat_path("/sub2").is_ok());
+        assert_eq!(
+            vfs.resolve(d, "../a/g").unwrap(),
+            vfs.resolve(r, "/a/g").unwrap()
+        );
+        // An absolute path ignores where it starts.
+        assert_eq!(vfs.resolve(d, "/a").unwrap(), a);
+    }
+
+    #[test]
     fn disks_are_mounted_at_disk_disk1() {
         assert!(disk_mount_points(&[], None).is_empty());
         assert!(disk_mount_points(&[], Some("vda")).is_empty());
