@@ -45,7 +45,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use hashbrown::HashMap;
 
-use crate::vfs::{self, path::Component, path::Last, Attr, DirEnt, FileSystem, Ino, Kind};
+use crate::vfs::{
+    self, path::Component, path::Last, Attr, DirCursor, DirEnt, FileSystem, Ino, Kind,
+};
 
 use abi::open_flags::{O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_KNOWN, O_RDWR, O_TRUNC, O_WRONLY};
 use abi::seek::{SEEK_CUR, SEEK_END, SEEK_SET};
@@ -1108,7 +1110,7 @@ impl FileSystem for RamFs {
     fn readdir(
         &self,
         dir: Ino,
-        cursor: u64,
+        cursor: DirCursor,
         sink: &mut dyn FnMut(&DirEnt<'_>) -> bool,
     ) -> Result<(), Errno> {
         let tree = self.tree.lock();
@@ -1118,7 +1120,10 @@ impl FileSystem for RamFs {
             Err(FsError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let later = d.entries.iter().filter(|(_, slot)| slot.seq >= cursor);
+        let later = d
+            .entries
+            .iter()
+            .filter(|(_, slot)| u128::from(slot.seq) >= cursor);
         let mut names: Vec<(&str, &Slot)> = Vec::new();
         names
             .try_reserve_exact(later.clone().count())
@@ -1131,11 +1136,11 @@ impl FileSystem for RamFs {
                 Node::Dir(_) => (Kind::Dir, 0),
             };
             let entry = DirEnt {
-                name,
+                name: name.as_bytes(),
                 ino: slot.ino,
                 kind,
                 size,
-                next: slot.seq + 1,
+                next: u128::from(slot.seq) + 1,
             };
             if !sink(&entry) {
                 break;

@@ -56,7 +56,7 @@ pub struct DirFile {
     ino: Ino,
     /// Where it is in the mount table, for paths relative to it.
     loc: Loc,
-    cursor: Mutex<u64>,
+    cursor: Mutex<vfs::DirCursor>,
 }
 
 impl File {

@@ -74,16 +74,25 @@ impl Attr {
     }
 }
 
+/// Where a directory listing resumes: 0 is the start; otherwise whatever
+/// the file system encodes (the RAM file system a sequence number, ext4 a
+/// byte offset or its HTree position: hash major, minor and a collision
+/// ordinal, 96 bits, hence 128 rather than Linux's 64-bit `d_off`). It
+/// never leaves the kernel: `getdents` keeps it in the open directory.
+pub type DirCursor = u128;
+
 /// One directory entry, as [`FileSystem::readdir`] hands it out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirEnt<'a> {
-    pub name: &'a str,
+    /// The name as stored: bytes (a disk may hold names that are not
+    /// UTF-8, which can be listed though not named in a path).
+    pub name: &'a [u8],
     pub ino: Ino,
     pub kind: Kind,
     /// Bytes (0 for a directory).
     pub size: u64,
     /// The cursor that continues after this entry (Linux's `d_off`).
-    pub next: u64,
+    pub next: DirCursor,
 }
 
 /// A file system, as the VFS uses it. Object-safe; every method takes
@@ -145,7 +154,7 @@ pub trait FileSystem: Send + Sync {
     fn readdir(
         &self,
         dir: Ino,
-        cursor: u64,
+        cursor: DirCursor,
         sink: &mut dyn FnMut(&DirEnt<'_>) -> bool,
     ) -> Result<(), Errno>;
 
@@ -184,9 +193,9 @@ pub const NAME_LIMIT: usize = NAME_MAX;
 pub fn read_dir(
     fs: &dyn FileSystem,
     dir: Ino,
-    cursor: u64,
+    cursor: DirCursor,
     buf: &mut [u8],
-) -> Result<(usize, u64), Errno> {
+) -> Result<(usize, DirCursor), Errno> {
     use abi::IntoBytes;
     let mut written = 0;
     let mut next = cursor;
@@ -207,7 +216,7 @@ pub fn read_dir(
         };
         let (head_bytes, rest) = record.split_at_mut(core::mem::size_of::<abi::Dirent>());
         head_bytes.copy_from_slice(head.as_bytes());
-        rest[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
+        rest[..entry.name.len()].copy_from_slice(entry.name);
         rest[entry.name.len()..].fill(0);
         written += reclen;
         next = entry.next;
