@@ -137,7 +137,8 @@ fn ls(_: &mut Shell, args: &[String], out: &mut Console) -> i32 {
                 let _ = writeln!(out, "{:>9}  {path}", st.size);
                 return Ok(());
             }
-            let entries = fs::read_dir(path)?;
+            let mut entries = fs::read_dir(path)?;
+            entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             if paths.len() > 1 {
                 let _ = writeln!(out, "{path}:");
             }
