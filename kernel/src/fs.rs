@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use kernel_core::fs::{OpenFile, RamFs};
 use kernel_core::ring::{BackendKind, RingObject};
-use kernel_core::vfs::{self, FileSystem, Ino, Kind, Loc, Vfs};
+use kernel_core::vfs::{self, FileSystem, Kind, Loc, Vfs};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -53,21 +53,10 @@ pub enum File {
 /// cursor.
 pub struct DirFile {
     fs: Arc<dyn FileSystem>,
-    ino: Ino,
-    /// Where it is in the mount table, for paths relative to it.
+    /// Where it is in the mount table (its inode, and the start of paths
+    /// relative to it).
     loc: Loc,
     cursor: Mutex<vfs::DirCursor>,
-}
-
-impl File {
-    /// The directory this file is, as a starting point for relative paths
-    /// (`ENOTDIR` for anything else).
-    pub fn dir_loc(&self) -> Result<Loc, Errno> {
-        match self {
-            File::Dir(d) => Ok(d.loc),
-            _ => Err(errno::ENOTDIR),
-        }
-    }
 }
 
 /// An open disk: the disk and the file position.
@@ -278,7 +267,7 @@ impl File {
         match self {
             // Only the RAM file system exists yet, which never sleeps; a
             // disk file system's fsync will run with interrupts on.
-            File::Dir(d) => interrupts::without_interrupts(|| d.fs.fsync(d.ino, false)),
+            File::Dir(d) => interrupts::without_interrupts(|| d.fs.fsync(d.loc.ino, false)),
             File::Console | File::Ring { .. } => Err(errno::EINVAL),
             // Only a disk without a volatile cache gets here (the others
             // flush with `BlockFile` or through a ring): nothing to do.
@@ -300,7 +289,7 @@ impl File {
             File::Ram(file) => interrupts::without_interrupts(|| file.lock().inode().stat()),
             File::Dir(d) => abi::FileStat {
                 size: 0,
-                ino: d.ino,
+                ino: d.loc.ino,
             },
         }
     }
@@ -320,6 +309,15 @@ impl File {
         }
     }
 
+    /// The directory this file is, as a starting point for relative paths
+    /// (`ENOTDIR` for anything else).
+    pub fn dir_loc(&self) -> Result<Loc, Errno> {
+        match self {
+            File::Dir(d) => Ok(d.loc),
+            _ => Err(errno::ENOTDIR),
+        }
+    }
+
     /// Fills `buf` with `abi::Dirent` records from the directory's cursor
     /// on and moves the cursor past them (`ENOTDIR` for anything but a
     /// directory); returns the bytes written.
@@ -329,7 +327,7 @@ impl File {
         };
         interrupts::without_interrupts(|| {
             let mut cursor = d.cursor.lock();
-            let (n, next) = vfs::read_dir(&*d.fs, d.ino, *cursor, buf)?;
+            let (n, next) = vfs::read_dir(&*d.fs, d.loc.ino, *cursor, buf)?;
             *cursor = next;
             Ok(n)
         })
@@ -357,7 +355,6 @@ pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Er
     let file = match opened.attr.kind {
         Kind::Dir => File::Dir(DirFile {
             fs: opened.fs,
-            ino: opened.loc.ino,
             loc: opened.loc,
             cursor: Mutex::new(0),
         }),

@@ -24,7 +24,6 @@ pub use mount::{Loc, Mount, Vfs};
 
 use crate::fs::Inode;
 use abi::errno::Errno;
-use abi::syscall::limits::NAME_MAX;
 use alloc::sync::Arc;
 
 /// An inode number, unique within one file system while the file exists.
@@ -182,9 +181,6 @@ pub trait FileSystem: Send + Sync {
     }
 }
 
-/// The longest name a file system must accept.
-pub const NAME_LIMIT: usize = NAME_MAX;
-
 /// Fills `buf` with [`abi::Dirent`] records (head, name, zeros to a
 /// multiple of 8) for the entries of `dir` from `cursor` on, as many whole
 /// records as fit; returns the bytes written and the cursor to continue
@@ -341,7 +337,12 @@ mod tests {
         assert_eq!(fs.lookup("/g").unwrap().size(), 0);
         // Names are checked: too long, `.`/`..`, slashes.
         assert_eq!(
-            FileSystem::create(&fs, ROOT, &"n".repeat(NAME_MAX + 1), Kind::File),
+            FileSystem::create(
+                &fs,
+                ROOT,
+                &"n".repeat(abi::syscall::limits::NAME_MAX + 1),
+                Kind::File
+            ),
             Err(ENAMETOOLONG)
         );
         assert_eq!(FileSystem::create(&fs, ROOT, "..", Kind::Dir), Err(EINVAL));
