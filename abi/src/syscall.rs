@@ -118,6 +118,11 @@ pub const GETDENTS: u64 = 1032;
 /// `stat(path, path_len, out: *mut Stat) -> 0`: metadata of the file or
 /// directory at `path`.
 pub const STAT: u64 = 1033;
+/// `openat(dirfd: i32, path, path_len, flags) -> fd`: [`OPEN`] with a
+/// relative `path` starting at the directory open at `dirfd` (`EBADF` if
+/// none, `ENOTDIR` if a file), or at `/` for `AT_FDCWD` (-100); an
+/// absolute path ignores `dirfd`.
+pub const OPENAT: u64 = 1034;
 
 /// `console_mode(mode) -> previous mode`: [`crate::console::MODE_COOKED`]
 /// or [`crate::console::MODE_RAW`] for the console's input (`EINVAL` for
@@ -188,6 +193,7 @@ sysnums! {
     Rmdir = RMDIR,
     Getdents = GETDENTS,
     Stat = STAT,
+    Openat = OPENAT,
     Open = OPEN,
     Unlink = UNLINK,
     Spawn = SPAWN,

@@ -2,7 +2,7 @@
 //! filled from the initrd at boot) and the objects behind a process's file
 //! descriptors.
 //!
-//! `/dev/NAME` names a disk (`/dev/nvme0n1`, `/dev/vda`): [`open`] checks
+//! `/dev/NAME` names a disk (`/dev/nvme0n1`, `/dev/vda`): [`open_at`] checks
 //! for it before it resolves a path, so `/dev` is no directory of the
 //! VFS (a devfs comes when there are more devices than disks).
 
@@ -339,12 +339,8 @@ impl File {
 pub const IO_CHUNK: u64 = 1 << 20;
 
 /// Opens `name` with `flags` (abi::open_flags): a disk for `/dev/NAME`,
-/// else the file or directory at that path (rules: `docs/vfs.md`).
-pub fn open(name: &str, flags: u64) -> Result<FileHandle, Errno> {
-    open_at(None, name, flags)
-}
-
-/// [`open`] with relative paths starting at `at` (`None`: `/`).
+/// else the file or directory at that path (rules: `docs/vfs.md`), a
+/// relative path starting at `at` (`None`: `/`).
 pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Errno> {
     if at.is_none() || name.starts_with('/') {
         if let Some(device) = open_device(name) {

@@ -19,8 +19,8 @@ use abi::errno::{Errno, EBUSY, EIO};
 
 pub use raw::{
     clock_ns, console_mode, console_set_foreground, exit, fstat, ftruncate, getdents, getpid,
-    list_files, lseek, mkdir, poweroff, pread, pwrite, rename, rmdir, sleep_ns, spawn, stat,
-    sysinfo, task_info, task_list, unlink, wait, yield_now,
+    list_files, lseek, mkdir, openat, poweroff, pread, pwrite, rename, rmdir, sleep_ns, spawn,
+    stat, sysinfo, task_info, task_list, unlink, wait, yield_now,
 };
 
 /// First address of the canonical upper half, where the kernel lives: the

@@ -67,7 +67,8 @@ fn handle(number: u64, a: [u64; 6]) -> SysResult {
         Sysnum::Rmdir => sys_rmdir(a[0], a[1]),
         Sysnum::Getdents => sys_getdents(a[0], a[1], a[2]),
         Sysnum::Stat => sys_stat(a[0], a[1], a[2]),
-        Sysnum::Open => sys_open(a[0], a[1], a[2]),
+        Sysnum::Open => sys_open(abi::io_uring::AT_FDCWD as u64, a[0], a[1], a[2]),
+        Sysnum::Openat => sys_open(a[0], a[1], a[2], a[3]),
         Sysnum::Unlink => sys_unlink(a[0], a[1]),
         Sysnum::Spawn => sys_spawn(a[0], a[1], a[2], a[3]),
         Sysnum::Wait => sys_wait(a[0] as i64, a[1]),
@@ -335,13 +336,20 @@ fn sys_fsync(fd: u64) -> SysResult {
     file.fsync().map(|()| 0)
 }
 
-fn sys_open(path: u64, len: u64, flags: u64) -> SysResult {
+/// open and openat (`dirfd` is `AT_FDCWD` for open).
+fn sys_open(dirfd: u64, path: u64, len: u64, flags: u64) -> SysResult {
     direct_io()?;
     if flags & !abi::open_flags::O_KNOWN != 0 {
         return Err(EINVAL);
     }
     let name = user_path(path, len)?;
-    let file = crate::fs::open(&name, flags)?;
+    let dirfd = dirfd as i32;
+    let at = if dirfd == abi::io_uring::AT_FDCWD || name.starts_with('/') {
+        None
+    } else {
+        Some(file(u64::try_from(dirfd).map_err(|_| EBADF)?)?.dir_loc()?)
+    };
+    let file = crate::fs::open_at(at, &name, flags)?;
     let me = task::current();
     if matches!(*file, File::Block(_)) {
         me.process().uses_devices.store(true, Ordering::Relaxed);

@@ -267,6 +267,21 @@ pub fn open(path: &str, flags: u64) -> Result<u64, Errno> {
     Errno::from_ret(unsafe { syscall3(nr::OPEN, path.as_ptr() as u64, path.len() as u64, flags) })
 }
 
+/// `openat`: [`open`] with a relative `path` starting at the directory
+/// open at `dirfd` (or `/` for `AT_FDCWD`).
+pub fn openat(dirfd: i32, path: &str, flags: u64) -> Result<u64, Errno> {
+    // SAFETY: the kernel only reads the `path.len()` bytes of `path`.
+    Errno::from_ret(unsafe {
+        syscall4(
+            nr::OPENAT,
+            dirfd as i64 as u64,
+            path.as_ptr() as u64,
+            path.len() as u64,
+            flags,
+        )
+    })
+}
+
 /// `pread64`: reads into `buf` at `offset`, the file position untouched.
 pub fn pread(fd: u64, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.

@@ -131,6 +131,23 @@ fn paths() -> TestResult {
     check_err!(sys::stat(&slashes), ENAMETOOLONG);
     check_eq!(sys::stat(&slashes[..200])?.kind, abi::file_kind::DIRECTORY);
     check_err!(sys::mkdir("/t_paths/x/f/d"), ENOTDIR);
+    // openat: relative to a directory descriptor (direct mode: in ring
+    // mode `open` goes through the ring, whose OPENAT is tested below).
+    if !sysring::active() {
+        let dir = File::open("/t_paths/x", O_RDONLY)?;
+        let fd = sys::openat(dir.fd() as i32, "f", O_RDONLY)?;
+        sys::close(fd)?;
+        let fd = sys::openat(dir.fd() as i32, "../x/new", O_CREAT | O_WRONLY)?;
+        sys::close(fd)?;
+        check_eq!(sys::stat("/t_paths/x/new")?.size, 0);
+        let file = File::open("/t_paths/x/f", O_RDONLY)?;
+        check_err!(sys::openat(file.fd() as i32, "f", O_RDONLY), ENOTDIR);
+        check_err!(sys::openat(999, "f", O_RDONLY), EBADF);
+        let fd = sys::openat(999, "/t_paths/x/f", O_RDONLY)?;
+        sys::close(fd)?;
+        let fd = sys::openat(AT_FDCWD, "t_paths/x/f", O_RDONLY)?;
+        sys::close(fd)?;
+    }
     check_err!(sys::mkdir("/"), EEXIST);
     Ok(())
 }
