@@ -26,7 +26,8 @@
 //! (unmapped) or point into the ring mappings themselves (which only the
 //! kernel and this program's volatile/atomic accesses touch), and no SQE
 //! names fd 0-2 or creates a file, so the kernel's answers cannot disturb
-//! the console or the file system.
+//! the console or the file system (MKDIRAT, UNLINKAT and RENAMEAT get
+//! only unmapped path addresses: they fail at prep with `EFAULT`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -141,6 +142,21 @@ impl World {
         }
     }
 
+    /// An address that is never mapped (the first cases of
+    /// [`World::address`]).
+    fn unmapped(&self, rng: &mut Rng) -> u64 {
+        match rng.below(3) {
+            0 => rng.next() | abi::layout::USER_END,
+            1 => rng.below(0x1000),
+            _ => rng.pick(&[
+                KERNEL_HALF,
+                u64::MAX - 7,
+                abi::layout::USER_END - 8,
+                abi::layout::USER_STACK_TOP,
+            ]),
+        }
+    }
+
     fn fd(&self, rng: &mut Rng) -> i32 {
         let ring_fd = |w: &World, rng: &mut Rng| {
             if w.rings.is_empty() || w.mode != Mode::IoUring {
@@ -186,6 +202,9 @@ impl World {
             },
             addr: if opcode == op::TIMEOUT_REMOVE || opcode == op::ASYNC_CANCEL {
                 rng.below(8)
+            } else if [op::MKDIRAT, op::UNLINKAT, op::RENAMEAT].contains(&opcode) {
+                // Ring memory could read as a short path: never name one.
+                self.unmapped(rng)
             } else {
                 self.address(rng)
             },
