@@ -724,7 +724,7 @@ impl RamFs {
             self.space.uncharge(name_cost(&key));
         }
         if found == Kind::Dir {
-            parent.subdirs -= 1;
+            parent.subdirs = parent.subdirs.saturating_sub(1);
             self.space.uncharge(INODE_COST);
         }
         shrink(&mut parent.entries);
@@ -771,7 +771,7 @@ impl RamFs {
                 slot.ino = src;
             }
             if dst_kind == Kind::Dir {
-                parent.subdirs -= 1;
+                parent.subdirs = parent.subdirs.saturating_sub(1);
                 self.space.uncharge(INODE_COST);
             }
             tree.nodes.remove(&dst);
@@ -807,7 +807,7 @@ impl RamFs {
             parent.entries.insert(key, Slot { ino: src, seq });
             let old = tree.dir_mut(olddir)?;
             if kind == Kind::Dir {
-                old.subdirs -= 1;
+                old.subdirs = old.subdirs.saturating_sub(1);
             }
             old.entries.remove(oldname);
             shrink(&mut old.entries);
@@ -821,7 +821,7 @@ impl RamFs {
         // Replacing: the source's entry goes.
         let old = tree.dir_mut(olddir)?;
         if kind == Kind::Dir {
-            old.subdirs -= 1;
+            old.subdirs = old.subdirs.saturating_sub(1);
         }
         if let Some((key, _)) = old.entries.remove_entry(oldname) {
             self.space.uncharge(name_cost(&key));

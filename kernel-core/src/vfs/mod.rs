@@ -359,10 +359,16 @@ mod tests {
         sized.mkdir("/x").unwrap();
         sized.insert("/x/y/z", alloc::vec![1; 100]).unwrap();
         sized.rename("/x/y", "/longer-name").unwrap();
-        sized.unlink("/longer-name/z").unwrap();
-        sized.rmdir("/longer-name").unwrap();
+        // Replacing an empty directory and a file gives their charges back.
+        sized.mkdir("/empty").unwrap();
+        sized.rename("/longer-name", "/empty").unwrap();
+        sized.insert("/victim", alloc::vec![2; 300]).unwrap();
+        sized.rename("/empty/z", "/victim").unwrap();
+        sized.unlink("/victim").unwrap();
+        sized.rmdir("/empty").unwrap();
         sized.rmdir("/x").unwrap();
         assert_eq!(sized.used(), 0);
+        assert!(sized.is_empty());
     }
 
     const ROOT: Ino = crate::fs::ROOT_INO;
