@@ -74,8 +74,9 @@ pub const FSTAT: u64 = 1008;
 /// live task (`ESRCH` if there is none with that id).
 pub const TASK_INFO: u64 = 1009;
 
-/// `list_files(after, after_len, buf, buf_len) -> bytes`: lists the file
-/// system the way `getdents` lists a directory. Fills `buf` with
+/// `list_files(after, after_len, buf, buf_len) -> bytes`: lists `/` (its
+/// files and directories, a directory with size 0) the way `getdents`
+/// lists a directory; [`GETDENTS`] lists any directory. Fills `buf` with
 /// [`crate::DirEntry`] records, in byte order of their names, of the files
 /// whose names sort strictly after the `after_len` bytes at `after` (an
 /// empty `after` starts at the first file), as many whole records as fit,
