@@ -1,0 +1,288 @@
+//! The block device the file system runs on, and its bridge to rsext4's
+//! [`BlockIo`].
+//!
+//! [`BlockDevice`] is this crate's own interface: whole blocks of 512 or
+//! 4096 bytes, errors as [`Errno`]. The kernel implements it over its block
+//! layer (a synchronous wrapper run on a worker thread); the host tests use
+//! [`MemDisk`]. [`IoAdapter`] checks every request rsext4 makes against the
+//! device's size before passing it on, so a block number read from a
+//! hostile image becomes `EIO` here rather than an out-of-range access in a
+//! driver.
+
+use abi::errno::{Errno, EINVAL, EIO};
+use alloc::vec::Vec;
+use rsext4::{BlockIo, DeviceCapabilities, DeviceGeometry, Ext4Error, Ext4Result, SectorId};
+
+/// A disk as the file system sees it.
+pub trait BlockDevice {
+    /// Bytes in one block: 512 or 4096.
+    fn block_size(&self) -> u32;
+    /// Blocks on the device.
+    fn block_count(&self) -> u64;
+    /// Reads `buf.len() / block_size` blocks starting at `lba` into `buf`
+    /// (`buf.len()` is a multiple of the block size).
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Writes `buf` to the blocks starting at `lba`. The data may sit in a
+    /// volatile cache until [`BlockDevice::flush`] returns.
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno>;
+    /// Returns once every write completed so far is durable (NVMe FLUSH,
+    /// virtio-blk `VIRTIO_BLK_T_FLUSH`).
+    fn flush(&mut self) -> Result<(), Errno>;
+    /// Whether the device refuses writes (the file system is then mounted
+    /// read-only).
+    fn read_only(&self) -> bool {
+        false
+    }
+}
+
+impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
+    fn block_size(&self) -> u32 {
+        (**self).block_size()
+    }
+    fn block_count(&self) -> u64 {
+        (**self).block_count()
+    }
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        (**self).read_blocks(lba, buf)
+    }
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno> {
+        (**self).write_blocks(lba, buf)
+    }
+    fn flush(&mut self) -> Result<(), Errno> {
+        (**self).flush()
+    }
+    fn read_only(&self) -> bool {
+        (**self).read_only()
+    }
+}
+
+/// [`BlockDevice`] as rsext4's [`BlockIo`]: every request is checked
+/// (buffer length against the count, the range against the device) before
+/// the device sees it.
+pub(crate) struct IoAdapter<D> {
+    dev: D,
+    block_size: u32,
+    blocks: u64,
+}
+
+impl<D: BlockDevice> IoAdapter<D> {
+    pub(crate) fn new(dev: D) -> Result<Self, Errno> {
+        let block_size = dev.block_size();
+        if block_size != 512 && block_size != 4096 {
+            log::warn!("ext4: device block size {block_size} is neither 512 nor 4096");
+            return Err(EINVAL);
+        }
+        let blocks = dev.block_count();
+        Ok(Self {
+            dev,
+            block_size,
+            blocks,
+        })
+    }
+
+    pub(crate) fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// The byte length of `count` blocks at `sector`, if the range is on
+    /// the device and `have` bytes cover it.
+    fn check(&self, sector: SectorId, count: u32, have: usize) -> Ext4Result<usize> {
+        let len = u64::from(count) * u64::from(self.block_size);
+        let end = sector.raw().checked_add(u64::from(count));
+        match end {
+            Some(end) if end <= self.blocks && len <= have as u64 => Ok(len as usize),
+            _ => {
+                log::warn!(
+                    "ext4: request for {count} blocks at {} is off the device ({} blocks) or its buffer ({have} bytes)",
+                    sector.raw(),
+                    self.blocks
+                );
+                Err(Ext4Error::io().with_operation("device:range"))
+            }
+        }
+    }
+}
+
+fn device_error(op: &'static str, e: Errno) -> Ext4Error {
+    log::warn!("ext4: device {op} failed: {e:?}");
+    Ext4Error::io().with_operation(op)
+}
+
+impl<D: BlockDevice> BlockIo for IoAdapter<D> {
+    fn write(&mut self, buffer: &[u8], sector: SectorId, count: u32) -> Ext4Result<()> {
+        let len = self.check(sector, count, buffer.len())?;
+        self.dev
+            .write_blocks(sector.raw(), &buffer[..len])
+            .map_err(|e| device_error("device:write", e))
+    }
+
+    fn read(&mut self, buffer: &mut [u8], sector: SectorId, count: u32) -> Ext4Result<()> {
+        let len = self.check(sector, count, buffer.len())?;
+        self.dev
+            .read_blocks(sector.raw(), &mut buffer[..len])
+            .map_err(|e| device_error("device:read", e))
+    }
+
+    fn geometry(&self) -> DeviceGeometry {
+        DeviceGeometry::new(self.block_size, self.blocks)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities {
+            read_only: self.dev.read_only(),
+            flush: true,
+            ..DeviceCapabilities::default()
+        }
+    }
+
+    fn flush(&mut self) -> Ext4Result<()> {
+        self.dev
+            .flush()
+            .map_err(|e| device_error("device:flush", e))
+    }
+}
+
+/// A disk in memory with a volatile write cache, for tests: writes land in
+/// the cache, [`BlockDevice::flush`] makes them durable, and
+/// [`MemDisk::crash`] throws away everything not flushed, as a power cut
+/// does.
+pub struct MemDisk {
+    block_size: u32,
+    /// What a power cut keeps.
+    durable: Vec<u8>,
+    /// What reads see: `durable` plus the writes since the last flush.
+    current: Vec<u8>,
+    /// Blocks written since the last flush, and a mark for each block.
+    dirty: Vec<u64>,
+    is_dirty: Vec<bool>,
+    /// Flushes completed.
+    pub flushes: u64,
+    /// Block writes completed.
+    pub writes: u64,
+    /// Refuse writes.
+    pub read_only: bool,
+    /// When `Some(n)`, every write and flush after the next `n` fails with
+    /// `EIO` (a dying disk).
+    pub fail_after: Option<u64>,
+}
+
+impl MemDisk {
+    /// A disk holding `image` (its length a multiple of `block_size`),
+    /// all of it durable.
+    pub fn new(image: Vec<u8>, block_size: u32) -> Result<Self, Errno> {
+        if (block_size != 512 && block_size != 4096) || image.len() % block_size as usize != 0 {
+            return Err(EINVAL);
+        }
+        Ok(Self {
+            block_size,
+            durable: image.clone(),
+            dirty: Vec::new(),
+            is_dirty: alloc::vec![false; image.len() / block_size as usize],
+            current: image,
+            flushes: 0,
+            writes: 0,
+            read_only: false,
+            fail_after: None,
+        })
+    }
+
+    /// Everything reads would see now.
+    pub fn image(&self) -> &[u8] {
+        &self.current
+    }
+
+    /// What survives a power cut now: only flushed writes.
+    pub fn durable_image(&self) -> &[u8] {
+        &self.durable
+    }
+
+    /// Blocks written but not yet flushed.
+    pub fn unflushed_blocks(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// A power cut: unflushed writes are lost.
+    pub fn crash(&mut self) {
+        self.current.clone_from(&self.durable);
+        for b in self.dirty.drain(..) {
+            self.is_dirty[b as usize] = false;
+        }
+    }
+
+    fn range(&self, lba: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
+        let bs = self.block_size as usize;
+        if len % bs != 0 {
+            return Err(EINVAL);
+        }
+        let start = usize::try_from(lba)
+            .map_err(|_| EIO)?
+            .checked_mul(bs)
+            .ok_or(EIO)?;
+        let end = start.checked_add(len).ok_or(EIO)?;
+        if end > self.current.len() {
+            return Err(EIO);
+        }
+        Ok(start..end)
+    }
+
+    fn spend(&mut self) -> Result<(), Errno> {
+        match self.fail_after {
+            Some(0) => Err(EIO),
+            Some(n) => {
+                self.fail_after = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl BlockDevice for MemDisk {
+    fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    fn block_count(&self) -> u64 {
+        (self.current.len() / self.block_size as usize) as u64
+    }
+
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let r = self.range(lba, buf.len())?;
+        buf.copy_from_slice(&self.current[r]);
+        Ok(())
+    }
+
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno> {
+        if self.read_only {
+            return Err(EIO);
+        }
+        let r = self.range(lba, buf.len())?;
+        self.spend()?;
+        self.current[r].copy_from_slice(buf);
+        let n = (buf.len() / self.block_size as usize) as u64;
+        for b in lba..lba + n {
+            if !self.is_dirty[b as usize] {
+                self.is_dirty[b as usize] = true;
+                self.dirty.push(b);
+            }
+        }
+        self.writes += n;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Errno> {
+        self.spend()?;
+        let bs = self.block_size as usize;
+        for b in self.dirty.drain(..) {
+            let s = b as usize * bs;
+            self.durable[s..s + bs].copy_from_slice(&self.current[s..s + bs]);
+            self.is_dirty[b as usize] = false;
+        }
+        self.flushes += 1;
+        Ok(())
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+}

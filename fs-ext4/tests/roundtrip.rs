@@ -1,0 +1,345 @@
+//! Files and directories through the adapter, checked by e2fsprogs.
+
+mod common;
+
+use abi::errno::{EEXIST, EINVAL, EISDIR, ENAMETOOLONG, ENOENT, ENOSPC, ENOTDIR};
+use common::*;
+use fs_ext4::{Ext4Fs, FileType, MemDisk, ENOTEMPTY, EROFS};
+
+fn names(fs: &mut Ext4Fs<&mut MemDisk>, dir: u32) -> Vec<String> {
+    let mut v: Vec<String> = fs
+        .read_dir_all(dir)
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn read_all(fs: &mut Ext4Fs<&mut MemDisk>, ino: u32) -> Vec<u8> {
+    let size = fs.stat(ino).unwrap().size as usize;
+    let mut buf = vec![0u8; size + 100];
+    let mut got = 0;
+    while got < size {
+        let n = fs.read_at(ino, got as u64, &mut buf[got..]).unwrap();
+        assert!(n > 0, "short read at {got} of {size}");
+        got += n;
+    }
+    buf.truncate(size);
+    buf
+}
+
+fn round_trip(block_size: u32) {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch(&format!("roundtrip{block_size}"));
+    // mkfs.ext4 picks 1 KiB blocks for 64 MiB: a 4 KiB-sector disk needs
+    // 4 KiB file-system blocks.
+    let img = if block_size == 4096 {
+        mkfs_with(&dir, 64, &["-b", "4096"])
+    } else {
+        mkfs(&dir, 64)
+    };
+    let mut disk = disk(&img, block_size);
+    let big = pattern(1, 300_000);
+    let small = b"hello, ext4\n".to_vec();
+    {
+        let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+        assert!(!fs.is_read_only());
+        let root = fs.root();
+        assert_eq!(fs.stat(root).unwrap().kind, FileType::Directory);
+
+        let a = fs.mkdir(b"/a", 0o755).unwrap();
+        let b = fs.mkdir_at(a, b"b", 0o700).unwrap();
+        assert_eq!(fs.lookup(b"/a/b").unwrap(), b);
+        assert_eq!(fs.lookup(b"a//b/").unwrap(), b);
+        assert_eq!(fs.lookup(b"/a/b/..").unwrap(), a);
+
+        let f = fs.create(b"/a/b/big", 0o644).unwrap();
+        // Written in uneven pieces, then appended to.
+        let (first, rest) = big.split_at(123_457);
+        assert_eq!(fs.write_at(f, 0, first).unwrap(), first.len());
+        assert_eq!(fs.append(f, rest).unwrap(), first.len() as u64);
+        let st = fs.stat(f).unwrap();
+        assert_eq!(st.size, big.len() as u64);
+        assert_eq!(st.kind, FileType::Regular);
+        assert_eq!(st.mode & 0o777, 0o644);
+        assert_eq!(st.links, 1);
+        assert_eq!(read_all(&mut fs, f), big);
+        // Read in the middle and past the end.
+        let mut mid = [0u8; 1000];
+        assert_eq!(fs.read_at(f, 200_000, &mut mid).unwrap(), 1000);
+        assert_eq!(&mid[..], &big[200_000..201_000]);
+        assert_eq!(fs.read_at(f, big.len() as u64, &mut mid).unwrap(), 0);
+
+        // Overwrite in place.
+        let s = fs.create(b"/small", 0o600).unwrap();
+        fs.write_at(s, 0, b"XXXXXXXXXXXX-tail").unwrap();
+        fs.write_at(s, 0, &small).unwrap();
+        fs.truncate(s, small.len() as u64).unwrap();
+        assert_eq!(read_all(&mut fs, s), small);
+
+        // Truncate down and back up: the gap reads as zeros.
+        let t = fs.create(b"/a/trunc", 0o644).unwrap();
+        fs.write_at(t, 0, &pattern(2, 50_000)).unwrap();
+        fs.truncate(t, 10).unwrap();
+        fs.truncate(t, 9000).unwrap();
+        let got = read_all(&mut fs, t);
+        assert_eq!(&got[..10], &pattern(2, 10)[..]);
+        assert!(got[10..].iter().all(|&x| x == 0));
+
+        // Rename across directories, replacing a file; unlink; rmdir.
+        let doomed = fs.create(b"/a/doomed", 0o644).unwrap();
+        fs.write_at(doomed, 0, b"old").unwrap();
+        fs.rename(b"/a/trunc", b"/a/b/doomed").unwrap();
+        assert_eq!(fs.lookup(b"/a/b/doomed").unwrap(), t);
+        fs.rename(b"/a/doomed", b"/a/renamed").unwrap();
+        fs.unlink(b"/a/renamed").unwrap();
+        assert_eq!(fs.lookup(b"/a/renamed"), Err(ENOENT));
+        fs.mkdir(b"/gone", 0o755).unwrap();
+        fs.rmdir(b"/gone").unwrap();
+
+        assert_eq!(names(&mut fs, a), [".", "..", "b"]);
+        assert_eq!(names(&mut fs, b), [".", "..", "big", "doomed"]);
+        let root_names = names(&mut fs, root);
+        assert!(root_names.contains(&"small".to_string()), "{root_names:?}");
+        assert!(root_names.contains(&"lost+found".to_string()));
+        assert!(!root_names.contains(&"gone".to_string()));
+
+        // Many entries: more than one readdir batch.
+        let many = fs.mkdir(b"/many", 0o755).unwrap();
+        for i in 0..200 {
+            fs.create_at(many, format!("file-{i:03}").as_bytes(), 0o644)
+                .unwrap();
+        }
+        assert_eq!(fs.read_dir_all(many).unwrap().len(), 202);
+
+        fs.fsync().unwrap();
+        fs.unmount().unwrap();
+    }
+    assert_clean(&dir, disk.image());
+    assert_eq!(debugfs_cat(&dir, disk.image(), "/a/b/big"), big);
+    assert_eq!(debugfs_cat(&dir, disk.image(), "/small"), small);
+    assert!(debugfs_ls(&dir, disk.image(), "/many").contains("file-199"));
+
+    // And again through a fresh mount.
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    let f = fs.lookup(b"/a/b/big").unwrap();
+    assert_eq!(read_all(&mut fs, f), big);
+    fs.unmount().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn round_trip_512_byte_sectors() {
+    round_trip(512);
+}
+
+#[test]
+fn round_trip_4096_byte_sectors() {
+    round_trip(4096);
+}
+
+#[test]
+fn reads_what_debugfs_wrote() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("fromhost");
+    let img = mkfs(&dir, 64);
+    let payload = pattern(9, 70_000);
+    let src = dir.join("payload");
+    std::fs::write(&src, &payload).unwrap();
+    let out = std::process::Command::new("debugfs")
+        .arg("-w")
+        .arg("-R")
+        .arg(format!("write {} hostfile", src.display()))
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut disk = disk(&img, 512);
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    let f = fs.lookup(b"/hostfile").unwrap();
+    assert_eq!(read_all(&mut fs, f), payload);
+    fs.unmount().unwrap();
+    drop(fs);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn errors_are_the_posix_ones() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("errors");
+    let img = mkfs(&dir, 64);
+    let mut disk = disk(&img, 512);
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    let root = fs.root();
+    let d = fs.mkdir(b"/d", 0o755).unwrap();
+    let f = fs.create(b"/d/f", 0o644).unwrap();
+
+    assert_eq!(fs.lookup(b"/nope"), Err(ENOENT));
+    assert_eq!(fs.lookup(b"/nope/x"), Err(ENOENT));
+    assert_eq!(fs.create(b"/d/f", 0o644), Err(EEXIST));
+    assert_eq!(fs.mkdir(b"/d", 0o755), Err(EEXIST));
+    assert_eq!(fs.create(b"/d/f/x", 0o644), Err(ENOTDIR));
+    assert_eq!(fs.lookup(b"/d/f/x"), Err(ENOTDIR));
+    assert_eq!(fs.read_at(d, 0, &mut [0u8; 8]), Err(EISDIR));
+    assert_eq!(fs.write_at(d, 0, b"x"), Err(EISDIR));
+    assert_eq!(
+        fs.read_dir(f, fs_ext4::DirCursor::START).err(),
+        Some(ENOTDIR)
+    );
+    assert_eq!(fs.rmdir(b"/d"), Err(ENOTEMPTY));
+    assert_eq!(fs.unlink(b"/nope"), Err(ENOENT));
+    assert_eq!(fs.create(b"/", 0o644), Err(EINVAL));
+    assert_eq!(fs.create_at(root, b"..", 0o644), Err(EINVAL));
+
+    // Names: 255 bytes is the limit.
+    let long = vec![b'n'; 255];
+    let too_long = vec![b'n'; 256];
+    fs.create_at(root, &long, 0o644).unwrap();
+    assert_eq!(fs.lookup_at(root, &long).is_ok(), true);
+    assert_eq!(fs.create_at(root, &too_long, 0o644), Err(ENAMETOOLONG));
+    assert_eq!(fs.mkdir_at(root, &too_long, 0o755), Err(ENAMETOOLONG));
+    assert_eq!(fs.lookup_at(root, &too_long), Err(ENAMETOOLONG));
+    let mut path = b"/".to_vec();
+    path.extend_from_slice(&too_long);
+    assert_eq!(fs.create(&path, 0o644), Err(ENAMETOOLONG));
+    assert_eq!(fs.lookup(&vec![b'a'; 5000]), Err(ENAMETOOLONG));
+
+    fs.unmount().unwrap();
+    drop(fs);
+    assert_clean(&dir, disk.image());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn disk_full_is_enospc_and_loses_nothing() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("full");
+    let img = mkfs(&dir, 64);
+    let mut disk = disk(&img, 512);
+    let chunk = 256 * 1024;
+    let mut written: Vec<(u32, Vec<u8>)> = Vec::new();
+    {
+        let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+        let mut full = false;
+        'files: for i in 0..1000u64 {
+            let f = match fs.create(format!("/fill-{i}").as_bytes(), 0o644) {
+                Ok(f) => f,
+                Err(e) => {
+                    assert_eq!(e, ENOSPC);
+                    full = true;
+                    break;
+                }
+            };
+            let mut contents = Vec::new();
+            for j in 0..8u64 {
+                let data = pattern(i * 100 + j, chunk);
+                match fs.append(f, &data) {
+                    Ok(_) => contents.extend_from_slice(&data),
+                    Err(e) => {
+                        assert_eq!(e, ENOSPC, "file {i} chunk {j}");
+                        full = true;
+                        written.push((f, contents));
+                        break 'files;
+                    }
+                }
+            }
+            written.push((f, contents));
+        }
+        assert!(full, "64 MiB never filled up");
+        assert!(written.len() > 10);
+        // Everything acknowledged before ENOSPC reads back; the file that
+        // hit ENOSPC holds at least what was acknowledged.
+        for (f, contents) in &written {
+            let got = read_all(&mut fs, *f);
+            assert!(got.len() >= contents.len());
+            assert_eq!(&got[..contents.len()], &contents[..], "inode {f}");
+        }
+        // Freeing space makes room again.
+        fs.unlink(b"/fill-0").unwrap();
+        let g = fs.create(b"/after", 0o644).unwrap();
+        fs.write_at(g, 0, &pattern(7, 100_000)).unwrap();
+        fs.fsync().unwrap();
+        fs.unmount().unwrap();
+    }
+    assert_clean(&dir, disk.image());
+    let (_, last) = written.last().unwrap();
+    let n = written.len() - 1;
+    let got = debugfs_cat(&dir, disk.image(), &format!("/fill-{n}"));
+    assert_eq!(&got[..last.len()], &last[..]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn fsync_survives_a_power_cut() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("powercut");
+    let img = mkfs(&dir, 64);
+    let mut disk = disk(&img, 512);
+    let data = pattern(3, 200_000);
+    {
+        let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+        fs.mkdir(b"/dir", 0o755).unwrap();
+        let f = fs.create(b"/dir/durable", 0o644).unwrap();
+        fs.write_at(f, 0, &data).unwrap();
+        fs.fsync().unwrap();
+        // Dropped without unmount: the power goes.
+    }
+    assert!(disk.flushes > 0);
+    assert_eq!(disk.unflushed_blocks(), 0, "fsync left writes unflushed");
+    disk.crash();
+    // The home locations may be stale: the journal must carry the rest.
+    {
+        let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+        let f = fs.lookup(b"/dir/durable").unwrap();
+        assert_eq!(read_all(&mut fs, f), data);
+        fs.unmount().unwrap();
+    }
+    assert_clean(&dir, disk.image());
+    assert_eq!(debugfs_cat(&dir, disk.image(), "/dir/durable"), data);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn small_blocks_on_a_large_sector_disk_are_refused() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("geometry");
+    let img = mkfs(&dir, 64); // 1 KiB blocks
+    let mut disk = disk(&img, 4096);
+    assert_eq!(Ext4Fs::mount(&mut disk, now).err(), Some(EINVAL));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn not_ext4_is_not_mounted_and_a_read_only_disk_is_read_only() {
+    let mut zeros = MemDisk::new(vec![0u8; 1 << 20], 512).unwrap();
+    assert_eq!(Ext4Fs::mount(&mut zeros, now).err(), Some(EINVAL));
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("readonly");
+    let img = mkfs(&dir, 64);
+    let mut disk = disk(&img, 512);
+    disk.read_only = true;
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    assert!(fs.is_read_only());
+    assert_eq!(fs.create(b"/x", 0o644), Err(EROFS));
+    assert!(fs.lookup(b"/lost+found").is_ok());
+    fs.unmount().unwrap();
+    drop(fs);
+    assert_eq!(disk.writes, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
