@@ -161,16 +161,20 @@ pub struct MemDisk {
     pub writes: u64,
     /// Refuse writes.
     pub read_only: bool,
-    /// When `Some(n)`, every write and flush after the next `n` fails with
-    /// `EIO` (a dying disk).
+    /// When `Some(n)`, every write and flush call after the next `n` fails
+    /// with `EIO` (a dying disk).
     pub fail_after: Option<u64>,
+    /// Write and flush calls made (successful or not).
+    pub calls: u64,
 }
 
 impl MemDisk {
     /// A disk holding `image` (its length a multiple of `block_size`),
     /// all of it durable.
     pub fn new(image: Vec<u8>, block_size: u32) -> Result<Self, Errno> {
-        if (block_size != 512 && block_size != 4096) || image.len() % block_size as usize != 0 {
+        if (block_size != 512 && block_size != 4096)
+            || !image.len().is_multiple_of(block_size as usize)
+        {
             return Err(EINVAL);
         }
         Ok(Self {
@@ -183,6 +187,7 @@ impl MemDisk {
             writes: 0,
             read_only: false,
             fail_after: None,
+            calls: 0,
         })
     }
 
@@ -211,7 +216,7 @@ impl MemDisk {
 
     fn range(&self, lba: u64, len: usize) -> Result<core::ops::Range<usize>, Errno> {
         let bs = self.block_size as usize;
-        if len % bs != 0 {
+        if !len.is_multiple_of(bs) {
             return Err(EINVAL);
         }
         let start = usize::try_from(lba)
@@ -226,6 +231,7 @@ impl MemDisk {
     }
 
     fn spend(&mut self) -> Result<(), Errno> {
+        self.calls += 1;
         match self.fail_after {
             Some(0) => Err(EIO),
             Some(n) => {

@@ -115,6 +115,18 @@ fn round_trip(block_size: u32) {
                 .unwrap();
         }
         assert_eq!(fs.read_dir_all(many).unwrap().len(), 202);
+        // Long names fill many directory blocks (rsext4 may index them).
+        let long = |i: u32| format!("a-rather-long-file-name-to-fill-blocks-{i:04}");
+        for i in 0..300 {
+            fs.create_at(many, long(i).as_bytes(), 0o644).unwrap();
+        }
+        for e in fs.read_dir_all(many).unwrap() {
+            assert_eq!(fs.lookup_at(many, &e.name), Ok(e.ino), "{:?}", e.name);
+        }
+        fs.unlink_at(many, long(100).as_bytes()).unwrap();
+        assert_eq!(fs.lookup_at(many, long(100).as_bytes()), Err(ENOENT));
+        assert!(fs.lookup_at(many, long(250).as_bytes()).is_ok());
+        assert_eq!(fs.read_dir_all(many).unwrap().len(), 501);
 
         fs.fsync().unwrap();
         fs.unmount().unwrap();
@@ -203,7 +215,7 @@ fn errors_are_the_posix_ones() {
     let long = vec![b'n'; 255];
     let too_long = vec![b'n'; 256];
     fs.create_at(root, &long, 0o644).unwrap();
-    assert_eq!(fs.lookup_at(root, &long).is_ok(), true);
+    assert!(fs.lookup_at(root, &long).is_ok());
     assert_eq!(fs.create_at(root, &too_long, 0o644), Err(ENAMETOOLONG));
     assert_eq!(fs.mkdir_at(root, &too_long, 0o755), Err(ENAMETOOLONG));
     assert_eq!(fs.lookup_at(root, &too_long), Err(ENAMETOOLONG));
@@ -337,6 +349,86 @@ fn not_ext4_is_not_mounted_and_a_read_only_disk_is_read_only() {
     let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
     assert!(fs.is_read_only());
     assert_eq!(fs.create(b"/x", 0o644), Err(EROFS));
+    assert!(fs.lookup(b"/lost+found").is_ok());
+    fs.unmount().unwrap();
+    drop(fs);
+    assert_eq!(disk.writes, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Mounts a copy of `img` on a disk that fails every call after `fail_after`,
+/// writes a file, and returns the fsync's result and the disk's calls.
+fn write_and_fsync(
+    img: &std::path::Path,
+    fail_after: Option<u64>,
+) -> (Result<(), abi::errno::Errno>, u64, u64) {
+    let mut disk = common::disk(img, 512);
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    let f = fs.create(b"/f", 0o644).unwrap();
+    fs.write_at(f, 0, &pattern(4, 10_000)).unwrap();
+    drop(fs);
+    let before = disk.calls;
+    let mut disk = common::disk(img, 512);
+    disk.fail_after = fail_after;
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    let f = fs.create(b"/f", 0o644).unwrap();
+    fs.write_at(f, 0, &pattern(4, 10_000)).unwrap();
+    let r = fs.fsync();
+    if r.is_err() {
+        // The error sticks: a later fsync does not claim success.
+        assert!(fs.fsync().is_err());
+    }
+    drop(fs);
+    (r, before, disk.calls)
+}
+
+#[test]
+fn fsync_fails_unless_its_writes_and_flush_succeed() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("flushfail");
+    let img = mkfs(&dir, 64);
+    let (ok, before, total) = write_and_fsync(&img, None);
+    assert_eq!(ok, Ok(()));
+    assert!(total > before + 1);
+    // The disk dies at the fsync's first write, and then at its very last
+    // call (the flush after the journal's commit block).
+    for fail_after in [before, total - 1] {
+        let (r, _, _) = write_and_fsync(&img, Some(fail_after));
+        assert_eq!(r, Err(abi::errno::EIO), "failing after call {fail_after}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Sets a feature bit in a superblock without checksums.
+fn with_feature(img: &std::path::Path, offset: usize, bit: u32) -> MemDisk {
+    let mut bytes = std::fs::read(img).unwrap();
+    let at = 1024 + offset;
+    let v = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) | bit;
+    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    MemDisk::new(bytes, 512).unwrap()
+}
+
+#[test]
+fn unknown_features_refuse_or_mount_read_only() {
+    if !have_tools() {
+        return;
+    }
+    let dir = scratch("features");
+    let img = mkfs_with(&dir, 64, &["-O", "^metadata_csum"]);
+    // INCOMPAT 0x8000 (inline data): cannot be read correctly.
+    let mut disk = with_feature(&img, 0x60, 0x8000);
+    assert_eq!(
+        Ext4Fs::mount(&mut disk, now).err(),
+        Some(abi::errno::EOPNOTSUPP)
+    );
+    // RO_COMPAT 0x4 (btree_dir, never implemented anywhere): readable,
+    // must not be written.
+    let mut disk = with_feature(&img, 0x64, 0x4);
+    let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
+    assert!(fs.is_read_only());
+    assert_eq!(fs.mkdir(b"/x", 0o755), Err(EROFS));
     assert!(fs.lookup(b"/lost+found").is_ok());
     fs.unmount().unwrap();
     drop(fs);
