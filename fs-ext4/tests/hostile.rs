@@ -10,15 +10,24 @@
 //! `metadata_csum`, as an attacker would, so that corruption reaches the
 //! parsers instead of stopping at a checksum.
 //!
-//! `FS_EXT4_FUZZ_SEEDS` sets the number of seeds per image (default 150);
+//! Then single fields (superblock, group descriptors, inodes and their
+//! extent headers, the journal superblock and first log block) are set to
+//! extreme values one at a time.
+//!
+//! `FS_EXT4_FUZZ_FULL=1` runs the long version (1000 seeds per image, ten
+//! values per field on two images; a few minutes); by default 60 seeds
+//! and four values on one image keep `cargo test` short.
+//! `FS_EXT4_FUZZ_SEEDS` sets the number of seeds per image;
 //! `FS_EXT4_FUZZ_REPORT=1` prints the layouts and the errors met;
 //! `FS_EXT4_FUZZ_STACK_KIB` the stack of the thread that runs it (default
 //! 2048; a stack overflow aborts the test process).
 
 mod common;
 
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +41,12 @@ struct Layout {
     block_size: usize,
     /// Byte ranges: (name, start, len).
     regions: Vec<(&'static str, usize, usize)>,
+    /// Single fields: (name, offset, width in bytes, big-endian).
+    fields: Vec<(String, usize, usize, bool)>,
 }
+
+/// A populated image, its large directory's and its large file's inodes.
+type Image = (Vec<u8>, usize, usize);
 
 fn le16(b: &[u8], at: usize) -> usize {
     u16::from_le_bytes([b[at], b[at + 1]]) as usize
@@ -51,7 +65,7 @@ fn first_extent_block(img: &[u8], inode_at: usize) -> Option<usize> {
     Some((le16(img, e + 6) << 32) | le32(img, e + 8))
 }
 
-fn layout(img: &[u8], big_dir: usize) -> Layout {
+fn layout(img: &[u8], big_dir: usize, big_file: usize) -> Layout {
     let sb = 1024;
     let block_size = 1024usize << le32(img, sb + 0x18);
     let first_data_block = le32(img, sb + 0x14);
@@ -99,23 +113,134 @@ fn layout(img: &[u8], big_dir: usize) -> Layout {
     if let Some(b) = first_extent_block(img, inode(big_dir)) {
         regions.push(("large directory blocks", b * block_size, block_size * 4));
     }
-    if let Some(b) = first_extent_block(img, inode(8)) {
+    let journal = first_extent_block(img, inode(8));
+    if let Some(b) = journal {
         // Journal superblock and the first log blocks.
         regions.push(("journal", b * block_size, block_size * 8));
+    }
+    let mut fields = Vec::new();
+    let sb_fields: [(&str, usize, usize); 27] = [
+        ("s_inodes_count", 0x0, 4),
+        ("s_blocks_count_lo", 0x4, 4),
+        ("s_r_blocks_count_lo", 0x8, 4),
+        ("s_free_blocks_count_lo", 0xC, 4),
+        ("s_free_inodes_count", 0x10, 4),
+        ("s_first_data_block", 0x14, 4),
+        ("s_log_block_size", 0x18, 4),
+        ("s_log_cluster_size", 0x1C, 4),
+        ("s_blocks_per_group", 0x20, 4),
+        ("s_clusters_per_group", 0x24, 4),
+        ("s_inodes_per_group", 0x28, 4),
+        ("s_state", 0x3A, 2),
+        ("s_rev_level", 0x4C, 4),
+        ("s_first_ino", 0x54, 4),
+        ("s_inode_size", 0x58, 2),
+        ("s_feature_compat", 0x5C, 4),
+        ("s_reserved_gdt_blocks", 0xCE, 2),
+        ("s_journal_inum", 0xE0, 4),
+        ("s_last_orphan", 0xE8, 4),
+        ("s_def_hash_version", 0xFC, 1),
+        ("s_desc_size", 0xFE, 2),
+        ("s_first_meta_bg", 0x104, 4),
+        ("s_blocks_count_hi", 0x150, 4),
+        ("s_min_extra_isize", 0x15C, 2),
+        ("s_want_extra_isize", 0x15E, 2),
+        ("s_log_groups_per_flex", 0x174, 1),
+        ("s_mmp_block", 0x168, 4),
+    ];
+    for (n, at, w) in sb_fields {
+        fields.push((n.to_string(), sb + at, w, false));
+    }
+    for g in 0..2 {
+        for (n, at, w) in [
+            ("bg_block_bitmap", 0x0, 4),
+            ("bg_inode_bitmap", 0x4, 4),
+            ("bg_inode_table", 0x8, 4),
+            ("bg_free_blocks_count", 0xC, 2),
+            ("bg_free_inodes_count", 0xE, 2),
+            ("bg_used_dirs_count", 0x10, 2),
+            ("bg_flags", 0x12, 2),
+            ("bg_itable_unused", 0x1C, 2),
+            ("bg_block_bitmap_hi", 0x20, 4),
+            ("bg_inode_table_hi", 0x28, 4),
+        ] {
+            if at < desc_size {
+                fields.push((format!("group {g} {n}"), gdt + g * desc_size + at, w, false));
+            }
+        }
+    }
+    for (who, n) in [
+        ("root", 2),
+        ("journal", 8),
+        ("/d", 12),
+        ("large dir", big_dir),
+        ("large file", big_file),
+    ] {
+        for (f, at, w) in [
+            ("i_mode", 0x0, 2),
+            ("i_size_lo", 0x4, 4),
+            ("i_links_count", 0x1A, 2),
+            ("i_blocks_lo", 0x1C, 4),
+            ("i_flags", 0x20, 4),
+            ("eh_magic", 0x28, 2),
+            ("eh_entries", 0x2A, 2),
+            ("eh_max", 0x2C, 2),
+            ("eh_depth", 0x2E, 2),
+            ("ee_block", 0x34, 4),
+            ("ee_len", 0x38, 2),
+            ("ee_start_hi", 0x3A, 2),
+            ("ee_start_lo", 0x3C, 4),
+            ("second ee_block", 0x40, 4),
+            ("second ee_len", 0x44, 2),
+            ("second ee_start_lo", 0x48, 4),
+            ("i_size_high", 0x6C, 4),
+            ("i_extra_isize", 0x80, 2),
+        ] {
+            fields.push((format!("{who} inode {f}"), inode(n) + at, w, false));
+        }
+    }
+    if let Some(b) = journal {
+        let j = b * block_size;
+        for (n, at) in [
+            ("j magic", 0x0),
+            ("j blocktype", 0x4),
+            ("j s_blocksize", 0xC),
+            ("j s_maxlen", 0x10),
+            ("j s_first", 0x14),
+            ("j s_sequence", 0x18),
+            ("j s_start", 0x1C),
+            ("j s_errno", 0x20),
+            ("j s_feature_compat", 0x24),
+            ("j s_feature_incompat", 0x28),
+            ("j s_nr_users", 0x40),
+            ("j s_max_transaction", 0x48),
+        ] {
+            fields.push((n.to_string(), j + at, 4, true));
+        }
+        // The first log block's header, tags and commit (if any).
+        for at in (0..64).step_by(4) {
+            fields.push((
+                format!("log block 1 word {at:#x}"),
+                j + block_size + at,
+                4,
+                true,
+            ));
+        }
     }
     Layout {
         block_size,
         regions,
+        fields,
     }
 }
 
 /// A populated image: directories, small and large files; when
 /// `needs_recovery`, the last changes are only in the journal (fsync, then
 /// a power cut), so mounting replays it.
-fn populated(dir: &std::path::Path, args: &[&str], needs_recovery: bool) -> (Vec<u8>, usize) {
+fn populated(dir: &std::path::Path, args: &[&str], needs_recovery: bool) -> Image {
     let img = mkfs_with(dir, 16, args);
     let mut disk = disk(&img, 512);
-    let big_dir;
+    let (big_dir, big_file);
     {
         let mut fs = Ext4Fs::mount(&mut disk, now).unwrap();
         let d = fs.mkdir(b"/d", 0o755).unwrap(); // inode 12
@@ -125,6 +250,7 @@ fn populated(dir: &std::path::Path, args: &[&str], needs_recovery: bool) -> (Vec
                 .unwrap();
         }
         let big = fs.create(b"/big", 0o644).unwrap();
+        big_file = big as usize;
         // Interleaved appends to fragment it into several extents.
         let other = fs.create(b"/other", 0o644).unwrap();
         for i in 0..40 {
@@ -149,7 +275,7 @@ fn populated(dir: &std::path::Path, args: &[&str], needs_recovery: bool) -> (Vec
         drop(fs);
         disk.crash();
     }
-    (disk.image().to_vec(), big_dir)
+    (disk.image().to_vec(), big_dir, big_file)
 }
 
 struct Rng(u64);
@@ -301,22 +427,60 @@ fn exercise(disk: &mut MemDisk, errors: &mut BTreeMap<String, u32>) {
     }
 }
 
+fn full() -> bool {
+    std::env::var("FS_EXT4_FUZZ_FULL").is_ok()
+}
+
+/// Counts the largest single allocation made while `TRACK` is set: rsext4
+/// allocates infallibly, so a hostile size that reaches an allocation
+/// would stop the kernel (out of memory), and `catch_unwind` cannot see it.
+struct Tracking;
+
+static TRACK: AtomicBool = AtomicBool::new(false);
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the
+// bookkeeping only reads the layout.
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        if TRACK.load(Ordering::Relaxed) {
+            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+        if TRACK.load(Ordering::Relaxed) {
+            LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracking = Tracking;
+
 #[derive(Default)]
 struct Stats {
     runs: u32,
-    panics: BTreeMap<String, Vec<(String, u64)>>,
+    panics: BTreeMap<String, Vec<String>>,
     errors: BTreeMap<String, u32>,
     by_region: BTreeMap<&'static str, (u32, u32)>,
 }
 
 fn fuzz(
     label: &str,
-    (base, big_dir): (Vec<u8>, usize),
+    (base, big_dir, big_file): &Image,
     seeds: u64,
     stats: &mut Stats,
     last_panic: &Arc<Mutex<Option<String>>>,
 ) {
-    let layout = layout(&base, big_dir);
+    let layout = layout(base, *big_dir, *big_file);
     if std::env::var("FS_EXT4_FUZZ_REPORT").is_ok() {
         println!("{label}: {layout:?}");
     }
@@ -324,28 +488,104 @@ fn fuzz(
     for seed in 0..seeds {
         let mut img = base.clone();
         let region = corrupt(&mut img, &layout, seed);
-        let mut disk = MemDisk::new(img, 512).unwrap();
-        let mut errors = BTreeMap::new();
-        *last_panic.lock().unwrap() = None;
-        let result = catch_unwind(AssertUnwindSafe(|| exercise(&mut disk, &mut errors)));
-        stats.runs += 1;
-        let entry = stats.by_region.entry(region).or_default();
-        entry.0 += 1;
-        if result.is_err() {
-            entry.1 += 1;
-            let site = last_panic
-                .lock()
-                .unwrap()
-                .take()
-                .unwrap_or_else(|| "unknown".into());
-            stats
-                .panics
-                .entry(site)
-                .or_default()
-                .push((format!("{label}/{region}"), seed));
-        }
-        for (k, v) in errors {
-            *stats.errors.entry(k).or_default() += v;
+        run_one(
+            img,
+            region,
+            &format!("{label}/{region}/seed {seed}"),
+            stats,
+            last_panic,
+        );
+    }
+}
+
+/// Mounts `img`, runs [`exercise`] on it and records the outcome.
+fn run_one(
+    img: Vec<u8>,
+    region: &'static str,
+    what: &str,
+    stats: &mut Stats,
+    last_panic: &Arc<Mutex<Option<String>>>,
+) {
+    let mut disk = MemDisk::new(img, 512).unwrap();
+    let mut errors = BTreeMap::new();
+    *last_panic.lock().unwrap() = None;
+    TRACK.store(true, Ordering::Relaxed);
+    let result = catch_unwind(AssertUnwindSafe(|| exercise(&mut disk, &mut errors)));
+    TRACK.store(false, Ordering::Relaxed);
+    stats.runs += 1;
+    let entry = stats.by_region.entry(region).or_default();
+    entry.0 += 1;
+    if result.is_err() {
+        entry.1 += 1;
+        let site = last_panic
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| "unknown".into());
+        stats.panics.entry(site).or_default().push(what.to_string());
+    }
+    for (k, v) in errors {
+        *stats.errors.entry(k).or_default() += v;
+    }
+}
+
+/// Every listed field set to each of a few extreme values, one at a time.
+fn fuzz_fields(
+    label: &str,
+    (base, big_dir, big_file): &Image,
+    stats: &mut Stats,
+    last_panic: &Arc<Mutex<Option<String>>>,
+) {
+    let layout = layout(base, *big_dir, *big_file);
+    for (name, at, width, be) in &layout.fields {
+        let (at, width) = (*at, *width);
+        let read = |img: &[u8]| -> u64 {
+            let mut v = 0u64;
+            for i in 0..width {
+                let byte = u64::from(img[at + i]);
+                v |= if *be {
+                    byte << (8 * (width - 1 - i))
+                } else {
+                    byte << (8 * i)
+                };
+            }
+            v
+        };
+        let orig = read(base);
+        let max = if width == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * width)) - 1
+        };
+        let all = [
+            0,
+            max,
+            max / 2 + 1,
+            orig.wrapping_add(1) & max,
+            1,
+            2,
+            max / 2,
+            orig.wrapping_sub(1) & max,
+            (orig << 1) & max,
+            (orig << 8) & max,
+        ];
+        let values = if full() { &all[..] } else { &all[..4] };
+        for &v in values {
+            if v == orig {
+                continue;
+            }
+            let mut img = base.clone();
+            for i in 0..width {
+                let shift = if *be { 8 * (width - 1 - i) } else { 8 * i };
+                img[at + i] = (v >> shift) as u8;
+            }
+            run_one(
+                img,
+                "single fields at extreme values",
+                &format!("{label}/{name}={v:#x}"),
+                stats,
+                last_panic,
+            );
         }
     }
 }
@@ -358,7 +598,7 @@ fn corrupt_images_never_panic() {
     let seeds: u64 = std::env::var("FS_EXT4_FUZZ_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(150);
+        .unwrap_or(if full() { 1000 } else { 60 });
     let report = std::env::var("FS_EXT4_FUZZ_REPORT").is_ok();
     let dir = scratch("hostile");
 
@@ -407,8 +647,12 @@ fn corrupt_images_never_panic() {
     let worker = std::thread::Builder::new().stack_size(stack_kib * 1024);
     let _ = worker.spawn(move || {
         let mut stats = Stats::default();
-        for (label, img) in images {
+        for (label, img) in &images {
             fuzz(label, img, seeds, &mut stats, &lp);
+        }
+        let field_images = if full() { &images[2..] } else { &images[2..3] };
+        for (label, img) in field_images {
+            fuzz_fields(label, img, &mut stats, &lp);
         }
         let _ = tx.send(stats);
     });
@@ -424,6 +668,10 @@ fn corrupt_images_never_panic() {
         stats.runs,
         total,
         stats.panics.len()
+    );
+    println!(
+        "  largest single allocation during the runs: {} bytes",
+        LARGEST.load(Ordering::Relaxed)
     );
     for (region, (runs, panics)) in &stats.by_region {
         println!("  {region}: {runs} runs, {panics} panics");

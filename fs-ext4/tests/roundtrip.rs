@@ -224,6 +224,19 @@ fn errors_are_the_posix_ones() {
     assert_eq!(fs.create(&path, 0o644), Err(ENAMETOOLONG));
     assert_eq!(fs.lookup(&vec![b'a'; 5000]), Err(ENAMETOOLONG));
 
+    // Offsets past what ext4 can map are EFBIG, not a panic or a hang.
+    assert_eq!(fs.write_at(f, u64::MAX - 2, b"xyz"), Err(abi::errno::EFBIG));
+    assert_eq!(fs.write_at(f, 1 << 50, b"xyz"), Err(abi::errno::EFBIG));
+    assert_eq!(fs.truncate(f, 1 << 50), Err(abi::errno::EFBIG));
+    assert_eq!(fs.read_at(f, u64::MAX - 1, &mut [0u8; 4]), Ok(0));
+    // A sparse write far out (4 GiB) is fine and reads back.
+    fs.write_at(f, 4 << 30, b"far").unwrap();
+    let mut far = [0u8; 3];
+    assert_eq!(fs.read_at(f, 4 << 30, &mut far), Ok(3));
+    assert_eq!(&far, b"far");
+    assert_eq!(fs.read_at(f, 1 << 30, &mut far), Ok(3));
+    assert_eq!(far, [0, 0, 0]);
+
     fs.unmount().unwrap();
     drop(fs);
     assert_clean(&dir, disk.image());
