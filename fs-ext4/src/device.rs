@@ -13,6 +13,8 @@ use abi::errno::{Errno, EINVAL, EIO};
 use alloc::vec::Vec;
 use rsext4::{BlockIo, DeviceCapabilities, DeviceGeometry, Ext4Error, Ext4Result, SectorId};
 
+use crate::precheck::InodeBitmaps;
+
 /// A disk as the file system sees it.
 pub trait BlockDevice {
     /// Bytes in one block: 512 or 4096.
@@ -78,6 +80,8 @@ pub(crate) struct IoAdapter<D> {
     /// A write covering the primary superblock, not yet sent: its first
     /// device block and its bytes.
     held: Option<(u64, Vec<u8>)>,
+    /// Inode bitmaps whose padding writes keep set.
+    bitmaps: Option<InodeBitmaps>,
 }
 
 /// Bytes of the primary superblock.
@@ -96,7 +100,52 @@ impl<D: BlockDevice> IoAdapter<D> {
             block_size,
             blocks,
             held: None,
+            bitmaps: None,
         })
+    }
+
+    /// Keeps the padding bits of these inode bitmaps set in every write.
+    ///
+    /// rsext4 0.9.2 builds a zeroed bitmap when it first allocates an inode
+    /// in a group mkfs left uninitialised, without the padding bits past
+    /// the last inode that ext4 keeps set, and `e2fsck -fn` then reports
+    /// the file system unclean. The padding lies outside the bitmap's
+    /// checksum (which covers `inodes_per_group` bits), so setting it here
+    /// changes nothing else.
+    pub(crate) fn keep_inode_bitmap_padding(&mut self, bitmaps: InodeBitmaps) {
+        self.bitmaps = Some(bitmaps);
+    }
+
+    /// `buffer` (`len` bytes at device block `lba`) with the padding bits
+    /// of every inode bitmap in it set, or `None` if it holds none (or no
+    /// memory for the copy).
+    fn with_padding(&self, lba: u64, buffer: &[u8]) -> Option<Vec<u8>> {
+        let bm = self.bitmaps.as_ref()?;
+        let fs_bs = u64::from(bm.block_size);
+        let start = lba.checked_mul(u64::from(self.block_size))?;
+        let end = start.checked_add(buffer.len() as u64)?;
+        let first = start / fs_bs;
+        let last = end.div_ceil(fs_bs);
+        let from = bm.blocks.partition_point(|&b| b < first);
+        let inside: &[u64] = &bm.blocks[from..bm.blocks.partition_point(|&b| b < last)];
+        if inside.is_empty() {
+            return None;
+        }
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(buffer.len()).ok()?;
+        copy.extend_from_slice(buffer);
+        let ipg = u64::from(bm.inodes_per_group);
+        for &b in inside {
+            // Bytes of this bitmap block inside the buffer.
+            let block_start = b * fs_bs;
+            for bit in ipg..fs_bs * 8 {
+                let byte = block_start + bit / 8;
+                if byte >= start && byte < end {
+                    copy[(byte - start) as usize] |= 1 << (bit % 8);
+                }
+            }
+        }
+        Some(copy)
     }
 
     /// Whether `len` bytes at block `lba` overlap `bytes`.
@@ -151,6 +200,8 @@ fn device_error(op: &'static str, e: Errno) -> Ext4Error {
 impl<D: BlockDevice> BlockIo for IoAdapter<D> {
     fn write(&mut self, buffer: &[u8], sector: SectorId, count: u32) -> Ext4Result<()> {
         let len = self.check(sector, count, buffer.len())?;
+        let padded = self.with_padding(sector.raw(), &buffer[..len]);
+        let buffer = padded.as_deref().unwrap_or(buffer);
         if self.overlaps(sector.raw(), len, &SUPERBLOCK) {
             self.release_held()?;
             let mut copy = Vec::new();

@@ -210,9 +210,19 @@ impl<D: BlockDevice> Ext4Fs<D> {
         let check = precheck::check(&mut dev)?;
         let want_ro = dev.read_only() || check.read_only;
         if dev.read_only() {
+            if check.needs_recovery {
+                // Without a replay the file system is missing what the
+                // journal holds (fsynced files); Linux refuses too.
+                log::warn!("ext4: journal needs recovery but the device is read-only: not mounted");
+                return Err(EROFS);
+            }
             log::warn!("ext4: device is read-only: mounting read-only");
         }
-        let io = IoAdapter::new(dev)?;
+        let bitmaps = precheck::inode_bitmaps(&mut dev);
+        let mut io = IoAdapter::new(dev)?;
+        if let Some(b) = bitmaps {
+            io.keep_inode_bitmap_padding(b);
+        }
         let services = MountServices::new(Clock(now), (), LogObserver);
         let mounted = if want_ro {
             // A read-only device cannot take a replay: mount what the home
