@@ -63,3 +63,42 @@ pub fn to_errno(op: &str, e: Ext4Error) -> Errno {
     }
     errno
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi::errno::ENAMETOOLONG;
+    use rsext4::Ext4ErrorKind as K;
+
+    #[test]
+    fn linux_numbers() {
+        assert_eq!(EUCLEAN.code(), 117);
+        assert_eq!(ENOTEMPTY.code(), 39);
+        assert_eq!(EROFS.code(), 30);
+        assert_eq!(EMLINK.code(), 31);
+        assert_eq!(EDQUOT.code(), 122);
+        assert_eq!(ENAMETOOLONG.code(), 36);
+    }
+
+    #[test]
+    fn kinds_map_to_the_posix_errno() {
+        for (kind, errno) in [
+            (K::Io, EIO),
+            (K::JournalAborted, EIO),
+            (K::Corrupted, EUCLEAN),
+            (K::ChecksumMismatch, EUCLEAN),
+            (K::BadSuperblock, EUCLEAN),
+            (K::NoSpace, ENOSPC),
+            (K::NotFound, ENOENT),
+            (K::AlreadyExists, EEXIST),
+            (K::NotDirectory, ENOTDIR),
+            (K::IsDirectory, EISDIR),
+            (K::NotEmpty, ENOTEMPTY),
+            (K::ReadOnly, EROFS),
+            (K::FileTooLarge, EFBIG),
+            (K::InvalidInput, EINVAL),
+        ] {
+            assert_eq!(to_errno("test", Ext4Error::new(kind)), errno, "{kind:?}");
+        }
+    }
+}

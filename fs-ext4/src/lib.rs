@@ -205,7 +205,8 @@ impl<D: BlockDevice> Ext4Fs<D> {
     /// features this driver cannot write is mounted read-only (with a
     /// message); anything that is not ext4, or that needs features this
     /// driver cannot read, is not mounted (`EINVAL`, `EOPNOTSUPP`,
-    /// `EUCLEAN`).
+    /// `EUCLEAN`); so is a read-only device whose journal needs a replay
+    /// (`EROFS`).
     pub fn mount(mut dev: D, now: fn() -> i64) -> Result<Self, Errno> {
         let check = precheck::check(&mut dev)?;
         let want_ro = dev.read_only() || check.read_only;
@@ -225,8 +226,9 @@ impl<D: BlockDevice> Ext4Fs<D> {
         }
         let services = MountServices::new(Clock(now), (), LogObserver);
         let mounted = if want_ro {
-            // A read-only device cannot take a replay: mount what the home
-            // locations hold (rsext4 refuses if recovery is needed).
+            // A read-only device cannot take a replay (and one that needs
+            // it was refused above); a writable one replays, as Linux does
+            // for a read-only mount.
             let options = MountOptions {
                 readonly: true,
                 replay_journal: !io.device().read_only(),
