@@ -203,7 +203,7 @@ fn power_cuts(sector: u32, mkfs_args: &[&str], sectors_per_block: u64) {
 
 /// Many small fsynced transactions, enough to wrap the 1 MiB journal of a
 /// 16 MiB image, so that checkpoints run in the middle of the workload;
-/// the power is cut at 60 points spread over it.
+/// the power is cut at 30 points spread over it.
 #[test]
 fn power_cuts_across_journal_checkpoints() {
     if !have_tools() {
@@ -243,11 +243,11 @@ fn power_cuts_across_journal_checkpoints() {
     let mut disk = MemDisk::new(img.clone(), 512).unwrap();
     assert_eq!(workload(&mut disk), FILES);
     let total = disk.calls;
-    // The run without a cut first (`k == total`), then 60 cuts.
+    // The run without a cut first (`k == total`), then 30 cuts.
     let cuts = std::iter::once((total, false)).chain(
-        (0..60u64)
+        (0..30u64)
             .flat_map(|n| [(n, false), (n, true)])
-            .map(|(n, p)| (total * n / 60 + n % 5, p)),
+            .map(|(n, p)| (total * n / 30 + n % 5, p)),
     );
     for (k, partial) in cuts {
         let mut disk = MemDisk::new(img.clone(), 512).unwrap();
