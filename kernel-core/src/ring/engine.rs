@@ -101,7 +101,7 @@ use alloc::vec::Vec;
 use core::mem::size_of;
 
 use abi::errno::{
-    Errno, EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOVERFLOW, ETIME,
+    Errno, EBUSY, ECANCELED, EFAULT, EINVAL, ENOENT, ENOMEM, ENXIO, EOPNOTSUPP, EOVERFLOW, ETIME,
 };
 use abi::io_uring::{
     header, op, register as reg, ring_layout, sq_flags, sqe_flags, Cqe, Probe, ProbeOp, Sqe,
@@ -525,6 +525,11 @@ impl RingEngine {
         // Whether a chain is being assembled (kept here: the lone-SQE path
         // looks at nothing else).
         let mut chain_open = false;
+        if quiet && self.overflow.is_empty() && self.next_count_target == u64::MAX {
+            let fast = self.fast_lone(shared, env, n);
+            read += fast;
+            taken += fast;
+        }
         while read < n {
             let index = shared.sq_array(self.sq_head & self.sq_mask);
             self.sq_head = self.sq_head.wrapping_add(1);
@@ -1080,6 +1085,83 @@ impl RingEngine {
         }
     }
 
+    /// The fast path of [`RingEngine::submit`]: a run of lone SQEs with no
+    /// flags, `ioprio` or `personality` that are NOPs (and no `op_flags`),
+    /// or READs and WRITEs on a file whose I/O is synchronous
+    /// ([`IoEnv::may_start`] says no), while nothing is open, held back,
+    /// due or overflowed and nothing counts completions, each completing
+    /// at once into a CQ with room: no prep or issue call through the op
+    /// table, no chain state. READ and WRITE check what their ops check
+    /// (`op_flags` `EOPNOTSUPP`, the offset `EINVAL`, the length clamped to
+    /// [`ops::MAX_RW_COUNT`]) and move the bytes with `IoEnv::read` or
+    /// `write`, as `ops::rw` does. The SQ array entry and every SQE word
+    /// looked at are read once and checked on the copy, as on the general
+    /// path. Stops, consuming nothing more, at the first entry that is
+    /// anything else (or when the CQ is full), which the general path then
+    /// reads. Returns how many it consumed.
+    #[inline]
+    fn fast_lone(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32) -> u32 {
+        use core::sync::atomic::Ordering::Relaxed;
+        // The SQE words it checks: word 0 holds opcode, flags and ioprio
+        // (its low 32 bits; NOP is opcode 0, so all zero), word 3 op_flags
+        // (high half), word 5 personality (bits 16..32).
+        const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
+        const W5_PERSONALITY: u64 = 0xFFFF << 16;
+        const _: () = assert!(op::NOP == 0);
+        let (mut head, mut tail, mut room) = (self.sq_head, self.cq_tail, self.cq_room);
+        let mut done = 0;
+        while done < n {
+            let index = shared.sq_array(head & self.sq_mask);
+            if index >= self.sq_entries {
+                break;
+            }
+            let Some(words) = shared.sqe_words(index) else {
+                break;
+            };
+            // Each word loaded once, checked on the copy.
+            let w0 = words[0].load(Relaxed);
+            let w3 = words[3].load(Relaxed);
+            let w5 = words[5].load(Relaxed);
+            let res = if w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0 {
+                // A NOP (opcode 0) with no flags, ioprio or op_flags.
+                if room == 0 {
+                    room = self.cq_space_at(shared, tail);
+                    if room == 0 {
+                        break;
+                    }
+                }
+                0
+            } else {
+                // Room first: once a READ or WRITE has moved bytes, its SQE
+                // is consumed.
+                if room == 0 {
+                    room = self.cq_space_at(shared, tail);
+                    if room == 0 {
+                        break;
+                    }
+                }
+                match fast_rw(env, words, w0, w3, w5) {
+                    Some(res) => res,
+                    None => break,
+                }
+            };
+            let user_data = words[4].load(Relaxed);
+            room -= 1;
+            let cqe = Cqe {
+                user_data,
+                res,
+                flags: 0,
+            };
+            shared.write_cqe(tail & self.cq_mask, &cqe);
+            tail = tail.wrapping_add(1);
+            head = head.wrapping_add(1);
+            done += 1;
+        }
+        (self.sq_head, self.cq_tail, self.cq_room) = (head, tail, room);
+        self.stats.posted += u64::from(done);
+        done
+    }
+
     /// Whether nothing is open, held back or due: an SQE without flags can
     /// then issue directly.
     #[inline]
@@ -1457,7 +1539,13 @@ impl RingEngine {
 
     /// Free CQ slots, by the user's head read once (none if it is nonsense).
     fn cq_space(&self, shared: &SharedRing) -> u32 {
-        let used = self.cq_tail.wrapping_sub(shared.cq_head());
+        self.cq_space_at(shared, self.cq_tail)
+    }
+
+    /// Free CQ slots with the kernel's tail at `tail`.
+    #[inline]
+    fn cq_space_at(&self, shared: &SharedRing, tail: u32) -> u32 {
+        let used = tail.wrapping_sub(shared.cq_head());
         self.cq_entries.saturating_sub(used)
     }
 
@@ -1664,6 +1752,52 @@ impl RingEngine {
         due.clear();
         self.due = due;
     }
+}
+
+/// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):
+/// `None` unless the SQE (words 0, 3 and 5 as already read) is a READ or
+/// WRITE with no flags, ioprio or personality on a file whose I/O is
+/// synchronous; then its result, with the checks of `ops::rw` (`op_flags`:
+/// `EOPNOTSUPP`; an offset below -1: `EINVAL`; the length clamped to
+/// [`ops::MAX_RW_COUNT`]). Kept out of line so that the NOP loop around it
+/// stays small.
+#[inline(never)]
+fn fast_rw(
+    env: &mut dyn IoEnv,
+    words: &[core::sync::atomic::AtomicU64],
+    w0: u64,
+    w3: u64,
+    w5: u64,
+) -> Option<i32> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let opcode = w0 as u8;
+    // flags (byte 1) and ioprio (bytes 2-3) of word 0; personality.
+    if w0 & 0xFFFF_FF00 != 0 || w5 & (0xFFFF << 16) != 0 {
+        return None;
+    }
+    if opcode != op::READ && opcode != op::WRITE {
+        return None;
+    }
+    let file = FileRef::Fd((w0 >> 32) as i32);
+    if env.may_start(file) {
+        return None;
+    }
+    if w3 >> 32 != 0 {
+        return Some(-EOPNOTSUPP);
+    }
+    let off = words[1].load(Relaxed);
+    let addr = words[2].load(Relaxed);
+    if (off as i64) < -1 {
+        return Some(-EINVAL);
+    }
+    let at = (off != u64::MAX).then_some(off);
+    let len = (w3 as u32).min(ops::MAX_RW_COUNT);
+    let result = if opcode == op::READ {
+        env.read(file, at, addr, len)
+    } else {
+        env.write(file, at, addr, len)
+    };
+    Some(cqe_res(result.map(|n| n.min(len))))
 }
 
 /// `n`, or more: enough `T`s to fill a page. Scratch room the engine keeps

@@ -45,6 +45,7 @@ mod timeout;
 mod vectored;
 
 pub use abi::io_uring::AT_FDCWD;
+pub use rw::MAX_RW_COUNT;
 
 bitflags::bitflags! {
     /// What an op needs and how it behaves.
