@@ -46,6 +46,15 @@ pub const ERANGE: Errno = Errno(34);
 pub const ENAMETOOLONG: Errno = Errno(36);
 pub const ENOSYS: Errno = Errno(38);
 pub const ENOTEMPTY: Errno = Errno(39);
+/// Read-only file system.
+pub const EROFS: Errno = Errno(30);
+/// Too many links.
+pub const EMLINK: Errno = Errno(31);
+/// The file system's structures are inconsistent ("Structure needs
+/// cleaning").
+pub const EUCLEAN: Errno = Errno(117);
+/// Quota exceeded.
+pub const EDQUOT: Errno = Errno(122);
 pub const ETIME: Errno = Errno(62);
 pub const EOVERFLOW: Errno = Errno(75);
 pub const EOPNOTSUPP: Errno = Errno(95);
@@ -125,6 +134,8 @@ impl Errno {
             27 => "EFBIG",
             28 => "ENOSPC",
             29 => "ESPIPE",
+            30 => "EROFS",
+            31 => "EMLINK",
             34 => "ERANGE",
             36 => "ENAMETOOLONG",
             38 => "ENOSYS",
@@ -134,6 +145,8 @@ impl Errno {
             95 => "EOPNOTSUPP",
             110 => "ETIMEDOUT",
             114 => "EALREADY",
+            117 => "EUCLEAN",
+            122 => "EDQUOT",
             125 => "ECANCELED",
             _ => "E?",
         }

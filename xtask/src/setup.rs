@@ -15,8 +15,9 @@ use crate::qemu::Ovmf;
 use crate::workspace::{Workspace, BARE_METAL_TARGET};
 
 /// The Debian packages that provide everything in [`REQUIREMENTS`].
-const APT_PACKAGES: [&str; 7] = [
+const APT_PACKAGES: [&str; 8] = [
     "qemu-system-x86",
+    "e2fsprogs",
     "grub-pc-bin",
     "grub-efi-amd64-bin",
     "grub-common",
@@ -32,7 +33,7 @@ enum Requirement {
 }
 
 /// What must be on the host, with the Debian package that provides it.
-const REQUIREMENTS: [(Requirement, &str); 7] = [
+const REQUIREMENTS: [(Requirement, &str); 9] = [
     (
         Requirement::Program("qemu-system-x86_64"),
         "qemu-system-x86",
@@ -40,6 +41,9 @@ const REQUIREMENTS: [(Requirement, &str); 7] = [
     (Requirement::Program("grub-mkrescue"), "grub-common"),
     (Requirement::Program("xorriso"), "xorriso"),
     (Requirement::Program("mformat"), "mtools"),
+    // fs-ext4's host tests make images and check them with the host's tools.
+    (Requirement::Program("mkfs.ext4"), "e2fsprogs"),
+    (Requirement::Program("e2fsck"), "e2fsprogs"),
     (
         Requirement::Directory("/usr/lib/grub/i386-pc"),
         "grub-pc-bin",
