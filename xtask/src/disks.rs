@@ -213,19 +213,9 @@ pub fn kernel_names(disks: &[Disk]) -> Vec<String> {
         .collect()
 }
 
-/// `vda`..`vdz`, `vdaa`, ... (as the kernel's driver names them).
+/// `vda`..`vdz`, `vdaa`, ...: the kernel's driver's own naming.
 fn virtio_name(index: usize) -> String {
-    let mut letters = Vec::new();
-    let mut n = index;
-    loop {
-        letters.push(b'a' + (n % 26) as u8);
-        if n < 26 {
-            break;
-        }
-        n = n / 26 - 1;
-    }
-    letters.reverse();
-    format!("vd{}", String::from_utf8_lossy(&letters))
+    kernel_core::block::virtio_blk::name(index)
 }
 
 /// The disk a `blktest=NAME` parameter in `cmdline` names, if any.

@@ -1249,13 +1249,7 @@ impl RingEngine {
             return Err(EBUSY);
         }
         self.charge(COST_PENDING)?;
-        let n = self.pending.len() + 1;
-        let reserved = self.pending.try_reserve(1).is_ok()
-            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
-            && self
-                .due
-                .try_reserve(at_least_a_page::<(u64, u64)>(n))
-                .is_ok()
+        let reserved = self.reserve_pending_room()
             && self.mailbox.reserve(self.io_pending + 1).is_ok()
             && self.reaped.try_reserve(self.io_pending + 1).is_ok();
         if !reserved {
@@ -1388,6 +1382,19 @@ impl RingEngine {
         Chain::Blocked(id)
     }
 
+    /// Room for one more pending op, and for completing it without
+    /// allocating (a `ready` entry, a `due` slot); false if the heap says
+    /// no. Shared by timers ([`Self::arm`]) and started I/O.
+    fn reserve_pending_room(&mut self) -> bool {
+        let n = self.pending.len() + 1;
+        self.pending.try_reserve(1).is_ok()
+            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
+            && self
+                .due
+                .try_reserve(at_least_a_page::<(u64, u64)>(n))
+                .is_ok()
+    }
+
     /// Makes a TIMEOUT pending; returns its id. `EBUSY` past
     /// [`MAX_PENDING`], `ENOMEM` if its memory (the op, and room to
     /// complete it without allocating) cannot be had.
@@ -1396,14 +1403,7 @@ impl RingEngine {
             return Err(EBUSY);
         }
         self.charge(COST_PENDING)?;
-        let n = self.pending.len() + 1;
-        let reserved = self.pending.try_reserve(1).is_ok()
-            && self.ready.try_reserve(at_least_a_page::<Ready>(n)).is_ok()
-            && self
-                .due
-                .try_reserve(at_least_a_page::<(u64, u64)>(n))
-                .is_ok();
-        if !reserved {
+        if !self.reserve_pending_room() {
             self.uncharge(COST_PENDING);
             return Err(ENOMEM);
         }

@@ -424,6 +424,11 @@ impl ConsoleRead {
                 self.mailbox.post(self.token, Ok(n as u32));
                 super::io_posted(self.mailbox.wait_key());
             }
+            // Another reader took the input: wait again. (Not done yet: if
+            // the process ended between the take and this re-arm, the new
+            // waker outlives `console::process_ended` and the exit waits
+            // for it until its timeout, then leaks the memory rather than
+            // free it under the waker.)
             None => self.arm(),
         }
     }
