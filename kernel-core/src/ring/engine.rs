@@ -517,19 +517,35 @@ impl RingEngine {
             .wrapping_sub(self.sq_head)
             .min(self.sq_entries);
         let n = published.min(to_submit);
+        let mut fast = 0;
+        if self.overflow.is_empty() && self.next_count_target == u64::MAX && self.quiet() {
+            fast = self.fast_lone(shared, env, n);
+            if fast == n && self.pending.is_empty() {
+                // The whole batch went the fast way and no timer can be
+                // due: the end of `submit_rest`, with nothing to settle.
+                self.stats.consumed += u64::from(n);
+                shared.store_sq_head(self.sq_head);
+                shared.store_cq_tail(self.cq_tail);
+                return Ok(n);
+            }
+        }
+        Ok(self.submit_rest(shared, env, n, fast))
+    }
+
+    /// The general path of [`RingEngine::submit`]: consumes SQEs `done..n`
+    /// of the batch (the first `done` went the fast way, and were counted
+    /// as taken) and ends the batch. Out of line, so that its stack frame
+    /// is paid only by batches that need it.
+    #[inline(never)]
+    fn submit_rest(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32, done: u32) -> u32 {
         // Whether nothing is open, held back or due; recomputed only after
         // an SQE that may have changed that.
         let mut quiet = self.quiet();
-        let mut read = 0u32;
-        let mut taken = 0u32;
+        let mut read = done;
+        let mut taken = done;
         // Whether a chain is being assembled (kept here: the lone-SQE path
         // looks at nothing else).
         let mut chain_open = false;
-        if quiet && self.overflow.is_empty() && self.next_count_target == u64::MAX {
-            let fast = self.fast_lone(shared, env, n);
-            read += fast;
-            taken += fast;
-        }
         while read < n {
             let index = shared.sq_array(self.sq_head & self.sq_mask);
             self.sq_head = self.sq_head.wrapping_add(1);
@@ -612,7 +628,7 @@ impl RingEngine {
             self.settle(shared, env);
         }
         shared.store_cq_tail(self.cq_tail);
-        Ok(taken)
+        taken
     }
 
     /// Fires expired timeouts (in deadline order) and runs what waited
@@ -629,11 +645,18 @@ impl RingEngine {
     }
 
     /// The earliest deadline of a pending timer.
-    #[inline]
+    #[inline(always)]
     pub fn next_deadline(&self) -> Option<u64> {
         if self.pending.is_empty() {
-            return None;
+            None
+        } else {
+            self.earliest_deadline()
         }
+    }
+
+    /// [`RingEngine::next_deadline`] with timers pending.
+    #[inline(never)]
+    fn earliest_deadline(&self) -> Option<u64> {
         self.pending
             .iter()
             .flat_map(|p| [p.deadline, p.link_timer.map(|t| t.deadline)])
@@ -643,11 +666,17 @@ impl RingEngine {
 
     /// Moves overflowed CQEs into the CQ as space allows, oldest first;
     /// clears `CQ_OVERFLOW` in the SQ flags once none are left.
-    #[inline]
+    #[inline(always)]
     pub fn flush_overflow(&mut self, shared: &SharedRing) {
-        if self.overflow.is_empty() {
-            return;
+        if !self.overflow.is_empty() {
+            self.flush_overflow_list(shared);
         }
+    }
+
+    /// [`RingEngine::flush_overflow`] with CQEs in the list.
+    #[cold]
+    #[inline(never)]
+    fn flush_overflow_list(&mut self, shared: &SharedRing) {
         self.cq_room = self.cq_space(shared);
         let n = (self.cq_room as usize).min(self.overflow.len());
         for cqe in self.overflow.drain(..n) {
@@ -1108,56 +1137,47 @@ impl RingEngine {
         const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
         const W5_PERSONALITY: u64 = 0xFFFF << 16;
         const _: () = assert!(op::NOP == 0);
-        let (mut head, mut tail, mut room) = (self.sq_head, self.cq_tail, self.cq_room);
-        let mut done = 0;
-        while done < n {
-            let index = shared.sq_array(head & self.sq_mask);
-            if index >= self.sq_entries {
-                break;
-            }
-            let Some(words) = shared.sqe_words(index) else {
+        let Some(ring) = shared.batch_view(self.sq_entries, self.cq_entries) else {
+            return 0;
+        };
+        // CQ room for the batch, with the user's head read at most once:
+        // what does not fit is left to the general path (which overflows).
+        let mut room = self.cq_room;
+        if room < n {
+            room = self.cq_space_at(shared, self.cq_tail);
+        }
+        let (head0, tail0) = (self.sq_head, self.cq_tail);
+        let end = head0.wrapping_add(n.min(room));
+        let mut head = head0;
+        while head != end {
+            // The array entry, then each SQE word looked at, loaded once
+            // and checked on the copy.
+            let Some(words) = ring.sqe(ring.sq_array(head)) else {
                 break;
             };
-            // Each word loaded once, checked on the copy.
             let w0 = words[0].load(Relaxed);
             let w3 = words[3].load(Relaxed);
             let w5 = words[5].load(Relaxed);
             let res = if w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0 {
                 // A NOP (opcode 0) with no flags, ioprio or op_flags.
-                if room == 0 {
-                    room = self.cq_space_at(shared, tail);
-                    if room == 0 {
-                        break;
-                    }
-                }
                 0
             } else {
-                // Room first: once a READ or WRITE has moved bytes, its SQE
-                // is consumed.
-                if room == 0 {
-                    room = self.cq_space_at(shared, tail);
-                    if room == 0 {
-                        break;
-                    }
-                }
+                // Room is known: once a READ or WRITE has moved bytes, its
+                // SQE is consumed.
                 match fast_rw(env, words, w0, w3, w5) {
                     Some(res) => res,
                     None => break,
                 }
             };
             let user_data = words[4].load(Relaxed);
-            room -= 1;
-            let cqe = Cqe {
-                user_data,
-                res,
-                flags: 0,
-            };
-            shared.write_cqe(tail & self.cq_mask, &cqe);
-            tail = tail.wrapping_add(1);
+            let tail = tail0.wrapping_add(head.wrapping_sub(head0));
+            ring.write_cqe(tail, user_data, res);
             head = head.wrapping_add(1);
-            done += 1;
         }
-        (self.sq_head, self.cq_tail, self.cq_room) = (head, tail, room);
+        let done = head.wrapping_sub(head0);
+        self.sq_head = head;
+        self.cq_tail = tail0.wrapping_add(done);
+        self.cq_room = room - done;
         self.stats.posted += u64::from(done);
         done
     }
@@ -1764,7 +1784,7 @@ impl RingEngine {
 #[inline(never)]
 fn fast_rw(
     env: &mut dyn IoEnv,
-    words: &[core::sync::atomic::AtomicU64],
+    words: &[core::sync::atomic::AtomicU64; super::shared::SQE_WORDS],
     w0: u64,
     w3: u64,
     w5: u64,

@@ -144,12 +144,24 @@ impl<'a> SharedRing<'a> {
         Some(Sqe::from_words(copy))
     }
 
-    /// The words of SQE slot `index`, for the NOP fast path, which loads
-    /// only the words it checks, each once; `None` outside the view.
-    #[inline(always)]
-    pub(crate) fn sqe_words(&self, index: u32) -> Option<&[AtomicU64]> {
-        let start = (index as usize).checked_mul(SQE_WORDS)?;
-        self.sqes.get(start..start.checked_add(SQE_WORDS)?)
+    /// The parts of the ring the submission fast path touches, cut to the
+    /// ring's size once per batch: the SQ array (`sq_entries` words), the
+    /// SQE slots (`sq_entries`) and the CQE slots (`cq_entries`), so that
+    /// one bounds check per index is all the loop pays (a masked position
+    /// is in range by construction, an SQE index from the array is checked
+    /// against the slots' length). `None` if the view is smaller than that
+    /// or either size is not a power of two (the engine's sizes always
+    /// are); the general path then does the work.
+    #[inline]
+    pub(crate) fn batch_view(&self, sq_entries: u32, cq_entries: u32) -> Option<BatchView<'a>> {
+        let (sq, cq) = (sq_entries as usize, cq_entries as usize);
+        if !sq.is_power_of_two() || !cq.is_power_of_two() {
+            return None;
+        }
+        let array = self.sq_hdr.get(header::ARRAY..header::ARRAY.checked_add(sq)?)?;
+        let sqes = self.sqes.get(..sq.checked_mul(SQE_WORDS)?)?.as_chunks().0;
+        let cqes = self.cqes.get(..cq.checked_mul(CQE_WORDS)?)?.as_chunks().0;
+        Some(BatchView { array, sqes, cqes })
     }
 
     /// CQ head as user space last stored it.
@@ -254,6 +266,52 @@ impl<'a> SharedRing<'a> {
             }
         }
         out
+    }
+}
+
+/// The ring cut to its size for one batch of the submission fast path
+/// ([`SharedRing::batch_view`]). The same hostile-memory rules hold: every
+/// word is loaded once, positions are masked, SQE indices checked.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchView<'a> {
+    /// The SQ array, `sq_entries` words (a power of two).
+    array: &'a [AtomicU32],
+    /// The SQE slots, `sq_entries` of them.
+    sqes: &'a [[AtomicU64; SQE_WORDS]],
+    /// The CQE slots, `cq_entries` of them (a power of two).
+    cqes: &'a [[AtomicU64; CQE_WORDS]],
+}
+
+impl<'a> BatchView<'a> {
+    /// The SQ array entry at ring position `position` (masked here).
+    #[inline(always)]
+    pub(crate) fn sq_array(&self, position: u32) -> u32 {
+        let mask = self.array.len().wrapping_sub(1);
+        self.array
+            .get(position as usize & mask)
+            .map_or(u32::MAX, |w| w.load(Ordering::Relaxed))
+    }
+
+    /// The words of SQE slot `index`; `None` past the ring.
+    #[inline(always)]
+    pub(crate) fn sqe(&self, index: u32) -> Option<&'a [AtomicU64; SQE_WORDS]> {
+        self.sqes.get(index as usize)
+    }
+
+    /// Writes a CQE with no flags at ring position `position` (masked).
+    #[inline(always)]
+    pub(crate) fn write_cqe(&self, position: u32, user_data: u64, res: i32) {
+        let mask = self.cqes.len().wrapping_sub(1);
+        if let Some(slot) = self.cqes.get(position as usize & mask) {
+            let words = Cqe {
+                user_data,
+                res,
+                flags: 0,
+            }
+            .to_words();
+            slot[0].store(words[0], Ordering::Relaxed);
+            slot[1].store(words[1], Ordering::Relaxed);
+        }
     }
 }
 
