@@ -110,7 +110,7 @@ use abi::io_uring::{
 use super::env::{FileRef, IoEnv, IoTarget};
 use super::mailbox::{IoMailbox, IoResult};
 use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, OpDef, PrepCtx, Prepared};
-use super::shared::SharedRing;
+use super::shared::{BatchView, SharedRing};
 use crate::quota::Quota;
 
 /// Most CQEs the overflow list holds before `submit` refuses with `EBUSY`.
@@ -1131,13 +1131,9 @@ impl RingEngine {
     #[inline]
     fn fast_lone(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32) -> u32 {
         use core::sync::atomic::Ordering::Relaxed;
-        // The SQE words it checks: word 0 holds opcode, flags and ioprio
-        // (its low 32 bits; NOP is opcode 0, so all zero), word 3 op_flags
-        // (high half), word 5 personality (bits 16..32).
-        const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
-        const W5_PERSONALITY: u64 = 0xFFFF << 16;
-        const _: () = assert!(op::NOP == 0);
-        let Some(ring) = shared.batch_view(self.sq_entries, self.cq_entries) else {
+        let Some(ring) =
+            shared.batch_view(self.sq_entries, self.cq_entries, self.sq_mask, self.cq_mask)
+        else {
             return 0;
         };
         // CQ room for the batch, with the user's head read at most once:
@@ -1149,6 +1145,10 @@ impl RingEngine {
         let (head0, tail0) = (self.sq_head, self.cq_tail);
         let end = head0.wrapping_add(n.min(room));
         let mut head = head0;
+        // Runs of NOPs go through a leaf loop that keeps everything in
+        // registers (`nop_run`, which reads the SQE seen here again, once
+        // for its own use); READs and WRITEs are done here.
+        let delta = tail0.wrapping_sub(head0);
         while head != end {
             // The array entry, then each SQE word looked at, loaded once
             // and checked on the copy.
@@ -1158,20 +1158,27 @@ impl RingEngine {
             let w0 = words[0].load(Relaxed);
             let w3 = words[3].load(Relaxed);
             let w5 = words[5].load(Relaxed);
-            let res = if w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0 {
-                // A NOP (opcode 0) with no flags, ioprio or op_flags.
-                0
-            } else {
-                // Room is known: once a READ or WRITE has moved bytes, its
-                // SQE is consumed.
-                match fast_rw(env, words, w0, w3, w5) {
-                    Some(res) => res,
-                    None => break,
+            if is_plain_nop(w0, w3, w5) {
+                if end.wrapping_sub(head) == 1 {
+                    // A lone NOP: not worth the call.
+                    ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), 0);
+                    head = head.wrapping_add(1);
+                    continue;
                 }
+                let next = nop_run(&ring, head, end, delta);
+                if next == head {
+                    // Rewritten since it was looked at here.
+                    break;
+                }
+                head = next;
+                continue;
+            }
+            // Room is known: once a READ or WRITE has moved bytes, its SQE
+            // is consumed.
+            let Some(res) = fast_rw(env, words, w0, w3, w5) else {
+                break;
             };
-            let user_data = words[4].load(Relaxed);
-            let tail = tail0.wrapping_add(head.wrapping_sub(head0));
-            ring.write_cqe(tail, user_data, res);
+            ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), res);
             head = head.wrapping_add(1);
         }
         let done = head.wrapping_sub(head0);
@@ -1772,6 +1779,44 @@ impl RingEngine {
         due.clear();
         self.due = due;
     }
+}
+
+/// Whether SQE words 0, 3 and 5 (as read) are those of a NOP with no
+/// flags, ioprio, `op_flags` or personality: word 0 holds opcode, flags
+/// and ioprio in its low 32 bits (NOP is opcode 0, so all zero), word 3
+/// `op_flags` in its high half, word 5 the personality in bits 16..32.
+#[inline(always)]
+fn is_plain_nop(w0: u64, w3: u64, w5: u64) -> bool {
+    const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
+    const W5_PERSONALITY: u64 = 0xFFFF << 16;
+    const _: () = assert!(op::NOP == 0);
+    w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0
+}
+
+/// Completes the plain NOPs at SQ positions `head..end` (their CQEs at
+/// position + `delta`) and returns the position of the first SQE that is
+/// not one (not consumed), or `end`. A leaf, so that the loop runs in
+/// registers. Each array entry and SQE word is loaded once and checked on
+/// the copy; the caller made sure the CQ has room for `end - head`.
+#[inline(never)]
+fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    while head != end {
+        let Some(words) = ring.sqe(ring.sq_array(head)) else {
+            break;
+        };
+        let (w0, w3, w5) = (
+            words[0].load(Relaxed),
+            words[3].load(Relaxed),
+            words[5].load(Relaxed),
+        );
+        if !is_plain_nop(w0, w3, w5) {
+            break;
+        }
+        ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), 0);
+        head = head.wrapping_add(1);
+    }
+    head
 }
 
 /// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):

@@ -146,22 +146,31 @@ impl<'a> SharedRing<'a> {
 
     /// The parts of the ring the submission fast path touches, cut to the
     /// ring's size once per batch: the SQ array (`sq_entries` words), the
-    /// SQE slots (`sq_entries`) and the CQE slots (`cq_entries`), so that
-    /// one bounds check per index is all the loop pays (a masked position
-    /// is in range by construction, an SQE index from the array is checked
-    /// against the slots' length). `None` if the view is smaller than that
-    /// or either size is not a power of two (the engine's sizes always
-    /// are); the general path then does the work.
+    /// SQE slots (`sq_entries`) and the CQE slots (`cq_entries`), with the
+    /// masks of the two queues (`sq_mask`, `cq_mask`), so that one bounds
+    /// check per index is all the loop pays. `None` if the view is smaller
+    /// than that; the general path then does the work.
     #[inline]
-    pub(crate) fn batch_view(&self, sq_entries: u32, cq_entries: u32) -> Option<BatchView<'a>> {
+    pub(crate) fn batch_view(
+        &self,
+        sq_entries: u32,
+        cq_entries: u32,
+        sq_mask: u32,
+        cq_mask: u32,
+    ) -> Option<BatchView<'a>> {
         let (sq, cq) = (sq_entries as usize, cq_entries as usize);
-        if !sq.is_power_of_two() || !cq.is_power_of_two() {
-            return None;
-        }
-        let array = self.sq_hdr.get(header::ARRAY..header::ARRAY.checked_add(sq)?)?;
+        let array = self
+            .sq_hdr
+            .get(header::ARRAY..header::ARRAY.checked_add(sq)?)?;
         let sqes = self.sqes.get(..sq.checked_mul(SQE_WORDS)?)?.as_chunks().0;
         let cqes = self.cqes.get(..cq.checked_mul(CQE_WORDS)?)?.as_chunks().0;
-        Some(BatchView { array, sqes, cqes })
+        Some(BatchView {
+            array,
+            sqes,
+            cqes,
+            sq_mask,
+            cq_mask,
+        })
     }
 
     /// CQ head as user space last stored it.
@@ -274,21 +283,22 @@ impl<'a> SharedRing<'a> {
 /// word is loaded once, positions are masked, SQE indices checked.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BatchView<'a> {
-    /// The SQ array, `sq_entries` words (a power of two).
+    /// The SQ array, `sq_entries` words.
     array: &'a [AtomicU32],
     /// The SQE slots, `sq_entries` of them.
     sqes: &'a [[AtomicU64; SQE_WORDS]],
-    /// The CQE slots, `cq_entries` of them (a power of two).
+    /// The CQE slots, `cq_entries` of them.
     cqes: &'a [[AtomicU64; CQE_WORDS]],
+    sq_mask: u32,
+    cq_mask: u32,
 }
 
 impl<'a> BatchView<'a> {
     /// The SQ array entry at ring position `position` (masked here).
     #[inline(always)]
     pub(crate) fn sq_array(&self, position: u32) -> u32 {
-        let mask = self.array.len().wrapping_sub(1);
         self.array
-            .get(position as usize & mask)
+            .get((position & self.sq_mask) as usize)
             .map_or(u32::MAX, |w| w.load(Ordering::Relaxed))
     }
 
@@ -301,8 +311,7 @@ impl<'a> BatchView<'a> {
     /// Writes a CQE with no flags at ring position `position` (masked).
     #[inline(always)]
     pub(crate) fn write_cqe(&self, position: u32, user_data: u64, res: i32) {
-        let mask = self.cqes.len().wrapping_sub(1);
-        if let Some(slot) = self.cqes.get(position as usize & mask) {
+        if let Some(slot) = self.cqes.get((position & self.cq_mask) as usize) {
             let words = Cqe {
                 user_data,
                 res,
