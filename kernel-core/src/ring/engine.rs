@@ -1152,7 +1152,7 @@ impl RingEngine {
         while head != end {
             // The array entry, then each SQE word looked at, loaded once
             // and checked on the copy.
-            let Some(words) = ring.sqe(ring.sq_array(head)) else {
+            let Some(words) = ring.sqe_at(head) else {
                 break;
             };
             let w0 = words[0].load(Relaxed);
@@ -1801,8 +1801,11 @@ fn is_plain_nop(w0: u64, w3: u64, w5: u64) -> bool {
 #[inline(never)]
 fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
     use core::sync::atomic::Ordering::Relaxed;
+    let Some(ring) = ring.masked() else {
+        return head;
+    };
     while head != end {
-        let Some(words) = ring.sqe(ring.sq_array(head)) else {
+        let Some(words) = ring.sqe_at(head) else {
             break;
         };
         let (w0, w3, w5) = (

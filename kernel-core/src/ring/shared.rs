@@ -294,18 +294,27 @@ pub(crate) struct BatchView<'a> {
 }
 
 impl<'a> BatchView<'a> {
-    /// The SQ array entry at ring position `position` (masked here).
+    /// The view with the SQ array and the CQE slots cut to their mask + 1
+    /// entries (the same lengths: the masks are the sizes minus one), in a
+    /// form the compiler can see, so that a masked position needs no
+    /// bounds check in a loop in the same function. `None` if a mask does
+    /// not fit its slice.
     #[inline(always)]
-    pub(crate) fn sq_array(&self, position: u32) -> u32 {
-        self.array
-            .get((position & self.sq_mask) as usize)
-            .map_or(u32::MAX, |w| w.load(Ordering::Relaxed))
+    pub(crate) fn masked(&self) -> Option<BatchView<'a>> {
+        Some(BatchView {
+            array: self.array.get(..=self.sq_mask as usize)?,
+            cqes: self.cqes.get(..=self.cq_mask as usize)?,
+            ..*self
+        })
     }
 
-    /// The words of SQE slot `index`; `None` past the ring.
+    /// The words of the SQE whose index the SQ array holds at ring
+    /// position `position` (masked); `None` if that index is past the
+    /// ring.
     #[inline(always)]
-    pub(crate) fn sqe(&self, index: u32) -> Option<&'a [AtomicU64; SQE_WORDS]> {
-        self.sqes.get(index as usize)
+    pub(crate) fn sqe_at(&self, position: u32) -> Option<&'a [AtomicU64; SQE_WORDS]> {
+        let index = self.array.get((position & self.sq_mask) as usize)?;
+        self.sqes.get(index.load(Ordering::Relaxed) as usize)
     }
 
     /// Writes a CQE with no flags at ring position `position` (masked).
@@ -480,6 +489,45 @@ mod tests {
         assert_eq!(view.user_pop_cqe(), Some(a));
         assert_eq!(view.user_pop_cqe(), None);
         assert_eq!(view.cq_head(), 1);
+    }
+
+    #[test]
+    fn batch_view_masks_positions_and_checks_indices() {
+        let ring = OwnedRing::new(4, 8);
+        let view = ring.view();
+        assert!(
+            view.batch_view(8, 8, 7, 7).is_none(),
+            "SQ larger than the view"
+        );
+        assert!(
+            view.batch_view(4, 16, 3, 15).is_none(),
+            "CQ larger than the view"
+        );
+        let batch = view.batch_view(4, 8, 3, 7).unwrap().masked().unwrap();
+        // Position 6 is slot 2 (masked); its array entry names SQE 1.
+        view.set_sq_header(header::ARRAY + 2, 1);
+        view.set_sqe_word(SQE_WORDS + 4, 0xfeed);
+        let words = batch.sqe_at(6).unwrap();
+        assert_eq!(words[4].load(Ordering::Relaxed), 0xfeed);
+        // An index past the ring is refused, whatever the position.
+        view.set_sq_header(header::ARRAY + 3, 4);
+        assert!(batch.sqe_at(3).is_none());
+        view.set_sq_header(header::ARRAY + 3, u32::MAX);
+        assert!(batch.sqe_at(u32::MAX).is_none());
+        // CQ position 9 is slot 1.
+        batch.write_cqe(9, 7, -5);
+        view.set_cq_header(header::MASK, 7);
+        view.set_cq_header(header::HEAD, 1);
+        view.store_cq_tail(2);
+        let want = Cqe {
+            user_data: 7,
+            res: -5,
+            flags: 0,
+        };
+        assert_eq!(view.user_pop_cqe(), Some(want));
+        // A mask past its slice gives no masked view.
+        let wide = view.batch_view(4, 8, 7, 7).unwrap();
+        assert!(wide.masked().is_none());
     }
 
     #[test]
