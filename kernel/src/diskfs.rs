@@ -23,7 +23,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use fs_ext4::vfs::Ext4Vfs;
 use fs_ext4::Ext4Fs;
+use kernel_core::vfs::cache::{PageCache, PAGE};
 use kernel_core::vfs::{Attr, DirCursor, DirEnt, FileSystem, Ino, Kind};
+use spin::Mutex;
+use x86_64::instructions::interrupts::without_interrupts;
 
 /// Bytes the bounce buffer holds: the most one device transfer of
 /// [`DiskDev`] moves (larger requests from rsext4 are split).
@@ -105,9 +108,14 @@ impl fs_ext4::BlockDevice for DiskDev {
 /// A mounted ext4 file system.
 pub type Ext4 = Ext4Vfs<DiskDev>;
 
-/// A disk file system, called through the worker.
+/// A disk file system, called through the worker, with its page cache.
 pub struct WorkerFs {
     inner: Arc<Ext4>,
+    /// File data: hits are served by whoever reads (inside
+    /// `io_uring_enter` too), misses and every change go through the
+    /// worker, which keeps it exact (`kernel_core::vfs::cache`). Taken
+    /// with interrupts off.
+    cache: Arc<Mutex<PageCache>>,
     /// The disk it is on, for logs.
     pub disk: String,
 }
@@ -131,6 +139,34 @@ impl WorkerFs {
     ) -> Result<R, Errno> {
         let inner = self.inner.clone();
         fswork::call(move || f(&inner))?
+    }
+
+    /// Runs `f` on the worker with the file system and the cache.
+    fn run_cached<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ext4, &Mutex<PageCache>) -> Result<R, Errno> + Send + 'static,
+    ) -> Result<R, Errno> {
+        let inner = self.inner.clone();
+        let cache = self.cache.clone();
+        fswork::call(move || f(&inner, &cache))?
+    }
+
+    /// A read served from the page cache alone: `Some(n)` with the bytes
+    /// handed to `out` (offset in the read, bytes), or `None` on a miss.
+    /// Never sleeps: callable under any lock.
+    pub fn read_cached(
+        &self,
+        ino: Ino,
+        offset: u64,
+        len: usize,
+        out: impl FnMut(usize, &[u8]),
+    ) -> Option<usize> {
+        without_interrupts(|| self.cache.lock().read(ino, offset, len, out))
+    }
+
+    /// Whether [`WorkerFs::read_cached`] would hit now.
+    pub fn cached(&self, ino: Ino, offset: u64, len: usize) -> bool {
+        without_interrupts(|| self.cache.lock().covers(ino, offset, len))
     }
 
     /// Writes everything back and unmounts (on the worker).
@@ -180,7 +216,13 @@ impl FileSystem for WorkerFs {
 
     fn unlink(&self, dir: Ino, name: &str) -> Result<(), Errno> {
         let name = owned(name)?;
-        self.run(move |fs| fs.unlink(dir, &name))
+        self.run_cached(move |fs, cache| {
+            let victim = fs.lookup(dir, &name)?.0;
+            fs.unlink(dir, &name)?;
+            // Its number may be reused: nothing of it may stay cached.
+            without_interrupts(|| cache.lock().forget(victim));
+            Ok(())
+        })
     }
 
     fn rmdir(&self, dir: Ino, name: &str) -> Result<(), Errno> {
@@ -190,7 +232,15 @@ impl FileSystem for WorkerFs {
 
     fn rename(&self, olddir: Ino, oldname: &str, newdir: Ino, newname: &str) -> Result<(), Errno> {
         let (oldname, newname) = (owned(oldname)?, owned(newname)?);
-        self.run(move |fs| fs.rename(olddir, &oldname, newdir, &newname))
+        self.run_cached(move |fs, cache| {
+            let replaced = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
+            fs.rename(olddir, &oldname, newdir, &newname)?;
+            let moved = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
+            if let Some(old) = replaced.filter(|&r| Some(r) != moved) {
+                without_interrupts(|| cache.lock().forget(old));
+            }
+            Ok(())
+        })
     }
 
     fn readdir(
@@ -248,13 +298,31 @@ impl FileSystem for WorkerFs {
 
     fn read_at(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         let len = buf.len();
-        let data = self.run(move |fs| {
+        if let Some(n) = self.read_cached(ino, offset, len, |at, d| {
+            buf[at..at + d.len()].copy_from_slice(d)
+        }) {
+            return Ok(n);
+        }
+        // A miss: the worker reads the whole pages the range touches and
+        // caches them.
+        let data = self.run_cached(move |fs, cache| {
+            let size = fs.stat(ino)?.size;
+            if offset >= size || len == 0 {
+                without_interrupts(|| cache.lock().set_size(ino, size));
+                return Ok(Vec::new());
+            }
+            let start = offset / PAGE as u64 * PAGE as u64;
+            let end = offset.saturating_add(len as u64).min(size);
+            let span = usize::try_from(end - start).map_err(|_| EINVAL)?;
             let mut data = Vec::new();
-            data.try_reserve_exact(len)
+            data.try_reserve_exact(span)
                 .map_err(|_| abi::errno::ENOMEM)?;
-            data.resize(len, 0);
-            let n = fs.read_at(ino, offset, &mut data)?;
+            data.resize(span, 0);
+            let n = fs.read_at(ino, start, &mut data)?;
             data.truncate(n);
+            without_interrupts(|| cache.lock().fill(ino, start, &data, size));
+            let skip = ((offset - start) as usize).min(data.len());
+            data.drain(..skip);
             Ok(data)
         })?;
         if data.len() > buf.len() {
@@ -269,11 +337,26 @@ impl FileSystem for WorkerFs {
         data.try_reserve_exact(buf.len())
             .map_err(|_| abi::errno::ENOMEM)?;
         data.extend_from_slice(buf);
-        self.run(move |fs| fs.write_at(ino, offset, &data))
+        self.run_cached(move |fs, cache| {
+            let result = fs.write_at(ino, offset, &data);
+            without_interrupts(|| {
+                let mut cache = cache.lock();
+                match result {
+                    Ok(n) => cache.wrote(ino, offset, &data[..n.min(data.len())]),
+                    // What part landed is unknown: forget the file.
+                    Err(_) => cache.forget(ino),
+                }
+            });
+            result
+        })
     }
 
     fn truncate(&self, ino: Ino, len: u64) -> Result<(), Errno> {
-        self.run(move |fs| fs.truncate(ino, len))
+        self.run_cached(move |fs, cache| {
+            let result = fs.truncate(ino, len);
+            without_interrupts(|| cache.lock().forget(ino));
+            result
+        })
     }
 
     fn fsync(&self, ino: Ino, datasync: bool) -> Result<(), Errno> {
@@ -312,6 +395,7 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
     }
     Ok(Arc::new(WorkerFs {
         inner: fs,
+        cache: Arc::new(Mutex::new(PageCache::new())),
         disk: name,
     }))
 }

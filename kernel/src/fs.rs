@@ -89,6 +89,33 @@ impl DiskFile {
         Ok(n)
     }
 
+    /// A read served by the page cache alone (see `File::read_to_user`):
+    /// `None` on a miss, with nothing read and the position unmoved.
+    pub fn read_cached(
+        &self,
+        offset: Option<u64>,
+        len: usize,
+        out: impl FnMut(usize, &[u8]),
+    ) -> Option<usize> {
+        if !self.readable() {
+            return None;
+        }
+        let at = offset.unwrap_or_else(|| self.position());
+        let n = self.fs.read_cached(self.ino, at, len, out)?;
+        if offset.is_none() {
+            self.set_position(at + n as u64);
+        }
+        Some(n)
+    }
+
+    /// Whether a read of `len` bytes at `offset` would hit the page cache.
+    pub fn cached(&self, offset: Option<u64>, len: usize) -> bool {
+        self.readable()
+            && self
+                .fs
+                .cached(self.ino, offset.unwrap_or_else(|| self.position()), len)
+    }
+
     /// Writes all of `data` at `offset` (`None`: the position, which moves
     /// past it; with `O_APPEND` always at the end, as Linux).
     pub fn write(&self, offset: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
@@ -249,10 +276,16 @@ impl File {
             }
             File::Ring { .. } => Err(errno::EINVAL),
             File::Dir(_) => Err(errno::EISDIR),
-            // Sleeps on the disk: never under the address-space lock this
-            // runs under. The syscalls use `DiskFile::read` and the rings
-            // start it on the worker (`IoEnv::start`).
-            File::Disk(_) => Err(errno::EIO),
+            // A page-cache hit only (a ring READ that `IoEnv::start` saw
+            // cached): the disk is never waited for under the
+            // address-space lock this runs under. A page dropped since is
+            // `EAGAIN`.
+            File::Disk(d) => {
+                let len = user.len().min(IO_CHUNK) as usize;
+                let pages = user.prefix(len as u64).pages(space, true)?;
+                d.read_cached(offset, len, |at, data| pages.write_at(at as u64, data))
+                    .ok_or(errno::EAGAIN)
+            }
             // Only the transfer that moves nothing gets here (at the end of
             // the disk); the others start with `BlockFile::begin` or through
             // a ring, because they wait for the device.

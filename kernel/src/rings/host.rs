@@ -665,7 +665,11 @@ impl IoEnv for ProcessEnv<'_> {
         let handle = self.file(file)?;
         match &*handle {
             File::Block(b) => self.start_block(b, io, target),
-            File::Disk(_) => self.start_disk(handle.clone(), io, target),
+            // A READ the page cache holds completes inline (`read`).
+            File::Disk(d) => match io {
+                AsyncIo::Read { offset, len, .. } if d.cached(offset, len as usize) => Ok(false),
+                _ => self.start_disk(handle.clone(), io, target),
+            },
             File::Console => self.start_console(io, target),
             _ => Ok(false),
         }
