@@ -21,6 +21,7 @@ use abi::errno::{Errno, EINVAL, EIO, ENOSPC};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use fs_ext4::vfs::Ext4Vfs;
 use fs_ext4::Ext4Fs;
 use kernel_core::vfs::cache::{PageCache, PAGE};
@@ -37,6 +38,31 @@ pub struct DiskDev {
     disk: Arc<Disk>,
     bounce: Arc<SharedFrames>,
     block: u32,
+    /// Device transfers and flushes so far (shared with the mount).
+    counts: Arc<IoCounts>,
+    /// Whether a write completed since the last flush. A flush with none
+    /// has nothing to make durable (every write here has completed before
+    /// `flush` is called) and is skipped: rsext4 flushes before and after
+    /// each journal commit and again at checkpoints, and each flush is a
+    /// host `fdatasync` under QEMU.
+    unflushed: bool,
+}
+
+/// What a [`DiskDev`] asked of its disk: the cost of the file system's
+/// calls in device requests, logged at unmount (docs/filesystems.md).
+#[derive(Default, Debug)]
+pub struct IoCounts {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub flushes: AtomicU64,
+    /// Flushes with no write before them since the last: skipped.
+    pub flushes_skipped: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 impl DiskDev {
@@ -50,6 +76,8 @@ impl DiskDev {
             disk,
             bounce,
             block,
+            counts: Arc::new(IoCounts::default()),
+            unflushed: true,
         })
     }
 
@@ -84,6 +112,8 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        add(&self.counts.reads, 1);
+        add(&self.counts.bytes_read, buf.len() as u64);
         let (disk, bounce) = (&self.disk, &self.bounce);
         self.each_piece(lba, buf.len(), |at, done, n| {
             disk.transfer_sync(Dir::Read, at, bounce, n as u64)?;
@@ -93,6 +123,9 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno> {
+        add(&self.counts.writes, 1);
+        add(&self.counts.bytes_written, buf.len() as u64);
+        self.unflushed = true;
         let (disk, bounce) = (&self.disk, &self.bounce);
         self.each_piece(lba, buf.len(), |at, done, n| {
             bounce.write_bytes(0, &buf[done..done + n]);
@@ -101,7 +134,17 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn flush(&mut self) -> Result<(), Errno> {
-        self.disk.flush_sync(None)
+        if !self.unflushed {
+            add(&self.counts.flushes_skipped, 1);
+            return Ok(());
+        }
+        add(&self.counts.flushes, 1);
+        // Cleared before: a write that fails after this point sets it
+        // again; a failed flush leaves it set.
+        self.unflushed = false;
+        self.disk
+            .flush_sync(None)
+            .inspect_err(|_| self.unflushed = true)
     }
 }
 
@@ -118,6 +161,8 @@ pub struct WorkerFs {
     cache: Arc<Mutex<PageCache>>,
     /// The disk it is on, for logs.
     pub disk: String,
+    /// Its device traffic.
+    pub counts: Arc<IoCounts>,
 }
 
 /// Directory entries one worker round trip of `readdir` collects.
@@ -172,6 +217,23 @@ impl WorkerFs {
     /// Writes everything back and unmounts (on the worker).
     pub fn unmount(&self) -> Result<(), Errno> {
         self.run(|fs| fs.unmount())
+    }
+
+    /// One line on the device traffic and the page cache.
+    pub fn report(&self) -> String {
+        let c = &self.counts;
+        let (hits, misses) = without_interrupts(|| self.cache.lock().stats());
+        alloc::format!(
+            "{} reads ({} KiB), {} writes ({} KiB), {} flushes ({} with nothing to flush skipped); page cache {} hits, {} misses",
+            c.reads.load(Ordering::Relaxed),
+            c.bytes_read.load(Ordering::Relaxed) >> 10,
+            c.writes.load(Ordering::Relaxed),
+            c.bytes_written.load(Ordering::Relaxed) >> 10,
+            c.flushes.load(Ordering::Relaxed),
+            c.flushes_skipped.load(Ordering::Relaxed),
+            hits,
+            misses
+        )
     }
 }
 
@@ -338,11 +400,12 @@ impl FileSystem for WorkerFs {
             .map_err(|_| abi::errno::ENOMEM)?;
         data.extend_from_slice(buf);
         self.run_cached(move |fs, cache| {
+            let old_size = fs.stat(ino)?.size;
             let result = fs.write_at(ino, offset, &data);
             without_interrupts(|| {
                 let mut cache = cache.lock();
                 match result {
-                    Ok(n) => cache.wrote(ino, offset, &data[..n.min(data.len())]),
+                    Ok(n) => cache.wrote(ino, old_size, offset, &data[..n.min(data.len())]),
                     // What part landed is unknown: forget the file.
                     Err(_) => cache.forget(ino),
                 }
@@ -376,8 +439,11 @@ fn now() -> i64 {
 /// sleeps for). `EINVAL` if the disk holds none.
 pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
     let name = owned(disk.name())?;
+    let counts = Arc::new(IoCounts::default());
+    let theirs = counts.clone();
     let fs = fswork::call(move || {
-        let dev = DiskDev::new(disk)?;
+        let mut dev = DiskDev::new(disk)?;
+        dev.counts = theirs;
         Ext4Fs::mount(dev, now).map(|fs| Arc::new(Ext4Vfs::new(fs)))
     })??;
     if fs.is_read_only() {
@@ -397,5 +463,6 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
         inner: fs,
         cache: Arc::new(Mutex::new(PageCache::new())),
         disk: name,
+        counts,
     }))
 }

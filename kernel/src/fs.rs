@@ -572,8 +572,9 @@ pub fn mount_disks(root: Option<&str>) {
 pub fn unmount_disks() {
     let mounts = interrupts::without_interrupts(|| core::mem::take(&mut *DISK_MOUNTS.lock()));
     for fs in mounts {
+        let traffic = fs.report();
         match fs.unmount() {
-            Ok(()) => log::info!("{}: unmounted", fs.disk),
+            Ok(()) => log::info!("{}: unmounted; {traffic}", fs.disk),
             Err(e) => log::warn!(
                 "{}: unmount: {e}; the journal will be replayed at the next mount",
                 fs.disk
