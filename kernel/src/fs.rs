@@ -527,6 +527,31 @@ fn disk_mount(fs: &Arc<dyn FileSystem>) -> Option<Arc<WorkerFs>> {
     })
 }
 
+/// Whether any disk file system is mounted (ring path ops then make room
+/// to be handed to the worker).
+pub fn disks_mounted() -> bool {
+    interrupts::without_interrupts(|| !DISK_MOUNTS.lock().is_empty())
+}
+
+/// Whether resolving `path` from `at` (`None`: `/`) may call a file
+/// system that sleeps. Conservative and cheap: disks are mounted only on
+/// directories of the RAM root (`/disk`, `/disk1`, ...) and there are no
+/// links, so a walk reaches one only by starting inside it or by naming
+/// its mount point.
+pub fn path_may_sleep(at: Option<Loc>, path: &str) -> bool {
+    with(|vfs| {
+        if at.is_some_and(|loc| vfs.fs(loc).might_sleep()) {
+            return true;
+        }
+        let sleeps_at = |part: &str| {
+            vfs.mounts()
+                .iter()
+                .any(|m| m.fs.might_sleep() && m.path.rsplit('/').next() == Some(part))
+        };
+        path.split('/').any(sleeps_at)
+    })
+}
+
 /// Mounts the file system of every disk that holds one: the disk `root`
 /// names (or the first found) at `/disk`, the others at `/disk1`, ...
 /// (`vfs::mount::disk_mount_points`). Runs at boot, before the first
