@@ -163,6 +163,35 @@ pub struct WorkerFs {
     pub disk: String,
     /// Its device traffic.
     pub counts: Arc<IoCounts>,
+    /// Open files per inode, and the unlinked ones still open (see
+    /// [`Orphans`]). Taken with interrupts off.
+    open: Arc<Mutex<Orphans>>,
+}
+
+/// Files unlinked while open. rsext4 frees an inode with its last name,
+/// but POSIX keeps an unlinked file readable until its last close (and
+/// freeing it at once would let a new file reuse the number under the old
+/// descriptor). So a name whose inode is open is moved into the orphan
+/// directory (`lost+found`, which `mkfs.ext4` makes) as `#orphan-INO`
+/// instead, and unlinked there at the last close; orphans a crash left
+/// behind are unlinked at the next mount. A rename that replaces an open
+/// file does the same with the replaced one.
+#[derive(Default)]
+struct Orphans {
+    /// Open descriptors per inode.
+    open: hashbrown::HashMap<Ino, u32>,
+    /// Inodes moved to the orphan directory while open.
+    orphaned: Vec<Ino>,
+    /// The orphan directory (`None` if the file system has none; unlink
+    /// of an open file is then `EBUSY`).
+    dir: Option<Ino>,
+}
+
+const ORPHAN_DIR: &str = "lost+found";
+const ORPHAN_PREFIX: &str = "#orphan-";
+
+fn orphan_name(ino: Ino) -> String {
+    alloc::format!("{ORPHAN_PREFIX}{ino}")
 }
 
 /// Directory entries one worker round trip of `readdir` collects.
@@ -212,6 +241,53 @@ impl WorkerFs {
     /// Whether [`WorkerFs::read_cached`] would hit now.
     pub fn cached(&self, ino: Ino, offset: u64, len: usize) -> bool {
         without_interrupts(|| self.cache.lock().covers(ino, offset, len))
+    }
+
+    /// A descriptor of `ino` was opened.
+    pub fn opened(&self, ino: Ino) -> Result<(), Errno> {
+        without_interrupts(|| {
+            let mut o = self.open.lock();
+            o.open.try_reserve(1).map_err(|_| abi::errno::ENOMEM)?;
+            *o.open.entry(ino).or_insert(0) += 1;
+            Ok(())
+        })
+    }
+
+    /// A descriptor of `ino` was closed: at the last close of an orphan,
+    /// the worker unlinks it (from whatever context this runs in: it never
+    /// sleeps).
+    pub fn closed(&self, ino: Ino) {
+        let orphan_dir = without_interrupts(|| {
+            let mut o = self.open.lock();
+            let last = match o.open.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    o.open.remove(&ino);
+                    true
+                }
+                None => false,
+            };
+            let i = o.orphaned.iter().position(|&x| x == ino).filter(|_| last)?;
+            o.orphaned.swap_remove(i);
+            o.dir
+        });
+        let Some(dir) = orphan_dir else { return };
+        let inner = self.inner.clone();
+        let cache = self.cache.clone();
+        let posted = fswork::post(move || {
+            if let Err(e) = inner.unlink(dir, &orphan_name(ino)) {
+                log::warn!(
+                    "ext4: orphan {ino}: unlink at last close: {e}; it goes at the next mount"
+                );
+            }
+            without_interrupts(|| cache.lock().forget(ino));
+        });
+        if let Err(e) = posted {
+            log::warn!("ext4: orphan {ino}: {e}; it goes at the next mount");
+        }
     }
 
     /// Writes everything back and unmounts (on the worker).
@@ -278,8 +354,12 @@ impl FileSystem for WorkerFs {
 
     fn unlink(&self, dir: Ino, name: &str) -> Result<(), Errno> {
         let name = owned(name)?;
+        let open = self.open.clone();
         self.run_cached(move |fs, cache| {
-            let victim = fs.lookup(dir, &name)?.0;
+            let (victim, kind) = fs.lookup(dir, &name)?;
+            if kind == Kind::File && orphan_if_open(fs, &open, dir, &name, victim)? {
+                return Ok(());
+            }
             fs.unlink(dir, &name)?;
             // Its number may be reused: nothing of it may stay cached.
             without_interrupts(|| cache.lock().forget(victim));
@@ -294,7 +374,20 @@ impl FileSystem for WorkerFs {
 
     fn rename(&self, olddir: Ino, oldname: &str, newdir: Ino, newname: &str) -> Result<(), Errno> {
         let (oldname, newname) = (owned(oldname)?, owned(newname)?);
+        let open = self.open.clone();
         self.run_cached(move |fs, cache| {
+            let replaced = fs.lookup(newdir, &newname).ok();
+            let moving = fs.lookup(olddir, &oldname)?.0;
+            if let Some((target, Kind::File)) = replaced {
+                if target != moving {
+                    // The POSIX checks first, so that nothing moves on a
+                    // rename that must fail.
+                    if fs.stat(moving)?.kind == Kind::Dir {
+                        return Err(abi::errno::ENOTDIR);
+                    }
+                    orphan_if_open(fs, &open, newdir, &newname, target)?;
+                }
+            }
             let replaced = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
             fs.rename(olddir, &oldname, newdir, &newname)?;
             let moved = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
@@ -427,6 +520,31 @@ impl FileSystem for WorkerFs {
     }
 }
 
+/// Moves `dir/name` (inode `ino`, a file) into the orphan directory if it
+/// is open; `Ok(true)` if it did. On the worker.
+fn orphan_if_open(
+    fs: &Ext4,
+    open: &Mutex<Orphans>,
+    dir: Ino,
+    name: &str,
+    ino: Ino,
+) -> Result<bool, Errno> {
+    let (is_open, orphans) = without_interrupts(|| {
+        let o = open.lock();
+        (o.open.get(&ino).is_some_and(|&n| n > 0), o.dir)
+    });
+    if !is_open {
+        return Ok(false);
+    }
+    let Some(orphans) = orphans else {
+        return Err(abi::errno::EBUSY);
+    };
+    without_interrupts(|| open.lock().orphaned.try_reserve(1)).map_err(|_| abi::errno::ENOMEM)?;
+    fs.rename(dir, name, orphans, &orphan_name(ino))?;
+    without_interrupts(|| open.lock().orphaned.push(ino));
+    Ok(true)
+}
+
 /// Seconds since 1970 for inode times: the RTC is not read yet, so a
 /// fixed date (the project's epoch, 2026-12-03) plus the time since boot.
 /// Not done: the real time of day.
@@ -441,10 +559,12 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
     let name = owned(disk.name())?;
     let counts = Arc::new(IoCounts::default());
     let theirs = counts.clone();
-    let fs = fswork::call(move || {
+    let (fs, orphan_dir) = fswork::call(move || {
         let mut dev = DiskDev::new(disk)?;
         dev.counts = theirs;
-        Ext4Fs::mount(dev, now).map(|fs| Arc::new(Ext4Vfs::new(fs)))
+        let fs = Arc::new(Ext4Vfs::new(Ext4Fs::mount(dev, now)?));
+        let dir = reap_orphans(&fs);
+        Ok::<_, Errno>((fs, dir))
     })??;
     if fs.is_read_only() {
         log::warn!("ext4 on {name}: mounted read-only");
@@ -464,5 +584,42 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
         cache: Arc::new(Mutex::new(PageCache::new())),
         disk: name,
         counts,
+        open: Arc::new(Mutex::new(Orphans {
+            dir: orphan_dir,
+            ..Orphans::default()
+        })),
     }))
+}
+
+/// Finds the orphan directory and unlinks what a crash left in it (files
+/// unlinked while open). On the worker, at mount.
+fn reap_orphans(fs: &Ext4) -> Option<Ino> {
+    let (dir, kind) = fs.lookup(fs.root(), ORPHAN_DIR).ok()?;
+    if kind != Kind::Dir || fs.is_read_only() {
+        return None;
+    }
+    let mut left = Vec::new();
+    let listed = fs.readdir(dir, 0, &mut |e| {
+        if e.kind == Kind::File && e.name.starts_with(ORPHAN_PREFIX.as_bytes()) {
+            if let Ok(name) = core::str::from_utf8(e.name) {
+                if left.try_reserve(1).is_ok() {
+                    left.push(String::from(name));
+                }
+            }
+        }
+        left.len() < 4096
+    });
+    if let Err(e) = listed {
+        log::warn!("ext4: {ORPHAN_DIR}: {e}; orphans left alone");
+        return Some(dir);
+    }
+    for name in &left {
+        match fs.unlink(dir, name) {
+            Ok(()) => {
+                log::info!("ext4: removed {ORPHAN_DIR}/{name} (unlinked while open before a crash)")
+            }
+            Err(e) => log::warn!("ext4: {ORPHAN_DIR}/{name}: {e}"),
+        }
+    }
+    Some(dir)
 }

@@ -63,6 +63,12 @@ pub struct DiskFile {
     flags: u64,
 }
 
+impl Drop for DiskFile {
+    fn drop(&mut self) {
+        self.fs.closed(self.ino);
+    }
+}
+
 impl DiskFile {
     fn readable(&self) -> bool {
         self.flags & abi::open_flags::O_ACCMODE != abi::open_flags::O_WRONLY
@@ -464,12 +470,14 @@ impl File {
         let File::Dir(d) = self else {
             return Err(errno::ENOTDIR);
         };
-        interrupts::without_interrupts(|| {
-            let mut cursor = d.cursor.lock();
-            let (n, next) = vfs::read_dir(&*d.fs, d.loc.ino, *cursor, buf)?;
-            *cursor = next;
-            Ok(n)
-        })
+        // The cursor is not held while the file system is called (a disk
+        // one sleeps): two readers of one descriptor may see an entry
+        // twice, never a torn cursor.
+        let at = interrupts::without_interrupts(|| *d.cursor.lock());
+        let (n, next) =
+            interrupts::without_interrupts(|| vfs::read_dir(&*d.fs, d.loc.ino, at, buf))?;
+        interrupts::without_interrupts(|| *d.cursor.lock() = next);
+        Ok(n)
     }
 }
 
@@ -495,12 +503,16 @@ pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Er
         }),
         Kind::File => match opened.fs.ram_file(opened.loc.ino) {
             Some(inode) => File::Ram(Mutex::new(OpenFile::new(inode, flags)?)),
-            None => File::Disk(DiskFile {
-                fs: disk_mount(&opened.fs).ok_or(errno::EOPNOTSUPP)?,
-                ino: opened.loc.ino,
-                pos: Mutex::new(0),
-                flags,
-            }),
+            None => {
+                let fs = disk_mount(&opened.fs).ok_or(errno::EOPNOTSUPP)?;
+                fs.opened(opened.loc.ino)?;
+                File::Disk(DiskFile {
+                    fs,
+                    ino: opened.loc.ino,
+                    pos: Mutex::new(0),
+                    flags,
+                })
+            }
         },
     };
     Ok(Arc::new(file))
