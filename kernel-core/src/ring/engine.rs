@@ -519,19 +519,87 @@ impl RingEngine {
             .wrapping_sub(self.sq_head)
             .min(self.sq_entries);
         let n = published.min(to_submit);
-        let mut fast = 0;
         if self.overflow.is_empty() && self.next_count_target == u64::MAX && self.quiet() {
-            fast = self.fast_lone(shared, env, n);
-            if fast == n && self.pending.is_empty() {
-                // The whole batch went the fast way and no timer can be
-                // due: the end of `submit_rest`, with nothing to settle.
-                self.stats.consumed += u64::from(n);
-                shared.store_sq_head(self.sq_head);
-                shared.store_cq_tail(self.cq_tail);
-                return Ok(n);
+            if n == 1 {
+                return Ok(self.submit_one(shared, env));
+            }
+            return Ok(self.submit_fast(shared, env, n));
+        }
+        Ok(self.submit_rest(shared, env, n, 0))
+    }
+
+    /// A batch that may go the fast way ([`RingEngine::fast_lone`]); what
+    /// does not goes to [`RingEngine::submit_rest`]. Out of line, so that
+    /// [`RingEngine::submit`] stays small for a batch of one.
+    #[inline(never)]
+    fn submit_fast(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32) -> u32 {
+        let fast = self.fast_lone(shared, env, n);
+        if fast == n && self.pending.is_empty() {
+            // The whole batch went the fast way and no timer can be
+            // due: the end of `submit_rest`, with nothing to settle.
+            self.stats.consumed += u64::from(n);
+            shared.store_sq_head(self.sq_head);
+            shared.store_cq_tail(self.cq_tail);
+            return n;
+        }
+        self.submit_rest(shared, env, n, fast)
+    }
+
+    /// [`RingEngine::submit_fast`] for a batch of one SQE (`io_uring_enter`
+    /// with `to_submit` 1, the common call of a program that submits as it
+    /// goes): the same checks and work as [`RingEngine::fast_lone`] for one
+    /// plain NOP, READ or WRITE, without setting up a batch. The SQ array
+    /// entry and every SQE word looked at are loaded once and checked on
+    /// the copy; anything else, or a full CQ, goes to the general path,
+    /// which reads the SQE again, nothing consumed.
+    #[inline(never)]
+    fn submit_one(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) -> u32 {
+        use core::sync::atomic::Ordering::Relaxed;
+        let index = shared.sq_array(self.sq_head & self.sq_mask);
+        let words = if index < self.sq_entries {
+            shared.sqe_words(index)
+        } else {
+            None
+        };
+        let Some(words) = words else {
+            return self.submit_rest(shared, env, 1, 0);
+        };
+        if self.cq_room == 0 {
+            self.cq_room = self.cq_space_at(shared, self.cq_tail);
+            if self.cq_room == 0 {
+                return self.submit_rest(shared, env, 1, 0);
             }
         }
-        Ok(self.submit_rest(shared, env, n, fast))
+        let w0 = words[0].load(Relaxed);
+        let w3 = words[3].load(Relaxed);
+        let w5 = words[5].load(Relaxed);
+        let res = if is_plain_nop(w0, w3, w5) {
+            0
+        } else {
+            match fast_rw(env, words, w0, w3, w5) {
+                Some(res) => res,
+                None => return self.submit_rest(shared, env, 1, 0),
+            }
+        };
+        shared.write_cqe(
+            self.cq_tail & self.cq_mask,
+            &Cqe {
+                user_data: words[4].load(Relaxed),
+                res,
+                flags: 0,
+            },
+        );
+        self.sq_head = self.sq_head.wrapping_add(1);
+        self.cq_tail = self.cq_tail.wrapping_add(1);
+        self.cq_room -= 1;
+        self.stats.posted += 1;
+        if !self.pending.is_empty() {
+            return self.submit_rest(shared, env, 1, 1);
+        }
+        self.stats.consumed += 1;
+        shared.store_sq_head(self.sq_head);
+        shared.store_cq_tail(self.cq_tail);
+        1
     }
 
     /// The general path of [`RingEngine::submit`]: consumes SQEs `done..n`
@@ -1124,8 +1192,10 @@ impl RingEngine {
     /// at once into a CQ with room: no prep or issue call through the op
     /// table, no chain state. READ and WRITE check what their ops check
     /// (`op_flags` `EOPNOTSUPP`, the offset `EINVAL`, the length clamped to
-    /// [`ops::MAX_RW_COUNT`]) and move the bytes with `IoEnv::read` or
-    /// `write`, as `ops::rw` does. The SQ array entry and every SQE word
+    /// [`ops::MAX_RW_COUNT`]) and move the bytes with `IoEnv::rw_sync` (what
+    /// `IoEnv::read` or `write` would do, in one call), as `ops::rw` does;
+    /// an SQE whose checks fail completes here whatever its file, as its
+    /// op's issue-time checks would fail it there. The SQ array entry and every SQE word
     /// looked at are read once and checked on the copy, as on the general
     /// path. Stops, consuming nothing more, at the first entry that is
     /// anything else (or when the CQ is full), which the general path then
@@ -1828,10 +1898,10 @@ fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
 
 /// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):
 /// `None` unless the SQE (words 0, 3 and 5 as already read) is a READ or
-/// WRITE with no flags, ioprio or personality on a file whose I/O is
-/// synchronous; then its result, with the checks of `ops::rw` (`op_flags`:
-/// `EOPNOTSUPP`; an offset below -1: `EINVAL`; the length clamped to
-/// [`ops::MAX_RW_COUNT`]). Kept out of line so that the NOP loop around it
+/// WRITE with no flags, ioprio or personality that fails the checks of
+/// `ops::rw` (`op_flags`: `EOPNOTSUPP`; an offset below -1: `EINVAL`) or
+/// is on a file whose I/O is synchronous; then its result (the length
+/// clamped to [`ops::MAX_RW_COUNT`]). Kept out of line so that the NOP loop around it
 /// stays small.
 #[inline(never)]
 fn fast_rw(
@@ -1850,10 +1920,8 @@ fn fast_rw(
     if opcode != op::READ && opcode != op::WRITE {
         return None;
     }
-    let file = FileRef::Fd((w0 >> 32) as i32);
-    if env.may_start(file) {
-        return None;
-    }
+    // The op's own checks come first, whatever the file: on the general
+    // path they too precede `IoEnv::start` (`ops::rw::check_rw`).
     if w3 >> 32 != 0 {
         return Some(-EOPNOTSUPP);
     }
@@ -1862,13 +1930,10 @@ fn fast_rw(
     if (off as i64) < -1 {
         return Some(-EINVAL);
     }
+    let file = FileRef::Fd((w0 >> 32) as i32);
     let at = (off != u64::MAX).then_some(off);
     let len = (w3 as u32).min(ops::MAX_RW_COUNT);
-    let result = if opcode == op::READ {
-        env.read(file, at, addr, len)
-    } else {
-        env.write(file, at, addr, len)
-    };
+    let result = env.rw_sync(file, opcode == op::WRITE, at, addr, len)?;
     Some(cqe_res(result.map(|n| n.min(len))))
 }
 

@@ -168,13 +168,6 @@ pub trait IoEnv {
     fn pin_file(&mut self, fd: i32) -> Result<u64, Errno>;
     /// Drops the reference `pin_file` took.
     fn unpin_file(&mut self, token: u64);
-    /// Starts `io` on `file` if that file's I/O completes later (a block
-    /// device): returns `Ok(true)`, and posts the result to
-    /// `target.mailbox` under `target.token` exactly once when it is done
-    /// (whatever happens to the ring meanwhile; user memory under the I/O
-    /// stays valid until then). `Ok(false)` for a file whose I/O is
-    /// synchronous: the op then uses `read`/`write`/`fsync`. An error
-    /// means nothing started.
     /// Whether `file`'s I/O may complete later, so that an op on it must
     /// make room to stay pending before it issues: a cheap, conservative
     /// look (`true` may still start nothing; `false` must mean [`start`]
@@ -186,6 +179,36 @@ pub trait IoEnv {
         false
     }
 
+    /// The engine's fast path for a READ (`write` false) or WRITE: `None`,
+    /// doing nothing, if [`IoEnv::may_start`] says `file`'s I/O may
+    /// complete later; otherwise what [`IoEnv::read`] or [`IoEnv::write`]
+    /// returns for the same arguments. One call, so that an implementation
+    /// can look the file up once (the default makes the two calls).
+    fn rw_sync(
+        &mut self,
+        file: FileRef,
+        write: bool,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Option<Result<u32, Errno>> {
+        if self.may_start(file) {
+            return None;
+        }
+        Some(if write {
+            self.write(file, offset, buf, len)
+        } else {
+            self.read(file, offset, buf, len)
+        })
+    }
+
+    /// Starts `io` on `file` if that file's I/O completes later (a block
+    /// device): returns `Ok(true)`, and posts the result to
+    /// `target.mailbox` under `target.token` exactly once when it is done
+    /// (whatever happens to the ring meanwhile; user memory under the I/O
+    /// stays valid until then). `Ok(false)` for a file whose I/O is
+    /// synchronous: the op then uses `read`/`write`/`fsync`. An error
+    /// means nothing started.
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
         let _ = (file, io, target);
         Ok(false)

@@ -144,6 +144,13 @@ impl<'a> SharedRing<'a> {
         Some(Sqe::from_words(copy))
     }
 
+    /// The words of SQE slot `index`, for a look at a few of them (each
+    /// loaded once by the caller); `None` outside the view.
+    #[inline]
+    pub(crate) fn sqe_words(&self, index: u32) -> Option<&'a [AtomicU64; SQE_WORDS]> {
+        self.sqes.as_chunks::<SQE_WORDS>().0.get(index as usize)
+    }
+
     /// The parts of the ring the submission fast path touches, cut to the
     /// ring's size once per batch: the SQ array (`sq_entries` words), the
     /// SQE slots (`sq_entries`) and the CQE slots (`cq_entries`), with the

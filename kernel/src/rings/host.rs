@@ -124,7 +124,12 @@ impl KernelHost<'_> {
     pub fn with_current<R>(f: impl FnOnce(&mut KernelHost<'_>) -> R) -> R {
         task::with_current(|t| {
             let caller = t.user_process().map(|p| (t, p));
-            f(&mut KernelHost { caller, env: None })
+            // The caller's environment, ready for `env`: every enter asks.
+            let env = caller.map(|(t, p)| ProcessEnv {
+                pid: t.id,
+                process: ProcessRef::Borrowed(p),
+            });
+            f(&mut KernelHost { caller, env })
         })
     }
 
@@ -139,6 +144,18 @@ impl KernelHost<'_> {
     fn caller(&self) -> Result<&Process, Errno> {
         self.caller.map(|(_, p)| p).ok_or(EPERM)
     }
+
+    /// [`RingHost::env`] for a process other than the one `env` holds.
+    #[cold]
+    #[inline(never)]
+    fn env_of(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
+        let process = match self.caller {
+            Some((t, p)) if t.id == pid => ProcessRef::Borrowed(p),
+            _ => ProcessRef::Owned(task::find_user(pid)?.process_arc()?),
+        };
+        self.env = Some(ProcessEnv { pid, process });
+        self.env.as_mut().map(|e| e as &mut dyn IoEnv)
+    }
 }
 
 impl RingHost for KernelHost<'_> {
@@ -151,15 +168,10 @@ impl RingHost for KernelHost<'_> {
     }
 
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
-        let reuse = self.env.as_ref().is_some_and(|e| e.pid == pid);
-        if !reuse {
-            let process = match self.caller {
-                Some((t, p)) if t.id == pid => ProcessRef::Borrowed(p),
-                _ => ProcessRef::Owned(task::find_user(pid)?.process_arc()?),
-            };
-            self.env = Some(ProcessEnv { pid, process });
+        if self.env.as_ref().is_some_and(|e| e.pid == pid) {
+            return self.env.as_mut().map(|e| e as &mut dyn IoEnv);
         }
-        self.env.as_mut().map(|e| e as &mut dyn IoEnv)
+        self.env_of(pid)
     }
 
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
@@ -292,6 +304,7 @@ impl ProcessEnv<'_> {
         self.file(FileRef::Fd(dirfd))?.dir_loc().map(Some)
     }
 
+    #[inline]
     fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
         let process = self.process();
         match file {
@@ -847,6 +860,33 @@ impl IoEnv for ProcessEnv<'_> {
         self.process()
             .with_address_space(|space| file.write_from_user(space, offset, user))
             .map(|n| n as u32)
+    }
+
+    fn rw_sync(
+        &mut self,
+        file: FileRef,
+        write: bool,
+        offset: Option<u64>,
+        buf: u64,
+        len: u32,
+    ) -> Option<Result<u32, Errno>> {
+        // `may_start`, then `read` or `write`, with one look at the process.
+        let process = self.process();
+        if file == FileRef::Fd(0) || process.uses_devices.load(Ordering::Relaxed) {
+            return None;
+        }
+        let transfer = || {
+            let handle = self.file(file)?;
+            let user = UserSlice::new(buf, u64::from(len))?;
+            process.with_address_space(|space| {
+                if write {
+                    handle.write_from_user(space, offset, user)
+                } else {
+                    handle.read_to_user(space, offset, user)
+                }
+            })
+        };
+        Some(transfer().map(|n| n as u32))
     }
 
     fn fsync(&mut self, file: FileRef) -> Result<(), Errno> {

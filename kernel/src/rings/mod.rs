@@ -137,6 +137,14 @@ pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, Errno
     })
 }
 
+/// `io_uring_enter`, the call that runs every submission: what [`call`]
+/// does for it, with the backend known at compile time.
+#[cfg(feature = "iouring")]
+#[inline]
+pub fn iouring_enter(args: RawArgs) -> Result<u64, Errno> {
+    KernelHost::with_current(|host| ring_iouring::BACKEND.enter(host, args))
+}
+
 /// Which of a ring system's three calls.
 pub enum RingCall {
     Setup,
