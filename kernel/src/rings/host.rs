@@ -304,7 +304,7 @@ impl ProcessEnv<'_> {
         self.file(FileRef::Fd(dirfd))?.dir_loc().map(Some)
     }
 
-    #[inline]
+    #[inline(always)]
     fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
         let process = self.process();
         match file {
