@@ -35,7 +35,9 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
-use kernel_core::ring::{BackendKind, RawArgs, RingBackend, RingHost, RingMapping, SystemRing};
+use kernel_core::ring::{
+    AsDynHost, BackendKind, RawArgs, RingBackend, RingHost, RingMapping, SystemRing,
+};
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
@@ -129,7 +131,8 @@ impl IoUring {
         f(self.table.lock().get_or_insert_with(Table::default))
     }
 
-    fn ring(&self, host: &mut dyn RingHost, fd: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
+    #[inline]
+    fn ring<H: RingHost + ?Sized>(&self, host: &mut H, fd: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
         let object = host.ring_of_fd(BackendKind::IoUring, fd)?;
         object.downcast::<Mutex<Ring>>().map_err(|_| EBADF)
@@ -139,7 +142,11 @@ impl IoUring {
     /// only index 0, the system ring, exists.
     /// As on Linux, the index is the low 32 bits of the `fd` argument; one
     /// past the table is `EINVAL`, an empty slot `EBADF`.
-    fn registered(&self, host: &mut dyn RingHost, index: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
+    fn registered<H: RingHost + ?Sized>(
+        &self,
+        host: &mut H,
+        index: u64,
+    ) -> Result<Arc<Mutex<Ring>>, Errno> {
         match index as u32 {
             i if i >= REGISTERED_RINGS_MAX => Err(EINVAL),
             0 => {
@@ -149,6 +156,64 @@ impl IoUring {
             }
             _ => Err(EBADF),
         }
+    }
+
+    /// `io_uring_enter(fd, to_submit, min_complete, flags)`, generic over
+    /// the host: `RingBackend::enter` is this with `dyn RingHost`, and a
+    /// kernel that calls it with its own host type pays no virtual call
+    /// for the ring lookup, the caller's id, its environment or the timer
+    /// (the call every submission makes; see docs/io_uring.md).
+    #[inline]
+    pub fn enter_in<H: AsDynHost + ?Sized>(
+        &self,
+        host: &mut H,
+        args: RawArgs,
+    ) -> Result<u64, Errno> {
+        let [fd, to_submit, min_complete, flags, ..] = args.0;
+        let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
+        if flags & !enter_flags::SUPPORTED != 0 {
+            return Err(EINVAL);
+        }
+        let ring = if flags & enter_flags::REGISTERED_RING != 0 {
+            self.registered(host, fd)?
+        } else {
+            self.ring(host, fd)?
+        };
+        let to_submit = u32::try_from(to_submit).unwrap_or(u32::MAX);
+        let pid = host.pid();
+
+        let (submitted, wait) = {
+            let mut guard = ring.lock();
+            let r = &mut *guard;
+            let shared = r.mapping.shared();
+            r.engine.flush_overflow(&shared);
+            if r.engine.mailbox().has_posts() {
+                let env = host.env(pid).ok_or(EPERM)?;
+                r.engine.reap_io(&shared, env);
+            }
+            let submitted = if to_submit > 0 {
+                let env = host.env(pid).ok_or(EPERM)?;
+                r.engine.submit(&shared, env, to_submit)?
+            } else {
+                0
+            };
+            if let Some(deadline) = r.engine.next_deadline() {
+                host.arm_timer(deadline);
+            }
+            let want = u32::try_from(min_complete)
+                .unwrap_or(u32::MAX)
+                .min(r.engine.cq_entries());
+            // As Linux: a submission that took fewer SQEs than asked (one
+            // failed prep, or fewer were published) returns at once.
+            let wait = flags & enter_flags::GETEVENTS != 0
+                && submitted == to_submit
+                && r.engine.cq_ready(&shared) < want;
+            (submitted, wait.then_some((want, r.wait_key)))
+        };
+        if let Some((want, key)) = wait {
+            wait_cqes(host.as_dyn(), &ring, pid, want, key);
+        }
+        Ok(u64::from(submitted))
     }
 
     /// Maps a ring in the caller, at mapping slot `slot` or (with `None`)
@@ -289,53 +354,9 @@ impl RingBackend for IoUring {
         Ok(fd as u64)
     }
 
-    /// `io_uring_enter(fd, to_submit, min_complete, flags)`.
+    /// `io_uring_enter(fd, to_submit, min_complete, flags)`: [`IoUring::enter_in`].
     fn enter(&self, host: &mut dyn RingHost, args: RawArgs) -> Result<u64, Errno> {
-        let [fd, to_submit, min_complete, flags, ..] = args.0;
-        let flags = u32::try_from(flags).map_err(|_| EINVAL)?;
-        if flags & !enter_flags::SUPPORTED != 0 {
-            return Err(EINVAL);
-        }
-        let ring = if flags & enter_flags::REGISTERED_RING != 0 {
-            self.registered(host, fd)?
-        } else {
-            self.ring(host, fd)?
-        };
-        let to_submit = u32::try_from(to_submit).unwrap_or(u32::MAX);
-        let pid = host.pid();
-
-        let (submitted, wait) = {
-            let mut guard = ring.lock();
-            let r = &mut *guard;
-            let shared = r.mapping.shared();
-            r.engine.flush_overflow(&shared);
-            if r.engine.mailbox().has_posts() {
-                let env = host.env(pid).ok_or(EPERM)?;
-                r.engine.reap_io(&shared, env);
-            }
-            let submitted = if to_submit > 0 {
-                let env = host.env(pid).ok_or(EPERM)?;
-                r.engine.submit(&shared, env, to_submit)?
-            } else {
-                0
-            };
-            if let Some(deadline) = r.engine.next_deadline() {
-                host.arm_timer(deadline);
-            }
-            let want = u32::try_from(min_complete)
-                .unwrap_or(u32::MAX)
-                .min(r.engine.cq_entries());
-            // As Linux: a submission that took fewer SQEs than asked (one
-            // failed prep, or fewer were published) returns at once.
-            let wait = flags & enter_flags::GETEVENTS != 0
-                && submitted == to_submit
-                && r.engine.cq_ready(&shared) < want;
-            (submitted, wait.then_some((want, r.wait_key)))
-        };
-        if let Some((want, key)) = wait {
-            wait_cqes(host, &ring, pid, want, key);
-        }
-        Ok(u64::from(submitted))
+        self.enter_in(host, args)
     }
 
     /// `io_uring_register(fd, opcode, arg, nr_args)`.

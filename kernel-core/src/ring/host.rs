@@ -82,6 +82,29 @@ impl core::fmt::Debug for RingMapping {
     }
 }
 
+/// A [`RingHost`] as a trait object, from a concrete host or from one
+/// already: lets a backend's hot call be generic over the host (so that a
+/// kernel calling it with its own host type pays no virtual call per host
+/// service) while its slow paths take `&mut dyn RingHost`.
+pub trait AsDynHost: RingHost {
+    /// `self` as `&mut dyn RingHost`.
+    fn as_dyn(&mut self) -> &mut dyn RingHost;
+}
+
+impl<T: RingHost> AsDynHost for T {
+    #[inline(always)]
+    fn as_dyn(&mut self) -> &mut dyn RingHost {
+        self
+    }
+}
+
+impl AsDynHost for dyn RingHost + '_ {
+    #[inline(always)]
+    fn as_dyn(&mut self) -> &mut dyn RingHost {
+        self
+    }
+}
+
 /// What a backend runs on a kernel thread of its own: called once, with
 /// that thread's host; the thread ends when it returns.
 pub type ThreadBody = Box<dyn FnOnce(&mut dyn RingHost) + Send>;

@@ -142,7 +142,7 @@ pub fn call(kind: BackendKind, op: RingCall, args: RawArgs) -> Result<u64, Errno
 #[cfg(feature = "iouring")]
 #[inline]
 pub fn iouring_enter(args: RawArgs) -> Result<u64, Errno> {
-    KernelHost::with_current(|host| ring_iouring::BACKEND.enter(host, args))
+    KernelHost::with_current(|host| ring_iouring::BACKEND.enter_in(host, args))
 }
 
 /// Which of a ring system's three calls.
