@@ -576,18 +576,48 @@ impl RingEngine {
         let w0 = words[0].load(Relaxed);
         let w3 = words[3].load(Relaxed);
         let w5 = words[5].load(Relaxed);
-        let res = if is_plain_nop(w0, w3, w5) {
-            0
-        } else {
-            match fast_rw(env, words, w0, w3, w5) {
-                Some(res) => res,
-                None => return self.submit_rest(shared, env, 1, 0),
-            }
-        };
+        if !is_plain_nop(w0, w3, w5) {
+            return self.submit_one_rw(shared, env, words, w0, w3, w5);
+        }
+        self.post_one(shared, env, words[4].load(Relaxed), 0)
+    }
+
+    /// [`RingEngine::submit_one`] for an SQE that is not a plain NOP (its
+    /// words 0, 3 and 5 as read there): a READ or WRITE that [`fast_rw`]
+    /// takes, else the general path. Out of line, so that a lone NOP saves
+    /// no registers for it.
+    #[inline(never)]
+    fn submit_one_rw(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        words: &[core::sync::atomic::AtomicU64; super::shared::SQE_WORDS],
+        w0: u64,
+        w3: u64,
+        w5: u64,
+    ) -> u32 {
+        use core::sync::atomic::Ordering::Relaxed;
+        match fast_rw(env, words, w0, w3, w5) {
+            Some(res) => self.post_one(shared, env, words[4].load(Relaxed), res),
+            None => self.submit_rest(shared, env, 1, 0),
+        }
+    }
+
+    /// The end of [`RingEngine::submit_one`]: posts the SQE's CQE (room was
+    /// checked), consumes the SQE and ends the batch (through the general
+    /// path's end if timers wait).
+    #[inline(always)]
+    fn post_one(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        user_data: u64,
+        res: i32,
+    ) -> u32 {
         shared.write_cqe(
             self.cq_tail & self.cq_mask,
             &Cqe {
-                user_data: words[4].load(Relaxed),
+                user_data,
                 res,
                 flags: 0,
             },
