@@ -1254,7 +1254,8 @@ impl RingEngine {
         let mut head = head0;
         // Runs of NOPs go through a leaf loop that keeps everything in
         // registers (`nop_run`, which reads the SQE seen here again, once
-        // for its own use); READs and WRITEs are done here.
+        // for its own use); runs of READs and WRITEs through `rw_run`, the
+        // same way.
         let delta = tail0.wrapping_sub(head0);
         while head != end {
             // The array entry, then each SQE word looked at, loaded once
@@ -1280,13 +1281,13 @@ impl RingEngine {
                 head = next;
                 continue;
             }
-            // Room is known: once a READ or WRITE has moved bytes, its SQE
-            // is consumed.
-            let Some(res) = fast_rw(env, words, w0, w3, w5) else {
+            // READs and WRITEs: a leaf loop of their own, as NOPs have.
+            let next = rw_run(&ring, env, head, end, delta);
+            if next == head {
+                // Not one the fast path takes.
                 break;
-            };
-            ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), res);
-            head = head.wrapping_add(1);
+            }
+            head = next;
         }
         let done = head.wrapping_sub(head0);
         self.sq_head = head;
@@ -1931,13 +1932,44 @@ fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
     head
 }
 
+/// Completes the READs and WRITEs [`fast_rw`] takes at SQ positions
+/// `head..end` (their CQEs at position + `delta`) and returns the position
+/// of the first SQE it does not take (not consumed), or `end`: what
+/// [`nop_run`] is for NOPs, so that the loop around each transfer keeps
+/// little state. Each array entry and SQE word is loaded once and checked
+/// on the copy; the caller made sure the CQ has room for `end - head`, so
+/// once a transfer has moved bytes its SQE is consumed.
+#[inline(never)]
+fn rw_run(ring: &BatchView<'_>, env: &mut dyn IoEnv, mut head: u32, end: u32, delta: u32) -> u32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let Some(ring) = ring.masked() else {
+        return head;
+    };
+    while head != end {
+        let Some(words) = ring.sqe_at(head) else {
+            break;
+        };
+        let (w0, w3, w5) = (
+            words[0].load(Relaxed),
+            words[3].load(Relaxed),
+            words[5].load(Relaxed),
+        );
+        let Some(res) = fast_rw(env, words, w0, w3, w5) else {
+            break;
+        };
+        ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), res);
+        head = head.wrapping_add(1);
+    }
+    head
+}
+
 /// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):
 /// `None` unless the SQE (words 0, 3 and 5 as already read) is a READ or
 /// WRITE with no flags, ioprio or personality that fails the checks of
 /// `ops::rw` (`op_flags`: `EOPNOTSUPP`; an offset below -1: `EINVAL`) or
 /// is on a file whose I/O is synchronous; then its result (the length
-/// clamped to [`ops::MAX_RW_COUNT`]). Inlined into its two callers (the
-/// NOP loop is [`nop_run`], a leaf of its own).
+/// clamped to [`ops::MAX_RW_COUNT`]). Inlined into its two callers
+/// ([`rw_run`] and the lone SQE's path).
 #[inline(always)]
 fn fast_rw(
     env: &mut dyn IoEnv,
