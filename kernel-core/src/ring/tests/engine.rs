@@ -735,3 +735,81 @@ fn read_write_fast_path_checks_and_runs_each_once() {
     assert_eq!(h.res(rw(op::WRITE, fd, MEM, 2, 0, 7)), 2);
     assert_eq!(&h.env.file_data("f").unwrap()[..4], b"XY23");
 }
+
+/// A batch of one SQE (the engine's lone-SQE path) does what the batch
+/// path does: a bad SQ array entry is dropped, counted; a READ with bad
+/// `op_flags` or offset fails its checks whatever its file (on an
+/// asynchronous one too, starting nothing, as the general path's
+/// issue-time checks); a good READ on an asynchronous file goes to the
+/// general path and stays pending; a plain NOP into a full CQ goes to the
+/// general path and overflows.
+#[test]
+fn a_batch_of_one_takes_the_same_paths() {
+    let mut h = Harness::new(4, 4);
+    let ring = h.ring.clone();
+    let v = ring.view();
+    h.push(nop(1));
+    v.set_sq_header(header::ARRAY, 4);
+    assert_eq!(h.submit(), 0);
+    assert_eq!(v.sq_header(header::DROPPED), 1);
+    assert_eq!(h.cqes(), []);
+
+    let fd = h.env.create_file("dev", b"abcd").unwrap();
+    h.env.make_async(fd);
+    let mut bad_flags = rw(op::READ, fd, MEM, 4, 0, 2);
+    bad_flags.op_flags = 1;
+    assert_eq!(h.res(bad_flags), -EOPNOTSUPP);
+    assert_eq!(h.res(rw(op::WRITE, fd, MEM, 4, (-2i64) as u64, 3)), -EINVAL);
+    assert!(h.env.started.is_empty());
+    h.push(rw(op::READ, fd, MEM, 4, 0, 4));
+    assert_eq!(h.submit(), 1);
+    assert_eq!(h.env.started.len(), 1);
+    assert_eq!(h.engine.pending_ops(), 1);
+    assert_eq!(h.cqes(), []);
+
+    // A sync file on the lone path, then four NOPs fill the CQ and a fifth
+    // overflows; all come out in order.
+    let file = h.env.create_file("f", b"xyz").unwrap();
+    assert_eq!(h.res(rw(op::READ, file, MEM, 3, 0, 5)), 3);
+    for i in 0..5 {
+        h.push(nop(10 + i));
+        assert_eq!(h.submit(), 1);
+    }
+    assert_eq!(h.engine.stats().overflowed, 1);
+    let got: Vec<u64> = h.cqes().iter().map(|c| c.user_data).collect();
+    assert_eq!(got, [10, 11, 12, 13, 14]);
+    h.engine.teardown(&mut h.env);
+}
+
+/// Runs of READs and NOPs in one batch (the fast path's two leaf loops)
+/// hand over to each other in order, and a READ on an asynchronous file
+/// in the middle hands the rest to the general path.
+#[test]
+fn read_and_nop_runs_hand_over_in_order() {
+    let mut h = Harness::new(16, 16);
+    let file = h.env.create_file("f", b"0123456789").unwrap();
+    let dev = h.env.create_file("dev", b"").unwrap();
+    h.env.make_async(dev);
+    let sqes = [
+        rw(op::READ, file, MEM, 2, 0, 1),
+        rw(op::READ, file, MEM + 2, 2, 2, 2),
+        nop(3),
+        nop(4),
+        rw(op::READ, file, MEM + 4, 2, 4, 5),
+        rw(op::READ, dev, MEM + 8, 2, 0, 6),
+        nop(7),
+        rw(op::READ, file, MEM + 6, 2, 6, 8),
+    ];
+    for sqe in &sqes {
+        h.push(*sqe);
+    }
+    assert_eq!(h.submit(), 8);
+    let got: Vec<(u64, i32)> = h.cqes().iter().map(|c| (c.user_data, c.res)).collect();
+    assert_eq!(
+        got,
+        [(1, 2), (2, 2), (3, 0), (4, 0), (5, 2), (7, 0), (8, 2)]
+    );
+    assert_eq!(h.env.peek(MEM, 8).unwrap(), b"01234567");
+    assert_eq!(h.env.started.len(), 1);
+    h.engine.teardown(&mut h.env);
+}
