@@ -1,0 +1,53 @@
+//! `crashcheck [DIR]`: the checking half of the crash test
+//! (`cargo xtask crashtest`, `abi::crash_log`). Run as init on the boot
+//! after a power cut: the kernel has mounted the disk at `/disk` (or DIR),
+//! replaying the journal. It reads `DIR/crash.log`, counts the intact
+//! records at its start and measures the bytes after them, and prints one
+//! machine-readable line:
+//!
+//! - `CHECK records=N tail=T ok`: records 1..=N intact, followed by at
+//!   most one record's worth of torn bytes (the write that was in flight);
+//! - `CHECK FAIL ...`: the file cannot be read, or more than one record's
+//!   worth of bytes follows the intact ones (a record before the last
+//!   write is damaged).
+//!
+//! The runner compares N with the last `DURABLE` the writer printed. The
+//! machine powers off with success only for `ok`, after which the kernel
+//! has unmounted the disk cleanly.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use abi::crash_log;
+use alloc::format;
+use libuser::{fs, println, sys, Args};
+
+libuser::entry!(main);
+
+fn main(args: Args) -> i32 {
+    let dir = args.get_str(1).unwrap_or("/disk");
+    let path = format!("{dir}/{}", crash_log::FILE_NAME);
+    let data = match fs::read_to_vec(&path) {
+        Ok(data) => data,
+        Err(errno) => {
+            println!("CHECK FAIL cannot read {path}: {errno}");
+            sys::poweroff(1)
+        }
+    };
+    let found = crash_log::check(&data);
+    if found.tail_ok() {
+        println!("CHECK records={} tail={} ok", found.records, found.tail);
+        sys::poweroff(0)
+    }
+    println!(
+        "CHECK FAIL records={} tail={}: record {} at byte {} is damaged and {} bytes follow",
+        found.records,
+        found.tail,
+        found.records + 1,
+        found.intact_bytes,
+        found.tail
+    );
+    sys::poweroff(1)
+}
