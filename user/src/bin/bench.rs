@@ -574,7 +574,7 @@ fn main(args: Args) -> i32 {
     );
     println!("# pread4k/pwrite4k: no pread/pwrite syscall here, each op is lseek + read/write (2 syscalls)");
     type CaseFn = fn(&Config) -> Result<Vec<Sample>, CaseError>;
-    let cases: [(&'static str, CaseFn); 20] = [
+    let cases: [(&'static str, CaseFn); 22] = [
         ("syscall_getpid", |c| {
             (0..c.reps)
                 .map(|_| timed(c.ops, &mut getpid_loop))
@@ -613,6 +613,8 @@ fn main(args: Args) -> i32 {
         ("vblk_randwrite4k_qd32", |c| {
             blk_case(c, VBLK, 32, true, false)
         }),
+        ("ext4_append4k_fsync", |c| fs_append_case(c, EXT4_DIR)),
+        ("ext4_read4k_b32", |c| fs_read_case(c, EXT4_DIR, "ext4")),
     ];
     let start = now_ns();
     let mut rows = Vec::new();
@@ -796,5 +798,194 @@ fn blk_case(
         })
         .collect();
     let _ = sys::close(fd);
+    samples
+}
+
+// ------------------------------------------------------------ file system
+
+/// The ext4 disk's mount point (the Linux anchor's `/mnt2`).
+const EXT4_DIR: &str = "/disk";
+/// `ext4_read4k_b32` reads a file of this size (the anchor's `FS_READ_FILE`).
+const FS_READ_FILE: u64 = 16 << 20;
+/// `ext4_append4k_fsync` stops a rep at 32 MiB of a 64 MiB volume (the
+/// anchor's `FS_APPEND_MAX_OPS`).
+const FS_APPEND_MAX_OPS: u64 = 8192;
+
+/// The anchor's `case_fs_append` on `dir/anchor.dat`: per op a 4 KiB WRITE
+/// at the end of the file linked (`IO_LINK`) to an FSYNC, `enter(2, 2,
+/// GETEVENTS)`, both CQEs checked (4096 and 0). Before the warm-up and
+/// again before the timed run, untimed: truncate to 0 and fsync. ops =
+/// pairs, at most [`FS_APPEND_MAX_OPS`] per rep.
+#[allow(unsafe_code)] // the WRITE lends the kernel a raw page: that is the case
+fn fs_append_case(cfg: &Config, dir: &str) -> Result<Vec<Sample>, CaseError> {
+    let path = format!("{dir}/anchor.dat");
+    let file = File::open(&path, O_RDWR | O_CREAT | O_TRUNC).map_err(CaseError::Setup)?;
+    let fd = file.fd() as i32;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut page = Page([0x5a; BLOCK]);
+    let addr = page.0.as_mut_ptr() as u64;
+    let setup = || -> Result<(), CaseError> {
+        file.set_len(0)?;
+        file.fsync()?;
+        Ok(())
+    };
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0u64;
+        let mut off = 0u64;
+        while ops < target {
+            let write = Sqe {
+                opcode: op::WRITE,
+                flags: abi::io_uring::sqe_flags::IO_LINK,
+                fd,
+                off,
+                addr,
+                len: BLOCK as u32,
+                user_data: 0,
+                ..Sqe::default()
+            };
+            let fsync = Sqe {
+                opcode: op::FSYNC,
+                fd,
+                user_data: 1,
+                ..Sqe::default()
+            };
+            // SAFETY: the WRITE names `page`, which this code does not
+            // touch and which outlives the loop; both CQEs are reaped
+            // before the next pair is pushed.
+            if !unsafe { ring.push_sqe(&write) && ring.push_sqe(&fsync) } {
+                return Err(CaseError::Failed(String::from("SQ full")));
+            }
+            ring.publish();
+            ring.enter(2, 2, enter_flags::GETEVENTS)?;
+            let mut got = 0;
+            while got < 2 {
+                let Some(cqe) = ring.pop_cqe() else {
+                    ring.enter(0, 1, enter_flags::GETEVENTS)?;
+                    continue;
+                };
+                got += 1;
+                let want = if cqe.user_data == 0 { BLOCK as i32 } else { 0 };
+                if cqe.res != want {
+                    return Err(CaseError::Failed(format!(
+                        "{} cqe res {} (expected {want}) at offset {off}",
+                        if cqe.user_data == 0 { "write" } else { "fsync" },
+                        cqe.res
+                    )));
+                }
+            }
+            off += BLOCK as u64;
+            ops += 1;
+        }
+        Ok(ops)
+    };
+    let target = cfg.blkops.min(FS_APPEND_MAX_OPS);
+    let mut samples = Vec::new();
+    for _ in 0..cfg.reps {
+        // The anchor's `timed_setup`: setup, warm-up, setup, timed run.
+        setup()?;
+        body((target / 50).clamp(1, 4096))?;
+        setup()?;
+        let t0 = now_ns();
+        let c0 = rdtsc();
+        let ops = body(target)?;
+        let (c1, t1) = (rdtsc(), now_ns());
+        samples.push(Sample {
+            ops,
+            ns: t1 - t0,
+            cycles: c1 - c0,
+            extra: 0,
+        });
+    }
+    // `page` lives until here, after the last pair was reaped.
+    let _ = &mut page;
+    Ok(samples)
+}
+
+/// The anchor's `case_fs_read` on `dir/anchor-read.dat`: the 16 MiB file
+/// is written first (untimed, 128 KiB pwrites, then fsync) unless it has
+/// that size; then batches of 32 READs of 4 KiB at random block offsets
+/// (splitmix64 seeded [`BLK_SEED`], restarted every rep) into 32 buffers,
+/// `enter(32, 32, GETEVENTS)` (more `enter(0, 1)` until all 32 CQEs are
+/// in), each CQE checked to be 4096. ops = reads, `blkops` per rep.
+#[allow(unsafe_code)] // the SQEs lend the kernel raw pages: that is the case
+fn fs_read_case(cfg: &Config, dir: &str, tag: &str) -> Result<Vec<Sample>, CaseError> {
+    let path = format!("{dir}/anchor-read.dat");
+    let have = sys::stat(&path).map_or(0, |st| st.size);
+    if have != FS_READ_FILE {
+        let t0 = now_ns();
+        let f = File::open(&path, O_RDWR | O_CREAT | O_TRUNC).map_err(CaseError::Setup)?;
+        let chunk = vec![0u8; RW_BATCH * BLOCK];
+        let mut off = 0u64;
+        while off < FS_READ_FILE {
+            let mut done = 0;
+            while done < chunk.len() {
+                done += f.write_at(&chunk[done..], off + done as u64)?;
+            }
+            off += chunk.len() as u64;
+        }
+        f.fsync()?;
+        let ms = (now_ns() - t0) / 1_000_000;
+        println!(
+            "# {tag}: wrote {path} ({} MiB) in {ms} ms",
+            FS_READ_FILE >> 20
+        );
+    }
+    let file = File::open(&path, abi::open_flags::O_RDONLY).map_err(CaseError::Setup)?;
+    let fd = file.fd() as i32;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut pages = vec![Page([0; BLOCK]); RW_BATCH];
+    let addrs: Vec<u64> = pages.iter_mut().map(|p| p.0.as_mut_ptr() as u64).collect();
+    let nblocks = FS_READ_FILE / BLOCK as u64;
+    let rng = core::cell::Cell::new(BLK_SEED);
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0u64;
+        while ops < target {
+            for (i, &addr) in addrs.iter().enumerate() {
+                let mut state = rng.get();
+                let off = (abi::disk_test::splitmix64(&mut state) % nblocks) * BLOCK as u64;
+                rng.set(state);
+                let sqe = Sqe {
+                    opcode: op::READ,
+                    fd,
+                    off,
+                    addr,
+                    len: BLOCK as u32,
+                    user_data: i as u64,
+                    ..Sqe::default()
+                };
+                // SAFETY: each SQE names one page of `pages`, untouched by
+                // this code, which outlives the loop; all 32 CQEs are
+                // reaped before the next batch.
+                if !unsafe { ring.push_sqe(&sqe) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            ring.publish();
+            ring.enter(RW_BATCH as u32, RW_BATCH as u32, enter_flags::GETEVENTS)?;
+            let mut got = 0;
+            while got < RW_BATCH {
+                let Some(cqe) = ring.pop_cqe() else {
+                    ring.enter(0, 1, enter_flags::GETEVENTS)?;
+                    continue;
+                };
+                got += 1;
+                if cqe.res != BLOCK as i32 {
+                    return Err(CaseError::Failed(format!(
+                        "read cqe res {} (expected {BLOCK})",
+                        cqe.res
+                    )));
+                }
+            }
+            ops += RW_BATCH as u64;
+        }
+        Ok(ops)
+    };
+    let samples = (0..cfg.reps)
+        .map(|_| {
+            rng.set(BLK_SEED);
+            timed(cfg.blkops, &mut body)
+        })
+        .collect();
+    drop(pages);
     samples
 }
