@@ -26,6 +26,7 @@ extern crate alloc;
 pub mod device;
 pub mod errno;
 pub mod precheck;
+pub mod vfs;
 
 use abi::errno::{Errno, EINVAL, EIO, EISDIR, ENAMETOOLONG, ENOENT, ENOTDIR};
 use alloc::vec::Vec;
@@ -108,11 +109,13 @@ pub struct DirEntry {
     pub ino: Ino,
     pub kind: FileType,
     pub name: Vec<u8>,
+    /// Where a listing resumes after this entry.
+    pub next: DirCursor,
 }
 
 /// Where a directory listing resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DirCursor(DirectoryCursor);
+pub struct DirCursor(pub DirectoryCursor);
 
 impl DirCursor {
     /// The start of a directory.
@@ -544,6 +547,7 @@ impl<D: BlockDevice> Ext4Fs<D> {
                 ino: e.inode.raw(),
                 kind: FileType::of_entry(e.file_type),
                 name: e.name,
+                next: DirCursor(e.next_cursor),
             });
         }
         Ok((out, DirCursor(next)))

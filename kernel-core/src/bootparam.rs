@@ -48,6 +48,9 @@ pub struct BootConfig {
     /// starting the first program (`blkfloor=nvme0n1`): 4 KiB reads timed
     /// with the driver alone, polled, no block layer, no ring.
     pub blkfloor: Option<String>,
+    /// The disk whose file system is mounted at `/disk` (`root=vda`);
+    /// `None` mounts the first disk that holds one there.
+    pub root: Option<String>,
     /// `debug_panic=boot`: panic on purpose once the first program is
     /// started, so a test boot can check that a kernel panic prints a
     /// symbolized backtrace. Only the command line reaches it.
@@ -64,6 +67,7 @@ impl Default for BootConfig {
             tasks_max: None,
             blktest: None,
             blkfloor: None,
+            root: None,
             debug_panic: false,
         }
     }
@@ -248,6 +252,13 @@ pub static PARAMS: &[ParamSpec] = &[
         help: "time polled 4 KiB reads through a disk driver alone (the device's floor) instead of the first program",
         apply: apply_blkfloor,
         current: |cfg| cfg.blkfloor.clone().unwrap_or_else(|| "none".to_string()),
+    },
+    ParamSpec {
+        name: "root",
+        values: BLKTEST_VALUES,
+        help: "the disk whose file system is mounted at /disk (default: the first that holds one)",
+        apply: apply_root,
+        current: |cfg| cfg.root.clone().unwrap_or_else(|| "none".to_string()),
     },
     ParamSpec {
         name: "debug_panic",
@@ -445,6 +456,11 @@ fn apply_blktest(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
     Ok(())
 }
 
+fn apply_root(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
+    cfg.root = disk_name("root", value, &cfg.root)?;
+    Ok(())
+}
+
 fn apply_blkfloor(cfg: &mut BootConfig, value: &str) -> Result<(), Warning> {
     cfg.blkfloor = disk_name("blkfloor", value, &cfg.blkfloor)?;
     Ok(())
@@ -472,6 +488,15 @@ fn disk_name(key: &str, value: &str, current: &Option<String>) -> Result<Option<
 mod tests {
     use super::*;
     use alloc::format;
+
+    #[test]
+    fn root_takes_a_disk_name() {
+        assert_eq!(parse_ok("root=nvme0n1").root.as_deref(), Some("nvme0n1"));
+        assert_eq!(parse_ok("root=none").root, None);
+        let (cfg, warnings) = parse("root=/dev/vda");
+        assert_eq!(cfg.root, None);
+        assert!(matches!(warnings[..], [Warning::InvalidValue { .. }]));
+    }
 
     #[test]
     fn blktest_takes_a_disk_name() {
@@ -626,7 +651,7 @@ mod tests {
         );
         assert_eq!(
             format!("{}", warnings[3]),
-            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest blkfloor debug_panic); ignored"
+            "boot parameter \"foo=1\": unknown parameter (known: init log ring syscall tasks_max blktest blkfloor root debug_panic); ignored"
         );
         assert_eq!(
             format!("{}", warnings[0]),
@@ -738,12 +763,12 @@ mod tests {
     fn display_config_and_help() {
         assert_eq!(
             format!("{}", BootConfig::default()),
-            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none blkfloor=none debug_panic=off"
+            "init=init log=info ring=default syscall=direct tasks_max=auto blktest=none blkfloor=none root=none debug_panic=off"
         );
         let cfg = parse_ok("ring=iouring syscall=ring log=warn init=x");
         assert_eq!(
             format!("{cfg}"),
-            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none blkfloor=none debug_panic=off"
+            "init=x log=warn ring=iouring syscall=ring tasks_max=auto blktest=none blkfloor=none root=none debug_panic=off"
         );
         assert!(parse_ok("debug_panic=boot").debug_panic);
         let (cfg, warnings) = parse("debug_panic=yes");

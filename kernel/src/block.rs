@@ -387,6 +387,11 @@ pub enum Dir {
 }
 
 impl Disk {
+    /// The disk's name (`vda`, `nvme0n1`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn geometry(&self) -> Geometry {
         self.geometry
     }
@@ -538,11 +543,6 @@ impl Disk {
             }
             Some(bounce)
         };
-        let op = if read { BlockOp::Read } else { BlockOp::Write };
-        let block = u64::from(self.geometry.block_size);
-        let max = u64::from(self.geometry.max_transfer).max(block) / block * block;
-        let max_segments = usize::from(self.geometry.max_segments.max(2));
-
         // Cut into requests of at most `max` bytes and `max_segments`
         // pieces, each a whole number of blocks.
         let mut pieces: Vec<Segment> = Vec::new();
@@ -572,6 +572,34 @@ impl Disk {
         if pieces.len() != expected {
             return Err(ENOMEM);
         }
+        let op = if read { BlockOp::Read } else { BlockOp::Write };
+        let io = Io {
+            remaining: AtomicUsize::new(0),
+            error: AtomicU32::new(0),
+            bytes: total as u32,
+            bounce,
+            user,
+            read,
+            target,
+            _guard: guard,
+        };
+        self.submit(op, offset, pieces, io, polled)
+    }
+
+    /// Cuts `pieces` (a scatter list of `io.bytes` bytes for the disk at
+    /// byte `offset`) into requests of at most the device's transfer size
+    /// and segment count, each a whole number of blocks, and queues them.
+    fn submit(
+        &self,
+        op: BlockOp,
+        offset: u64,
+        pieces: Vec<Segment>,
+        mut io: Io,
+        polled: bool,
+    ) -> Result<(), Errno> {
+        let block = u64::from(self.geometry.block_size);
+        let max = u64::from(self.geometry.max_transfer).max(block) / block * block;
+        let max_segments = usize::from(self.geometry.max_segments.max(2));
         let mut requests: Vec<(u64, Vec<Segment>)> = Vec::new();
         let mut current: Vec<Segment> = Vec::new();
         let mut current_bytes = 0u64;
@@ -616,16 +644,8 @@ impl Disk {
             requests.try_reserve(1).map_err(|_| ENOMEM)?;
             requests.push((sector, current));
         }
-        let io = Arc::new(Io {
-            remaining: AtomicUsize::new(requests.len()),
-            error: AtomicU32::new(0),
-            bytes: total as u32,
-            bounce,
-            user,
-            read,
-            target,
-            _guard: guard,
-        });
+        io.remaining = AtomicUsize::new(requests.len());
+        let io = Arc::new(io);
         let mut queued = Vec::new();
         queued.try_reserve(requests.len()).map_err(|_| ENOMEM)?;
         for (sector, segments) in requests {
@@ -639,6 +659,60 @@ impl Disk {
         drop(io);
         self.enqueue(self.queue_for(polled), queued);
         Ok(())
+    }
+
+    /// Moves `len` bytes (whole blocks, at most `frames`' size) between
+    /// the kernel's `frames` and the disk at byte `offset`, and sleeps
+    /// until the device is done: the file-system worker's path.
+    pub fn transfer_sync(
+        &self,
+        dir: Dir,
+        offset: u64,
+        frames: &Arc<SharedFrames>,
+        len: u64,
+    ) -> Result<(), Errno> {
+        let block = u64::from(self.geometry.block_size);
+        if len == 0
+            || len > frames.len() as u64
+            || len > u64::from(u32::MAX / 2)
+            || !len.is_multiple_of(block)
+            || !offset.is_multiple_of(block)
+            || offset.checked_add(len).is_none_or(|end| end > self.size())
+        {
+            return Err(EINVAL);
+        }
+        let mut pieces: Vec<Segment> = Vec::new();
+        pieces
+            .try_reserve(len.div_ceil(PAGE_SIZE) as usize)
+            .map_err(|_| ENOMEM)?;
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(PAGE_SIZE);
+            pieces.push(Segment {
+                phys: frames.phys() + at,
+                len: n as u32,
+            });
+            at += n;
+        }
+        let wait = Arc::new(SyncWait::default());
+        let io = Io {
+            remaining: AtomicUsize::new(0),
+            error: AtomicU32::new(0),
+            bytes: len as u32,
+            // The frames stay alive until the I/O is done: the caller
+            // sleeps below while holding them.
+            bounce: None,
+            user: Vec::new(),
+            read: dir == Dir::Read,
+            target: Target::Sync(wait.clone()),
+            _guard: None,
+        };
+        let op = match dir {
+            Dir::Read => BlockOp::Read,
+            Dir::Write => BlockOp::Write,
+        };
+        self.submit(op, offset, pieces, io, false)?;
+        wait.wait().map(drop)
     }
 
     /// Starts a cache flush; its result goes to `target`. A disk without a

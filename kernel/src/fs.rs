@@ -8,6 +8,7 @@
 
 use crate::arch::paging::AddressSpace;
 use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
+use crate::diskfs::WorkerFs;
 use crate::usercopy::UserSlice;
 use abi::errno;
 use abi::errno::Errno;
@@ -20,10 +21,12 @@ use kernel_core::vfs::{self, FileSystem, Kind, Loc, Vfs};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
-/// The mount table. Held (interrupts off) only while a path is resolved
-/// and a RAM file system operation runs; a file system that may sleep
-/// must be called with it released (docs/vfs.md).
-static VFS: Mutex<Option<Vfs>> = Mutex::new(None);
+/// The mount table. Changed only at boot (the disks are mounted before the
+/// first program starts); a call takes a reference and resolves paths
+/// without the lock, since a disk file system sleeps (docs/vfs.md).
+static VFS: Mutex<Option<Arc<Vfs>>> = Mutex::new(None);
+/// The disk file systems mounted, for `sync` at shutdown.
+static DISK_MOUNTS: Mutex<Vec<Arc<WorkerFs>>> = Mutex::new(Vec::new());
 /// The RAM file system (also mounted at `/`), for the program loader.
 static RAM: Mutex<Option<Arc<RamFs>>> = Mutex::new(None);
 
@@ -47,6 +50,104 @@ pub enum File {
     Block(BlockFile),
     /// An open directory, read with `getdents`.
     Dir(DirFile),
+    /// A file on a disk file system: every call goes to the file-system
+    /// worker (`crate::fswork`).
+    Disk(DiskFile),
+}
+
+/// An open file on a disk file system: the mount, the inode, the position.
+pub struct DiskFile {
+    fs: Arc<WorkerFs>,
+    ino: vfs::Ino,
+    pos: Mutex<u64>,
+    flags: u64,
+}
+
+impl DiskFile {
+    fn readable(&self) -> bool {
+        self.flags & abi::open_flags::O_ACCMODE != abi::open_flags::O_WRONLY
+    }
+
+    fn writable(&self) -> bool {
+        matches!(
+            self.flags & abi::open_flags::O_ACCMODE,
+            abi::open_flags::O_WRONLY | abi::open_flags::O_RDWR
+        )
+    }
+
+    /// Reads into `buf` at `offset` (`None`: the position, which moves
+    /// past what was read). Sleeps for the worker unless on it.
+    pub fn read(&self, offset: Option<u64>, buf: &mut [u8]) -> Result<usize, Errno> {
+        if !self.readable() {
+            return Err(errno::EBADF);
+        }
+        let at = offset.unwrap_or_else(|| self.position());
+        let n = self.fs.read_at(self.ino, at, buf)?;
+        if offset.is_none() {
+            self.set_position(at + n as u64);
+        }
+        Ok(n)
+    }
+
+    /// A read served by the page cache alone (see `File::read_to_user`):
+    /// `None` on a miss, with nothing read and the position unmoved.
+    pub fn read_cached(
+        &self,
+        offset: Option<u64>,
+        len: usize,
+        out: impl FnMut(usize, &[u8]),
+    ) -> Option<usize> {
+        if !self.readable() {
+            return None;
+        }
+        let at = offset.unwrap_or_else(|| self.position());
+        let n = self.fs.read_cached(self.ino, at, len, out)?;
+        if offset.is_none() {
+            self.set_position(at + n as u64);
+        }
+        Some(n)
+    }
+
+    /// Whether a read of `len` bytes at `offset` would hit the page cache.
+    pub fn cached(&self, offset: Option<u64>, len: usize) -> bool {
+        self.readable()
+            && self
+                .fs
+                .cached(self.ino, offset.unwrap_or_else(|| self.position()), len)
+    }
+
+    /// Writes all of `data` at `offset` (`None`: the position, which moves
+    /// past it; with `O_APPEND` always at the end, as Linux).
+    pub fn write(&self, offset: Option<u64>, data: &[u8]) -> Result<usize, Errno> {
+        if !self.writable() {
+            return Err(errno::EBADF);
+        }
+        let at = if self.flags & abi::open_flags::O_APPEND != 0 {
+            self.fs.stat(self.ino)?.size
+        } else {
+            offset.unwrap_or_else(|| self.position())
+        };
+        at.checked_add(data.len() as u64).ok_or(errno::EFBIG)?;
+        let n = self.fs.write_at(self.ino, at, data)?;
+        if offset.is_none() {
+            self.set_position(at + n as u64);
+        }
+        Ok(n)
+    }
+
+    /// Makes the file durable (see `diskfs`: a journal commit and device
+    /// flushes).
+    pub fn fsync(&self, datasync: bool) -> Result<(), Errno> {
+        self.fs.fsync(self.ino, datasync)
+    }
+
+    fn position(&self) -> u64 {
+        interrupts::without_interrupts(|| *self.pos.lock())
+    }
+
+    fn set_position(&self, at: u64) {
+        interrupts::without_interrupts(|| *self.pos.lock() = at);
+    }
 }
 
 /// An open directory: its file system, its inode and the `getdents`
@@ -175,6 +276,16 @@ impl File {
             }
             File::Ring { .. } => Err(errno::EINVAL),
             File::Dir(_) => Err(errno::EISDIR),
+            // A page-cache hit only (a ring READ that `IoEnv::start` saw
+            // cached): the disk is never waited for under the
+            // address-space lock this runs under. A page dropped since is
+            // `EAGAIN`.
+            File::Disk(d) => {
+                let len = user.len().min(IO_CHUNK) as usize;
+                let pages = user.prefix(len as u64).pages(space, true)?;
+                d.read_cached(offset, len, |at, data| pages.write_at(at as u64, data))
+                    .ok_or(errno::EAGAIN)
+            }
             // Only the transfer that moves nothing gets here (at the end of
             // the disk); the others start with `BlockFile::begin` or through
             // a ring, because they wait for the device.
@@ -225,6 +336,7 @@ impl File {
             }
             File::Ring { .. } => Err(errno::EINVAL),
             File::Dir(_) => Err(errno::EISDIR),
+            File::Disk(_) => Err(errno::EIO),
             File::Block(b) => match b.claim(Dir::Write, offset, user.len())? {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
@@ -260,6 +372,20 @@ impl File {
             File::Ram(file) => interrupts::without_interrupts(|| {
                 file.lock().lseek(offset, whence).map_err(|e| e.errno())
             }),
+            File::Disk(d) => {
+                let base = match whence {
+                    abi::seek::SEEK_SET => 0,
+                    abi::seek::SEEK_CUR => d.position(),
+                    abi::seek::SEEK_END => d.fs.stat(d.ino)?.size,
+                    _ => return Err(errno::EINVAL),
+                };
+                let new = base.checked_add_signed(offset).ok_or(errno::EINVAL)?;
+                if new > i64::MAX as u64 {
+                    return Err(errno::EINVAL);
+                }
+                d.set_position(new);
+                Ok(new)
+            }
         }
     }
 
@@ -276,7 +402,15 @@ impl File {
             // RAM files have no backing store: once written they are as
             // durable as they will ever be.
             File::Ram(_) => Ok(()),
+            File::Disk(d) => d.fsync(false),
         }
+    }
+
+    /// Whether I/O on this file completes later (a disk, or a file on a
+    /// disk file system): a process that opens one lets its rings start
+    /// I/O that stays pending.
+    pub fn completes_later(&self) -> bool {
+        matches!(self, File::Block(_) | File::Disk(_))
     }
 
     pub fn stat(&self) -> abi::FileStat {
@@ -290,6 +424,10 @@ impl File {
             File::Dir(d) => abi::FileStat {
                 size: 0,
                 ino: d.loc.ino,
+            },
+            File::Disk(d) => abi::FileStat {
+                size: d.fs.stat(d.ino).map_or(0, |a| a.size),
+                ino: d.ino,
             },
         }
     }
@@ -305,6 +443,7 @@ impl File {
                 }
                 file.inode().truncate(len).map_err(|e| e.errno())
             }),
+            File::Disk(d) if d.writable() => d.fs.truncate(d.ino, len),
             _ => Err(errno::EINVAL),
         }
     }
@@ -354,22 +493,93 @@ pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Er
             loc: opened.loc,
             cursor: Mutex::new(0),
         }),
-        Kind::File => {
-            // Only the RAM file system exists yet; a disk file system's
-            // files get an open-file type of their own with it.
-            let inode = opened
-                .fs
-                .ram_file(opened.loc.ino)
-                .ok_or(errno::EOPNOTSUPP)?;
-            File::Ram(Mutex::new(OpenFile::new(inode, flags)?))
-        }
+        Kind::File => match opened.fs.ram_file(opened.loc.ino) {
+            Some(inode) => File::Ram(Mutex::new(OpenFile::new(inode, flags)?)),
+            None => File::Disk(DiskFile {
+                fs: disk_mount(&opened.fs).ok_or(errno::EOPNOTSUPP)?,
+                ino: opened.loc.ino,
+                pos: Mutex::new(0),
+                flags,
+            }),
+        },
     };
     Ok(Arc::new(file))
 }
 
-/// Runs `f` on the mount table.
+/// Runs `f` on the mount table (interrupts off, as the RAM file system's
+/// locks want; a disk file system's calls sleep for the worker).
 fn with<R>(f: impl FnOnce(&Vfs) -> R) -> R {
-    interrupts::without_interrupts(|| f(VFS.lock().as_ref().expect("file system used before init")))
+    interrupts::without_interrupts(|| {
+        let vfs = VFS.lock().clone().expect("file system used before init");
+        f(&vfs)
+    })
+}
+
+/// The disk mount `fs` is, if it is one.
+fn disk_mount(fs: &Arc<dyn FileSystem>) -> Option<Arc<WorkerFs>> {
+    let want = Arc::as_ptr(fs) as *const ();
+    interrupts::without_interrupts(|| {
+        DISK_MOUNTS
+            .lock()
+            .iter()
+            .find(|m| Arc::as_ptr(m) as *const () == want)
+            .cloned()
+    })
+}
+
+/// Mounts the file system of every disk that holds one: the disk `root`
+/// names (or the first found) at `/disk`, the others at `/disk1`, ...
+/// (`vfs::mount::disk_mount_points`). Runs at boot, before the first
+/// program, on a thread that may sleep. A disk without a file system the
+/// kernel knows is left alone (it stays a raw `/dev/NAME`).
+pub fn mount_disks(root: Option<&str>) {
+    let mut found = Vec::new();
+    for disk in block::disks() {
+        match crate::diskfs::mount(disk.clone()) {
+            Ok(fs) => found.push(fs),
+            Err(e) => log::info!("{}: no file system mounted ({})", disk.name(), e),
+        }
+    }
+    if let Some(want) = root {
+        if !found.iter().any(|f| f.disk == want) {
+            log::warn!("root={want}: no such disk holds a file system; using the first found");
+        }
+    }
+    let names: Vec<&str> = found.iter().map(|f| f.disk.as_str()).collect();
+    let plan = vfs::mount::disk_mount_points(&names, root);
+    interrupts::without_interrupts(|| {
+        let mut table = VFS.lock();
+        let Some(vfs) = table.as_mut().and_then(Arc::get_mut) else {
+            log::error!("disks: the mount table is in use; nothing mounted");
+            return;
+        };
+        for (i, at) in plan {
+            let fs = found[i].clone();
+            match vfs.mount_new_dir(&at, fs.clone()) {
+                Ok(_) => {
+                    log::info!("{}: ext4 mounted at {at}", fs.disk);
+                    DISK_MOUNTS.lock().push(fs);
+                }
+                Err(e) => log::error!("{}: cannot mount at {at}: {e}", fs.disk),
+            }
+        }
+    });
+}
+
+/// Writes every disk file system back and unmounts it (at shutdown; the
+/// caller may sleep). A mount that cannot finish is logged: its journal
+/// replays at the next mount.
+pub fn unmount_disks() {
+    let mounts = interrupts::without_interrupts(|| core::mem::take(&mut *DISK_MOUNTS.lock()));
+    for fs in mounts {
+        match fs.unmount() {
+            Ok(()) => log::info!("{}: unmounted", fs.disk),
+            Err(e) => log::warn!(
+                "{}: unmount: {e}; the journal will be replayed at the next mount",
+                fs.disk
+            ),
+        }
+    }
 }
 
 /// The RAM file system.
@@ -430,7 +640,7 @@ pub fn init(initrd: Option<&[u8]>) -> usize {
     ));
     interrupts::without_interrupts(|| {
         *RAM.lock() = Some(ram.clone());
-        *VFS.lock() = Some(Vfs::new(ram.clone()));
+        *VFS.lock() = Some(Arc::new(Vfs::new(ram.clone())));
     });
     log::info!("file system: {} MiB", size >> 20);
     let Some(archive) = initrd else {

@@ -348,6 +348,9 @@ fn exited(task: Arc<Task>) {
 /// Ends the machine (init's end, or the `poweroff` call): success when
 /// `code` is 0.
 pub fn shutdown(code: i32) -> ! {
+    // The disks' file systems are written back and marked clean first
+    // (this sleeps for the file-system worker).
+    crate::fs::unmount_disks();
     interrupts::disable();
     log::info!(
         "shutdown: exit code {code}; task switches per CPU {:?}",

@@ -31,8 +31,12 @@
 //!                                              -> process fs task usercopy time arch
 //! process     what a process holds: address space, files, family links
 //!                                              -> fs task mm arch
-//! fs          the RAM file system and open files (console, RAM, disks,
-//!             rings as opaque objects)         -> block console usercopy logger arch
+//! fs          the mount table (RAM file system at /, disks at /disk...)
+//!             and open files (console, RAM, disk files, disks, rings as
+//!             opaque objects)                  -> diskfs fswork block console usercopy logger arch
+//! diskfs      ext4 on the disks, called on the worker
+//!                                              -> fswork block mm
+//! fswork      the file-system worker thread    -> task
 //! block       disks, their requests in flight, I/O from pinned user
 //!             memory; results go to a ring's mailbox (with a wake
 //!             function the ring layer gives) or a sleeping thread
@@ -67,8 +71,10 @@ mod arch;
 mod blktest;
 mod block;
 mod console;
+mod diskfs;
 mod drivers;
 mod fs;
+mod fswork;
 mod lifecycle;
 mod logger;
 #[allow(unsafe_code, reason = "physical frames, the direct map and the heap")]
@@ -189,22 +195,74 @@ fn kernel_main(magic: u32, info: u32) -> ! {
         mode => mode,
     };
     log::info!("syscall mode: {}", mode.name());
-    let init_name = config.init.as_str();
-    let mut argv: alloc::vec::Vec<&[u8]> = alloc::vec![init_name.as_bytes()];
-    argv.extend(init_args.split_ascii_whitespace().map(str::as_bytes));
-    match lifecycle::spawn(init_name, &argv, None, mode) {
-        Ok(task) => {
-            log::info!("init: started {init_name:?} as pid {}", task.id);
-            if config.debug_panic {
-                debug_panic::trigger();
-            }
+    let mut argv: alloc::vec::Vec<alloc::vec::Vec<u8>> =
+        alloc::vec![config.init.as_bytes().to_vec()];
+    argv.extend(
+        init_args
+            .split_ascii_whitespace()
+            .map(|a| a.as_bytes().to_vec()),
+    );
+    let plan = InitPlan {
+        name: config.init.clone(),
+        argv,
+        mode,
+        debug_panic: config.debug_panic,
+        root: config.root.clone(),
+    };
+    if block::disks().is_empty() {
+        start_init(plan);
+    } else {
+        // Mounting sleeps on the disks (and the file-system worker), which
+        // this boot thread, about to become the idle loop, must not: a
+        // kernel thread mounts them, then starts the first program.
+        if let Err(e) = fswork::init() {
+            log::error!("file-system worker: {e}; disks stay unmounted");
         }
-        Err(errno) => {
-            log::error!("init: cannot start {init_name:?}: {}", errno);
+        *INIT_PLAN.lock() = Some(plan);
+        if let Err(e) = task::spawn_kernel_thread("mount", mount_then_init, 0) {
+            log::error!("cannot start the mount thread: {e}");
             arch::cpu::exit_machine(false);
         }
     }
     task::idle_loop()
+}
+
+/// How to start the first program.
+struct InitPlan {
+    name: alloc::string::String,
+    argv: alloc::vec::Vec<alloc::vec::Vec<u8>>,
+    mode: kernel_core::ring::SyscallMode,
+    debug_panic: bool,
+    /// `root=`: the disk to mount at `/disk`.
+    root: Option<alloc::string::String>,
+}
+
+static INIT_PLAN: spin::Mutex<Option<InitPlan>> = spin::Mutex::new(None);
+
+/// The mount thread: mounts the disks' file systems, then starts the
+/// first program.
+fn mount_then_init(_: u64) {
+    let plan = x86_64::instructions::interrupts::without_interrupts(|| INIT_PLAN.lock().take());
+    let Some(plan) = plan else { return };
+    fs::mount_disks(plan.root.as_deref());
+    start_init(plan);
+}
+
+/// Starts the first program (the machine stops if it cannot).
+fn start_init(plan: InitPlan) {
+    let argv: alloc::vec::Vec<&[u8]> = plan.argv.iter().map(|a| a.as_slice()).collect();
+    match lifecycle::spawn(&plan.name, &argv, None, plan.mode) {
+        Ok(task) => {
+            log::info!("init: started {:?} as pid {}", plan.name, task.id);
+            if plan.debug_panic {
+                debug_panic::trigger();
+            }
+        }
+        Err(errno) => {
+            log::error!("init: cannot start {:?}: {}", plan.name, errno);
+            arch::cpu::exit_machine(false);
+        }
+    }
 }
 
 /// Splits the command line at the first `--` word: kernel parameters

@@ -171,7 +171,10 @@ impl UserSlice {
             return Err(EINVAL);
         }
         let pages = self.pages(space, false)?;
-        let mut buf = alloc::vec![0u8; self.len as usize];
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(self.len as usize)
+            .map_err(|_| abi::errno::ENOMEM)?;
+        buf.resize(self.len as usize, 0);
         pages.read_at(0, &mut buf);
         Ok(buf)
     }

@@ -17,6 +17,7 @@
 //! - There are no symbolic or hard links: every file has exactly one name,
 //!   every directory one parent.
 
+pub mod cache;
 pub mod mount;
 pub mod path;
 

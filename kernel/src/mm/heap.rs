@@ -73,6 +73,8 @@ static HEAP: KernelHeap = KernelHeap {
 /// users (pending requests, overflowed CQEs, registered tables); past it a
 /// request gets `-ENOMEM`.
 const RING_MEMORY_DIVISOR: u64 = 8;
+/// The disk file systems' page cache may hold this fraction of RAM.
+const PAGE_CACHE_DIVISOR: u64 = 8;
 
 /// Sets the quotas on what users can make the kernel heap hold, from the
 /// amount of usable RAM. Called once the frame allocator is up.
@@ -80,7 +82,13 @@ pub fn init_limits() {
     let (_, usable) = frames::counts();
     let ring = usable * PAGE as u64 / RING_MEMORY_DIVISOR;
     kernel_core::ring::RING_MEMORY.set_limit(usize::try_from(ring).unwrap_or(usize::MAX));
-    log::info!("heap: ring requests may hold {} MiB", ring >> 20);
+    let cache = usable * PAGE as u64 / PAGE_CACHE_DIVISOR;
+    kernel_core::vfs::cache::PAGE_CACHE.set_limit(usize::try_from(cache).unwrap_or(usize::MAX));
+    log::info!(
+        "heap: ring requests may hold {} MiB, the page cache {} MiB",
+        ring >> 20,
+        cache >> 20
+    );
 }
 
 /// Bytes currently handed out (rounded to block or page size).

@@ -390,6 +390,175 @@ impl ProcessEnv<'_> {
     }
 }
 
+impl ProcessEnv<'_> {
+    /// [`IoEnv::start`] for a file on a disk file system: the op goes to
+    /// the file-system worker (never run inside `io_uring_enter`); the
+    /// user's buffers are pinned now, so the worker needs no address
+    /// space, and the process's exit waits for the job.
+    fn start_disk(
+        &mut self,
+        handle: FileHandle,
+        io: AsyncIo,
+        target: IoTarget<'_>,
+    ) -> Result<bool, Errno> {
+        let process = self.process();
+        let (write, offset, iov) = match io {
+            AsyncIo::Fsync { datasync } => {
+                target.room?;
+                let job = DiskJob {
+                    file: handle,
+                    kind: DiskOp::Fsync { datasync },
+                    mailbox: target.mailbox.clone(),
+                    token: target.token,
+                    _guard: process.io.guard(),
+                };
+                crate::fswork::post(move || job.run())?;
+                return Ok(true);
+            }
+            AsyncIo::Read { offset, buf, len } => (false, offset, Iovecs::One(buf, len.into())),
+            AsyncIo::Write { offset, buf, len } => (true, offset, Iovecs::One(buf, len.into())),
+            AsyncIo::Readv {
+                offset, iov, count, ..
+            } => (false, offset, Iovecs::User(iov, count)),
+            AsyncIo::Writev {
+                offset, iov, count, ..
+            } => (true, offset, Iovecs::User(iov, count)),
+        };
+        let list = self.iovecs(iov)?;
+        let total = list
+            .iter()
+            .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
+            .ok_or(EINVAL)?;
+        if total > u64::from(u32::MAX / 2) {
+            return Err(EINVAL);
+        }
+        let mut pinned = alloc::vec::Vec::new();
+        pinned.try_reserve_exact(list.len()).map_err(|_| ENOMEM)?;
+        process.with_address_space(|space| {
+            for &(addr, len) in list.iter().filter(|&&(_, len)| len > 0) {
+                pinned.push(UserSlice::new(addr, len)?.pin(space, !write)?);
+            }
+            Ok(())
+        })?;
+        target.room?;
+        let job = DiskJob {
+            file: handle,
+            kind: DiskOp::Transfer {
+                write,
+                offset,
+                pinned,
+                total: total as usize,
+            },
+            mailbox: target.mailbox.clone(),
+            token: target.token,
+            _guard: process.io.guard(),
+        };
+        crate::fswork::post(move || job.run())?;
+        Ok(true)
+    }
+
+    /// The buffers of a transfer: one, or `count` iovecs read from the
+    /// user (at most [`IOV_MAX`]).
+    fn iovecs(&self, iov: Iovecs) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
+        let mut list = alloc::vec::Vec::new();
+        match iov {
+            Iovecs::One(buf, len) => {
+                list.try_reserve(1).map_err(|_| ENOMEM)?;
+                list.push((buf, len));
+            }
+            Iovecs::User(addr, count) => {
+                if count > IOV_MAX {
+                    return Err(EINVAL);
+                }
+                list.try_reserve_exact(count as usize).map_err(|_| ENOMEM)?;
+                let process = self.process();
+                for i in 0..u64::from(count) {
+                    let at = addr
+                        .checked_add(i * size_of::<abi::io_uring::IoVec>() as u64)
+                        .ok_or(EFAULT)?;
+                    let v: abi::io_uring::IoVec = process
+                        .with_address_space(|space| crate::usercopy::read_value(space, at))?;
+                    list.push((v.base, v.len));
+                }
+            }
+        }
+        Ok(list)
+    }
+}
+
+/// What a [`DiskJob`] does.
+enum DiskOp {
+    Fsync {
+        datasync: bool,
+    },
+    /// A READ/WRITE (vectored or not) between the pinned buffers, in
+    /// order, and the file at `offset` (`None`: its position).
+    Transfer {
+        write: bool,
+        offset: Option<u64>,
+        pinned: alloc::vec::Vec<crate::usercopy::PinnedPages>,
+        total: usize,
+    },
+}
+
+/// A ring op on a disk file, run on the file-system worker; its result
+/// goes to the ring's mailbox.
+struct DiskJob {
+    file: FileHandle,
+    kind: DiskOp,
+    mailbox: Arc<kernel_core::ring::IoMailbox>,
+    token: u64,
+    _guard: crate::block::InFlightGuard,
+}
+
+impl DiskJob {
+    fn run(self) {
+        let result = match &*self.file {
+            File::Disk(file) => Self::transfer(file, &self.kind),
+            _ => Err(EINVAL),
+        };
+        if !self.mailbox.post(self.token, result) {
+            log::error!("fs: a ring had no room for completion {}", self.token);
+        }
+        super::io_posted(self.mailbox.wait_key());
+    }
+
+    fn transfer(file: &crate::fs::DiskFile, op: &DiskOp) -> Result<u32, Errno> {
+        let (write, offset, pinned, total) = match op {
+            DiskOp::Fsync { datasync } => return file.fsync(*datasync).map(|()| 0),
+            DiskOp::Transfer {
+                write,
+                offset,
+                pinned,
+                total,
+            } => (*write, *offset, pinned, *total),
+        };
+        let mut data = alloc::vec::Vec::new();
+        data.try_reserve_exact(total).map_err(|_| ENOMEM)?;
+        data.resize(total, 0);
+        if write {
+            let mut at = 0usize;
+            for p in pinned {
+                let n = p.len() as usize;
+                p.read_at(0, &mut data[at..at + n]);
+                at += n;
+            }
+            return file.write(offset, &data).map(|n| n as u32);
+        }
+        let n = file.read(offset, &mut data)?;
+        let mut at = 0usize;
+        for p in pinned {
+            if at >= n {
+                break;
+            }
+            let m = (p.len() as usize).min(n - at);
+            p.write_at(0, &data[at..at + m]);
+            at += m;
+        }
+        Ok(n as u32)
+    }
+}
+
 /// A ring READ of the console that waits for input: completed from the
 /// input interrupt, not by a blocked enter.
 struct ConsoleRead {
@@ -496,6 +665,11 @@ impl IoEnv for ProcessEnv<'_> {
         let handle = self.file(file)?;
         match &*handle {
             File::Block(b) => self.start_block(b, io, target),
+            // A READ the page cache holds completes inline (`read`).
+            File::Disk(d) => match io {
+                AsyncIo::Read { offset, len, .. } if d.cached(offset, len as usize) => Ok(false),
+                _ => self.start_disk(handle.clone(), io, target),
+            },
             File::Console => self.start_console(io, target),
             _ => Ok(false),
         }
@@ -540,7 +714,7 @@ impl IoEnv for ProcessEnv<'_> {
         }
         let at = self.dir_at(dirfd, path)?;
         let file = crate::fs::open_at(at, path, flags)?;
-        if matches!(*file, File::Block(_)) {
+        if file.completes_later() {
             self.process().uses_devices.store(true, Ordering::Relaxed);
         }
         let fd = self

@@ -166,6 +166,9 @@ fn sys_read(fd: u64, buf: u64, len: u64) -> SysResult {
         if let File::Block(disk) = &*file {
             return block_transfer(process, disk, Dir::Read, buf, len);
         }
+        if let File::Disk(d) = &*file {
+            return disk_file_read(process, d, None, user);
+        }
         process
             .with_address_space(|space| file.read_to_user(space, None, user))
             .map(|n| n as u64)
@@ -217,6 +220,9 @@ fn sys_write(fd: u64, buf: u64, len: u64) -> SysResult {
         if let File::Block(disk) = &*file {
             return block_transfer(process, disk, Dir::Write, buf, len);
         }
+        if let File::Disk(d) = &*file {
+            return disk_file_write(process, d, None, user);
+        }
         process
             .with_address_space(|space| file.write_from_user(space, None, user))
             .map(|n| n as u64)
@@ -233,6 +239,12 @@ fn positioned(fd: u64, buf: u64, len: u64, offset: i64, dir: Dir) -> SysResult {
             File::Console | File::Ring(_) => return Err(ESPIPE),
             File::Block(disk) => {
                 return block_transfer_at(process, disk, dir, Some(offset), buf, len)
+            }
+            File::Disk(d) => {
+                return match dir {
+                    Dir::Read => disk_file_read(process, d, Some(offset), user),
+                    Dir::Write => disk_file_write(process, d, Some(offset), user),
+                }
             }
             _ => {}
         }
@@ -291,6 +303,39 @@ fn sys_getdents(fd: u64, buf: u64, len: u64) -> SysResult {
     let n = file.read_dir(&mut records)?;
     with_space(|space| user.prefix(n as u64).write_from(space, &records[..n]))?;
     Ok(n as u64)
+}
+
+/// read/pread of a file on a disk file system. The file system sleeps
+/// (on the worker), so this holds no lock meanwhile: the destination is
+/// checked, the data read into the kernel, then copied out.
+fn disk_file_read(
+    process: &Process,
+    file: &crate::fs::DiskFile,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> SysResult {
+    let user = user.prefix(user.len().min(crate::fs::IO_CHUNK));
+    process.with_address_space(|space| user.check(space, true))?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(user.len() as usize)
+        .map_err(|_| ENOMEM)?;
+    data.resize(user.len() as usize, 0);
+    let n = file.read(offset, &mut data)?;
+    process.with_address_space(|space| user.prefix(n as u64).write_from(space, &data[..n]))?;
+    Ok(n as u64)
+}
+
+/// write/pwrite of a file on a disk file system: the source is copied in
+/// under the address-space lock, then written with no lock held.
+fn disk_file_write(
+    process: &Process,
+    file: &crate::fs::DiskFile,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> SysResult {
+    let user = user.prefix(user.len().min(crate::fs::IO_CHUNK));
+    let data = process.with_address_space(|space| user.read_vec(space, crate::fs::IO_CHUNK))?;
+    file.write(offset, &data).map(|n| n as u64)
 }
 
 /// read/write on a disk: starts the transfer under the address-space lock,
@@ -364,7 +409,7 @@ fn sys_open(dirfd: u64, path: u64, len: u64, flags: u64) -> SysResult {
     };
     let file = crate::fs::open_at(at, &name, flags)?;
     let me = task::current();
-    if matches!(*file, File::Block(_)) {
+    if file.completes_later() {
         me.process().uses_devices.store(true, Ordering::Relaxed);
     }
     let fd = me

@@ -201,11 +201,13 @@ impl Task {
         entry: Entry,
         space_root: u64,
         user: Option<UserData>,
+        stack_size: usize,
     ) -> Result<Arc<Self>, Errno> {
         // The stack, the task and its name; the `Arc` cannot be made
         // fallibly, so this asks for room first (one frame for the rest).
-        crate::mm::frames::headroom(KERNEL_STACK_SIZE as u64 / PAGE_SIZE + 1)?;
-        let mut stack = KernelStack::new()?;
+        let stack_size = stack_size.max(KERNEL_STACK_SIZE);
+        crate::mm::frames::headroom(stack_size as u64 / PAGE_SIZE + 1)?;
+        let mut stack = KernelStack::with_size(stack_size)?;
         let rsp = stack.prepare(start);
         Ok(Arc::new(Self {
             id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
@@ -252,6 +254,7 @@ impl Task {
             entry,
             space_root,
             Some(user),
+            KERNEL_STACK_SIZE,
         )
     }
 
@@ -548,6 +551,20 @@ pub fn spawn_kernel_thread_in(
     cpu: Option<usize>,
     space_root: u64,
 ) -> Result<Tid, Errno> {
+    spawn_kernel_thread_sized(name, f, arg, cpu, space_root, KERNEL_STACK_SIZE)
+}
+
+/// [`spawn_kernel_thread_in`] with a kernel stack of `stack_size` bytes
+/// (at least [`KERNEL_STACK_SIZE`]), for threads that run deep code (the
+/// file-system worker).
+pub fn spawn_kernel_thread_sized(
+    name: &str,
+    f: fn(u64),
+    arg: u64,
+    cpu: Option<usize>,
+    space_root: u64,
+    stack_size: usize,
+) -> Result<Tid, Errno> {
     if cpu.is_some_and(|cpu| cpu >= crate::arch::smp::online()) {
         return Err(abi::errno::EINVAL);
     }
@@ -558,6 +575,7 @@ pub fn spawn_kernel_thread_in(
         Entry::Thread(f, arg),
         space_root,
         None,
+        stack_size,
     )?;
     if let Some(cpu) = cpu {
         task.affinity.store(1 << cpu, Ordering::Relaxed);

@@ -8,43 +8,58 @@
 
 use super::idt::TrapFrame;
 use abi::errno::{Errno, ENOMEM};
-use alloc::boxed::Box;
+use core::alloc::Layout;
 use core::arch::naked_asm;
 
-/// Size of every task's kernel stack.
+/// Size of a task's kernel stack, unless it asks for more
+/// ([`KernelStack::with_size`]: the file-system worker, whose ext4 calls
+/// need more than 40 KiB).
 pub const KERNEL_STACK_SIZE: usize = 32 * 1024;
 
-#[repr(C, align(16))]
-struct StackBytes([u8; KERNEL_STACK_SIZE]);
+/// Alignment of every kernel stack.
+const STACK_ALIGN: usize = 16;
 
 /// A task's kernel stack, owned: freed when dropped, which the scheduler
 /// does only once no CPU runs on it.
-pub struct KernelStack(Box<StackBytes>);
+pub struct KernelStack {
+    base: core::ptr::NonNull<u8>,
+    size: usize,
+}
+
+// SAFETY: the stack is plain memory owned by this value alone; which CPU
+// runs on it is the scheduler's business (it never moves a running one).
+unsafe impl Send for KernelStack {}
+// SAFETY: `&KernelStack` only reads `top`.
+unsafe impl Sync for KernelStack {}
 
 impl KernelStack {
-    /// A zeroed stack; `ENOMEM` if the heap has no room for it.
-    pub fn new() -> Result<Self, Errno> {
-        let layout = core::alloc::Layout::new::<StackBytes>();
+    /// A zeroed stack of `size` bytes (rounded up to a multiple of 16, at
+    /// least [`KERNEL_STACK_SIZE`]); `ENOMEM` if the heap has no room.
+    pub fn with_size(size: usize) -> Result<Self, Errno> {
+        let size = size.max(KERNEL_STACK_SIZE).next_multiple_of(STACK_ALIGN);
+        let layout = Layout::from_size_align(size, STACK_ALIGN).map_err(|_| ENOMEM)?;
         // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) } as *mut StackBytes;
-        if raw.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `raw` was allocated by the global allocator with the layout
-        // of `StackBytes` and is zeroed, a valid value of plain bytes.
-        Ok(Self(unsafe { Box::from_raw(raw) }))
+        let raw = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        let base = core::ptr::NonNull::new(raw).ok_or(ENOMEM)?;
+        Ok(Self { base, size })
     }
 
     /// Top of the stack (exclusive), 16-byte aligned.
     pub fn top(&self) -> u64 {
-        self.0 .0.as_ptr() as u64 + KERNEL_STACK_SIZE as u64
+        self.base.as_ptr() as u64 + self.size as u64
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `base` points to `size` bytes allocated (zeroed, so
+        // initialised) by `with_size` and owned by `self`, borrowed mutably.
+        unsafe { core::slice::from_raw_parts_mut(self.base.as_ptr(), self.size) }
     }
 
     /// Lays out the stack so that the first [`switch`] to it starts
     /// `start`, and returns the stack pointer to switch to. Taking `&mut`
     /// makes sure that no context runs on the stack meanwhile.
     pub fn prepare(&mut self, start: Start) -> u64 {
-        let bytes = &mut self.0 .0;
+        let bytes = self.bytes();
         let (ret, r12, below) = match start {
             Start::Call(main) => (
                 call_start as *const () as u64,
@@ -75,6 +90,19 @@ impl KernelStack {
             bytes.copy_from_slice(&word.to_ne_bytes());
         }
         slot.as_ptr() as u64
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `with_size` with this very layout (which was
+        // valid then), and not used again.
+        unsafe {
+            alloc::alloc::dealloc(
+                self.base.as_ptr(),
+                Layout::from_size_align_unchecked(self.size, STACK_ALIGN),
+            )
+        };
     }
 }
 
