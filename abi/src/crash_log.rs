@@ -106,16 +106,76 @@ impl Checked {
 /// Counts the intact records at the start of `file` and the bytes after
 /// them.
 pub fn check(file: &[u8]) -> Checked {
-    let mut at = 0usize;
-    let mut n = 0u32;
-    while n < u32::MAX && is_record(n + 1, &file[at..]) {
-        n += 1;
-        at += len(n);
+    let mut scan = Scan::new();
+    scan.feed(file);
+    scan.finish()
+}
+
+/// [`check`] for a file read in pieces, with memory for one record only
+/// (user programs have a small heap).
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The bytes of the record being assembled.
+    pending: [u8; MAX_LEN],
+    pending_len: usize,
+    records: u32,
+    intact_bytes: u64,
+    /// Set at the first record that is not intact: every byte from there
+    /// on is tail.
+    broken_tail: Option<u64>,
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan::new()
     }
-    Checked {
-        records: n,
-        intact_bytes: at as u64,
-        tail: (file.len() - at) as u64,
+}
+
+impl Scan {
+    pub fn new() -> Scan {
+        Scan {
+            pending: [0; MAX_LEN],
+            pending_len: 0,
+            records: 0,
+            intact_bytes: 0,
+            broken_tail: None,
+        }
+    }
+
+    /// The next bytes of the file.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if let Some(tail) = &mut self.broken_tail {
+                *tail += bytes.len() as u64;
+                return;
+            }
+            let next = self.records.wrapping_add(1);
+            let want = len(next);
+            let take = (want - self.pending_len).min(bytes.len());
+            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&bytes[..take]);
+            self.pending_len += take;
+            bytes = &bytes[take..];
+            if self.pending_len < want {
+                return;
+            }
+            if self.records < u32::MAX && is_record(next, &self.pending[..want]) {
+                self.records = next;
+                self.intact_bytes += want as u64;
+                self.pending_len = 0;
+            } else {
+                self.broken_tail = Some(want as u64);
+                self.pending_len = 0;
+            }
+        }
+    }
+
+    /// What the bytes fed so far hold.
+    pub fn finish(&self) -> Checked {
+        Checked {
+            records: self.records,
+            intact_bytes: self.intact_bytes,
+            tail: self.broken_tail.unwrap_or(self.pending_len as u64),
+        }
     }
 }
 
@@ -181,5 +241,23 @@ mod tests {
         let mut buf = [0u8; MAX_LEN];
         let len2 = encode(2, &mut buf);
         assert!(!is_record(1, &buf[..len2]));
+    }
+
+    #[test]
+    fn scanning_in_pieces_agrees_with_the_whole() {
+        let mut torn = file(60);
+        torn.truncate(torn.len() - 100);
+        let mut bad = file(60);
+        bad[5000] ^= 0x80;
+        for data in [file(60), torn, bad, std::vec::Vec::new()] {
+            let whole = check(&data);
+            for piece in [1usize, 7, 64, 511, 4096] {
+                let mut scan = Scan::new();
+                for chunk in data.chunks(piece) {
+                    scan.feed(chunk);
+                }
+                assert_eq!(scan.finish(), whole, "pieces of {piece}");
+            }
+        }
     }
 }

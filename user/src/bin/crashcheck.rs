@@ -21,22 +21,32 @@
 extern crate alloc;
 
 use abi::crash_log;
+use abi::open_flags::O_RDONLY;
 use alloc::format;
-use libuser::{fs, println, sys, Args};
+use libuser::fs::File;
+use libuser::{println, sys, Args};
 
 libuser::entry!(main);
 
 fn main(args: Args) -> i32 {
     let dir = args.get_str(1).unwrap_or("/disk");
     let path = format!("{dir}/{}", crash_log::FILE_NAME);
-    let data = match fs::read_to_vec(&path) {
-        Ok(data) => data,
-        Err(errno) => {
-            println!("CHECK FAIL cannot read {path}: {errno}");
-            sys::poweroff(1)
+    // Read in pieces: the file can outgrow a user program's heap.
+    let mut scan = crash_log::Scan::new();
+    let read = File::open(&path, O_RDONLY).and_then(|mut file| {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match file.read(&mut chunk)? {
+                0 => return Ok(()),
+                n => scan.feed(&chunk[..n]),
+            }
         }
-    };
-    let found = crash_log::check(&data);
+    });
+    if let Err(errno) = read {
+        println!("CHECK FAIL cannot read {path}: {errno}");
+        sys::poweroff(1)
+    }
+    let found = scan.finish();
     if found.tail_ok() {
         println!("CHECK records={} tail={} ok", found.records, found.tail);
         sys::poweroff(0)

@@ -19,7 +19,6 @@ use abi::crash_log;
 use abi::open_flags::{O_APPEND, O_CREAT, O_RDWR};
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use libuser::fs::File;
 use libuser::{println, sys, Args, Errno};
 
@@ -42,9 +41,15 @@ enum Never {}
 fn write_forever(path: &str) -> Result<Never, String> {
     let at = |what: &'static str| move |errno: Errno| format!("{what}: {errno}");
     let mut file = File::open(path, O_RDWR | O_CREAT | O_APPEND).map_err(at("open"))?;
-    let mut old = Vec::new();
-    file.read_to_end(&mut old).map_err(at("read"))?;
-    let found = crash_log::check(&old);
+    let mut scan = crash_log::Scan::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk).map_err(at("read"))? {
+            0 => break,
+            n => scan.feed(&chunk[..n]),
+        }
+    }
+    let found = scan.finish();
     if found.tail > 0 {
         println!(
             "TRUNCATE {} tail bytes after record {}",
@@ -53,7 +58,6 @@ fn write_forever(path: &str) -> Result<Never, String> {
         file.set_len(found.intact_bytes).map_err(at("ftruncate"))?;
         file.fsync().map_err(at("fsync after ftruncate"))?;
     }
-    drop(old);
     println!("START {}", found.records);
     let mut buf = [0u8; crash_log::MAX_LEN];
     let mut n = found.records;

@@ -464,7 +464,8 @@ fn big_directory() -> TestResult {
 }
 
 const BIG: u64 = 64 << 20;
-const CHUNK: usize = 1 << 20;
+/// User programs have a 1 MiB heap: big files go in pieces of this size.
+const CHUNK: usize = 64 << 10;
 const BIG_SEED: u64 = 0x64_4d1b;
 
 fn big_file() -> TestResult {
@@ -612,7 +613,7 @@ fn run_one(ring: &mut AsyncContext, op: AsyncOp) -> Result<i32, Errno> {
 }
 
 const RING_FILES: usize = 8;
-const RING_LEN: usize = 64 * 1024;
+const RING_LEN: usize = 16 * 1024;
 
 fn ring_ops() -> TestResult {
     let Some(mut ring) = ring()? else {
@@ -819,18 +820,48 @@ fn disk_path(rel: &str) -> String {
     format!("{DISK}/{rel}")
 }
 
-fn content(index: usize) -> Vec<u8> {
-    let len = PERSIST_FILES[index].1;
-    (0..len).map(|i| fs_test::content_byte(index, i)).collect()
+/// Creates `path` holding `len` bytes of `byte(offset)`, written in
+/// pieces, and fsyncs it.
+fn write_generated(path: &str, len: usize, byte: impl Fn(usize) -> u8) -> Result<(), Errno> {
+    let mut f = File::create(path)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0;
+    while off < len {
+        let n = CHUNK.min(len - off);
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = byte(off + i);
+        }
+        f.write_all(&buf[..n])?;
+        off += n;
+    }
+    f.fsync()?;
+    f.close()
+}
+
+/// Checks that `path` holds exactly `len` bytes of `byte(offset)`.
+fn verify_generated(path: &str, len: usize, byte: impl Fn(usize) -> u8) -> TestResult {
+    let mut f = File::open(path, O_RDONLY)?;
+    check_eq!(f.stat()?.size, len as u64);
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check!(off + n <= len, "{path} is longer than {len} bytes");
+        if let Some(at) = fs_test::mismatch(&buf[..n], |i| byte(off + i)) {
+            fail!("byte {} of {path} differs", off + at);
+        }
+        off += n;
+    }
+    check!(off == len, "{path}: read {off} bytes, expected {len}");
+    Ok(())
 }
 
 fn check_host_file() -> TestResult {
-    let data = fs::read_to_vec(&disk_path(HOST_FILE))?;
-    check_eq!(data.len(), HOST_FILE_LEN);
-    if let Some(at) = fs_test::mismatch(&data, fs_test::host_byte) {
-        fail!("byte {at} of the host's file differs");
-    }
-    Ok(())
+    check_eq!(sys::stat(&disk_path(HOST_FILE))?.size, HOST_FILE_LEN as u64);
+    verify_generated(&disk_path(HOST_FILE), HOST_FILE_LEN, fs_test::host_byte)
 }
 
 fn persist_write() -> bool {
@@ -845,15 +876,15 @@ fn persist_write() -> bool {
             sys::mkdir(&disk_path(PERSIST_DIR))?;
             sys::mkdir(&disk_path("persist/sub"))?;
             sys::mkdir(&disk_path("persist/sub/deeper"))?;
-            for (index, (rel, _)) in PERSIST_FILES.iter().enumerate() {
+            for (index, (rel, len)) in PERSIST_FILES.iter().enumerate() {
                 let target = if index == 3 {
                     fs_test::RENAMED_FROM
                 } else {
                     rel
                 };
-                let mut f = File::create(&disk_path(target))?;
-                f.write_all(&content(index))?;
-                f.fsync()?;
+                write_generated(&disk_path(target), *len, |i| {
+                    fs_test::content_byte(index, i)
+                })?;
             }
             sys::rename(
                 &disk_path(fs_test::RENAMED_FROM),
@@ -872,13 +903,7 @@ fn persist_write() -> bool {
 
 fn read_persist_files() -> TestResult {
     for (index, (rel, len)) in PERSIST_FILES.iter().enumerate() {
-        let got = fs::read_to_vec(&disk_path(rel))?;
-        check!(
-            got.len() == *len,
-            "size of {rel}: {} bytes, not {len}",
-            got.len()
-        );
-        check!(got == content(index), "{rel} differs");
+        verify_generated(&disk_path(rel), *len, |i| fs_test::content_byte(index, i))?;
     }
     check_err!(sys::stat(&disk_path(fs_test::UNLINKED)), ENOENT);
     check_err!(sys::stat(&disk_path(fs_test::RENAMED_FROM)), ENOENT);
