@@ -145,6 +145,7 @@ fn run_rounds(
     };
     let start = Instant::now();
     let mut records = 0u32;
+    let mut recoveries = 0u32;
     for round in 1..=options.rounds {
         let round_start = Instant::now();
         let wanted = 1 + splitmix64(&mut rng) % MAX_RECORDS_PER_ROUND;
@@ -152,6 +153,11 @@ fn run_rounds(
         let log = dir.join(format!("round{round}-writer.log"));
         let written = write_and_kill(&boot("crashwriter"), &log, wanted, delay, config.timeout)
             .map_err(|why| format!("round {round}: writer: {why} (log {})", log.display()))?;
+        // Whether the kill left a journal to replay (the superblock's
+        // needs_recovery flag), for the summary: rounds that did test the
+        // kernel's replay.
+        let needs_recovery = needs_recovery(&image);
+        recoveries += u32::from(needs_recovery);
         if written.start != records {
             return Err(format!(
                 "round {round}: the writer found {} intact records, the last check found {records} (log {})",
@@ -179,12 +185,17 @@ fn run_rounds(
             ));
         }
         println!(
-            "round {round}/{}: START {}, killed {} ms after DURABLE {} (asked {wanted}), \
+            "round {round}/{}: START {}, killed {} ms after DURABLE {} (asked {wanted}){}, \
              CHECK records={} tail={}, host agrees, e2fsck clean ({:.1} s)",
             options.rounds,
             written.start,
             delay.as_millis(),
             written.durable,
+            if needs_recovery {
+                ", journal to replay"
+            } else {
+                ""
+            },
             checked.records,
             checked.tail,
             round_start.elapsed().as_secs_f64()
@@ -192,14 +203,32 @@ fn run_rounds(
         records = checked.records;
     }
     println!(
-        "crashtest: {} of {} rounds passed, {records} records durable across them \
-         (seed {seed:#x}, {}, {:.1} s)",
+        "crashtest: {} of {} rounds passed, {records} records durable across them, \
+         {recoveries} kills left a journal to replay (seed {seed:#x}, {}, {:.1} s)",
         options.rounds,
         options.rounds,
         options.kind.name(),
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Whether the ext4 superblock in `image` has `needs_recovery` set
+/// (`dumpe2fs -h`): the journal holds transactions to replay at the next
+/// mount. `false` if dumpe2fs cannot tell.
+fn needs_recovery(image: &Path) -> bool {
+    Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(image)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+                line.starts_with("Filesystem features:") && line.contains("needs_recovery")
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// A seed from the clock, for runs without `--seed`.
