@@ -21,6 +21,7 @@ use abi::errno::{Errno, EINVAL, EIO, ENOSPC};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use fs_ext4::vfs::Ext4Vfs;
 use fs_ext4::Ext4Fs;
 use kernel_core::vfs::cache::{PageCache, PAGE};
@@ -37,6 +38,31 @@ pub struct DiskDev {
     disk: Arc<Disk>,
     bounce: Arc<SharedFrames>,
     block: u32,
+    /// Device transfers and flushes so far (shared with the mount).
+    counts: Arc<IoCounts>,
+    /// Whether a write completed since the last flush. A flush with none
+    /// has nothing to make durable (every write here has completed before
+    /// `flush` is called) and is skipped: rsext4 flushes before and after
+    /// each journal commit and again at checkpoints, and each flush is a
+    /// host `fdatasync` under QEMU.
+    unflushed: bool,
+}
+
+/// What a [`DiskDev`] asked of its disk: the cost of the file system's
+/// calls in device requests, logged at unmount (docs/filesystems.md).
+#[derive(Default, Debug)]
+pub struct IoCounts {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub flushes: AtomicU64,
+    /// Flushes with no write before them since the last: skipped.
+    pub flushes_skipped: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 impl DiskDev {
@@ -50,6 +76,8 @@ impl DiskDev {
             disk,
             bounce,
             block,
+            counts: Arc::new(IoCounts::default()),
+            unflushed: true,
         })
     }
 
@@ -84,6 +112,8 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        add(&self.counts.reads, 1);
+        add(&self.counts.bytes_read, buf.len() as u64);
         let (disk, bounce) = (&self.disk, &self.bounce);
         self.each_piece(lba, buf.len(), |at, done, n| {
             disk.transfer_sync(Dir::Read, at, bounce, n as u64)?;
@@ -93,6 +123,9 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno> {
+        add(&self.counts.writes, 1);
+        add(&self.counts.bytes_written, buf.len() as u64);
+        self.unflushed = true;
         let (disk, bounce) = (&self.disk, &self.bounce);
         self.each_piece(lba, buf.len(), |at, done, n| {
             bounce.write_bytes(0, &buf[done..done + n]);
@@ -101,7 +134,17 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 
     fn flush(&mut self) -> Result<(), Errno> {
-        self.disk.flush_sync(None)
+        if !self.unflushed {
+            add(&self.counts.flushes_skipped, 1);
+            return Ok(());
+        }
+        add(&self.counts.flushes, 1);
+        // Cleared before: a write that fails after this point sets it
+        // again; a failed flush leaves it set.
+        self.unflushed = false;
+        self.disk
+            .flush_sync(None)
+            .inspect_err(|_| self.unflushed = true)
     }
 }
 
@@ -118,6 +161,37 @@ pub struct WorkerFs {
     cache: Arc<Mutex<PageCache>>,
     /// The disk it is on, for logs.
     pub disk: String,
+    /// Its device traffic.
+    pub counts: Arc<IoCounts>,
+    /// Open files per inode, and the unlinked ones still open (see
+    /// [`Orphans`]). Taken with interrupts off.
+    open: Arc<Mutex<Orphans>>,
+}
+
+/// Files unlinked while open. rsext4 frees an inode with its last name,
+/// but POSIX keeps an unlinked file readable until its last close (and
+/// freeing it at once would let a new file reuse the number under the old
+/// descriptor). So a name whose inode is open is moved into the orphan
+/// directory (`lost+found`, which `mkfs.ext4` makes) as `#orphan-INO`
+/// instead, and unlinked there at the last close; orphans a crash left
+/// behind are unlinked at the next mount. A rename that replaces an open
+/// file does the same with the replaced one.
+#[derive(Default)]
+struct Orphans {
+    /// Open descriptors per inode.
+    open: hashbrown::HashMap<Ino, u32>,
+    /// Inodes moved to the orphan directory while open.
+    orphaned: Vec<Ino>,
+    /// The orphan directory (`None` if the file system has none; unlink
+    /// of an open file is then `EBUSY`).
+    dir: Option<Ino>,
+}
+
+const ORPHAN_DIR: &str = "lost+found";
+const ORPHAN_PREFIX: &str = "#orphan-";
+
+fn orphan_name(ino: Ino) -> String {
+    alloc::format!("{ORPHAN_PREFIX}{ino}")
 }
 
 /// Directory entries one worker round trip of `readdir` collects.
@@ -169,9 +243,73 @@ impl WorkerFs {
         without_interrupts(|| self.cache.lock().covers(ino, offset, len))
     }
 
+    /// A descriptor of `ino` was opened.
+    pub fn opened(&self, ino: Ino) -> Result<(), Errno> {
+        without_interrupts(|| {
+            let mut o = self.open.lock();
+            o.open.try_reserve(1).map_err(|_| abi::errno::ENOMEM)?;
+            *o.open.entry(ino).or_insert(0) += 1;
+            Ok(())
+        })
+    }
+
+    /// A descriptor of `ino` was closed: at the last close of an orphan,
+    /// the worker unlinks it (from whatever context this runs in: it never
+    /// sleeps).
+    pub fn closed(&self, ino: Ino) {
+        let orphan_dir = without_interrupts(|| {
+            let mut o = self.open.lock();
+            let last = match o.open.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    o.open.remove(&ino);
+                    true
+                }
+                None => false,
+            };
+            let i = o.orphaned.iter().position(|&x| x == ino).filter(|_| last)?;
+            o.orphaned.swap_remove(i);
+            o.dir
+        });
+        let Some(dir) = orphan_dir else { return };
+        let inner = self.inner.clone();
+        let cache = self.cache.clone();
+        let posted = fswork::post(move || {
+            if let Err(e) = inner.unlink(dir, &orphan_name(ino)) {
+                log::warn!(
+                    "ext4: orphan {ino}: unlink at last close: {e}; it goes at the next mount"
+                );
+            }
+            without_interrupts(|| cache.lock().forget(ino));
+        });
+        if let Err(e) = posted {
+            log::warn!("ext4: orphan {ino}: {e}; it goes at the next mount");
+        }
+    }
+
     /// Writes everything back and unmounts (on the worker).
     pub fn unmount(&self) -> Result<(), Errno> {
         self.run(|fs| fs.unmount())
+    }
+
+    /// One line on the device traffic and the page cache.
+    pub fn report(&self) -> String {
+        let c = &self.counts;
+        let (hits, misses) = without_interrupts(|| self.cache.lock().stats());
+        alloc::format!(
+            "{} reads ({} KiB), {} writes ({} KiB), {} flushes ({} with nothing to flush skipped); page cache {} hits, {} misses",
+            c.reads.load(Ordering::Relaxed),
+            c.bytes_read.load(Ordering::Relaxed) >> 10,
+            c.writes.load(Ordering::Relaxed),
+            c.bytes_written.load(Ordering::Relaxed) >> 10,
+            c.flushes.load(Ordering::Relaxed),
+            c.flushes_skipped.load(Ordering::Relaxed),
+            hits,
+            misses
+        )
     }
 }
 
@@ -216,8 +354,12 @@ impl FileSystem for WorkerFs {
 
     fn unlink(&self, dir: Ino, name: &str) -> Result<(), Errno> {
         let name = owned(name)?;
+        let open = self.open.clone();
         self.run_cached(move |fs, cache| {
-            let victim = fs.lookup(dir, &name)?.0;
+            let (victim, kind) = fs.lookup(dir, &name)?;
+            if kind == Kind::File && orphan_if_open(fs, &open, dir, &name, victim)? {
+                return Ok(());
+            }
             fs.unlink(dir, &name)?;
             // Its number may be reused: nothing of it may stay cached.
             without_interrupts(|| cache.lock().forget(victim));
@@ -232,7 +374,20 @@ impl FileSystem for WorkerFs {
 
     fn rename(&self, olddir: Ino, oldname: &str, newdir: Ino, newname: &str) -> Result<(), Errno> {
         let (oldname, newname) = (owned(oldname)?, owned(newname)?);
+        let open = self.open.clone();
         self.run_cached(move |fs, cache| {
+            let replaced = fs.lookup(newdir, &newname).ok();
+            let moving = fs.lookup(olddir, &oldname)?.0;
+            if let Some((target, Kind::File)) = replaced {
+                if target != moving {
+                    // The POSIX checks first, so that nothing moves on a
+                    // rename that must fail.
+                    if fs.stat(moving)?.kind == Kind::Dir {
+                        return Err(abi::errno::ENOTDIR);
+                    }
+                    orphan_if_open(fs, &open, newdir, &newname, target)?;
+                }
+            }
             let replaced = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
             fs.rename(olddir, &oldname, newdir, &newname)?;
             let moved = fs.lookup(newdir, &newname).ok().map(|(ino, _)| ino);
@@ -338,11 +493,12 @@ impl FileSystem for WorkerFs {
             .map_err(|_| abi::errno::ENOMEM)?;
         data.extend_from_slice(buf);
         self.run_cached(move |fs, cache| {
+            let old_size = fs.stat(ino)?.size;
             let result = fs.write_at(ino, offset, &data);
             without_interrupts(|| {
                 let mut cache = cache.lock();
                 match result {
-                    Ok(n) => cache.wrote(ino, offset, &data[..n.min(data.len())]),
+                    Ok(n) => cache.wrote(ino, old_size, offset, &data[..n.min(data.len())]),
                     // What part landed is unknown: forget the file.
                     Err(_) => cache.forget(ino),
                 }
@@ -364,6 +520,31 @@ impl FileSystem for WorkerFs {
     }
 }
 
+/// Moves `dir/name` (inode `ino`, a file) into the orphan directory if it
+/// is open; `Ok(true)` if it did. On the worker.
+fn orphan_if_open(
+    fs: &Ext4,
+    open: &Mutex<Orphans>,
+    dir: Ino,
+    name: &str,
+    ino: Ino,
+) -> Result<bool, Errno> {
+    let (is_open, orphans) = without_interrupts(|| {
+        let o = open.lock();
+        (o.open.get(&ino).is_some_and(|&n| n > 0), o.dir)
+    });
+    if !is_open {
+        return Ok(false);
+    }
+    let Some(orphans) = orphans else {
+        return Err(abi::errno::EBUSY);
+    };
+    without_interrupts(|| open.lock().orphaned.try_reserve(1)).map_err(|_| abi::errno::ENOMEM)?;
+    fs.rename(dir, name, orphans, &orphan_name(ino))?;
+    without_interrupts(|| open.lock().orphaned.push(ino));
+    Ok(true)
+}
+
 /// Seconds since 1970 for inode times: the RTC is not read yet, so a
 /// fixed date (the project's epoch, 2026-12-03) plus the time since boot.
 /// Not done: the real time of day.
@@ -376,9 +557,14 @@ fn now() -> i64 {
 /// sleeps for). `EINVAL` if the disk holds none.
 pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
     let name = owned(disk.name())?;
-    let fs = fswork::call(move || {
-        let dev = DiskDev::new(disk)?;
-        Ext4Fs::mount(dev, now).map(|fs| Arc::new(Ext4Vfs::new(fs)))
+    let counts = Arc::new(IoCounts::default());
+    let theirs = counts.clone();
+    let (fs, orphan_dir) = fswork::call(move || {
+        let mut dev = DiskDev::new(disk)?;
+        dev.counts = theirs;
+        let fs = Arc::new(Ext4Vfs::new(Ext4Fs::mount(dev, now)?));
+        let dir = reap_orphans(&fs);
+        Ok::<_, Errno>((fs, dir))
     })??;
     if fs.is_read_only() {
         log::warn!("ext4 on {name}: mounted read-only");
@@ -397,5 +583,43 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
         inner: fs,
         cache: Arc::new(Mutex::new(PageCache::new())),
         disk: name,
+        counts,
+        open: Arc::new(Mutex::new(Orphans {
+            dir: orphan_dir,
+            ..Orphans::default()
+        })),
     }))
+}
+
+/// Finds the orphan directory and unlinks what a crash left in it (files
+/// unlinked while open). On the worker, at mount.
+fn reap_orphans(fs: &Ext4) -> Option<Ino> {
+    let (dir, kind) = fs.lookup(fs.root(), ORPHAN_DIR).ok()?;
+    if kind != Kind::Dir || fs.is_read_only() {
+        return None;
+    }
+    let mut left = Vec::new();
+    let listed = fs.readdir(dir, 0, &mut |e| {
+        if e.kind == Kind::File && e.name.starts_with(ORPHAN_PREFIX.as_bytes()) {
+            if let Ok(name) = core::str::from_utf8(e.name) {
+                if left.try_reserve(1).is_ok() {
+                    left.push(String::from(name));
+                }
+            }
+        }
+        left.len() < 4096
+    });
+    if let Err(e) = listed {
+        log::warn!("ext4: {ORPHAN_DIR}: {e}; orphans left alone");
+        return Some(dir);
+    }
+    for name in &left {
+        match fs.unlink(dir, name) {
+            Ok(()) => {
+                log::info!("ext4: removed {ORPHAN_DIR}/{name} (unlinked while open before a crash)")
+            }
+            Err(e) => log::warn!("ext4: {ORPHAN_DIR}/{name}: {e}"),
+        }
+    }
+    Some(dir)
 }

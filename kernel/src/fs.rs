@@ -63,6 +63,12 @@ pub struct DiskFile {
     flags: u64,
 }
 
+impl Drop for DiskFile {
+    fn drop(&mut self) {
+        self.fs.closed(self.ino);
+    }
+}
+
 impl DiskFile {
     fn readable(&self) -> bool {
         self.flags & abi::open_flags::O_ACCMODE != abi::open_flags::O_WRONLY
@@ -464,12 +470,14 @@ impl File {
         let File::Dir(d) = self else {
             return Err(errno::ENOTDIR);
         };
-        interrupts::without_interrupts(|| {
-            let mut cursor = d.cursor.lock();
-            let (n, next) = vfs::read_dir(&*d.fs, d.loc.ino, *cursor, buf)?;
-            *cursor = next;
-            Ok(n)
-        })
+        // The cursor is not held while the file system is called (a disk
+        // one sleeps): two readers of one descriptor may see an entry
+        // twice, never a torn cursor.
+        let at = interrupts::without_interrupts(|| *d.cursor.lock());
+        let (n, next) =
+            interrupts::without_interrupts(|| vfs::read_dir(&*d.fs, d.loc.ino, at, buf))?;
+        interrupts::without_interrupts(|| *d.cursor.lock() = next);
+        Ok(n)
     }
 }
 
@@ -495,12 +503,16 @@ pub fn open_at(at: Option<Loc>, name: &str, flags: u64) -> Result<FileHandle, Er
         }),
         Kind::File => match opened.fs.ram_file(opened.loc.ino) {
             Some(inode) => File::Ram(Mutex::new(OpenFile::new(inode, flags)?)),
-            None => File::Disk(DiskFile {
-                fs: disk_mount(&opened.fs).ok_or(errno::EOPNOTSUPP)?,
-                ino: opened.loc.ino,
-                pos: Mutex::new(0),
-                flags,
-            }),
+            None => {
+                let fs = disk_mount(&opened.fs).ok_or(errno::EOPNOTSUPP)?;
+                fs.opened(opened.loc.ino)?;
+                File::Disk(DiskFile {
+                    fs,
+                    ino: opened.loc.ino,
+                    pos: Mutex::new(0),
+                    flags,
+                })
+            }
         },
     };
     Ok(Arc::new(file))
@@ -524,6 +536,31 @@ fn disk_mount(fs: &Arc<dyn FileSystem>) -> Option<Arc<WorkerFs>> {
             .iter()
             .find(|m| Arc::as_ptr(m) as *const () == want)
             .cloned()
+    })
+}
+
+/// Whether any disk file system is mounted (ring path ops then make room
+/// to be handed to the worker).
+pub fn disks_mounted() -> bool {
+    interrupts::without_interrupts(|| !DISK_MOUNTS.lock().is_empty())
+}
+
+/// Whether resolving `path` from `at` (`None`: `/`) may call a file
+/// system that sleeps. Conservative and cheap: disks are mounted only on
+/// directories of the RAM root (`/disk`, `/disk1`, ...) and there are no
+/// links, so a walk reaches one only by starting inside it or by naming
+/// its mount point.
+pub fn path_may_sleep(at: Option<Loc>, path: &str) -> bool {
+    with(|vfs| {
+        if at.is_some_and(|loc| vfs.fs(loc).might_sleep()) {
+            return true;
+        }
+        let sleeps_at = |part: &str| {
+            vfs.mounts()
+                .iter()
+                .any(|m| m.fs.might_sleep() && m.path.rsplit('/').next() == Some(part))
+        };
+        path.split('/').any(sleeps_at)
     })
 }
 
@@ -572,8 +609,9 @@ pub fn mount_disks(root: Option<&str>) {
 pub fn unmount_disks() {
     let mounts = interrupts::without_interrupts(|| core::mem::take(&mut *DISK_MOUNTS.lock()));
     for fs in mounts {
+        let traffic = fs.report();
         match fs.unmount() {
-            Ok(()) => log::info!("{}: unmounted", fs.disk),
+            Ok(()) => log::info!("{}: unmounted; {traffic}", fs.disk),
             Err(e) => log::warn!(
                 "{}: unmount: {e}; the journal will be replayed at the next mount",
                 fs.disk

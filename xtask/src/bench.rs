@@ -51,7 +51,7 @@ const PANIC_MARKER: &str = "KERNEL PANIC";
 
 /// Our case names and the anchor's counterparts. `nop_bN` (any batch size
 /// N) has the same name on both sides and is not listed.
-const CASE_NAMES: [(&str, &str); 14] = [
+const CASE_NAMES: [(&str, &str); 16] = [
     ("syscall_getpid", "syscall_getppid"),
     // The storage cases have the anchor's names; the IOPOLL one compares
     // with Linux's interrupt-driven qd1 read (the anchor has no polled case).
@@ -62,6 +62,8 @@ const CASE_NAMES: [(&str, &str); 14] = [
     ("vblk_randread4k_qd1", "vblk_randread4k_qd1"),
     ("vblk_randread4k_qd32", "vblk_randread4k_qd32"),
     ("vblk_randwrite4k_qd32", "vblk_randwrite4k_qd32"),
+    ("ext4_read4k_b32", "ext4_read4k_b32"),
+    ("ext4_append4k_fsync", "ext4_append4k_fsync"),
     ("read4k_b32", "uring_read4k_b32"),
     ("write4k_b32", "uring_write4k_b32"),
     ("pread4k", "pread4k"),
@@ -525,10 +527,9 @@ fn anchor_env(
 fn wants_storage(cases: Option<&str>) -> bool {
     cases.is_none_or(|cases| {
         cases.split(',').any(|c| {
-            c.starts_with("nvme")
-                || c.starts_with("vblk")
-                || "nvme".starts_with(c)
-                || "vblk".starts_with(c)
+            ["nvme", "vblk", "ext4"]
+                .iter()
+                .any(|s| c.starts_with(s) || s.starts_with(c))
         })
     })
 }

@@ -428,6 +428,8 @@ impl RingEngine {
             let wanted = self.pending[i].io_wanted.unwrap_or(0);
             self.io_pending -= 1;
             let (res, failed) = match result {
+                // A descriptor or 0 from a handed-off path op.
+                Ok(n) if wanted == ops::PENDING_VALUE => (cqe_res(Ok(n)), false),
                 Ok(n) if n < wanted => (cqe_res(Ok(n)), true),
                 Ok(n) => (cqe_res(Ok(n.min(wanted))), false),
                 Err(errno) => (-errno, true),
@@ -1207,7 +1209,9 @@ impl RingEngine {
         sqe: &Sqe,
         prepared: Prepared,
     ) -> Issue {
-        if !def.caps.contains(OpCaps::DEVICE_IO) || !env.may_start(self.file_ref(sqe)) {
+        let may_pend = (def.caps.contains(OpCaps::DEVICE_IO) && env.may_start(self.file_ref(sqe)))
+            || (def.caps.contains(OpCaps::PATH_IO) && env.may_start_path());
+        if !may_pend {
             let mut ctx = IssueCtx::new(env, &self.files, &self.buffers);
             return (def.issue)(&mut ctx, sqe, prepared);
         }

@@ -61,6 +61,38 @@ pub enum AsyncIo {
     Fsync { datasync: bool },
 }
 
+/// A path-based op an op asks the host to run where it may sleep (see
+/// [`IoEnv::start_path`]): the path was copied from user memory already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathOp<'a> {
+    /// OPENAT: the result is the new descriptor.
+    Open {
+        dirfd: i32,
+        path: &'a str,
+        flags: u32,
+    },
+    /// STATX: the `Statx` goes to user memory at `out` (checked when
+    /// written, as the synchronous op does).
+    Statx { dirfd: i32, path: &'a str, out: u64 },
+    /// MKDIRAT.
+    Mkdir { dirfd: i32, path: &'a str },
+    /// UNLINKAT (`dir`: `AT_REMOVEDIR`).
+    Unlink {
+        dirfd: i32,
+        path: &'a str,
+        dir: bool,
+    },
+    /// RENAMEAT.
+    Rename {
+        olddirfd: i32,
+        old: &'a str,
+        newdirfd: i32,
+        new: &'a str,
+    },
+    /// FTRUNCATE of the file.
+    Ftruncate { file: FileRef, len: u64 },
+}
+
 /// Where the host reports an I/O it started.
 #[derive(Clone, Copy)]
 pub struct IoTarget<'a> {
@@ -156,6 +188,24 @@ pub trait IoEnv {
 
     fn start(&mut self, file: FileRef, io: AsyncIo, target: IoTarget<'_>) -> Result<bool, Errno> {
         let _ = (file, io, target);
+        Ok(false)
+    }
+
+    /// Whether path-based ops ([`PathOp`]) may complete later (a file
+    /// system that sleeps is mounted), so that they make room to stay
+    /// pending before they issue.
+    fn may_start_path(&self) -> bool {
+        false
+    }
+
+    /// Runs `op` where it may sleep if it touches a file system that does
+    /// (the kernel's file-system worker): `Ok(true)`, and the result (the
+    /// descriptor for `Open`, else 0) goes to `target.mailbox` under
+    /// `target.token` exactly once. `Ok(false)`: the op runs
+    /// synchronously through the methods above. An error means nothing
+    /// started.
+    fn start_path(&mut self, op: PathOp<'_>, target: IoTarget<'_>) -> Result<bool, Errno> {
+        let _ = (op, target);
         Ok(false)
     }
 }

@@ -18,10 +18,11 @@ use abi::errno::EINVAL;
 use abi::errno::{Errno, EBADF, EFAULT};
 use abi::open_flags::{O_ACCMODE, O_RDWR};
 
-use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
+use super::env::{AsyncIo, FileRef, IoEnv, IoTarget, PathOp};
 use super::mailbox::IoMailbox;
 use super::{OwnedRing, RingMapping, RingMemory, SharedRing};
 use crate::fs::{FdTable, OpenFile, RamFs};
+use alloc::string::String;
 
 type SharedFile = Arc<spin::Mutex<OpenFile>>;
 
@@ -77,6 +78,11 @@ pub struct MockEnv {
     async_fds: Vec<i32>,
     /// I/O started on those: the op, and where to post its result.
     pub started: Vec<StartedIo>,
+    /// Whether path-based ops are handed off (a sleeping file system is
+    /// mounted): `start_path` records them in `started_paths`.
+    pub punt_paths: bool,
+    /// Path ops handed off: what (`"open x"`), and where the result goes.
+    pub started_paths: Vec<(String, StartedIo)>,
 }
 
 /// I/O a [`MockEnv`] started on an asynchronous descriptor.
@@ -103,6 +109,8 @@ impl MockEnv {
             fsyncs: 0,
             async_fds: Vec::new(),
             started: Vec::new(),
+            punt_paths: false,
+            started_paths: Vec::new(),
         }
     }
 
@@ -123,6 +131,21 @@ impl MockEnv {
             io.mailbox.post(token, result),
             "a started I/O had no mailbox room"
         );
+        true
+    }
+
+    /// Posts `result` for the handed-off path op `token` (as the worker
+    /// would); false if there is none.
+    pub fn finish_path(&mut self, token: u64, result: Result<u32, Errno>) -> bool {
+        let Some(i) = self
+            .started_paths
+            .iter()
+            .position(|(_, s)| s.token == token)
+        else {
+            return false;
+        };
+        let (_, io) = self.started_paths.remove(i);
+        assert!(io.mailbox.post(token, result), "no mailbox room");
         true
     }
 
@@ -357,6 +380,35 @@ impl IoEnv for MockEnv {
 
     fn unpin_file(&mut self, token: u64) {
         self.pinned.remove(&token);
+    }
+
+    fn may_start_path(&self) -> bool {
+        self.punt_paths
+    }
+
+    fn start_path(&mut self, op: PathOp<'_>, target: IoTarget<'_>) -> Result<bool, Errno> {
+        if !self.punt_paths {
+            return Ok(false);
+        }
+        target.room?;
+        let what = match op {
+            PathOp::Open { path, .. } => alloc::format!("open {path}"),
+            PathOp::Statx { path, .. } => alloc::format!("statx {path}"),
+            PathOp::Mkdir { path, .. } => alloc::format!("mkdir {path}"),
+            PathOp::Unlink { path, dir, .. } => alloc::format!("unlink {path} {dir}"),
+            PathOp::Rename { old, new, .. } => alloc::format!("rename {old} {new}"),
+            PathOp::Ftruncate { len, .. } => alloc::format!("ftruncate {len}"),
+        };
+        self.started_paths.push((
+            what,
+            StartedIo {
+                io: AsyncIo::Fsync { datasync: false },
+                token: target.token,
+                polled: target.polled,
+                mailbox: target.mailbox.clone(),
+            },
+        ));
+        Ok(true)
     }
 }
 

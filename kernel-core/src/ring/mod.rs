@@ -34,7 +34,7 @@ pub mod shared;
 mod tests;
 
 pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX, RING_MEMORY};
-pub use env::{AsyncIo, FileRef, IoEnv, IoTarget};
+pub use env::{AsyncIo, FileRef, IoEnv, IoTarget, PathOp};
 pub use host::{RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
 pub use mailbox::{IoMailbox, IoResult};
 pub use mock::{mock_ring_mapping, MockEnv};

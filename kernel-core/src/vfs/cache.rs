@@ -160,23 +160,45 @@ impl PageCache {
         }
     }
 
-    /// Updates the cached pages a successful write of `data` at `offset`
-    /// covered, and the size (known sizes only grow here).
-    pub fn wrote(&mut self, ino: Ino, offset: u64, data: &[u8]) {
+    /// Updates the cache after a successful write of `data` at `offset`
+    /// to a file that was `old_size` bytes long before it: cached pages it
+    /// covered take the new bytes, and pages it makes fully known are
+    /// cached (wholly written, or past the old end, where the rest is
+    /// zeros), as Linux's writes fill its page cache. The size becomes
+    /// `max(old_size, end)`.
+    pub fn wrote(&mut self, ino: Ino, old_size: u64, offset: u64, data: &[u8]) {
         let end = offset.saturating_add(data.len() as u64);
+        let size = old_size.max(end);
+        let known = self.size(ino) == Some(old_size);
+        self.set_size(ino, size);
         let mut at = offset;
         while at < end {
             let page = at / PAGE as u64;
             let within = (at % PAGE as u64) as usize;
             let n = ((end - at) as usize).min(PAGE - within);
-            if let Some(p) = self.pages.get_mut(&(ino, page)) {
-                let from = (at - offset) as usize;
+            let from = (at - offset) as usize;
+            let page_start = page * PAGE as u64;
+            let whole = n == PAGE;
+            let fresh = page_start >= old_size;
+            let slot = if self.pages.contains_key(&(ino, page)) && known {
+                self.pages.get_mut(&(ino, page)).map(|b| &mut **b)
+            } else if whole || fresh {
+                // `page_mut` zero-fills a new page: right past the old end.
+                if self.pages.remove(&(ino, page)).is_some() {
+                    PAGE_CACHE.uncharge(COST);
+                }
+                self.page_mut(ino, page)
+            } else {
+                // A stale or unknown page: not cached.
+                if self.pages.remove(&(ino, page)).is_some() {
+                    PAGE_CACHE.uncharge(COST);
+                }
+                None
+            };
+            if let Some(p) = slot {
                 p[within..within + n].copy_from_slice(&data[from..from + n]);
             }
             at += n as u64;
-        }
-        if let Some(size) = self.sizes.get_mut(&ino) {
-            *size = (*size).max(end);
         }
     }
 
@@ -281,10 +303,11 @@ mod tests {
         with_quota(1 << 20, || {
             let mut c = PageCache::new();
             c.fill(1, 0, &[1u8; 100], 100);
-            c.wrote(1, 50, &[9u8; 4100]);
-            // The size grew past the cached page: the second page is a miss.
+            c.wrote(1, 100, 50, &[9u8; 4100]);
+            // The second page lies past the old end: cached too.
             assert_eq!(c.size(1), Some(4150));
-            assert!(!c.covers(1, 0, 4150));
+            assert!(c.covers(1, 0, 4150));
+            assert_eq!(read_all(&mut c, 1, 4096, 100).unwrap(), [9u8; 54]);
             let head = read_all(&mut c, 1, 0, 100).unwrap();
             assert_eq!(&head[..50], &[1u8; 50][..]);
             assert_eq!(&head[50..], &[9u8; 50][..]);
@@ -296,6 +319,26 @@ mod tests {
             c.forget(1);
             assert_eq!(c.pages(), 0);
             assert_eq!(read_all(&mut c, 1, 0, 1), None);
+        });
+    }
+
+    #[test]
+    fn writes_fill_whole_pages_and_never_guess() {
+        with_quota(1 << 20, || {
+            let mut c = PageCache::new();
+            // An unknown file of 10000 bytes: a whole page written is
+            // cached, a partial one inside the old end is not.
+            c.wrote(5, 10_000, 4096, &[7u8; 4096]);
+            c.wrote(5, 10_000, 10, &[8u8; 10]);
+            assert_eq!(c.size(5), Some(10_000));
+            assert!(c.covers(5, 4096, 4096));
+            assert!(!c.covers(5, 0, 20));
+            // Appends: each page is past the old end.
+            c.wrote(6, 0, 0, &[1u8; 3000]);
+            c.wrote(6, 3000, 3000, &[2u8; 3000]);
+            let all = read_all(&mut c, 6, 0, 6000).unwrap();
+            assert_eq!(&all[..3000], &[1u8; 3000][..]);
+            assert_eq!(&all[3000..], &[2u8; 3000][..]);
         });
     }
 

@@ -21,9 +21,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::shared::{CQE_WORDS, HEADER_WORDS, SQE_WORDS};
 use kernel_core::ring::{
-    AsyncIo, BackendKind, FileRef, IoEnv, IoTarget, RingHost, RingMapping, RingMemory, RingObject,
-    SharedRing, ThreadBody,
+    AsyncIo, BackendKind, FileRef, IoEnv, IoTarget, PathOp, RingHost, RingMapping, RingMemory,
+    RingObject, SharedRing, ThreadBody,
 };
+use kernel_core::vfs::Loc;
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 
@@ -486,6 +487,151 @@ impl ProcessEnv<'_> {
     }
 }
 
+impl ProcessEnv<'_> {
+    /// The process, held: for work that outlives this call.
+    fn process_arc(&self) -> Result<Arc<Process>, Errno> {
+        match &self.process {
+            ProcessRef::Owned(p) => Ok(p.clone()),
+            ProcessRef::Borrowed(_) => task::find_user(self.pid)
+                .and_then(|t| t.user_data_arc::<Process>())
+                .ok_or(ESRCH),
+        }
+    }
+
+    /// [`IoEnv::start_path`]: hands `op` to the file-system worker if it
+    /// may touch a disk file system, so that `io_uring_enter` (or the
+    /// SQPOLL poller) never waits on the disk. Paths were copied at prep;
+    /// a STATX's destination is pinned now.
+    fn start_path_op(&mut self, op: PathOp<'_>, target: IoTarget<'_>) -> Result<bool, Errno> {
+        let owned = |path: &str| -> Result<alloc::string::String, Errno> {
+            let mut s = alloc::string::String::new();
+            s.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
+            s.push_str(path);
+            Ok(s)
+        };
+        let job = match op {
+            PathOp::Ftruncate { file, len } => {
+                let handle = self.file(file)?;
+                if !matches!(*handle, File::Disk(_)) {
+                    return Ok(false);
+                }
+                PathJob::Ftruncate(handle, len)
+            }
+            PathOp::Open { dirfd, path, flags } => {
+                let at = self.dir_at(dirfd, path)?;
+                if !crate::fs::path_may_sleep(at, path) {
+                    return Ok(false);
+                }
+                if u64::from(flags) & !abi::open_flags::O_KNOWN != 0 {
+                    return Err(EINVAL);
+                }
+                PathJob::Open(at, owned(path)?, u64::from(flags), self.process_arc()?)
+            }
+            PathOp::Statx { dirfd, path, out } => {
+                let at = self.dir_at(dirfd, path)?;
+                if !crate::fs::path_may_sleep(at, path) {
+                    return Ok(false);
+                }
+                let size = size_of::<abi::io_uring::Statx>() as u64;
+                let pinned = self
+                    .process()
+                    .with_address_space(|space| UserSlice::new(out, size)?.pin(space, true))?;
+                PathJob::Statx(at, owned(path)?, pinned)
+            }
+            PathOp::Mkdir { dirfd, path } => {
+                let at = self.dir_at(dirfd, path)?;
+                if !crate::fs::path_may_sleep(at, path) {
+                    return Ok(false);
+                }
+                PathJob::Mkdir(at, owned(path)?)
+            }
+            PathOp::Unlink { dirfd, path, dir } => {
+                let at = self.dir_at(dirfd, path)?;
+                if !crate::fs::path_may_sleep(at, path) {
+                    return Ok(false);
+                }
+                PathJob::Unlink(at, owned(path)?, dir)
+            }
+            PathOp::Rename {
+                olddirfd,
+                old,
+                newdirfd,
+                new,
+            } => {
+                let old_at = self.dir_at(olddirfd, old)?;
+                let new_at = self.dir_at(newdirfd, new)?;
+                if !crate::fs::path_may_sleep(old_at, old)
+                    && !crate::fs::path_may_sleep(new_at, new)
+                {
+                    return Ok(false);
+                }
+                PathJob::Rename(old_at, owned(old)?, new_at, owned(new)?)
+            }
+        };
+        target.room?;
+        let mailbox = target.mailbox.clone();
+        let token = target.token;
+        let guard = self.process().io.guard();
+        crate::fswork::post(move || {
+            let result = job.run();
+            drop(guard);
+            if !mailbox.post(token, result) {
+                log::error!("fs: a ring had no room for completion {token}");
+            }
+            super::io_posted(mailbox.wait_key());
+        })?;
+        Ok(true)
+    }
+}
+
+/// A path-based ring op run on the file-system worker.
+enum PathJob {
+    Open(Option<Loc>, alloc::string::String, u64, Arc<Process>),
+    Statx(
+        Option<Loc>,
+        alloc::string::String,
+        crate::usercopy::PinnedPages,
+    ),
+    Mkdir(Option<Loc>, alloc::string::String),
+    Unlink(Option<Loc>, alloc::string::String, bool),
+    Rename(
+        Option<Loc>,
+        alloc::string::String,
+        Option<Loc>,
+        alloc::string::String,
+    ),
+    Ftruncate(FileHandle, u64),
+}
+
+impl PathJob {
+    fn run(self) -> Result<u32, Errno> {
+        match self {
+            PathJob::Open(at, path, flags, process) => {
+                let file = crate::fs::open_at(at, &path, flags)?;
+                if file.completes_later() {
+                    process.uses_devices.store(true, Ordering::Relaxed);
+                }
+                let fd = interrupts::without_interrupts(|| process.files.lock().insert(file))
+                    .map_err(|e| e.errno())?;
+                u32::try_from(fd).map_err(|_| EMFILE)
+            }
+            PathJob::Statx(at, path, pinned) => {
+                let stat = crate::fs::stat(at, &path)?;
+                let st = kernel_core::ring::ops::statx::statx_of(&stat);
+                pinned.write_at(0, abi::IntoBytes::as_bytes(&st));
+                Ok(0)
+            }
+            PathJob::Mkdir(at, path) => crate::fs::mkdir(at, &path).map(|()| 0),
+            PathJob::Unlink(at, path, true) => crate::fs::rmdir(at, &path).map(|()| 0),
+            PathJob::Unlink(at, path, false) => crate::fs::unlink(at, &path).map(|()| 0),
+            PathJob::Rename(old_at, old, new_at, new) => {
+                crate::fs::rename(old_at, &old, new_at, &new).map(|()| 0)
+            }
+            PathJob::Ftruncate(file, len) => file.truncate(len).map(|()| 0),
+        }
+    }
+}
+
 /// What a [`DiskJob`] does.
 enum DiskOp {
     Fsync {
@@ -766,6 +912,14 @@ impl IoEnv for ProcessEnv<'_> {
 
     fn ftruncate(&mut self, file: FileRef, len: u64) -> Result<(), Errno> {
         self.file(file)?.truncate(len)
+    }
+
+    fn may_start_path(&self) -> bool {
+        crate::fs::disks_mounted()
+    }
+
+    fn start_path(&mut self, op: PathOp<'_>, target: IoTarget<'_>) -> Result<bool, Errno> {
+        self.start_path_op(op, target)
     }
 
     fn read_user(&self, addr: u64, dst: &mut [u8]) -> Result<(), Errno> {

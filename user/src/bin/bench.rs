@@ -43,6 +43,15 @@
 //! (Linux's anchor has no polled case). A missing disk makes them
 //! `skipped=ENOENT`.
 //!
+//! File-system cases (the Linux anchor's, same names and loops), on the
+//! ext4 disk the kernel mounts at `/disk`: `ext4_read4k_b32` (a 16 MiB
+//! file written with 128 KiB `pwrite`s and fsynced before the first rep,
+//! then 32 buffered READs of 4 KiB at random offsets per `enter(32, 32,
+//! GETEVENTS)`: the page cache serves them) and `ext4_append4k_fsync`
+//! (a WRITE of 4 KiB at the end of an emptied file linked to an FSYNC,
+//! both per `enter(2, 2, GETEVENTS)`, at most 8192 pairs per rep). No
+//! ext4 disk makes them `skipped=ENOENT`.
+//!
 //! The hot loops use the raw rings (`libuser::uring::IoUring`,
 //! `libuser::ring_io::Ring`) and allocate nothing.
 #![no_std]
@@ -574,7 +583,7 @@ fn main(args: Args) -> i32 {
     );
     println!("# pread4k/pwrite4k: no pread/pwrite syscall here, each op is lseek + read/write (2 syscalls)");
     type CaseFn = fn(&Config) -> Result<Vec<Sample>, CaseError>;
-    let cases: [(&'static str, CaseFn); 20] = [
+    let cases: [(&'static str, CaseFn); 22] = [
         ("syscall_getpid", |c| {
             (0..c.reps)
                 .map(|_| timed(c.ops, &mut getpid_loop))
@@ -613,6 +622,8 @@ fn main(args: Args) -> i32 {
         ("vblk_randwrite4k_qd32", |c| {
             blk_case(c, VBLK, 32, true, false)
         }),
+        ("ext4_read4k_b32", |c| fs_read_case(c, EXT4_DIR)),
+        ("ext4_append4k_fsync", |c| fs_append_case(c, EXT4_DIR)),
     ];
     let start = now_ns();
     let mut rows = Vec::new();
@@ -797,4 +808,199 @@ fn blk_case(
         .collect();
     let _ = sys::close(fd);
     samples
+}
+
+// ---------------------------------------------------------- file systems
+
+/// Where the kernel mounts the first ext4 disk.
+const EXT4_DIR: &str = "/disk";
+/// The read case's file: 16 MiB, as the anchor's.
+const FS_READ_FILE: u64 = 16 << 20;
+/// The append case stops a rep at 32 MiB (the volume is 64 MiB).
+const FS_APPEND_MAX_OPS: u64 = 8192;
+
+/// Buffered 4 KiB reads at random offsets of a 16 MiB file in `dir`, 32
+/// per `enter` (the anchor's `case_fs_read`).
+#[allow(unsafe_code)] // the SQEs lend the kernel raw pages: that is the case
+fn fs_read_case(cfg: &Config, dir: &str) -> Result<Vec<Sample>, CaseError> {
+    let path = format!("{dir}/anchor-read.dat");
+    let have = sys::open(&path, abi::open_flags::O_RDONLY)
+        .and_then(|fd| {
+            let size = sys::fstat(fd).map(|st| st.size);
+            let _ = sys::close(fd);
+            size
+        })
+        .unwrap_or(0);
+    if have != FS_READ_FILE {
+        let t0 = now_ns();
+        let fd = sys::open(&path, O_CREAT | O_RDWR | O_TRUNC).map_err(CaseError::Setup)?;
+        let chunk = vec![Page([0x6b; BLOCK]); RW_BATCH];
+        let mut bytes = Vec::new();
+        for p in &chunk {
+            bytes.extend_from_slice(&p.0);
+        }
+        let mut off = 0u64;
+        while off < FS_READ_FILE {
+            let n = sys::pwrite(fd, &bytes, off)?;
+            if n != bytes.len() {
+                return Err(CaseError::Failed(format!("short pwrite {n}")));
+            }
+            off += n as u64;
+        }
+        sys::fsync(fd)?;
+        let _ = sys::close(fd);
+        println!(
+            "# ext4: wrote {path} ({} MiB) in {} ms",
+            FS_READ_FILE >> 20,
+            (now_ns() - t0) / 1_000_000
+        );
+    }
+    let fd = sys::open(&path, abi::open_flags::O_RDONLY).map_err(CaseError::Setup)?;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut pages = vec![Page([0; BLOCK]); RW_BATCH];
+    let addrs: Vec<u64> = pages.iter_mut().map(|p| p.0.as_mut_ptr() as u64).collect();
+    let nblocks = FS_READ_FILE / BLOCK as u64;
+    let rng = core::cell::Cell::new(BLK_SEED);
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let mut ops = 0;
+        while ops < target {
+            for (i, &addr) in addrs.iter().enumerate() {
+                let mut state = rng.get();
+                let off = (abi::disk_test::splitmix64(&mut state) % nblocks) * BLOCK as u64;
+                rng.set(state);
+                let sqe = Sqe {
+                    opcode: op::READ,
+                    fd: fd as i32,
+                    off,
+                    addr,
+                    len: BLOCK as u32,
+                    user_data: i as u64,
+                    ..Sqe::default()
+                };
+                // SAFETY: the SQE names page `i`, untouched until the
+                // batch's CQEs are all reaped below.
+                if !unsafe { ring.push_sqe(&sqe) } {
+                    return Err(CaseError::Failed(String::from("SQ full")));
+                }
+            }
+            ring.publish();
+            let batch = RW_BATCH as u32;
+            ring.enter(batch, batch, enter_flags::GETEVENTS)?;
+            let mut got = 0;
+            while got < batch {
+                while let Some(cqe) = ring.pop_cqe() {
+                    got += 1;
+                    if cqe.res != BLOCK as i32 {
+                        return Err(CaseError::Failed(format!(
+                            "read cqe res {} (expected {BLOCK})",
+                            cqe.res
+                        )));
+                    }
+                }
+                if got < batch {
+                    ring.enter(0, 1, enter_flags::GETEVENTS)?;
+                }
+            }
+            ops += u64::from(batch);
+        }
+        Ok(ops)
+    };
+    let samples = (0..cfg.reps)
+        .map(|_| {
+            rng.set(BLK_SEED);
+            timed(cfg.blkops, &mut body)
+        })
+        .collect();
+    let _ = sys::close(fd);
+    samples
+}
+
+/// A 4 KiB WRITE at the end of `dir`/anchor.dat linked (IO_LINK) to an
+/// FSYNC, both per `enter(2, 2, GETEVENTS)` (the anchor's
+/// `case_fs_append`). The file is emptied and fsynced, untimed, before the
+/// warm-up and before the timed run.
+#[allow(unsafe_code)] // the SQE lends the kernel a raw page: that is the case
+fn fs_append_case(cfg: &Config, dir: &str) -> Result<Vec<Sample>, CaseError> {
+    let path = format!("{dir}/anchor.dat");
+    let fd = sys::open(&path, O_CREAT | O_RDWR | O_TRUNC).map_err(CaseError::Setup)?;
+    let mut ring = IoUring::setup(RING_ENTRIES, 0).map_err(CaseError::Setup)?;
+    let mut page = Page([0x41; BLOCK]);
+    let addr = page.0.as_mut_ptr() as u64;
+    let target = cfg.blkops.min(FS_APPEND_MAX_OPS);
+    let setup = || -> Result<(), CaseError> {
+        sys::ftruncate(fd, 0)?;
+        sys::fsync(fd)?;
+        Ok(())
+    };
+    let mut body = |target: u64| -> Result<u64, CaseError> {
+        let (mut ops, mut off) = (0u64, 0u64);
+        while ops < target {
+            let write = Sqe {
+                opcode: op::WRITE,
+                flags: abi::io_uring::sqe_flags::IO_LINK,
+                fd: fd as i32,
+                off,
+                addr,
+                len: BLOCK as u32,
+                user_data: 0,
+                ..Sqe::default()
+            };
+            let fsync = Sqe {
+                opcode: op::FSYNC,
+                fd: fd as i32,
+                user_data: 1,
+                ..Sqe::default()
+            };
+            // SAFETY: the page stays untouched until both CQEs are reaped.
+            if !unsafe { ring.push_sqe(&write) } || !unsafe { ring.push_sqe(&fsync) } {
+                return Err(CaseError::Failed(String::from("SQ full")));
+            }
+            ring.publish();
+            ring.enter(2, 2, enter_flags::GETEVENTS)?;
+            for _ in 0..2 {
+                let cqe = ring
+                    .pop_cqe()
+                    .ok_or_else(|| CaseError::Failed(String::from("short reap")))?;
+                let want = if cqe.user_data == 0 { BLOCK as i32 } else { 0 };
+                if cqe.res != want {
+                    return Err(CaseError::Failed(format!(
+                        "{} cqe res {} (expected {want}) at offset {off}",
+                        if cqe.user_data == 0 { "write" } else { "fsync" },
+                        cqe.res
+                    )));
+                }
+            }
+            off += BLOCK as u64;
+            ops += 1;
+        }
+        Ok(ops)
+    };
+    let samples = (0..cfg.reps)
+        .map(|_| timed_setup(target, &setup, &mut body))
+        .collect();
+    let _ = sys::close(fd);
+    let _ = sys::unlink(&path);
+    samples
+}
+
+/// [`timed`] with `setup` run, untimed, before the warm-up and before the
+/// timed run (the anchor's `timed_setup`).
+fn timed_setup(
+    target: u64,
+    setup: &dyn Fn() -> Result<(), CaseError>,
+    body: Body<'_>,
+) -> Result<Sample, CaseError> {
+    setup()?;
+    body((target / 50).clamp(1, 4096))?;
+    setup()?;
+    EXTRA.store(0, core::sync::atomic::Ordering::Relaxed);
+    let (t0, c0) = (now_ns(), rdtsc());
+    let ops = body(target)?;
+    let (c1, t1) = (rdtsc(), now_ns());
+    Ok(Sample {
+        ops,
+        ns: t1 - t0,
+        cycles: c1 - c0,
+        extra: EXTRA.load(core::sync::atomic::Ordering::Relaxed),
+    })
 }

@@ -25,13 +25,16 @@ use abi::io_uring::{op, sqe_flags, Sqe, AT_REMOVEDIR};
 
 #[cfg(doc)]
 use super::AT_FDCWD;
-use super::{read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, PATH_BUF};
+use super::{
+    done_or_pending, read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PathOp, PrepCtx,
+    Prepared, PATH_BUF,
+};
 use crate::ring::env::IoEnv;
 
 pub const MKDIRAT: OpDef = OpDef {
     opcode: op::MKDIRAT,
     name: "MKDIRAT",
-    caps: OpCaps::empty(),
+    caps: OpCaps::PATH_IO,
     prep: prep_mkdirat,
     issue: issue_mkdirat,
 };
@@ -39,7 +42,7 @@ pub const MKDIRAT: OpDef = OpDef {
 pub const UNLINKAT: OpDef = OpDef {
     opcode: op::UNLINKAT,
     name: "UNLINKAT",
-    caps: OpCaps::empty(),
+    caps: OpCaps::PATH_IO,
     prep: prep_unlinkat,
     issue: issue_unlinkat,
 };
@@ -47,7 +50,7 @@ pub const UNLINKAT: OpDef = OpDef {
 pub const RENAMEAT: OpDef = OpDef {
     opcode: op::RENAMEAT,
     name: "RENAMEAT",
-    caps: OpCaps::empty(),
+    caps: OpCaps::PATH_IO,
     prep: prep_renameat,
     issue: issue_renameat,
 };
@@ -79,9 +82,16 @@ fn prep_mkdirat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 
 fn issue_mkdirat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     let mut buf = [0u8; PATH_BUF];
-    let result =
-        user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.mkdir(sqe.fd, path));
-    Issue::Done(result.map(|()| 0))
+    let result = user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| {
+        if ctx.start_path(PathOp::Mkdir {
+            dirfd: sqe.fd,
+            path,
+        })? {
+            return Ok(None);
+        }
+        ctx.env.mkdir(sqe.fd, path).map(|()| Some(0))
+    });
+    done_or_pending(result)
 }
 
 fn prep_unlinkat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
@@ -101,9 +111,17 @@ fn prep_unlinkat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 fn issue_unlinkat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     let dir = sqe.op_flags & AT_REMOVEDIR != 0;
     let mut buf = [0u8; PATH_BUF];
-    let result =
-        user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| ctx.env.unlink(sqe.fd, path, dir));
-    Issue::Done(result.map(|()| 0))
+    let result = user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| {
+        if ctx.start_path(PathOp::Unlink {
+            dirfd: sqe.fd,
+            path,
+            dir,
+        })? {
+            return Ok(None);
+        }
+        ctx.env.unlink(sqe.fd, path, dir).map(|()| Some(0))
+    });
+    done_or_pending(result)
 }
 
 fn prep_renameat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
@@ -121,7 +139,18 @@ fn issue_renameat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Iss
     let mut new = [0u8; PATH_BUF];
     let result = user_path(ctx.env, sqe.addr, &mut old).and_then(|old| {
         let new = user_path(ctx.env, sqe.off, &mut new)?;
-        ctx.env.rename(sqe.fd, old, sqe.len as i32, new)
+        let op = PathOp::Rename {
+            olddirfd: sqe.fd,
+            old,
+            newdirfd: sqe.len as i32,
+            new,
+        };
+        if ctx.start_path(op)? {
+            return Ok(None);
+        }
+        ctx.env
+            .rename(sqe.fd, old, sqe.len as i32, new)
+            .map(|()| Some(0))
     });
-    Issue::Done(result.map(|()| 0))
+    done_or_pending(result)
 }

@@ -7,12 +7,12 @@
 use abi::errno::{Errno, EINVAL};
 use abi::io_uring::{op, Sqe};
 
-use super::{Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared};
+use super::{done_or_pending, Issue, IssueCtx, OpCaps, OpDef, PathOp, PrepCtx, Prepared};
 
 pub const FTRUNCATE: OpDef = OpDef {
     opcode: op::FTRUNCATE,
     name: "FTRUNCATE",
-    caps: OpCaps::NEEDS_FILE,
+    caps: OpCaps::NEEDS_FILE.union(OpCaps::PATH_IO),
     prep,
     issue,
 };
@@ -36,7 +36,10 @@ fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
         if (sqe.off as i64) < 0 {
             return Err(EINVAL);
         }
-        ctx.env.ftruncate(file, sqe.off)
+        if ctx.start_path(PathOp::Ftruncate { file, len: sqe.off })? {
+            return Ok(None);
+        }
+        ctx.env.ftruncate(file, sqe.off).map(|()| Some(0))
     })();
-    Issue::Done(result.map(|()| 0))
+    done_or_pending(result)
 }

@@ -32,7 +32,7 @@ use abi::io_uring::{ioprio, op, sqe_flags, Probe, ProbeOp, Sqe, Timespec, PROBE_
 use abi::syscall::limits::PATH_MAX;
 use abi::{FromBytes, Immutable, IntoBytes};
 
-use super::env::{AsyncIo, FileRef, IoEnv, IoTarget};
+use super::env::{AsyncIo, FileRef, IoEnv, IoTarget, PathOp};
 use abi::errno::{Errno, EBADF, EFAULT, EINVAL, ENAMETOOLONG, EOPNOTSUPP};
 
 mod cancel;
@@ -42,7 +42,7 @@ mod ftruncate;
 mod nop;
 mod open;
 mod rw;
-mod statx;
+pub mod statx;
 mod timeout;
 mod vectored;
 
@@ -69,6 +69,8 @@ bitflags::bitflags! {
         /// May start I/O that completes later ([`IssueCtx::start`]): the
         /// engine makes room for a pending op before issuing it.
         const DEVICE_IO = 1 << 6;
+        /// May run a path-based op where it can sleep ([`IssueCtx::start_path`]).
+        const PATH_IO = 1 << 7;
     }
 }
 
@@ -138,6 +140,22 @@ pub enum Issue {
     Cancel { target: u64, timeouts_only: bool },
 }
 
+/// `Issue::Pending { wanted }` for an op whose result is a value (a
+/// descriptor, or 0), not a byte count: posted as it is, never short.
+pub const PENDING_VALUE: u32 = u32::MAX;
+
+/// The outcome of an op that may hand its work to the host
+/// ([`IssueCtx::start_path`]): `Ok(None)` if it did (pending), else done.
+pub(crate) fn done_or_pending(result: Result<Option<u32>, Errno>) -> Issue {
+    match result {
+        Ok(None) => Issue::Pending {
+            wanted: PENDING_VALUE,
+        },
+        Ok(Some(value)) => Issue::Done(Ok(value)),
+        Err(e) => Issue::Done(Err(e)),
+    }
+}
+
 /// The CQE `res` of a finished op: the value, or `-errno`.
 #[inline(always)]
 pub fn cqe_res(result: Result<u32, Errno>) -> i32 {
@@ -186,6 +204,17 @@ impl<'a> IssueCtx<'a> {
     pub fn start(&mut self, file: FileRef, io: AsyncIo) -> Result<bool, Errno> {
         match self.io {
             Some(target) => self.env.start(file, io, target),
+            None => Ok(false),
+        }
+    }
+
+    /// Runs the path-based `op` where it may sleep, if the host wants to:
+    /// `Ok(true)` and the op returns [`Issue::Pending`]; `Ok(false)` to run
+    /// it synchronously. Only ops with [`OpCaps::PATH_IO`] get a target;
+    /// for any other this is `Ok(false)`.
+    pub fn start_path(&mut self, op: PathOp<'_>) -> Result<bool, Errno> {
+        match self.io {
+            Some(target) => self.env.start_path(op, target),
             None => Ok(false),
         }
     }

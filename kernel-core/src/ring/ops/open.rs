@@ -16,12 +16,15 @@
 use abi::errno::{Errno, EBADF, EINVAL, ENOENT};
 use abi::io_uring::{op, sqe_flags, Sqe};
 
-use super::{read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared, PATH_BUF};
+use super::{
+    done_or_pending, read_path, user_path, Issue, IssueCtx, OpCaps, OpDef, PathOp, PrepCtx,
+    Prepared, PATH_BUF,
+};
 
 pub const OPENAT: OpDef = OpDef {
     opcode: op::OPENAT,
     name: "OPENAT",
-    caps: OpCaps::empty(),
+    caps: OpCaps::PATH_IO,
     prep: prep_openat,
     issue: issue_openat,
 };
@@ -53,10 +56,20 @@ fn prep_openat(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
 
 fn issue_openat(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
     let mut buf = [0u8; PATH_BUF];
-    let result = user_path(ctx.env, sqe.addr, &mut buf)
-        .and_then(|path| ctx.env.open(sqe.fd, path, sqe.op_flags))
-        .map(|fd| fd as u32);
-    Issue::Done(result)
+    let result = user_path(ctx.env, sqe.addr, &mut buf).and_then(|path| {
+        let op = PathOp::Open {
+            dirfd: sqe.fd,
+            path,
+            flags: sqe.op_flags,
+        };
+        if ctx.start_path(op)? {
+            return Ok(None);
+        }
+        ctx.env
+            .open(sqe.fd, path, sqe.op_flags)
+            .map(|fd| Some(fd as u32))
+    });
+    done_or_pending(result)
 }
 
 fn prep_close(_ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {

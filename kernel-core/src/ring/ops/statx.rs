@@ -13,8 +13,8 @@ use abi::io_uring::{op, sqe_flags, Sqe, Statx, STATX_BASIC};
 #[cfg(doc)]
 use super::AT_FDCWD;
 use super::{
-    read_path, user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef, PrepCtx, Prepared,
-    PATH_BUF,
+    done_or_pending, read_path, user_path, write_user_value, Issue, IssueCtx, OpCaps, OpDef,
+    PathOp, PrepCtx, Prepared, PATH_BUF,
 };
 
 /// `S_IFREG | 0644`: a regular file anyone may read. Belongs in `abi` with
@@ -28,7 +28,7 @@ const BLKSIZE: u32 = 4096;
 pub const STATX: OpDef = OpDef {
     opcode: op::STATX,
     name: "STATX",
-    caps: OpCaps::empty(),
+    caps: OpCaps::PATH_IO,
     prep,
     issue,
 };
@@ -47,11 +47,10 @@ fn prep(ctx: &PrepCtx<'_>, sqe: &Sqe) -> Result<Prepared, Errno> {
     Ok(Prepared::Nothing)
 }
 
-fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u32, Errno> {
-    let mut buf = [0u8; PATH_BUF];
-    let path = user_path(ctx.env, sqe.addr, &mut buf)?;
-    let stat = ctx.env.stat(sqe.fd, path)?;
-    let st = Statx {
+/// What STATX reports for `stat` (also for the host, when it ran the op
+/// elsewhere: [`PathOp::Statx`]).
+pub fn statx_of(stat: &abi::Stat) -> Statx {
+    Statx {
         mask: STATX_BASIC,
         blksize: BLKSIZE,
         nlink: stat.nlink,
@@ -64,13 +63,27 @@ fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<u32, Errno> {
         size: stat.size,
         blocks: stat.size.div_ceil(512),
         ..Statx::default()
+    }
+}
+
+fn statx(ctx: &mut IssueCtx<'_>, sqe: &Sqe) -> Result<Option<u32>, Errno> {
+    let mut buf = [0u8; PATH_BUF];
+    let path = user_path(ctx.env, sqe.addr, &mut buf)?;
+    let op = PathOp::Statx {
+        dirfd: sqe.fd,
+        path,
+        out: sqe.addr3,
     };
-    write_user_value(ctx.env, sqe.addr3, &st)?;
-    Ok(0)
+    if ctx.start_path(op)? {
+        return Ok(None);
+    }
+    let stat = ctx.env.stat(sqe.fd, path)?;
+    write_user_value(ctx.env, sqe.addr3, &statx_of(&stat))?;
+    Ok(Some(0))
 }
 
 fn issue(ctx: &mut IssueCtx<'_>, sqe: &Sqe, _prepared: Prepared) -> Issue {
-    Issue::Done(statx(ctx, sqe))
+    done_or_pending(statx(ctx, sqe))
 }
 
 #[cfg(test)]

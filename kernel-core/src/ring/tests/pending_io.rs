@@ -237,3 +237,60 @@ fn synchronous_files_still_complete_inline() {
     assert!(h.env.started.is_empty());
     assert_eq!(h.engine.memory(), 0);
 }
+
+/// Path ops when a sleeping file system is mounted: handed to the host
+/// (its worker) and pending until it posts; links wait for them.
+#[test]
+fn path_ops_are_handed_off_and_complete_through_the_mailbox() {
+    let mut h = Harness::new(64, 128);
+    h.env.punt_paths = true;
+    let path = MEM + 2048;
+    crate::ring::IoEnv::write_user(&mut h.env, path, b"/disk/x\0").unwrap();
+    let open = Sqe {
+        opcode: op::OPENAT,
+        fd: abi::io_uring::AT_FDCWD,
+        addr: path,
+        user_data: 1,
+        ..Sqe::default()
+    };
+    let mkdir = Sqe {
+        opcode: op::MKDIRAT,
+        fd: abi::io_uring::AT_FDCWD,
+        addr: path,
+        user_data: 2,
+        ..Sqe::default()
+    };
+    assert!(h.run(&[linked(mkdir), open]).is_empty());
+    // Only the MKDIRAT was handed off; the OPENAT waits behind it.
+    assert_eq!(h.env.started_paths.len(), 1);
+    assert_eq!(h.env.started_paths[0].0, "mkdir /disk/x");
+    let t = h.env.started_paths[0].1.token;
+    assert!(h.env.finish_path(t, Ok(0)));
+    let view = h.ring.view();
+    h.engine.reap_io(&view, &mut h.env);
+    assert_eq!(h.cqes(), [cqe(2, 0)]);
+    assert_eq!(h.env.started_paths[0].0, "open /disk/x");
+    let t = h.env.started_paths[0].1.token;
+    h.env.finish_path(t, Ok(7));
+    let view = h.ring.view();
+    h.engine.reap_io(&view, &mut h.env);
+    assert_eq!(h.cqes(), [cqe(1, 7)]);
+    assert_eq!(h.engine.pending_ops(), 0);
+    h.check();
+}
+
+#[test]
+fn path_ops_run_synchronously_when_nothing_sleeps() {
+    let mut h = Harness::new(64, 128);
+    let path = MEM + 2048;
+    crate::ring::IoEnv::write_user(&mut h.env, path, b"d\0").unwrap();
+    let mkdir = Sqe {
+        opcode: op::MKDIRAT,
+        fd: abi::io_uring::AT_FDCWD,
+        addr: path,
+        user_data: 2,
+        ..Sqe::default()
+    };
+    assert_eq!(h.run(&[mkdir]), [cqe(2, 0)]);
+    assert!(h.env.started_paths.is_empty());
+}
