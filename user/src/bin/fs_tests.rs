@@ -38,7 +38,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use libuser::async_io::{AsyncContext, AsyncOp, Completion};
 use libuser::fs::{self, File};
-use libuser::test::{TestResult, TestRun};
+use libuser::test::{Case, TestResult, TestRun};
 use libuser::{check, check_eq, check_err, detail, fail, println, process, skip, sys, Args};
 
 libuser::entry!(main);
@@ -55,11 +55,12 @@ fn main(args: Args) -> i32 {
         Some("persist-write") => finish(persist_write()),
         Some("persist-read") => finish(persist_read()),
         Some("child-io") => child_io(args.get_str(2).unwrap_or("/disk/fst/child")),
+        Some(arg) if arg.starts_with("only=") => finish(suite(arg.strip_prefix("only="))),
         Some(other) => {
             println!("fs_tests: unknown mode `{other}`");
             sys::poweroff(2)
         }
-        None => finish(suite()),
+        None => finish(suite(None)),
     }
 }
 
@@ -67,7 +68,29 @@ fn finish(passed: bool) -> ! {
     sys::poweroff(if passed { 0 } else { 1 })
 }
 
-fn suite() -> bool {
+#[rustfmt::skip]
+const CASES: &[Case] = &[
+    ("open: O_CREAT, O_EXCL (EEXIST), O_TRUNC, O_APPEND, ENOENT, EISDIR, ENOTDIR", open_flags),
+    ("read/write/lseek: SEEK_SET/CUR/END, a hole past the end reads zeros", read_write_seek),
+    ("pread/pwrite across block boundaries; the position does not move", pread_pwrite),
+    ("fstat/stat: sizes, kinds, directories", stats),
+    ("fsync and fdatasync on files and a directory", syncs),
+    ("ftruncate: grow with zeros, shrink, shrink then grow reads zeros", truncates),
+    ("unlink: gone from lookups and listings; ENOENT; EISDIR", unlinks),
+    ("unlink of an open file: the descriptor still reads it", unlink_open),
+    ("rename within a directory, across directories, over a file, a directory", renames),
+    ("mkdir/rmdir: EEXIST, ENOTEMPTY, ENOTDIR, ENOENT", mkdir_rmdir),
+    ("getdents: 300 entries with names up to 255 bytes; 256 is ENAMETOOLONG", big_directory),
+    ("a 64 MiB file written, fsynced and read back with checksums", big_file),
+    ("500 small files: create, read back, list, remove", small_files),
+    ("disk full: ENOSPC on /disk1, nothing written before is lost", disk_full),
+    ("ring ops in flight (OPENAT/WRITE->FSYNC/READ/STATX/...) while a child uses the disk", ring_ops),
+    ("everything written is still there after close and reopen", reopen_all),
+];
+
+/// The whole suite, or with `only=WORD` the cases whose names hold WORD
+/// (for reproducing one; later cases may need earlier ones' files).
+fn suite(only: Option<&str>) -> bool {
     let mut run = TestRun::new("Disk File System Tests");
     if let Err(errno) = sys::stat(DISK) {
         println!("{DISK} is not there ({errno}): no disk file system mounted");
@@ -81,64 +104,11 @@ fn suite() -> bool {
         println!("cannot make {ROOT}: {errno}");
         return false;
     }
-    run.case(
-        "open: O_CREAT, O_EXCL (EEXIST), O_TRUNC, O_APPEND, ENOENT, EISDIR, ENOTDIR",
-        open_flags,
-    );
-    run.case(
-        "read/write/lseek: SEEK_SET/CUR/END, a hole past the end reads zeros",
-        read_write_seek,
-    );
-    run.case(
-        "pread/pwrite across block boundaries; the position does not move",
-        pread_pwrite,
-    );
-    run.case("fstat/stat: sizes, kinds, directories", stats);
-    run.case("fsync and fdatasync on files and a directory", syncs);
-    run.case(
-        "ftruncate: grow with zeros, shrink, shrink then grow reads zeros",
-        truncates,
-    );
-    run.case(
-        "unlink: gone from lookups and listings; ENOENT; EISDIR",
-        unlinks,
-    );
-    run.case(
-        "unlink of an open file: the descriptor still reads it",
-        unlink_open,
-    );
-    run.case(
-        "rename within a directory, across directories, over a file, a directory",
-        renames,
-    );
-    run.case(
-        "mkdir/rmdir: EEXIST, ENOTEMPTY, ENOTDIR, ENOENT",
-        mkdir_rmdir,
-    );
-    run.case(
-        "getdents: 300 entries with names up to 255 bytes; 256 is ENAMETOOLONG",
-        big_directory,
-    );
-    run.case(
-        "a 64 MiB file written, fsynced and read back with checksums",
-        big_file,
-    );
-    run.case(
-        "500 small files: create, read back, list, remove",
-        small_files,
-    );
-    run.case(
-        "disk full: ENOSPC on /disk1, nothing written before is lost",
-        disk_full,
-    );
-    run.case(
-        "ring ops in flight (OPENAT/WRITE->FSYNC/READ/STATX/...) while a child uses the disk",
-        ring_ops,
-    );
-    run.case(
-        "everything written is still there after close and reopen",
-        reopen_all,
-    );
+    for &(name, case) in CASES {
+        if only.is_none_or(|word| name.contains(word)) {
+            run.case(name, case);
+        }
+    }
     run.finish()
 }
 
