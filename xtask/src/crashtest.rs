@@ -65,7 +65,9 @@ const MAX_KILL_DELAY_MS: u64 = 50;
 pub struct CrashOptions {
     pub config: String,
     pub rounds: u32,
-    pub kind: DiskKind,
+    /// `--disk`; `None`: the configuration's first disk's kind (virtio
+    /// if it has none).
+    pub kind: Option<DiskKind>,
     pub seed: Option<u64>,
 }
 
@@ -74,7 +76,7 @@ impl Default for CrashOptions {
         CrashOptions {
             config: DEFAULT_CONFIG.to_string(),
             rounds: DEFAULT_ROUNDS,
-            kind: DiskKind::Virtio,
+            kind: None,
             seed: None,
         }
     }
@@ -96,11 +98,10 @@ pub fn run(workspace: &Workspace, options: &CrashOptions) -> Result<u8> {
 /// The crash test as a test boot of `config` (`runner = "crashtest"`): its
 /// first disk's kind, [`DEFAULT_ROUNDS`] rounds, a fresh seed.
 pub fn run_for_test(workspace: &Workspace, config: &Config, build: &Build) -> Result<(), String> {
-    let kind = config.disks.first().map_or(DiskKind::Virtio, |d| d.kind);
     let options = CrashOptions {
         config: config.name.clone(),
         rounds: DEFAULT_ROUNDS,
-        kind,
+        kind: None,
         seed: None,
     };
     run_rounds(workspace, config, build, &options)
@@ -113,18 +114,22 @@ fn run_rounds(
     options: &CrashOptions,
 ) -> Result<(), String> {
     let seed = options.seed.unwrap_or_else(time_seed);
+    let kind = options
+        .kind
+        .or(config.disks.first().map(|d| d.kind))
+        .unwrap_or(DiskKind::Virtio);
     let mut rng = seed;
     let dir = workspace.target_dir().join("crashtest");
-    let image = dir.join(format!("{}-{}.img", config.name, options.kind.name()));
+    let image = dir.join(format!("{}-{}.img", config.name, kind.name()));
     disks::make_ext4(&image, IMAGE_SIZE).map_err(|err| err.to_string())?;
     println!(
         "crashtest: seed {seed:#x}, {} rounds, {} disk, image {}",
         options.rounds,
-        options.kind.name(),
+        kind.name(),
         image.display()
     );
     let disk = Disk {
-        kind: options.kind,
+        kind,
         path: image.clone(),
     };
     let boot = |init: &str| -> Machine {
@@ -150,7 +155,7 @@ fn run_rounds(
         let round_start = Instant::now();
         let wanted = 1 + splitmix64(&mut rng) % MAX_RECORDS_PER_ROUND;
         let delay = Duration::from_millis(splitmix64(&mut rng) % (MAX_KILL_DELAY_MS + 1));
-        let log = dir.join(format!("round{round}-writer.log"));
+        let log = dir.join(format!("{}-round{round}-writer.log", config.name));
         let written = write_and_kill(&boot("crashwriter"), &log, wanted, delay, config.timeout)
             .map_err(|why| format!("round {round}: writer: {why} (log {})", log.display()))?;
         // Whether the kill left a journal to replay (the superblock's
@@ -165,7 +170,7 @@ fn run_rounds(
                 log.display()
             ));
         }
-        let log = dir.join(format!("round{round}-check.log"));
+        let log = dir.join(format!("{}-round{round}-check.log", config.name));
         let checked = check_boot(&boot("crashcheck"), &log, config.timeout)
             .map_err(|why| format!("round {round}: checker: {why} (log {})", log.display()))?;
         if checked.records < written.durable {
@@ -207,7 +212,7 @@ fn run_rounds(
          {recoveries} kills left a journal to replay (seed {seed:#x}, {}, {:.1} s)",
         options.rounds,
         options.rounds,
-        options.kind.name(),
+        kind.name(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -120,7 +120,8 @@ commands:
                           then e2fsck -fn and debugfs on the host (see
                           docs/filesystems.md); exits 0 if every round passed
       --rounds N          rounds (default 20), one image for all of them
-      --disk virtio|nvme  the disk's interface (default virtio)
+      --disk virtio|nvme  the disk's interface (default: the config's disk;
+                          crashtest-nvme is the NVMe one)
       --seed N            the random choices' seed (default: from the clock;
                           printed first)
       --config NAME       kernel, CPUs, memory (default: crashtest)
@@ -472,8 +473,8 @@ fn parse_args(args: Vec<String>) -> Result<Subcommand, String> {
                     }
                     "--disk" => {
                         options.kind = match args.value(&flag)?.as_str() {
-                            "virtio" => disks::DiskKind::Virtio,
-                            "nvme" => disks::DiskKind::Nvme,
+                            "virtio" => Some(disks::DiskKind::Virtio),
+                            "nvme" => Some(disks::DiskKind::Nvme),
                             other => {
                                 return Err(format!("--disk takes virtio or nvme, not `{other}`"))
                             }
@@ -792,7 +793,7 @@ mod tests {
             ]),
             Ok(Subcommand::Crashtest(CrashOptions {
                 rounds: 100,
-                kind: disks::DiskKind::Nvme,
+                kind: Some(disks::DiskKind::Nvme),
                 seed: Some(42),
                 ..CrashOptions::default()
             }))
