@@ -5,9 +5,11 @@
 //! It opens `DIR/crash.log` (creating it), keeps the intact records at its
 //! start and cuts off any torn tail a previous power cut left (ftruncate +
 //! fsync), prints `START n` with the number of records kept, then appends
-//! record n+1, n+2, ... one `write` each through `O_APPEND`, calls `fsync`
-//! after each and prints `DURABLE k` only once that fsync has returned. It
-//! never stops on its own: the runner kills the machine. Any error prints
+//! record n+1, n+2, ... and prints `DURABLE k` only once record k is
+//! durable, made so in turn three ways: `write` (`O_APPEND`) + `fsync`;
+//! `write` + `fdatasync`; and the ring's WRITE (at the end of the file)
+//! linked to FSYNC, both completed (without a ring backend, the first way
+//! instead). It never stops on its own: the runner kills the machine. Any error prints
 //! `WRITER FAIL ...` and powers off with failure.
 #![no_std]
 #![no_main]
@@ -19,6 +21,7 @@ use abi::crash_log;
 use abi::open_flags::{O_APPEND, O_CREAT, O_RDWR};
 use alloc::format;
 use alloc::string::String;
+use libuser::async_io::{AsyncContext, AsyncOp};
 use libuser::fs::File;
 use libuser::{println, sys, Args, Errno};
 
@@ -59,16 +62,74 @@ fn write_forever(path: &str) -> Result<Never, String> {
         file.fsync().map_err(at("fsync after ftruncate"))?;
     }
     println!("START {}", found.records);
+    // The ring, if the kernel has one (the third way of making a record
+    // durable).
+    let mut ring = match sys::sysinfo().map_err(at("sysinfo"))?.ring_backend {
+        abi::syscall::backend::IO_URING => Some(AsyncContext::with_entries(8).map_err(at("ring"))?),
+        abi::syscall::backend::RING_API => {
+            Some(AsyncContext::ring_api_with_entries(8, false).map_err(at("ring"))?)
+        }
+        _ => None,
+    };
     let mut buf = [0u8; crash_log::MAX_LEN];
     let mut n = found.records;
+    let mut end = found.intact_bytes;
     loop {
         n += 1;
         let len = crash_log::encode(n, &mut buf);
-        let wrote = file.write(&buf[..len]).map_err(at("write"))?;
-        if wrote != len {
-            return Err(format!("short write of record {n}: {wrote} of {len} bytes"));
+        let record = &buf[..len];
+        match (n % 3, ring.as_mut()) {
+            // write(2), fdatasync(2): the size is needed to read the data
+            // back, so it must be durable too.
+            (1, _) => {
+                write_record(&mut file, n, record)?;
+                file.sync_data().map_err(at("fdatasync"))?;
+            }
+            // write(2) at the end (O_APPEND), fsync(2).
+            (0, _) | (_, None) => {
+                write_record(&mut file, n, record)?;
+                file.fsync().map_err(at("fsync"))?;
+            }
+            // The ring: WRITE at the end linked to FSYNC, both in one
+            // submission; durable once both completed.
+            (_, Some(ring)) => {
+                let fd = file.fd() as i32;
+                ring.submit(AsyncOp::write(fd, record.to_vec(), end, 1).link())
+                    .map_err(at("ring submit"))?;
+                ring.submit(AsyncOp::fsync(fd, 2))
+                    .map_err(at("ring submit"))?;
+                ring.submit_and_wait(2).map_err(at("ring enter"))?;
+                for _ in 0..2 {
+                    let done = ring.wait_completion().map_err(at("ring wait"))?;
+                    let want = if done.user_data == 1 { len as i32 } else { 0 };
+                    if done.result != want {
+                        return Err(format!(
+                            "ring {} of record {n}: {} (expected {want})",
+                            if done.user_data == 1 {
+                                "WRITE"
+                            } else {
+                                "FSYNC"
+                            },
+                            done.result
+                        ));
+                    }
+                }
+            }
         }
-        file.fsync().map_err(at("fsync"))?;
+        end += len as u64;
         println!("DURABLE {n}");
     }
+}
+
+fn write_record(file: &mut File, n: u32, record: &[u8]) -> Result<(), String> {
+    let wrote = file
+        .write(record)
+        .map_err(|errno| format!("write: {errno}"))?;
+    if wrote != record.len() {
+        return Err(format!(
+            "short write of record {n}: {wrote} of {} bytes",
+            record.len()
+        ));
+    }
+    Ok(())
 }
