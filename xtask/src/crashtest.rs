@@ -487,6 +487,43 @@ mod tests {
         );
     }
 
+    /// The host check reads the records out of the image with debugfs:
+    /// intact ones with a torn tail pass with the right counts; a damaged
+    /// record before the last fails.
+    #[test]
+    fn host_check_reads_the_image() {
+        let dir = std::env::temp_dir().join(format!("xtask-crash-{}", std::process::id()));
+        let image = dir.join("c.img");
+        let host = dir.join("crash.log");
+        let mut data = Vec::new();
+        let mut buf = [0u8; crash_log::MAX_LEN];
+        for n in 1..=30 {
+            let len = crash_log::encode(n, &mut buf);
+            data.extend_from_slice(&buf[..len]);
+        }
+        let whole = data.len();
+        data.extend_from_slice(&[0u8; 40]);
+        let put = |data: &[u8]| {
+            disks::make_ext4(&image, 8 << 20).unwrap();
+            fs::write(&host, data).unwrap();
+            disks::debugfs_write(&image, &host, crash_log::FILE_NAME).unwrap();
+        };
+        put(&data);
+        assert_eq!(
+            host_check(&image),
+            Ok(Found {
+                records: 30,
+                tail: 40
+            })
+        );
+        data[whole / 2] ^= 4;
+        put(&data);
+        assert!(host_check(&image).unwrap_err().contains("damaged"));
+        disks::make_ext4(&image, 8 << 20).unwrap();
+        assert!(host_check(&image).is_err(), "no crash.log at all");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn check_lines() {
         assert_eq!(

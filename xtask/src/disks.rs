@@ -217,6 +217,12 @@ pub fn debugfs_write(image: &Path, from: &Path, to: &str) -> Result<(), String> 
     debugfs(image, &format!("write {} {to}", from.display()), true).map(drop)
 }
 
+/// Makes directory `path` in the ext4 image (`debugfs -w -R "mkdir PATH"`).
+#[cfg(test)]
+pub fn debugfs_mkdir(image: &Path, path: &str) -> Result<(), String> {
+    debugfs(image, &format!("mkdir {path}"), true).map(drop)
+}
+
 /// Runs one debugfs request; its stdout, or an error with its stderr.
 /// debugfs exits 0 even when a request fails, so anything on stderr
 /// besides its banner is a failure.

@@ -125,3 +125,53 @@ fn host_reads(image: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host-side check accepts an image holding exactly the files the
+    /// guest writes, and refuses one with a wrong byte, a missing file or
+    /// a file that should be gone.
+    #[test]
+    fn host_reads_what_the_guest_wrote() {
+        let dir = std::env::temp_dir().join(format!("xtask-persist-{}", std::process::id()));
+        let image = dir.join("p.img");
+        let put = |image: &Path, name: &str, data: &[u8]| {
+            let host = dir.join("put.bin");
+            fs::write(&host, data).unwrap();
+            disks::debugfs_write(image, &host, name).unwrap();
+        };
+        let build = |skip: Option<usize>, flip: Option<usize>, extra: Option<&str>| {
+            disks::make_ext4(&image, 16 << 20).unwrap();
+            let host: Vec<u8> = (0..HOST_FILE_LEN).map(fs_test::host_byte).collect();
+            put(&image, HOST_FILE, &host);
+            for dirname in ["persist", "persist/sub", "persist/sub/deeper"] {
+                disks::debugfs_mkdir(&image, dirname).unwrap();
+            }
+            for (index, (path, len)) in PERSIST_FILES.iter().enumerate() {
+                if skip == Some(index) {
+                    continue;
+                }
+                let mut data: Vec<u8> =
+                    (0..*len).map(|i| fs_test::content_byte(index, i)).collect();
+                if flip == Some(index) {
+                    data[len / 2] ^= 1;
+                }
+                put(&image, path, &data);
+            }
+            if let Some(name) = extra {
+                put(&image, name, b"x");
+            }
+        };
+        build(None, None, None);
+        assert_eq!(host_reads(&image), Ok(()));
+        build(None, Some(1), None);
+        assert!(host_reads(&image).unwrap_err().contains("medium.bin"));
+        build(Some(3), None, None);
+        assert!(host_reads(&image).is_err());
+        build(None, None, Some(UNLINKED));
+        assert!(host_reads(&image).unwrap_err().contains("should not exist"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
