@@ -87,6 +87,7 @@ const CASES: &[Case] = &[
     ("rename within a directory, across directories, over a file, a directory", renames),
     ("mkdir/rmdir: EEXIST, ENOTEMPTY, ENOTDIR, ENOENT", mkdir_rmdir),
     ("getdents: 300 entries with names up to 255 bytes; 256 is ENAMETOOLONG", big_directory),
+    ("getdents while entries come and go: none twice, the untouched ones once; lseek 0 lists again", dir_churn),
     ("a 64 MiB file written, fsynced and read back with checksums", big_file),
     ("500 small files: create, read back, list, remove", small_files),
     ("disk full: ENOSPC on /disk1, nothing written before is lost", disk_full),
@@ -514,6 +515,71 @@ fn big_directory() -> TestResult {
         sys::close(fd)?;
         check!(&buf[..n] == name.as_bytes(), "content of {name}");
     }
+    Ok(())
+}
+
+/// Names from one `getdents` call on `fd` into a `buf_len`-byte buffer.
+fn getdents_names(fd: u64, buf_len: usize) -> Result<Vec<String>, Errno> {
+    let mut buf = vec![0u8; buf_len];
+    let n = sys::getdents(fd, &mut buf)?;
+    Ok(fs::Dirents::new(&buf[..n])
+        .map(|(_, name)| String::from_utf8_lossy(name).into_owned())
+        .collect())
+}
+
+fn dir_churn() -> TestResult {
+    let d = path("churn");
+    sys::mkdir(&d)?;
+    for i in 0..200 {
+        fs::write_file(&format!("{d}/c{i:03}"), b"")?;
+    }
+    let dir = File::open(&d, O_RDONLY | O_DIRECTORY)?;
+    let mut seen = getdents_names(dir.fd(), 1024)?;
+    check!(
+        !seen.is_empty() && seen.len() < 200,
+        "first batch: {}",
+        seen.len()
+    );
+    // Remove 50 and add 50 while the listing is under way.
+    for i in 100..150 {
+        sys::unlink(&format!("{d}/c{i:03}"))?;
+    }
+    for i in 0..50 {
+        fs::write_file(&format!("{d}/n{i:03}"), b"")?;
+    }
+    loop {
+        let more = getdents_names(dir.fd(), 1024)?;
+        if more.is_empty() {
+            break;
+        }
+        seen.extend(more);
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    let before = sorted.len();
+    sorted.dedup();
+    check_eq!(sorted.len(), before);
+    for i in (0..100).chain(150..200) {
+        let name = format!("c{i:03}");
+        check!(
+            sorted.binary_search(&name).is_ok(),
+            "{name} was never listed"
+        );
+    }
+    detail!("{} names listed across the churn", sorted.len());
+    // From the start again: exactly what is there now.
+    sys::lseek(dir.fd(), 0, SEEK_SET)?;
+    let mut again = Vec::new();
+    loop {
+        let more = getdents_names(dir.fd(), 4096)?;
+        if more.is_empty() {
+            break;
+        }
+        again.extend(more);
+    }
+    again.sort();
+    check_eq!(again, names(&d)?);
+    check_eq!(again.len(), 200);
     Ok(())
 }
 
