@@ -28,6 +28,26 @@ pub const MIN_LEN: usize = 64;
 pub const MAX_LEN: usize = 512;
 /// The file's name inside the mounted disk.
 pub const FILE_NAME: &str = "crash.log";
+/// The state file: every [`STATE_EVERY`]th record the writer also replaces
+/// it atomically (write [`STATE_TMP`], fsync, rename over it, fsync the
+/// directory) with a copy of that record, before reporting the record
+/// durable. After a power cut it must be one intact record, never torn,
+/// and at least the last one reported.
+pub const STATE_NAME: &str = "crash.state";
+pub const STATE_TMP: &str = "crash.state.tmp";
+pub const STATE_EVERY: u32 = 8;
+
+/// The record a state file holds, if it is exactly one intact record.
+pub fn state_record(file: &[u8]) -> Option<u32> {
+    let n = u32::from_le_bytes(file.get(4..8)?.try_into().ok()?);
+    (n > 0 && file.len() == len(n) && is_record(n, file)).then_some(n)
+}
+
+/// The state the checker must find at least, once record `durable` was
+/// reported durable: the last multiple of [`STATE_EVERY`] up to it.
+pub fn min_state(durable: u32) -> u32 {
+    durable - durable % STATE_EVERY
+}
 
 /// The length of record `n`.
 pub fn len(n: u32) -> usize {
@@ -241,6 +261,21 @@ mod tests {
         let mut buf = [0u8; MAX_LEN];
         let len2 = encode(2, &mut buf);
         assert!(!is_record(1, &buf[..len2]));
+    }
+
+    #[test]
+    fn state_files() {
+        let mut buf = [0u8; MAX_LEN];
+        let l = encode(16, &mut buf);
+        assert_eq!(state_record(&buf[..l]), Some(16));
+        assert_eq!(state_record(&buf[..l - 1]), None);
+        let mut longer = buf[..l].to_vec();
+        longer.push(0);
+        assert_eq!(state_record(&longer), None);
+        buf[20] ^= 1;
+        assert_eq!(state_record(&buf[..l]), None);
+        assert_eq!(state_record(&[]), None);
+        assert_eq!((min_state(7), min_state(8), min_state(23)), (0, 8, 16));
     }
 
     #[test]

@@ -150,6 +150,7 @@ fn run_rounds(
     };
     let start = Instant::now();
     let mut records = 0u32;
+    let mut state = 0u32;
     let mut recoveries = 0u32;
     for round in 1..=options.rounds {
         let round_start = Instant::now();
@@ -183,15 +184,30 @@ fn run_rounds(
             ));
         }
         let host = host_check(&image).map_err(|why| format!("round {round}: host check: {why}"))?;
-        if (host.records, host.tail) != (checked.records, checked.tail) {
+        // The state this round's writer reported durable (it replaces the
+        // state only for records after its START), else the last check's.
+        let reported = crash_log::min_state(written.durable);
+        let min_state = if reported > written.start {
+            reported.max(state)
+        } else {
+            state
+        };
+        if checked.state < min_state || checked.state > checked.records {
             return Err(format!(
-                "round {round}: debugfs reads records={} tail={}, the guest read records={} tail={}",
-                host.records, host.tail, checked.records, checked.tail
+                "round {round}: crash.state holds record {}; after START {} and DURABLE {} \
+                 it must hold {min_state} or later, and no record past the {} in the log",
+                checked.state, written.start, written.durable, checked.records
+            ));
+        }
+        state = checked.state;
+        if host != checked {
+            return Err(format!(
+                "round {round}: debugfs reads {host:?}, the guest read {checked:?}"
             ));
         }
         println!(
             "round {round}/{}: START {}, killed {} ms after DURABLE {} (asked {wanted}){}, \
-             CHECK records={} tail={}, host agrees, e2fsck clean ({:.1} s)",
+             CHECK records={} tail={} state={}, host agrees, e2fsck clean ({:.1} s)",
             options.rounds,
             written.start,
             delay.as_millis(),
@@ -203,6 +219,7 @@ fn run_rounds(
             },
             checked.records,
             checked.tail,
+            checked.state,
             round_start.elapsed().as_secs_f64()
         );
         records = checked.records;
@@ -408,19 +425,23 @@ fn forward_lines(from: Box<dyn Read + Send>, log: &Mutex<File>, tx: &mpsc::Sende
 struct Found {
     records: u32,
     tail: u64,
+    /// The record `crash.state` holds (0: none).
+    state: u32,
 }
 
-/// Parses `CHECK records=N tail=T ok`.
+/// Parses `CHECK records=N tail=T state=S ok`.
 fn parse_check_line(line: &str) -> Option<Found> {
     let rest = &line[line.find("CHECK records=")? + "CHECK records=".len()..];
     let (records, rest) = rest.split_once(" tail=")?;
-    let (tail, rest) = rest.split_once(' ')?;
+    let (tail, rest) = rest.split_once(" state=")?;
+    let (state, rest) = rest.split_once(' ')?;
     if rest.trim() != "ok" {
         return None;
     }
     Some(Found {
         records: records.parse().ok()?,
         tail: tail.parse().ok()?,
+        state: state.parse().ok()?,
     })
 }
 
@@ -448,7 +469,8 @@ fn check_boot(machine: &Machine, log: &Path, timeout: Duration) -> Result<Found,
 }
 
 /// `e2fsck -fn` must be clean; the file as `debugfs` reads it must hold
-/// intact records with at most one torn one after them.
+/// intact records with at most one torn one after them, and the state
+/// file (if any) exactly one intact record.
 fn host_check(image: &Path) -> Result<Found, String> {
     disks::e2fsck_clean(image)?;
     let data = disks::debugfs_cat(image, &format!("/{}", crash_log::FILE_NAME))?;
@@ -461,9 +483,22 @@ fn host_check(image: &Path) -> Result<Found, String> {
             checked.tail
         ));
     }
+    let state_path = format!("/{}", crash_log::STATE_NAME);
+    let state = if disks::debugfs_exists(image, &state_path)? {
+        let bytes = disks::debugfs_cat(image, &state_path)?;
+        crash_log::state_record(&bytes).ok_or_else(|| {
+            format!(
+                "debugfs: {state_path} is not one intact record ({} bytes)",
+                bytes.len()
+            )
+        })?
+    } else {
+        0
+    };
     Ok(Found {
         records: checked.records,
         tail: checked.tail,
+        state,
     })
 }
 
@@ -513,9 +548,23 @@ mod tests {
             host_check(&image),
             Ok(Found {
                 records: 30,
-                tail: 40
+                tail: 40,
+                state: 0
             })
         );
+        // A state file: one intact record, or a failure.
+        let state = dir.join("state");
+        let len = crash_log::encode(24, &mut buf);
+        fs::write(&state, &buf[..len]).unwrap();
+        disks::debugfs_write(&image, &state, crash_log::STATE_NAME).unwrap();
+        assert_eq!(host_check(&image).map(|f| f.state), Ok(24));
+        disks::make_ext4(&image, 8 << 20).unwrap();
+        disks::debugfs_write(&image, &host, crash_log::FILE_NAME).unwrap();
+        fs::write(&state, &buf[..len - 1]).unwrap();
+        disks::debugfs_write(&image, &state, crash_log::STATE_NAME).unwrap();
+        assert!(host_check(&image)
+            .unwrap_err()
+            .contains("not one intact record"));
         data[whole / 2] ^= 4;
         put(&data);
         assert!(host_check(&image).unwrap_err().contains("damaged"));
@@ -527,13 +576,18 @@ mod tests {
     #[test]
     fn check_lines() {
         assert_eq!(
-            parse_check_line("CHECK records=40 tail=17 ok"),
+            parse_check_line("CHECK records=40 tail=17 state=40 ok"),
             Some(Found {
                 records: 40,
-                tail: 17
+                tail: 17,
+                state: 40
             })
         );
-        assert_eq!(parse_check_line("CHECK records=40 tail=17 bad"), None);
+        assert_eq!(parse_check_line("CHECK records=40 tail=17 ok"), None);
+        assert_eq!(
+            parse_check_line("CHECK records=40 tail=17 state=8 bad"),
+            None
+        );
         assert_eq!(parse_check_line("CHECK FAIL records=3 tail=900: x"), None);
         assert_eq!(parse_check_line("records=1 tail=0 ok"), None);
     }

@@ -210,6 +210,15 @@ pub fn debugfs_cat(image: &Path, path: &str) -> Result<Vec<u8>, String> {
     Ok(output)
 }
 
+/// Whether `path` exists in the ext4 image (`debugfs -R "stat PATH"`).
+pub fn debugfs_exists(image: &Path, path: &str) -> Result<bool, String> {
+    match debugfs(image, &format!("stat {path}"), false) {
+        Ok(_) => Ok(true),
+        Err(why) if why.contains("File not found") => Ok(false),
+        Err(why) => Err(why),
+    }
+}
+
 /// Puts the host file `from` into the ext4 image as `to` (in the root
 /// directory): `debugfs -w -R "write FROM TO" IMAGE`, with the image not
 /// attached to anything.

@@ -5,11 +5,12 @@
 //! records at its start and measures the bytes after them, and prints one
 //! machine-readable line:
 //!
-//! - `CHECK records=N tail=T ok`: records 1..=N intact, followed by at
-//!   most one record's worth of torn bytes (the write that was in flight);
+//! - `CHECK records=N tail=T state=S ok`: records 1..=N intact, followed
+//!   by at most one record's worth of torn bytes (the write that was in
+//!   flight); `crash.state` holds exactly record S (0: no state file);
 //! - `CHECK FAIL ...`: the file cannot be read, or more than one record's
 //!   worth of bytes follows the intact ones (a record before the last
-//!   write is damaged).
+//!   write is damaged), or the state file is not one intact record.
 //!
 //! The runner compares N with the last `DURABLE` the writer printed. The
 //! machine powers off with success only for `ok`, after which the kernel
@@ -24,7 +25,7 @@ use abi::crash_log;
 use abi::open_flags::O_RDONLY;
 use alloc::format;
 use libuser::fs::File;
-use libuser::{println, sys, Args};
+use libuser::{fs, println, sys, Args};
 
 libuser::entry!(main);
 
@@ -47,8 +48,30 @@ fn main(args: Args) -> i32 {
         sys::poweroff(1)
     }
     let found = scan.finish();
+    // The state file: absent (state 0) or exactly one intact record.
+    let state_path = format!("{dir}/{}", crash_log::STATE_NAME);
+    let state = match fs::read_to_vec(&state_path) {
+        Err(abi::errno::ENOENT) => 0,
+        Err(errno) => {
+            println!("CHECK FAIL cannot read {state_path}: {errno}");
+            sys::poweroff(1)
+        }
+        Ok(bytes) => match crash_log::state_record(&bytes) {
+            Some(n) => n,
+            None => {
+                println!(
+                    "CHECK FAIL {state_path} is not one intact record ({} bytes): a rename exposed a torn file",
+                    bytes.len()
+                );
+                sys::poweroff(1)
+            }
+        },
+    };
     if found.tail_ok() {
-        println!("CHECK records={} tail={} ok", found.records, found.tail);
+        println!(
+            "CHECK records={} tail={} state={state} ok",
+            found.records, found.tail
+        );
         sys::poweroff(0)
     }
     println!(

@@ -9,7 +9,9 @@
 //! durable, made so in turn three ways: `write` (`O_APPEND`) + `fsync`;
 //! `write` + `fdatasync`; and the ring's WRITE (at the end of the file)
 //! linked to FSYNC, both completed (without a ring backend, the first way
-//! instead). It never stops on its own: the runner kills the machine. Any error prints
+//! instead). Every 8th record it also replaces `DIR/crash.state` with a
+//! copy of that record atomically (tmp file, fsync, rename, fsync of the
+//! directory) before reporting it. It never stops on its own: the runner kills the machine. Any error prints
 //! `WRITER FAIL ...` and powers off with failure.
 #![no_std]
 #![no_main]
@@ -18,7 +20,7 @@
 extern crate alloc;
 
 use abi::crash_log;
-use abi::open_flags::{O_APPEND, O_CREAT, O_RDWR};
+use abi::open_flags::{O_APPEND, O_CREAT, O_DIRECTORY, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
 use alloc::format;
 use alloc::string::String;
 use libuser::async_io::{AsyncContext, AsyncOp};
@@ -30,7 +32,7 @@ libuser::entry!(main);
 fn main(args: Args) -> i32 {
     let dir = args.get_str(1).unwrap_or("/disk");
     let path = format!("{dir}/{}", crash_log::FILE_NAME);
-    match write_forever(&path) {
+    match write_forever(dir, &path) {
         Ok(never) => match never {},
         Err(why) => {
             println!("WRITER FAIL {why}");
@@ -41,7 +43,7 @@ fn main(args: Args) -> i32 {
 
 enum Never {}
 
-fn write_forever(path: &str) -> Result<Never, String> {
+fn write_forever(dir: &str, path: &str) -> Result<Never, String> {
     let at = |what: &'static str| move |errno: Errno| format!("{what}: {errno}");
     let mut file = File::open(path, O_RDWR | O_CREAT | O_APPEND).map_err(at("open"))?;
     let mut scan = crash_log::Scan::new();
@@ -117,8 +119,25 @@ fn write_forever(path: &str) -> Result<Never, String> {
             }
         }
         end += len as u64;
+        if n.is_multiple_of(crash_log::STATE_EVERY) {
+            replace_state(dir, record).map_err(|why| format!("state after record {n}: {why}"))?;
+        }
         println!("DURABLE {n}");
     }
+}
+
+/// Replaces `DIR/crash.state` atomically with `record`: the new contents
+/// in `crash.state.tmp`, fsync, rename over the old, fsync the directory.
+fn replace_state(dir: &str, record: &[u8]) -> Result<(), String> {
+    let at = |what: &'static str| move |errno: Errno| format!("{what}: {errno}");
+    let tmp = format!("{dir}/{}", crash_log::STATE_TMP);
+    let mut file = File::open(&tmp, O_WRONLY | O_CREAT | O_TRUNC).map_err(at("create tmp"))?;
+    file.write_all(record).map_err(at("write tmp"))?;
+    file.fsync().map_err(at("fsync tmp"))?;
+    file.close().map_err(at("close tmp"))?;
+    sys::rename(&tmp, &format!("{dir}/{}", crash_log::STATE_NAME)).map_err(at("rename"))?;
+    let d = File::open(dir, O_RDONLY | O_DIRECTORY).map_err(at("open dir"))?;
+    d.fsync().map_err(at("fsync dir"))
 }
 
 fn write_record(file: &mut File, n: u32, record: &[u8]) -> Result<(), String> {
