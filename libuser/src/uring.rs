@@ -338,6 +338,14 @@ pub struct IoUring {
     sq_dropped: &'static AtomicU32,
     /// The SQ index array, `sq_entries` words.
     sq_array: &'static [AtomicU32],
+    /// Whether the SQ array holds `i` at position `i` (written once when a
+    /// private ring is mapped, as liburing does), so that pushing an SQE
+    /// need not write it. Cleared when anything else writes the array.
+    sq_array_identity: Cell<bool>,
+    /// SQ slots known to be free: a lower bound, since the kernel only
+    /// moves its head forward. The head is read again only when it runs
+    /// out; cleared when the tail or head is rewritten by hand.
+    sq_free: Cell<u32>,
     /// The SQE slots, `sq_entries` of them.
     sqes: *mut Sqe,
     sq_mask: u32,
@@ -466,6 +474,15 @@ impl IoUring {
         // the `IoUring` that keeps this view (module invariants); they are
         // only accessed atomically.
         let sq_array = unsafe { core::slice::from_raw_parts(array, layout.sq_entries as usize) };
+        // A private ring's SQ array maps position `i` to slot `i` once and
+        // for all (liburing's way); the system ring's may be written by
+        // another view (`system_view`), so its pushes keep writing it.
+        let identity = matches!(api, Api::IoUring { .. } | Api::RingApi { .. });
+        if identity {
+            for (i, entry) in sq_array.iter().enumerate() {
+                entry.store(i as u32, Ordering::Relaxed);
+            }
+        }
         Ok(IoUring {
             api,
             params,
@@ -475,6 +492,8 @@ impl IoUring {
             sq_flags: word_at(base, s.flags),
             sq_dropped: word_at(base, s.dropped),
             sq_array,
+            sq_array_identity: Cell::new(identity),
+            sq_free: Cell::new(0),
             sqes: (base + ring_layout::SQES) as *mut Sqe,
             sq_mask: layout.sq_entries - 1,
             // The kernel starts the queue at whatever tail it wrote.
@@ -557,19 +576,34 @@ impl IoUring {
     /// otherwise used, until the SQE's completion has been reaped (or the
     /// process exits); or it must be an address the kernel is bound to
     /// refuse without touching.
+    #[inline]
     pub unsafe fn push_sqe(&mut self, sqe: &Sqe) -> bool {
-        if self.sq_space() == 0 {
-            return false;
+        let mut free = self.sq_free.get();
+        if free == 0 {
+            free = self.sq_space();
+            if free == 0 {
+                return false;
+            }
         }
+        self.sq_free.set(free - 1);
         let index = self.sq_local_tail & self.sq_mask;
         // SAFETY: `index <= sq_mask < sq_entries`, and `validate` checked
         // that `sq_entries` SQEs at `sqes` lie in the mapping. The kernel
         // does not read a slot before its index is published (and a slot is
-        // only reused once the kernel's head moved past it), and the write
-        // is volatile because the memory is shared. The caller answers for
-        // the addresses inside the SQE.
-        unsafe { ptr::write_volatile(self.sqes.add(index as usize), *sqe) };
-        self.sq_array[index as usize].store(index, Ordering::Relaxed);
+        // only reused once the kernel's head moved past it: `sq_free` is a
+        // lower bound of the free slots), and the writes are volatile
+        // because the memory is shared; word by word, so that a constant
+        // SQE becomes constant stores. The caller answers for the
+        // addresses inside the SQE.
+        unsafe {
+            let slot = self.sqes.add(index as usize).cast::<u64>();
+            for (i, word) in sqe.to_words().into_iter().enumerate() {
+                ptr::write_volatile(slot.add(i), word);
+            }
+        }
+        if !self.sq_array_identity.get() {
+            self.sq_array[index as usize].store(index, Ordering::Relaxed);
+        }
         self.sq_local_tail = self.sq_local_tail.wrapping_add(1);
         true
     }
@@ -666,6 +700,36 @@ impl IoUring {
         Some(unsafe { ptr::read_volatile(self.cqes.add(index)) })
     }
 
+    /// Takes up to `max` CQEs, oldest first, handing each to `f`, which
+    /// returns false to stop after that one: the CQ tail is read once and
+    /// the head stored once at the end (liburing's `io_uring_for_each_cqe`
+    /// and `io_uring_cq_advance`). Returns how many were taken.
+    #[inline]
+    pub fn reap_cqes(&mut self, max: u32, mut f: impl FnMut(&Cqe) -> bool) -> u32 {
+        let head = self.cq_head.load(Ordering::Relaxed);
+        let ready = self
+            .cq_tail
+            .load(Ordering::Acquire)
+            .wrapping_sub(head)
+            .min(max);
+        let mut taken = 0;
+        while taken < ready {
+            let index = (head.wrapping_add(taken) & self.cq_mask) as usize;
+            // SAFETY: as in `peek_cqe`: `index <= cq_mask < cq_entries`, in
+            // the mapping; the acquire load of the tail orders this read
+            // after the kernel's write of the entry.
+            let cqe = unsafe { ptr::read_volatile(self.cqes.add(index)) };
+            taken += 1;
+            if !f(&cqe) {
+                break;
+            }
+        }
+        // Store-release: the kernel reuses the slots only after the reads.
+        self.cq_head
+            .store(head.wrapping_add(taken), Ordering::Release);
+        taken
+    }
+
     /// The CQE at the head, consumed: store-release of the new head, so the
     /// kernel may reuse the slot only after the entry was read.
     pub fn pop_cqe(&mut self) -> Option<Cqe> {
@@ -738,6 +802,7 @@ impl IoUring {
     /// consume any SQE slot again or anew, so [`IoUring::push_sqe`]'s contract
     /// must hold for the current contents of *every* SQE slot.
     pub unsafe fn write_header_word(&self, queue: Queue, word: usize, value: u32) -> bool {
+        self.sq_free.set(0);
         match self.header_word_ref(queue, word) {
             Some(w) => {
                 w.store(value, Ordering::Release);
@@ -755,6 +820,7 @@ impl IoUring {
     /// As for [`IoUring::write_header_word`]: the SQE slot `value` names (if
     /// any) must satisfy [`IoUring::push_sqe`]'s contract.
     pub unsafe fn write_sq_array(&self, position: u32, value: u32) {
+        self.sq_array_identity.set(false);
         self.sq_array[(position & self.sq_mask) as usize].store(value, Ordering::Release);
     }
 
@@ -779,12 +845,14 @@ impl IoUring {
         let head = self.sq_head.load(Ordering::Acquire);
         self.sq_tail.store(head, Ordering::Release);
         self.sq_local_tail = head;
+        self.sq_free.set(0);
     }
 
     /// Re-reads the SQ tail from ring memory into the local tail (after a
     /// test scribbled on it), so that pushing goes on from there.
     pub fn resync_sq_tail(&mut self) {
         self.sq_local_tail = self.sq_tail.load(Ordering::Acquire);
+        self.sq_free.set(0);
     }
 
     /// `io_uring_register` with a raw argument; see [`register_raw`].

@@ -110,7 +110,7 @@ use abi::io_uring::{
 use super::env::{FileRef, IoEnv, IoTarget};
 use super::mailbox::{IoMailbox, IoResult};
 use super::ops::{self, cqe_res, Issue, IssueCtx, Lookup, OpCaps, OpDef, PrepCtx, Prepared};
-use super::shared::SharedRing;
+use super::shared::{BatchView, SharedRing};
 use crate::quota::Quota;
 
 /// Most CQEs the overflow list holds before `submit` refuses with `EBUSY`.
@@ -519,19 +519,35 @@ impl RingEngine {
             .wrapping_sub(self.sq_head)
             .min(self.sq_entries);
         let n = published.min(to_submit);
+        let mut fast = 0;
+        if self.overflow.is_empty() && self.next_count_target == u64::MAX && self.quiet() {
+            fast = self.fast_lone(shared, env, n);
+            if fast == n && self.pending.is_empty() {
+                // The whole batch went the fast way and no timer can be
+                // due: the end of `submit_rest`, with nothing to settle.
+                self.stats.consumed += u64::from(n);
+                shared.store_sq_head(self.sq_head);
+                shared.store_cq_tail(self.cq_tail);
+                return Ok(n);
+            }
+        }
+        Ok(self.submit_rest(shared, env, n, fast))
+    }
+
+    /// The general path of [`RingEngine::submit`]: consumes SQEs `done..n`
+    /// of the batch (the first `done` went the fast way, and were counted
+    /// as taken) and ends the batch. Out of line, so that its stack frame
+    /// is paid only by batches that need it.
+    #[inline(never)]
+    fn submit_rest(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32, done: u32) -> u32 {
         // Whether nothing is open, held back or due; recomputed only after
         // an SQE that may have changed that.
         let mut quiet = self.quiet();
-        let mut read = 0u32;
-        let mut taken = 0u32;
+        let mut read = done;
+        let mut taken = done;
         // Whether a chain is being assembled (kept here: the lone-SQE path
         // looks at nothing else).
         let mut chain_open = false;
-        if quiet && self.overflow.is_empty() && self.next_count_target == u64::MAX {
-            let fast = self.fast_lone(shared, env, n);
-            read += fast;
-            taken += fast;
-        }
         while read < n {
             let index = shared.sq_array(self.sq_head & self.sq_mask);
             self.sq_head = self.sq_head.wrapping_add(1);
@@ -614,7 +630,7 @@ impl RingEngine {
             self.settle(shared, env);
         }
         shared.store_cq_tail(self.cq_tail);
-        Ok(taken)
+        taken
     }
 
     /// Fires expired timeouts (in deadline order) and runs what waited
@@ -631,11 +647,18 @@ impl RingEngine {
     }
 
     /// The earliest deadline of a pending timer.
-    #[inline]
+    #[inline(always)]
     pub fn next_deadline(&self) -> Option<u64> {
         if self.pending.is_empty() {
-            return None;
+            None
+        } else {
+            self.earliest_deadline()
         }
+    }
+
+    /// [`RingEngine::next_deadline`] with timers pending.
+    #[inline(never)]
+    fn earliest_deadline(&self) -> Option<u64> {
         self.pending
             .iter()
             .flat_map(|p| [p.deadline, p.link_timer.map(|t| t.deadline)])
@@ -645,11 +668,17 @@ impl RingEngine {
 
     /// Moves overflowed CQEs into the CQ as space allows, oldest first;
     /// clears `CQ_OVERFLOW` in the SQ flags once none are left.
-    #[inline]
+    #[inline(always)]
     pub fn flush_overflow(&mut self, shared: &SharedRing) {
-        if self.overflow.is_empty() {
-            return;
+        if !self.overflow.is_empty() {
+            self.flush_overflow_list(shared);
         }
+    }
+
+    /// [`RingEngine::flush_overflow`] with CQEs in the list.
+    #[cold]
+    #[inline(never)]
+    fn flush_overflow_list(&mut self, shared: &SharedRing) {
         self.cq_room = self.cq_space(shared);
         let n = (self.cq_room as usize).min(self.overflow.len());
         for cqe in self.overflow.drain(..n) {
@@ -1104,62 +1133,60 @@ impl RingEngine {
     #[inline]
     fn fast_lone(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32) -> u32 {
         use core::sync::atomic::Ordering::Relaxed;
-        // The SQE words it checks: word 0 holds opcode, flags and ioprio
-        // (its low 32 bits; NOP is opcode 0, so all zero), word 3 op_flags
-        // (high half), word 5 personality (bits 16..32).
-        const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
-        const W5_PERSONALITY: u64 = 0xFFFF << 16;
-        const _: () = assert!(op::NOP == 0);
-        let (mut head, mut tail, mut room) = (self.sq_head, self.cq_tail, self.cq_room);
-        let mut done = 0;
-        while done < n {
-            let index = shared.sq_array(head & self.sq_mask);
-            if index >= self.sq_entries {
-                break;
-            }
-            let Some(words) = shared.sqe_words(index) else {
+        let Some(ring) =
+            shared.batch_view(self.sq_entries, self.cq_entries, self.sq_mask, self.cq_mask)
+        else {
+            return 0;
+        };
+        // CQ room for the batch, with the user's head read at most once:
+        // what does not fit is left to the general path (which overflows).
+        let mut room = self.cq_room;
+        if room < n {
+            room = self.cq_space_at(shared, self.cq_tail);
+        }
+        let (head0, tail0) = (self.sq_head, self.cq_tail);
+        let end = head0.wrapping_add(n.min(room));
+        let mut head = head0;
+        // Runs of NOPs go through a leaf loop that keeps everything in
+        // registers (`nop_run`, which reads the SQE seen here again, once
+        // for its own use); READs and WRITEs are done here.
+        let delta = tail0.wrapping_sub(head0);
+        while head != end {
+            // The array entry, then each SQE word looked at, loaded once
+            // and checked on the copy.
+            let Some(words) = ring.sqe_at(head) else {
                 break;
             };
-            // Each word loaded once, checked on the copy.
             let w0 = words[0].load(Relaxed);
             let w3 = words[3].load(Relaxed);
             let w5 = words[5].load(Relaxed);
-            let res = if w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0 {
-                // A NOP (opcode 0) with no flags, ioprio or op_flags.
-                if room == 0 {
-                    room = self.cq_space_at(shared, tail);
-                    if room == 0 {
-                        break;
-                    }
+            if is_plain_nop(w0, w3, w5) {
+                if end.wrapping_sub(head) == 1 {
+                    // A lone NOP: not worth the call.
+                    ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), 0);
+                    head = head.wrapping_add(1);
+                    continue;
                 }
-                0
-            } else {
-                // Room first: once a READ or WRITE has moved bytes, its SQE
-                // is consumed.
-                if room == 0 {
-                    room = self.cq_space_at(shared, tail);
-                    if room == 0 {
-                        break;
-                    }
+                let next = nop_run(&ring, head, end, delta);
+                if next == head {
+                    // Rewritten since it was looked at here.
+                    break;
                 }
-                match fast_rw(env, words, w0, w3, w5) {
-                    Some(res) => res,
-                    None => break,
-                }
+                head = next;
+                continue;
+            }
+            // Room is known: once a READ or WRITE has moved bytes, its SQE
+            // is consumed.
+            let Some(res) = fast_rw(env, words, w0, w3, w5) else {
+                break;
             };
-            let user_data = words[4].load(Relaxed);
-            room -= 1;
-            let cqe = Cqe {
-                user_data,
-                res,
-                flags: 0,
-            };
-            shared.write_cqe(tail & self.cq_mask, &cqe);
-            tail = tail.wrapping_add(1);
+            ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), res);
             head = head.wrapping_add(1);
-            done += 1;
         }
-        (self.sq_head, self.cq_tail, self.cq_room) = (head, tail, room);
+        let done = head.wrapping_sub(head0);
+        self.sq_head = head;
+        self.cq_tail = tail0.wrapping_add(done);
+        self.cq_room = room - done;
         self.stats.posted += u64::from(done);
         done
     }
@@ -1758,6 +1785,47 @@ impl RingEngine {
     }
 }
 
+/// Whether SQE words 0, 3 and 5 (as read) are those of a NOP with no
+/// flags, ioprio, `op_flags` or personality: word 0 holds opcode, flags
+/// and ioprio in its low 32 bits (NOP is opcode 0, so all zero), word 3
+/// `op_flags` in its high half, word 5 the personality in bits 16..32.
+#[inline(always)]
+fn is_plain_nop(w0: u64, w3: u64, w5: u64) -> bool {
+    const W3_OP_FLAGS: u64 = 0xFFFF_FFFF << 32;
+    const W5_PERSONALITY: u64 = 0xFFFF << 16;
+    const _: () = assert!(op::NOP == 0);
+    w0 as u32 == 0 && w3 & W3_OP_FLAGS == 0 && w5 & W5_PERSONALITY == 0
+}
+
+/// Completes the plain NOPs at SQ positions `head..end` (their CQEs at
+/// position + `delta`) and returns the position of the first SQE that is
+/// not one (not consumed), or `end`. A leaf, so that the loop runs in
+/// registers. Each array entry and SQE word is loaded once and checked on
+/// the copy; the caller made sure the CQ has room for `end - head`.
+#[inline(never)]
+fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
+    use core::sync::atomic::Ordering::Relaxed;
+    let Some(ring) = ring.masked() else {
+        return head;
+    };
+    while head != end {
+        let Some(words) = ring.sqe_at(head) else {
+            break;
+        };
+        let (w0, w3, w5) = (
+            words[0].load(Relaxed),
+            words[3].load(Relaxed),
+            words[5].load(Relaxed),
+        );
+        if !is_plain_nop(w0, w3, w5) {
+            break;
+        }
+        ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), 0);
+        head = head.wrapping_add(1);
+    }
+    head
+}
+
 /// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):
 /// `None` unless the SQE (words 0, 3 and 5 as already read) is a READ or
 /// WRITE with no flags, ioprio or personality on a file whose I/O is
@@ -1768,7 +1836,7 @@ impl RingEngine {
 #[inline(never)]
 fn fast_rw(
     env: &mut dyn IoEnv,
-    words: &[core::sync::atomic::AtomicU64],
+    words: &[core::sync::atomic::AtomicU64; super::shared::SQE_WORDS],
     w0: u64,
     w3: u64,
     w5: u64,

@@ -247,24 +247,28 @@ fn push_nop_api(ring: &mut ApiRing) -> bool {
 }
 
 /// Reaps exactly `n` CQEs (after an enter that waited for them), checking
-/// each result.
+/// each result; the CQ tail is read once and the head stored once, as
+/// liburing's `io_uring_for_each_cqe` loop does.
 #[inline(always)]
 fn reap(ring: &mut IoUring, n: u32, expect: i32) -> Result<(), CaseError> {
-    for i in 0..n {
-        match ring.pop_cqe() {
-            Some(cqe) if cqe.res == expect => {}
-            Some(cqe) => {
-                return Err(CaseError::Failed(format!(
-                    "CQE res {} (expected {expect}) user_data {}",
-                    cqe.res, cqe.user_data
-                )))
-            }
-            None => {
-                return Err(CaseError::Failed(format!(
-                    "only {i} of {n} CQEs after enter"
-                )))
-            }
+    let mut wrong = None;
+    let got = ring.reap_cqes(n, |cqe| {
+        if cqe.res == expect {
+            return true;
         }
+        wrong = Some(*cqe);
+        false
+    });
+    if let Some(cqe) = wrong {
+        return Err(CaseError::Failed(format!(
+            "CQE res {} (expected {expect}) user_data {}",
+            cqe.res, cqe.user_data
+        )));
+    }
+    if got != n {
+        return Err(CaseError::Failed(format!(
+            "only {got} of {n} CQEs after enter"
+        )));
     }
     Ok(())
 }

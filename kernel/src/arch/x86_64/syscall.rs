@@ -1,6 +1,15 @@
 //! The `syscall` instruction's entry: MSR set-up and the naked stub that
 //! moves to the task's kernel stack, saves the user registers into a
 //! [`SyscallFrame`] and calls the safe dispatcher `crate::syscall::dispatch`.
+//!
+//! The frame holds the registers the kernel may clobber (the System V
+//! caller-saved ones, which the syscall ABI preserves for user space) and
+//! what `syscall` moved (`rip` in `rcx`, `rflags` in `r11`, the user stack).
+//! The callee-saved registers (`rbx`, `rbp`, `r12`-`r15`) are not saved:
+//! the dispatcher, like any `extern "C"` function, returns them unchanged,
+//! and a task switched away inside a call gets them back from the context
+//! switch. So the user's values are what `sysret` returns to, and no kernel
+//! value is left in any register but `rax` (the result).
 
 use super::cpu::{PERCPU_KERNEL_RSP, PERCPU_USER_RSP};
 use super::gdt::{KERNEL_CODE, USER_BASE};
@@ -17,12 +26,6 @@ const IA32_FMASK: u32 = 0xC000_0084;
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SyscallFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub rbp: u64,
-    pub rbx: u64,
     pub r9: u64,
     pub r8: u64,
     pub r10: u64,
@@ -51,21 +54,11 @@ unsafe extern "C" fn syscall_entry() {
         "push r10",
         "push r8",
         "push r9",
-        "push rbx",
-        "push rbp",
-        "push r12",
-        "push r13",
-        "push r14",
-        "push r15",
         "mov rdi, rsp",
         "cld",
+        // The stack is 16-byte aligned here: ten pushes below the
+        // aligned top of the kernel stack.
         "call kernel_syscall_entry",
-        "pop r15",
-        "pop r14",
-        "pop r13",
-        "pop r12",
-        "pop rbp",
-        "pop rbx",
         "pop r9",
         "pop r8",
         "pop r10",
