@@ -1101,6 +1101,15 @@ fn append_directory_block<B: BlockIo>(
     accounting_check.set_blocks_count(updated_blocks, block_size as u32, huge_file_feature)?;
 
     let new_block = fs.alloc_block(device)?;
+    // PATCH(kernel): count the new directory block in i_blocks *before* the
+    // extent insert, as `dir::insert` does. The insert may allocate extent
+    // tree blocks (a new leaf or index block when the tree grows a level) and
+    // adds their sectors to i_blocks itself; setting the precomputed
+    // `updated_blocks` after it overwrote those sectors, so the directory's
+    // i_blocks missed its extent block ("Inode 13, i_blocks is 132, should
+    // be 136"). Test: fs-ext4/tests/rsext4_bugs.rs
+    // `directory_extent_index_block_is_counted_in_i_blocks_*`.
+    parent_inode.set_blocks_count(updated_blocks, block_size as u32, huge_file_feature)?;
     if fs.superblock.has_extents() && parent_inode.uses_extents() {
         let extent = crate::disknode::Ext4Extent::new(new_logical, new_block.raw(), 1);
         ExtentTree::with_filesystem(parent_inode, fs, parent_ino)
@@ -1109,7 +1118,6 @@ fn append_directory_block<B: BlockIo>(
         parent_inode.i_block[old_blocks] = new_block.to_u32()?;
     }
     parent_inode.set_size(new_size as u64);
-    parent_inode.set_blocks_count(updated_blocks, block_size as u32, huge_file_feature)?;
     Ok((new_logical, new_block))
 }
 
