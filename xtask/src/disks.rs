@@ -74,6 +74,11 @@ pub enum DiskSource {
     Fresh(u64),
     /// A fresh image of this many bytes with an empty ext4 file system.
     FreshExt4(u64),
+    /// A fresh ext4 image of this many bytes with a few files, then
+    /// damaged from the host: bytes flipped at random in its metadata
+    /// (everything but the superblock), from this seed
+    /// ([`make_hostile_ext4`]). Not checked with e2fsck after a boot.
+    HostileExt4 { bytes: u64, seed: u64 },
     /// An existing image.
     Path(PathBuf),
 }
@@ -101,6 +106,20 @@ impl DiskSpec {
         };
         if what.is_empty() {
             return Err(format!("disk `{spec}`: give a size (64M) or an image path"));
+        }
+        if let Some(rest) = what.strip_prefix("ext4-hostile:") {
+            let parsed = rest
+                .split_once(':')
+                .and_then(|(seed, size)| Some((seed.parse::<u64>().ok()?, parse_size(size)?)));
+            return match parsed {
+                Some((seed, bytes)) if bytes >= EXT4_MIN => Ok(DiskSpec {
+                    kind,
+                    source: DiskSource::HostileExt4 { bytes, seed },
+                }),
+                _ => Err(format!(
+                    "disk `{spec}`: write ext4-hostile:SEED:SIZE, such as ext4-hostile:7:8M"
+                )),
+            };
         }
         if let Some(size) = what.strip_prefix("ext4:") {
             return match parse_size(size) {
@@ -180,6 +199,74 @@ pub fn make_ext4(path: &Path, bytes: u64) -> Result<()> {
             .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
             .arg(path),
     )
+}
+
+/// How a damaged image's file name ends (the runner does not e2fsck it).
+const HOSTILE_SUFFIX: &str = "-hostile.img";
+
+/// Makes `path` an ext4 image of `bytes` bytes ([`make_ext4`]) with a
+/// directory tree written by `debugfs` (a directory, files of 0, 1, 5000
+/// and 70 000 bytes, a 40-entry directory), then flips `1 + seed % 64`
+/// bytes at offsets drawn from `seed` (splitmix64) between the end of the
+/// superblock and 2 MiB or the image's end: group descriptors, bitmaps,
+/// the inode table, directory and extent blocks, the journal. The
+/// superblock itself is left whole, so that the kernel gets past the
+/// mount into the damaged structures (broken superblocks are the host
+/// fuzzing's, `fs-ext4/tests/hostile.rs`).
+pub fn make_hostile_ext4(path: &Path, bytes: u64, seed: u64) -> Result<()> {
+    make_ext4(path, bytes)?;
+    let dir = path.with_extension("files");
+    fs::create_dir_all(&dir).map_err(|err| Error::io("create", &dir, err))?;
+    let mut commands = String::from("mkdir d\nmkdir d/many\n");
+    for (name, len) in [
+        ("empty", 0usize),
+        ("one", 1),
+        ("small", 5000),
+        ("big", 70_000),
+    ] {
+        let file = dir.join(name);
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        fs::write(&file, data).map_err(|err| Error::io("write", &file, err))?;
+        commands.push_str(&format!("write {} d/{name}\n", file.display()));
+    }
+    for i in 0..40 {
+        commands.push_str(&format!(
+            "write {} d/many/entry-{i:02}\n",
+            dir.join("one").display()
+        ));
+    }
+    let script = dir.join("commands");
+    fs::write(&script, commands).map_err(|err| Error::io("write", &script, err))?;
+    crate::process::run_quiet(
+        std::process::Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&script)
+            .arg(path),
+    )?;
+    let mut image = fs::read(path).map_err(|err| Error::io("read", path, err))?;
+    // The 1 KiB blocks in use (not all zeros) past the superblock: group
+    // descriptors, bitmaps, inode tables, directories, extent blocks and
+    // file data; the journal, zeroed by mkfs, is mostly left out.
+    let used: Vec<usize> = (2..image.len() / 1024)
+        .filter(|&b| image[b * 1024..(b + 1) * 1024].iter().any(|&x| x != 0))
+        .collect();
+    if used.is_empty() {
+        return Err(Error::new(format!(
+            "{}: no block in use to damage",
+            path.display()
+        )));
+    }
+    let mut state = seed ^ 0x5eed;
+    let mut next = || abi::disk_test::splitmix64(&mut state);
+    for _ in 0..4 + seed % 61 {
+        let block = used[(next() as usize) % used.len()];
+        let at = block * 1024 + (next() as usize) % 1024;
+        image[at] ^= (next() as u8) | 1;
+    }
+    fs::write(path, image).map_err(|err| Error::io("write", path, err))?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Whether the image at `path` holds an ext4 (or ext2/3) file system: the
@@ -288,6 +375,14 @@ pub fn prepare(specs: &[DiskSpec], dir: &Path, prefix: &str) -> Result<Vec<Disk>
                 make_ext4(&path, *bytes)?;
                 path
             }
+            DiskSource::HostileExt4 { bytes, seed } => {
+                let path = dir.join(format!(
+                    "{prefix}-{i}-{}-ext4{HOSTILE_SUFFIX}",
+                    spec.kind.name()
+                ));
+                make_hostile_ext4(&path, *bytes, *seed)?;
+                path
+            }
             DiskSource::Fresh(bytes) => {
                 fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
                 let path = dir.join(format!("{prefix}-{i}-{}.img", spec.kind.name()));
@@ -380,7 +475,11 @@ fn blktest_disk(cmdline: &str) -> Option<&str> {
 /// `blktest NAME ok` and NAME's image must hold the pattern
 /// (`abi::blktest`).
 pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), String> {
-    for disk in disks.iter().filter(|disk| is_ext4(&disk.path)) {
+    let damaged = |disk: &&Disk| disk.path.to_string_lossy().ends_with(HOSTILE_SUFFIX);
+    for disk in disks
+        .iter()
+        .filter(|disk| is_ext4(&disk.path) && !damaged(disk))
+    {
         e2fsck_clean(&disk.path)?;
     }
     if runs_blk_tests(cmdline) {
@@ -488,6 +587,24 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
     use super::*;
+
+    #[test]
+    fn hostile_specs() {
+        assert_eq!(
+            DiskSpec::parse("nvme:ext4-hostile:7:8M").unwrap().source,
+            DiskSource::HostileExt4 {
+                bytes: 8 << 20,
+                seed: 7
+            }
+        );
+        for bad in [
+            "virtio:ext4-hostile:8M",
+            "virtio:ext4-hostile:x:8M",
+            "virtio:ext4-hostile:1:1K",
+        ] {
+            assert!(DiskSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn specs() {

@@ -41,7 +41,9 @@ pub fn run(
 ) -> Result<(), String> {
     let (kind, size) = match config.disks.first() {
         Some(spec) => match spec.source {
-            DiskSource::FreshExt4(bytes) | DiskSource::Fresh(bytes) => (spec.kind, bytes),
+            DiskSource::FreshExt4(bytes)
+            | DiskSource::Fresh(bytes)
+            | DiskSource::HostileExt4 { bytes, .. } => (spec.kind, bytes),
             DiskSource::Path(_) => (spec.kind, DEFAULT_SIZE),
         },
         None => (DiskKind::Virtio, DEFAULT_SIZE),
