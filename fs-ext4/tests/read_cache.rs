@@ -25,7 +25,7 @@ fn reads_always_match_the_device() {
         let n = 1 + rng(&mut state) % 9; // 1..=9 blocks: some past ENTRY_MAX
         let lba = rng(&mut state) % (blocks - n + 1);
         let len = (n * 512) as usize;
-        if rng(&mut state) % 3 == 0 {
+        if rng(&mut state).is_multiple_of(3) {
             let fill = (rng(&mut state) & 0xff) as u8;
             let data = vec![fill; len];
             cached.write_blocks(lba, &data).unwrap();
