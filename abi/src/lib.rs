@@ -21,9 +21,11 @@
 
 pub mod blktest;
 pub mod console;
+pub mod crash_log;
 pub mod debug_exit;
 pub mod disk_test;
 pub mod errno;
+pub mod fs_test;
 pub mod io_uring;
 pub mod ring_api;
 pub mod syscall;

@@ -419,3 +419,96 @@ impl BlockDevice for MemDisk {
         self.read_only
     }
 }
+
+/// A device with a small cache of recent reads in front of it: rsext4
+/// reads some metadata blocks again and again (the journal superblock,
+/// bitmaps and group descriptors around each commit), each a synchronous
+/// device round trip. Reads of at most [`ReadCache::ENTRY_MAX`] bytes are
+/// kept, oldest dropped first; every write goes to the device first and
+/// then drops the entries it overlaps, so a hit always returns what the
+/// device holds. Nothing here delays or reorders a write or a flush: the
+/// device sees exactly the writes and flushes it saw without the cache.
+pub struct ReadCache<D> {
+    dev: D,
+    /// (first block, bytes), oldest first.
+    entries: alloc::collections::VecDeque<(u64, Vec<u8>)>,
+    capacity: usize,
+    /// Reads served from the cache and from the device.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl<D: BlockDevice> ReadCache<D> {
+    /// The largest read kept (a 4 KiB block, or several small ones).
+    pub const ENTRY_MAX: usize = 4096;
+
+    /// `dev` with room for `capacity` recent reads.
+    pub fn new(dev: D, capacity: usize) -> Self {
+        Self {
+            dev,
+            entries: alloc::collections::VecDeque::new(),
+            capacity,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn blocks(&self, bytes: usize) -> u64 {
+        (bytes as u64).div_ceil(u64::from(self.dev.block_size().max(1)))
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for ReadCache<D> {
+    fn block_size(&self) -> u32 {
+        self.dev.block_size()
+    }
+
+    fn block_count(&self) -> u64 {
+        self.dev.block_count()
+    }
+
+    fn read_blocks(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if let Some((_, data)) = self
+            .entries
+            .iter()
+            .find(|(at, data)| *at == lba && data.len() == buf.len())
+        {
+            buf.copy_from_slice(data);
+            self.hits += 1;
+            return Ok(());
+        }
+        self.misses += 1;
+        self.dev.read_blocks(lba, buf)?;
+        if buf.len() <= Self::ENTRY_MAX && self.capacity > 0 {
+            let mut copy = Vec::new();
+            if copy.try_reserve_exact(buf.len()).is_ok() && self.entries.try_reserve(1).is_ok() {
+                copy.extend_from_slice(buf);
+                if self.entries.len() >= self.capacity {
+                    self.entries.pop_front();
+                }
+                self.entries.push_back((lba, copy));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_blocks(&mut self, lba: u64, buf: &[u8]) -> Result<(), Errno> {
+        let end = lba.saturating_add(self.blocks(buf.len()));
+        let block = u64::from(self.dev.block_size().max(1));
+        // Dropped before the write: if it fails, what the device holds is
+        // unknown.
+        self.entries.retain(|(at, data)| {
+            let their_end = at.saturating_add((data.len() as u64).div_ceil(block));
+            their_end <= lba || *at >= end
+        });
+        self.dev.write_blocks(lba, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), Errno> {
+        self.dev.flush()
+    }
+
+    fn read_only(&self) -> bool {
+        self.dev.read_only()
+    }
+}

@@ -36,7 +36,7 @@ use rsext4::{
     MutationContext, RenameOptions,
 };
 
-pub use device::{BlockDevice, MemDisk};
+pub use device::{BlockDevice, MemDisk, ReadCache};
 pub use errno::{ENOTEMPTY, EROFS, EUCLEAN};
 
 use device::IoAdapter;

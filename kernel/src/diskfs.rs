@@ -23,7 +23,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use fs_ext4::vfs::Ext4Vfs;
-use fs_ext4::Ext4Fs;
+use fs_ext4::{Ext4Fs, ReadCache};
 use kernel_core::vfs::cache::{PageCache, PAGE};
 use kernel_core::vfs::{Attr, DirCursor, DirEnt, FileSystem, Ino, Kind};
 use spin::Mutex;
@@ -148,8 +148,13 @@ impl fs_ext4::BlockDevice for DiskDev {
     }
 }
 
-/// A mounted ext4 file system.
-pub type Ext4 = Ext4Vfs<DiskDev>;
+/// A mounted ext4 file system: on its disk, behind a cache of recent
+/// reads (`fs_ext4::ReadCache`: rsext4 re-reads the journal superblock,
+/// bitmaps and group descriptors around every commit).
+pub type Ext4 = Ext4Vfs<ReadCache<DiskDev>>;
+
+/// Recent reads the cache in front of each disk keeps.
+const READ_CACHE_ENTRIES: usize = 256;
 
 /// A disk file system, called through the worker, with its page cache.
 pub struct WorkerFs {
@@ -562,6 +567,7 @@ pub fn mount(disk: Arc<Disk>) -> Result<Arc<WorkerFs>, Errno> {
     let (fs, orphan_dir) = fswork::call(move || {
         let mut dev = DiskDev::new(disk)?;
         dev.counts = theirs;
+        let dev = ReadCache::new(dev, READ_CACHE_ENTRIES);
         let fs = Arc::new(Ext4Vfs::new(Ext4Fs::mount(dev, now)?));
         let dir = reap_orphans(&fs);
         Ok::<_, Errno>((fs, dir))

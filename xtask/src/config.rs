@@ -87,11 +87,24 @@ pub struct Config {
     /// 10% of `configs/NAME.baseline` (see `gate.rs`), which judges it
     /// instead of the test-summary line.
     pub icount_gate: Option<String>,
+    /// `runner = "crashtest"` or `"persist"`: the test is not one boot but
+    /// several on one disk image, driven by that runner (`crashtest.rs`,
+    /// `persist.rs`), which judges it.
+    pub runner: Option<Runner>,
+}
+
+/// A test that boots several times on one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// Writer boots killed with SIGKILL, checker boots, host checks.
+    Crashtest,
+    /// Host writes, guest reads and writes, a second boot reads, host reads.
+    Persist,
 }
 
 /// The keys a configuration file may contain, for error messages.
 const KNOWN_KEYS: &str =
-    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args, session, icount_gate";
+    "description, cmdline, features, cpus, memory, boot, test, timeout, machine, disks, script, serial, qemu_args, session, icount_gate, runner";
 
 impl Config {
     /// Reads `dir/<name>.toml`.
@@ -146,6 +159,7 @@ impl Config {
             qemu_args: Vec::new(),
             session: None,
             icount_gate: None,
+            runner: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for (index, line) in text.lines().enumerate() {
@@ -245,6 +259,18 @@ impl Config {
                     ));
                 }
                 self.icount_gate = Some(gate);
+            }
+            "runner" => {
+                let runner = value.into_string(key)?;
+                self.runner = Some(match runner.as_str() {
+                    "crashtest" => Runner::Crashtest,
+                    "persist" => Runner::Persist,
+                    _ => {
+                        return Err(format!(
+                            "`runner` must be \"crashtest\" or \"persist\", not \"{runner}\""
+                        ))
+                    }
+                });
             }
             _ => return Err(format!("unknown key `{key}` (known keys: {KNOWN_KEYS})")),
         }
@@ -580,6 +606,16 @@ qemu_args = ["-machine", "acpi=off"]
         let config = parse("description = \"d\"\n").unwrap();
         assert_eq!(config.machine, MachineType::Pc);
         assert!(config.disks.is_empty());
+    }
+
+    #[test]
+    fn runners() {
+        let config = parse("description = \"d\"\nrunner = \"crashtest\"\n").unwrap();
+        assert_eq!(config.runner, Some(Runner::Crashtest));
+        let config = parse("description = \"d\"\nrunner = \"persist\"\n").unwrap();
+        assert_eq!(config.runner, Some(Runner::Persist));
+        assert!(parse_err("description = \"d\"\nrunner = \"fuzz\"\n").contains("`runner`"));
+        assert_eq!(parse("description = \"d\"\n").unwrap().runner, None);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!
 //! A disk is `virtio:WHAT` or `nvme:WHAT`. `WHAT` is a size (`64M`: digits
 //! with a `K`, `M` or `G` suffix), for which the runner creates a fresh
-//! sparse image under `target/disks/`, or else the path of an existing
-//! image (write `./64M` for a file called that). The QEMU flags are the
+//! sparse image under `target/disks/`, `ext4:SIZE` for a fresh image with
+//! an empty ext4 file system made as the Linux anchor makes its own
+//! ([`make_ext4`]), or else the path of an existing image (write `./64M`
+//! for a file called that). The QEMU flags are the
 //! Linux anchor's (`/work/shared/anchors/linux-qemu/run.sh`), in the order
 //! given, so PCI slots, and with them the kernel's names (`vda`, `vdb`,
 //! ... and `nvme0n1`, ...), follow that order:
@@ -57,7 +59,7 @@ pub enum DiskKind {
 }
 
 impl DiskKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             DiskKind::Virtio => "virtio",
             DiskKind::Nvme => "nvme",
@@ -70,6 +72,13 @@ impl DiskKind {
 pub enum DiskSource {
     /// A fresh sparse image of this many bytes.
     Fresh(u64),
+    /// A fresh image of this many bytes with an empty ext4 file system.
+    FreshExt4(u64),
+    /// A fresh ext4 image of this many bytes with a few files, then
+    /// damaged from the host: bytes flipped at random in its metadata
+    /// (everything but the superblock), from this seed
+    /// ([`make_hostile_ext4`]). Not checked with e2fsck after a boot.
+    HostileExt4 { bytes: u64, seed: u64 },
     /// An existing image.
     Path(PathBuf),
 }
@@ -82,7 +91,8 @@ pub struct DiskSpec {
 }
 
 impl DiskSpec {
-    /// Parses `virtio:WHAT` or `nvme:WHAT`.
+    /// Parses `virtio:WHAT` or `nvme:WHAT` (`WHAT`: `SIZE`, `ext4:SIZE` or
+    /// a path).
     pub fn parse(spec: &str) -> Result<DiskSpec, String> {
         let Some((kind, what)) = spec.split_once(':') else {
             return Err(format!(
@@ -96,6 +106,31 @@ impl DiskSpec {
         };
         if what.is_empty() {
             return Err(format!("disk `{spec}`: give a size (64M) or an image path"));
+        }
+        if let Some(rest) = what.strip_prefix("ext4-hostile:") {
+            let parsed = rest
+                .split_once(':')
+                .and_then(|(seed, size)| Some((seed.parse::<u64>().ok()?, parse_size(size)?)));
+            return match parsed {
+                Some((seed, bytes)) if bytes >= EXT4_MIN => Ok(DiskSpec {
+                    kind,
+                    source: DiskSource::HostileExt4 { bytes, seed },
+                }),
+                _ => Err(format!(
+                    "disk `{spec}`: write ext4-hostile:SEED:SIZE, such as ext4-hostile:7:8M"
+                )),
+            };
+        }
+        if let Some(size) = what.strip_prefix("ext4:") {
+            return match parse_size(size) {
+                Some(bytes) if bytes >= EXT4_MIN => Ok(DiskSpec {
+                    kind,
+                    source: DiskSource::FreshExt4(bytes),
+                }),
+                _ => Err(format!(
+                    "disk `{spec}`: ext4 needs a size of at least 1M, such as ext4:64M"
+                )),
+            };
         }
         let source = match parse_size(what) {
             Some(0) => return Err(format!("disk `{spec}`: size must not be zero")),
@@ -120,6 +155,199 @@ fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
+/// The smallest ext4 image the runner makes (mkfs.ext4 refuses less than
+/// a few hundred KiB; 1 MiB leaves room for its journal).
+const EXT4_MIN: u64 = 1 << 20;
+
+/// A size as `cargo xtask disk new --size` takes it: digits with an
+/// optional `K`, `M` or `G` suffix (none: bytes), like `truncate -s`.
+pub fn parse_size_arg(text: &str) -> Option<u64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    parse_size(text)
+}
+
+/// Makes `path` an empty ext4 image of `bytes` bytes exactly as the Linux
+/// anchor makes its own (`run.sh`): `truncate -s SIZE PATH`, then
+/// `mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 PATH`, so
+/// the inode tables and the journal are written out (zeroed) now rather
+/// than by a kernel thread later. An existing file is replaced.
+pub fn make_ext4(path: &Path, bytes: u64) -> Result<()> {
+    if crate::process::find_program("mkfs.ext4").is_none() {
+        return Err(Error::new(
+            "mkfs.ext4 is not installed: install e2fsprogs \
+             (sudo apt-get install e2fsprogs; `cargo xtask` installs it when run as root)",
+        ));
+    }
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
+    }
+    // `truncate -s`: a file of exactly that size, sparse; emptied first so
+    // that no old block survives under the new file system.
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|err| Error::io("create", path, err))?;
+    file.set_len(bytes)
+        .map_err(|err| Error::io("size", path, err))?;
+    drop(file);
+    crate::process::run_quiet(
+        std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+            .arg(path),
+    )
+}
+
+/// How a damaged image's file name ends (the runner does not e2fsck it).
+const HOSTILE_SUFFIX: &str = "-hostile.img";
+
+/// Makes `path` an ext4 image of `bytes` bytes ([`make_ext4`]) with a
+/// directory tree written by `debugfs` (a directory, files of 0, 1, 5000
+/// and 70 000 bytes, a 40-entry directory), then flips `1 + seed % 64`
+/// bytes at offsets drawn from `seed` (splitmix64) between the end of the
+/// superblock and 2 MiB or the image's end: group descriptors, bitmaps,
+/// the inode table, directory and extent blocks, the journal. The
+/// superblock itself is left whole, so that the kernel gets past the
+/// mount into the damaged structures (broken superblocks are the host
+/// fuzzing's, `fs-ext4/tests/hostile.rs`).
+pub fn make_hostile_ext4(path: &Path, bytes: u64, seed: u64) -> Result<()> {
+    make_ext4(path, bytes)?;
+    let dir = path.with_extension("files");
+    fs::create_dir_all(&dir).map_err(|err| Error::io("create", &dir, err))?;
+    let mut commands = String::from("mkdir d\nmkdir d/many\n");
+    for (name, len) in [
+        ("empty", 0usize),
+        ("one", 1),
+        ("small", 5000),
+        ("big", 70_000),
+    ] {
+        let file = dir.join(name);
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+        fs::write(&file, data).map_err(|err| Error::io("write", &file, err))?;
+        commands.push_str(&format!("write {} d/{name}\n", file.display()));
+    }
+    for i in 0..40 {
+        commands.push_str(&format!(
+            "write {} d/many/entry-{i:02}\n",
+            dir.join("one").display()
+        ));
+    }
+    let script = dir.join("commands");
+    fs::write(&script, commands).map_err(|err| Error::io("write", &script, err))?;
+    crate::process::run_quiet(
+        std::process::Command::new("debugfs")
+            .arg("-w")
+            .arg("-f")
+            .arg(&script)
+            .arg(path),
+    )?;
+    let mut image = fs::read(path).map_err(|err| Error::io("read", path, err))?;
+    // The 1 KiB blocks in use (not all zeros) past the superblock: group
+    // descriptors, bitmaps, inode tables, directories, extent blocks and
+    // file data; the journal, zeroed by mkfs, is mostly left out.
+    let used: Vec<usize> = (2..image.len() / 1024)
+        .filter(|&b| image[b * 1024..(b + 1) * 1024].iter().any(|&x| x != 0))
+        .collect();
+    if used.is_empty() {
+        return Err(Error::new(format!(
+            "{}: no block in use to damage",
+            path.display()
+        )));
+    }
+    let mut state = seed ^ 0x5eed;
+    let mut next = || abi::disk_test::splitmix64(&mut state);
+    for _ in 0..4 + seed % 61 {
+        let block = used[(next() as usize) % used.len()];
+        let at = block * 1024 + (next() as usize) % 1024;
+        image[at] ^= (next() as u8) | 1;
+    }
+    fs::write(path, image).map_err(|err| Error::io("write", path, err))?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Whether the image at `path` holds an ext4 (or ext2/3) file system: the
+/// superblock's magic 0xEF53 at byte 1024 + 56.
+pub fn is_ext4(path: &Path) -> bool {
+    let mut magic = [0u8; 2];
+    fs::File::open(path)
+        .and_then(|mut file| {
+            file.seek(SeekFrom::Start(1024 + 56))?;
+            file.read_exact(&mut magic)
+        })
+        .is_ok()
+        && magic == [0x53, 0xEF]
+}
+
+/// `e2fsck -fn IMAGE`: a forced, read-only check; fails unless it exits 0
+/// (clean), with e2fsck's report in the error.
+pub fn e2fsck_clean(path: &Path) -> Result<(), String> {
+    crate::process::run_quiet(std::process::Command::new("e2fsck").arg("-fn").arg(path))
+        .map_err(|err| format!("the file system in {} is not clean: {err}", path.display()))
+}
+
+/// The bytes of file `path` inside the ext4 image, as
+/// `debugfs -R "cat PATH" IMAGE` reads them (host tools read what the
+/// guest wrote).
+pub fn debugfs_cat(image: &Path, path: &str) -> Result<Vec<u8>, String> {
+    let output = debugfs(image, &format!("cat {path}"), false)?;
+    Ok(output)
+}
+
+/// Whether `path` exists in the ext4 image (`debugfs -R "stat PATH"`).
+pub fn debugfs_exists(image: &Path, path: &str) -> Result<bool, String> {
+    match debugfs(image, &format!("stat {path}"), false) {
+        Ok(_) => Ok(true),
+        Err(why) if why.contains("File not found") => Ok(false),
+        Err(why) => Err(why),
+    }
+}
+
+/// Puts the host file `from` into the ext4 image as `to` (in the root
+/// directory): `debugfs -w -R "write FROM TO" IMAGE`, with the image not
+/// attached to anything.
+pub fn debugfs_write(image: &Path, from: &Path, to: &str) -> Result<(), String> {
+    debugfs(image, &format!("write {} {to}", from.display()), true).map(drop)
+}
+
+/// Makes directory `path` in the ext4 image (`debugfs -w -R "mkdir PATH"`).
+#[cfg(test)]
+pub fn debugfs_mkdir(image: &Path, path: &str) -> Result<(), String> {
+    debugfs(image, &format!("mkdir {path}"), true).map(drop)
+}
+
+/// Runs one debugfs request; its stdout, or an error with its stderr.
+/// debugfs exits 0 even when a request fails, so anything on stderr
+/// besides its banner is a failure.
+fn debugfs(image: &Path, request: &str, write: bool) -> Result<Vec<u8>, String> {
+    let mut cmd = std::process::Command::new("debugfs");
+    if write {
+        cmd.arg("-w");
+    }
+    cmd.arg("-R").arg(request).arg(image);
+    let output = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| format!("cannot run `{}`: {err}", crate::process::describe(&cmd)))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with("debugfs "))
+        .collect();
+    if !output.status.success() || !complaints.is_empty() {
+        return Err(format!(
+            "`{}` failed ({}): {}",
+            crate::process::describe(&cmd),
+            output.status,
+            complaints.join("; ")
+        ));
+    }
+    Ok(output.stdout)
+}
+
 /// A disk ready to attach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
@@ -141,6 +369,19 @@ pub fn prepare(specs: &[DiskSpec], dir: &Path, prefix: &str) -> Result<Vec<Disk>
                     )));
                 }
                 path.clone()
+            }
+            DiskSource::FreshExt4(bytes) => {
+                let path = dir.join(format!("{prefix}-{i}-{}-ext4.img", spec.kind.name()));
+                make_ext4(&path, *bytes)?;
+                path
+            }
+            DiskSource::HostileExt4 { bytes, seed } => {
+                let path = dir.join(format!(
+                    "{prefix}-{i}-{}-ext4{HOSTILE_SUFFIX}",
+                    spec.kind.name()
+                ));
+                make_hostile_ext4(&path, *bytes, *seed)?;
+                path
             }
             DiskSource::Fresh(bytes) => {
                 fs::create_dir_all(dir).map_err(|err| Error::io("create", dir, err))?;
@@ -228,10 +469,19 @@ fn blktest_disk(cmdline: &str) -> Option<&str> {
         .filter(|name| *name != "none")
 }
 
-/// After a boot that passed: if the command line ran `blktest=NAME`, the
-/// log must say `blktest NAME ok` and NAME's image must hold the pattern
+/// After a boot that passed: every disk that holds an ext4 file system
+/// must pass `e2fsck -fn` (the kernel unmounted it cleanly and left it
+/// consistent); if the command line ran `blktest=NAME`, the log must say
+/// `blktest NAME ok` and NAME's image must hold the pattern
 /// (`abi::blktest`).
 pub fn check_after_boot(cmdline: &str, disks: &[Disk], log: &str) -> Result<(), String> {
+    let damaged = |disk: &&Disk| disk.path.to_string_lossy().ends_with(HOSTILE_SUFFIX);
+    for disk in disks
+        .iter()
+        .filter(|disk| is_ext4(&disk.path) && !damaged(disk))
+    {
+        e2fsck_clean(&disk.path)?;
+    }
     if runs_blk_tests(cmdline) {
         for disk in disks {
             check_disk_test(&disk.path)?;
@@ -339,6 +589,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hostile_specs() {
+        assert_eq!(
+            DiskSpec::parse("nvme:ext4-hostile:7:8M").unwrap().source,
+            DiskSource::HostileExt4 {
+                bytes: 8 << 20,
+                seed: 7
+            }
+        );
+        for bad in [
+            "virtio:ext4-hostile:8M",
+            "virtio:ext4-hostile:x:8M",
+            "virtio:ext4-hostile:1:1K",
+        ] {
+            assert!(DiskSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn specs() {
         assert_eq!(
             DiskSpec::parse("virtio:64M"),
@@ -364,6 +632,61 @@ mod tests {
         }
         assert_eq!(parse_size("M"), None);
         assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn ext4_specs_and_sizes() {
+        assert_eq!(
+            DiskSpec::parse("nvme:ext4:256M"),
+            Ok(DiskSpec {
+                kind: DiskKind::Nvme,
+                source: DiskSource::FreshExt4(256 << 20)
+            })
+        );
+        for bad in [
+            "virtio:ext4:",
+            "virtio:ext4:512K",
+            "virtio:ext4:x",
+            "virtio:ext4:0M",
+        ] {
+            assert!(DiskSpec::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_size_arg("64M"), Some(64 << 20));
+        assert_eq!(parse_size_arg("1G"), Some(1 << 30));
+        assert_eq!(parse_size_arg("1048576"), Some(1 << 20));
+        assert_eq!(parse_size_arg("1.5G"), None);
+        assert_eq!(parse_size_arg(""), None);
+    }
+
+    /// The host tools round trip: mkfs.ext4 as the anchor runs it,
+    /// e2fsck, debugfs write and cat, and the checks that catch a damaged
+    /// image and a missing file.
+    #[test]
+    fn ext4_images_with_the_host_tools() {
+        let dir = std::env::temp_dir().join(format!("xtask-ext4-{}", std::process::id()));
+        let image = dir.join("e.img");
+        make_ext4(&image, 8 << 20).unwrap();
+        assert_eq!(fs::metadata(&image).unwrap().len(), 8 << 20);
+        assert!(is_ext4(&image));
+        assert_eq!(e2fsck_clean(&image), Ok(()));
+        let host = dir.join("h.txt");
+        fs::write(&host, b"from the host\n").unwrap();
+        debugfs_write(&image, &host, "h.txt").unwrap();
+        assert_eq!(debugfs_cat(&image, "/h.txt").unwrap(), b"from the host\n");
+        assert!(debugfs_cat(&image, "/none").is_err());
+        // Made again: empty.
+        make_ext4(&image, 8 << 20).unwrap();
+        assert!(debugfs_cat(&image, "/h.txt").is_err());
+        // Zeroing the root inode's block pointer region breaks the check.
+        let mut bytes = fs::read(&image).unwrap();
+        let first_inode_table = 1024 * 40;
+        bytes[first_inode_table..first_inode_table + 4096].fill(0xa5);
+        fs::write(&image, &bytes).unwrap();
+        assert!(e2fsck_clean(&image).is_err());
+        let plain = dir.join("p.img");
+        fs::write(&plain, vec![0u8; 4096]).unwrap();
+        assert!(!is_ext4(&plain));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

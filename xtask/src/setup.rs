@@ -33,7 +33,7 @@ enum Requirement {
 }
 
 /// What must be on the host, with the Debian package that provides it.
-const REQUIREMENTS: [(Requirement, &str); 9] = [
+const REQUIREMENTS: [(Requirement, &str); 11] = [
     (
         Requirement::Program("qemu-system-x86_64"),
         "qemu-system-x86",
@@ -44,6 +44,9 @@ const REQUIREMENTS: [(Requirement, &str); 9] = [
     // fs-ext4's host tests make images and check them with the host's tools.
     (Requirement::Program("mkfs.ext4"), "e2fsprogs"),
     (Requirement::Program("e2fsck"), "e2fsprogs"),
+    // The crash test and the persist test read images with them.
+    (Requirement::Program("debugfs"), "e2fsprogs"),
+    (Requirement::Program("dumpe2fs"), "e2fsprogs"),
     (
         Requirement::Directory("/usr/lib/grub/i386-pc"),
         "grub-pc-bin",

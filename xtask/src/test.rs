@@ -15,11 +15,13 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Runner};
+use crate::crashtest;
 use crate::disks;
 use crate::error::{bail, Result};
 use crate::gate;
 use crate::image::{self, USER_RUSTFLAGS};
+use crate::persist;
 use crate::process;
 use crate::qemu::{Emulation, Machine, Outcome, Verdict};
 use crate::script;
@@ -166,6 +168,17 @@ fn boot_test(workspace: &Workspace, config: &Config) -> Result<Duration, String>
             err.to_string().lines().next().unwrap_or_default()
         )
     })?;
+    if let Some(runner) = config.runner {
+        // Several boots on one image, judged by the runner.
+        let start = Instant::now();
+        match runner {
+            Runner::Crashtest => crashtest::run_for_test(workspace, config, &build)?,
+            Runner::Persist => persist::run(workspace, config, &build, |outcome, log| {
+                judge(outcome, log, config.timeout)
+            })?,
+        }
+        return Ok(start.elapsed());
+    }
     let disks = disks::prepare(
         &config.disks,
         &workspace.target_dir().join("disks"),

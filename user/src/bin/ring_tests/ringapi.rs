@@ -588,7 +588,11 @@ fn sq_wait() -> TestResult {
     let consumed = ring.doorbell(enter_flags::SQ_WAIT | enter_flags::GETEVENTS, 9)?;
     let took = elapsed_ms(start)?;
     detail!("SQ_WAIT|GETEVENTS for a 30 ms timeout: consumed {consumed}, returned after {took} ms");
-    check_eq!(consumed, 1);
+    // 1 normally; 0 if the poller woke on its own between the publish and
+    // the doorbell (a tick's re-check on another CPU, seen once with 4
+    // CPUs on a loaded host) and took the SQE first. Either way the
+    // timer must have run its 30 ms and its CQE must be there.
+    check!(consumed <= 1, "consumed {consumed}");
     check!(took >= 30, "returned after {took} ms");
     let got: Vec<(u64, i32)> = (0..9)
         .filter_map(|_| ring.pop_cqe())
