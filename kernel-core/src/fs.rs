@@ -345,10 +345,18 @@ impl Inode {
     /// is (so that a file growing by small writes near a full file system
     /// does not copy itself at every write). `ENOSPC` or `ENOMEM`, nothing
     /// changed, if even `len` cannot be had.
+    /// Makes the file at least `len` bytes long (zeros at the end); an
+    /// overwrite inside the file returns at once, without a call.
+    #[inline(always)]
     fn grow(&self, data: &mut Contents, len: usize) -> Result<(), FsError> {
         if len <= data.bytes.len() {
             return Ok(());
         }
+        self.grow_slow(data, len)
+    }
+
+    #[inline(never)]
+    fn grow_slow(&self, data: &mut Contents, len: usize) -> Result<(), FsError> {
         let capacity = data.bytes.capacity();
         if len > capacity {
             let doubled = capacity

@@ -303,7 +303,9 @@ impl File {
                 // One walk over the whole claimed buffer: the part a read
                 // can fill is translated, the rest only checked.
                 let pages = user.prefix(IO_CHUNK).pages(space, true)?;
-                user.skip(IO_CHUNK).check(space, true)?;
+                if user.len() > IO_CHUNK {
+                    user.skip(IO_CHUNK).check(space, true)?;
+                }
                 let len = pages.len() as usize;
                 interrupts::without_interrupts(|| {
                     file.lock().read_via(offset, len, |data| {
@@ -326,7 +328,9 @@ impl File {
         // One walk over the whole claimed buffer: the part a write can
         // take is translated, the rest only checked.
         let pages = user.prefix(IO_CHUNK).pages(space, false)?;
-        user.skip(IO_CHUNK).check(space, false)?;
+        if user.len() > IO_CHUNK {
+            user.skip(IO_CHUNK).check(space, false)?;
+        }
         match self {
             File::Console => {
                 let mut chunk = [0u8; 256];
