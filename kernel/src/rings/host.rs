@@ -438,13 +438,22 @@ impl ProcessEnv<'_> {
                 offset, iov, count, ..
             } => (true, offset, Iovecs::User(iov, count)),
         };
-        let list = self.iovecs(iov)?;
+        let mut list = self.iovecs(iov)?;
         let total = list
             .iter()
             .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
             .ok_or(EINVAL)?;
         if total > u64::from(u32::MAX / 2) {
             return Err(EINVAL);
+        }
+        // At most `IO_CHUNK` per op, as the syscalls (the worker holds the
+        // bytes in the kernel heap): a larger transfer is short, which
+        // POSIX allows and the op reports.
+        let total = total.min(crate::fs::IO_CHUNK);
+        let mut left = total;
+        for entry in list.iter_mut() {
+            entry.1 = entry.1.min(left);
+            left -= entry.1;
         }
         let mut pinned = alloc::vec::Vec::new();
         pinned.try_reserve_exact(list.len()).map_err(|_| ENOMEM)?;
