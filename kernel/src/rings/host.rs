@@ -337,62 +337,23 @@ impl ProcessEnv<'_> {
             wake: super::io_posted,
         };
         let process = self.process();
-        let (dir, offset, iov) = match io {
-            AsyncIo::Fsync { .. } => {
-                target.room?;
-                let guard = process.io.guard();
-                return file
-                    .disk
-                    .start_flush(ring_target(), target.polled, Some(guard));
-            }
-            AsyncIo::Read { offset, buf, len } => (Dir::Read, offset, Iovecs::One(buf, len.into())),
-            AsyncIo::Write { offset, buf, len } => {
-                (Dir::Write, offset, Iovecs::One(buf, len.into()))
-            }
-            AsyncIo::Readv {
-                offset, iov, count, ..
-            } => (Dir::Read, offset, Iovecs::User(iov, count)),
-            AsyncIo::Writev {
-                offset, iov, count, ..
-            } => (Dir::Write, offset, Iovecs::User(iov, count)),
+        let Some((write, offset, iov)) = transfer_of(io) else {
+            target.room?;
+            let guard = process.io.guard();
+            return file
+                .disk
+                .start_flush(ring_target(), target.polled, Some(guard));
         };
-        let mut list = alloc::vec::Vec::new();
-        match iov {
-            Iovecs::One(buf, len) => {
-                list.try_reserve(1).map_err(|_| ENOMEM)?;
-                list.push((buf, len));
-            }
-            Iovecs::User(addr, count) => {
-                if count > IOV_MAX {
-                    return Err(EINVAL);
-                }
-                list.try_reserve_exact(count as usize).map_err(|_| ENOMEM)?;
-                for i in 0..u64::from(count) {
-                    let at = addr
-                        .checked_add(i * size_of::<abi::io_uring::IoVec>() as u64)
-                        .ok_or(EFAULT)?;
-                    let v: abi::io_uring::IoVec = process
-                        .with_address_space(|space| crate::usercopy::read_value(space, at))?;
-                    list.push((v.base, v.len));
-                }
-            }
-        }
-        let total = list
-            .iter()
-            .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
-            .ok_or(EINVAL)?;
+        let dir = if write { Dir::Write } else { Dir::Read };
+        let (mut list, total) = self.iovecs(iov)?;
         let (at, n) = file.claim(dir, offset, total)?;
         if n == 0 {
             // At the end of the disk: the op reads 0 synchronously.
             return Ok(false);
         }
         target.room?;
-        // Clamped at the end of the disk: trim the buffers to `n`.
-        let mut left = n;
-        for entry in list.iter_mut() {
-            entry.1 = entry.1.min(left);
-            left -= entry.1;
-        }
+        // Clamped at the end of the disk.
+        trim(&mut list, n);
         let guard = process.io.guard();
         let done = crate::block::Done {
             target: ring_target(),
@@ -416,33 +377,22 @@ impl ProcessEnv<'_> {
         target: IoTarget<'_>,
     ) -> Result<bool, Errno> {
         let process = self.process();
-        let (write, offset, iov) = match io {
-            AsyncIo::Fsync { datasync } => {
-                target.room?;
-                let job = DiskJob {
-                    file: handle,
-                    kind: DiskOp::Fsync { datasync },
-                    mailbox: target.mailbox.clone(),
-                    token: target.token,
-                    _guard: process.io.guard(),
-                };
-                crate::fswork::post(move || job.run())?;
-                return Ok(true);
-            }
-            AsyncIo::Read { offset, buf, len } => (false, offset, Iovecs::One(buf, len.into())),
-            AsyncIo::Write { offset, buf, len } => (true, offset, Iovecs::One(buf, len.into())),
-            AsyncIo::Readv {
-                offset, iov, count, ..
-            } => (false, offset, Iovecs::User(iov, count)),
-            AsyncIo::Writev {
-                offset, iov, count, ..
-            } => (true, offset, Iovecs::User(iov, count)),
+        let Some((write, offset, iov)) = transfer_of(io) else {
+            let AsyncIo::Fsync { datasync } = io else {
+                return Err(EINVAL);
+            };
+            target.room?;
+            let job = DiskJob {
+                file: handle,
+                kind: DiskOp::Fsync { datasync },
+                mailbox: target.mailbox.clone(),
+                token: target.token,
+                _guard: process.io.guard(),
+            };
+            crate::fswork::post(move || job.run())?;
+            return Ok(true);
         };
-        let mut list = self.iovecs(iov)?;
-        let total = list
-            .iter()
-            .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
-            .ok_or(EINVAL)?;
+        let (mut list, total) = self.iovecs(iov)?;
         if total > u64::from(u32::MAX / 2) {
             return Err(EINVAL);
         }
@@ -450,11 +400,7 @@ impl ProcessEnv<'_> {
         // bytes in the kernel heap): a larger transfer is short, which
         // POSIX allows and the op reports.
         let total = total.min(crate::fs::IO_CHUNK);
-        let mut left = total;
-        for entry in list.iter_mut() {
-            entry.1 = entry.1.min(left);
-            left -= entry.1;
-        }
+        trim(&mut list, total);
         let mut pinned = alloc::vec::Vec::new();
         pinned.try_reserve_exact(list.len()).map_err(|_| ENOMEM)?;
         process.with_address_space(|space| {
@@ -480,9 +426,10 @@ impl ProcessEnv<'_> {
         Ok(true)
     }
 
-    /// The buffers of a transfer: one, or `count` iovecs read from the
-    /// user (at most [`IOV_MAX`]).
-    fn iovecs(&self, iov: Iovecs) -> Result<alloc::vec::Vec<(u64, u64)>, Errno> {
+    /// The buffers of a transfer, one or `count` iovecs read from the user
+    /// (at most [`IOV_MAX`]), and their total length (`EINVAL` if it
+    /// overflows).
+    fn iovecs(&self, iov: Iovecs) -> Result<(alloc::vec::Vec<(u64, u64)>, u64), Errno> {
         let mut list = alloc::vec::Vec::new();
         match iov {
             Iovecs::One(buf, len) => {
@@ -505,7 +452,11 @@ impl ProcessEnv<'_> {
                 }
             }
         }
-        Ok(list)
+        let total = list
+            .iter()
+            .try_fold(0u64, |sum, &(_, len)| sum.checked_add(len))
+            .ok_or(EINVAL)?;
+        Ok((list, total))
     }
 }
 
@@ -803,6 +754,31 @@ impl ProcessEnv<'_> {
         });
         read.arm();
         Ok(true)
+    }
+}
+
+/// A READ/WRITE/READV/WRITEV as (write, offset, buffers); `None` for
+/// FSYNC.
+fn transfer_of(io: AsyncIo) -> Option<(bool, Option<u64>, Iovecs)> {
+    Some(match io {
+        AsyncIo::Fsync { .. } => return None,
+        AsyncIo::Read { offset, buf, len } => (false, offset, Iovecs::One(buf, len.into())),
+        AsyncIo::Write { offset, buf, len } => (true, offset, Iovecs::One(buf, len.into())),
+        AsyncIo::Readv {
+            offset, iov, count, ..
+        } => (false, offset, Iovecs::User(iov, count)),
+        AsyncIo::Writev {
+            offset, iov, count, ..
+        } => (true, offset, Iovecs::User(iov, count)),
+    })
+}
+
+/// Shortens the buffers, in order, to `n` bytes in all.
+fn trim(list: &mut [(u64, u64)], n: u64) {
+    let mut left = n;
+    for entry in list.iter_mut() {
+        entry.1 = entry.1.min(left);
+        left -= entry.1;
     }
 }
 
