@@ -43,7 +43,8 @@
 //!                                              -> task usercopy mm arch
 //! console     console input: devices' interrupts, the line discipline,
 //!             readers of fd 0, Ctrl-C          -> task logger arch
-//! task        scheduler, wait queues; a user task's process is opaque data
+//! task        scheduler, wait queues; a user task's process is data it keeps
+//!             (of the type main names, `UserSide`) and never looks into
 //!                                              -> time arch
 //! blktest     disk-driver self test (blktest=) -> drivers task mm arch
 //! drivers     device drivers (virtio-blk, NVMe) -> mm arch
@@ -92,6 +93,12 @@ mod trap;
 mod usercopy;
 
 use core::sync::atomic::{AtomicBool, Ordering};
+
+/// What the scheduler keeps for a user task: its process. Named here, where
+/// the layers are composed, so that `task` stores it without naming the
+/// layer above (it never looks inside) and `process` reaches it without a
+/// type check.
+type UserSide = process::Process;
 
 arch::entry_points! {
     boot: kernel_main,

@@ -19,15 +19,14 @@ use kernel_core::ring::SyscallMode;
 use spin::Mutex;
 
 /// A user task's process. The scheduler keeps it as the task's user data
-/// without knowing its type; this names it. (A trait rather than an
-/// inherent method, so that each module reaching a process imports this
-/// one and the dependency shows.)
+/// (`crate::UserSide`) without looking into it; this names it. (A trait
+/// rather than an inherent method, so that each module reaching a process
+/// imports this one and the dependency shows.)
 pub trait UserTask {
     /// The process of a task known to be a user task.
     fn process(&self) -> &Process;
-    /// The process of a user task, `None` for a kernel thread. Each call
-    /// checks the user data's type (a few instructions): a path that needs
-    /// the process several times looks it up once and passes it on.
+    /// The process of a user task, `None` for a kernel thread (a load and
+    /// a test).
     fn user_process(&self) -> Option<&Process>;
     /// The process of a user task, as a reference of its own.
     fn process_arc(&self) -> Option<Arc<Process>>;

@@ -36,23 +36,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::engine::RingEngine;
 use kernel_core::ring::{
-    AsDynHost, BackendKind, RawArgs, RingBackend, RingHost, RingMapping, SystemRing,
+    AsDynHost, BackendKind, FdRing, RawArgs, RingBackend, RingHost, SystemRing,
 };
 use spin::Mutex;
 
 /// Bytes of `struct io_uring_params`.
 const PARAMS_SIZE: usize = core::mem::size_of::<IoUringParams>();
 
-/// One io_uring instance.
-struct Ring {
-    pid: u64,
-    /// Its mapping slot (`None` for the system ring).
-    slot: Option<u32>,
-    mapping: RingMapping,
-    engine: RingEngine,
-    /// Wait-queue key for completions of this ring.
-    wait_key: u64,
-}
+/// One io_uring instance: the engine's descriptor-backed ring
+/// (`kernel_core::ring::FdRing`), whose `slot` is its mapping slot (`None`
+/// for the system ring).
+type Ring = FdRing;
 
 #[derive(Default)]
 struct Table {
@@ -134,8 +128,7 @@ impl IoUring {
     #[inline]
     fn ring<H: RingHost + ?Sized>(&self, host: &mut H, fd: u64) -> Result<Arc<Mutex<Ring>>, Errno> {
         let fd = i32::try_from(fd).map_err(|_| EBADF)?;
-        let object = host.ring_of_fd(BackendKind::IoUring, fd)?;
-        object.downcast::<Mutex<Ring>>().map_err(|_| EBADF)
+        host.ring_of_fd(BackendKind::IoUring, fd)
     }
 
     /// The caller's registered ring `index` (`IORING_ENTER_REGISTERED_RING`):
@@ -235,6 +228,7 @@ impl IoUring {
         engine.mailbox().set_wait_key(WAIT_KEY_TAG | id);
         let ring = Arc::new(Mutex::new(Ring {
             pid: host.pid(),
+            id,
             slot,
             mapping,
             engine,

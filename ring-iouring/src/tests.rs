@@ -5,7 +5,7 @@ use super::*;
 use abi::errno::Errno;
 use abi::io_uring::{enter_flags, op, Sqe};
 use core::sync::atomic::AtomicUsize;
-use kernel_core::ring::{mock_ring_mapping, IoEnv, MockEnv, RingObject, ThreadBody};
+use kernel_core::ring::{mock_ring_mapping, IoEnv, MockEnv, RingMapping, RingObject, ThreadBody};
 use std::collections::HashMap as StdMap;
 
 /// Where the mock process's memory starts (params live there).

@@ -35,7 +35,7 @@ mod tests;
 
 pub use engine::{RingEngine, RingStats, MAX_PENDING, OVERFLOW_MAX, RING_MEMORY};
 pub use env::{AsyncIo, FileRef, IoEnv, IoTarget, PathOp};
-pub use host::{AsDynHost, RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
+pub use host::{AsDynHost, FdRing, RingHost, RingMapping, RingMemory, RingObject, ThreadBody};
 pub use mailbox::{IoMailbox, IoResult};
 pub use mock::{mock_ring_mapping, MockEnv};
 pub use shared::{OwnedRing, SharedRing};

@@ -466,7 +466,7 @@ impl ProcessEnv<'_> {
         match &self.process {
             ProcessRef::Owned(p) => Ok(p.clone()),
             ProcessRef::Borrowed(_) => task::find_user(self.pid)
-                .and_then(|t| t.user_data_arc::<Process>())
+                .and_then(|t| t.user_data_arc())
                 .ok_or(ESRCH),
         }
     }

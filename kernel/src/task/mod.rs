@@ -2,8 +2,8 @@
 //!
 //! A task is a kernel stack plus saved context; it is either a kernel thread
 //! or a user task, whose user side (the process) belongs to a higher layer:
-//! the scheduler keeps it as opaque data ([`Task::user_data`]) and knows
-//! nothing of files, rings or process life cycle. One round-robin run
+//! the scheduler keeps it ([`Task::user_data`], of the type the crate root
+//! names) and knows nothing of files, rings or process life cycle. One round-robin run
 //! queue, preemption on the timer tick, and [`WaitQueue`]s on which a task
 //! sleeps until an event (a child exits, a timer fires, a completion is
 //! posted).
@@ -52,7 +52,6 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::any::Any;
 use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use hashbrown::HashMap;
@@ -172,9 +171,14 @@ impl Drop for TaskSlot {
     }
 }
 
-/// The user side of a user task: a higher layer's type, which the
-/// scheduler only keeps.
-pub type UserData = Arc<dyn Any + Send + Sync>;
+/// The user side of a user task: a higher layer's type (the process),
+/// which the scheduler only keeps and hands back. The type is chosen where
+/// the layers are composed (`crate::UserSide`, in main.rs), not here: the
+/// scheduler names it and never looks inside. Being concrete, reaching it
+/// is a load; as `dyn Any` it was a downcast (a virtual `type_id` call and
+/// a 128-bit compare) on every syscall that needs the process,
+/// `io_uring_enter` among them.
+pub type UserData = Arc<crate::UserSide>;
 
 /// What a task runs when it starts, once it has finished its first switch.
 #[derive(Clone, Copy)]
@@ -258,17 +262,16 @@ impl Task {
         )
     }
 
-    /// The user side of a user task, if it has one of type `T`.
-    #[inline]
-    pub fn user_data<T: Any>(&self) -> Option<&T> {
-        self.user.as_deref()?.downcast_ref()
+    /// The user side of a user task (`None` for a kernel thread).
+    #[inline(always)]
+    pub fn user_data(&self) -> Option<&crate::UserSide> {
+        self.user.as_deref()
     }
 
-    /// The user side of a user task, if it has one of type `T`, as a
-    /// reference of its own (for holders that may outlive a borrow of
-    /// the task).
-    pub fn user_data_arc<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        self.user.clone()?.downcast().ok()
+    /// The user side of a user task, as a reference of its own (for
+    /// holders that may outlive a borrow of the task).
+    pub fn user_data_arc(&self) -> Option<UserData> {
+        self.user.clone()
     }
 
     /// Whether it is a user task (not a kernel thread).
