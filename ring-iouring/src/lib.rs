@@ -179,10 +179,14 @@ impl IoUring {
             let mut guard = ring.lock();
             let r = &mut *guard;
             let shared = r.mapping.shared();
-            r.engine.flush_overflow(&shared);
-            if r.engine.mailbox().has_posts() {
-                let env = host.env(pid).ok_or(EPERM)?;
-                r.engine.reap_io(&shared, env);
+            // Calm (nothing in overflow, pending or open) and no I/O
+            // posted: straight to the submission.
+            if !r.engine.is_calm() || r.engine.mailbox().has_posts() {
+                r.engine.flush_overflow(&shared);
+                if r.engine.mailbox().has_posts() {
+                    let env = host.env(pid).ok_or(EPERM)?;
+                    r.engine.reap_io(&shared, env);
+                }
             }
             let submitted = if to_submit > 0 {
                 let env = host.env(pid).ok_or(EPERM)?;
@@ -190,8 +194,10 @@ impl IoUring {
             } else {
                 0
             };
-            if let Some(deadline) = r.engine.next_deadline() {
-                host.arm_timer(deadline);
+            if !r.engine.is_calm() {
+                if let Some(deadline) = r.engine.next_deadline() {
+                    host.arm_timer(deadline);
+                }
             }
             let want = u32::try_from(min_complete)
                 .unwrap_or(u32::MAX)

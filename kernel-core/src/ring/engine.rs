@@ -308,6 +308,13 @@ pub struct RingEngine {
     quota: &'static Quota,
     /// Bytes charged to `quota` now.
     charged: usize,
+    /// Whether only plain submission can be needed
+    /// ([`RingEngine::is_calm`]): one test for the submission fast path
+    /// and the backends' enter instead of nine. Recomputed
+    /// ([`RingEngine::recheck_calm`]) at the end of every call that can
+    /// change what it sums up (the general submission path, reaping I/O,
+    /// timers, overflow, teardown); the fast paths change none of it.
+    calm: bool,
 }
 
 impl Drop for RingEngine {
@@ -382,7 +389,33 @@ impl RingEngine {
             iopoll: false,
             quota,
             charged: 0,
+            calm: true,
         }
+    }
+
+    /// Whether nothing but plain submission can be needed: no CQE waits in
+    /// the overflow list, no op or timer is pending, no count-based
+    /// timeout waits, and nothing is open, held back or due
+    /// ([`RingEngine::quiet`]). While it holds, an enter need not flush,
+    /// reap timers or look for deadlines, and the fast paths may run.
+    #[inline(always)]
+    pub fn is_calm(&self) -> bool {
+        debug_assert_eq!(self.calm, self.sum_calm(), "calm not rechecked");
+        self.calm
+    }
+
+    /// What [`RingEngine::is_calm`] sums up, from the fields.
+    fn sum_calm(&self) -> bool {
+        self.overflow.is_empty()
+            && self.pending.is_empty()
+            && self.next_count_target == u64::MAX
+            && self.quiet()
+    }
+
+    /// Brings the summary [`RingEngine::is_calm`] reads up to date.
+    #[inline(always)]
+    fn recheck_calm(&mut self) {
+        self.calm = self.sum_calm();
     }
 
     /// The mailbox where the machine posts this ring's finished I/O.
@@ -438,6 +471,7 @@ impl RingEngine {
         }
         self.reaped = reaped;
         self.settle(shared, env);
+        self.recheck_calm();
         shared.store_cq_tail(self.cq_tail);
         self.stats.posted != before
     }
@@ -510,24 +544,33 @@ impl RingEngine {
         env: &mut dyn IoEnv,
         to_submit: u32,
     ) -> Result<u32, Errno> {
+        if !self.is_calm() {
+            return self.submit_slow(shared, env, to_submit);
+        }
+        let n = self.sq_pending(shared).min(to_submit);
+        if n == 1 {
+            return Ok(self.submit_one(shared, env));
+        }
+        Ok(self.submit_fast(shared, env, n))
+    }
+
+    /// [`RingEngine::submit`] when the engine is not calm: CQEs in the
+    /// overflow list are flushed first (`EBUSY` if they fill it), and the
+    /// batch takes the general path.
+    #[inline(never)]
+    fn submit_slow(
+        &mut self,
+        shared: &SharedRing,
+        env: &mut dyn IoEnv,
+        to_submit: u32,
+    ) -> Result<u32, Errno> {
         if !self.overflow.is_empty() {
             self.flush_overflow(shared);
             if self.overflow.len() >= OVERFLOW_MAX {
                 return Err(EBUSY);
             }
         }
-        // More than a ring's worth published is corrupt: take one ring.
-        let published = shared
-            .sq_tail()
-            .wrapping_sub(self.sq_head)
-            .min(self.sq_entries);
-        let n = published.min(to_submit);
-        if self.overflow.is_empty() && self.next_count_target == u64::MAX && self.quiet() {
-            if n == 1 {
-                return Ok(self.submit_one(shared, env));
-            }
-            return Ok(self.submit_fast(shared, env, n));
-        }
+        let n = self.sq_pending(shared).min(to_submit);
         Ok(self.submit_rest(shared, env, n, 0))
     }
 
@@ -537,7 +580,9 @@ impl RingEngine {
     #[inline(never)]
     fn submit_fast(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, n: u32) -> u32 {
         let fast = self.fast_lone(shared, env, n);
-        if fast == n && self.pending.is_empty() {
+        // Calm before, and the fast way starts nothing that waits.
+        debug_assert!(self.pending.is_empty());
+        if fast == n {
             // The whole batch went the fast way and no timer can be
             // due: the end of `submit_rest`, with nothing to settle.
             self.stats.consumed += u64::from(n);
@@ -579,7 +624,7 @@ impl RingEngine {
         if !is_plain_nop(w0, w3, w5) {
             return self.submit_one_rw(shared, env, words, w0, w3, w5);
         }
-        self.post_one(shared, env, words[4].load(Relaxed), 0)
+        self.post_one(shared, words[4].load(Relaxed), 0)
     }
 
     /// [`RingEngine::submit_one`] for an SQE that is not a plain NOP (its
@@ -598,22 +643,16 @@ impl RingEngine {
     ) -> u32 {
         use core::sync::atomic::Ordering::Relaxed;
         match fast_rw(env, words, w0, w3, w5) {
-            Some(res) => self.post_one(shared, env, words[4].load(Relaxed), res),
+            Some(res) => self.post_one(shared, words[4].load(Relaxed), res),
             None => self.submit_rest(shared, env, 1, 0),
         }
     }
 
     /// The end of [`RingEngine::submit_one`]: posts the SQE's CQE (room was
-    /// checked), consumes the SQE and ends the batch (through the general
-    /// path's end if timers wait).
+    /// checked), consumes the SQE and ends the batch (the engine was calm:
+    /// no timer can be due).
     #[inline(always)]
-    fn post_one(
-        &mut self,
-        shared: &SharedRing,
-        env: &mut dyn IoEnv,
-        user_data: u64,
-        res: i32,
-    ) -> u32 {
+    fn post_one(&mut self, shared: &SharedRing, user_data: u64, res: i32) -> u32 {
         shared.write_cqe(
             self.cq_tail & self.cq_mask,
             &Cqe {
@@ -628,9 +667,8 @@ impl RingEngine {
         // Counters of 2^64 events: they do not wrap in practice, and an
         // overflow check per SQE buys nothing.
         self.stats.posted = self.stats.posted.wrapping_add(1);
-        if !self.pending.is_empty() {
-            return self.submit_rest(shared, env, 1, 1);
-        }
+        // Calm before (no timer can be due), and nothing was started.
+        debug_assert!(self.pending.is_empty());
         self.stats.consumed = self.stats.consumed.wrapping_add(1);
         shared.store_sq_head(self.sq_head);
         shared.store_cq_tail(self.cq_tail);
@@ -732,6 +770,7 @@ impl RingEngine {
             self.expire(shared, env.now_ns());
             self.settle(shared, env);
         }
+        self.recheck_calm();
         shared.store_cq_tail(self.cq_tail);
         taken
     }
@@ -745,6 +784,7 @@ impl RingEngine {
         let before = self.stats.posted;
         self.expire(shared, env.now_ns());
         self.settle(shared, env);
+        self.recheck_calm();
         shared.store_cq_tail(self.cq_tail);
         self.stats.posted != before
     }
@@ -797,6 +837,7 @@ impl RingEngine {
             shared.clear_sq_flags(sq_flags::CQ_OVERFLOW);
             self.overflow = VecDeque::new();
         }
+        self.recheck_calm();
     }
 
     /// CQEs user space can take now: the kernel's tail minus the user's
@@ -846,6 +887,7 @@ impl RingEngine {
         self.unpin_files(env);
         self.buffers = Vec::new();
         self.uncharge(self.charged);
+        self.recheck_calm();
     }
 
     /// Charges `bytes` to the quota.
