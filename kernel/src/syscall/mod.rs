@@ -3,7 +3,7 @@
 //! The assembly stub hands over the saved registers at once; here the
 //! number selects a handler, the raw arguments are decoded into typed
 //! values (user pointers into [`UserSlice`]s), and every error becomes
-//! `-errno` in exactly one place, at the end of [`dispatch`].
+//! `-errno` in exactly one place, [`ret`].
 
 use crate::arch::syscall::SyscallFrame;
 use crate::block::Dir;
@@ -28,9 +28,9 @@ type SysResult = Result<u64, Errno>;
 pub fn dispatch(frame: &mut SyscallFrame) {
     // The calls that do almost nothing are answered here, without the big
     // match's stack frame; every other call goes through `handle_frame`.
-    let result = match frame.rax {
-        abi::syscall::GETPID => Ok(task::with_current(|t| t.id)),
-        abi::syscall::CLOCK => Ok(crate::time::now_ns()),
+    let value = match frame.rax {
+        abi::syscall::GETPID => task::with_current(|t| t.id),
+        abi::syscall::CLOCK => crate::time::now_ns(),
         // `io_uring_enter`, the call that runs every ring submission, goes
         // straight to its backend, without the big match's frame. Its
         // number is looked at through `black_box`, so that the compiler
@@ -47,10 +47,7 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     if let Some(status) = task::pending_kill() {
         lifecycle::exit_current(status);
     }
-    frame.rax = match result {
-        Ok(value) => value,
-        Err(errno) => errno.to_ret() as u64,
-    };
+    frame.rax = value;
     // `sysret` to a non-canonical address would fault in ring 0 with the
     // user's stack; no user page is mapped where that could happen, but the
     // return path does not rely on it.
@@ -59,24 +56,35 @@ pub fn dispatch(frame: &mut SyscallFrame) {
     }
 }
 
+/// The value `rax` returns for `result`: the value, or `-errno`. (The one
+/// place where a syscall's error becomes a number; a register, not a
+/// `Result` in memory, is what the out-of-line handlers hand back.)
+#[inline(always)]
+fn ret(result: SysResult) -> u64 {
+    match result {
+        Ok(value) => value,
+        Err(errno) => errno.to_ret() as u64,
+    }
+}
+
 /// `io_uring_enter`, without the big match's stack frame. Out of line, so
 /// that [`dispatch`]'s frame does not grow.
 #[cfg(feature = "iouring")]
 #[inline(never)]
-fn ring_enter_frame(frame: &SyscallFrame) -> SysResult {
-    rings::iouring_enter(RawArgs([
+fn ring_enter_frame(frame: &SyscallFrame) -> u64 {
+    ret(rings::iouring_enter(RawArgs([
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-    ]))
+    ])))
 }
 
 /// Every call but the few [`dispatch`] answers itself. Out of line, so
 /// that its stack frame is paid only by the calls that need it.
 #[inline(never)]
-fn handle_frame(frame: &SyscallFrame) -> SysResult {
+fn handle_frame(frame: &SyscallFrame) -> u64 {
     let args = [
         frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
     ];
-    handle(frame.rax, args)
+    ret(handle(frame.rax, args))
 }
 
 fn handle(number: u64, a: [u64; 6]) -> SysResult {
