@@ -611,7 +611,8 @@ impl IoUring {
     /// Makes every pushed SQE visible to the kernel: store-release of the
     /// SQ tail, ordered after the SQE and array writes.
     pub fn publish(&mut self) {
-        if self.sq_unpublished() > 0 {
+        // Only the Ring API's SQPOLL enter counts from this head.
+        if matches!(self.api, Api::RingApi { sqpoll: true }) && self.sq_unpublished() > 0 {
             self.head_at_publish
                 .set(self.sq_head.load(Ordering::Acquire));
         }

@@ -600,7 +600,7 @@ impl RingEngine {
     /// entry and every SQE word looked at are loaded once and checked on
     /// the copy; anything else, or a full CQ, goes to the general path,
     /// which reads the SQE again, nothing consumed.
-    #[inline(never)]
+    #[inline(always)]
     fn submit_one(&mut self, shared: &SharedRing, env: &mut dyn IoEnv) -> u32 {
         use core::sync::atomic::Ordering::Relaxed;
         let index = shared.sq_array(self.sq_head & self.sq_mask);
