@@ -179,20 +179,27 @@ impl IoUring {
             let mut guard = ring.lock();
             let r = &mut *guard;
             let shared = r.mapping.shared();
-            // Calm (nothing in overflow, pending or open) and no I/O
-            // posted: straight to the submission.
-            if !r.engine.is_calm() || r.engine.mailbox().has_posts() {
+            let submitted = if r.engine.is_calm() && !r.engine.mailbox().has_posts() {
+                // Calm (nothing in overflow, pending or open) and no I/O
+                // posted: straight to the submission.
+                if to_submit > 0 {
+                    let env = host.env(pid).ok_or(EPERM)?;
+                    r.engine.submit_calm(&shared, env, to_submit)
+                } else {
+                    0
+                }
+            } else {
                 r.engine.flush_overflow(&shared);
                 if r.engine.mailbox().has_posts() {
                     let env = host.env(pid).ok_or(EPERM)?;
                     r.engine.reap_io(&shared, env);
                 }
-            }
-            let submitted = if to_submit > 0 {
-                let env = host.env(pid).ok_or(EPERM)?;
-                r.engine.submit(&shared, env, to_submit)?
-            } else {
-                0
+                if to_submit > 0 {
+                    let env = host.env(pid).ok_or(EPERM)?;
+                    r.engine.submit(&shared, env, to_submit)?
+                } else {
+                    0
+                }
             };
             if !r.engine.is_calm() {
                 if let Some(deadline) = r.engine.next_deadline() {
@@ -206,7 +213,7 @@ impl IoUring {
             // failed prep, or fewer were published) returns at once.
             let wait = flags & enter_flags::GETEVENTS != 0
                 && submitted == to_submit
-                && r.engine.cq_ready(&shared) < want;
+                && !r.engine.cq_holds(&shared, want);
             (submitted, wait.then_some((want, r.wait_key)))
         };
         if let Some((want, key)) = wait {

@@ -547,11 +547,21 @@ impl RingEngine {
         if !self.is_calm() {
             return self.submit_slow(shared, env, to_submit);
         }
+        Ok(self.submit_calm(shared, env, to_submit))
+    }
+
+    /// [`RingEngine::submit`] for an engine known to be calm
+    /// ([`RingEngine::is_calm`]: a backend's enter tested it already), which
+    /// cannot fail: the batch goes the fast way, what does not fit it the
+    /// general way.
+    #[inline(always)]
+    pub fn submit_calm(&mut self, shared: &SharedRing, env: &mut dyn IoEnv, to_submit: u32) -> u32 {
+        debug_assert!(self.is_calm());
         let n = self.sq_pending(shared).min(to_submit);
         if n == 1 {
-            return Ok(self.submit_one(shared, env));
+            return self.submit_one(shared, env);
         }
-        Ok(self.submit_fast(shared, env, n))
+        self.submit_fast(shared, env, n)
     }
 
     /// [`RingEngine::submit`] when the engine is not calm: CQEs in the
@@ -846,6 +856,16 @@ impl RingEngine {
         self.cq_tail
             .wrapping_sub(shared.cq_head())
             .min(self.cq_entries)
+    }
+
+    /// Whether at least `want` CQEs (at most the CQ's size) are ready:
+    /// [`RingEngine::cq_ready`] `>= want`, without capping the count (a
+    /// head that makes no sense gives a count past the size, enough for
+    /// any `want`, as the capped count is).
+    #[inline(always)]
+    pub fn cq_holds(&self, shared: &SharedRing, want: u32) -> bool {
+        debug_assert!(want <= self.cq_entries);
+        self.cq_tail.wrapping_sub(shared.cq_head()) >= want
     }
 
     /// SQEs user space published that are not consumed yet (at most a
