@@ -1,15 +1,20 @@
 //! The ring memory shared with user space, seen as arrays of atomics.
 //!
-//! A [`SharedRing`] is four slices: the SQ header page, the CQ header page
+//! [`RingWords`] is one ring's memory in the fixed layout of
+//! `abi::io_uring::ring_layout`: the SQ header page, the CQ header page
 //! (1024 `u32` words each, fields at [`abi::io_uring::header`] offsets, the
-//! SQ index array at `header::ARRAY`), the SQE array (8 `u64` words per slot)
-//! and the CQE array (2 `u64` words per slot).
+//! SQ index array at `header::ARRAY`), the SQE array (8 `u64` words per
+//! slot) and the CQE array (2 `u64` words per slot), each as large as the
+//! largest ring. A [`SharedRing`] is a reference to it: one pointer, whose
+//! parts are at fixed offsets, so that making a view is a load, a header
+//! word needs no bounds check, and a slot index only a compare with a
+//! constant.
 //!
 //! Invariants the kernel side keeps (the `pub(crate)` accessors the engine
 //! uses):
 //! - User space may write any word at any time, so the kernel reads each word
 //!   once per use and never trusts it: indices are masked or bounds-checked,
-//!   and an access outside a slice reads as an out-of-range value or is
+//!   and an access outside an array reads as an out-of-range value or is
 //!   skipped, never a panic.
 //! - An SQE is copied out word by word into a kernel [`Sqe`] before anything
 //!   looks at it.
@@ -23,7 +28,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use abi::io_uring::{header, Cqe, Sqe};
+use abi::io_uring::{header, ring_layout, Cqe, Sqe};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 /// Words in a ring header page (4 KiB of `u32`).
@@ -32,111 +38,133 @@ pub const HEADER_WORDS: usize = 1024;
 pub const SQE_WORDS: usize = 8;
 /// `u64` words per CQE slot.
 pub const CQE_WORDS: usize = 2;
+/// SQE slots in the layout (the largest SQ).
+pub const SQ_SLOTS: usize = ring_layout::MAX_SQ_ENTRIES as usize;
+/// CQE slots in the layout (the largest CQ).
+pub const CQ_SLOTS: usize = ring_layout::MAX_CQ_ENTRIES as usize;
 
-/// A view of one ring's shared memory. Cheap to copy.
-#[derive(Clone, Copy, Debug)]
+/// One ring's memory, in the layout of `abi::io_uring::ring_layout`, as
+/// atomic words (user space may write any of them at any time: atomics
+/// are valid for any bits and make that no data race).
+#[repr(C)]
+pub struct RingWords {
+    sq_hdr: [AtomicU32; HEADER_WORDS],
+    cq_hdr: [AtomicU32; HEADER_WORDS],
+    sqes: [[AtomicU64; SQE_WORDS]; SQ_SLOTS],
+    cqes: [[AtomicU64; CQE_WORDS]; CQ_SLOTS],
+}
+
+const _: () = assert!(
+    core::mem::size_of::<RingWords>() == ring_layout::SIZE as usize
+        && core::mem::offset_of!(RingWords, sq_hdr) == ring_layout::SQ_HEADER as usize
+        && core::mem::offset_of!(RingWords, cq_hdr) == ring_layout::CQ_HEADER as usize
+        && core::mem::offset_of!(RingWords, sqes) == ring_layout::SQES as usize
+        && core::mem::offset_of!(RingWords, cqes) == ring_layout::CQES as usize
+        && header::ARRAY + SQ_SLOTS <= HEADER_WORDS
+        && core::mem::align_of::<RingWords>() <= 8,
+    "RingWords is not the ring layout"
+);
+
+impl RingWords {
+    /// A zeroed ring, on the heap (28 KiB).
+    pub fn zeroed() -> Box<Self> {
+        Box::new(Self {
+            sq_hdr: [const { AtomicU32::new(0) }; HEADER_WORDS],
+            cq_hdr: [const { AtomicU32::new(0) }; HEADER_WORDS],
+            sqes: [const { [const { AtomicU64::new(0) }; SQE_WORDS] }; SQ_SLOTS],
+            cqes: [const { [const { AtomicU64::new(0) }; CQE_WORDS] }; CQ_SLOTS],
+        })
+    }
+}
+
+/// A view of one ring's shared memory: a reference, cheap to copy.
+#[derive(Clone, Copy)]
 pub struct SharedRing<'a> {
-    sq_hdr: &'a [AtomicU32],
-    cq_hdr: &'a [AtomicU32],
-    sqes: &'a [AtomicU64],
-    cqes: &'a [AtomicU64],
+    w: &'a RingWords,
+}
+
+impl core::fmt::Debug for SharedRing<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedRing")
+            .field("words", &(self.w as *const RingWords))
+            .finish()
+    }
 }
 
 impl<'a> SharedRing<'a> {
-    /// A view of the given memory. `sq_hdr` and `cq_hdr` are the 4 KiB header
-    /// pages ([`HEADER_WORDS`] words each); `sqes` holds [`SQE_WORDS`] words
-    /// per SQE slot and `cqes` [`CQE_WORDS`] per CQE slot. Check
-    /// [`SharedRing::fits`] once at setup: the engine does not panic on a view
-    /// that is too small, but what falls outside it is lost.
-    pub fn new(
-        sq_hdr: &'a [AtomicU32],
-        cq_hdr: &'a [AtomicU32],
-        sqes: &'a [AtomicU64],
-        cqes: &'a [AtomicU64],
-    ) -> Self {
-        Self {
-            sq_hdr,
-            cq_hdr,
-            sqes,
-            cqes,
-        }
+    /// A view of the ring in `words`.
+    #[inline(always)]
+    pub fn new(words: &'a RingWords) -> Self {
+        Self { w: words }
     }
 
-    /// Whether the view holds a ring of `sq_entries` SQ and `cq_entries` CQ
-    /// entries (header fields, SQ array, SQE and CQE slots).
+    /// Whether the layout holds a ring of `sq_entries` SQ and `cq_entries`
+    /// CQ entries (SQ array, SQE and CQE slots).
     pub fn fits(&self, sq_entries: u32, cq_entries: u32) -> bool {
-        let sq = sq_entries as usize;
-        let cq = cq_entries as usize;
-        self.sq_hdr.len() >= header::ARRAY + sq
-            && self.cq_hdr.len() > header::OVERFLOW
-            && self.sqes.len() >= sq * SQE_WORDS
-            && self.cqes.len() >= cq * CQE_WORDS
+        sq_entries as usize <= SQ_SLOTS && cq_entries as usize <= CQ_SLOTS
     }
 
     // ---- Raw words (kernel setup, diagnostics, tests that scribble) ----
 
     /// SQ header word `word` (0 outside the page).
     pub fn sq_header(&self, word: usize) -> u32 {
-        load32(self.sq_hdr, word, Ordering::Acquire)
+        load32(&self.w.sq_hdr, word, Ordering::Acquire)
     }
 
     /// Stores `value` at SQ header word `word` (ignored outside the page).
     pub fn set_sq_header(&self, word: usize, value: u32) {
-        store32(self.sq_hdr, word, value);
+        store32(&self.w.sq_hdr, word, value);
     }
 
     /// CQ header word `word` (0 outside the page).
     pub fn cq_header(&self, word: usize) -> u32 {
-        load32(self.cq_hdr, word, Ordering::Acquire)
+        load32(&self.w.cq_hdr, word, Ordering::Acquire)
     }
 
     /// Stores `value` at CQ header word `word` (ignored outside the page).
     pub fn set_cq_header(&self, word: usize, value: u32) {
-        store32(self.cq_hdr, word, value);
+        store32(&self.w.cq_hdr, word, value);
     }
 
     /// Stores `value` at word `word` of the SQE array (ignored outside it).
     pub fn set_sqe_word(&self, word: usize, value: u64) {
-        if let Some(w) = self.sqes.get(word) {
+        if let Some(w) = self.w.sqes.as_flattened().get(word) {
             w.store(value, Ordering::Relaxed);
         }
     }
 
     /// Number of SQE slots the view holds.
     pub fn sqe_slots(&self) -> usize {
-        self.sqes.len() / SQE_WORDS
+        SQ_SLOTS
     }
 
     // ---- Kernel side (the engine) ----
 
     /// SQ tail as user space published it.
+    #[inline(always)]
     pub(crate) fn sq_tail(&self) -> u32 {
-        load32(self.sq_hdr, header::TAIL, Ordering::Acquire)
+        self.w.sq_hdr[header::TAIL].load(Ordering::Acquire)
     }
 
     /// Publishes the kernel's SQ head.
+    #[inline(always)]
     pub(crate) fn store_sq_head(&self, head: u32) {
-        if let Some(w) = self.sq_hdr.get(header::HEAD) {
-            w.store(head, Ordering::Release);
-        }
+        self.w.sq_hdr[header::HEAD].store(head, Ordering::Release);
     }
 
     /// SQ array entry at ring position `slot` (already masked); `u32::MAX`,
     /// which no ring accepts as an SQE index, outside the page.
+    #[inline(always)]
     pub(crate) fn sq_array(&self, slot: u32) -> u32 {
-        match header::ARRAY.checked_add(slot as usize) {
-            Some(word) => self
-                .sq_hdr
-                .get(word)
-                .map_or(u32::MAX, |w| w.load(Ordering::Relaxed)),
-            None => u32::MAX,
-        }
+        self.w
+            .sq_hdr
+            .get(header::ARRAY + slot as usize)
+            .map_or(u32::MAX, |w| w.load(Ordering::Relaxed))
     }
 
     /// Copies SQE slot `index` into kernel memory; `None` outside the view.
     pub(crate) fn read_sqe(&self, index: u32) -> Option<Sqe> {
-        let start = (index as usize).checked_mul(SQE_WORDS)?;
-        let words = self.sqes.get(start..start.checked_add(SQE_WORDS)?)?;
+        let words = self.w.sqes.get(index as usize)?;
         let mut copy = [0u64; SQE_WORDS];
         for (dst, src) in copy.iter_mut().zip(words) {
             *dst = src.load(Ordering::Relaxed);
@@ -146,17 +174,17 @@ impl<'a> SharedRing<'a> {
 
     /// The words of SQE slot `index`, for a look at a few of them (each
     /// loaded once by the caller); `None` outside the view.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sqe_words(&self, index: u32) -> Option<&'a [AtomicU64; SQE_WORDS]> {
-        self.sqes.as_chunks::<SQE_WORDS>().0.get(index as usize)
+        self.w.sqes.get(index as usize)
     }
 
     /// The parts of the ring the submission fast path touches, cut to the
     /// ring's size once per batch: the SQ array (`sq_entries` words), the
     /// SQE slots (`sq_entries`) and the CQE slots (`cq_entries`), with the
     /// masks of the two queues (`sq_mask`, `cq_mask`), so that one bounds
-    /// check per index is all the loop pays. `None` if the view is smaller
-    /// than that; the general path then does the work.
+    /// check per index is all the loop pays. `None` if the layout is
+    /// smaller than that; the general path then does the work.
     #[inline]
     pub(crate) fn batch_view(
         &self,
@@ -167,10 +195,11 @@ impl<'a> SharedRing<'a> {
     ) -> Option<BatchView<'a>> {
         let (sq, cq) = (sq_entries as usize, cq_entries as usize);
         let array = self
+            .w
             .sq_hdr
             .get(header::ARRAY..header::ARRAY.checked_add(sq)?)?;
-        let sqes = self.sqes.get(..sq.checked_mul(SQE_WORDS)?)?.as_chunks().0;
-        let cqes = self.cqes.get(..cq.checked_mul(CQE_WORDS)?)?.as_chunks().0;
+        let sqes = self.w.sqes.get(..sq)?;
+        let cqes = self.w.cqes.get(..cq)?;
         Some(BatchView {
             array,
             sqes,
@@ -181,14 +210,15 @@ impl<'a> SharedRing<'a> {
     }
 
     /// CQ head as user space last stored it.
+    #[inline(always)]
     pub(crate) fn cq_head(&self) -> u32 {
-        load32(self.cq_hdr, header::HEAD, Ordering::Acquire)
+        self.w.cq_hdr[header::HEAD].load(Ordering::Acquire)
     }
 
     /// Writes `cqe` into CQE slot `slot` (already masked).
+    #[inline(always)]
     pub(crate) fn write_cqe(&self, slot: u32, cqe: &Cqe) {
-        let start = slot as usize * CQE_WORDS;
-        if let Some(words) = self.cqes.get(start..start + CQE_WORDS) {
+        if let Some(words) = self.w.cqes.get(slot as usize) {
             for (dst, src) in words.iter().zip(cqe.to_words()) {
                 dst.store(src, Ordering::Relaxed);
             }
@@ -196,34 +226,29 @@ impl<'a> SharedRing<'a> {
     }
 
     /// Publishes the kernel's CQ tail (after the CQEs before it are written).
+    #[inline(always)]
     pub(crate) fn store_cq_tail(&self, tail: u32) {
-        if let Some(w) = self.cq_hdr.get(header::TAIL) {
-            w.store(tail, Ordering::Release);
-        }
+        self.w.cq_hdr[header::TAIL].store(tail, Ordering::Release);
     }
 
     /// Sets `bits` in the SQ `flags` word, leaving the others alone.
     pub(crate) fn set_sq_flags(&self, bits: u32) {
-        if let Some(w) = self.sq_hdr.get(header::FLAGS) {
-            w.fetch_or(bits, Ordering::Release);
-        }
+        self.w.sq_hdr[header::FLAGS].fetch_or(bits, Ordering::Release);
     }
 
     /// Clears `bits` in the SQ `flags` word, leaving the others alone.
     pub(crate) fn clear_sq_flags(&self, bits: u32) {
-        if let Some(w) = self.sq_hdr.get(header::FLAGS) {
-            w.fetch_and(!bits, Ordering::Release);
-        }
+        self.w.sq_hdr[header::FLAGS].fetch_and(!bits, Ordering::Release);
     }
 
     /// Adds one (wrapping) to the SQ `DROPPED` counter.
     pub(crate) fn bump_dropped(&self) {
-        bump(self.sq_hdr, header::DROPPED);
+        self.w.sq_hdr[header::DROPPED].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds one (wrapping) to the CQ `OVERFLOW` counter.
     pub(crate) fn bump_cq_overflow(&self) {
-        bump(self.cq_hdr, header::OVERFLOW);
+        self.w.cq_hdr[header::OVERFLOW].fetch_add(1, Ordering::Relaxed);
     }
 
     // ---- User side, for tests ----
@@ -234,7 +259,7 @@ impl<'a> SharedRing<'a> {
     pub fn user_push_sqe(&self, sqe: &Sqe) -> bool {
         let entries = self.sq_header(header::ENTRIES);
         let mask = self.sq_header(header::MASK);
-        let tail = load32(self.sq_hdr, header::TAIL, Ordering::Relaxed);
+        let tail = load32(&self.w.sq_hdr, header::TAIL, Ordering::Relaxed);
         let head = self.sq_header(header::HEAD);
         if tail.wrapping_sub(head) >= entries {
             return false;
@@ -244,29 +269,25 @@ impl<'a> SharedRing<'a> {
         for (i, word) in sqe.to_words().into_iter().enumerate() {
             self.set_sqe_word(start + i, word);
         }
-        store32(self.sq_hdr, header::ARRAY + slot as usize, slot);
-        if let Some(w) = self.sq_hdr.get(header::TAIL) {
-            w.store(tail.wrapping_add(1), Ordering::Release);
-        }
+        store32(&self.w.sq_hdr, header::ARRAY + slot as usize, slot);
+        store32(&self.w.sq_hdr, header::TAIL, tail.wrapping_add(1));
         true
     }
 
     /// Takes the oldest CQE as user space does; `None` if the CQ is empty.
     pub fn user_pop_cqe(&self) -> Option<Cqe> {
-        let head = load32(self.cq_hdr, header::HEAD, Ordering::Relaxed);
+        let head = load32(&self.w.cq_hdr, header::HEAD, Ordering::Relaxed);
         let tail = self.cq_header(header::TAIL);
         if head == tail {
             return None;
         }
-        let start = (head & self.cq_header(header::MASK)) as usize * CQE_WORDS;
-        let words = self.cqes.get(start..start + CQE_WORDS)?;
+        let slot = (head & self.cq_header(header::MASK)) as usize;
+        let words = self.w.cqes.get(slot)?;
         let cqe = Cqe::from_words([
             words[0].load(Ordering::Relaxed),
             words[1].load(Ordering::Relaxed),
         ]);
-        if let Some(w) = self.cq_hdr.get(header::HEAD) {
-            w.store(head.wrapping_add(1), Ordering::Release);
-        }
+        store32(&self.w.cq_hdr, header::HEAD, head.wrapping_add(1));
         Some(cqe)
     }
 
@@ -274,8 +295,7 @@ impl<'a> SharedRing<'a> {
     pub fn user_drain_cqes(&self) -> Vec<Cqe> {
         let mut out = Vec::new();
         // Bounded: at most one ring's worth, however the header is scribbled.
-        let limit = self.cqes.len() / CQE_WORDS;
-        while out.len() < limit {
+        while out.len() < CQ_SLOTS {
             match self.user_pop_cqe() {
                 Some(cqe) => out.push(cqe),
                 None => break,
@@ -344,12 +364,6 @@ fn load32(words: &[AtomicU32], word: usize, order: Ordering) -> u32 {
     words.get(word).map_or(0, |w| w.load(order))
 }
 
-fn bump(words: &[AtomicU32], word: usize) {
-    if let Some(w) = words.get(word) {
-        w.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 fn store32(words: &[AtomicU32], word: usize, value: u32) {
     if let Some(w) = words.get(word) {
         w.store(value, Ordering::Release);
@@ -358,35 +372,30 @@ fn store32(words: &[AtomicU32], word: usize, value: u32) {
 
 /// The memory of one ring, owned: for host tests (here and in the backend
 /// crates), where no user mapping exists.
-#[derive(Debug)]
 pub struct OwnedRing {
-    sq_hdr: Vec<AtomicU32>,
-    cq_hdr: Vec<AtomicU32>,
-    sqes: Vec<AtomicU64>,
-    cqes: Vec<AtomicU64>,
+    words: Box<RingWords>,
+}
+
+impl core::fmt::Debug for OwnedRing {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OwnedRing").finish_non_exhaustive()
+    }
 }
 
 impl OwnedRing {
-    /// Zeroed memory for a ring of `sq_entries` SQ and `cq_entries` CQ
-    /// entries (the engine's `init_shared` fills in the header).
+    /// Zeroed memory for a ring of up to `sq_entries` SQ and `cq_entries`
+    /// CQ entries (the engine's `init_shared` fills in the header). The
+    /// memory is the whole layout, whatever the sizes.
     pub fn new(sq_entries: u32, cq_entries: u32) -> Self {
-        fn zeroed32(n: usize) -> Vec<AtomicU32> {
-            (0..n).map(|_| AtomicU32::new(0)).collect()
-        }
-        fn zeroed64(n: usize) -> Vec<AtomicU64> {
-            (0..n).map(|_| AtomicU64::new(0)).collect()
-        }
+        debug_assert!(sq_entries as usize <= SQ_SLOTS && cq_entries as usize <= CQ_SLOTS);
         Self {
-            sq_hdr: zeroed32(HEADER_WORDS),
-            cq_hdr: zeroed32(HEADER_WORDS),
-            sqes: zeroed64(sq_entries as usize * SQE_WORDS),
-            cqes: zeroed64(cq_entries as usize * CQE_WORDS),
+            words: RingWords::zeroed(),
         }
     }
 
     /// The view the engine and the `user_*` helpers work on.
     pub fn view(&self) -> SharedRing<'_> {
-        SharedRing::new(&self.sq_hdr, &self.cq_hdr, &self.sqes, &self.cqes)
+        SharedRing::new(&self.words)
     }
 
     /// [`SharedRing::user_push_sqe`] on this ring.
@@ -414,33 +423,44 @@ mod tests {
     fn fits_checks_every_part() {
         let ring = OwnedRing::new(8, 16);
         assert!(ring.view().fits(8, 16));
-        assert!(!ring.view().fits(16, 16));
-        assert!(!ring.view().fits(8, 32));
-        let tiny = [AtomicU32::new(0)];
-        let none: [AtomicU64; 0] = [];
-        assert!(!SharedRing::new(&tiny, &tiny, &none, &none).fits(1, 1));
+        assert!(ring.view().fits(SQ_SLOTS as u32, CQ_SLOTS as u32));
+        assert!(!ring.view().fits(SQ_SLOTS as u32 * 2, 16));
+        assert!(!ring.view().fits(8, CQ_SLOTS as u32 * 2));
     }
 
     #[test]
     fn out_of_range_access_never_panics() {
-        let tiny = [AtomicU32::new(7)];
-        let none: [AtomicU64; 0] = [];
-        let view = SharedRing::new(&tiny, &tiny, &none, &none);
+        let ring = OwnedRing::new(1, 1);
+        let view = ring.view();
         assert_eq!(view.sq_tail(), 0);
-        assert_eq!(view.sq_array(0), u32::MAX);
+        assert_eq!(view.sq_array(0), 0);
+        assert_eq!(
+            view.sq_array((HEADER_WORDS - header::ARRAY) as u32),
+            u32::MAX
+        );
         assert_eq!(view.sq_array(u32::MAX), u32::MAX);
-        assert_eq!(view.read_sqe(0), None);
+        assert!(view.read_sqe(SQ_SLOTS as u32 - 1).is_some());
+        assert_eq!(view.read_sqe(SQ_SLOTS as u32), None);
         assert_eq!(view.read_sqe(u32::MAX), None);
+        assert!(view.sqe_words(u32::MAX).is_none());
         view.write_cqe(u32::MAX, &Cqe::default());
-        view.store_cq_tail(1);
-        view.set_sq_flags(1);
+        view.write_cqe(CQ_SLOTS as u32, &Cqe::default());
+        view.set_sqe_word(usize::MAX, 1);
+        view.set_sq_header(usize::MAX, 1);
+        view.set_cq_header(HEADER_WORDS, 1);
+        assert_eq!(view.sq_header(usize::MAX), 0);
+        assert_eq!(view.cq_header(HEADER_WORDS), 0);
         view.bump_dropped();
         view.bump_cq_overflow();
-        view.set_sqe_word(usize::MAX, 1);
-        assert_eq!(view.sq_header(usize::MAX), 0);
+        view.set_sq_flags(1);
+        assert_eq!(view.sq_header(header::DROPPED), 1);
+        assert_eq!(view.cq_header(header::OVERFLOW), 1);
+        // Entries 0 in the header: the SQ counts as full.
         assert!(!view.user_push_sqe(&Sqe::default()));
         assert_eq!(view.user_pop_cqe(), None);
-        assert!(view.user_drain_cqes().is_empty());
+        // A scribbled tail: draining stops after one ring's worth.
+        view.store_cq_tail(u32::MAX);
+        assert_eq!(view.user_drain_cqes().len(), CQ_SLOTS);
     }
 
     #[test]
@@ -503,12 +523,12 @@ mod tests {
         let ring = OwnedRing::new(4, 8);
         let view = ring.view();
         assert!(
-            view.batch_view(8, 8, 7, 7).is_none(),
-            "SQ larger than the view"
+            view.batch_view(SQ_SLOTS as u32 * 2, 8, 7, 7).is_none(),
+            "SQ larger than the layout"
         );
         assert!(
-            view.batch_view(4, 16, 3, 15).is_none(),
-            "CQ larger than the view"
+            view.batch_view(4, CQ_SLOTS as u32 * 2, 3, 15).is_none(),
+            "CQ larger than the layout"
         );
         let batch = view.batch_view(4, 8, 3, 7).unwrap().masked().unwrap();
         // Position 6 is slot 2 (masked); its array entry names SQE 1.

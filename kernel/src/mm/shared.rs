@@ -17,7 +17,7 @@ use crate::arch::phys_to_virt;
 use abi::errno::{Errno, ENOMEM};
 use abi::layout::PAGE_SIZE;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use kernel_core::ring::shared::RingWords;
 
 /// Contiguous frames, zeroed when allocated, freed with the last reference.
 #[derive(Debug)]
@@ -116,55 +116,30 @@ impl Drop for SharedFrames {
     }
 }
 
-/// Regions of shared frames, each a run of 32- or 64-bit atomic words,
-/// checked once when made and then lent out, borrowed from this object,
-/// for nothing more than a load each: the kernel's views of a ring's
-/// parts, which every `enter` takes.
-pub struct SharedRegions<const N: usize> {
-    /// Held, never read, so that the regions stay allocated while this
-    /// lives.
-    _frames: Arc<SharedFrames>,
-    /// Direct-map address and length in bytes of each region.
-    regions: [(usize, usize); N],
+/// Shared frames that hold one ring, lent out as the engine's
+/// [`RingWords`] (the layout of `abi::io_uring::ring_layout`), borrowed
+/// from this object: the kernel's view of a ring, which every `enter`
+/// takes. Checked once when made, so that the view itself is a pointer.
+pub struct SharedRingWords {
+    frames: Arc<SharedFrames>,
 }
 
-impl<const N: usize> SharedRegions<N> {
-    /// The regions at `(byte offset, byte length)` of `frames`; `None`
-    /// unless each lies inside the frames, starts 8-byte aligned and is a
-    /// whole number of 8-byte words.
-    pub fn new(frames: Arc<SharedFrames>, regions: [(usize, usize); N]) -> Option<Self> {
-        let mut checked = [(0, 0); N];
-        for (slot, &(offset, len)) in checked.iter_mut().zip(regions.iter()) {
-            let end = offset.checked_add(len)?;
-            if end > frames.len() || !offset.is_multiple_of(8) || !len.is_multiple_of(8) {
-                return None;
-            }
-            *slot = (frames.virt + offset, len);
-        }
-        Some(Self {
-            _frames: frames,
-            regions: checked,
-        })
+impl SharedRingWords {
+    /// The ring at the start of `frames`; `None` if they are smaller.
+    pub fn new(frames: Arc<SharedFrames>) -> Option<Self> {
+        (frames.len() >= core::mem::size_of::<RingWords>()).then_some(Self { frames })
     }
 
-    /// Region `i` as 32-bit atomic words.
+    /// The ring's words.
     #[inline(always)]
-    pub fn u32s(&self, i: usize) -> &[AtomicU32] {
-        let (addr, len) = self.regions[i];
-        // SAFETY: `new` checked that the region lies inside `_frames`,
-        // which `self` holds, so they stay allocated while the slice
-        // (borrowed from `self`) lives; it starts 8-byte aligned and is a
-        // whole number of words. Atomic integers are valid for any bits,
+    pub fn words(&self) -> &RingWords {
+        // SAFETY: `new` checked that the frames hold a `RingWords`; they
+        // start page-aligned (more than its alignment, 8) in the direct
+        // map, and `self` holds them, so they stay allocated while the
+        // reference (borrowed from `self`) lives. `RingWords` is made of
+        // atomic integers only (`repr(C)`, no padding): valid for any bits,
         // and every access goes through them, so concurrent writers (user
         // space through its mapping, other CPUs) are no data race.
-        unsafe { core::slice::from_raw_parts(addr as *const AtomicU32, len / 4) }
-    }
-
-    /// Region `i` as 64-bit atomic words.
-    #[inline(always)]
-    pub fn u64s(&self, i: usize) -> &[AtomicU64] {
-        let (addr, len) = self.regions[i];
-        // SAFETY: as in `u32s`.
-        unsafe { core::slice::from_raw_parts(addr as *const AtomicU64, len / 8) }
+        unsafe { &*(self.frames.virt as *const RingWords) }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::{timer, RingRelease};
 use crate::fs::{File, FileHandle, RingDescriptor};
-use crate::mm::shared::{SharedFrames, SharedRegions};
+use crate::mm::shared::{SharedFrames, SharedRingWords};
 use crate::process::{Process, UserTask};
 use crate::task::{self, Task, WaitQueue};
 use crate::usercopy::UserSlice;
@@ -19,7 +19,6 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
-use kernel_core::ring::shared::{CQE_WORDS, HEADER_WORDS, SQE_WORDS};
 use kernel_core::ring::{
     AsyncIo, BackendKind, FileRef, IoEnv, IoTarget, PathOp, RingHost, RingMapping, RingMemory,
     RingObject, SharedRing, ThreadBody,
@@ -29,46 +28,24 @@ use spin::Mutex;
 use x86_64::instructions::interrupts;
 
 /// The memory of one ring: frames shared with the owner's user mapping,
-/// laid out as `abi::io_uring::ring_layout` says, with its four parts
-/// checked once when it is mapped.
+/// laid out as `abi::io_uring::ring_layout` says (the engine's
+/// `RingWords`), checked once when it is mapped.
 struct RingPages {
-    parts: SharedRegions<4>,
+    words: SharedRingWords,
 }
-
-/// Words of the SQE and CQE arrays of the largest ring.
-const SQ_SLOT_WORDS: usize = ring_layout::MAX_SQ_ENTRIES as usize * SQE_WORDS;
-const CQ_SLOT_WORDS: usize = ring_layout::MAX_CQ_ENTRIES as usize * CQE_WORDS;
-const _: () = assert!(
-    ring_layout::SQES as usize + SQ_SLOT_WORDS * 8 <= ring_layout::CQES as usize
-        && ring_layout::CQES as usize + CQ_SLOT_WORDS * 8 <= ring_layout::SIZE as usize
-        && ring_layout::CQ_HEADER as usize + HEADER_WORDS * 4 <= ring_layout::SQES as usize,
-    "the ring parts overlap or overrun the mapping"
-);
 
 impl RingPages {
     /// The ring in `frames`; `None` if they are smaller than a ring.
     fn new(frames: Arc<SharedFrames>) -> Option<Self> {
-        let parts = SharedRegions::new(
-            frames,
-            [
-                (ring_layout::SQ_HEADER as usize, HEADER_WORDS * 4),
-                (ring_layout::CQ_HEADER as usize, HEADER_WORDS * 4),
-                (ring_layout::SQES as usize, SQ_SLOT_WORDS * 8),
-                (ring_layout::CQES as usize, CQ_SLOT_WORDS * 8),
-            ],
-        )?;
-        Some(Self { parts })
+        Some(Self {
+            words: SharedRingWords::new(frames)?,
+        })
     }
 }
 
 impl RingMemory for RingPages {
     fn view(&self) -> SharedRing<'_> {
-        SharedRing::new(
-            self.parts.u32s(0),
-            self.parts.u32s(1),
-            self.parts.u64s(2),
-            self.parts.u64s(3),
-        )
+        SharedRing::new(self.words.words())
     }
 }
 
