@@ -644,6 +644,7 @@ impl IoUring {
     ///
     /// The three enter flag values are the same in both ABIs; other bits
     /// are passed on as they are (the kernel refuses them).
+    #[inline]
     pub fn enter(&self, to_submit: u32, min_complete: u32, flags: u32) -> Result<u32, Errno> {
         match self.api {
             Api::IoUring { fd } => enter(fd, to_submit, min_complete, flags),

@@ -206,9 +206,8 @@ impl IoUring {
                     host.arm_timer(deadline);
                 }
             }
-            let want = u32::try_from(min_complete)
-                .unwrap_or(u32::MAX)
-                .min(r.engine.cq_entries());
+            // At most a full CQ (`cq_entries` fits a u32).
+            let want = min_complete.min(u64::from(r.engine.cq_entries())) as u32;
             // As Linux: a submission that took fewer SQEs than asked (one
             // failed prep, or fewer were published) returns at once.
             let wait = flags & enter_flags::GETEVENTS != 0

@@ -152,14 +152,12 @@ impl<'a> SharedRing<'a> {
         self.w.sq_hdr[header::HEAD].store(head, Ordering::Release);
     }
 
-    /// SQ array entry at ring position `slot` (already masked); `u32::MAX`,
-    /// which no ring accepts as an SQE index, outside the page.
+    /// SQ array entry at ring position `slot` (already masked with the
+    /// SQ's mask; taken modulo the layout's slots, which a masked position
+    /// never exceeds, so no bounds check is needed).
     #[inline(always)]
     pub(crate) fn sq_array(&self, slot: u32) -> u32 {
-        self.w
-            .sq_hdr
-            .get(header::ARRAY + slot as usize)
-            .map_or(u32::MAX, |w| w.load(Ordering::Relaxed))
+        self.w.sq_hdr[header::ARRAY + (slot as usize & (SQ_SLOTS - 1))].load(Ordering::Relaxed)
     }
 
     /// Copies SQE slot `index` into kernel memory; `None` outside the view.
@@ -215,13 +213,13 @@ impl<'a> SharedRing<'a> {
         self.w.cq_hdr[header::HEAD].load(Ordering::Acquire)
     }
 
-    /// Writes `cqe` into CQE slot `slot` (already masked).
+    /// Writes `cqe` into CQE slot `slot` (already masked with the CQ's
+    /// mask; taken modulo the layout's slots, as in `sq_array`).
     #[inline(always)]
     pub(crate) fn write_cqe(&self, slot: u32, cqe: &Cqe) {
-        if let Some(words) = self.w.cqes.get(slot as usize) {
-            for (dst, src) in words.iter().zip(cqe.to_words()) {
-                dst.store(src, Ordering::Relaxed);
-            }
+        let words = &self.w.cqes[slot as usize & (CQ_SLOTS - 1)];
+        for (dst, src) in words.iter().zip(cqe.to_words()) {
+            dst.store(src, Ordering::Relaxed);
         }
     }
 
@@ -434,17 +432,17 @@ mod tests {
         let view = ring.view();
         assert_eq!(view.sq_tail(), 0);
         assert_eq!(view.sq_array(0), 0);
-        assert_eq!(
-            view.sq_array((HEADER_WORDS - header::ARRAY) as u32),
-            u32::MAX
-        );
-        assert_eq!(view.sq_array(u32::MAX), u32::MAX);
+        // Positions past the layout wrap (the engine masks them first).
+        view.set_sq_header(header::ARRAY + 3, 9);
+        assert_eq!(view.sq_array(SQ_SLOTS as u32 + 3), 9);
+        assert_eq!(view.sq_array(u32::MAX), 0);
         assert!(view.read_sqe(SQ_SLOTS as u32 - 1).is_some());
         assert_eq!(view.read_sqe(SQ_SLOTS as u32), None);
         assert_eq!(view.read_sqe(u32::MAX), None);
         assert!(view.sqe_words(u32::MAX).is_none());
         view.write_cqe(u32::MAX, &Cqe::default());
         view.write_cqe(CQ_SLOTS as u32, &Cqe::default());
+        assert_eq!(view.cq_header(header::TAIL), 0, "no header word written");
         view.set_sqe_word(usize::MAX, 1);
         view.set_sq_header(usize::MAX, 1);
         view.set_cq_header(HEADER_WORDS, 1);
