@@ -183,7 +183,7 @@ impl IoUring {
                 // Calm (nothing in overflow, pending or open) and no I/O
                 // posted: straight to the submission.
                 if to_submit > 0 {
-                    let env = host.env(pid).ok_or(EPERM)?;
+                    let env = host.caller_env().ok_or(EPERM)?;
                     r.engine.submit_calm(&shared, env, to_submit)
                 } else {
                     0
@@ -191,11 +191,11 @@ impl IoUring {
             } else {
                 r.engine.flush_overflow(&shared);
                 if r.engine.mailbox().has_posts() {
-                    let env = host.env(pid).ok_or(EPERM)?;
+                    let env = host.caller_env().ok_or(EPERM)?;
                     r.engine.reap_io(&shared, env);
                 }
                 if to_submit > 0 {
-                    let env = host.env(pid).ok_or(EPERM)?;
+                    let env = host.caller_env().ok_or(EPERM)?;
                     r.engine.submit(&shared, env, to_submit)?
                 } else {
                     0

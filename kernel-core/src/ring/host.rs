@@ -144,6 +144,13 @@ pub trait RingHost {
     /// The I/O environment of process `pid` (files, user memory); `None` if
     /// it no longer exists.
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv>;
+    /// The calling process's environment: `env(pid())`, which a host
+    /// serving a syscall may have ready (every enter asks for it).
+    #[inline]
+    fn caller_env(&mut self) -> Option<&mut dyn IoEnv> {
+        let pid = self.pid();
+        self.env(pid)
+    }
     /// Maps fresh zeroed memory for a ring (`ring_layout::SIZE` bytes) at
     /// user address `addr` in the caller and returns the backend's handle on
     /// it. The user mapping holds the memory too: it stays until

@@ -17,6 +17,7 @@ use abi::io_uring::ring_layout;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use kernel_core::ring::{
@@ -92,7 +93,14 @@ pub fn wake_key(key: u64) -> usize {
 pub struct KernelHost<'a> {
     /// The calling process's task and process, looked up once per call.
     caller: Option<(&'a Task, &'a Process)>,
-    env: Option<ProcessEnv<'a>>,
+    /// The caller's id (0: none).
+    pid: u64,
+    /// The caller's environment, made once per call ([`RingHost::caller_env`],
+    /// every enter asks). Only ever the borrowed kind, which owns nothing:
+    /// not dropping it loses nothing, and saves the check of its kind.
+    mine: Option<ManuallyDrop<ProcessEnv<'a>>>,
+    /// Another process's environment, when a backend asks for one.
+    other: Option<ProcessEnv<'a>>,
 }
 
 impl KernelHost<'_> {
@@ -101,12 +109,18 @@ impl KernelHost<'_> {
     pub fn with_current<R>(f: impl FnOnce(&mut KernelHost<'_>) -> R) -> R {
         task::with_current(|t| {
             let caller = t.user_process().map(|p| (t, p));
-            // The caller's environment, ready for `env`: every enter asks.
-            let env = caller.map(|(t, p)| ProcessEnv {
-                pid: t.id,
-                process: ProcessRef::Borrowed(p),
+            let mine = caller.map(|(t, p)| {
+                ManuallyDrop::new(ProcessEnv {
+                    pid: t.id,
+                    process: ProcessRef::Borrowed(p),
+                })
             });
-            f(&mut KernelHost { caller, env })
+            f(&mut KernelHost {
+                caller,
+                pid: caller.map_or(0, |(t, _)| t.id),
+                mine,
+                other: None,
+            })
         })
     }
 
@@ -114,7 +128,9 @@ impl KernelHost<'_> {
     pub fn system() -> KernelHost<'static> {
         KernelHost {
             caller: None,
-            env: None,
+            pid: 0,
+            mine: None,
+            other: None,
         }
     }
 
@@ -122,22 +138,25 @@ impl KernelHost<'_> {
         self.caller.map(|(_, p)| p).ok_or(EPERM)
     }
 
-    /// [`RingHost::env`] for a process other than the one `env` holds.
+    /// [`RingHost::env`] for a process other than the caller.
     #[cold]
     #[inline(never)]
     fn env_of(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
-        let process = match self.caller {
-            Some((t, p)) if t.id == pid => ProcessRef::Borrowed(p),
-            _ => ProcessRef::Owned(task::find_user(pid)?.process_arc()?),
-        };
-        self.env = Some(ProcessEnv { pid, process });
-        self.env.as_mut().map(|e| e as &mut dyn IoEnv)
+        if self.other.as_ref().is_none_or(|e| e.pid != pid) {
+            let process = task::find_user(pid)?.process_arc()?;
+            self.other = Some(ProcessEnv {
+                pid,
+                process: ProcessRef::Owned(process),
+            });
+        }
+        self.other.as_mut().map(|e| e as &mut dyn IoEnv)
     }
 }
 
 impl RingHost for KernelHost<'_> {
+    #[inline(always)]
     fn pid(&self) -> u64 {
-        self.caller.map_or(0, |(t, _)| t.id)
+        self.pid
     }
 
     fn now_ns(&self) -> u64 {
@@ -145,10 +164,15 @@ impl RingHost for KernelHost<'_> {
     }
 
     fn env(&mut self, pid: u64) -> Option<&mut dyn IoEnv> {
-        if self.env.as_ref().is_some_and(|e| e.pid == pid) {
-            return self.env.as_mut().map(|e| e as &mut dyn IoEnv);
+        if pid == self.pid && self.mine.is_some() {
+            return self.caller_env();
         }
         self.env_of(pid)
+    }
+
+    #[inline(always)]
+    fn caller_env(&mut self) -> Option<&mut dyn IoEnv> {
+        self.mine.as_deref_mut().map(|e| e as &mut dyn IoEnv)
     }
 
     fn unmap_ring(&mut self, addr: u64) -> Result<(), Errno> {
