@@ -9,7 +9,7 @@
 use crate::arch::paging::AddressSpace;
 use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
 use crate::diskfs::WorkerFs;
-use crate::usercopy::UserSlice;
+use crate::usercopy::{FrameBuf, UserSlice};
 use abi::errno;
 use abi::errno::Errno;
 use alloc::boxed::Box;
@@ -288,7 +288,8 @@ impl File {
             // `EAGAIN`.
             File::Disk(d) => {
                 let len = user.len().min(IO_CHUNK) as usize;
-                let pages = user.prefix(len as u64).pages(space, true)?;
+                let mut frames = FrameBuf::new();
+                let pages = user.prefix(len as u64).pages(space, true, &mut frames)?;
                 d.read_cached(offset, len, |at, data| pages.write_at(at as u64, data))
                     .ok_or(errno::EAGAIN)
             }
@@ -302,7 +303,8 @@ impl File {
             File::Ram(file) => {
                 // One walk over the whole claimed buffer: the part a read
                 // can fill is translated, the rest only checked.
-                let pages = user.prefix(IO_CHUNK).pages(space, true)?;
+                let mut frames = FrameBuf::new();
+                let pages = user.prefix(IO_CHUNK).pages(space, true, &mut frames)?;
                 if user.len() > IO_CHUNK {
                     user.skip(IO_CHUNK).check(space, true)?;
                 }
@@ -327,7 +329,8 @@ impl File {
     ) -> Result<usize, Errno> {
         // One walk over the whole claimed buffer: the part a write can
         // take is translated, the rest only checked.
-        let pages = user.prefix(IO_CHUNK).pages(space, false)?;
+        let mut frames = FrameBuf::new();
+        let pages = user.prefix(IO_CHUNK).pages(space, false, &mut frames)?;
         if user.len() > IO_CHUNK {
             user.skip(IO_CHUNK).check(space, false)?;
         }

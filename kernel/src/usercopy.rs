@@ -28,6 +28,7 @@ use abi::{FromBytes, Immutable, IntoBytes};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 
 /// A range of user memory `[addr, addr + len)` that passed the range check.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +72,7 @@ impl UserSlice {
     /// Walks the range page by page, calling `f` with the frame of each
     /// page; stops with `EFAULT` at the first page that is not mapped for
     /// user access (and writable when `write`).
+    #[inline(always)]
     fn walk(
         &self,
         space: &AddressSpace,
@@ -80,11 +82,17 @@ impl UserSlice {
         if self.len == 0 {
             return Ok(());
         }
-        let last = (self.addr + self.len - 1) & !(PAGE_SIZE - 1);
+        // No overflow: `addr + len <= USER_END` (`new`), and `len > 0`.
+        let last = (self.addr + (self.len - 1)) & !(PAGE_SIZE - 1);
         let mut page = self.addr & !(PAGE_SIZE - 1);
+        let need = if write {
+            PageFlags::USER.union(PageFlags::WRITABLE)
+        } else {
+            PageFlags::USER
+        };
         loop {
             let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
-            if !flags.contains(PageFlags::USER) || (write && !flags.contains(PageFlags::WRITABLE)) {
+            if !flags.contains(need) {
                 return Err(EFAULT);
             }
             f(frame)?;
@@ -103,11 +111,38 @@ impl UserSlice {
 
     /// Translates every page of the range in one walk (each mapped for user
     /// access, and writable when `write`, else `EFAULT`), for copies that
-    /// then need no walk. `ENOMEM` if a range of more than
+    /// then need no walk; the translations go into `buf`, which the
+    /// caller keeps beside the result. `ENOMEM` if a range of more than
     /// [`INLINE_PAGES`] pages finds no room for its translations.
-    pub fn pages<'s>(&self, space: &'s AddressSpace, write: bool) -> Result<UserPages<'s>, Errno> {
-        let mut frames = Frames::Inline([0; INLINE_PAGES], 0);
-        self.walk(space, write, |frame| frames.push(frame))?;
+    ///
+    /// Inlined, and the result is four words, so that the walk of a small
+    /// range is a few instructions of the caller's with nothing zeroed or
+    /// copied: it is on the path of every READ and WRITE.
+    #[inline(always)]
+    pub fn pages<'a>(
+        &self,
+        space: &'a AddressSpace,
+        write: bool,
+        buf: &'a mut FrameBuf,
+    ) -> Result<UserPages<'a>, Errno> {
+        let mut n = 0;
+        self.walk(space, write, |frame| {
+            if n < INLINE_PAGES {
+                buf.inline[n] = MaybeUninit::new(frame);
+            } else {
+                buf.spill(frame)?;
+            }
+            n += 1;
+            Ok(())
+        })?;
+        let buf: &'a FrameBuf = buf;
+        let frames = if n <= INLINE_PAGES {
+            // SAFETY: the walk wrote the first `n` entries; a
+            // `MaybeUninit<u64>` has the layout of a `u64`.
+            unsafe { core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), n) }
+        } else {
+            &buf.heap
+        };
         Ok(UserPages {
             addr: self.addr,
             len: self.len,
@@ -161,7 +196,8 @@ impl UserSlice {
             self.len,
             "UserSlice::read_into length mismatch"
         );
-        self.pages(space, false)?.read_at(0, dst);
+        self.pages(space, false, &mut FrameBuf::new())?
+            .read_at(0, dst);
         Ok(())
     }
 
@@ -170,7 +206,8 @@ impl UserSlice {
         if self.len > max {
             return Err(EINVAL);
         }
-        let pages = self.pages(space, false)?;
+        let mut frames = FrameBuf::new();
+        let pages = self.pages(space, false, &mut frames)?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(self.len as usize)
             .map_err(|_| abi::errno::ENOMEM)?;
@@ -187,7 +224,8 @@ impl UserSlice {
             self.len,
             "UserSlice::write_from length mismatch"
         );
-        self.pages(space, true)?.write_at(0, src);
+        self.pages(space, true, &mut FrameBuf::new())?
+            .write_at(0, src);
         Ok(())
     }
 }
@@ -196,42 +234,53 @@ impl UserSlice {
 /// 4 KiB transfer touches at most two.
 pub const INLINE_PAGES: usize = 8;
 
-/// The frames of a range's pages, in order.
-enum Frames {
-    /// Up to [`INLINE_PAGES`], with the count.
-    Inline([u64; INLINE_PAGES], usize),
-    Heap(Vec<u64>),
+/// Room for the translations [`UserSlice::pages`] makes: inline for up to
+/// [`INLINE_PAGES`] pages, on the heap for more. Kept by the caller (it is
+/// not part of the result, so that a walk returns four words).
+pub struct FrameBuf {
+    /// The first [`INLINE_PAGES`] frames; as many as the walk found are
+    /// written, the others never read (nor zeroed: for the usual one page
+    /// that would cost more than the walk).
+    inline: [MaybeUninit<u64>; INLINE_PAGES],
+    /// All the frames, once there are more than [`INLINE_PAGES`].
+    heap: Vec<u64>,
 }
 
-impl Frames {
-    fn push(&mut self, frame: u64) -> Result<(), Errno> {
-        match self {
-            Frames::Inline(frames, n) if *n < INLINE_PAGES => {
-                frames[*n] = frame;
-                *n += 1;
-            }
-            Frames::Inline(frames, _) => {
-                // Grown as the walk goes, so a huge claimed range that is
-                // not mapped fails with EFAULT, not ENOMEM.
-                let mut heap = Vec::new();
-                heap.try_reserve(2 * INLINE_PAGES).map_err(|_| ENOMEM)?;
-                heap.extend_from_slice(frames);
-                heap.push(frame);
-                *self = Frames::Heap(heap);
-            }
-            Frames::Heap(heap) => {
-                heap.try_reserve(1).map_err(|_| ENOMEM)?;
-                heap.push(frame);
-            }
+impl FrameBuf {
+    #[inline(always)]
+    pub fn new() -> Self {
+        Self {
+            inline: [MaybeUninit::uninit(); INLINE_PAGES],
+            heap: Vec::new(),
         }
-        Ok(())
     }
 
-    fn as_slice(&self) -> &[u64] {
-        match self {
-            Frames::Inline(frames, n) => &frames[..*n],
-            Frames::Heap(heap) => heap,
+    /// Adds the frame of page [`INLINE_PAGES`] or later.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, frame: u64) -> Result<(), Errno> {
+        if self.heap.is_empty() {
+            // Grown as the walk goes, so a huge claimed range that is not
+            // mapped fails with EFAULT, not ENOMEM.
+            self.heap
+                .try_reserve(2 * INLINE_PAGES)
+                .map_err(|_| ENOMEM)?;
+            // SAFETY: the walk filled the inline room before it spilled;
+            // `MaybeUninit<u64>` has the layout of `u64`.
+            let inline = unsafe {
+                core::slice::from_raw_parts(self.inline.as_ptr().cast::<u64>(), INLINE_PAGES)
+            };
+            self.heap.extend_from_slice(inline);
         }
+        self.heap.try_reserve(1).map_err(|_| ENOMEM)?;
+        self.heap.push(frame);
+        Ok(())
+    }
+}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -241,7 +290,8 @@ impl Frames {
 pub struct UserPages<'s> {
     addr: u64,
     len: u64,
-    frames: Frames,
+    /// The frame of each page of the range, in order.
+    frames: &'s [u64],
     _space: PhantomData<&'s AddressSpace>,
 }
 
@@ -249,6 +299,28 @@ impl UserPages<'_> {
     /// Bytes in the range.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The direct-map address of `[offset, offset + len)` of the range if
+    /// that lies inside the range and in one page (a transfer of up to a
+    /// page that does not cross one: the usual READ or WRITE), else
+    /// `None`. No panics on this path: the general one checks again.
+    #[inline(always)]
+    fn one_piece(&self, offset: u64, len: usize) -> Option<u64> {
+        let len = len as u64;
+        if offset > self.len || len > self.len - offset {
+            return None;
+        }
+        // No overflow: `offset + len <= self.len` and `addr + len <=
+        // USER_END` (`UserSlice::new`).
+        let at = self.addr + offset;
+        let in_page = at % PAGE_SIZE;
+        if len > PAGE_SIZE - in_page {
+            return None;
+        }
+        let page = (at / PAGE_SIZE - self.addr / PAGE_SIZE) as usize;
+        let frame = *self.frames.get(page)?;
+        Some(phys_to_virt(frame + in_page))
     }
 
     /// Calls `f(direct-map address, offset into the buffer, length)` for
@@ -261,7 +333,7 @@ impl UserPages<'_> {
             "user copy of {len} bytes at {offset} outside a range of {}",
             self.len
         );
-        let frames = self.frames.as_slice();
+        let frames = self.frames;
         let first_page = self.addr / PAGE_SIZE;
         let mut at = self.addr + offset;
         let mut done = 0;
@@ -275,8 +347,19 @@ impl UserPages<'_> {
         }
     }
 
-    /// Copies the user bytes at `offset` into `dst`.
+    /// Copies the user bytes at `offset` into `dst`. Inlined for a copy
+    /// inside one page; the others take [`UserPages::pieces`].
+    #[inline(always)]
     pub fn read_at(&self, offset: u64, dst: &mut [u8]) {
+        match self.one_piece(offset, dst.len()) {
+            // SAFETY: as in `read_at_pieces`, for the one piece.
+            Some(user) => unsafe { copy_volatile(dst.as_mut_ptr(), user as *const u8, dst.len()) },
+            None => self.read_at_pieces(offset, dst),
+        }
+    }
+
+    #[inline(never)]
+    fn read_at_pieces(&self, offset: u64, dst: &mut [u8]) {
         let base = dst.as_mut_ptr();
         self.pieces(offset, dst.len(), |user, at, n| {
             // SAFETY: `user..user + n` lies in a frame mapped for user
@@ -287,8 +370,19 @@ impl UserPages<'_> {
         });
     }
 
-    /// Copies `src` into the user bytes at `offset`.
+    /// Copies `src` into the user bytes at `offset`. Inlined for a copy
+    /// inside one page; the others take [`UserPages::pieces`].
+    #[inline(always)]
     pub fn write_at(&self, offset: u64, src: &[u8]) {
+        match self.one_piece(offset, src.len()) {
+            // SAFETY: as in `write_at_pieces`, for the one piece.
+            Some(user) => unsafe { copy_volatile(user as *mut u8, src.as_ptr(), src.len()) },
+            None => self.write_at_pieces(offset, src),
+        }
+    }
+
+    #[inline(never)]
+    fn write_at_pieces(&self, offset: u64, src: &[u8]) {
         let base = src.as_ptr();
         self.pieces(offset, src.len(), |user, at, n| {
             // SAFETY: `user..user + n` lies in a frame mapped writable for
