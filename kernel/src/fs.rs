@@ -262,7 +262,25 @@ impl RingDescriptor {
 impl File {
     /// Reads into user memory at `offset` (`None`: the current position).
     /// The destination is checked before the position moves.
+    ///
+    /// A RAM file's read is inlined into the callers (the ring's READ fast
+    /// path is one of them); the other files take `read_to_user_other`.
+    #[inline(always)]
     pub fn read_to_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, Errno> {
+        match self {
+            File::Ram(file) => read_ram(file, space, offset, user),
+            _ => self.read_to_user_other(space, offset, user),
+        }
+    }
+
+    /// [`File::read_to_user`] on anything but a RAM file.
+    #[inline(never)]
+    fn read_to_user_other(
         &self,
         space: &AddressSpace,
         offset: Option<u64>,
@@ -300,28 +318,33 @@ impl File {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
             },
-            File::Ram(file) => {
-                // One walk over the whole claimed buffer: the part a read
-                // can fill is translated, the rest only checked.
-                let mut frames = FrameBuf::new();
-                let pages = user.prefix(IO_CHUNK).pages(space, true, &mut frames)?;
-                if user.len() > IO_CHUNK {
-                    user.skip(IO_CHUNK).check(space, true)?;
-                }
-                let len = pages.len() as usize;
-                interrupts::without_interrupts(|| {
-                    file.lock().read_via(offset, len, |data| {
-                        pages.write_at(0, data);
-                        Ok(())
-                    })
-                })
-            }
+            // Not reached: `read_to_user` takes it first.
+            File::Ram(file) => read_ram(file, space, offset, user),
         }
     }
 
     /// Writes from user memory at `offset` (`None`: the current position).
     /// The source is checked before anything is written.
+    ///
+    /// A RAM file's write is inlined into the callers (the ring's WRITE
+    /// fast path is one of them); the other files take
+    /// `write_from_user_other`.
+    #[inline(always)]
     pub fn write_from_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, Errno> {
+        match self {
+            File::Ram(file) => write_ram(file, space, offset, user),
+            _ => self.write_from_user_other(space, offset, user),
+        }
+    }
+
+    /// [`File::write_from_user`] on anything but a RAM file.
+    #[inline(never)]
+    fn write_from_user_other(
         &self,
         space: &AddressSpace,
         offset: Option<u64>,
@@ -354,11 +377,8 @@ impl File {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
             },
-            File::Ram(file) => interrupts::without_interrupts(|| {
-                file.lock()
-                    .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
-                    .map_err(|e| e.errno())
-            }),
+            // Not reached: `write_from_user` takes it first.
+            File::Ram(file) => write_ram(file, space, offset, user),
         }
     }
 
@@ -486,6 +506,69 @@ impl File {
         interrupts::without_interrupts(|| *d.cursor.lock() = next);
         Ok(n)
     }
+}
+
+/// [`File::read_to_user`] on a RAM file: one walk over the whole claimed
+/// buffer (the part a read can fill is translated, the rest only checked),
+/// then the file's bytes go straight to the user's pages under its lock.
+#[inline(always)]
+fn read_ram(
+    file: &Mutex<OpenFile>,
+    space: &AddressSpace,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> Result<usize, Errno> {
+    let mut frames = FrameBuf::new();
+    let pages = user.prefix(IO_CHUNK).pages(space, true, &mut frames)?;
+    if user.len() > IO_CHUNK {
+        user.skip(IO_CHUNK).check(space, true)?;
+    }
+    let len = pages.len() as usize;
+    interrupts_off(|| {
+        file.lock().read_via(offset, len, |data| {
+            pages.write_at(0, data);
+            Ok(())
+        })
+    })
+}
+
+/// [`File::write_from_user`] on a RAM file: one walk over the whole
+/// claimed buffer (the part a write can take is translated, the rest only
+/// checked), then the user's bytes go straight into the file under its
+/// lock.
+#[inline(always)]
+fn write_ram(
+    file: &Mutex<OpenFile>,
+    space: &AddressSpace,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> Result<usize, Errno> {
+    let mut frames = FrameBuf::new();
+    let pages = user.prefix(IO_CHUNK).pages(space, false, &mut frames)?;
+    if user.len() > IO_CHUNK {
+        user.skip(IO_CHUNK).check(space, false)?;
+    }
+    interrupts_off(|| {
+        file.lock()
+            .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
+            .map_err(|e| e.errno())
+    })
+}
+
+/// `f` with interrupts off, as `interrupts::without_interrupts`, but with
+/// one call of `f`, so that it is inlined (that one calls it on two paths,
+/// and a closure as large as a file transfer then stays out of line).
+#[inline(always)]
+fn interrupts_off<R>(f: impl FnOnce() -> R) -> R {
+    let on = interrupts::are_enabled();
+    if on {
+        interrupts::disable();
+    }
+    let result = f();
+    if on {
+        interrupts::enable();
+    }
+    result
 }
 
 /// Most bytes one read or write moves; larger requests are partial, as

@@ -105,6 +105,7 @@ impl UserSlice {
 
     /// Checks that every page of the range is mapped for user access (and
     /// writable when `write`), without copying or keeping anything.
+    #[inline(never)]
     pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), Errno> {
         self.walk(space, write, |_| Ok(()))
     }
