@@ -524,12 +524,14 @@ fn read_ram(
         user.skip(IO_CHUNK).check(space, true)?;
     }
     let len = pages.len() as usize;
-    interrupts_off(|| {
-        file.lock().read_via(offset, len, |data| {
-            pages.write_at(0, data);
-            Ok(())
-        })
-    })
+    let irq = InterruptsOff::new();
+    // The file's lock is a statement's temporary: released before `irq`.
+    let result = file.lock().read_via(offset, len, |data| {
+        pages.write_at(0, data);
+        Ok(())
+    });
+    drop(irq);
+    result
 }
 
 /// [`File::write_from_user`] on a RAM file: one walk over the whole
@@ -548,27 +550,38 @@ fn write_ram(
     if user.len() > IO_CHUNK {
         user.skip(IO_CHUNK).check(space, false)?;
     }
-    interrupts_off(|| {
-        file.lock()
-            .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
-            .map_err(|e| e.errno())
-    })
+    let irq = InterruptsOff::new();
+    // The file's lock is a statement's temporary: released before `irq`.
+    let result = file
+        .lock()
+        .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst));
+    drop(irq);
+    result.map_err(|e| e.errno())
 }
 
-/// `f` with interrupts off, as `interrupts::without_interrupts`, but with
-/// one call of `f`, so that it is inlined (that one calls it on two paths,
-/// and a closure as large as a file transfer then stays out of line).
-#[inline(always)]
-fn interrupts_off<R>(f: impl FnOnce() -> R) -> R {
-    let on = interrupts::are_enabled();
-    if on {
+/// Interrupts off while it lives (as `interrupts::without_interrupts`),
+/// back on when dropped if they were on. Not a closure, so that the
+/// transfer under it is inlined: `without_interrupts` calls its closure
+/// on two paths, and one as large as a file transfer then stays out of
+/// line.
+struct InterruptsOff(bool);
+
+impl InterruptsOff {
+    #[inline(always)]
+    fn new() -> Self {
+        let on = interrupts::are_enabled();
         interrupts::disable();
+        Self(on)
     }
-    let result = f();
-    if on {
-        interrupts::enable();
+}
+
+impl Drop for InterruptsOff {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.0 {
+            interrupts::enable();
+        }
     }
-    result
 }
 
 /// Most bytes one read or write moves; larger requests are partial, as
