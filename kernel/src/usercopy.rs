@@ -144,9 +144,15 @@ impl UserSlice {
         } else {
             &buf.heap
         };
+        let direct = match frames {
+            // Frames are page-aligned: `|` is the sum.
+            [frame] => phys_to_virt(frame | (self.addr % PAGE_SIZE)),
+            _ => 0,
+        };
         Ok(UserPages {
             addr: self.addr,
             len: self.len,
+            direct,
             frames,
             _space: PhantomData,
         })
@@ -291,6 +297,9 @@ impl Default for FrameBuf {
 pub struct UserPages<'s> {
     addr: u64,
     len: u64,
+    /// The direct-map address of the first byte when the range lies in
+    /// one page, else 0.
+    direct: u64,
     /// The frame of each page of the range, in order.
     frames: &'s [u64],
     _space: PhantomData<&'s AddressSpace>,
@@ -303,25 +312,17 @@ impl UserPages<'_> {
     }
 
     /// The direct-map address of `[offset, offset + len)` of the range if
-    /// that lies inside the range and in one page (a transfer of up to a
-    /// page that does not cross one: the usual READ or WRITE), else
+    /// that lies inside the range and the range in one page (a READ or
+    /// WRITE of up to a page that does not cross one: the usual one), else
     /// `None`. No panics on this path: the general one checks again.
     #[inline(always)]
     fn one_piece(&self, offset: u64, len: usize) -> Option<u64> {
         let len = len as u64;
-        if offset > self.len || len > self.len - offset {
+        if self.direct == 0 || offset > self.len || len > self.len - offset {
             return None;
         }
-        // No overflow: `offset + len <= self.len` and `addr + len <=
-        // USER_END` (`UserSlice::new`).
-        let at = self.addr + offset;
-        let in_page = at % PAGE_SIZE;
-        if len > PAGE_SIZE - in_page {
-            return None;
-        }
-        let page = (at / PAGE_SIZE - self.addr / PAGE_SIZE) as usize;
-        let frame = *self.frames.get(page)?;
-        Some(phys_to_virt(frame + in_page))
+        // No overflow: the range lies in one page of the direct map.
+        Some(self.direct + offset)
     }
 
     /// Calls `f(direct-map address, offset into the buffer, length)` for

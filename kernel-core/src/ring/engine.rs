@@ -1997,10 +1997,8 @@ fn fast_rw(
     if (off as i64) < -1 {
         return Some(-EINVAL);
     }
-    let file = FileRef::Fd((w0 >> 32) as i32);
-    let at = (off != u64::MAX).then_some(off);
     let len = (w3 as u32).min(ops::MAX_RW_COUNT);
-    let result = env.rw_sync(file, opcode == op::WRITE, at, addr, len)?;
+    let result = env.rw_sync((w0 >> 32) as i32, opcode == op::WRITE, off, addr, len)?;
     Some(cqe_res(result.map(|n| n.min(len))))
 }
 

@@ -849,19 +849,20 @@ impl IoEnv for ProcessEnv<'_> {
 
     fn rw_sync(
         &mut self,
-        file: FileRef,
+        fd: i32,
         write: bool,
-        offset: Option<u64>,
+        offset: u64,
         buf: u64,
         len: u32,
     ) -> Option<Result<u32, Errno>> {
         // `may_start`, then `read` or `write`, with one look at the process.
         let process = self.process();
-        if file == FileRef::Fd(0) || process.uses_devices.load(Ordering::Relaxed) {
+        if fd == 0 || process.uses_devices.load(Ordering::Relaxed) {
             return None;
         }
+        let offset = (offset != u64::MAX).then_some(offset);
         let transfer = || {
-            let handle = self.file(file)?;
+            let handle = self.file(FileRef::Fd(fd))?;
             let user = UserSlice::new(buf, u64::from(len))?;
             process.with_address_space(|space| {
                 if write {
