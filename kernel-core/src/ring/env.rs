@@ -15,6 +15,7 @@
 use abi::errno::Errno;
 use alloc::sync::Arc;
 
+use super::engine::RwRun;
 use super::mailbox::IoMailbox;
 
 /// A file an op works on.
@@ -205,6 +206,20 @@ pub trait IoEnv {
         } else {
             self.read(file, offset, buf, len)
         })
+    }
+
+    /// Runs the READs and WRITEs of `run` as [`IoEnv::rw_sync`] would each
+    /// ([`RwRun::next_sqe`], the transfer, [`RwRun::complete`]), stopping,
+    /// with that SQE left in the ring, at the first one whose I/O may
+    /// complete later. The default calls `rw_sync` for each; a host can
+    /// run the loop with its transfer inlined (no call per SQE).
+    fn rw_sync_run(&mut self, run: &mut RwRun<'_>) {
+        while let Some(sqe) = run.next_sqe() {
+            let Some(result) = self.rw_sync(sqe.fd, sqe.write, sqe.offset, sqe.buf, sqe.len) else {
+                return;
+            };
+            run.complete(sqe, result);
+        }
     }
 
     /// Starts `io` on `file` if that file's I/O completes later (a block
