@@ -85,11 +85,7 @@ impl UserSlice {
         // No overflow: `addr + len <= USER_END` (`new`), and `len > 0`.
         let last = (self.addr + (self.len - 1)) & !(PAGE_SIZE - 1);
         let mut page = self.addr & !(PAGE_SIZE - 1);
-        let need = if write {
-            PageFlags::USER.union(PageFlags::WRITABLE)
-        } else {
-            PageFlags::USER
-        };
+        let need = Self::needs(write);
         loop {
             let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
             if !flags.contains(need) {
@@ -100,6 +96,17 @@ impl UserSlice {
                 return Ok(());
             }
             page += PAGE_SIZE;
+        }
+    }
+
+    /// The flags a page of the range needs: user access, and writable when
+    /// `write`.
+    #[inline(always)]
+    fn needs(write: bool) -> PageFlags {
+        if write {
+            PageFlags::USER.union(PageFlags::WRITABLE)
+        } else {
+            PageFlags::USER
         }
     }
 
@@ -126,6 +133,30 @@ impl UserSlice {
         write: bool,
         buf: &'a mut FrameBuf,
     ) -> Result<UserPages<'a>, Errno> {
+        let in_page = self.addr % PAGE_SIZE;
+        if self.len != 0 && self.len <= PAGE_SIZE - in_page {
+            // Inside one page (the usual READ or WRITE): one translation,
+            // no loop.
+            let page = self.addr - in_page;
+            let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
+            if !flags.contains(Self::needs(write)) {
+                return Err(EFAULT);
+            }
+            buf.inline[0] = MaybeUninit::new(frame);
+            let buf: &'a FrameBuf = buf;
+            return Ok(UserPages {
+                addr: self.addr,
+                len: self.len,
+                // Frames are page-aligned: `|` is the sum.
+                direct: phys_to_virt(frame | in_page),
+                // SAFETY: the entry was just written; a `MaybeUninit<u64>`
+                // has the layout of a `u64`.
+                frames: unsafe {
+                    core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), 1)
+                },
+                _space: PhantomData,
+            });
+        }
         let mut n = 0;
         self.walk(space, write, |frame| {
             if n < INLINE_PAGES {
