@@ -325,6 +325,7 @@ impl Default for FrameBuf {
 /// A user range whose pages were all translated and checked by one walk
 /// ([`UserSlice::pages`]). It borrows the address space, so the mappings
 /// cannot change while it lives, and copies through it cannot fail.
+#[derive(Clone, Copy)]
 pub struct UserPages<'s> {
     addr: u64,
     len: u64,
@@ -387,12 +388,14 @@ impl UserPages<'_> {
         match self.one_piece(offset, dst.len()) {
             // SAFETY: as in `read_at_pieces`, for the one piece.
             Some(user) => unsafe { copy_volatile(dst.as_mut_ptr(), user as *const u8, dst.len()) },
-            None => self.read_at_pieces(offset, dst),
+            None => Self::read_at_pieces(*self, offset, dst),
         }
     }
 
+    /// The general [`UserPages::read_at`]. Takes the pages by value, so
+    /// that the inlined caller keeps them in registers.
     #[inline(never)]
-    fn read_at_pieces(&self, offset: u64, dst: &mut [u8]) {
+    fn read_at_pieces(self, offset: u64, dst: &mut [u8]) {
         let base = dst.as_mut_ptr();
         self.pieces(offset, dst.len(), |user, at, n| {
             // SAFETY: `user..user + n` lies in a frame mapped for user
@@ -410,12 +413,14 @@ impl UserPages<'_> {
         match self.one_piece(offset, src.len()) {
             // SAFETY: as in `write_at_pieces`, for the one piece.
             Some(user) => unsafe { copy_volatile(user as *mut u8, src.as_ptr(), src.len()) },
-            None => self.write_at_pieces(offset, src),
+            None => Self::write_at_pieces(*self, offset, src),
         }
     }
 
+    /// The general [`UserPages::write_at`]. Takes the pages by value, so
+    /// that the inlined caller keeps them in registers.
     #[inline(never)]
-    fn write_at_pieces(&self, offset: u64, src: &[u8]) {
+    fn write_at_pieces(self, offset: u64, src: &[u8]) {
         let base = src.as_ptr();
         self.pieces(offset, src.len(), |user, at, n| {
             // SAFETY: `user..user + n` lies in a frame mapped writable for
