@@ -142,18 +142,14 @@ impl UserSlice {
             if !flags.contains(Self::needs(write)) {
                 return Err(EFAULT);
             }
-            buf.inline[0] = MaybeUninit::new(frame);
-            let buf: &'a FrameBuf = buf;
             return Ok(UserPages {
                 addr: self.addr,
                 len: self.len,
                 // Frames are page-aligned: `|` is the sum.
                 direct: phys_to_virt(frame | in_page),
-                // SAFETY: the entry was just written; a `MaybeUninit<u64>`
-                // has the layout of a `u64`.
-                frames: unsafe {
-                    core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), 1)
-                },
+                // Not needed: `direct` serves every copy inside the range
+                // (and one outside panics before it looks at frames).
+                frames: &[],
                 _space: PhantomData,
             });
         }
@@ -388,22 +384,9 @@ impl UserPages<'_> {
         match self.one_piece(offset, dst.len()) {
             // SAFETY: as in `read_at_pieces`, for the one piece.
             Some(user) => unsafe { copy_piece(dst.as_mut_ptr(), user as *const u8, dst.len()) },
-            None => Self::read_at_pieces(*self, offset, dst),
+            // SAFETY: the fields of `self`.
+            None => unsafe { read_at_pieces(self.addr, self.len, self.frames, offset, dst) },
         }
-    }
-
-    /// The general [`UserPages::read_at`]. Takes the pages by value, so
-    /// that the inlined caller keeps them in registers.
-    #[inline(never)]
-    fn read_at_pieces(self, offset: u64, dst: &mut [u8]) {
-        let base = dst.as_mut_ptr();
-        self.pieces(offset, dst.len(), |user, at, n| {
-            // SAFETY: `user..user + n` lies in a frame mapped for user
-            // access in the borrowed address space (checked by the walk),
-            // which the direct map covers; `at + n <= dst.len()`. User
-            // space may write the bytes meanwhile: the copy is volatile.
-            unsafe { copy_volatile(base.add(at), user as *const u8, n) }
-        });
     }
 
     /// Copies `src` into the user bytes at `offset`. Inlined for a copy
@@ -413,22 +396,61 @@ impl UserPages<'_> {
         match self.one_piece(offset, src.len()) {
             // SAFETY: as in `write_at_pieces`, for the one piece.
             Some(user) => unsafe { copy_piece(user as *mut u8, src.as_ptr(), src.len()) },
-            None => Self::write_at_pieces(*self, offset, src),
+            // SAFETY: the fields of `self`.
+            None => unsafe { write_at_pieces(self.addr, self.len, self.frames, offset, src) },
         }
     }
+}
 
-    /// The general [`UserPages::write_at`]. Takes the pages by value, so
-    /// that the inlined caller keeps them in registers.
-    #[inline(never)]
-    fn write_at_pieces(self, offset: u64, src: &[u8]) {
-        let base = src.as_ptr();
-        self.pieces(offset, src.len(), |user, at, n| {
-            // SAFETY: `user..user + n` lies in a frame mapped writable for
-            // user access (checked by the walk) in the direct map;
-            // `at + n <= src.len()`; kernel and user memory do not overlap.
-            unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
-        });
-    }
+/// The general [`UserPages::read_at`], with the pages' fields as
+/// arguments: the inlined fast path then keeps them in registers (no
+/// struct made in memory for this cold call).
+///
+/// # Safety
+/// `addr`, `len` and `frames` are those of a [`UserPages`] alive for the
+/// call.
+#[inline(never)]
+unsafe fn read_at_pieces(addr: u64, len: u64, frames: &[u64], offset: u64, dst: &mut [u8]) {
+    let pages = UserPages {
+        addr,
+        len,
+        direct: 0,
+        frames,
+        _space: PhantomData,
+    };
+    let base = dst.as_mut_ptr();
+    pages.pieces(offset, dst.len(), |user, at, n| {
+        // SAFETY: `user..user + n` lies in a frame mapped for user
+        // access in the borrowed address space (checked by the walk),
+        // which the direct map covers; `at + n <= dst.len()`. User
+        // space may write the bytes meanwhile: the copy is volatile.
+        unsafe { copy_volatile(base.add(at), user as *const u8, n) }
+    });
+}
+
+/// The general [`UserPages::write_at`], with the pages' fields as
+/// arguments: the inlined fast path then keeps them in registers (no
+/// struct made in memory for this cold call).
+///
+/// # Safety
+/// `addr`, `len` and `frames` are those of a [`UserPages`] alive for the
+/// call.
+#[inline(never)]
+unsafe fn write_at_pieces(addr: u64, len: u64, frames: &[u64], offset: u64, src: &[u8]) {
+    let pages = UserPages {
+        addr,
+        len,
+        direct: 0,
+        frames,
+        _space: PhantomData,
+    };
+    let base = src.as_ptr();
+    pages.pieces(offset, src.len(), |user, at, n| {
+        // SAFETY: `user..user + n` lies in a frame mapped writable for
+        // user access (checked by the walk) in the direct map;
+        // `at + n <= src.len()`; kernel and user memory do not overlap.
+        unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
+    });
 }
 
 /// `copy_volatile` for the one-piece copies of [`UserPages`]: when the
