@@ -39,12 +39,14 @@ pub struct UserSlice {
 
 impl UserSlice {
     /// Checks that the range is inside the user half.
+    #[inline(always)]
     pub fn new(addr: u64, len: u64) -> Result<Self, Errno> {
-        let end = addr.checked_add(len).ok_or(EFAULT)?;
-        if end > USER_END {
-            return Err(EFAULT);
+        // `addr + len <= USER_END`, asked without the sum (which may
+        // overflow): two compares.
+        match USER_END.checked_sub(len) {
+            Some(room) if addr <= room => Ok(Self { addr, len }),
+            _ => Err(EFAULT),
         }
-        Ok(Self { addr, len })
     }
 
     /// Bytes in the range.
@@ -164,12 +166,12 @@ impl UserSlice {
             Ok(())
         })?;
         let buf: &'a FrameBuf = buf;
-        let frames = if n <= INLINE_PAGES {
-            // SAFETY: the walk wrote the first `n` entries; a
+        let frames = match &buf.heap {
+            Some(heap) => heap,
+            // SAFETY: the walk wrote the first `n` entries (at most
+            // `INLINE_PAGES`: with more it spilled to the heap); a
             // `MaybeUninit<u64>` has the layout of a `u64`.
-            unsafe { core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), n) }
-        } else {
-            &buf.heap
+            None => unsafe { core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), n) },
         };
         let direct = match frames {
             // Frames are page-aligned: `|` is the sum.
@@ -277,7 +279,7 @@ pub struct FrameBuf {
     /// that would cost more than the walk).
     inline: [MaybeUninit<u64>; INLINE_PAGES],
     /// All the frames, once there are more than [`INLINE_PAGES`].
-    heap: Vec<u64>,
+    heap: Option<Vec<u64>>,
 }
 
 impl FrameBuf {
@@ -285,7 +287,7 @@ impl FrameBuf {
     pub fn new() -> Self {
         Self {
             inline: [MaybeUninit::uninit(); INLINE_PAGES],
-            heap: Vec::new(),
+            heap: None,
         }
     }
 
@@ -293,21 +295,24 @@ impl FrameBuf {
     #[cold]
     #[inline(never)]
     fn spill(&mut self, frame: u64) -> Result<(), Errno> {
-        if self.heap.is_empty() {
-            // Grown as the walk goes, so a huge claimed range that is not
-            // mapped fails with EFAULT, not ENOMEM.
-            self.heap
-                .try_reserve(2 * INLINE_PAGES)
-                .map_err(|_| ENOMEM)?;
-            // SAFETY: the walk filled the inline room before it spilled;
-            // `MaybeUninit<u64>` has the layout of `u64`.
-            let inline = unsafe {
-                core::slice::from_raw_parts(self.inline.as_ptr().cast::<u64>(), INLINE_PAGES)
-            };
-            self.heap.extend_from_slice(inline);
-        }
-        self.heap.try_reserve(1).map_err(|_| ENOMEM)?;
-        self.heap.push(frame);
+        let heap = match &mut self.heap {
+            Some(heap) => heap,
+            None => {
+                // Grown as the walk goes, so a huge claimed range that is
+                // not mapped fails with EFAULT, not ENOMEM.
+                let mut heap = Vec::new();
+                heap.try_reserve(2 * INLINE_PAGES).map_err(|_| ENOMEM)?;
+                // SAFETY: the walk filled the inline room before it
+                // spilled; `MaybeUninit<u64>` has the layout of `u64`.
+                let inline = unsafe {
+                    core::slice::from_raw_parts(self.inline.as_ptr().cast::<u64>(), INLINE_PAGES)
+                };
+                heap.extend_from_slice(inline);
+                self.heap.insert(heap)
+            }
+        };
+        heap.try_reserve(1).map_err(|_| ENOMEM)?;
+        heap.push(frame);
         Ok(())
     }
 }
