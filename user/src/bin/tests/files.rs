@@ -23,7 +23,7 @@ pub const CASES: &[Case] = &[
     ("fsync of a written file succeeds", fsync),
     ("fd exhaustion fails with EMFILE, close recovers", fd_exhaustion),
     ("a file written by a child (fswrite) is read back by the parent", child_writes),
-    ("pread/pwrite of many shapes (in a page, across pages, past 8 pages, unaligned) move the right bytes", transfer_shapes),
+    ("read/write of many shapes (in a page, across pages, past 8 pages, unaligned) move the right bytes", transfer_shapes),
 ];
 
 /// A file name that is unlinked when the case ends, however it ends.
@@ -225,7 +225,8 @@ fn child_writes() -> TestResult {
     Ok(())
 }
 
-/// The user-copy paths a RAM file transfer takes by shape: a range inside
+/// The user-copy paths a RAM file transfer takes by shape (through the
+/// syscalls, or the ring in the ring modes): a range inside
 /// one page (whole words at an aligned address, or not), across two pages,
 /// across more than the 8 pages translated inline, and short at the end of
 /// the file. Each copy must move exactly its bytes: the guard bytes around
@@ -235,9 +236,9 @@ fn transfer_shapes() -> TestResult {
     const PAGE: usize = 4096;
     const GUARD: usize = 16;
     let name = Scratch("t_shapes");
-    let file = File::open(name.0, O_RDWR | O_CREAT | O_TRUNC)?;
+    let mut file = File::open(name.0, O_RDWR | O_CREAT | O_TRUNC)?;
     let pattern: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 251) as u8).collect();
-    check_eq!(file.write_at(&pattern, 0)?, SIZE);
+    check_eq!(file.write(&pattern)?, SIZE);
     // (file offset, where in a page the buffer starts, length)
     let shapes: &[(usize, usize, usize)] = &[
         (0, 0, PAGE),
@@ -259,7 +260,8 @@ fn transfer_shapes() -> TestResult {
         let at = page0 + in_page;
         let expect = len.min(SIZE - offset);
         buf.fill(0xa5);
-        let n = file.read_at(&mut buf[at..at + len], offset as u64)?;
+        file.seek(offset as i64, SEEK_SET)?;
+        let n = file.read(&mut buf[at..at + len])?;
         check!(
             n == expect,
             "read of {len} at {offset} (page + {in_page}) gave {n}"
@@ -280,9 +282,11 @@ fn transfer_shapes() -> TestResult {
         for (i, b) in buf[at..at + len].iter_mut().enumerate() {
             *b = (i + 31 * k) as u8;
         }
-        check_eq!(file.write_at(&buf[at..at + len], offset as u64)?, len);
+        file.seek(offset as i64, SEEK_SET)?;
+        check_eq!(file.write(&buf[at..at + len])?, len);
         let mut back = alloc::vec![0u8; len];
-        check_eq!(file.read_at(&mut back, offset as u64)?, len);
+        file.seek(offset as i64, SEEK_SET)?;
+        check_eq!(file.read(&mut back)?, len);
         check!(
             back[..] == buf[at..at + len],
             "write of {len} at {offset} (page + {in_page}) read back wrong"
