@@ -286,6 +286,7 @@ impl Inode {
     /// Hands up to `len` bytes from `offset` to `sink` with the file locked
     /// (no intermediate copy); returns how many it handed over (0 at or past
     /// the end) or the sink's error.
+    #[inline(always)]
     pub fn read_with<E>(
         &self,
         offset: u64,
@@ -307,6 +308,7 @@ impl Inode {
     /// past the file system's size, `ENOMEM` without memory: nothing
     /// changed. With `offset == None` the bytes go at the current end
     /// (append). Returns the offset just past the written bytes.
+    #[inline(always)]
     pub fn write_with(
         &self,
         offset: Option<u64>,
@@ -1265,6 +1267,7 @@ impl OpenFile {
     /// Reads up to `len` bytes at `offset` (`None`: the current position,
     /// which then advances) by handing the file's bytes to `sink`, without a
     /// bounce buffer. `EBADF` if opened `O_WRONLY`.
+    #[inline(always)]
     pub fn read_via(
         &mut self,
         offset: Option<u64>,
@@ -1287,6 +1290,7 @@ impl OpenFile {
     /// then advances; with `O_APPEND` always the end) produced in place by
     /// `fill`, which must not fail (check the source first). `EBADF` if
     /// opened `O_RDONLY`.
+    #[inline(always)]
     pub fn write_via(
         &mut self,
         offset: Option<u64>,
@@ -1396,7 +1400,9 @@ impl<T> FdTable<T> {
 
     /// The object at `fd`.
     pub fn get(&self, fd: u64) -> Option<&T> {
-        self.slots.get(Self::index(fd)?)?.as_ref()
+        // No test against `FDS_MAX`: the table never grows past it
+        // (`insert`, `insert_at`), so the slice's bound is that test too.
+        self.slots.get(usize::try_from(fd).ok()?)?.as_ref()
     }
 
     /// The object at `fd`, mutably (e.g. to move a file offset).

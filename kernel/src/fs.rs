@@ -9,7 +9,7 @@
 use crate::arch::paging::AddressSpace;
 use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
 use crate::diskfs::WorkerFs;
-use crate::usercopy::UserSlice;
+use crate::usercopy::{FrameBuf, UserSlice};
 use abi::errno;
 use abi::errno::Errno;
 use alloc::boxed::Box;
@@ -262,7 +262,25 @@ impl RingDescriptor {
 impl File {
     /// Reads into user memory at `offset` (`None`: the current position).
     /// The destination is checked before the position moves.
+    ///
+    /// A RAM file's read is inlined into the callers (the ring's READ fast
+    /// path is one of them); the other files take `read_to_user_other`.
+    #[inline(always)]
     pub fn read_to_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, Errno> {
+        match self {
+            File::Ram(file) => read_ram(file, space, offset, user),
+            _ => self.read_to_user_other(space, offset, user),
+        }
+    }
+
+    /// [`File::read_to_user`] on anything but a RAM file.
+    #[inline(never)]
+    fn read_to_user_other(
         &self,
         space: &AddressSpace,
         offset: Option<u64>,
@@ -288,7 +306,8 @@ impl File {
             // `EAGAIN`.
             File::Disk(d) => {
                 let len = user.len().min(IO_CHUNK) as usize;
-                let pages = user.prefix(len as u64).pages(space, true)?;
+                let mut frames = FrameBuf::new();
+                let pages = user.prefix(len as u64).pages(space, true, &mut frames)?;
                 d.read_cached(offset, len, |at, data| pages.write_at(at as u64, data))
                     .ok_or(errno::EAGAIN)
             }
@@ -299,27 +318,33 @@ impl File {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
             },
-            File::Ram(file) => {
-                // One walk over the whole claimed buffer: the part a read
-                // can fill is translated, the rest only checked.
-                let pages = user.prefix(IO_CHUNK).pages(space, true)?;
-                if user.len() > IO_CHUNK {
-                    user.skip(IO_CHUNK).check(space, true)?;
-                }
-                let len = pages.len() as usize;
-                interrupts::without_interrupts(|| {
-                    file.lock().read_via(offset, len, |data| {
-                        pages.write_at(0, data);
-                        Ok(())
-                    })
-                })
-            }
+            // Not reached: `read_to_user` takes it first.
+            File::Ram(file) => read_ram(file, space, offset, user),
         }
     }
 
     /// Writes from user memory at `offset` (`None`: the current position).
     /// The source is checked before anything is written.
+    ///
+    /// A RAM file's write is inlined into the callers (the ring's WRITE
+    /// fast path is one of them); the other files take
+    /// `write_from_user_other`.
+    #[inline(always)]
     pub fn write_from_user(
+        &self,
+        space: &AddressSpace,
+        offset: Option<u64>,
+        user: UserSlice,
+    ) -> Result<usize, Errno> {
+        match self {
+            File::Ram(file) => write_ram(file, space, offset, user),
+            _ => self.write_from_user_other(space, offset, user),
+        }
+    }
+
+    /// [`File::write_from_user`] on anything but a RAM file.
+    #[inline(never)]
+    fn write_from_user_other(
         &self,
         space: &AddressSpace,
         offset: Option<u64>,
@@ -327,7 +352,8 @@ impl File {
     ) -> Result<usize, Errno> {
         // One walk over the whole claimed buffer: the part a write can
         // take is translated, the rest only checked.
-        let pages = user.prefix(IO_CHUNK).pages(space, false)?;
+        let mut frames = FrameBuf::new();
+        let pages = user.prefix(IO_CHUNK).pages(space, false, &mut frames)?;
         if user.len() > IO_CHUNK {
             user.skip(IO_CHUNK).check(space, false)?;
         }
@@ -351,11 +377,8 @@ impl File {
                 (_, 0) => Ok(0),
                 _ => Err(errno::EIO),
             },
-            File::Ram(file) => interrupts::without_interrupts(|| {
-                file.lock()
-                    .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst))
-                    .map_err(|e| e.errno())
-            }),
+            // Not reached: `write_from_user` takes it first.
+            File::Ram(file) => write_ram(file, space, offset, user),
         }
     }
 
@@ -482,6 +505,82 @@ impl File {
             interrupts::without_interrupts(|| vfs::read_dir(&*d.fs, d.loc.ino, at, buf))?;
         interrupts::without_interrupts(|| *d.cursor.lock() = next);
         Ok(n)
+    }
+}
+
+/// [`File::read_to_user`] on a RAM file: one walk over the whole claimed
+/// buffer (the part a read can fill is translated, the rest only checked),
+/// then the file's bytes go straight to the user's pages under its lock.
+#[inline(always)]
+fn read_ram(
+    file: &Mutex<OpenFile>,
+    space: &AddressSpace,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> Result<usize, Errno> {
+    let mut frames = FrameBuf::new();
+    let pages = user.prefix(IO_CHUNK).pages(space, true, &mut frames)?;
+    if user.len() > IO_CHUNK {
+        user.skip(IO_CHUNK).check(space, true)?;
+    }
+    let len = pages.len() as usize;
+    let irq = InterruptsOff::new();
+    // The file's lock is a statement's temporary: released before `irq`.
+    let result = file.lock().read_via(offset, len, |data| {
+        pages.write_at(0, data);
+        Ok(())
+    });
+    drop(irq);
+    result
+}
+
+/// [`File::write_from_user`] on a RAM file: one walk over the whole
+/// claimed buffer (the part a write can take is translated, the rest only
+/// checked), then the user's bytes go straight into the file under its
+/// lock.
+#[inline(always)]
+fn write_ram(
+    file: &Mutex<OpenFile>,
+    space: &AddressSpace,
+    offset: Option<u64>,
+    user: UserSlice,
+) -> Result<usize, Errno> {
+    let mut frames = FrameBuf::new();
+    let pages = user.prefix(IO_CHUNK).pages(space, false, &mut frames)?;
+    if user.len() > IO_CHUNK {
+        user.skip(IO_CHUNK).check(space, false)?;
+    }
+    let irq = InterruptsOff::new();
+    // The file's lock is a statement's temporary: released before `irq`.
+    let result = file
+        .lock()
+        .write_via(offset, pages.len() as usize, |dst| pages.read_at(0, dst));
+    drop(irq);
+    result.map_err(|e| e.errno())
+}
+
+/// Interrupts off while it lives (as `interrupts::without_interrupts`),
+/// back on when dropped if they were on. Not a closure, so that the
+/// transfer under it is inlined: `without_interrupts` calls its closure
+/// on two paths, and one as large as a file transfer then stays out of
+/// line.
+struct InterruptsOff(bool);
+
+impl InterruptsOff {
+    #[inline(always)]
+    fn new() -> Self {
+        let on = interrupts::are_enabled();
+        interrupts::disable();
+        Self(on)
+    }
+}
+
+impl Drop for InterruptsOff {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.0 {
+            interrupts::enable();
+        }
     }
 }
 

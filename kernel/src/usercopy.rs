@@ -28,6 +28,7 @@ use abi::{FromBytes, Immutable, IntoBytes};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 
 /// A range of user memory `[addr, addr + len)` that passed the range check.
 #[derive(Clone, Copy, Debug)]
@@ -38,12 +39,14 @@ pub struct UserSlice {
 
 impl UserSlice {
     /// Checks that the range is inside the user half.
+    #[inline(always)]
     pub fn new(addr: u64, len: u64) -> Result<Self, Errno> {
-        let end = addr.checked_add(len).ok_or(EFAULT)?;
-        if end > USER_END {
-            return Err(EFAULT);
+        // `addr + len <= USER_END`, asked without the sum (which may
+        // overflow): two compares.
+        match USER_END.checked_sub(len) {
+            Some(room) if addr <= room => Ok(Self { addr, len }),
+            _ => Err(EFAULT),
         }
-        Ok(Self { addr, len })
     }
 
     /// Bytes in the range.
@@ -71,6 +74,7 @@ impl UserSlice {
     /// Walks the range page by page, calling `f` with the frame of each
     /// page; stops with `EFAULT` at the first page that is not mapped for
     /// user access (and writable when `write`).
+    #[inline(always)]
     fn walk(
         &self,
         space: &AddressSpace,
@@ -80,11 +84,13 @@ impl UserSlice {
         if self.len == 0 {
             return Ok(());
         }
-        let last = (self.addr + self.len - 1) & !(PAGE_SIZE - 1);
+        // No overflow: `addr + len <= USER_END` (`new`), and `len > 0`.
+        let last = (self.addr + (self.len - 1)) & !(PAGE_SIZE - 1);
         let mut page = self.addr & !(PAGE_SIZE - 1);
+        let need = Self::needs(write);
         loop {
             let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
-            if !flags.contains(PageFlags::USER) || (write && !flags.contains(PageFlags::WRITABLE)) {
+            if !flags.contains(need) {
                 return Err(EFAULT);
             }
             f(frame)?;
@@ -95,22 +101,87 @@ impl UserSlice {
         }
     }
 
+    /// The flags a page of the range needs: user access, and writable when
+    /// `write`.
+    #[inline(always)]
+    fn needs(write: bool) -> PageFlags {
+        if write {
+            PageFlags::USER.union(PageFlags::WRITABLE)
+        } else {
+            PageFlags::USER
+        }
+    }
+
     /// Checks that every page of the range is mapped for user access (and
     /// writable when `write`), without copying or keeping anything.
+    #[inline(never)]
     pub fn check(&self, space: &AddressSpace, write: bool) -> Result<(), Errno> {
         self.walk(space, write, |_| Ok(()))
     }
 
     /// Translates every page of the range in one walk (each mapped for user
     /// access, and writable when `write`, else `EFAULT`), for copies that
-    /// then need no walk. `ENOMEM` if a range of more than
+    /// then need no walk; the translations go into `buf`, which the
+    /// caller keeps beside the result. `ENOMEM` if a range of more than
     /// [`INLINE_PAGES`] pages finds no room for its translations.
-    pub fn pages<'s>(&self, space: &'s AddressSpace, write: bool) -> Result<UserPages<'s>, Errno> {
-        let mut frames = Frames::Inline([0; INLINE_PAGES], 0);
-        self.walk(space, write, |frame| frames.push(frame))?;
+    ///
+    /// Inlined, and the result is four words, so that the walk of a small
+    /// range is a few instructions of the caller's with nothing zeroed or
+    /// copied: it is on the path of every READ and WRITE.
+    #[inline(always)]
+    pub fn pages<'a>(
+        &self,
+        space: &'a AddressSpace,
+        write: bool,
+        buf: &'a mut FrameBuf,
+    ) -> Result<UserPages<'a>, Errno> {
+        let in_page = self.addr % PAGE_SIZE;
+        if self.len != 0 && self.len <= PAGE_SIZE - in_page {
+            // Inside one page (the usual READ or WRITE): one translation,
+            // no loop.
+            let page = self.addr - in_page;
+            let (frame, flags) = space.translate(page).ok_or(EFAULT)?;
+            if !flags.contains(Self::needs(write)) {
+                return Err(EFAULT);
+            }
+            return Ok(UserPages {
+                addr: self.addr,
+                len: self.len,
+                // Frames are page-aligned: `|` is the sum.
+                direct: phys_to_virt(frame | in_page),
+                // Not needed: `direct` serves every copy inside the range
+                // (and one outside panics before it looks at frames).
+                frames: &[],
+                _space: PhantomData,
+            });
+        }
+        let mut n = 0;
+        self.walk(space, write, |frame| {
+            if n < INLINE_PAGES {
+                buf.inline[n] = MaybeUninit::new(frame);
+            } else {
+                buf.spill(frame)?;
+            }
+            n += 1;
+            Ok(())
+        })?;
+        let buf: &'a FrameBuf = buf;
+        let frames = match &buf.heap {
+            Some(heap) => heap,
+            // SAFETY: the walk wrote the first `n` entries (at most
+            // `INLINE_PAGES`: with more it spilled to the heap); a
+            // `MaybeUninit<u64>` has the layout of a `u64`.
+            None => unsafe { core::slice::from_raw_parts(buf.inline.as_ptr().cast::<u64>(), n) },
+        };
+        let direct = match frames {
+            // Frames are page-aligned: `|` is the sum.
+            [frame] => phys_to_virt(frame | (self.addr % PAGE_SIZE)),
+            _ => 0,
+        };
         Ok(UserPages {
             addr: self.addr,
             len: self.len,
+            direct,
             frames,
             _space: PhantomData,
         })
@@ -161,7 +232,8 @@ impl UserSlice {
             self.len,
             "UserSlice::read_into length mismatch"
         );
-        self.pages(space, false)?.read_at(0, dst);
+        self.pages(space, false, &mut FrameBuf::new())?
+            .read_at(0, dst);
         Ok(())
     }
 
@@ -170,7 +242,8 @@ impl UserSlice {
         if self.len > max {
             return Err(EINVAL);
         }
-        let pages = self.pages(space, false)?;
+        let mut frames = FrameBuf::new();
+        let pages = self.pages(space, false, &mut frames)?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(self.len as usize)
             .map_err(|_| abi::errno::ENOMEM)?;
@@ -187,7 +260,8 @@ impl UserSlice {
             self.len,
             "UserSlice::write_from length mismatch"
         );
-        self.pages(space, true)?.write_at(0, src);
+        self.pages(space, true, &mut FrameBuf::new())?
+            .write_at(0, src);
         Ok(())
     }
 }
@@ -196,52 +270,71 @@ impl UserSlice {
 /// 4 KiB transfer touches at most two.
 pub const INLINE_PAGES: usize = 8;
 
-/// The frames of a range's pages, in order.
-enum Frames {
-    /// Up to [`INLINE_PAGES`], with the count.
-    Inline([u64; INLINE_PAGES], usize),
-    Heap(Vec<u64>),
+/// Room for the translations [`UserSlice::pages`] makes: inline for up to
+/// [`INLINE_PAGES`] pages, on the heap for more. Kept by the caller (it is
+/// not part of the result, so that a walk returns four words).
+pub struct FrameBuf {
+    /// The first [`INLINE_PAGES`] frames; as many as the walk found are
+    /// written, the others never read (nor zeroed: for the usual one page
+    /// that would cost more than the walk).
+    inline: [MaybeUninit<u64>; INLINE_PAGES],
+    /// All the frames, once there are more than [`INLINE_PAGES`].
+    heap: Option<Vec<u64>>,
 }
 
-impl Frames {
-    fn push(&mut self, frame: u64) -> Result<(), Errno> {
-        match self {
-            Frames::Inline(frames, n) if *n < INLINE_PAGES => {
-                frames[*n] = frame;
-                *n += 1;
-            }
-            Frames::Inline(frames, _) => {
+impl FrameBuf {
+    #[inline(always)]
+    pub fn new() -> Self {
+        Self {
+            inline: [MaybeUninit::uninit(); INLINE_PAGES],
+            heap: None,
+        }
+    }
+
+    /// Adds the frame of page [`INLINE_PAGES`] or later.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, frame: u64) -> Result<(), Errno> {
+        let heap = match &mut self.heap {
+            Some(heap) => heap,
+            None => {
                 // Grown as the walk goes, so a huge claimed range that is
                 // not mapped fails with EFAULT, not ENOMEM.
                 let mut heap = Vec::new();
                 heap.try_reserve(2 * INLINE_PAGES).map_err(|_| ENOMEM)?;
-                heap.extend_from_slice(frames);
-                heap.push(frame);
-                *self = Frames::Heap(heap);
+                // SAFETY: the walk filled the inline room before it
+                // spilled; `MaybeUninit<u64>` has the layout of `u64`.
+                let inline = unsafe {
+                    core::slice::from_raw_parts(self.inline.as_ptr().cast::<u64>(), INLINE_PAGES)
+                };
+                heap.extend_from_slice(inline);
+                self.heap.insert(heap)
             }
-            Frames::Heap(heap) => {
-                heap.try_reserve(1).map_err(|_| ENOMEM)?;
-                heap.push(frame);
-            }
-        }
+        };
+        heap.try_reserve(1).map_err(|_| ENOMEM)?;
+        heap.push(frame);
         Ok(())
     }
+}
 
-    fn as_slice(&self) -> &[u64] {
-        match self {
-            Frames::Inline(frames, n) => &frames[..*n],
-            Frames::Heap(heap) => heap,
-        }
+impl Default for FrameBuf {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 /// A user range whose pages were all translated and checked by one walk
 /// ([`UserSlice::pages`]). It borrows the address space, so the mappings
 /// cannot change while it lives, and copies through it cannot fail.
+#[derive(Clone, Copy)]
 pub struct UserPages<'s> {
     addr: u64,
     len: u64,
-    frames: Frames,
+    /// The direct-map address of the first byte when the range lies in
+    /// one page, else 0.
+    direct: u64,
+    /// The frame of each page of the range, in order.
+    frames: &'s [u64],
     _space: PhantomData<&'s AddressSpace>,
 }
 
@@ -249,6 +342,20 @@ impl UserPages<'_> {
     /// Bytes in the range.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The direct-map address of `[offset, offset + len)` of the range if
+    /// that lies inside the range and the range in one page (a READ or
+    /// WRITE of up to a page that does not cross one: the usual one), else
+    /// `None`. No panics on this path: the general one checks again.
+    #[inline(always)]
+    fn one_piece(&self, offset: u64, len: usize) -> Option<u64> {
+        let len = len as u64;
+        if self.direct == 0 || offset > self.len || len > self.len - offset {
+            return None;
+        }
+        // No overflow: the range lies in one page of the direct map.
+        Some(self.direct + offset)
     }
 
     /// Calls `f(direct-map address, offset into the buffer, length)` for
@@ -261,7 +368,7 @@ impl UserPages<'_> {
             "user copy of {len} bytes at {offset} outside a range of {}",
             self.len
         );
-        let frames = self.frames.as_slice();
+        let frames = self.frames;
         let first_page = self.addr / PAGE_SIZE;
         let mut at = self.addr + offset;
         let mut done = 0;
@@ -275,27 +382,109 @@ impl UserPages<'_> {
         }
     }
 
-    /// Copies the user bytes at `offset` into `dst`.
+    /// Copies the user bytes at `offset` into `dst`. Inlined for a copy
+    /// inside one page; the others take [`UserPages::pieces`].
+    #[inline(always)]
     pub fn read_at(&self, offset: u64, dst: &mut [u8]) {
-        let base = dst.as_mut_ptr();
-        self.pieces(offset, dst.len(), |user, at, n| {
-            // SAFETY: `user..user + n` lies in a frame mapped for user
-            // access in the borrowed address space (checked by the walk),
-            // which the direct map covers; `at + n <= dst.len()`. User
-            // space may write the bytes meanwhile: the copy is volatile.
-            unsafe { copy_volatile(base.add(at), user as *const u8, n) }
-        });
+        match self.one_piece(offset, dst.len()) {
+            // SAFETY: as in `read_at_pieces`, for the one piece.
+            Some(user) => unsafe { copy_piece(dst.as_mut_ptr(), user as *const u8, dst.len()) },
+            // SAFETY: the fields of `self`.
+            None => unsafe { read_at_pieces(self.addr, self.len, self.frames, offset, dst) },
+        }
     }
 
-    /// Copies `src` into the user bytes at `offset`.
+    /// Copies `src` into the user bytes at `offset`. Inlined for a copy
+    /// inside one page; the others take [`UserPages::pieces`].
+    #[inline(always)]
     pub fn write_at(&self, offset: u64, src: &[u8]) {
-        let base = src.as_ptr();
-        self.pieces(offset, src.len(), |user, at, n| {
-            // SAFETY: `user..user + n` lies in a frame mapped writable for
-            // user access (checked by the walk) in the direct map;
-            // `at + n <= src.len()`; kernel and user memory do not overlap.
-            unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
-        });
+        match self.one_piece(offset, src.len()) {
+            // SAFETY: as in `write_at_pieces`, for the one piece.
+            Some(user) => unsafe { copy_piece(user as *mut u8, src.as_ptr(), src.len()) },
+            // SAFETY: the fields of `self`.
+            None => unsafe { write_at_pieces(self.addr, self.len, self.frames, offset, src) },
+        }
+    }
+}
+
+/// The general [`UserPages::read_at`], with the pages' fields as
+/// arguments: the inlined fast path then keeps them in registers (no
+/// struct made in memory for this cold call).
+///
+/// # Safety
+/// `addr`, `len` and `frames` are those of a [`UserPages`] alive for the
+/// call.
+#[inline(never)]
+unsafe fn read_at_pieces(addr: u64, len: u64, frames: &[u64], offset: u64, dst: &mut [u8]) {
+    let pages = UserPages {
+        addr,
+        len,
+        direct: 0,
+        frames,
+        _space: PhantomData,
+    };
+    let base = dst.as_mut_ptr();
+    pages.pieces(offset, dst.len(), |user, at, n| {
+        // SAFETY: `user..user + n` lies in a frame mapped for user
+        // access in the borrowed address space (checked by the walk),
+        // which the direct map covers; `at + n <= dst.len()`. User
+        // space may write the bytes meanwhile: the copy is volatile.
+        unsafe { copy_volatile(base.add(at), user as *const u8, n) }
+    });
+}
+
+/// The general [`UserPages::write_at`], with the pages' fields as
+/// arguments: the inlined fast path then keeps them in registers (no
+/// struct made in memory for this cold call).
+///
+/// # Safety
+/// `addr`, `len` and `frames` are those of a [`UserPages`] alive for the
+/// call.
+#[inline(never)]
+unsafe fn write_at_pieces(addr: u64, len: u64, frames: &[u64], offset: u64, src: &[u8]) {
+    let pages = UserPages {
+        addr,
+        len,
+        direct: 0,
+        frames,
+        _space: PhantomData,
+    };
+    let base = src.as_ptr();
+    pages.pieces(offset, src.len(), |user, at, n| {
+        // SAFETY: `user..user + n` lies in a frame mapped writable for
+        // user access (checked by the walk) in the direct map;
+        // `at + n <= src.len()`; kernel and user memory do not overlap.
+        unsafe { copy_volatile(user as *mut u8, base.add(at), n) }
+    });
+}
+
+/// `copy_volatile` for the one-piece copies of [`UserPages`]: when the
+/// destination and the length are multiples of 8 (a page-aligned READ or
+/// WRITE of whole words, the usual one), only the quadword move, without
+/// the head and tail arithmetic; else `copy_volatile`. Each byte still
+/// moves exactly once, through `asm!` the compiler cannot split or repeat.
+///
+/// # Safety
+/// As `copy_volatile`: `src..src + len` readable, `dst..dst + len`
+/// writable, both mapped for the whole copy, not overlapping.
+#[inline(always)]
+unsafe fn copy_piece(dst: *mut u8, src: *const u8, len: usize) {
+    if (dst as usize | len) & 7 == 0 {
+        // SAFETY: the caller guarantees both ranges; `8 * (len / 8) ==
+        // len`. The direction flag is clear on entry to `asm!` (Rust's
+        // ABI) and `rep movs` leaves it so.
+        unsafe {
+            core::arch::asm!(
+                "rep movsq",
+                inout("rcx") len / 8 => _,
+                inout("rdi") dst => _,
+                inout("rsi") src => _,
+                options(nostack, preserves_flags),
+            );
+        }
+    } else {
+        // SAFETY: the caller's guarantees are `copy_volatile`'s.
+        unsafe { copy_volatile(dst, src, len) }
     }
 }
 

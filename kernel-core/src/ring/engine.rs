@@ -1997,32 +1997,148 @@ fn nop_run(ring: &BatchView<'_>, mut head: u32, end: u32, delta: u32) -> u32 {
 /// Completes the READs and WRITEs [`fast_rw`] takes at SQ positions
 /// `head..end` (their CQEs at position + `delta`) and returns the position
 /// of the first SQE it does not take (not consumed), or `end`: what
-/// [`nop_run`] is for NOPs, so that the loop around each transfer keeps
-/// little state. Each array entry and SQE word is loaded once and checked
-/// on the copy; the caller made sure the CQ has room for `end - head`, so
-/// once a transfer has moved bytes its SQE is consumed.
+/// [`nop_run`] is for NOPs. The loop itself is the environment's
+/// ([`IoEnv::rw_sync_run`], over an [`RwRun`]), so that a host can run it
+/// with its transfer inlined and no call per SQE. The caller made sure the
+/// CQ has room for `end - head`, so once a transfer has moved bytes its
+/// SQE is consumed.
 #[inline(never)]
-fn rw_run(ring: &BatchView<'_>, env: &mut dyn IoEnv, mut head: u32, end: u32, delta: u32) -> u32 {
-    use core::sync::atomic::Ordering::Relaxed;
+fn rw_run(ring: &BatchView<'_>, env: &mut dyn IoEnv, head: u32, end: u32, delta: u32) -> u32 {
     let Some(ring) = ring.masked() else {
         return head;
     };
-    while head != end {
-        let Some(words) = ring.sqe_at(head) else {
-            break;
-        };
-        let (w0, w3, w5) = (
-            words[0].load(Relaxed),
-            words[3].load(Relaxed),
-            words[5].load(Relaxed),
-        );
-        let Some(res) = fast_rw(env, words, w0, w3, w5) else {
-            break;
-        };
-        ring.write_cqe(head.wrapping_add(delta), words[4].load(Relaxed), res);
-        head = head.wrapping_add(1);
+    let mut run = RwRun {
+        ring,
+        head,
+        end,
+        delta,
+    };
+    env.rw_sync_run(&mut run);
+    run.head
+}
+
+/// A run of SQEs for [`IoEnv::rw_sync_run`]: [`RwRun::next_sqe`] reads the
+/// next one and hands over a READ or WRITE the fast path takes,
+/// [`RwRun::complete`] posts its CQE and consumes it. The hostile-memory
+/// rules of the fast path hold inside: each SQ array entry and SQE word is
+/// loaded once and checked on the copy, positions are masked.
+pub struct RwRun<'a> {
+    ring: BatchView<'a>,
+    head: u32,
+    end: u32,
+    delta: u32,
+}
+
+/// A READ or WRITE of an [`RwRun`], its words read and checked (see
+/// [`fast_rw`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RwSqe {
+    /// The descriptor ([`FileRef::Fd`]).
+    pub fd: i32,
+    /// WRITE (else READ).
+    pub write: bool,
+    /// The SQE's offset: `u64::MAX` for the file position.
+    pub offset: u64,
+    /// The user buffer (a claim).
+    pub buf: u64,
+    /// The length, clamped to [`ops::MAX_RW_COUNT`].
+    pub len: u32,
+    user_data: u64,
+}
+
+impl RwRun<'_> {
+    /// The next SQE of the run if it is a READ or WRITE the fast path
+    /// takes; it stays in the ring until [`RwRun::complete`]. An SQE whose
+    /// op's checks fail (`op_flags`: `EOPNOTSUPP`; an offset below -1:
+    /// `EINVAL`) is completed on the way, whatever its file, as `fast_rw`
+    /// does. `None` at the end of the run or at an SQE the fast path does
+    /// not take, which stays in the ring.
+    #[inline(always)]
+    pub fn next_sqe(&mut self) -> Option<RwSqe> {
+        use core::sync::atomic::Ordering::Relaxed;
+        while self.head != self.end {
+            let words = self.ring.sqe_at(self.head)?;
+            let (w0, w3, w5) = (
+                words[0].load(Relaxed),
+                words[3].load(Relaxed),
+                words[5].load(Relaxed),
+            );
+            match check_rw(words, w0, w3, w5) {
+                RwCheck::Not => return None,
+                RwCheck::Failed(res) => {
+                    let user_data = words[4].load(Relaxed);
+                    self.ring
+                        .write_cqe(self.head.wrapping_add(self.delta), user_data, res);
+                    self.head = self.head.wrapping_add(1);
+                }
+                RwCheck::Transfer(mut sqe) => {
+                    sqe.user_data = words[4].load(Relaxed);
+                    return Some(sqe);
+                }
+            }
+        }
+        None
     }
-    head
+
+    /// Posts the CQE of `sqe`, the SQE [`RwRun::next_sqe`] returned last, with
+    /// `result` (`Ok`: the bytes moved, at most its length) and consumes
+    /// it.
+    #[inline(always)]
+    pub fn complete(&mut self, sqe: RwSqe, result: Result<u32, Errno>) {
+        let res = cqe_res(result.map(|n| n.min(sqe.len)));
+        self.ring
+            .write_cqe(self.head.wrapping_add(self.delta), sqe.user_data, res);
+        self.head = self.head.wrapping_add(1);
+    }
+}
+
+/// What [`check_rw`] found.
+enum RwCheck {
+    /// Not a flagless READ or WRITE: not for the fast path.
+    Not,
+    /// A READ or WRITE whose op's checks fail with this result.
+    Failed(i32),
+    /// A READ or WRITE to transfer (`user_data` not yet read).
+    Transfer(RwSqe),
+}
+
+/// The fast path's look at an SQE (words 0, 3 and 5 as already read): a
+/// READ or WRITE with no flags, ioprio or personality, and whether it
+/// passes the checks of `ops::rw` (`op_flags`: `EOPNOTSUPP`; an offset
+/// below -1: `EINVAL`), which come first whatever the file: on the
+/// general path they too precede `IoEnv::start` (`ops::rw::check_rw`).
+#[inline(always)]
+fn check_rw(
+    words: &[core::sync::atomic::AtomicU64; super::shared::SQE_WORDS],
+    w0: u64,
+    w3: u64,
+    w5: u64,
+) -> RwCheck {
+    use core::sync::atomic::Ordering::Relaxed;
+    let opcode = w0 as u8;
+    // flags (byte 1) and ioprio (bytes 2-3) of word 0; personality.
+    if w0 & 0xFFFF_FF00 != 0 || w5 & (0xFFFF << 16) != 0 {
+        return RwCheck::Not;
+    }
+    if opcode != op::READ && opcode != op::WRITE {
+        return RwCheck::Not;
+    }
+    if w3 >> 32 != 0 {
+        return RwCheck::Failed(-EOPNOTSUPP);
+    }
+    let off = words[1].load(Relaxed);
+    let addr = words[2].load(Relaxed);
+    if (off as i64) < -1 {
+        return RwCheck::Failed(-EINVAL);
+    }
+    RwCheck::Transfer(RwSqe {
+        fd: (w0 >> 32) as i32,
+        write: opcode == op::WRITE,
+        offset: off,
+        buf: addr,
+        len: (w3 as u32).min(ops::MAX_RW_COUNT),
+        user_data: 0,
+    })
 }
 
 /// A lone flagless READ or WRITE on the fast path ([`RingEngine::fast_lone`]):
@@ -2030,8 +2146,7 @@ fn rw_run(ring: &BatchView<'_>, env: &mut dyn IoEnv, mut head: u32, end: u32, de
 /// WRITE with no flags, ioprio or personality that fails the checks of
 /// `ops::rw` (`op_flags`: `EOPNOTSUPP`; an offset below -1: `EINVAL`) or
 /// is on a file whose I/O is synchronous; then its result (the length
-/// clamped to [`ops::MAX_RW_COUNT`]). Inlined into its two callers
-/// ([`rw_run`] and the lone SQE's path).
+/// clamped to [`ops::MAX_RW_COUNT`]). Inlined into the lone SQE's path.
 #[inline(always)]
 fn fast_rw(
     env: &mut dyn IoEnv,
@@ -2040,30 +2155,14 @@ fn fast_rw(
     w3: u64,
     w5: u64,
 ) -> Option<i32> {
-    use core::sync::atomic::Ordering::Relaxed;
-    let opcode = w0 as u8;
-    // flags (byte 1) and ioprio (bytes 2-3) of word 0; personality.
-    if w0 & 0xFFFF_FF00 != 0 || w5 & (0xFFFF << 16) != 0 {
-        return None;
+    match check_rw(words, w0, w3, w5) {
+        RwCheck::Not => None,
+        RwCheck::Failed(res) => Some(res),
+        RwCheck::Transfer(sqe) => {
+            let result = env.rw_sync(sqe.fd, sqe.write, sqe.offset, sqe.buf, sqe.len)?;
+            Some(cqe_res(result.map(|n| n.min(sqe.len))))
+        }
     }
-    if opcode != op::READ && opcode != op::WRITE {
-        return None;
-    }
-    // The op's own checks come first, whatever the file: on the general
-    // path they too precede `IoEnv::start` (`ops::rw::check_rw`).
-    if w3 >> 32 != 0 {
-        return Some(-EOPNOTSUPP);
-    }
-    let off = words[1].load(Relaxed);
-    let addr = words[2].load(Relaxed);
-    if (off as i64) < -1 {
-        return Some(-EINVAL);
-    }
-    let file = FileRef::Fd((w0 >> 32) as i32);
-    let at = (off != u64::MAX).then_some(off);
-    let len = (w3 as u32).min(ops::MAX_RW_COUNT);
-    let result = env.rw_sync(file, opcode == op::WRITE, at, addr, len)?;
-    Some(cqe_res(result.map(|n| n.min(len))))
 }
 
 /// `n`, or more: enough `T`s to fill a page. Scratch room the engine keeps

@@ -15,6 +15,7 @@
 use abi::errno::Errno;
 use alloc::sync::Arc;
 
+use super::engine::RwRun;
 use super::mailbox::IoMailbox;
 
 /// A file an op works on.
@@ -179,27 +180,46 @@ pub trait IoEnv {
         false
     }
 
-    /// The engine's fast path for a READ (`write` false) or WRITE: `None`,
-    /// doing nothing, if [`IoEnv::may_start`] says `file`'s I/O may
-    /// complete later; otherwise what [`IoEnv::read`] or [`IoEnv::write`]
-    /// returns for the same arguments. One call, so that an implementation
-    /// can look the file up once (the default makes the two calls).
+    /// The engine's fast path for a READ (`write` false) or WRITE on the
+    /// descriptor `fd` ([`FileRef::Fd`]): `None`, doing nothing, if
+    /// [`IoEnv::may_start`] says the file's I/O may complete later;
+    /// otherwise what [`IoEnv::read`] or [`IoEnv::write`] returns for the
+    /// same arguments, `offset` being the SQE's (`u64::MAX`: the file
+    /// position, `None` there). One call, so that an implementation can
+    /// look the file up once (the default makes the two calls), with
+    /// arguments that all travel in registers.
     fn rw_sync(
         &mut self,
-        file: FileRef,
+        fd: i32,
         write: bool,
-        offset: Option<u64>,
+        offset: u64,
         buf: u64,
         len: u32,
     ) -> Option<Result<u32, Errno>> {
+        let file = FileRef::Fd(fd);
         if self.may_start(file) {
             return None;
         }
+        let offset = (offset != u64::MAX).then_some(offset);
         Some(if write {
             self.write(file, offset, buf, len)
         } else {
             self.read(file, offset, buf, len)
         })
+    }
+
+    /// Runs the READs and WRITEs of `run` as [`IoEnv::rw_sync`] would each
+    /// ([`RwRun::next_sqe`], the transfer, [`RwRun::complete`]), stopping,
+    /// with that SQE left in the ring, at the first one whose I/O may
+    /// complete later. The default calls `rw_sync` for each; a host can
+    /// run the loop with its transfer inlined (no call per SQE).
+    fn rw_sync_run(&mut self, run: &mut RwRun<'_>) {
+        while let Some(sqe) = run.next_sqe() {
+            let Some(result) = self.rw_sync(sqe.fd, sqe.write, sqe.offset, sqe.buf, sqe.len) else {
+                return;
+            };
+            run.complete(sqe, result);
+        }
     }
 
     /// Starts `io` on `file` if that file's I/O completes later (a block

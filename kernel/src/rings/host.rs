@@ -305,6 +305,34 @@ impl ProcessEnv<'_> {
         self.file(FileRef::Fd(dirfd))?.dir_loc().map(Some)
     }
 
+    /// What `IoEnv::read` (`write` false) or `IoEnv::write` does on the
+    /// descriptor `fd`, `offset` being the SQE's (`u64::MAX`: the file
+    /// position): the fast path's transfer, inlined into `rw_sync` and
+    /// `rw_sync_run`.
+    #[inline(always)]
+    fn transfer(
+        &self,
+        fd: i32,
+        write: bool,
+        offset: u64,
+        buf: u64,
+        len: u32,
+    ) -> Result<u32, Errno> {
+        let offset = (offset != u64::MAX).then_some(offset);
+        let handle = self.file(FileRef::Fd(fd))?;
+        let user = UserSlice::new(buf, u64::from(len))?;
+        // `Process::with_address_space`, spelled out so that it is inlined
+        // (in `rw_sync_run`'s loop the generic call stays out of line).
+        let space = self.process().address_space.lock();
+        let space = space.as_ref().ok_or(EFAULT)?;
+        let n = if write {
+            handle.write_from_user(space, offset, user)?
+        } else {
+            handle.read_to_user(space, offset, user)?
+        };
+        Ok(n as u32)
+    }
+
     #[inline(always)]
     fn file(&self, file: FileRef) -> Result<FileHandle, Errno> {
         let process = self.process();
@@ -850,29 +878,30 @@ impl IoEnv for ProcessEnv<'_> {
 
     fn rw_sync(
         &mut self,
-        file: FileRef,
+        fd: i32,
         write: bool,
-        offset: Option<u64>,
+        offset: u64,
         buf: u64,
         len: u32,
     ) -> Option<Result<u32, Errno>> {
         // `may_start`, then `read` or `write`, with one look at the process.
         let process = self.process();
-        if file == FileRef::Fd(0) || process.uses_devices.load(Ordering::Relaxed) {
+        if fd == 0 || process.uses_devices.load(Ordering::Relaxed) {
             return None;
         }
-        let transfer = || {
-            let handle = self.file(file)?;
-            let user = UserSlice::new(buf, u64::from(len))?;
-            process.with_address_space(|space| {
-                if write {
-                    handle.write_from_user(space, offset, user)
-                } else {
-                    handle.read_to_user(space, offset, user)
-                }
-            })
-        };
-        Some(transfer().map(|n| n as u32))
+        Some(self.transfer(fd, write, offset, buf, len))
+    }
+
+    fn rw_sync_run(&mut self, run: &mut kernel_core::ring::engine::RwRun<'_>) {
+        // `rw_sync` for each, with the transfer inlined in the loop.
+        let process = self.process();
+        while let Some(sqe) = run.next_sqe() {
+            if sqe.fd == 0 || process.uses_devices.load(Ordering::Relaxed) {
+                return;
+            }
+            let result = self.transfer(sqe.fd, sqe.write, sqe.offset, sqe.buf, sqe.len);
+            run.complete(sqe, result);
+        }
     }
 
     fn fsync(&mut self, file: FileRef) -> Result<(), Errno> {

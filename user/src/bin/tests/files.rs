@@ -23,6 +23,7 @@ pub const CASES: &[Case] = &[
     ("fsync of a written file succeeds", fsync),
     ("fd exhaustion fails with EMFILE, close recovers", fd_exhaustion),
     ("a file written by a child (fswrite) is read back by the parent", child_writes),
+    ("read/write of many shapes (in a page, across pages, past 8 pages, unaligned) move the right bytes", transfer_shapes),
 ];
 
 /// A file name that is unlinked when the case ends, however it ends.
@@ -221,5 +222,76 @@ fn child_writes() -> TestResult {
     let status = process::run("fswrite", &["fswrite", name.0, content])?;
     check_eq!(status, 0);
     check_eq!(fs::read_to_vec(name.0)?, content.as_bytes());
+    Ok(())
+}
+
+/// The user-copy paths a RAM file transfer takes by shape (through the
+/// syscalls, or the ring in the ring modes): a range inside
+/// one page (whole words at an aligned address, or not), across two pages,
+/// across more than the 8 pages translated inline, and short at the end of
+/// the file. Each copy must move exactly its bytes: the guard bytes around
+/// the buffer stay as they were.
+fn transfer_shapes() -> TestResult {
+    const SIZE: usize = 40 * 1024 + 100;
+    const PAGE: usize = 4096;
+    const GUARD: usize = 16;
+    let name = Scratch("t_shapes");
+    let mut file = File::open(name.0, O_RDWR | O_CREAT | O_TRUNC)?;
+    let pattern: Vec<u8> = (0..SIZE).map(|i| (i * 7 + i / 251) as u8).collect();
+    check_eq!(file.write(&pattern)?, SIZE);
+    // (file offset, where in a page the buffer starts, length)
+    let shapes: &[(usize, usize, usize)] = &[
+        (0, 0, PAGE),
+        (PAGE, 0, 8),
+        (5, 0, PAGE),
+        (0, 8, PAGE - 8),
+        (0, 3, 100),
+        (7, PAGE - 5, 10),
+        (100, 1, 3 * PAGE),
+        (0, 0, 10 * PAGE),
+        (11, 9, 10 * PAGE + 3),
+        (SIZE - 50, 0, PAGE),
+        (SIZE - 50, 17, 12 * PAGE),
+        (SIZE, 0, 16),
+    ];
+    let mut buf = alloc::vec![0u8; 14 * PAGE];
+    let page0 = buf.as_ptr().align_offset(PAGE);
+    for &(offset, in_page, len) in shapes {
+        let at = page0 + in_page;
+        let expect = len.min(SIZE - offset);
+        buf.fill(0xa5);
+        file.seek(offset as i64, SEEK_SET)?;
+        let n = file.read(&mut buf[at..at + len])?;
+        check!(
+            n == expect,
+            "read of {len} at {offset} (page + {in_page}) gave {n}"
+        );
+        check!(
+            buf[at..at + n] == pattern[offset..offset + n],
+            "read of {len} at {offset} (page + {in_page}): wrong bytes"
+        );
+        check!(
+            buf[at - GUARD.min(at)..at].iter().all(|&b| b == 0xa5)
+                && buf[at + n..at + len + GUARD].iter().all(|&b| b == 0xa5),
+            "read of {len} at {offset} (page + {in_page}) wrote outside its bytes"
+        );
+    }
+    // Writes of the same shapes, each of bytes of its own, read back.
+    for (k, &(offset, in_page, len)) in shapes.iter().enumerate() {
+        let at = page0 + in_page;
+        for (i, b) in buf[at..at + len].iter_mut().enumerate() {
+            *b = (i + 31 * k) as u8;
+        }
+        file.seek(offset as i64, SEEK_SET)?;
+        check_eq!(file.write(&buf[at..at + len])?, len);
+        let mut back = alloc::vec![0u8; len];
+        file.seek(offset as i64, SEEK_SET)?;
+        check_eq!(file.read(&mut back)?, len);
+        check!(
+            back[..] == buf[at..at + len],
+            "write of {len} at {offset} (page + {in_page}) read back wrong"
+        );
+    }
+    detail!("{} shapes read and written", shapes.len());
     Ok(())
 }
