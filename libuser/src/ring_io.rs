@@ -116,6 +116,13 @@ impl Ring {
         unsafe { self.ring.push_sqe(sqe) }
     }
 
+    /// A run of pushes with the SQ bookkeeping in locals
+    /// ([`crate::uring::IoUring::sq_batch`]); drop it before
+    /// [`Ring::submit`].
+    pub fn sq_batch(&mut self) -> uring::SqBatch<'_> {
+        self.ring.sq_batch()
+    }
+
     /// Free SQ slots.
     pub fn sq_space(&self) -> u32 {
         self.ring.sq_space()

@@ -587,16 +587,31 @@ impl IoUring {
         }
         self.sq_free.set(free - 1);
         let index = self.sq_local_tail & self.sq_mask;
+        // SAFETY: `index <= sq_mask`, the slot is free (`sq_free` is a
+        // lower bound of the free slots); the caller answers for the
+        // addresses inside the SQE.
+        unsafe { self.write_slot(self.sqes, index, sqe) };
+        self.sq_local_tail = self.sq_local_tail.wrapping_add(1);
+        true
+    }
+
+    /// Writes `sqe` into SQE slot `index` of `sqes` (this ring's SQEs) and
+    /// its index into the SQ array unless that holds `i` at `i` already.
+    ///
+    /// # Safety
+    ///
+    /// `index <= sq_mask`, the slot is free (the kernel's head has moved
+    /// past it), and `sqe` meets [`IoUring::push_sqe`]'s contract.
+    #[inline(always)]
+    unsafe fn write_slot(&self, sqes: *mut Sqe, index: u32, sqe: &Sqe) {
         // SAFETY: `index <= sq_mask < sq_entries`, and `validate` checked
         // that `sq_entries` SQEs at `sqes` lie in the mapping. The kernel
         // does not read a slot before its index is published (and a slot is
-        // only reused once the kernel's head moved past it: `sq_free` is a
-        // lower bound of the free slots), and the writes are volatile
-        // because the memory is shared; word by word, so that a constant
-        // SQE becomes constant stores. The caller answers for the
-        // addresses inside the SQE.
+        // only reused once the kernel's head moved past it), and the writes
+        // are volatile because the memory is shared; word by word, so that
+        // a constant SQE becomes constant stores.
         unsafe {
-            let slot = self.sqes.add(index as usize).cast::<u64>();
+            let slot = sqes.add(index as usize).cast::<u64>();
             for (i, word) in sqe.to_words().into_iter().enumerate() {
                 ptr::write_volatile(slot.add(i), word);
             }
@@ -604,8 +619,6 @@ impl IoUring {
         if !self.sq_array_identity.get() {
             self.sq_array[index as usize].store(index, Ordering::Relaxed);
         }
-        self.sq_local_tail = self.sq_local_tail.wrapping_add(1);
-        true
     }
 
     /// Makes every pushed SQE visible to the kernel: store-release of the
@@ -617,6 +630,24 @@ impl IoUring {
                 .set(self.sq_head.load(Ordering::Acquire));
         }
         self.sq_tail.store(self.sq_local_tail, Ordering::Release);
+    }
+
+    /// A run of pushes that keeps the SQ's local tail and free count in
+    /// the returned guard (as the `io-uring` crate's `SubmissionQueue`
+    /// does) and hands them back to the ring when dropped: a loop of
+    /// [`SqBatch::push`] then keeps them in registers, where a loop of
+    /// [`IoUring::push_sqe`] reloads and stores them around every SQE (its
+    /// volatile SQE stores may alias them). Publishing is still
+    /// [`IoUring::publish`], after the guard is gone.
+    #[inline]
+    pub fn sq_batch(&mut self) -> SqBatch<'_> {
+        SqBatch {
+            tail: self.sq_local_tail,
+            free: self.sq_free.get(),
+            mask: self.sq_mask,
+            sqes: self.sqes,
+            ring: self,
+        }
     }
 
     /// Publishes, then tells whether an SQPOLL poller is asleep and must be
@@ -1081,5 +1112,51 @@ mod tests {
             ops: alloc::vec![op(22, 1), op(0, 1), op(6, 0), op(1, 1)],
         };
         assert_eq!(report.supported(), [0, 1, 22]);
+    }
+}
+
+/// Pushes onto an [`IoUring`] with its SQ bookkeeping held in locals (see
+/// [`IoUring::sq_batch`]).
+pub struct SqBatch<'a> {
+    ring: &'a mut IoUring,
+    tail: u32,
+    free: u32,
+    mask: u32,
+    sqes: *mut Sqe,
+}
+
+impl SqBatch<'_> {
+    /// [`IoUring::push_sqe`] within the batch. False (nothing written)
+    /// when the SQ is full.
+    ///
+    /// # Safety
+    ///
+    /// As for [`IoUring::push_sqe`].
+    #[inline]
+    pub unsafe fn push(&mut self, sqe: &Sqe) -> bool {
+        if self.free == 0 {
+            let head = self.ring.sq_head.load(Ordering::Acquire);
+            self.free = self
+                .ring
+                .sq_entries()
+                .saturating_sub(self.tail.wrapping_sub(head));
+            if self.free == 0 {
+                return false;
+            }
+        }
+        self.free -= 1;
+        let index = self.tail & self.mask;
+        // SAFETY: `index <= sq_mask`, the slot is free (`free` is a lower
+        // bound of the free slots); the caller answers for the SQE.
+        unsafe { self.ring.write_slot(self.sqes, index, sqe) };
+        self.tail = self.tail.wrapping_add(1);
+        true
+    }
+}
+
+impl Drop for SqBatch<'_> {
+    fn drop(&mut self) {
+        self.ring.sq_local_tail = self.tail;
+        self.ring.sq_free.set(self.free);
     }
 }
