@@ -996,6 +996,52 @@ impl Drop for IoUring {
     }
 }
 
+/// Pushes onto an [`IoUring`] with its SQ bookkeeping held in locals (see
+/// [`IoUring::sq_batch`]).
+pub struct SqBatch<'a> {
+    ring: &'a mut IoUring,
+    tail: u32,
+    free: u32,
+    mask: u32,
+    sqes: *mut Sqe,
+}
+
+impl SqBatch<'_> {
+    /// [`IoUring::push_sqe`] within the batch. False (nothing written)
+    /// when the SQ is full.
+    ///
+    /// # Safety
+    ///
+    /// As for [`IoUring::push_sqe`].
+    #[inline]
+    pub unsafe fn push(&mut self, sqe: &Sqe) -> bool {
+        if self.free == 0 {
+            let head = self.ring.sq_head.load(Ordering::Acquire);
+            self.free = self
+                .ring
+                .sq_entries()
+                .saturating_sub(self.tail.wrapping_sub(head));
+            if self.free == 0 {
+                return false;
+            }
+        }
+        self.free -= 1;
+        let index = self.tail & self.mask;
+        // SAFETY: `index <= sq_mask`, the slot is free (`free` is a lower
+        // bound of the free slots); the caller answers for the SQE.
+        unsafe { self.ring.write_slot(self.sqes, index, sqe) };
+        self.tail = self.tail.wrapping_add(1);
+        true
+    }
+}
+
+impl Drop for SqBatch<'_> {
+    fn drop(&mut self) {
+        self.ring.sq_local_tail = self.tail;
+        self.ring.sq_free.set(self.free);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1112,51 +1158,5 @@ mod tests {
             ops: alloc::vec![op(22, 1), op(0, 1), op(6, 0), op(1, 1)],
         };
         assert_eq!(report.supported(), [0, 1, 22]);
-    }
-}
-
-/// Pushes onto an [`IoUring`] with its SQ bookkeeping held in locals (see
-/// [`IoUring::sq_batch`]).
-pub struct SqBatch<'a> {
-    ring: &'a mut IoUring,
-    tail: u32,
-    free: u32,
-    mask: u32,
-    sqes: *mut Sqe,
-}
-
-impl SqBatch<'_> {
-    /// [`IoUring::push_sqe`] within the batch. False (nothing written)
-    /// when the SQ is full.
-    ///
-    /// # Safety
-    ///
-    /// As for [`IoUring::push_sqe`].
-    #[inline]
-    pub unsafe fn push(&mut self, sqe: &Sqe) -> bool {
-        if self.free == 0 {
-            let head = self.ring.sq_head.load(Ordering::Acquire);
-            self.free = self
-                .ring
-                .sq_entries()
-                .saturating_sub(self.tail.wrapping_sub(head));
-            if self.free == 0 {
-                return false;
-            }
-        }
-        self.free -= 1;
-        let index = self.tail & self.mask;
-        // SAFETY: `index <= sq_mask`, the slot is free (`free` is a lower
-        // bound of the free slots); the caller answers for the SQE.
-        unsafe { self.ring.write_slot(self.sqes, index, sqe) };
-        self.tail = self.tail.wrapping_add(1);
-        true
-    }
-}
-
-impl Drop for SqBatch<'_> {
-    fn drop(&mut self) {
-        self.ring.sq_local_tail = self.tail;
-        self.ring.sq_free.set(self.free);
     }
 }
