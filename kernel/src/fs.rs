@@ -9,7 +9,7 @@
 use crate::arch::paging::AddressSpace;
 use crate::block::{self, Dir, Disk, InFlightGuard, SyncWait};
 use crate::diskfs::WorkerFs;
-use crate::usercopy::{FrameBuf, UserSlice};
+use crate::usercopy::{FrameBuf, UserPages, UserSlice};
 use abi::errno;
 use abi::errno::Errno;
 use alloc::boxed::Box;
@@ -508,6 +508,23 @@ impl File {
     }
 }
 
+/// The pages of the part of `user` one RAM-file transfer moves (at most
+/// [`IO_CHUNK`] bytes), translated into `frames`, and the rest of the
+/// claimed buffer checked (`into_user`: written by a read, so writable).
+#[inline(always)]
+fn ram_pages<'s>(
+    space: &'s AddressSpace,
+    user: UserSlice,
+    into_user: bool,
+    frames: &'s mut FrameBuf,
+) -> Result<UserPages<'s>, Errno> {
+    let pages = user.prefix(IO_CHUNK).pages(space, into_user, frames)?;
+    if user.len() > IO_CHUNK {
+        user.skip(IO_CHUNK).check(space, into_user)?;
+    }
+    Ok(pages)
+}
+
 /// [`File::read_to_user`] on a RAM file: one walk over the whole claimed
 /// buffer (the part a read can fill is translated, the rest only checked),
 /// then the file's bytes go straight to the user's pages under its lock.
@@ -519,10 +536,7 @@ fn read_ram(
     user: UserSlice,
 ) -> Result<usize, Errno> {
     let mut frames = FrameBuf::new();
-    let pages = user.prefix(IO_CHUNK).pages(space, true, &mut frames)?;
-    if user.len() > IO_CHUNK {
-        user.skip(IO_CHUNK).check(space, true)?;
-    }
+    let pages = ram_pages(space, user, true, &mut frames)?;
     let len = pages.len() as usize;
     let irq = InterruptsOff::new();
     // The file's lock is a statement's temporary: released before `irq`.
@@ -546,10 +560,7 @@ fn write_ram(
     user: UserSlice,
 ) -> Result<usize, Errno> {
     let mut frames = FrameBuf::new();
-    let pages = user.prefix(IO_CHUNK).pages(space, false, &mut frames)?;
-    if user.len() > IO_CHUNK {
-        user.skip(IO_CHUNK).check(space, false)?;
-    }
+    let pages = ram_pages(space, user, false, &mut frames)?;
     let irq = InterruptsOff::new();
     // The file's lock is a statement's temporary: released before `irq`.
     let result = file
