@@ -240,7 +240,6 @@ impl IoUring {
         engine.mailbox().set_wait_key(WAIT_KEY_TAG | id);
         let ring = Arc::new(Mutex::new(Ring {
             pid: host.pid(),
-            id,
             slot,
             mapping,
             engine,

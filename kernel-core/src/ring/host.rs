@@ -32,8 +32,6 @@ use alloc::sync::Arc;
 pub struct FdRing {
     /// The process that set the ring up.
     pub pid: u64,
-    /// The backend's id of the ring (its release key).
-    pub id: u64,
     /// Which of the backend's mapping places it occupies (`None` for one
     /// at a fixed address).
     pub slot: Option<u32>,
