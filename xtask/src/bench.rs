@@ -27,6 +27,7 @@ use std::time::Instant;
 use crate::cmdline::Cmdline;
 use crate::config::Config;
 use crate::error::{bail, Error, Result};
+use crate::hostprobe;
 use crate::image;
 use crate::process::describe;
 use crate::qemu::{Emulation, Machine, Media, Outcome, Verdict, ICOUNT_FLAGS};
@@ -572,10 +573,15 @@ struct BootReport {
     log: BenchLog,
     /// `None` if the boot passed, else why not.
     problem: Option<String>,
+    /// The host's cross-CPU cache-line round trip before and after the
+    /// boot (timed runs only; see [`hostprobe`]).
+    host: Option<(Option<f64>, Option<f64>)>,
 }
 
 /// How the anchor run went.
 struct AnchorReport {
+    /// As [`BootReport::host`], around the whole anchor run.
+    host: Option<(Option<f64>, Option<f64>)>,
     script: PathBuf,
     results_path: PathBuf,
     results: AnchorResults,
@@ -714,6 +720,8 @@ fn boot(
         )?,
     };
     let log_path = workspace.bench_dir().join(format!("kernel-smp{smp}.log"));
+    let probe = emulation == Emulation::Tcg;
+    let before = probe.then(hostprobe::line_round_trip_ns);
     eprintln!(
         "==> bench: {} with -smp {smp} (log {})",
         config.name,
@@ -722,6 +730,7 @@ fn boot(
     let start = Instant::now();
     let outcome = machine.run_teed(&log_path, config.timeout)?;
     let seconds = start.elapsed().as_secs_f64();
+    let host = before.map(|before| (before, hostprobe::line_round_trip_ns()));
     let text = fs::read(&log_path).map_err(|err| Error::io("read", &log_path, err))?;
     let log = parse_bench_log(&String::from_utf8_lossy(&text));
     let problem = judge(&outcome, &log, config.timeout.as_secs());
@@ -732,6 +741,7 @@ fn boot(
         seconds,
         log,
         problem,
+        host,
     })
 }
 
@@ -791,9 +801,12 @@ fn run_anchor(
         }
     }
     eprintln!("==> Linux anchor: {shown}{}", describe(&cmd));
+    let probe = !options.icount;
+    let before = probe.then(hostprobe::line_round_trip_ns);
     let status = cmd
         .status()
         .map_err(|err| Error::new(format!("cannot run `{}`: {err}", describe(&cmd))))?;
+    let host = before.map(|before| (before, hostprobe::line_round_trip_ns()));
 
     let results_path = out.join("results.md");
     let mut results = match fs::read_to_string(&results_path) {
@@ -831,6 +844,7 @@ fn run_anchor(
         ));
     }
     Ok(AnchorReport {
+        host,
         script: script.to_path_buf(),
         results_path,
         results,
@@ -898,7 +912,13 @@ fn render_report(
         Measure::Time => writeln!(
             out,
             "- ns/op and cycles/op are as the bench program reports them; cycles are \
-             host TSC ticks under TCG. Speed is reported, never judged."
+             host TSC ticks under TCG. Speed is reported, never judged.\n\
+             - host: the round trip of one cache line between the host's two CPUs, \
+             measured before and after each boot (xtask/src/hostprobe.rs). Two-CPU \
+             ring cases (SQPOLL) follow it: it is either about 100-160 ns or about \
+             270-450 ns on these machines, depending on where the hypervisor has put \
+             the host's CPUs, and changes every few minutes. Take ratios only \
+             between boots measured with the same figure."
         ),
         Measure::Instructions => writeln!(
             out,
@@ -923,6 +943,13 @@ fn render_report(
             boot.seconds,
             shown(&boot.log_path)
         );
+        if let Some((before, after)) = boot.host {
+            let _ = writeln!(
+                out,
+                "- host: cache-line round trip before / after: {}",
+                hostprobe::describe(before, after)
+            );
+        }
         for malformed in &boot.log.malformed {
             let _ = writeln!(out, "- unreadable BENCH line: {malformed}");
         }
@@ -935,6 +962,13 @@ fn render_report(
         let _ = writeln!(out, "- results: {}", shown(&linux.results_path));
         if let Some(problem) = &linux.problem {
             let _ = writeln!(out, "- FAILED: {problem}");
+        }
+        if let Some((before, after)) = linux.host {
+            let _ = writeln!(
+                out,
+                "- host: cache-line round trip before / after the anchor's boots: {}",
+                hostprobe::describe(before, after)
+            );
         }
         for line in &linux.results.header {
             let _ = writeln!(out, "- anchor {line}");

@@ -19,6 +19,7 @@ mod crashtest;
 mod disks;
 mod error;
 mod gate;
+mod hostprobe;
 mod image;
 mod initrd;
 mod persist;
