@@ -400,6 +400,10 @@ impl RingBackend for SqPoll {
                 .map_err(|e| if e == EEXIST { EBUSY } else { e })?;
         let poller = config.poller.map(Poller::new);
         let ctx = self.new_context(pid, mapping, config.sq_entries, config.cq_entries, poller);
+        if ctx.poller.is_some() && host.cpus() > 1 {
+            // The poller posts while the program reaps on another CPU.
+            ctx.engine.lock().set_cq_remote(true);
+        }
         self.with_table(|t| t.insert(pid, ctx.clone()));
         let mut thread_id = 0;
         if let Some(poller) = &ctx.poller {

@@ -342,6 +342,33 @@ impl<'a> BatchView<'a> {
         self.sqes.get(index.load(Ordering::Relaxed) as usize)
     }
 
+    /// Stores once into each cache line of the CQE slots at ring positions
+    /// `first..first + n` (masked), back to back, before a batch fills
+    /// them. The slots are free (the caller checked the CQ has room for
+    /// them), so what is stored (a zero `res`/`flags` word) is never read:
+    /// the batch overwrites it before it publishes the CQ tail. Why: when
+    /// the program reading the CQ runs on another CPU, these lines sit in
+    /// that CPU's cache, and the batch's own CQE stores (eight per line,
+    /// in order) would each wait in the store buffer for their line to
+    /// move; one store per line issues all the moves together. See
+    /// [`super::engine::RingEngine::set_cq_remote`].
+    #[inline(always)]
+    pub(crate) fn warm_cqes(&self, first: u32, n: u32) {
+        const PER_LINE: u32 = 64 / (CQE_WORDS as u32 * 8);
+        let mut i = 0;
+        while i < n {
+            let position = first.wrapping_add(i);
+            if let Some(slot) = self.cqes.get((position & self.cq_mask) as usize) {
+                slot[1].store(0, Ordering::Relaxed);
+            }
+            // To the first slot of the next line. (The CQE array starts on a
+            // page, so lines hold the slots 4k..4k+3 of the layout; a CQ of
+            // fewer than four entries wraps inside one line, and storing
+            // into it again costs nothing more.)
+            i += PER_LINE - (position & (PER_LINE - 1));
+        }
+    }
+
     /// Writes a CQE with no flags at ring position `position` (masked).
     #[inline(always)]
     pub(crate) fn write_cqe(&self, position: u32, user_data: u64, res: i32) {
@@ -514,6 +541,44 @@ mod tests {
         assert_eq!(view.user_pop_cqe(), Some(a));
         assert_eq!(view.user_pop_cqe(), None);
         assert_eq!(view.cq_head(), 1);
+    }
+
+    #[test]
+    fn warm_cqes_stores_once_per_line_and_only_in_the_range() {
+        const MARK: u64 = 0x5a5a;
+        let ring = OwnedRing::new(4, 16);
+        let view = ring.view();
+        let fill = || {
+            for slot in &view.w.cqes {
+                slot[0].store(MARK, Ordering::Relaxed);
+                slot[1].store(MARK, Ordering::Relaxed);
+            }
+        };
+        let stored = || -> Vec<usize> {
+            let mut out = Vec::new();
+            for (i, slot) in view.w.cqes.iter().enumerate() {
+                assert_eq!(slot[0].load(Ordering::Relaxed), MARK, "slot {i} word 0");
+                if slot[1].load(Ordering::Relaxed) != MARK {
+                    out.push(i);
+                }
+            }
+            out
+        };
+        let batch = view.batch_view(4, 16, 3, 15).unwrap().masked().unwrap();
+        // Positions 2..11: lines of slots 0-3, 4-7, 8-11, once each.
+        fill();
+        batch.warm_cqes(2, 9);
+        assert_eq!(stored(), [2, 4, 8]);
+        // Positions 14..21 wrap at 16: slots 14, 15, 0..5.
+        fill();
+        batch.warm_cqes(14, 8);
+        assert_eq!(stored(), [0, 4, 14]);
+        // Nothing for an empty range; never past the CQ's own slots.
+        fill();
+        batch.warm_cqes(5, 0);
+        assert!(stored().is_empty());
+        batch.warm_cqes(u32::MAX, 40);
+        assert!(stored().iter().all(|&slot| slot < 16));
     }
 
     #[test]
